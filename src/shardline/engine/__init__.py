@@ -1,0 +1,6 @@
+"""Kinesis semantics over storage: streams, shards, hash ranges, sequence numbers, iterators, retention,
+resharding, limits and consumers."""
+
+from .engine import Engine
+
+__all__ = ["Engine"]

@@ -1,0 +1,212 @@
+"""State and helpers shared by the engine's action families (the Engine class mixes them together)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import NoReturn
+
+from ..clock import Clock
+from ..errors import (
+    InvalidArgumentException,
+    LimitExceededException,
+    ResourceInUseException,
+    ResourceNotFoundException,
+    ValidationException,
+)
+from ..models import StreamMode, StreamStatus
+from ..settings import Settings
+from ..storage.catalog import Catalog
+from ..storage.log import FileCache, RecoveryReport, ShardLog
+from ..storage.sync import GroupCommitter
+from . import messages as m
+from . import sequence
+from .iterators import IteratorCodec
+from .limits import TokenBucket
+from .streams import ShardState, StreamState
+
+log = logging.getLogger("shardline.engine")
+
+_DAY_MS = 24 * 3600 * 1000
+MAX_TAGS = 50
+TAG_RE = re.compile(r"^[\w\s_.:/=+\-@%]*$", re.UNICODE)
+
+
+class EngineBase:
+    settings: Settings
+    clock: Clock
+    catalog: Catalog
+    files: FileCache
+    committer: GroupCommitter
+    iterators: IteratorCodec
+    streams: dict[str, StreamState]
+    _next_transition_ms: int
+    _closed: bool
+    recovery_reports: list[RecoveryReport]
+
+    # ----------------------------------------------------------------- naming
+    @property
+    def account(self) -> str:
+        return self.settings.account_id
+
+    def stream_arn(self, name: str) -> str:
+        return f"arn:aws:kinesis:{self.settings.region}:{self.settings.account_id}:stream/{name}"
+
+    def _fmt(self, template: str, stream: str, **kw: object) -> str:
+        return template.format(stream=stream, account=self.account, region=self.settings.region, **kw)
+
+    def _not_found(self, name: str) -> NoReturn:
+        raise ResourceNotFoundException(self._fmt(m.STREAM_NOT_FOUND, name))
+
+    # ----------------------------------------------------------------- lookup
+    def _name_from_arn(self, arn: str) -> str:
+        prefix = f"arn:aws:kinesis:{self.settings.region}:{self.settings.account_id}:stream/"
+        if not arn.startswith("arn:aws:kinesis:") or "/" not in arn:
+            raise InvalidArgumentException(m.BAD_ARN.format(arn=arn))
+        if not arn.startswith(prefix):
+            # Another account or region: it cannot be one of ours.
+            raise ResourceNotFoundException(
+                f"Stream {arn.rsplit('/', 1)[-1]} under account {arn.split(':')[4]} not found."
+            )
+        return arn[len(prefix) :].split("/", 1)[0]
+
+    def _stream_name(self, stream_name: str | None, stream_arn: str | None) -> str:
+        if stream_arn is not None:
+            name = self._name_from_arn(stream_arn)
+            if stream_name is not None and stream_name != name:
+                raise InvalidArgumentException(m.NAME_ARN_MISMATCH.format(name=stream_name, arn=stream_arn))
+            return name
+        if stream_name is None:
+            raise ValidationException(m.NAME_OR_ARN)
+        return stream_name
+
+    def _stream(self, stream_name: str | None = None, stream_arn: str | None = None) -> StreamState:
+        name = self._stream_name(stream_name, stream_arn)
+        self._tick()
+        st = self.streams.get(name)
+        if st is None:
+            self._not_found(name)
+        return st
+
+    def _writable(self, st: StreamState) -> None:
+        if st.status not in (StreamStatus.ACTIVE, StreamStatus.UPDATING):
+            raise ResourceInUseException(self._fmt(m.NOT_WRITABLE, st.name, state=st.status.value))
+
+    def _require_active(self, st: StreamState) -> None:
+        if st.status is not StreamStatus.ACTIVE:
+            raise ResourceInUseException(self._fmt(m.NOT_ACTIVE, st.name, state=st.status.value))
+
+    # ----------------------------------------------------------------- time-driven state
+    def _set_status(self, st: StreamState, status: StreamStatus) -> None:
+        """Enter a transitional status; it ends after settings.status_delay_s (lazily, see _tick)."""
+        st.status = status
+        st.status_until_ms = self.clock.now_ms() + int(self.settings.status_delay_s * 1000)
+        self._next_transition_ms = min(self._next_transition_ms, st.status_until_ms)
+
+    def _tick(self) -> None:
+        """Finish every transition whose time has come. Cheap when none is due."""
+        now = self.clock.now_ms()
+        if now < self._next_transition_ms:
+            return
+        nxt = 1 << 62
+        for st in list(self.streams.values()):
+            changed = False
+            if st.status is not StreamStatus.ACTIVE:
+                if now >= st.status_until_ms:
+                    if st.status is StreamStatus.DELETING:
+                        self._finish_delete(st)
+                        continue
+                    st.status = StreamStatus.ACTIVE
+                    changed = True
+                else:
+                    nxt = min(nxt, st.status_until_ms)
+            for c in list(st.consumers.values()):
+                if c.status == "ACTIVE":
+                    continue
+                if now >= c.status_until_ms:
+                    if c.status == "DELETING":
+                        del st.consumers[c.name]
+                    else:
+                        c.status = "ACTIVE"
+                    changed = True
+                else:
+                    nxt = min(nxt, c.status_until_ms)
+            if changed:
+                self._save(st)
+        self._next_transition_ms = nxt
+
+    def _finish_delete(self, st: StreamState) -> None:
+        for sh in st.shards:
+            if sh.log is not None:
+                sh.log.close()
+                sh.log = None
+        self.catalog.delete_stream(st.stream_id)
+        self.streams.pop(st.name, None)
+        log.info("stream %s deleted", st.name)
+
+    # ----------------------------------------------------------------- persistence
+    def _save(self, st: StreamState) -> None:
+        self.catalog.save_stream(st.stream_id, st.to_dict())
+
+    def _open_shard(self, st: StreamState, sh: ShardState) -> None:
+        s = self.settings
+        sh.seq_prefix = sequence.prefix(st.created_s, sh.index)
+        sh.log, report = ShardLog.open(
+            self.catalog.shard_dir(st.stream_id, sh.index),
+            self.files,
+            segment_bytes=s.segment_bytes,
+            index_interval=s.index_interval_bytes,
+            segment_max_age_ms=int(s.segment_max_age_s * 1000),
+            visible_on_write=s.fsync != "always",
+            sealed=not sh.is_open,
+        )
+        if not report.clean:
+            log.warning(
+                "stream %s %s: recovery removed a torn tail of %d bytes, found %d damaged ranges",
+                st.name,
+                sh.shard_id,
+                report.truncated_bytes,
+                len(report.corrupt),
+            )
+        self.recovery_reports.append(report)
+        self._make_buckets(st, sh)
+
+    def _make_buckets(self, st: StreamState, sh: ShardState | None = None) -> None:
+        s = self.settings
+        if not s.enforce_limits:
+            return
+        now = self.clock.monotonic()
+        if sh is not None:
+            sh.write_bytes = TokenBucket(s.shard_write_bytes_per_s, now)
+            sh.write_records = TokenBucket(s.shard_write_records_per_s, now)
+            sh.read_bytes = TokenBucket(s.shard_read_bytes_per_s, now)
+            sh.read_calls = TokenBucket(s.shard_read_calls_per_s, now)
+        else:
+            st.write_bytes = TokenBucket(s.on_demand_write_bytes_per_s, now)
+            st.write_records = TokenBucket(s.on_demand_write_records_per_s, now)
+            st.read_bytes = TokenBucket(s.on_demand_read_bytes_per_s, now)
+
+    # ----------------------------------------------------------------- limits
+    def _open_shard_total(self) -> int:
+        return sum(len(st.open_shards()) for st in self.streams.values())
+
+    def _check_shard_limit(self, additional: int) -> None:
+        current = self._open_shard_total()
+        if current + additional > self.settings.shard_limit:
+            raise LimitExceededException(
+                self._fmt(m.SHARD_LIMIT, "", current=current, limit=self.settings.shard_limit, requested=additional)
+            )
+
+    def _recent(self, stamps: list[int]) -> list[int]:
+        cutoff = self.clock.now_ms() - _DAY_MS
+        return [t for t in stamps if t > cutoff]
+
+    def _on_demand_count(self) -> int:
+        return sum(1 for st in self.streams.values() if st.mode is StreamMode.ON_DEMAND)
+
+    def _validate_tags(self, stream: str, existing: dict[str, str], tags: dict[str, str]) -> None:
+        for k, v in tags.items():
+            if not TAG_RE.match(k) or not TAG_RE.match(v or ""):
+                raise InvalidArgumentException(m.TAG_CHARS)
+        if len(set(existing) | set(tags)) > MAX_TAGS:
+            raise InvalidArgumentException(self._fmt(m.TAG_LIMIT, stream, limit=MAX_TAGS))

@@ -1,0 +1,269 @@
+"""Stream settings: retention, tags, capacity mode, consumers, enhanced monitoring, encryption."""
+
+from __future__ import annotations
+
+from ..errors import (
+    InvalidArgumentException,
+    LimitExceededException,
+    ResourceInUseException,
+    ResourceNotFoundException,
+    validation_error,
+)
+from ..models import Consumer, StreamMode, StreamStatus, Tag
+from . import messages as m
+from ._base import TAG_RE, EngineBase
+from .streams import ConsumerState, StreamState
+
+__all__ = ["Admin"]
+
+SHARD_LEVEL_METRICS = (
+    "IncomingBytes",
+    "IncomingRecords",
+    "OutgoingBytes",
+    "OutgoingRecords",
+    "WriteProvisionedThroughputExceeded",
+    "ReadProvisionedThroughputExceeded",
+    "IteratorAgeMilliseconds",
+)
+
+
+class Admin(EngineBase):
+    # ----------------------------------------------------------------- retention
+    async def increase_stream_retention_period(
+        self, retention_period_hours: int, *, stream_name: str | None = None, stream_arn: str | None = None
+    ) -> None:
+        st = self._stream(stream_name, stream_arn)
+        hours = self._check_retention(retention_period_hours)
+        if hours < st.retention_hours:
+            raise InvalidArgumentException(
+                m.RETENTION_SHORTER.format(hours=hours, stream=st.name, current=st.retention_hours)
+            )
+        self._set_retention(st, hours)
+
+    async def decrease_stream_retention_period(
+        self, retention_period_hours: int, *, stream_name: str | None = None, stream_arn: str | None = None
+    ) -> None:
+        st = self._stream(stream_name, stream_arn)
+        hours = self._check_retention(retention_period_hours)
+        if hours > st.retention_hours:
+            raise InvalidArgumentException(
+                m.RETENTION_LONGER.format(hours=hours, stream=st.name, current=st.retention_hours)
+            )
+        self._set_retention(st, hours)
+
+    def _check_retention(self, hours: int) -> int:
+        if hours < 24:
+            raise InvalidArgumentException(m.RETENTION_MIN.format(hours=hours))
+        if hours > 8760:
+            raise InvalidArgumentException(m.RETENTION_MAX.format(hours=hours))
+        return hours
+
+    def _set_retention(self, st: StreamState, hours: int) -> None:
+        self._require_active(st)
+        st.retention_hours = hours
+        self._save(st)
+
+    # ----------------------------------------------------------------- tags
+    async def add_tags_to_stream(
+        self, tags: dict[str, str], *, stream_name: str | None = None, stream_arn: str | None = None
+    ) -> None:
+        st = self._stream(stream_name, stream_arn)
+        self._validate_tags(st.name, st.tags, tags)
+        st.tags.update(tags)
+        self._save(st)
+
+    async def remove_tags_from_stream(
+        self, tag_keys: list[str], *, stream_name: str | None = None, stream_arn: str | None = None
+    ) -> None:
+        st = self._stream(stream_name, stream_arn)
+        if any(not TAG_RE.match(k) for k in tag_keys):
+            raise InvalidArgumentException(m.TAG_CHARS_REMOVE)
+        for k in tag_keys:
+            st.tags.pop(k, None)
+        self._save(st)
+
+    async def list_tags_for_stream(
+        self,
+        *,
+        stream_name: str | None = None,
+        stream_arn: str | None = None,
+        exclusive_start_tag_key: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[Tag], bool]:
+        if not 1 <= limit <= 50:
+            raise validation_error([(limit, "limit", "Member must have value between 1 and 50")])
+        st = self._stream(stream_name, stream_arn)
+        keys = sorted(k for k in st.tags if exclusive_start_tag_key is None or k > exclusive_start_tag_key)
+        page = keys[:limit]
+        return [Tag(k, st.tags[k]) for k in page], len(keys) > len(page)
+
+    # ----------------------------------------------------------------- capacity mode
+    async def update_stream_mode(self, stream_arn: str, stream_mode: StreamMode | str) -> None:
+        st = self._stream(None, stream_arn)
+        mode = StreamMode(stream_mode)
+        self._require_active(st)
+        if mode is st.mode:
+            return
+        st.mode_switches_ms = self._recent(st.mode_switches_ms)
+        if len(st.mode_switches_ms) >= self.settings.max_mode_switches_per_day:
+            raise LimitExceededException(
+                self._fmt(m.MODE_SWITCH_LIMIT, st.name, limit=self.settings.max_mode_switches_per_day)
+            )
+        if mode is StreamMode.ON_DEMAND and self._on_demand_count() + 1 > self.settings.on_demand_stream_limit:
+            raise LimitExceededException(
+                self._fmt(
+                    m.ON_DEMAND_STREAM_LIMIT,
+                    st.name,
+                    current=self._on_demand_count(),
+                    limit=self.settings.on_demand_stream_limit,
+                )
+            )
+        st.mode_switches_ms.append(self.clock.now_ms())
+        st.mode = mode
+        self._make_buckets(st)
+        self._set_status(st, StreamStatus.UPDATING)
+        self._save(st)
+        self._tick()
+
+    # ----------------------------------------------------------------- consumers (enhanced fan-out registry)
+    async def register_stream_consumer(self, stream_arn: str, consumer_name: str) -> Consumer:
+        st = self._stream(None, stream_arn)
+        if consumer_name in st.consumers:
+            raise ResourceInUseException(self._fmt(m.CONSUMER_EXISTS, st.name, consumer=consumer_name))
+        if len(st.consumers) >= self.settings.max_consumers_per_stream:
+            raise LimitExceededException(
+                self._fmt(m.CONSUMER_LIMIT, st.name, limit=self.settings.max_consumers_per_stream)
+            )
+        now = self.clock.now_ms()
+        c = ConsumerState(consumer_name, now, "CREATING", now + int(self.settings.status_delay_s * 1000))
+        self._next_transition_ms = min(self._next_transition_ms, c.status_until_ms)
+        st.consumers[consumer_name] = c
+        self._save(st)
+        model = self._consumer_model(st, c)
+        self._tick()
+        return model
+
+    async def deregister_stream_consumer(
+        self,
+        *,
+        stream_arn: str | None = None,
+        consumer_name: str | None = None,
+        consumer_arn: str | None = None,
+    ) -> None:
+        st, c = self._find_consumer(stream_arn, consumer_name, consumer_arn)
+        c.status = "DELETING"
+        c.status_until_ms = self.clock.now_ms() + int(self.settings.status_delay_s * 1000)
+        self._next_transition_ms = min(self._next_transition_ms, c.status_until_ms)
+        self._save(st)
+        self._tick()
+
+    async def describe_stream_consumer(
+        self,
+        *,
+        stream_arn: str | None = None,
+        consumer_name: str | None = None,
+        consumer_arn: str | None = None,
+    ) -> Consumer:
+        st, c = self._find_consumer(stream_arn, consumer_name, consumer_arn)
+        return self._consumer_model(st, c)
+
+    async def list_stream_consumers(self, stream_arn: str) -> list[Consumer]:
+        st = self._stream(None, stream_arn)
+        return [self._consumer_model(st, c) for c in sorted(st.consumers.values(), key=lambda c: c.created_ms)]
+
+    def consumer_arn(self, st: StreamState, c: ConsumerState) -> str:
+        return f"{st.arn}/consumer/{c.name}:{c.created_ms // 1000}"
+
+    def _consumer_model(self, st: StreamState, c: ConsumerState) -> Consumer:
+        return Consumer(c.name, self.consumer_arn(st, c), c.status, c.created_ms, st.arn)
+
+    def _find_consumer(
+        self, stream_arn: str | None, consumer_name: str | None, consumer_arn: str | None
+    ) -> tuple[StreamState, ConsumerState]:
+        if consumer_arn is not None:
+            stream_part, sep, rest = consumer_arn.partition("/consumer/")
+            if not sep or ":" not in rest:
+                raise InvalidArgumentException(f"Invalid ConsumerARN {consumer_arn}.")
+            st = self._stream(None, stream_part)
+            name = rest.rsplit(":", 1)[0]
+            c = st.consumers.get(name)
+            if c is None or self.consumer_arn(st, c) != consumer_arn:
+                raise ResourceNotFoundException(self._fmt(m.CONSUMER_NOT_FOUND, st.name, consumer=name))
+            return st, c
+        if stream_arn is None or consumer_name is None:
+            raise InvalidArgumentException(m.CONSUMER_ARGS)
+        st = self._stream(None, stream_arn)
+        c = st.consumers.get(consumer_name)
+        if c is None:
+            raise ResourceNotFoundException(self._fmt(m.CONSUMER_NOT_FOUND, st.name, consumer=consumer_name))
+        return st, c
+
+    # ----------------------------------------------------------------- enhanced monitoring and encryption
+    async def enable_enhanced_monitoring(
+        self, shard_level_metrics: list[str], *, stream_name: str | None = None, stream_arn: str | None = None
+    ) -> tuple[list[str], list[str]]:
+        """Returns (current, desired) shard-level metrics."""
+        return self._set_monitoring(stream_name, stream_arn, shard_level_metrics, enable=True)
+
+    async def disable_enhanced_monitoring(
+        self, shard_level_metrics: list[str], *, stream_name: str | None = None, stream_arn: str | None = None
+    ) -> tuple[list[str], list[str]]:
+        return self._set_monitoring(stream_name, stream_arn, shard_level_metrics, enable=False)
+
+    def _set_monitoring(
+        self, stream_name: str | None, stream_arn: str | None, metrics: list[str], *, enable: bool
+    ) -> tuple[list[str], list[str]]:
+        bad = [x for x in metrics if x != "ALL" and x not in SHARD_LEVEL_METRICS]
+        if bad or not metrics:
+            allowed = "[" + ", ".join((*SHARD_LEVEL_METRICS, "ALL")) + "]"
+            raise validation_error(
+                [
+                    (
+                        metrics,
+                        "shardLevelMetrics",
+                        f"Member must satisfy constraint: [Member must satisfy enum value set: {allowed}]",
+                    )
+                ]
+            )
+        st = self._stream(stream_name, stream_arn)
+        chosen = set(SHARD_LEVEL_METRICS) if "ALL" in metrics else set(metrics)
+        current = list(st.shard_level_metrics)
+        now = set(current) | chosen if enable else set(current) - chosen
+        st.shard_level_metrics = [x for x in SHARD_LEVEL_METRICS if x in now]
+        self._save(st)
+        return current, list(st.shard_level_metrics)
+
+    async def start_stream_encryption(
+        self,
+        encryption_type: str,
+        key_id: str,
+        *,
+        stream_name: str | None = None,
+        stream_arn: str | None = None,
+    ) -> None:
+        """Accepted and reported, as AWS reports it; records on disk stay as stored."""
+        if encryption_type != "KMS":
+            raise validation_error(
+                [(encryption_type, "encryptionType", "Member must satisfy enum value set: [KMS, NONE]")]
+            )
+        st = self._stream(stream_name, stream_arn)
+        self._require_active(st)
+        st.encryption_type, st.key_id = "KMS", key_id
+        self._set_status(st, StreamStatus.UPDATING)
+        self._save(st)
+        self._tick()
+
+    async def stop_stream_encryption(
+        self,
+        encryption_type: str,
+        key_id: str,
+        *,
+        stream_name: str | None = None,
+        stream_arn: str | None = None,
+    ) -> None:
+        st = self._stream(stream_name, stream_arn)
+        self._require_active(st)
+        st.encryption_type, st.key_id = "NONE", None
+        self._set_status(st, StreamStatus.UPDATING)
+        self._save(st)
+        self._tick()

@@ -1,0 +1,352 @@
+"""Data plane: PutRecord(s), GetShardIterator, GetRecords."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+from ..errors import (
+    ExpiredIteratorException,
+    InternalFailureException,
+    InvalidArgumentException,
+    ProvisionedThroughputExceededException,
+    ResourceNotFoundException,
+    validation_error,
+)
+from ..models import (
+    GetRecordsResult,
+    PutRecordResult,
+    PutRecordsEntry,
+    PutRecordsRequestEntry,
+    PutRecordsResult,
+    Record,
+    ShardIteratorType,
+    StreamMode,
+)
+from ..storage.log import ShardLog
+from . import messages as m
+from . import sequence
+from ._base import EngineBase
+from .hashing import MAX_HASH_KEY, hash_key
+from .iterators import IteratorPosition
+from .streams import ShardState, StreamState, shard_id_of
+
+__all__ = ["DataPlane"]
+
+log = logging.getLogger("shardline.engine")
+
+MAX_GET_BYTES = 10 * 1024 * 1024
+_HASH_KEY_RE = re.compile(r"0|[1-9]\d{0,38}")
+_SHARD_ID_RE = re.compile(r"^[^-]*-?(\d+)$")
+
+
+def parse_shard_id(text: str) -> int | None:
+    """AWS accepts any prefix before the first '-' ('shardId-000000000001', 'shard-1', '1')."""
+    tail = text.split("-", 1)[1] if "-" in text else text
+    if not tail.isdigit() or not tail.isascii():
+        return None
+    value = int(tail)
+    return value if value <= 0x7FFFFFFF else None
+
+
+class DataPlane(EngineBase):
+    # ----------------------------------------------------------------- writes
+    async def put_record(
+        self,
+        *,
+        data: bytes,
+        partition_key: str,
+        stream_name: str | None = None,
+        stream_arn: str | None = None,
+        explicit_hash_key: str | None = None,
+        sequence_number_for_ordering: str | None = None,
+    ) -> PutRecordResult:
+        st = self._stream(stream_name, stream_arn)
+        self._writable(st)
+        if sequence_number_for_ordering is not None and sequence.decode(sequence_number_for_ordering) is None:
+            raise InvalidArgumentException(self._fmt(m.ORDERING_SEQ, st.name, seq=sequence_number_for_ordering))
+        # Our sequence numbers only grow within a shard, so every later record already sorts after the given one.
+        result = await self._put(st, [PutRecordsRequestEntry(data, partition_key, explicit_hash_key)], single=True)
+        entry = result.records[0]
+        assert entry.shard_id is not None and entry.sequence_number is not None
+        return PutRecordResult(entry.shard_id, entry.sequence_number, st.encryption_type)
+
+    async def put_records(
+        self,
+        records: Sequence[PutRecordsRequestEntry | tuple[bytes, str] | tuple[bytes, str, str | None]],
+        *,
+        stream_name: str | None = None,
+        stream_arn: str | None = None,
+    ) -> PutRecordsResult:
+        st = self._stream(stream_name, stream_arn)
+        n = len(records)
+        if not 1 <= n <= 500:
+            raise validation_error(
+                [
+                    (
+                        f"[{n} records]",
+                        "records",
+                        f"Member must have length {'greater' if n < 1 else 'less'} than or "
+                        f"equal to {1 if n < 1 else 500}",
+                    )
+                ]
+            )
+        self._writable(st)
+        return await self._put(st, records, single=False)
+
+    async def _put(
+        self,
+        st: StreamState,
+        records: Sequence[PutRecordsRequestEntry | tuple[bytes, str] | tuple[bytes, str, str | None]],
+        *,
+        single: bool,
+    ) -> PutRecordsResult:
+        max_record = st.max_record_size_kib * 1024
+        violations: list[tuple[object, str, str]] = []
+        routed: list[tuple[ShardState, bytes, bytes, bytes]] = []
+        total = 0
+        router = st.router
+        assert router is not None
+        for i, rec in enumerate(records):
+            data, pk = rec[0], rec[1]
+            ehk = rec[2] if len(rec) > 2 else None
+            where = "" if single else f"records.{i + 1}.member."
+            if not isinstance(data, bytes | bytearray | memoryview):
+                violations.append((type(data).__name__, f"{where}data", "Member must not be null"))
+                continue
+            if not isinstance(pk, str) or not 1 <= len(pk) <= 256:
+                violations.append(
+                    (
+                        pk,
+                        f"{where}partitionKey",
+                        "Member must have length less than or equal to 256"
+                        if isinstance(pk, str) and pk
+                        else "Member must have length greater than or equal to 1",
+                    )
+                )
+                continue
+            pkb = pk.encode()
+            size = len(pkb) + len(data)
+            if len(data) > max_record:
+                violations.append(
+                    (
+                        bytes(data),
+                        f"{where}data",
+                        f"Member must have length less than or equal to {max_record}",
+                    )
+                )
+                continue
+            if size > max_record:
+                raise InvalidArgumentException(m.RECORD_TOO_LARGE.format(size=size, limit=max_record))
+            total += size
+            if ehk is not None:
+                if not isinstance(ehk, str) or not _HASH_KEY_RE.fullmatch(ehk):
+                    violations.append(
+                        (
+                            ehk,
+                            f"{where}explicitHashKey",
+                            "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
+                        )
+                    )
+                    continue
+                key = int(ehk)
+                if key > MAX_HASH_KEY:
+                    raise InvalidArgumentException(m.EXPLICIT_HASH_KEY.format(value=ehk))
+                ehkb = ehk.encode()
+            else:
+                key = hash_key(pkb)
+                ehkb = b""
+            routed.append((router.route(key), pkb, ehkb, bytes(data)))  # type: ignore[arg-type]
+        if violations:
+            raise validation_error(violations)
+        if total > self.settings.max_put_records_bytes and not single:
+            raise InvalidArgumentException(m.RECORDS_TOO_LARGE)
+
+        now = self.clock.now_ms()
+        results: list[PutRecordsEntry | None] = [None] * len(routed)
+        groups: dict[ShardState, list[int]] = {}
+        for i, (shard, _pk, _ehk, _d) in enumerate(routed):
+            groups.setdefault(shard, []).append(i)
+        if self.settings.enforce_limits:
+            self._throttle_writes(st, groups, routed, results, single)
+        touched: list[ShardLog] = []
+        failed = 0
+        for shard, group in groups.items():
+            idxs = [i for i in group if results[i] is None]
+            if not idxs:
+                continue
+            lg = shard.log
+            assert lg is not None
+            try:
+                base = lg.append([(routed[i][1], routed[i][2], routed[i][3]) for i in idxs], now)
+            except OSError as exc:
+                log.error("stream %s %s: append failed: %s", st.name, shard.shard_id, exc)
+                if single:
+                    raise InternalFailureException("Internal Service Failure") from exc
+                for i in idxs:
+                    results[i] = PutRecordsEntry(None, None, "InternalFailure", "Internal Service Failure")
+                continue
+            touched.append(lg)
+            sid, prefix = shard.shard_id, shard.seq_prefix + base
+            for j, i in enumerate(idxs):
+                results[i] = PutRecordsEntry(sid, str(prefix + j))
+        if touched and self.settings.fsync == "always":
+            try:
+                await self.committer.commit(touched)
+            except OSError as exc:
+                raise InternalFailureException("Internal Service Failure") from exc
+        out: list[PutRecordsEntry] = []
+        for r in results:
+            assert r is not None
+            if r.error_code is not None:
+                failed += 1
+            out.append(r)
+        return PutRecordsResult(failed, out, st.encryption_type)
+
+    def _throttle_writes(
+        self,
+        st: StreamState,
+        groups: dict[ShardState, list[int]],
+        routed: list[tuple[ShardState, bytes, bytes, bytes]],
+        results: list[PutRecordsEntry | None],
+        single: bool,
+    ) -> None:
+        now = self.clock.monotonic()
+        on_demand = st.mode is StreamMode.ON_DEMAND
+        for shard, idxs in groups.items():
+            bytes_bucket = st.write_bytes if on_demand else shard.write_bytes
+            recs_bucket = st.write_records if on_demand else shard.write_records
+            if bytes_bucket is None or recs_bucket is None:
+                continue
+            for i in idxs:
+                size = len(routed[i][1]) + len(routed[i][3])
+                if bytes_bucket.take(size, now):
+                    if recs_bucket.take(1, now):
+                        continue
+                    bytes_bucket.refund(size)
+                msg = self._fmt(m.RATE_EXCEEDED, st.name, shard=shard.shard_id)
+                if single:
+                    raise ProvisionedThroughputExceededException(msg)
+                results[i] = PutRecordsEntry(None, None, "ProvisionedThroughputExceededException", msg)
+
+    # ----------------------------------------------------------------- iterators
+    async def get_shard_iterator(
+        self,
+        *,
+        shard_id: str,
+        shard_iterator_type: ShardIteratorType | str,
+        stream_name: str | None = None,
+        stream_arn: str | None = None,
+        starting_sequence_number: str | None = None,
+        timestamp_ms: int | None = None,
+    ) -> str:
+        name = self._stream_name(stream_name, stream_arn)
+        index = parse_shard_id(shard_id)
+        if index is None:
+            raise ResourceNotFoundException(self._fmt(m.COULD_NOT_FIND_SHARD, name, shard=shard_id))
+        norm = shard_id_of(index)
+        try:
+            st = self._stream(name)
+        except ResourceNotFoundException:
+            raise ResourceNotFoundException(self._fmt(m.SHARD_NOT_EXIST, name, shard=norm)) from None
+        shard = st.shard(index)
+        if shard is None or shard.log is None:
+            raise ResourceNotFoundException(self._fmt(m.SHARD_NOT_EXIST, name, shard=norm))
+        kind = ShardIteratorType(shard_iterator_type)
+        lg = shard.log
+        seq_kinds = (ShardIteratorType.AT_SEQUENCE_NUMBER, ShardIteratorType.AFTER_SEQUENCE_NUMBER)
+        if kind in (ShardIteratorType.TRIM_HORIZON, ShardIteratorType.LATEST) and starting_sequence_number is not None:
+            raise InvalidArgumentException(m.ITER_SEQ_WITH_TYPE.format(type=kind.value))
+        if kind in seq_kinds:
+            if starting_sequence_number is None:
+                raise InvalidArgumentException(m.ITER_NO_SEQ.format(type=kind.value))
+            offset = self._offset_of(st, shard, starting_sequence_number)
+            if kind is ShardIteratorType.AFTER_SEQUENCE_NUMBER:
+                if offset >= sequence.MAX_OFFSET:
+                    raise InvalidArgumentException(m.ITER_AFTER_MAX)
+                offset += 1
+        elif kind is ShardIteratorType.TRIM_HORIZON:
+            offset = lg.log_start
+        elif kind is ShardIteratorType.LATEST:
+            offset = lg.visible_offset
+        else:
+            if timestamp_ms is None:
+                raise InvalidArgumentException(m.ITER_NO_TIMESTAMP)
+            now = self.clock.now_ms()
+            if timestamp_ms > now:
+                raise InvalidArgumentException(m.ITER_FUTURE_TIMESTAMP.format(ts=timestamp_ms, now=now))
+            offset = lg.offset_for_time(timestamp_ms)
+        return self.iterators.encode(IteratorPosition(st.name, st.created_ms, index, offset, self.clock.now_ms()))
+
+    def _offset_of(self, st: StreamState, shard: ShardState, seq: str) -> int:
+        decoded = sequence.decode(seq)
+        if decoded is None:
+            raise InvalidArgumentException(self._fmt(m.ITER_BAD_SEQ, st.name, seq=seq, shard=shard.shard_id))
+        if decoded.shard_index != shard.index:
+            raise InvalidArgumentException(
+                m.ITER_OTHER_SHARD.format(encoded=shard_id_of(decoded.shard_index), shard=shard.shard_id)
+            )
+        if decoded.stream_created_s != st.created_s & ((1 << 36) - 1):
+            raise InvalidArgumentException(self._fmt(m.ITER_OTHER_STREAM, st.name, seq=seq, shard=shard.shard_id))
+        return decoded.offset
+
+    # ----------------------------------------------------------------- reads
+    async def get_records(self, shard_iterator: str, *, limit: int | None = None) -> GetRecordsResult:
+        pos = self.iterators.decode(shard_iterator)
+        if pos is None:
+            raise InvalidArgumentException(m.INVALID_ITERATOR)
+        now = self.clock.now_ms()
+        ttl = self.settings.iterator_ttl_ms
+        if now - pos.issued_ms > ttl:
+            raise ExpiredIteratorException(
+                m.ITERATOR_EXPIRED.format(created=m.java_date(pos.issued_ms), now=m.java_date(now), ttl=ttl)
+            )
+        if limit is None:
+            limit = 10_000
+        elif not 1 <= limit <= 10_000:
+            rule = "greater than or equal to 1" if limit < 1 else "less than or equal to 10000"
+            raise validation_error([(limit, "limit", f"Member must have value {rule}")])
+        self._tick()
+        st = self.streams.get(pos.stream_name)
+        shard = st.shard(pos.shard_index) if st is not None and st.created_ms == pos.stream_created_ms else None
+        if st is None or shard is None or shard.log is None:
+            raise ResourceNotFoundException(
+                self._fmt(m.SHARD_NOT_EXIST, pos.stream_name, shard=shard_id_of(pos.shard_index))
+            )
+        lg = shard.log
+        if self.settings.enforce_limits:
+            self._throttle_read_call(st, shard)
+        try:
+            stored, next_offset = lg.read(pos.offset, limit, MAX_GET_BYTES)
+        except OSError as exc:
+            log.error("stream %s %s: read failed: %s", st.name, shard.shard_id, exc)
+            raise InternalFailureException("Internal Service Failure") from exc
+        prefix = shard.seq_prefix
+        enc = None if st.encryption_type == "NONE" else st.encryption_type
+        records = [Record(str(prefix + r.offset), r.arrival_ms, r.data, r.partition_key, enc) for r in stored]
+        if self.settings.enforce_limits and stored:
+            self._charge_read(st, shard, sum(len(r.data) + len(r.partition_key) for r in stored))
+        end = lg.visible_offset
+        if next_offset >= end:
+            behind = 0
+        else:
+            arrival = lg.arrival_of(next_offset)
+            behind = max(0, now - arrival) if arrival is not None else 0
+        if not shard.is_open and next_offset >= end:
+            return GetRecordsResult(records, None, behind, st.children_of(shard))
+        token = self.iterators.encode(IteratorPosition(st.name, st.created_ms, shard.index, next_offset, now))
+        return GetRecordsResult(records, token, behind, None)
+
+    def _throttle_read_call(self, st: StreamState, shard: ShardState) -> None:
+        now = self.clock.monotonic()
+        calls = shard.read_calls
+        volume = st.read_bytes if st.mode is StreamMode.ON_DEMAND else shard.read_bytes
+        ok = (volume is None or volume.take(0, now)) and (calls is None or calls.take(1, now))
+        if not ok:
+            raise ProvisionedThroughputExceededException(self._fmt(m.READ_RATE_EXCEEDED, st.name, shard=shard.shard_id))
+
+    def _charge_read(self, st: StreamState, shard: ShardState, nbytes: int) -> None:
+        volume = st.read_bytes if st.mode is StreamMode.ON_DEMAND else shard.read_bytes
+        if volume is not None:
+            volume.spend(nbytes, self.clock.monotonic())

@@ -1,0 +1,177 @@
+"""The engine façade: one object per data directory, methods named after the Kinesis actions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ..clock import Clock, SystemClock
+from ..settings import Settings
+from ..storage.catalog import Catalog
+from ..storage.log import FileCache, RecoveryReport
+from ..storage.sync import GroupCommitter
+from .admin import Admin
+from .control import ControlPlane
+from .data import DataPlane
+from .iterators import IteratorCodec
+from .resharding import Resharding
+from .streams import StreamState
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("shardline.engine")
+
+
+class Engine(DataPlane, ControlPlane, Resharding, Admin):
+    """An embedded Kinesis engine over one data directory.
+
+    ```python
+    async with Engine(Settings(data_dir=Path("data"))) as engine:
+        await engine.create_stream("orders", 2)
+        await engine.put_record(stream_name="orders", data=b"{}", partition_key="o-1")
+    ```
+    Every method is a coroutine and must be called from the event loop that opened the engine.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, clock: Clock | None = None, **overrides: Any) -> None:
+        base = settings or Settings()
+        if "data_dir" in overrides:
+            overrides["data_dir"] = Path(overrides["data_dir"])
+        self.settings = replace(base, **overrides) if overrides else base
+        self.clock = clock or SystemClock()
+        self.catalog = Catalog(Path(self.settings.data_dir))
+        self.files = FileCache(self.settings.open_read_files)
+        self.committer = GroupCommitter()
+        self.streams: dict[str, StreamState] = {}
+        self.recovery_reports: list[RecoveryReport] = []
+        self._next_transition_ms = 0
+        self._closed = True
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ----------------------------------------------------------------- lifecycle
+    async def open(self) -> Engine:
+        self.catalog.open()
+        self.iterators = IteratorCodec(self.catalog.secret)
+        try:
+            for stream_id, meta in self.catalog.load_streams():
+                st = StreamState.from_dict(stream_id, meta)
+                for sh in st.shards:
+                    if not sh.expired:
+                        self._open_shard(st, sh)
+                self._make_buckets(st)
+                st.rebuild_router()
+                self.streams[st.name] = st
+        except BaseException:
+            self._close_logs()
+            self.catalog.close(clean=False)
+            raise
+        self._closed = False
+        self._tick()
+        self._tasks.append(asyncio.create_task(self._retention_loop(), name="shardline-retention"))
+        if self.settings.fsync == "interval":
+            self._tasks.append(asyncio.create_task(self._interval_sync_loop(), name="shardline-fsync-interval"))
+        log.info(
+            "engine open: %s, %d streams, clean=%s",
+            self.settings.data_dir,
+            len(self.streams),
+            self.catalog.was_clean,
+        )
+        return self
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+        await self.committer.close()
+        self._close_logs()
+        self.files.close()
+        self.catalog.close(clean=True)
+
+    def _close_logs(self) -> None:
+        for st in self.streams.values():
+            for sh in st.shards:
+                if sh.log is not None:
+                    sh.log.close()
+
+    async def __aenter__(self) -> Engine:
+        return await self.open()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def was_clean(self) -> bool:
+        """Whether the previous process closed the data directory cleanly."""
+        return self.catalog.was_clean
+
+    @property
+    def recovery(self) -> list[RecoveryReport]:
+        """What opening each shard log found (torn tails cut, damaged ranges)."""
+        return list(self.recovery_reports)
+
+    # ----------------------------------------------------------------- retention
+    def enforce_retention(self) -> int:
+        """Delete whole segments past each stream's retention, and closed shards whose data has all expired.
+        Returns the number of records removed. Runs periodically in the background; callable directly."""
+        self._tick()
+        now = self.clock.now_ms()
+        removed = 0
+        for st in list(self.streams.values()):
+            cutoff = now - st.retention_hours * 3600_000
+            changed = False
+            for sh in st.shards:
+                lg = sh.log
+                if lg is None:
+                    continue
+                if sh.closed_ms is not None and sh.closed_ms < cutoff:
+                    removed += lg.next_offset - lg.log_start
+                    lg.close()
+                    sh.log = None
+                    sh.expired = True
+                    self.catalog.delete_shard(st.stream_id, sh.index)
+                    changed = True
+                    continue
+                removed += lg.trim_before_time(cutoff)
+            if changed:
+                self._save(st)
+        return removed
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.settings.retention_check_interval_s)
+            try:
+                n = self.enforce_retention()
+                if n:
+                    log.info("retention removed %d records", n)
+            except Exception:
+                log.exception("retention pass failed")
+
+    async def _interval_sync_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.fsync_interval_ms / 1000)
+            dirty = [
+                (sh.log, sh.log.next_offset)
+                for st in self.streams.values()
+                for sh in st.shards
+                if sh.log is not None and sh.log.synced_offset < sh.log.next_offset
+            ]
+            try:
+                for lg, offset in dirty:
+                    await loop.run_in_executor(None, lg.sync)
+                    lg.mark_synced(offset)
+            except Exception:
+                log.exception("interval fsync failed")

@@ -1,0 +1,37 @@
+"""Throughput limits: token buckets per shard (PROVISIONED) or per stream (ON_DEMAND)."""
+
+from __future__ import annotations
+
+__all__ = ["TokenBucket"]
+
+
+class TokenBucket:
+    """Holds at most one second of capacity; ``take`` succeeds only when the whole amount fits."""
+
+    __slots__ = ("_level", "_rate", "_updated")
+
+    def __init__(self, rate_per_s: float, now_s: float) -> None:
+        self._rate = float(rate_per_s)
+        self._level = float(rate_per_s)
+        self._updated = now_s
+
+    def _refill(self, now_s: float) -> None:
+        if now_s > self._updated:
+            self._level = min(self._rate, self._level + (now_s - self._updated) * self._rate)
+            self._updated = now_s
+
+    def take(self, amount: float, now_s: float) -> bool:
+        self._refill(now_s)
+        if amount <= self._level:
+            self._level -= amount
+            return True
+        return False
+
+    def refund(self, amount: float) -> None:
+        self._level = min(self._rate, self._level + amount)
+
+    def spend(self, amount: float, now_s: float) -> None:
+        """Charge ``amount`` even past empty: the debt makes the next calls fail until it is paid back, as AWS
+        throttles the seconds after a very large read."""
+        self._refill(now_s)
+        self._level -= amount

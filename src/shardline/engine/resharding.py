@@ -1,0 +1,190 @@
+"""SplitShard, MergeShards and UpdateShardCount.
+
+A reshard seals the parents (no more appends; their logs stay readable until retention) and opens fresh logs for
+the children. Children get new, higher shard indexes, so their sequence numbers sort after every parent's. The
+parent/child change lands in one atomic metadata write.
+"""
+
+from __future__ import annotations
+
+from ..errors import (
+    InvalidArgumentException,
+    LimitExceededException,
+    ResourceNotFoundException,
+    ValidationException,
+    validation_error,
+)
+from ..models import StreamMode, StreamStatus
+from . import messages as m
+from ._base import EngineBase
+from .data import parse_shard_id
+from .hashing import even_ranges
+from .streams import ShardState, StreamState, shard_id_of
+
+__all__ = ["Resharding"]
+
+
+class Resharding(EngineBase):
+    async def split_shard(
+        self,
+        *,
+        shard_to_split: str,
+        new_starting_hash_key: str | int,
+        stream_name: str | None = None,
+        stream_arn: str | None = None,
+    ) -> None:
+        name = self._stream_name(stream_name, stream_arn)
+        index = parse_shard_id(shard_to_split)
+        if index is None:
+            raise ResourceNotFoundException(self._fmt(m.COULD_NOT_FIND_SHARD, name, shard=shard_to_split))
+        st = self._stream(name)
+        shard = self._reshard_target(st, index)
+        self._check_shard_limit(1)
+        key = int(new_starting_hash_key)
+        if not shard.start_key + 1 < key < shard.end_key:
+            raise InvalidArgumentException(
+                self._fmt(
+                    m.SPLIT_KEY,
+                    st.name,
+                    key=key,
+                    shard=shard.shard_id,
+                    start=shard.start_key,
+                    end=shard.end_key,
+                )
+            )
+        self._require_active(st)
+        self._require_open(st, shard)
+        self._split(st, shard, key)
+        self._commit_reshard(st)
+
+    async def merge_shards(
+        self,
+        *,
+        shard_to_merge: str,
+        adjacent_shard_to_merge: str,
+        stream_name: str | None = None,
+        stream_arn: str | None = None,
+    ) -> None:
+        name = self._stream_name(stream_name, stream_arn)
+        ia, ib = parse_shard_id(shard_to_merge), parse_shard_id(adjacent_shard_to_merge)
+        for text, idx in ((shard_to_merge, ia), (adjacent_shard_to_merge, ib)):
+            if idx is None:
+                raise ResourceNotFoundException(self._fmt(m.COULD_NOT_FIND_SHARD, name, shard=text))
+        assert ia is not None and ib is not None
+        st = self._stream(name)
+        a, b = self._reshard_target(st, ia), self._reshard_target(st, ib)
+        if a.end_key + 1 != b.start_key:
+            raise InvalidArgumentException(self._fmt(m.NOT_ADJACENT, st.name, shard=a.shard_id, adjacent=b.shard_id))
+        self._require_active(st)
+        self._require_open(st, a)
+        self._require_open(st, b)
+        self._merge(st, a, b)
+        self._commit_reshard(st)
+
+    async def update_shard_count(
+        self,
+        *,
+        target_shard_count: int,
+        scaling_type: str = "UNIFORM_SCALING",
+        stream_name: str | None = None,
+        stream_arn: str | None = None,
+    ) -> tuple[int, int]:
+        """Returns (current shard count, target shard count) as AWS reports them."""
+        if scaling_type != "UNIFORM_SCALING":
+            raise validation_error(
+                [(scaling_type, "scalingType", "Member must satisfy enum value set: [UNIFORM_SCALING]")]
+            )
+        if target_shard_count < 1:
+            raise validation_error(
+                [
+                    (
+                        target_shard_count,
+                        "targetShardCount",
+                        "Member must have value greater than or equal to 1",
+                    )
+                ]
+            )
+        st = self._stream(stream_name, stream_arn)
+        if st.mode is StreamMode.ON_DEMAND:
+            raise ValidationException(self._fmt(m.ON_DEMAND_RESHARD, st.name))
+        self._require_active(st)
+        opened = sorted(st.open_shards(), key=lambda s: s.start_key)
+        n, target = len(opened), target_shard_count
+        others = self._open_shard_total() - n
+        if target > self.settings.shard_limit - others or target > 10_000:
+            raise LimitExceededException(
+                m.SCALE_LIMIT.format(limit=min(self.settings.shard_limit - others, 10_000), open=n, target=target)
+            )
+        if target > 2 * n:
+            raise LimitExceededException(m.SCALE_UP_DOUBLE.format(open=n, target=target))
+        if target * 2 < n:
+            raise LimitExceededException(m.SCALE_DOWN_HALF.format(open=n, target=target))
+        st.scaling_ops_ms = self._recent(st.scaling_ops_ms)
+        if len(st.scaling_ops_ms) >= self.settings.max_scaling_ops_per_day:
+            raise LimitExceededException(self._fmt(m.SCALE_OPS, st.name, limit=self.settings.max_scaling_ops_per_day))
+        st.scaling_ops_ms.append(self.clock.now_ms())
+        if target != n or any((s.start_key, s.end_key) != r for s, r in zip(opened, even_ranges(target), strict=False)):
+            self._scale_uniformly(st, target)
+        self._commit_reshard(st)
+        return n, target
+
+    # ----------------------------------------------------------------- mechanics
+    def _reshard_target(self, st: StreamState, index: int) -> ShardState:
+        if st.mode is StreamMode.ON_DEMAND:
+            raise ValidationException(self._fmt(m.ON_DEMAND_RESHARD, st.name))
+        shard = st.shard(index)
+        if shard is None or shard.log is None:
+            raise ResourceNotFoundException(self._fmt(m.COULD_NOT_FIND_SHARD, st.name, shard=shard_id_of(index)))
+        return shard
+
+    def _require_open(self, st: StreamState, shard: ShardState) -> None:
+        if not shard.is_open:
+            raise InvalidArgumentException(self._fmt(m.ALREADY_RESHARDED, st.name, shard=shard.shard_id))
+
+    def _new_shard(self, st: StreamState, lo: int, hi: int, parent: int, adjacent: int | None = None) -> ShardState:
+        child = ShardState(len(st.shards), lo, hi, self.clock.now_ms(), parent=parent, adjacent_parent=adjacent)
+        st.shards.append(child)
+        self._open_shard(st, child)
+        return child
+
+    def _close(self, shard: ShardState) -> None:
+        shard.closed_ms = self.clock.now_ms()
+        assert shard.log is not None
+        shard.log.seal()
+
+    def _split(self, st: StreamState, shard: ShardState, key: int) -> tuple[ShardState, ShardState]:
+        self._close(shard)
+        low = self._new_shard(st, shard.start_key, key - 1, shard.index)
+        high = self._new_shard(st, key, shard.end_key, shard.index)
+        return low, high
+
+    def _merge(self, st: StreamState, a: ShardState, b: ShardState) -> ShardState:
+        self._close(a)
+        self._close(b)
+        return self._new_shard(st, a.start_key, b.end_key, a.index, b.index)
+
+    def _scale_uniformly(self, st: StreamState, target: int) -> None:
+        """Reach ``target`` evenly sized open shards by splits and merges only, so every child has at most a parent
+        and an adjacent parent, as on AWS (which also creates short-lived intermediate shards this way)."""
+        ranges = even_ranges(target)
+        # 1. Split every open shard that a target boundary cuts.
+        for lo, _hi in ranges[1:]:
+            for s in st.open_shards():
+                if s.start_key < lo <= s.end_key:
+                    self._split(st, s, lo)
+                    break
+        # 2. Merge, left to right, the open shards that make up each target range.
+        for lo, hi in ranges:
+            parts = sorted(
+                (s for s in st.open_shards() if lo <= s.start_key and s.end_key <= hi),
+                key=lambda s: s.start_key,
+            )
+            acc = parts[0]
+            for nxt in parts[1:]:
+                acc = self._merge(st, acc, nxt)
+
+    def _commit_reshard(self, st: StreamState) -> None:
+        st.rebuild_router()
+        self._set_status(st, StreamStatus.UPDATING)
+        self._save(st)
+        self._tick()

@@ -1,0 +1,209 @@
+"""In-memory state of streams and shards, and its round trip to the metadata file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..models import (
+    ChildShard,
+    HashKeyRange,
+    SequenceNumberRange,
+    Shard,
+    StreamMode,
+    StreamStatus,
+)
+from ..storage.log import ShardLog
+from . import sequence
+from .hashing import HashRouter
+from .limits import TokenBucket
+
+__all__ = ["ShardState", "StreamState", "shard_id_of"]
+
+META_VERSION = 1
+
+
+def shard_id_of(index: int) -> str:
+    return f"shardId-{index:012d}"
+
+
+@dataclass(eq=False)
+class ShardState:
+    index: int
+    start_key: int
+    end_key: int
+    created_ms: int
+    parent: int | None = None
+    adjacent_parent: int | None = None
+    closed_ms: int | None = None
+    expired: bool = False  # closed and past retention: files deleted, kept only for lineage
+    log: ShardLog | None = None
+    seq_prefix: int = 0
+    shard_id: str = ""
+    write_bytes: TokenBucket | None = None
+    write_records: TokenBucket | None = None
+    read_bytes: TokenBucket | None = None
+    read_calls: TokenBucket | None = None
+
+    def __post_init__(self) -> None:
+        self.shard_id = shard_id_of(self.index)
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_ms is None
+
+    def seq(self, offset: int) -> str:
+        return str(self.seq_prefix + offset)
+
+    def to_model(self) -> Shard:
+        return Shard(
+            shard_id=self.shard_id,
+            hash_key_range=HashKeyRange(self.start_key, self.end_key),
+            sequence_number_range=SequenceNumberRange(
+                self.seq(0), None if self.is_open else self.seq(sequence.MAX_OFFSET)
+            ),
+            parent_shard_id=shard_id_of(self.parent) if self.parent is not None else None,
+            adjacent_parent_shard_id=shard_id_of(self.adjacent_parent) if self.adjacent_parent is not None else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "start_key": str(self.start_key),
+            "end_key": str(self.end_key),
+            "created_ms": self.created_ms,
+            "parent": self.parent,
+            "adjacent_parent": self.adjacent_parent,
+            "closed_ms": self.closed_ms,
+            "expired": self.expired,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ShardState:
+        return cls(
+            index=int(d["index"]),
+            start_key=int(d["start_key"]),
+            end_key=int(d["end_key"]),
+            created_ms=int(d["created_ms"]),
+            parent=d.get("parent"),
+            adjacent_parent=d.get("adjacent_parent"),
+            closed_ms=d.get("closed_ms"),
+            expired=bool(d.get("expired", False)),
+        )
+
+
+@dataclass(eq=False)
+class ConsumerState:
+    name: str
+    created_ms: int
+    status: str = "CREATING"
+    status_until_ms: int = 0
+
+
+@dataclass(eq=False)
+class StreamState:
+    stream_id: str
+    name: str
+    arn: str
+    created_ms: int
+    mode: StreamMode
+    retention_hours: int = 24
+    status: StreamStatus = StreamStatus.CREATING
+    status_until_ms: int = 0
+    shards: list[ShardState] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    consumers: dict[str, ConsumerState] = field(default_factory=dict)
+    encryption_type: str = "NONE"
+    key_id: str | None = None
+    shard_level_metrics: list[str] = field(default_factory=list)
+    scaling_ops_ms: list[int] = field(default_factory=list)
+    mode_switches_ms: list[int] = field(default_factory=list)
+    max_record_size_kib: int = 1024
+    router: HashRouter | None = None
+    write_bytes: TokenBucket | None = None
+    write_records: TokenBucket | None = None
+    read_bytes: TokenBucket | None = None
+
+    @property
+    def created_s(self) -> int:
+        return self.created_ms // 1000
+
+    def shard(self, index: int) -> ShardState | None:
+        # Shard indexes are dense and in creation order, so the list position is the index.
+        if 0 <= index < len(self.shards):
+            return self.shards[index]
+        return None
+
+    def open_shards(self) -> list[ShardState]:
+        return [s for s in self.shards if s.is_open]
+
+    def rebuild_router(self) -> None:
+        self.router = HashRouter([(s.start_key, s.end_key, s) for s in self.shards if s.is_open])
+
+    def children_of(self, shard: ShardState) -> tuple[ChildShard, ...]:
+        return tuple(
+            ChildShard(
+                shard_id=c.shard_id,
+                parent_shards=tuple(shard_id_of(p) for p in (c.parent, c.adjacent_parent) if p is not None),
+                hash_key_range=HashKeyRange(c.start_key, c.end_key),
+            )
+            for c in self.shards
+            if shard.index in (c.parent, c.adjacent_parent)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": META_VERSION,
+            "name": self.name,
+            "arn": self.arn,
+            "created_ms": self.created_ms,
+            "mode": self.mode.value,
+            "retention_hours": self.retention_hours,
+            "status": self.status.value,
+            "status_until_ms": self.status_until_ms,
+            "shards": [s.to_dict() for s in self.shards],
+            "tags": self.tags,
+            "consumers": [
+                {
+                    "name": c.name,
+                    "created_ms": c.created_ms,
+                    "status": c.status,
+                    "status_until_ms": c.status_until_ms,
+                }
+                for c in self.consumers.values()
+            ],
+            "encryption_type": self.encryption_type,
+            "key_id": self.key_id,
+            "shard_level_metrics": self.shard_level_metrics,
+            "scaling_ops_ms": self.scaling_ops_ms,
+            "mode_switches_ms": self.mode_switches_ms,
+            "max_record_size_kib": self.max_record_size_kib,
+        }
+
+    @classmethod
+    def from_dict(cls, stream_id: str, d: dict[str, Any]) -> StreamState:
+        if d.get("version") != META_VERSION:
+            raise RuntimeError(f"stream {stream_id}: unsupported metadata version {d.get('version')!r}")
+        st = cls(
+            stream_id=stream_id,
+            name=d["name"],
+            arn=d["arn"],
+            created_ms=int(d["created_ms"]),
+            mode=StreamMode(d["mode"]),
+            retention_hours=int(d["retention_hours"]),
+            status=StreamStatus(d["status"]),
+            status_until_ms=int(d["status_until_ms"]),
+            shards=[ShardState.from_dict(s) for s in d["shards"]],
+            tags=dict(d.get("tags", {})),
+            encryption_type=d.get("encryption_type", "NONE"),
+            key_id=d.get("key_id"),
+            shard_level_metrics=list(d.get("shard_level_metrics", [])),
+            scaling_ops_ms=list(d.get("scaling_ops_ms", [])),
+            mode_switches_ms=list(d.get("mode_switches_ms", [])),
+            max_record_size_kib=int(d.get("max_record_size_kib", 1024)),
+        )
+        for c in d.get("consumers", []):
+            st.consumers[c["name"]] = ConsumerState(
+                c["name"], int(c["created_ms"]), c["status"], int(c["status_until_ms"])
+            )
+        return st

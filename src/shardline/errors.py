@@ -1,0 +1,104 @@
+"""Errors named exactly as AWS names them.
+
+``type(exc).__name__`` is the wire ``__type``; each class carries the HTTP status AWS answers with and whether a
+client may retry. The classes are generated from one table so that adding an error is one line.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AccessDeniedException",
+    "ExpiredIteratorException",
+    "ExpiredNextTokenException",
+    "InternalFailureException",
+    "InvalidArgumentException",
+    "KinesisError",
+    "LimitExceededException",
+    "ProvisionedThroughputExceededException",
+    "ResourceInUseException",
+    "ResourceNotFoundException",
+    "SerializationException",
+    "ValidationException",
+]
+
+
+class KinesisError(Exception):
+    """Base of every error a Kinesis client can see. ``message`` is AWS's wording."""
+
+    http_status: ClassVar[int] = 400
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def type_name(self) -> str:
+        return type(self).__name__
+
+
+class AccessDeniedException(KinesisError):
+    pass
+
+
+class ExpiredIteratorException(KinesisError):
+    pass
+
+
+class ExpiredNextTokenException(KinesisError):
+    pass
+
+
+class InternalFailureException(KinesisError):
+    http_status = 500
+    retryable = True
+
+
+class InvalidArgumentException(KinesisError):
+    pass
+
+
+class LimitExceededException(KinesisError):
+    retryable = True
+
+
+class ProvisionedThroughputExceededException(KinesisError):
+    retryable = True
+
+
+class ResourceInUseException(KinesisError):
+    pass
+
+
+class ResourceNotFoundException(KinesisError):
+    pass
+
+
+class SerializationException(KinesisError):
+    pass
+
+
+class ValidationException(KinesisError):
+    pass
+
+
+def validation_error(violations: list[tuple[object, str, str]]) -> ValidationException:
+    """One ValidationException listing up to 10 (value, member path, constraint) violations, in AWS's words:
+    ``1 validation error detected: Value 'x' at 'streamName' failed to satisfy constraint: Member must ...``."""
+    shown = violations[:10]
+    parts = [f"Value '{_show(value)}' at '{path}' failed to satisfy constraint: {rule}" for value, path, rule in shown]
+    n = len(violations)
+    head = f"{n} validation error{'s' if n != 1 else ''} detected: "
+    return ValidationException(head + "; ".join(parts))
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bytes):
+        return f"java.nio.HeapByteBuffer[pos=0 lim={len(value)} cap={len(value)}]"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)

@@ -1,0 +1,67 @@
+"""Every engine setting with its default. Each field says what it costs or what it guarantees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["FsyncPolicy", "Settings"]
+
+FsyncPolicy = Literal["always", "interval", "never"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = field(default_factory=lambda: Path("shardline-data"))
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+
+    # Durability. always: a put returns only after its bytes are fsynced (concurrent puts share one fsync, and
+    # readers never see a record before it is durable); interval: fsync every fsync_interval_ms, a crash loses at
+    # most that window; never: the OS decides, a power loss may lose recent puts (a process kill loses nothing).
+    fsync: FsyncPolicy = "always"
+    fsync_interval_ms: int = 200
+
+    # Storage layout. Larger segments mean fewer files; retention deletes whole segments, so a segment also rolls
+    # after segment_max_age_s to keep the retention overshoot bounded.
+    segment_bytes: int = 64 * 1024 * 1024
+    segment_max_age_s: float = 3600.0
+    index_interval_bytes: int = 64 * 1024
+    open_read_files: int = 256  # bound on cached read descriptors across all shards
+
+    # Kinesis behaviour.
+    status_delay_s: float = 0.0  # CREATING/UPDATING/DELETING last this long (AWS: seconds to minutes)
+    iterator_ttl_ms: int = 300_000
+    shard_limit: int = 500  # account-wide open shards (AWS default in the large regions)
+    on_demand_stream_limit: int = 50
+    on_demand_initial_shards: int = 4
+    max_scaling_ops_per_day: int = 10
+    max_mode_switches_per_day: int = 2
+    max_record_bytes: int = 1024 * 1024  # partition key + data
+    max_put_records_bytes: int = 5 * 1024 * 1024
+    max_consumers_per_stream: int = 20
+
+    # Throughput limits (off unless enforce_limits). Per open shard for PROVISIONED streams; per stream at AWS's
+    # on-demand maxima for ON_DEMAND streams.
+    enforce_limits: bool = False
+    shard_write_bytes_per_s: int = 1024 * 1024
+    shard_write_records_per_s: int = 1000
+    shard_read_bytes_per_s: int = 2 * 1024 * 1024
+    shard_read_calls_per_s: int = 5
+    on_demand_write_bytes_per_s: int = 200 * 1024 * 1024
+    on_demand_write_records_per_s: int = 200_000
+    on_demand_read_bytes_per_s: int = 400 * 1024 * 1024
+
+    # Background work.
+    retention_check_interval_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.fsync not in ("always", "interval", "never"):
+            raise ValueError(f"fsync must be always, interval or never, not {self.fsync!r}")
+        if self.segment_bytes < 4096:
+            raise ValueError("segment_bytes must be at least 4096")
+        if self.index_interval_bytes < 1:
+            raise ValueError("index_interval_bytes must be positive")
+        if not (self.account_id.isdigit() and len(self.account_id) == 12):
+            raise ValueError(f"account_id must be 12 digits, not {self.account_id!r}")

@@ -1,0 +1,349 @@
+"""A shard's log: an ordered list of segments, a durable log-start checkpoint, and recovery.
+
+Directory layout of one shard:
+
+```
+<shard dir>/
+  00000000000000000000.log     frames (framing.py)
+  00000000000000000000.index   sparse index cache (segment.py)
+  00000000000000052113.log     the next segment, named by its first offset
+  log-start                    the first offset still readable, u64 big-endian + crc32 (atomic replace)
+```
+
+Retention first advances ``log-start`` durably, then deletes whole segments below it, so a crash in between
+leaves only files that the next open removes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import struct
+import zlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._fsutil import atomic_write, fsync_dir
+from .framing import FrameHeader, StoredRecord, decode_records, encode_frame
+from .segment import CorruptRange, Segment
+
+__all__ = ["FileCache", "RecoveryReport", "ShardLog"]
+
+log = logging.getLogger("shardline.storage")
+
+_LOG_START = "log-start"
+
+
+@dataclass(slots=True)
+class RecoveryReport:
+    """What opening a log found. ``truncated_bytes`` were a torn tail (never acknowledged under fsync=always)."""
+
+    directory: str
+    segments: int = 0
+    truncated_bytes: int = 0
+    removed_files: list[str] = field(default_factory=list)
+    corrupt: list[CorruptRange] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.truncated_bytes or self.corrupt)
+
+
+class FileCache:
+    """A bounded LRU of read-only descriptors shared by every log of an engine."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self._fds: OrderedDict[Path, int] = OrderedDict()
+
+    def get(self, path: Path) -> int:
+        fd = self._fds.get(path)
+        if fd is not None:
+            self._fds.move_to_end(path)
+            return fd
+        fd = os.open(path, os.O_RDONLY)
+        self._fds[path] = fd
+        while len(self._fds) > self.capacity:
+            _, old = self._fds.popitem(last=False)
+            os.close(old)
+        return fd
+
+    def forget(self, path: Path) -> None:
+        fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+class ShardLog:
+    """Append-only log of one shard. Not thread-safe: appends and reads run on the owner's event loop; only
+    ``sync`` may run on a worker thread."""
+
+    def __init__(
+        self,
+        directory: Path,
+        files: FileCache,
+        *,
+        segment_bytes: int,
+        index_interval: int,
+        segment_max_age_ms: int,
+        visible_on_write: bool,
+    ) -> None:
+        self.directory = directory
+        self._files = files
+        self._segment_bytes = segment_bytes
+        self._index_interval = index_interval
+        self._segment_max_age_ms = segment_max_age_ms
+        self._visible_on_write = visible_on_write
+        self._segments: list[Segment] = []
+        self._bases: list[int] = []
+        self.log_start = 0
+        self.next_offset = 0  # offset the next append gets
+        self.visible_offset = 0  # readers see offsets below this (== next_offset unless waiting for fsync)
+        self.synced_offset = 0
+        self.sealed = False
+        self.last_arrival_ms = -1
+
+    # ----------------------------------------------------------------- open / close
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        files: FileCache,
+        *,
+        segment_bytes: int,
+        index_interval: int,
+        segment_max_age_ms: int,
+        visible_on_write: bool,
+        sealed: bool = False,
+    ) -> tuple[ShardLog, RecoveryReport]:
+        directory.mkdir(parents=True, exist_ok=True)
+        self = cls(
+            directory,
+            files,
+            segment_bytes=segment_bytes,
+            index_interval=index_interval,
+            segment_max_age_ms=segment_max_age_ms,
+            visible_on_write=visible_on_write,
+        )
+        report = RecoveryReport(str(directory))
+        self.log_start = self._read_log_start()
+        bases = sorted(int(p.stem) for p in directory.glob("*.log") if p.stem.isdigit() and len(p.stem) == 20)
+        for name in directory.iterdir():
+            if name.name.startswith(".") and name.name.endswith(".tmp"):
+                name.unlink()
+                report.removed_files.append(name.name)
+        # Segments wholly below log-start were being deleted by retention when the process stopped.
+        while len(bases) > 1 and bases[1] <= self.log_start:
+            self._delete_files(bases.pop(0), report)
+        for i, base in enumerate(bases):
+            last = i == len(bases) - 1
+            if last and not sealed:
+                seg, scan = Segment.open_active(directory, base, index_interval)
+                report.truncated_bytes += seg.truncated_bytes
+            else:
+                seg, scan = Segment.open_sealed(directory, base, index_interval)
+            report.corrupt.extend(scan.corrupt)
+            self._segments.append(seg)
+            self._bases.append(base)
+        if self._segments:
+            self.next_offset = self._segments[-1].end_offset
+            self.last_arrival_ms = max(s.max_arrival_ms for s in self._segments)
+        else:
+            self.next_offset = self.log_start
+        # log-start never passes the end; only a lost tail could make it.
+        self.log_start = min(self.log_start, self.next_offset)
+        self.visible_offset = self.synced_offset = self.next_offset
+        self.sealed = sealed
+        report.segments = len(self._segments)
+        if not self._segments and not sealed:
+            self._roll(self.next_offset)
+        return self, report
+
+    def close(self) -> None:
+        for seg in self._segments:
+            self._files.forget(seg.path)
+            if seg.writable:
+                seg.close()
+
+    def seal(self) -> None:
+        """No more appends; the active segment is fsynced, closed and its index saved."""
+        if self._segments and self._segments[-1].writable:
+            self._segments[-1].seal(durable=True)
+        self.sealed = True
+        self.synced_offset = self.visible_offset = self.next_offset
+
+    # ----------------------------------------------------------------- writes
+    def append(self, records: Sequence[tuple[bytes, bytes, bytes]], arrival_ms: int) -> int:
+        """Append one frame; returns its base offset. The records are visible at once unless the log was opened
+        with ``visible_on_write=False``, in which case ``mark_synced`` makes them visible."""
+        if self.sealed:
+            raise RuntimeError(f"append to sealed log {self.directory}")
+        seg = self._segments[-1]
+        base = self.next_offset
+        frame = encode_frame(base, arrival_ms, records)
+        if seg.size and (
+            seg.size + len(frame) > self._segment_bytes
+            or (seg.first_arrival_ms >= 0 and arrival_ms - seg.first_arrival_ms >= self._segment_max_age_ms)
+        ):
+            seg = self._roll(base)
+        seg.append(frame, FrameHeader(base, len(frame), len(records), arrival_ms, arrival_ms))
+        self.next_offset = base + len(records)
+        self.last_arrival_ms = max(self.last_arrival_ms, arrival_ms)
+        if self._visible_on_write:
+            self.visible_offset = self.next_offset
+        return base
+
+    def sync(self) -> None:
+        """fsync the active segment. Thread-safe against appends on the loop (they only add bytes)."""
+        if self._segments:
+            self._segments[-1].fsync()
+
+    def mark_synced(self, offset: int) -> None:
+        """Everything below ``offset`` is durable; make it visible to readers."""
+        self.synced_offset = max(self.synced_offset, offset)
+        self.visible_offset = max(self.visible_offset, offset)
+
+    def _roll(self, base: int) -> Segment:
+        if self._segments and self._segments[-1].writable:
+            self._segments[-1].seal(durable=True)
+        seg = Segment.create(self.directory, base, self._index_interval)
+        fsync_dir(self.directory)
+        self._segments.append(seg)
+        self._bases.append(base)
+        return seg
+
+    # ----------------------------------------------------------------- reads
+    def read(
+        self, offset: int, max_records: int, max_bytes: int, end_offset: int | None = None
+    ) -> tuple[list[StoredRecord], int]:
+        """Records from ``offset`` (raised to log-start) up to the visible end, at most ``max_records`` and about
+        ``max_bytes`` of key + data (always at least one record). Returns the records and the next offset to read."""
+        offset = max(offset, self.log_start)
+        end = self.visible_offset if end_offset is None else min(end_offset, self.visible_offset)
+        out: list[StoredRecord] = []
+        if offset >= end or not self._segments:
+            return out, offset
+        nbytes = 0
+        next_offset = offset
+        for i in range(max(0, bisect.bisect_right(self._bases, offset) - 1), len(self._segments)):
+            seg = self._segments[i]
+            if seg.base_offset >= end:
+                break
+            pos, _ = seg.position_for_offset(next_offset)
+            fd = self._files.get(seg.path)
+            for buf, rel, header in seg.frames(fd, pos, seg.size):
+                if header.base_offset >= end:
+                    break
+                if header.end_offset <= next_offset:
+                    continue
+                for rec in decode_records(buf, rel, header, next_offset):
+                    if rec.offset >= end:
+                        break
+                    size = len(rec.data) + len(rec.partition_key)
+                    if out and nbytes + size > max_bytes:
+                        return out, rec.offset
+                    out.append(rec)
+                    nbytes += size
+                    next_offset = rec.offset + 1
+                    if len(out) >= max_records:
+                        return out, next_offset
+        # Everything below ``end`` has been read (damaged frames that were skipped included).
+        return out, end
+
+    def offset_for_time(self, arrival_ms: int) -> int:
+        """The offset of the first record that arrived at or after ``arrival_ms`` (the visible end if none)."""
+        end = self.visible_offset
+        for seg in self._segments:
+            if seg.max_arrival_ms < arrival_ms or seg.end_offset <= self.log_start:
+                continue
+            pos, _ = seg.position_for_time(arrival_ms)
+            fd = self._files.get(seg.path)
+            for buf, rel, header in seg.frames(fd, pos, seg.size):
+                if header.base_offset >= end:
+                    return end
+                if header.max_arrival_ms < arrival_ms:
+                    continue
+                for rec in decode_records(buf, rel, header, self.log_start):
+                    if rec.arrival_ms >= arrival_ms:
+                        return min(rec.offset, end)
+        return end
+
+    def arrival_of(self, offset: int) -> int | None:
+        """Arrival time of the record at ``offset``, or None when it is not readable."""
+        recs, _ = self.read(offset, 1, 1)
+        return recs[0].arrival_ms if recs and recs[0].offset == offset else None
+
+    # ----------------------------------------------------------------- retention
+    def segment_ranges(self) -> list[tuple[int, int, int]]:
+        """(base offset, end offset, newest arrival ms) per segment, oldest first."""
+        return [(s.base_offset, s.end_offset, s.max_arrival_ms) for s in self._segments]
+
+    def trim_before_time(self, cutoff_ms: int) -> int:
+        """Delete every segment whose newest record arrived before ``cutoff_ms`` (the active one too, once it is
+        not the only place the log's end offset is recorded). Returns the number of records removed."""
+        doomed = 0
+        for seg in self._segments[:-1]:
+            if seg.max_arrival_ms < cutoff_ms:
+                doomed += 1
+            else:
+                break
+        last = self._segments[-1] if self._segments else None
+        drop_all = (
+            last is not None and doomed == len(self._segments) - 1 and last.size > 0 and last.max_arrival_ms < cutoff_ms
+        )
+        if drop_all and not self.sealed:
+            # Keep a fresh empty segment so the log still knows where it ends.
+            self._roll(self.next_offset)
+            doomed += 1
+        elif drop_all and self.sealed:
+            doomed += 1
+        if not doomed:
+            return 0
+        new_start = self._segments[doomed].base_offset if doomed < len(self._segments) else self.next_offset
+        removed = new_start - self.log_start
+        self._write_log_start(new_start)
+        report = RecoveryReport(str(self.directory))
+        for seg in self._segments[:doomed]:
+            self._files.forget(seg.path)
+            if seg.writable:
+                seg.seal(durable=False)
+            self._delete_files(seg.base_offset, report)
+        del self._segments[:doomed]
+        del self._bases[:doomed]
+        return max(0, removed)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self._segments)
+
+    def _read_log_start(self) -> int:
+        try:
+            raw = (self.directory / _LOG_START).read_bytes()
+        except FileNotFoundError:
+            return 0
+        if len(raw) != 12 or zlib.crc32(raw[:8]) != struct.unpack(">I", raw[8:])[0]:
+            log.error("%s: damaged log-start checkpoint, reading from the oldest segment", self.directory)
+            return 0
+        return int(struct.unpack(">Q", raw[:8])[0])
+
+    def _write_log_start(self, offset: int) -> None:
+        head = struct.pack(">Q", offset)
+        atomic_write(self.directory / _LOG_START, head + struct.pack(">I", zlib.crc32(head)))
+        self.log_start = offset
+
+    def _delete_files(self, base: int, report: RecoveryReport) -> None:
+        for suffix in (".log", ".index"):
+            p = self.directory / f"{base:020d}{suffix}"
+            try:
+                p.unlink()
+                report.removed_files.append(p.name)
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,352 @@
+"""One segment file of a shard log, with its sparse index.
+
+A segment holds whole frames (see framing.py) back to back. Its name is the 20-digit base offset of its first
+frame. The sparse index is kept in memory and saved beside the segment when the segment is sealed or the log is
+closed; it is a cache: recovery rebuilds it whenever it is missing, stale or damaged.
+
+Index file ``<base>.index`` (all big-endian):
+
+```
+ 0      4   5          13          21
+ +------+---+----------+-----------+---------------------------------+--------+
+ | SLIX | v | covered  | entry     | entries: offset u64, position   | crc32  |
+ |      |(1)| size u64 | count u64 | u64, prefix max arrival ms i64  | u32    |
+ +------+---+----------+-----------+---------------------------------+--------+
+```
+An entry says: the frame at ``position`` starts at ``offset``, and every frame before it arrived at or before
+``prefix max arrival``. ``covered size`` is the segment size the index describes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import struct
+import threading
+import zlib
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .framing import HEADER_SIZE, MAGIC, FrameError, FrameHeader, check_crc, parse_header
+
+__all__ = ["CorruptRange", "Segment", "segment_name"]
+
+log = logging.getLogger("shardline.storage")
+
+_INDEX_MAGIC = b"SLIX"
+_INDEX_HEAD = struct.Struct(">4sBQQ")
+_INDEX_ENTRY = struct.Struct(">QQq")
+_READ_CHUNK = 1 << 20
+
+
+def segment_name(base_offset: int) -> str:
+    return f"{base_offset:020d}"
+
+
+@dataclass(frozen=True, slots=True)
+class CorruptRange:
+    """Bytes [start, end) of a segment that hold no valid frame; offsets [first_offset, end_offset) were lost."""
+
+    segment: str
+    start: int
+    end: int
+    first_offset: int
+    end_offset: int
+
+
+@dataclass(slots=True)
+class _ScanResult:
+    valid_end: int
+    corrupt: list[CorruptRange] = field(default_factory=list)
+
+
+class Segment:
+    """A segment file. Appends happen on the event-loop thread; fsync may run on a worker thread."""
+
+    def __init__(self, directory: Path, base_offset: int, index_interval: int) -> None:
+        self.directory = directory
+        self.base_offset = base_offset
+        self.name = segment_name(base_offset)
+        self.path = directory / f"{self.name}.log"
+        self.index_path = directory / f"{self.name}.index"
+        self.index_interval = index_interval
+        self.size = 0
+        self.end_offset = base_offset
+        self.max_arrival_ms = -1
+        self.first_arrival_ms = -1
+        self._idx_offsets = array("q")
+        self._idx_positions = array("q")
+        self._idx_prefix_max = array("q")
+        self._last_indexed_pos = -(1 << 62)
+        self._fd = -1
+        self._fd_lock = threading.Lock()
+        self._skips: dict[int, int] = {}  # corrupt position -> next valid position
+        self.truncated_bytes = 0  # torn tail cut by open_active
+
+    # ----------------------------------------------------------------- lifecycle
+    @classmethod
+    def create(cls, directory: Path, base_offset: int, index_interval: int) -> Segment:
+        seg = cls(directory, base_offset, index_interval)
+        seg._fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        return seg
+
+    @classmethod
+    def open_sealed(cls, directory: Path, base_offset: int, index_interval: int) -> tuple[Segment, _ScanResult]:
+        """Open a segment that is not written any more. Trusts a matching index; otherwise scans the file."""
+        seg = cls(directory, base_offset, index_interval)
+        seg.size = seg.path.stat().st_size
+        if seg._load_index() and seg._idx_offsets:
+            scan = seg._scan(int(seg._idx_positions[-1]), int(seg._idx_offsets[-1]), trust_tail=True)
+        else:
+            seg._reset_index()
+            scan = seg._scan(0, base_offset, trust_tail=True)
+        return seg, scan
+
+    @classmethod
+    def open_active(cls, directory: Path, base_offset: int, index_interval: int) -> tuple[Segment, _ScanResult]:
+        """Open the newest segment for appending: validate every frame after the recovery point, cut a torn tail."""
+        seg = cls(directory, base_offset, index_interval)
+        seg.size = seg.path.stat().st_size
+        if seg._load_index() and seg._idx_offsets:
+            start_pos, start_off = int(seg._idx_positions[-1]), int(seg._idx_offsets[-1])
+        else:
+            seg._reset_index()
+            start_pos, start_off = 0, base_offset
+        scan = seg._scan(start_pos, start_off, trust_tail=False)
+        if scan.valid_end < seg.size:
+            with open(seg.path, "r+b") as f:
+                f.truncate(scan.valid_end)
+                f.flush()
+                os.fsync(f.fileno())
+            seg.truncated_bytes = seg.size - scan.valid_end
+            seg.size = scan.valid_end
+        seg._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
+        return seg, scan
+
+    def seal(self, *, durable: bool) -> None:
+        """Stop appending: fsync (when asked), close the write descriptor, save the index."""
+        with self._fd_lock:
+            if self._fd >= 0:
+                if durable:
+                    os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = -1
+        self.save_index()
+
+    def close(self) -> None:
+        self.seal(durable=True)
+
+    @property
+    def writable(self) -> bool:
+        return self._fd >= 0
+
+    # ----------------------------------------------------------------- writes
+    def append(self, frame: bytes, header: FrameHeader) -> None:
+        pos = self.size
+        view = memoryview(frame)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self._note_frame(pos, header)
+        self.size = pos + len(frame)
+
+    def fsync(self) -> None:
+        """Make every appended byte durable. Safe to call from a worker thread; a sealed segment is already synced."""
+        with self._fd_lock:
+            if self._fd >= 0:
+                os.fsync(self._fd)
+
+    def _note_frame(self, pos: int, header: FrameHeader) -> None:
+        if pos - self._last_indexed_pos >= self.index_interval:
+            self._idx_offsets.append(header.base_offset)
+            self._idx_positions.append(pos)
+            self._idx_prefix_max.append(self.max_arrival_ms)
+            self._last_indexed_pos = pos
+        if self.first_arrival_ms < 0:
+            self.first_arrival_ms = header.first_arrival_ms
+        self.max_arrival_ms = max(self.max_arrival_ms, header.max_arrival_ms)
+        self.end_offset = header.end_offset
+
+    # ----------------------------------------------------------------- index
+    def _reset_index(self) -> None:
+        self._idx_offsets = array("q")
+        self._idx_positions = array("q")
+        self._idx_prefix_max = array("q")
+        self._last_indexed_pos = -(1 << 62)
+        self.max_arrival_ms = -1
+        self.first_arrival_ms = -1
+        self.end_offset = self.base_offset
+
+    def save_index(self) -> None:
+        """Write the index (not fsynced: it is a cache, a lost or torn one is rebuilt)."""
+        n = len(self._idx_offsets)
+        body = bytearray(_INDEX_HEAD.pack(_INDEX_MAGIC, 1, self.size, n))
+        for i in range(n):
+            body += _INDEX_ENTRY.pack(self._idx_offsets[i], self._idx_positions[i], self._idx_prefix_max[i])
+        body += struct.pack(">I", zlib.crc32(body))
+        tmp = self.index_path.with_name(f".{self.index_path.name}.tmp")
+        tmp.write_bytes(bytes(body))
+        os.replace(tmp, self.index_path)
+
+    def _load_index(self) -> bool:
+        try:
+            raw = self.index_path.read_bytes()
+        except FileNotFoundError:
+            return False
+        if len(raw) < _INDEX_HEAD.size + 4 or zlib.crc32(raw[:-4]) != struct.unpack(">I", raw[-4:])[0]:
+            log.warning("segment %s: index damaged, rebuilding", self.path)
+            return False
+        magic, version, covered, n = _INDEX_HEAD.unpack_from(raw, 0)
+        if magic != _INDEX_MAGIC or version != 1 or len(raw) != _INDEX_HEAD.size + n * _INDEX_ENTRY.size + 4:
+            return False
+        if covered > self.size:
+            return False  # the index describes bytes that are gone: rebuild
+        for i in range(n):
+            off, pos, pmax = _INDEX_ENTRY.unpack_from(raw, _INDEX_HEAD.size + i * _INDEX_ENTRY.size)
+            self._idx_offsets.append(off)
+            self._idx_positions.append(pos)
+            self._idx_prefix_max.append(pmax)
+        if n:
+            self._last_indexed_pos = self._idx_positions[-1]
+            self.max_arrival_ms = max(self._idx_prefix_max[-1], -1)
+        return True
+
+    def position_for_offset(self, offset: int) -> tuple[int, int]:
+        """The start (position, offset) of the indexed frame at or before ``offset``."""
+        i = bisect.bisect_right(self._idx_offsets, offset) - 1
+        if i < 0:
+            return 0, self.base_offset
+        return int(self._idx_positions[i]), int(self._idx_offsets[i])
+
+    def position_for_time(self, arrival_ms: int) -> tuple[int, int]:
+        """A (position, offset) from which a scan finds the first record that arrived at or after ``arrival_ms``."""
+        i = bisect.bisect_left(self._idx_prefix_max, arrival_ms) - 1
+        if i < 0:
+            return 0, self.base_offset
+        return int(self._idx_positions[i]), int(self._idx_offsets[i])
+
+    # ----------------------------------------------------------------- reads
+    def frames(self, fd: int, pos: int, end_pos: int) -> Iterator[tuple[bytes, int, FrameHeader]]:
+        """Yield (buffer, position in buffer, header) for each CRC-valid frame from ``pos`` up to ``end_pos``.
+
+        A damaged frame is skipped up to the next valid one, logged once, and remembered.
+        """
+        buf = b""
+        buf_start = pos
+        while pos < end_pos:
+            skip = self._skips.get(pos)
+            if skip is not None:
+                pos = skip
+                continue
+            rel = pos - buf_start
+            if len(buf) - rel < HEADER_SIZE:
+                buf = os.pread(fd, max(_READ_CHUNK, HEADER_SIZE), pos)
+                buf_start, rel = pos, 0
+            try:
+                header = parse_header(buf, rel)
+                if len(buf) - rel < header.total_size:
+                    buf = os.pread(fd, max(_READ_CHUNK, header.total_size), pos)
+                    buf_start, rel = pos, 0
+                if not check_crc(buf, rel, header):
+                    raise FrameError("crc mismatch")
+            except FrameError as exc:
+                nxt = self._resync(fd, pos, end_pos)
+                self._skips[pos] = nxt
+                log.error(
+                    "segment %s: damaged frame at byte %d (%s); skipped %d bytes to the next valid frame",
+                    self.path,
+                    pos,
+                    exc,
+                    nxt - pos,
+                )
+                pos = nxt
+                continue
+            yield buf, rel, header
+            pos += header.total_size
+
+    def _resync(self, fd: int, pos: int, end_pos: int) -> int:
+        """The position of the next valid frame after a damaged one at ``pos`` (``end_pos`` if there is none)."""
+        data = os.pread(fd, end_pos - pos, pos)
+        # The damaged frame's own header may be intact (a flipped byte in its body): trust its length if the frame
+        # after it checks out.
+        try:
+            h = parse_header(data, 0)
+            nxt = h.total_size
+            if nxt == len(data):
+                return end_pos
+            if nxt < len(data):
+                h2 = parse_header(data, nxt)
+                if check_crc(data, nxt, h2) and h2.base_offset == h.end_offset:
+                    return pos + nxt
+        except FrameError:
+            pass
+        # Otherwise look for the next frame start: the magic byte at its place, a plausible header, a valid CRC.
+        q = 1
+        while True:
+            q = data.find(bytes([MAGIC]), q + 12) - 12
+            if q < 1:
+                return end_pos
+            try:
+                h = parse_header(data, q)
+                if h.base_offset >= self.base_offset and check_crc(data, q, h):
+                    return pos + q
+            except FrameError:
+                pass
+            q += 1
+
+    # ----------------------------------------------------------------- recovery
+    def _scan(self, pos: int, expected_offset: int, *, trust_tail: bool) -> _ScanResult:
+        """Validate frames from ``pos``, rebuilding the index past it. Damaged frames become CorruptRanges; what
+        cannot be resynchronised at the end of an active segment is a torn tail (``valid_end`` < size)."""
+        result = _ScanResult(valid_end=pos)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            # Drop index entries at or after pos; they are re-added as frames are validated.
+            while self._idx_positions and self._idx_positions[-1] >= pos:
+                self._idx_positions.pop()
+                self._idx_offsets.pop()
+                self._idx_prefix_max.pop()
+            self._last_indexed_pos = int(self._idx_positions[-1]) if self._idx_positions else -(1 << 62)
+            self.end_offset = expected_offset
+            while pos < self.size:
+                chunk = os.pread(fd, _READ_CHUNK, pos)
+                try:
+                    header = parse_header(chunk, 0)
+                    if header.total_size > len(chunk):
+                        chunk = os.pread(fd, header.total_size, pos)
+                    ok = check_crc(chunk, 0, header) and header.base_offset >= self.end_offset
+                except FrameError:
+                    ok = False
+                if ok:
+                    self._note_frame(pos, header)
+                    pos += header.total_size
+                    result.valid_end = pos
+                    continue
+                nxt = self._resync(fd, pos, self.size)
+                if nxt >= self.size and not trust_tail:
+                    break  # torn tail: the caller truncates at valid_end
+                first_lost = self.end_offset
+                next_base = self._peek_base(fd, nxt)
+                result.corrupt.append(
+                    CorruptRange(self.name, pos, nxt, first_lost, next_base if next_base is not None else first_lost)
+                )
+                log.error("segment %s: damaged bytes %d..%d, offsets %d.. lost", self.path, pos, nxt, first_lost)
+                self._skips[pos] = nxt
+                if next_base is not None:
+                    self.end_offset = next_base
+                pos = nxt
+                result.valid_end = pos
+        finally:
+            os.close(fd)
+        return result
+
+    def _peek_base(self, fd: int, pos: int) -> int | None:
+        if pos >= self.size:
+            return None
+        try:
+            return parse_header(os.pread(fd, HEADER_SIZE, pos), 0).base_offset
+        except FrameError:
+            return None

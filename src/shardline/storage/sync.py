@@ -1,0 +1,72 @@
+"""Group commit: concurrent writers share fsyncs.
+
+Under ``fsync=always`` a writer appends its frame, then awaits ``commit``. While one round of fsyncs is running,
+later commits queue up; the next round covers all of them with one fsync per touched log. Readers only see offsets
+a round has made durable (``ShardLog.mark_synced``), so no consumer ever sees a record that a crash could take back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from .log import ShardLog
+
+__all__ = ["GroupCommitter"]
+
+log = logging.getLogger("shardline.storage")
+
+
+class GroupCommitter:
+    def __init__(self, *, threads: int = 4) -> None:
+        self._pending: dict[ShardLog, int] = {}
+        self._next: asyncio.Future[None] | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shardline-fsync")
+        self.rounds = 0
+        self.fsyncs = 0
+
+    async def commit(self, logs: Iterable[ShardLog]) -> None:
+        """Return once every byte appended to ``logs`` before this call is durable."""
+        loop = asyncio.get_running_loop()
+        for lg in logs:
+            self._pending[lg] = lg.next_offset
+        if self._next is None:
+            self._next = loop.create_future()
+        fut = self._next
+        if self._runner is None or self._runner.done():
+            self._runner = loop.create_task(self._run(), name="shardline-group-commit")
+        # shield: a cancelled writer must not cancel the round other writers wait on.
+        await asyncio.shield(fut)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending, {}
+            fut, self._next = self._next, None
+            assert fut is not None
+            try:
+                await asyncio.gather(*(loop.run_in_executor(self._pool, lg.sync) for lg in batch))
+            except BaseException as exc:  # an fsync error fails every writer of the round
+                log.error("fsync failed for %d logs: %s", len(batch), exc)
+                if not fut.done():
+                    fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+                    fut.exception()  # the round's writers read it; do not warn about it twice
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            self.rounds += 1
+            self.fsyncs += len(batch)
+            for lg, offset in batch.items():
+                lg.mark_synced(offset)
+            if not fut.done():
+                fut.set_result(None)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            with contextlib.suppress(Exception):
+                await self._runner
+        self._pool.shutdown(wait=True)
