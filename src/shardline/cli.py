@@ -29,7 +29,62 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", type=Path, default=Path("shardline-data"), help="default: ./shardline-data")
     demo.add_argument("--records", type=int, default=20_000, help="records to put (default 20000)")
     demo.add_argument("--fsync", choices=["always", "interval", "never"], default="always")
+    srv = sub.add_parser("serve", help="serve the Kinesis API (boto3, the AWS CLI and the SDKs work against it)")
+    srv.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, loopback only)")
+    srv.add_argument("--port", type=int, default=4567, help="TCP port (default 4567; 0 picks a free port)")
+    srv.add_argument("--data-dir", type=Path, default=Path("shardline-data"), help="default: ./shardline-data")
+    srv.add_argument("--region", default="us-east-1")
+    srv.add_argument("--account-id", default="000000000000")
+    srv.add_argument("--enforce-limits", action="store_true", help="apply Kinesis per-shard throughput limits")
+    srv.add_argument("--fsync", choices=["always", "interval", "never"], default="always")
+    srv.add_argument("--auth", choices=["none", "sigv4"], default="none")
+    srv.add_argument("--credentials", type=Path, help="AWS credentials file whose keys --auth sigv4 accepts")
+    srv.add_argument("--log-requests", action="store_true", help="write a JSON access-log line per request")
+    srv.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .api import KinesisApp
+    from .api.auth import SigV4Verifier, load_credentials
+    from .api.server import bind, is_loopback, run
+
+    verifier = None
+    if args.auth == "sigv4":
+        if args.credentials is None:
+            print("shardline serve: --auth sigv4 needs --credentials FILE", file=sys.stderr)
+            return 2
+        try:
+            verifier = SigV4Verifier(load_credentials(args.credentials))
+        except ValueError as exc:
+            print(f"shardline serve: {exc}", file=sys.stderr)
+            return 2
+    try:
+        settings = Settings(
+            data_dir=args.data_dir, region=args.region, account_id=args.account_id,
+            enforce_limits=args.enforce_limits, fsync=args.fsync,
+        )
+    except ValueError as exc:
+        print(f"shardline serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        print(f"shardline serve: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    host, port = sock.getsockname()[:2]
+    if not is_loopback(args.host):
+        logging.getLogger("shardline").warning("listening on %s: reachable from other machines", args.host)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    app = KinesisApp(Engine(settings), verifier=verifier, log_requests=args.log_requests)
+
+    def ready() -> None:
+        print(f"shardline {__version__} serving Kinesis at {url} "
+              f"(data {args.data_dir}, fsync={args.fsync}, auth={args.auth})", flush=True)
+        print(f'  boto3.client("kinesis", endpoint_url="{url}", region_name="{args.region}")', flush=True)
+
+    run(app, sock, on_ready=ready)
+    return 0
 
 
 async def _demo(data_dir: Path, total: int, fsync: str) -> int:
@@ -50,7 +105,11 @@ async def _demo(data_dir: Path, total: int, fsync: str) -> int:
             batch = [
                 (
                     json.dumps(
-                        {"order_id": put + i, "customer": f"c-{rng.randrange(1000)}", "amount": rng.randrange(1, 50_000)}
+                        {
+                            "order_id": put + i,
+                            "customer": f"c-{rng.randrange(1000)}",
+                            "amount": rng.randrange(1, 50_000),
+                        }
                     ).encode(),
                     f"c-{rng.randrange(1000)}",
                 )
@@ -101,7 +160,10 @@ async def _demo(data_dir: Path, total: int, fsync: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = getattr(args, "log_level", "warning").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        return _serve(args)
     if args.command == "demo":
         return asyncio.run(_demo(args.data_dir, args.records, args.fsync))
     return 2

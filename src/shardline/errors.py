@@ -12,15 +12,22 @@ __all__ = [
     "AccessDeniedException",
     "ExpiredIteratorException",
     "ExpiredNextTokenException",
+    "IncompleteSignatureException",
     "InternalFailureException",
     "InvalidArgumentException",
+    "InvalidSignatureException",
     "KinesisError",
     "LimitExceededException",
+    "MissingAuthenticationTokenException",
     "ProvisionedThroughputExceededException",
+    "RequestEntityTooLargeException",
     "ResourceInUseException",
     "ResourceNotFoundException",
     "SerializationException",
+    "UnknownOperationException",
+    "UnrecognizedClientException",
     "ValidationException",
+    "validation_error",
 ]
 
 
@@ -84,19 +91,46 @@ class ValidationException(KinesisError):
     pass
 
 
+class UnknownOperationException(KinesisError):
+    pass
+
+
+class MissingAuthenticationTokenException(KinesisError):
+    pass
+
+
+class IncompleteSignatureException(KinesisError):
+    pass
+
+
+class InvalidSignatureException(KinesisError):
+    pass
+
+
+class UnrecognizedClientException(KinesisError):
+    pass
+
+
+class RequestEntityTooLargeException(KinesisError):
+    http_status = 413
+
+
 def validation_error(violations: list[tuple[object, str, str]]) -> ValidationException:
     """One ValidationException listing up to 10 (value, member path, constraint) violations, in AWS's words:
     ``1 validation error detected: Value 'x' at 'streamName' failed to satisfy constraint: Member must ...``."""
     shown = violations[:10]
-    parts = [f"Value '{_show(value)}' at '{path}' failed to satisfy constraint: {rule}" for value, path, rule in shown]
+    parts = [f"Value {_quoted(value)} at '{path}' failed to satisfy constraint: {rule}" for value, path, rule in shown]
     n = len(violations)
     head = f"{n} validation error{'s' if n != 1 else ''} detected: "
     return ValidationException(head + "; ".join(parts))
 
 
+def _quoted(value: object) -> str:
+    # AWS quirk: a missing value is written null, without quotes; every other value is quoted.
+    return "null" if value is None else f"'{_show(value)}'"
+
+
 def _show(value: object) -> str:
-    if value is None:
-        return "null"
     if isinstance(value, bytes):
         return f"java.nio.HeapByteBuffer[pos=0 lim={len(value)} cap={len(value)}]"
     if isinstance(value, list | tuple):

@@ -1,0 +1,54 @@
+"""The table of actions: wire operation name -> coroutine(engine, params) -> response dict."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ...engine import Engine
+from ...models import Shard, StreamMode
+from ..shapes import Timestamp
+
+Params = dict[str, Any]
+Response = dict[str, Any]
+Action = Callable[[Engine, Params], Awaitable[Response]]
+
+ACTIONS: dict[str, Action] = {}
+
+
+def action(name: str) -> Callable[[Action], Action]:
+    def register(fn: Action) -> Action:
+        ACTIONS[name] = fn
+        return fn
+
+    return register
+
+
+def stream_ref(p: Params) -> dict[str, Any]:
+    """The StreamName / StreamARN pair most actions accept, as engine keyword arguments."""
+    return {"stream_name": p.get("StreamName"), "stream_arn": p.get("StreamARN")}
+
+
+def shard_out(s: Shard) -> Response:
+    out: Response = {"ShardId": s.shard_id}
+    if s.parent_shard_id:
+        out["ParentShardId"] = s.parent_shard_id
+    if s.adjacent_parent_shard_id:
+        out["AdjacentParentShardId"] = s.adjacent_parent_shard_id
+    out["HashKeyRange"] = {
+        "StartingHashKey": str(s.hash_key_range.starting_hash_key),
+        "EndingHashKey": str(s.hash_key_range.ending_hash_key),
+    }
+    rng: Response = {"StartingSequenceNumber": s.sequence_number_range.starting_sequence_number}
+    if s.sequence_number_range.ending_sequence_number is not None:
+        rng["EndingSequenceNumber"] = s.sequence_number_range.ending_sequence_number
+    out["SequenceNumberRange"] = rng
+    return out
+
+
+def mode_out(mode: StreamMode) -> Response:
+    return {"StreamMode": mode.value}
+
+
+def ts(ms: int) -> Timestamp:
+    return Timestamp(ms)

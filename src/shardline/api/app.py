@@ -1,0 +1,211 @@
+"""The ASGI app: target and content type, size limit, authentication, shape checks, dispatch, error mapping.
+
+Requests are checked in the order AWS's front end checks them, so each malformed request gets the error AWS would
+give: method, body presence, content type, body syntax, operation, signature, types, constraints; then the action.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from ..engine import Engine
+from ..errors import (
+    AccessDeniedException,
+    InternalFailureException,
+    KinesisError,
+    RequestEntityTooLargeException,
+    SerializationException,
+    UnknownOperationException,
+)
+from .actions import ACTIONS
+from .auth import SigV4Verifier
+from .shapes import check_request, operations
+from .wire import JSON, Codec, codec_for
+
+__all__ = ["KinesisApp"]
+
+log = logging.getLogger("shardline.api")
+access_log = logging.getLogger("shardline.access")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+SERVICE = "Kinesis_20131202"
+DEFAULT_MAX_BODY = 8 * 1024 * 1024  # a full 5 MiB PutRecords in base64 JSON, with room for keys
+_KNOWN = set(operations())
+
+
+class KinesisApp:
+    """Serves the Kinesis API for ``engine``. The ASGI lifespan opens and closes the engine."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        verifier: SigV4Verifier | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY,
+        log_requests: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.verifier = verifier
+        self.max_body_bytes = max_body_bytes
+        self.log_requests = log_requests
+        self.ready = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    if self.engine._closed:
+                        await self.engine.open()
+                    self.ready = True
+                except Exception as exc:
+                    log.exception("engine failed to open")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                self.ready = False
+                try:
+                    await self.engine.close()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ----------------------------------------------------------------- HTTP
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        method = scope["method"]
+        path = scope.get("path", "/")
+        if method == "GET" and path in ("/health", "/_shardline/health"):
+            await self._health(send)
+            return
+        request_id = str(uuid.uuid4())
+        codec: Codec = JSON
+        op = ""
+        try:
+            body = await self._read_body(receive, headers)
+            codec_or_none = codec_for(headers.get("content-type", ""))
+            codec = codec_or_none or JSON
+            service, _, op = headers.get("x-amz-target", "").partition(".")
+            op_known = service == SERVICE and op in _KNOWN
+            if method != "POST":
+                raise AccessDeniedException("Unable to determine service/operation name to be authorized")
+            if codec_or_none is None:
+                if not service or not op:
+                    raise AccessDeniedException("Unable to determine service/operation name to be authorized")
+                raise UnknownOperationException(f"Unsupported content type {headers.get('content-type', '')!r}")
+            if not body:
+                if op_known:
+                    raise SerializationException("")
+                raise UnknownOperationException("")
+            try:
+                payload = codec.decode(body)
+            except Exception:
+                raise SerializationException("") from None
+            if not isinstance(payload, dict):
+                raise SerializationException("")
+            if not op_known:
+                raise UnknownOperationException("")
+            if self.verifier is not None:
+                self.verifier.verify(method, path, scope.get("query_string", b"").decode("latin-1"), headers, body)
+            handler = ACTIONS.get(op)
+            if handler is None:
+                raise UnknownOperationException(f"shardline does not implement {op} yet.")
+            params = check_request(op, payload, cbor=codec.cbor)
+            result = await handler(self.engine, params)
+            status, out = 200, codec.encode(result)
+        except KinesisError as exc:
+            status, out = exc.http_status, self._error_body(codec, exc)
+        except Exception:
+            log.exception("request %s %s failed", request_id, op)
+            exc2 = InternalFailureException("Internal Service Failure")
+            status, out = exc2.http_status, self._error_body(codec, exc2)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", codec.content_type.encode()),
+                    (b"content-length", str(len(out)).encode()),
+                    (b"x-amzn-requestid", request_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": out})
+        if self.log_requests:
+            access_log.info(
+                orjson.dumps(
+                    {
+                        "id": request_id,
+                        "op": op,
+                        "status": status,
+                        "ms": round((time.perf_counter() - started) * 1000, 3),
+                        "in": int(headers.get("content-length", 0) or 0),
+                        "out": len(out),
+                    }
+                ).decode()
+            )
+
+    async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._drain(receive)
+            raise RequestEntityTooLargeException(
+                f"Request body of {declared} bytes exceeds the limit of {self.max_body_bytes} bytes"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                break
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await self._drain(receive, more=msg.get("more_body", False))
+                raise RequestEntityTooLargeException(f"Request body exceeds the limit of {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not msg.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def _drain(self, receive: Receive, *, more: bool = True) -> None:
+        while more:
+            msg = await receive()
+            more = msg["type"] != "http.disconnect" and msg.get("more_body", False)
+
+    def _error_body(self, codec: Codec, exc: KinesisError) -> bytes:
+        body: dict[str, Any] = {"__type": exc.type_name}
+        if exc.message:
+            body["message"] = exc.message
+        return codec.encode(body)
+
+    async def _health(self, send: Send) -> None:
+        ok = self.ready and not self.engine._closed
+        body = orjson.dumps({"status": "ok" if ok else "starting", "streams": len(self.engine.streams)})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200 if ok else 503,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,66 @@
+"""Running the Kinesis app on a socket with uvicorn (httptools parser, uvloop when available)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+
+import uvicorn
+
+from .app import KinesisApp
+
+__all__ = ["bind", "is_loopback", "serve"]
+
+log = logging.getLogger("shardline.api")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve(app: KinesisApp, sock: socket.socket, *, on_ready: Callable[[], None] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM: then stop accepting, let in-flight requests finish, close the engine."""
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+        timeout_keep_alive=75,
+        backlog=1024,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    if server.started and on_ready is not None:
+        on_ready()
+    await task
+
+
+def run(app: KinesisApp, sock: socket.socket, *, on_ready: Callable[[], None] | None = None) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is not available everywhere
+        asyncio.run(serve(app, sock, on_ready=on_ready))
+    else:
+        uvloop.run(serve(app, sock, on_ready=on_ready))

@@ -1,0 +1,80 @@
+"""Body codecs for the two protocols Kinesis clients speak.
+
+- AWS JSON 1.1 (boto3, the AWS CLI, most SDKs): blobs are base64 strings, timestamps epoch seconds as numbers.
+- CBOR (the Java SDK v2 and the KPL by default): blobs are byte strings, timestamps tag 1 (epoch seconds).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import cbor2
+import orjson
+
+from .shapes import Timestamp
+
+__all__ = ["CBOR", "JSON", "Codec", "codec_for"]
+
+
+class Codec:
+    content_type = ""
+    cbor = False
+
+    def decode(self, body: bytes) -> Any:
+        raise NotImplementedError
+
+    def encode(self, obj: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return base64.b64encode(obj).decode("ascii")
+    if isinstance(obj, Timestamp):
+        return obj.ms / 1000
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+class _Json(Codec):
+    content_type = "application/x-amz-json-1.1"
+
+    def decode(self, body: bytes) -> Any:
+        return orjson.loads(body)
+
+    def encode(self, obj: dict[str, Any]) -> bytes:
+        return orjson.dumps(obj, default=_json_default)
+
+
+def _cbor_default(encoder: cbor2.CBOREncoder, obj: Any) -> None:
+    if isinstance(obj, Timestamp):
+        encoder.encode(cbor2.CBORTag(1, obj.ms / 1000))
+        return
+    raise cbor2.CBOREncodeError(f"cannot encode {type(obj).__name__}")
+
+
+class _Cbor(Codec):
+    content_type = "application/x-amz-cbor-1.1"
+    cbor = True
+
+    def decode(self, body: bytes) -> Any:
+        return cbor2.loads(body)
+
+    def encode(self, obj: dict[str, Any]) -> bytes:
+        return cbor2.dumps(obj, default=_cbor_default)
+
+
+JSON = _Json()
+CBOR = _Cbor()
+
+_BY_TYPE = {
+    "application/x-amz-json-1.1": JSON,
+    "application/x-amz-json-1.0": JSON,
+    "application/json": JSON,
+    "application/x-amz-cbor-1.1": CBOR,
+    "application/cbor": CBOR,
+}
+
+
+def codec_for(content_type: str) -> Codec | None:
+    return _BY_TYPE.get(content_type.split(";", 1)[0].strip().lower())
