@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .api import KinesisApp
+from .api.auth import SigV4Verifier, load_credentials
+from .api.server import bind, is_loopback, run
 from .engine import Engine
 from .errors import ResourceInUseException
 from .models import ShardIteratorType
@@ -45,10 +48,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .api import KinesisApp
-    from .api.auth import SigV4Verifier, load_credentials
-    from .api.server import bind, is_loopback, run
-
     verifier = None
     if args.auth == "sigv4":
         if args.credentials is None:
@@ -61,8 +60,11 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
     try:
         settings = Settings(
-            data_dir=args.data_dir, region=args.region, account_id=args.account_id,
-            enforce_limits=args.enforce_limits, fsync=args.fsync,
+            data_dir=args.data_dir,
+            region=args.region,
+            account_id=args.account_id,
+            enforce_limits=args.enforce_limits,
+            fsync=args.fsync,
         )
     except ValueError as exc:
         print(f"shardline serve: {exc}", file=sys.stderr)
@@ -79,8 +81,11 @@ def _serve(args: argparse.Namespace) -> int:
     app = KinesisApp(Engine(settings), verifier=verifier, log_requests=args.log_requests)
 
     def ready() -> None:
-        print(f"shardline {__version__} serving Kinesis at {url} "
-              f"(data {args.data_dir}, fsync={args.fsync}, auth={args.auth})", flush=True)
+        print(
+            f"shardline {__version__} serving Kinesis at {url} "
+            f"(data {args.data_dir}, fsync={args.fsync}, auth={args.auth})",
+            flush=True,
+        )
         print(f'  boto3.client("kinesis", endpoint_url="{url}", region_name="{args.region}")', flush=True)
 
     run(app, sock, on_ready=ready)

@@ -9,6 +9,7 @@ import socket
 from collections.abc import Callable
 
 import uvicorn
+import uvloop
 
 from .app import KinesisApp
 
@@ -58,9 +59,4 @@ async def serve(app: KinesisApp, sock: socket.socket, *, on_ready: Callable[[], 
 
 
 def run(app: KinesisApp, sock: socket.socket, *, on_ready: Callable[[], None] | None = None) -> None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is not available everywhere
-        asyncio.run(serve(app, sock, on_ready=on_ready))
-    else:
-        uvloop.run(serve(app, sock, on_ready=on_ready))
+    uvloop.run(serve(app, sock, on_ready=on_ready))
