@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
+import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import uvicorn
 import uvloop
@@ -37,8 +39,18 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after shutting down, turning a clean stop into a signal exit status; the
+    handlers installed by ``serve`` make a stop a normal return instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve(app: KinesisApp, sock: socket.socket, *, on_ready: Callable[[], None] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM: then stop accepting, let in-flight requests finish, close the engine."""
+    """Serve until SIGINT/SIGTERM: then stop accepting, let in-flight requests finish, close the engine. A second
+    signal forces the exit without waiting for open connections."""
     config = uvicorn.Config(
         app,
         http="httptools",
@@ -49,7 +61,16 @@ async def serve(app: KinesisApp, sock: socket.socket, *, on_ready: Callable[[], 
         timeout_keep_alive=75,
         backlog=1024,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
