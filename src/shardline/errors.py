@@ -15,6 +15,7 @@ __all__ = [
     "IncompleteSignatureException",
     "InternalFailureException",
     "InvalidArgumentException",
+    "InvalidParameterValueException",
     "InvalidSignatureException",
     "KinesisError",
     "LimitExceededException",
@@ -113,6 +114,10 @@ class UnrecognizedClientException(KinesisError):
 
 class RequestEntityTooLargeException(KinesisError):
     http_status = 413
+
+
+class InvalidParameterValueException(KinesisError):
+    """Lambda's error for an invalid event source mapping or function parameter."""
 
 
 def validation_error(violations: list[tuple[object, str, str]]) -> ValidationException:

@@ -1,0 +1,405 @@
+"""Functions: Python handlers run in warm worker processes (execution environments), as Lambda runs them.
+
+A worker is reused between invocations. A crash, ``os._exit``, an endless loop or a memory blow-up in user code
+ends only that worker; the invocation is reported with the error Lambda gives ("Task timed out after 3.00
+seconds", Runtime.ExitError, Runtime.OutOfMemory) and the next invocation starts a fresh worker (a cold start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import struct
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..clock import Clock, SystemClock
+
+__all__ = ["FunctionConfig", "FunctionPool", "InProcessFunction", "InvocationResult", "Throttled"]
+
+log = logging.getLogger("shardline.runtime")
+fn_log = logging.getLogger("shardline.function")
+
+_LEN = struct.Struct(">I")
+# Run by path, not as a module: importing the shardline package would add to every cold start.
+_WORKER_PATH = str(Path(__file__).with_name("_worker.py"))
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """A function: ``handler`` is ``path/to/module.function`` relative to ``code_dir`` (Lambda's ``handler``)."""
+
+    name: str
+    handler: str
+    code_dir: Path
+    timeout_s: float = 3.0
+    memory_mb: int = 128
+    environment: dict[str, str] = field(default_factory=dict)
+    reserved_concurrency: int | None = None
+    working_dir: Path | None = None
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    enforce_memory: bool = True
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.name}"
+
+    @property
+    def role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{self.name}-role"
+
+
+@dataclass(frozen=True)
+class InvocationResult:
+    """What one invocation produced. ``function_error`` is None on success, else "Unhandled" (as Lambda's
+    X-Amz-Function-Error header)."""
+
+    request_id: str
+    payload: bytes
+    function_error: str | None
+    error: dict[str, Any] | None
+    duration_ms: float
+    init_ms: float | None  # set on a cold start
+    logs: str
+    status_code: int = 200
+    executed_version: str = "$LATEST"
+
+    @property
+    def ok(self) -> bool:
+        return self.function_error is None
+
+    def json(self) -> Any:
+        return orjson.loads(self.payload) if self.payload else None
+
+
+class Throttled(Exception):
+    """The invocation did not reach the function (Lambda's TooManyRequestsException)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+class Worker:
+    """One execution environment process."""
+
+    def __init__(self, config: FunctionConfig, pid: int, proc: asyncio.subprocess.Process, r: int, w: int) -> None:
+        self.config = config
+        self.proc = proc
+        self.pid = pid
+        self._r = r
+        self._w = w
+        self._reader: asyncio.StreamReader | None = None
+        self._transport: asyncio.WriteTransport | None = None
+        self.invocations = 0
+        self.init_ms = 0.0
+        self.fresh = True
+
+    @classmethod
+    async def start(cls, config: FunctionConfig) -> tuple[Worker, dict[str, Any]]:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        env = _environment(config)
+        cwd = str(config.working_dir or config.code_dir)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                _WORKER_PATH,
+                str(to_child_r),
+                str(from_child_w),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=None,
+                stderr=None,
+                pass_fds=(to_child_r, from_child_w),
+                env=env,
+                cwd=cwd,
+            )
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        worker = cls(config, proc.pid, proc, from_child_r, to_child_w)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 30)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(from_child_r, "rb", 0))
+        worker._reader = reader
+        transport, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(to_child_w, "wb", 0))
+        worker._transport = transport
+        try:
+            init, _ = await asyncio.wait_for(worker._read(), timeout=max(10.0, config.timeout_s))
+        except (TimeoutError, _WorkerDied):
+            await worker.kill()
+            init = {"error": {"errorType": "Runtime.ExitError", "errorMessage": "Runtime exited during init"}}
+        worker.init_ms = float(init.get("init_ms") or 0.0)
+        if init.get("logs"):
+            _emit_logs(config.name, "INIT", init["logs"])
+        return worker, init
+
+    async def _read(self) -> tuple[dict[str, Any], bytes]:
+        assert self._reader is not None
+        try:
+            (hlen,) = _LEN.unpack(await self._reader.readexactly(4))
+            header = orjson.loads(await self._reader.readexactly(hlen))
+            (blen,) = _LEN.unpack(await self._reader.readexactly(4))
+            body = await self._reader.readexactly(blen)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            raise _WorkerDied from exc
+        return header, body
+
+    async def invoke(self, request_id: str, event: bytes, deadline_ms: int) -> tuple[dict[str, Any], bytes]:
+        assert self._transport is not None
+        header = orjson.dumps({"id": request_id, "deadline_ms": deadline_ms})
+        self._transport.write(_LEN.pack(len(header)) + header + _LEN.pack(len(event)) + event)
+        self.invocations += 1
+        return await self._read()
+
+    async def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        await self.proc.wait()
+        self.close_pipes()
+
+    def close_pipes(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    async def stop(self) -> None:
+        """Ask the worker to exit (EOF on its input), then make sure it did."""
+        self.close_pipes()
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout=2.0)
+        except TimeoutError:
+            await self.kill()
+
+
+def _environment(config: FunctionConfig) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_LAMBDA_", "SHARDLINE_"))}
+    today = time.strftime("%Y/%m/%d", time.gmtime())
+    code = str(config.code_dir)
+    env.update(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": config.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{config.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"{today}/[$LATEST]{uuid.uuid4().hex}",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_REGION": config.region,
+            "AWS_DEFAULT_REGION": config.region,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}",
+            "_HANDLER": config.handler,
+            "LAMBDA_TASK_ROOT": code,
+            "LAMBDA_RUNTIME_DIR": str(Path(__file__).parent),
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "TZ": ":UTC",
+            "SHARDLINE_FUNCTION_ARN": config.arn,
+            "SHARDLINE_ENFORCE_MEMORY": "1" if config.enforce_memory else "0",
+            "PYTHONPATH": os.pathsep.join(p for p in (code, env.get("PYTHONPATH", "")) if p),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(config.environment)
+    return env
+
+
+def _emit_logs(function: str, request_id: str, logs: str) -> None:
+    for line in logs.rstrip("\n").splitlines():
+        fn_log.info("%s %s %s", function, request_id, line)
+
+
+class FunctionPool:
+    """Warm workers of one function, at most ``concurrency`` at once. Beyond that, invocations are throttled."""
+
+    def __init__(self, config: FunctionConfig, *, max_concurrency: int = 32, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        limit = config.reserved_concurrency if config.reserved_concurrency is not None else max_concurrency
+        self.concurrency = limit
+        self._idle: list[Worker] = []
+        self._busy = 0
+        self._closed = False
+        self.cold_starts = 0
+        self.invocations = 0
+        self.errors = 0
+        self.throttles = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self._busy
+
+    async def invoke(self, event: bytes) -> InvocationResult:
+        """Run the function once on ``event`` (JSON bytes). Raises Throttled when no execution environment is free."""
+        if self._closed:
+            raise Throttled("FunctionClosed")
+        if self._busy >= self.concurrency:
+            self.throttles += 1
+            reason = (
+                "ReservedFunctionConcurrentInvocationLimitExceeded"
+                if self.config.reserved_concurrency is not None
+                else "ConcurrentInvocationLimitExceeded"
+            )
+            raise Throttled(reason)
+        self._busy += 1
+        try:
+            return await self._invoke(event)
+        finally:
+            self._busy -= 1
+
+    async def _invoke(self, event: bytes) -> InvocationResult:
+        request_id = str(uuid.uuid4())
+        init_ms: float | None = None
+        worker = self._idle.pop() if self._idle else None
+        if worker is None:
+            worker, init = await Worker.start(self.config)
+            self.cold_starts += 1
+            init_ms = worker.init_ms
+            if init.get("error"):
+                await worker.kill()
+                err = dict(init["error"])
+                err["requestId"] = request_id
+                self.invocations += 1
+                self.errors += 1
+                return self._failed(request_id, err, 0.0, init_ms, "")
+        timeout = self.config.timeout_s
+        deadline_ms = self.clock.now_ms() + int(timeout * 1000)
+        started = time.perf_counter()
+        self.invocations += 1
+        try:
+            header, body = await asyncio.wait_for(worker.invoke(request_id, event, deadline_ms), timeout=timeout)
+        except TimeoutError:
+            await worker.kill()
+            self.errors += 1
+            msg = f"Task timed out after {timeout:.2f} seconds"
+            fn_log.info("%s %s %s", self.config.name, request_id, msg)
+            err = {"errorMessage": f"RequestId: {request_id} Error: {msg}", "errorType": "Sandbox.Timedout"}
+            return self._failed(request_id, err, timeout * 1000, init_ms, msg)
+        except _WorkerDied:
+            await worker.kill()
+            self.errors += 1
+            code = worker.proc.returncode
+            why = f"signal: {_signal_name(-code)}" if code is not None and code < 0 else f"exit status {code}"
+            err = {
+                "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: {why}",
+                "errorType": "Runtime.ExitError",
+            }
+            return self._failed(request_id, err, (time.perf_counter() - started) * 1000, init_ms, "")
+        logs = header.get("logs", "")
+        if logs:
+            _emit_logs(self.config.name, request_id, logs)
+        error = header.get("error")
+        if error is not None:
+            self.errors += 1
+            if error.get("errorType") in ("Runtime.OutOfMemory", "Runtime.ExitError"):
+                await worker.kill()
+            else:
+                self._idle.append(worker)
+            return self._failed(request_id, error, float(header.get("duration_ms", 0.0)), init_ms, logs)
+        self._idle.append(worker)
+        return InvocationResult(request_id, body, None, None, float(header["duration_ms"]), init_ms, logs)
+
+    def _failed(
+        self, request_id: str, error: dict[str, Any], duration_ms: float, init_ms: float | None, logs: str
+    ) -> InvocationResult:
+        payload = orjson.dumps(error)
+        return InvocationResult(request_id, payload, "Unhandled", error, duration_ms, init_ms, logs)
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(w.stop() for w in idle), return_exceptions=True)
+
+
+_SIGNAL_WORDS = {"SIGKILL": "killed", "SIGSEGV": "segmentation fault", "SIGABRT": "aborted", "SIGTERM": "terminated"}
+
+
+def _signal_name(num: int) -> str:
+    """How Lambda's runtime names a fatal signal ("signal: killed")."""
+    try:
+        name = signal.Signals(num).name
+    except ValueError:
+        return str(num)
+    return _SIGNAL_WORDS.get(name, name.removeprefix("SIG").lower())
+
+
+class InProcessFunction:
+    """Runs a handler in this process, for fast unit tests of handlers and mappings. No isolation: a crash or an
+    endless loop in the handler is this process's. Results and errors have the same shape as a worker's."""
+
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        name: str = "inprocess",
+        timeout_s: float = 3.0,
+        memory_mb: int = 128,
+        region: str = "us-east-1",
+        account_id: str = "000000000000",
+    ) -> None:
+        self.handler = handler
+        self.config = FunctionConfig(
+            name,
+            "<in-process>",
+            Path("."),
+            timeout_s=timeout_s,
+            memory_mb=memory_mb,
+            region=region,
+            account_id=account_id,
+        )
+        self.invocations = 0
+        self.errors = 0
+
+    async def invoke(self, event: bytes) -> InvocationResult:
+        request_id = str(uuid.uuid4())
+        ctx = _InProcessContext(
+            self.config, request_id, time.time_ns() // 1_000_000 + int(self.config.timeout_s * 1000)
+        )
+        started = time.perf_counter()
+        self.invocations += 1
+        try:
+            value = self.handler(orjson.loads(event), ctx)
+            if asyncio.iscoroutine(value):
+                value = await value
+            body = orjson.dumps(value)
+        except Exception as exc:
+            self.errors += 1
+            err = {"errorMessage": str(exc), "errorType": type(exc).__name__, "requestId": request_id, "stackTrace": []}
+            return InvocationResult(
+                request_id, orjson.dumps(err), "Unhandled", err, (time.perf_counter() - started) * 1000, None, ""
+            )
+        return InvocationResult(request_id, body, None, None, (time.perf_counter() - started) * 1000, None, "")
+
+
+class _InProcessContext:
+    def __init__(self, config: FunctionConfig, request_id: str, deadline_ms: int) -> None:
+        self.aws_request_id = request_id
+        self.function_name = config.name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = config.arn
+        self.memory_limit_in_mb = str(config.memory_mb)
+        self.log_group_name = f"/aws/lambda/{config.name}"
+        self.log_stream_name = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{uuid.uuid4().hex}"
+        self.identity = None
+        self.client_context = None
+        self.tenant_id = None
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self._deadline_ms - time.time_ns() // 1_000_000)
+
+    def log(self, msg: str) -> None:
+        print(msg, end="")

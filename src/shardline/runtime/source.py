@@ -1,0 +1,141 @@
+"""Where a mapping reads records from: one interface over the in-process engine and over any Kinesis endpoint.
+
+``EngineSource`` calls the embedded engine directly (no network). ``KinesisSource`` calls a Kinesis endpoint
+through boto3 (a ``shardline serve``, or AWS itself), so the same functions and mappings run unchanged on AWS.
+Both raise shardline's Kinesis errors (ExpiredIteratorException, ProvisionedThroughputExceededException, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from .. import errors
+from ..engine import Engine
+from ..models import Record
+
+__all__ = ["EngineSource", "KinesisSource", "Page", "ShardSource", "SourceShard"]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceShard:
+    shard_id: str
+    parent_ids: tuple[str, ...]
+    closed: bool
+
+
+class Page(NamedTuple):
+    records: list[Record]
+    next_iterator: str | None
+    millis_behind: int
+    child_shard_ids: tuple[str, ...] | None
+
+
+class ShardSource(Protocol):
+    stream_name: str
+    stream_arn: str
+
+    async def list_shards(self) -> list[SourceShard]: ...
+
+    async def get_iterator(
+        self, shard_id: str, kind: str, *, sequence_number: str | None = None, timestamp_ms: int | None = None
+    ) -> str: ...
+
+    async def get_records(self, iterator: str, limit: int) -> Page: ...
+
+
+class EngineSource:
+    def __init__(self, engine: Engine, stream_name: str) -> None:
+        self.engine = engine
+        self.stream_name = stream_name
+        self.stream_arn = engine.stream_arn(stream_name)
+
+    async def list_shards(self) -> list[SourceShard]:
+        out: list[SourceShard] = []
+        page = await self.engine.list_shards(self.stream_name)
+        while True:
+            for s in page.shards:
+                parents = tuple(p for p in (s.parent_shard_id, s.adjacent_parent_shard_id) if p)
+                out.append(SourceShard(s.shard_id, parents, s.sequence_number_range.ending_sequence_number is not None))
+            if page.next_token is None:
+                return out
+            page = await self.engine.list_shards(next_token=page.next_token)
+
+    async def get_iterator(
+        self, shard_id: str, kind: str, *, sequence_number: str | None = None, timestamp_ms: int | None = None
+    ) -> str:
+        return await self.engine.get_shard_iterator(
+            stream_name=self.stream_name,
+            shard_id=shard_id,
+            shard_iterator_type=kind,
+            starting_sequence_number=sequence_number,
+            timestamp_ms=timestamp_ms,
+        )
+
+    async def get_records(self, iterator: str, limit: int) -> Page:
+        r = await self.engine.get_records(iterator, limit=limit)
+        children = tuple(c.shard_id for c in r.child_shards) if r.child_shards is not None else None
+        return Page(r.records, r.next_shard_iterator, r.millis_behind_latest, children)
+
+
+class KinesisSource:
+    """Any Kinesis endpoint through a boto3 client; blocking calls run in worker threads."""
+
+    def __init__(self, client: Any, stream_name: str, stream_arn: str | None = None) -> None:
+        self.client = client
+        self.stream_name = stream_name
+        self.stream_arn = (
+            stream_arn
+            or client.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]["StreamARN"]
+        )
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(getattr(self.client, method), **kwargs)
+        except Exception as exc:
+            response = getattr(exc, "response", None)
+            if isinstance(response, dict):
+                code = response.get("Error", {}).get("Code", "")
+                cls = getattr(errors, code, None)
+                if isinstance(cls, type) and issubclass(cls, errors.KinesisError):
+                    raise cls(str(response.get("Error", {}).get("Message", ""))) from exc
+            raise
+
+    async def list_shards(self) -> list[SourceShard]:
+        out: list[SourceShard] = []
+        kwargs: dict[str, Any] = {"StreamName": self.stream_name}
+        while True:
+            page = await self._call("list_shards", **kwargs)
+            for s in page["Shards"]:
+                parents = tuple(p for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId")) if p)
+                out.append(SourceShard(s["ShardId"], parents, "EndingSequenceNumber" in s["SequenceNumberRange"]))
+            token = page.get("NextToken")
+            if not token:
+                return out
+            kwargs = {"NextToken": token}
+
+    async def get_iterator(
+        self, shard_id: str, kind: str, *, sequence_number: str | None = None, timestamp_ms: int | None = None
+    ) -> str:
+        kwargs: dict[str, Any] = {"StreamName": self.stream_name, "ShardId": shard_id, "ShardIteratorType": kind}
+        if sequence_number is not None:
+            kwargs["StartingSequenceNumber"] = sequence_number
+        if timestamp_ms is not None:
+            kwargs["Timestamp"] = timestamp_ms / 1000
+        return str((await self._call("get_shard_iterator", **kwargs))["ShardIterator"])
+
+    async def get_records(self, iterator: str, limit: int) -> Page:
+        r = await self._call("get_records", ShardIterator=iterator, Limit=limit)
+        records = [
+            Record(
+                x["SequenceNumber"],
+                round(x["ApproximateArrivalTimestamp"].timestamp() * 1000),
+                x["Data"],
+                x["PartitionKey"],
+                x.get("EncryptionType"),
+            )
+            for x in r["Records"]
+        ]
+        children = tuple(c["ShardId"] for c in r["ChildShards"]) if "ChildShards" in r else None
+        return Page(records, r.get("NextShardIterator"), int(r.get("MillisBehindLatest", 0)), children)

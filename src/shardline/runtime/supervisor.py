@@ -1,0 +1,238 @@
+"""Event source mappings at run time: shard discovery, lineage, one processor task per shard.
+
+A shard starts only when every parent is settled to SHARD_END (or has expired out of the stream), so per-key order
+holds across splits and merges. Shards known when a mapping first runs start at its StartingPosition; shards born
+later from resharding start at TRIM_HORIZON (all their records are new to the mapping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from typing import Any
+
+from ..clock import Clock, SystemClock
+from ..errors import KinesisError
+from .checkpoints import LeaseStore
+from .destinations import Destination
+from .mapping import MappingConfig, RuntimeTuning
+from .processor import Invoker, RecordMatcher, ShardProcessor, ShardStats
+from .source import ShardSource, SourceShard
+
+__all__ = ["Mapping", "MappingStats"]
+
+log = logging.getLogger("shardline.runtime")
+
+
+@dataclasses.dataclass
+class MappingStats:
+    state: str
+    shards_active: int
+    shards_finished: int
+    last_processing_result: str
+    totals: dict[str, int]
+    iterator_age_ms: int
+
+
+class Mapping:
+    """One running event source mapping (implements processor.MappingContext)."""
+
+    def __init__(
+        self,
+        config: MappingConfig,
+        *,
+        function: Invoker,
+        function_arn: str,
+        role_arn: str,
+        source: ShardSource,
+        store: LeaseStore,
+        destination: Destination | None = None,
+        matcher: RecordMatcher | None = None,
+        tuning: RuntimeTuning | None = None,
+        clock: Clock | None = None,
+        region: str = "us-east-1",
+    ) -> None:
+        self._config = config
+        self.function = function
+        self.function_arn = function_arn
+        self.role_arn = role_arn
+        self.source = source
+        self.store = store
+        self.destination = destination
+        self.matcher = matcher
+        self.tuning = tuning or RuntimeTuning()
+        self.clock = clock or SystemClock()
+        self.region = region
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._processors: dict[str, ShardProcessor] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._resync = asyncio.Event()
+        self._finished_stats = ShardStats()
+        self.state = "Disabled" if not config.enabled else "Creating"
+
+    @property
+    def config(self) -> MappingConfig:
+        return self._config
+
+    @property
+    def uuid(self) -> str:
+        return self._config.uuid
+
+    def running(self) -> bool:
+        return not self._stopping and self._config.enabled
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name=f"mapping-{self.uuid}")
+
+    async def stop(self) -> None:
+        """Stop polling; in-flight invocations finish and their results are checkpointed."""
+        self._stopping = True
+        self._resync.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+
+    async def update(self, **changes: Any) -> None:
+        """Change parameters (batch size, window, retries, enabled, ...). Takes effect at the next batch; the
+        checkpoint is kept. ParallelizationFactor and Enabled changes drain the shards first."""
+        new = dataclasses.replace(self._config, **changes)
+        if new.starting_position != self._config.starting_position:
+            raise ValueError("StartingPosition cannot be changed by an update")
+        restart = (
+            new.parallelization_factor != self._config.parallelization_factor or new.enabled != self._config.enabled
+        )
+        if restart:
+            await self.stop()
+        self._config = new
+        if restart and new.enabled:
+            self.start()
+        self.state = "Enabled" if new.enabled else "Disabled"
+
+    # ----------------------------------------------------------------- discovery
+    async def _run(self) -> None:
+        self.state = "Enabled"
+        first_pass = not self.store.leases(self.uuid)
+        try:
+            while self.running():
+                try:
+                    await self._sync(first_pass)
+                    first_pass = False
+                except KinesisError as exc:
+                    log.error("mapping %s: cannot list shards of %s: %s", self.uuid, self.source.stream_name, exc)
+                self._resync.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._resync.wait(), self.tuning.shard_sync_interval_s)
+        finally:
+            tasks = list(self._tasks.values())
+            for t in tasks:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await t
+            self._tasks.clear()
+            for p in self._processors.values():
+                self._absorb(p.stats)
+            self._processors.clear()
+            if not self._config.enabled:
+                self.state = "Disabled"
+
+    async def _sync(self, first_pass: bool) -> None:
+        shards = await self.source.list_shards()
+        listed = {s.shard_id for s in shards}
+        for s in shards:
+            if s.shard_id in self._tasks:
+                continue
+            initial = self._initial_position(s, listed, first_pass)
+            lease = self.store.ensure(self.uuid, self.source.stream_name, s.shard_id, s.parent_ids, initial)
+            if lease.finished:
+                continue
+            if not self._parents_done(s, listed):
+                continue
+            lease = self.store.take(self.uuid, self.source.stream_name, s.shard_id)
+            proc = ShardProcessor(self, s.shard_id, lease)
+            self._processors[s.shard_id] = proc
+            self._tasks[s.shard_id] = asyncio.create_task(self._run_shard(proc), name=f"{self.uuid}-{s.shard_id}")
+
+    def _initial_position(self, shard: SourceShard, listed: set[str], first_pass: bool) -> str:
+        cfg = self._config
+        if not first_pass and shard.parent_ids:
+            return "TRIM_HORIZON"
+        if cfg.starting_position == "AT_TIMESTAMP":
+            return f"AT_TIMESTAMP:{cfg.starting_position_timestamp_ms}"
+        return cfg.starting_position
+
+    def _parents_done(self, shard: SourceShard, listed: set[str]) -> bool:
+        for parent in shard.parent_ids:
+            if parent not in listed:
+                continue  # expired out of the stream: nothing left to read in it
+            lease = self.store.get(self.uuid, self.source.stream_name, parent)
+            if lease is None or not lease.finished:
+                return False
+        return True
+
+    async def _run_shard(self, proc: ShardProcessor) -> None:
+        try:
+            await proc.run()
+        except Exception:
+            log.exception(
+                "mapping %s %s: shard processor failed; it restarts from its checkpoint", self.uuid, proc.shard_id
+            )
+            await asyncio.sleep(self.tuning.throttle_backoff_s)
+        finally:
+            self._tasks.pop(proc.shard_id, None)
+            done = self._processors.pop(proc.shard_id, None)
+            if done is not None:
+                self._absorb(done.stats)
+            self._resync.set()
+
+    # ----------------------------------------------------------------- observation
+    def _absorb(self, s: ShardStats) -> None:
+        f = self._finished_stats
+        for name in (
+            "polled",
+            "filtered_out",
+            "invoked_records",
+            "invocations",
+            "function_errors",
+            "throttles",
+            "succeeded",
+            "discarded",
+            "dead_lettered",
+            "destination_failures",
+        ):
+            setattr(f, name, getattr(f, name) + getattr(s, name))
+        if s.last_result != "No records processed":
+            f.last_result = s.last_result
+
+    def stats(self) -> MappingStats:
+        live = list(self._processors.values())
+        totals: dict[str, int] = {}
+        for name in (
+            "polled",
+            "filtered_out",
+            "invoked_records",
+            "invocations",
+            "function_errors",
+            "throttles",
+            "succeeded",
+            "discarded",
+            "dead_lettered",
+            "destination_failures",
+        ):
+            totals[name] = getattr(self._finished_stats, name) + sum(getattr(p.stats, name) for p in live)
+        results = [p.stats.last_result for p in live if p.stats.last_result != "No records processed"]
+        last = results[-1] if results else self._finished_stats.last_result
+        finished = sum(1 for lease in self.store.leases(self.uuid) if lease.finished)
+        return MappingStats(
+            state=self.state,
+            shards_active=len(live),
+            shards_finished=finished,
+            last_processing_result=last,
+            totals=totals,
+            iterator_age_ms=max((p.stats.millis_behind for p in live), default=0),
+        )
