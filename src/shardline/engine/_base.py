@@ -150,7 +150,7 @@ class EngineBase:
 
     def _open_shard(self, st: StreamState, sh: ShardState) -> None:
         s = self.settings
-        sh.seq_prefix = sequence.prefix(st.created_s, sh.index)
+        sh.seq_prefix = sequence.prefix(st.tag, sh.index)
         sh.log, report = ShardLog.open(
             self.catalog.shard_dir(st.stream_id, sh.index),
             self.files,

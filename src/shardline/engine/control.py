@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import secrets
 
 from ..errors import (
     ExpiredNextTokenException,
@@ -76,6 +77,7 @@ class ControlPlane(EngineBase):
             arn=self.stream_arn(stream_name),
             created_ms=now,
             mode=mode,
+            tag=secrets.randbits(36),
             tags=dict(tags or {}),
             max_record_size_kib=self.settings.max_record_bytes // 1024,
         )
@@ -207,7 +209,7 @@ class ControlPlane(EngineBase):
         if next_token is not None:
             tok = self._decode_token(next_token, "shards")
             st = self._stream(str(tok["stream"]))
-            if st.created_ms != tok["created"]:
+            if st.tag != tok["tag"]:
                 raise ResourceNotFoundException(self._fmt(m.STREAM_NOT_FOUND, st.name))
             after: int | None = int(str(tok["after"]))
             ftype = tok.get("ftype")
@@ -231,9 +233,7 @@ class ControlPlane(EngineBase):
         page = shards[:limit]
         token = None
         if len(shards) > len(page):
-            token = self._encode_token(
-                "shards", stream=st.name, created=st.created_ms, after=page[-1].index, ftype=ftype, fts=fts
-            )
+            token = self._encode_token("shards", stream=st.name, tag=st.tag, after=page[-1].index, ftype=ftype, fts=fts)
         return ListShardsResult([s.to_model() for s in page], token)
 
     def _filter_shards(self, st: StreamState, ftype: object, fts: object) -> list[ShardState]:

@@ -253,7 +253,13 @@ class DataPlane(EngineBase):
         shard = st.shard(index)
         if shard is None or shard.log is None:
             raise ResourceNotFoundException(self._fmt(m.SHARD_NOT_EXIST, name, shard=norm))
-        kind = ShardIteratorType(shard_iterator_type)
+        try:
+            kind = ShardIteratorType(shard_iterator_type)
+        except ValueError:
+            allowed = ", ".join(t.value for t in ShardIteratorType)
+            raise validation_error(
+                [(shard_iterator_type, "shardIteratorType", f"Member must satisfy enum value set: [{allowed}]")]
+            ) from None
         lg = shard.log
         seq_kinds = (ShardIteratorType.AT_SEQUENCE_NUMBER, ShardIteratorType.AFTER_SEQUENCE_NUMBER)
         if kind in (ShardIteratorType.TRIM_HORIZON, ShardIteratorType.LATEST) and starting_sequence_number is not None:
@@ -277,7 +283,7 @@ class DataPlane(EngineBase):
             if timestamp_ms > now:
                 raise InvalidArgumentException(m.ITER_FUTURE_TIMESTAMP.format(ts=timestamp_ms, now=now))
             offset = lg.offset_for_time(timestamp_ms)
-        return self.iterators.encode(IteratorPosition(st.name, st.created_ms, index, offset, self.clock.now_ms()))
+        return self.iterators.encode(IteratorPosition(st.name, st.tag, index, offset, self.clock.now_ms()))
 
     def _offset_of(self, st: StreamState, shard: ShardState, seq: str) -> int:
         decoded = sequence.decode(seq)
@@ -287,7 +293,7 @@ class DataPlane(EngineBase):
             raise InvalidArgumentException(
                 m.ITER_OTHER_SHARD.format(encoded=shard_id_of(decoded.shard_index), shard=shard.shard_id)
             )
-        if decoded.stream_created_s != st.created_s & ((1 << 36) - 1):
+        if decoded.stream_tag != st.tag & sequence.TAG_MASK:
             raise InvalidArgumentException(self._fmt(m.ITER_OTHER_STREAM, st.name, seq=seq, shard=shard.shard_id))
         return decoded.offset
 
@@ -309,7 +315,7 @@ class DataPlane(EngineBase):
             raise validation_error([(limit, "limit", f"Member must have value {rule}")])
         self._tick()
         st = self.streams.get(pos.stream_name)
-        shard = st.shard(pos.shard_index) if st is not None and st.created_ms == pos.stream_created_ms else None
+        shard = st.shard(pos.shard_index) if st is not None and st.tag == pos.stream_tag else None
         if st is None or shard is None or shard.log is None:
             raise ResourceNotFoundException(
                 self._fmt(m.SHARD_NOT_EXIST, pos.stream_name, shard=shard_id_of(pos.shard_index))
@@ -335,7 +341,7 @@ class DataPlane(EngineBase):
             behind = max(0, now - arrival) if arrival is not None else 0
         if not shard.is_open and next_offset >= end:
             return GetRecordsResult(records, None, behind, st.children_of(shard))
-        token = self.iterators.encode(IteratorPosition(st.name, st.created_ms, shard.index, next_offset, now))
+        token = self.iterators.encode(IteratorPosition(st.name, st.tag, shard.index, next_offset, now))
         return GetRecordsResult(records, token, behind, None)
 
     def _throttle_read_call(self, st: StreamState, shard: ShardState) -> None:

@@ -1,11 +1,11 @@
 """Shard iterators: opaque, signed, self-contained tokens.
 
-A token carries the stream (name and creation time), the shard index, the next offset and when it was issued,
+A token carries the stream (name and random tag), the shard index, the next offset and when it was issued,
 signed with the data directory's secret, so it survives restarts, cannot be forged or pointed at another stream,
 and needs no server-side state.
 
 ```
- base64( v(1) | shard index u32 | offset u64 | issued ms u64 | stream created ms u64 | name UTF-8 | HMAC-SHA256[:16] )
+ base64( v(1) | shard index u32 | offset u64 | issued ms u64 | stream tag u64 | name UTF-8 | HMAC-SHA256[:16] )
 ```
 """
 
@@ -27,7 +27,7 @@ _MAC_BYTES = 16
 
 class IteratorPosition(NamedTuple):
     stream_name: str
-    stream_created_ms: int
+    stream_tag: int
     shard_index: int
     offset: int
     issued_ms: int
@@ -41,7 +41,7 @@ class IteratorCodec:
         return hmac.new(self._secret, payload, sha256).digest()[:_MAC_BYTES]
 
     def encode(self, pos: IteratorPosition) -> str:
-        payload = _HEAD.pack(_VERSION, pos.shard_index, pos.offset, pos.issued_ms, pos.stream_created_ms)
+        payload = _HEAD.pack(_VERSION, pos.shard_index, pos.offset, pos.issued_ms, pos.stream_tag)
         payload += pos.stream_name.encode()
         return base64.b64encode(payload + self.sign(payload)).decode("ascii")
 
@@ -56,11 +56,11 @@ class IteratorCodec:
         payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
         if not hmac.compare_digest(mac, self.sign(payload)):
             return None
-        version, shard_index, offset, issued_ms, created_ms = _HEAD.unpack_from(payload, 0)
+        version, shard_index, offset, issued_ms, tag = _HEAD.unpack_from(payload, 0)
         if version != _VERSION:
             return None
         try:
             name = payload[_HEAD.size :].decode()
         except UnicodeDecodeError:
             return None
-        return IteratorPosition(name, created_ms, shard_index, offset, issued_ms)
+        return IteratorPosition(name, tag, shard_index, offset, issued_ms)

@@ -35,3 +35,6 @@ class TokenBucket:
         throttles the seconds after a very large read."""
         self._refill(now_s)
         self._level -= amount
+        if amount > self._rate:
+            # A read larger than a second's budget owes all of it: AWS throttles the next 5 s after 10 MiB.
+            self._level = min(self._level, -amount)

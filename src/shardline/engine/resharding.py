@@ -7,6 +7,8 @@ parent/child change lands in one atomic metadata write.
 
 from __future__ import annotations
 
+import re
+
 from ..errors import (
     InvalidArgumentException,
     LimitExceededException,
@@ -22,6 +24,8 @@ from .hashing import even_ranges
 from .streams import ShardState, StreamState, shard_id_of
 
 __all__ = ["Resharding"]
+
+_HASH_KEY = re.compile(r"0|[1-9]\d{0,38}")
 
 
 class Resharding(EngineBase):
@@ -40,7 +44,12 @@ class Resharding(EngineBase):
         st = self._stream(name)
         shard = self._reshard_target(st, index)
         self._check_shard_limit(1)
-        key = int(new_starting_hash_key)
+        text = str(new_starting_hash_key)
+        if not _HASH_KEY.fullmatch(text):
+            raise validation_error(
+                [(text, "newStartingHashKey", "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})")]
+            )
+        key = int(text)
         if not shard.start_key + 1 < key < shard.end_key:
             raise InvalidArgumentException(
                 self._fmt(

@@ -107,6 +107,7 @@ class StreamState:
     arn: str
     created_ms: int
     mode: StreamMode
+    tag: int = 0  # random per stream (sequence numbers, iterators, tokens)
     retention_hours: int = 24
     status: StreamStatus = StreamStatus.CREATING
     status_until_ms: int = 0
@@ -157,6 +158,7 @@ class StreamState:
             "name": self.name,
             "arn": self.arn,
             "created_ms": self.created_ms,
+            "tag": self.tag,
             "mode": self.mode.value,
             "retention_hours": self.retention_hours,
             "status": self.status.value,
@@ -190,6 +192,7 @@ class StreamState:
             arn=d["arn"],
             created_ms=int(d["created_ms"]),
             mode=StreamMode(d["mode"]),
+            tag=int(d["tag"]),
             retention_hours=int(d["retention_hours"]),
             status=StreamStatus(d["status"]),
             status_until_ms=int(d["status_until_ms"]),
