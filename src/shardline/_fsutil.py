@@ -39,7 +39,10 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
 
 def remove_tree(path: Path) -> None:
     """Remove a directory tree; files first, so a crash leaves a directory recovery can finish deleting."""
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_dir() or path.is_symlink():
+        path.unlink()
         return
     for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         if child.is_dir() and not child.is_symlink():

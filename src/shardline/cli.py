@@ -1,176 +1,214 @@
-"""The ``shardline`` command."""
+"""The ``shardline`` command: serve, up, redrive."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
-import random
 import sys
-import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from . import __version__
 from .api import KinesisApp
 from .api.auth import SigV4Verifier, load_credentials
 from .api.server import bind, is_loopback, run
 from .engine import Engine
-from .errors import ResourceInUseException
-from .models import ShardIteratorType
+from .runtime.config import ConfigError, load_config
+from .runtime.functions import FunctionPool
+from .runtime.project import Project
+from .runtime.redrive import load_messages, message_key, read_messages, redrive_message
+from .runtime.source import EngineSource
 from .settings import Settings
+from .storage.catalog import DataDirLocked
 
 __all__ = ["main"]
+
+log = logging.getLogger("shardline")
+
+
+def _common(p: argparse.ArgumentParser, *, port: bool = True) -> None:
+    p.add_argument("--data-dir", type=Path, default=Path("shardline-data"), help="default: ./shardline-data")
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--account-id", default="000000000000")
+    p.add_argument("--fsync", choices=["always", "interval", "never"], default="always")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    if port:
+        p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, loopback only)")
+        p.add_argument("--port", type=int, default=4567, help="TCP port (default 4567; 0 picks a free port)")
+        p.add_argument("--enforce-limits", action="store_true", help="apply Kinesis per-shard throughput limits")
+        p.add_argument("--log-requests", action="store_true", help="write a JSON access-log line per request")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shardline", description="Self-hosted streams with Kinesis semantics.")
     p.add_argument("--version", action="version", version=f"shardline {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the embedded engine end to end on a local data directory")
-    demo.add_argument("--data-dir", type=Path, default=Path("shardline-data"), help="default: ./shardline-data")
-    demo.add_argument("--records", type=int, default=20_000, help="records to put (default 20000)")
-    demo.add_argument("--fsync", choices=["always", "interval", "never"], default="always")
+
     srv = sub.add_parser("serve", help="serve the Kinesis API (boto3, the AWS CLI and the SDKs work against it)")
-    srv.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, loopback only)")
-    srv.add_argument("--port", type=int, default=4567, help="TCP port (default 4567; 0 picks a free port)")
-    srv.add_argument("--data-dir", type=Path, default=Path("shardline-data"), help="default: ./shardline-data")
-    srv.add_argument("--region", default="us-east-1")
-    srv.add_argument("--account-id", default="000000000000")
-    srv.add_argument("--enforce-limits", action="store_true", help="apply Kinesis per-shard throughput limits")
-    srv.add_argument("--fsync", choices=["always", "interval", "never"], default="always")
+    _common(srv)
     srv.add_argument("--auth", choices=["none", "sigv4"], default="none")
     srv.add_argument("--credentials", type=Path, help="AWS credentials file whose keys --auth sigv4 accepts")
-    srv.add_argument("--log-requests", action="store_true", help="write a JSON access-log line per request")
-    srv.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    up = sub.add_parser("up", help="run a project: its streams, the Kinesis endpoint and every stream function")
+    up.add_argument("file", nargs="?", type=Path, default=Path("shardline.yml"), help="default: ./shardline.yml")
+    _common(up)
+
+    rd = sub.add_parser("redrive", help="re-process the records that on-failure messages point to")
+    rd.add_argument(
+        "messages", help="where the on-failure records are: a JSONL file, or stream:NAME for a stream destination"
+    )
+    rd.add_argument("--config", type=Path, default=Path("shardline.yml"), help="project file (default ./shardline.yml)")
+    rd.add_argument("--function", required=True, help="the function (from the project file) to invoke")
+    rd.add_argument("--handler", help="use this handler instead of the one in the project file (the fixed one)")
+    rd.add_argument("--again", action="store_true", help="also redrive messages that were redriven successfully")
+    _common(rd, port=False)
     return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(
+        data_dir=args.data_dir,
+        region=args.region,
+        account_id=args.account_id,
+        enforce_limits=getattr(args, "enforce_limits", False),
+        fsync=args.fsync,
+    )
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"shardline {command}: {message}", file=sys.stderr)
+    return 2
+
+
+def _listen(args: argparse.Namespace, app: KinesisApp, banner: list[str]) -> int:
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        print(f"shardline {args.command}: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    host, port = sock.getsockname()[:2]
+    if not is_loopback(args.host):
+        log.warning("listening on %s: reachable from other machines", args.host)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    def ready() -> None:
+        print(
+            f"shardline {__version__} serving Kinesis at {url} (data {args.data_dir}, fsync={args.fsync})", flush=True
+        )
+        print(f'  boto3.client("kinesis", endpoint_url="{url}", region_name="{args.region}")', flush=True)
+        for line in banner:
+            print(line, flush=True)
+
+    run(app, sock, on_ready=ready)
+    if app.startup_error is not None:
+        return _fail(args.command, app.startup_error)
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
     verifier = None
     if args.auth == "sigv4":
         if args.credentials is None:
-            print("shardline serve: --auth sigv4 needs --credentials FILE", file=sys.stderr)
-            return 2
+            return _fail("serve", "--auth sigv4 needs --credentials FILE")
         try:
             verifier = SigV4Verifier(load_credentials(args.credentials))
         except ValueError as exc:
-            print(f"shardline serve: {exc}", file=sys.stderr)
-            return 2
+            return _fail("serve", str(exc))
     try:
-        settings = Settings(
-            data_dir=args.data_dir,
-            region=args.region,
-            account_id=args.account_id,
-            enforce_limits=args.enforce_limits,
-            fsync=args.fsync,
-        )
+        settings = _settings(args)
     except ValueError as exc:
-        print(f"shardline serve: {exc}", file=sys.stderr)
-        return 2
-    try:
-        sock = bind(args.host, args.port)
-    except OSError as exc:
-        print(f"shardline serve: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
-        return 1
-    host, port = sock.getsockname()[:2]
-    if not is_loopback(args.host):
-        logging.getLogger("shardline").warning("listening on %s: reachable from other machines", args.host)
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        return _fail("serve", str(exc))
     app = KinesisApp(Engine(settings), verifier=verifier, log_requests=args.log_requests)
-
-    def ready() -> None:
-        print(
-            f"shardline {__version__} serving Kinesis at {url} "
-            f"(data {args.data_dir}, fsync={args.fsync}, auth={args.auth})",
-            flush=True,
-        )
-        print(f'  boto3.client("kinesis", endpoint_url="{url}", region_name="{args.region}")', flush=True)
-
-    run(app, sock, on_ready=ready)
-    return 0
+    return _listen(args, app, [])
 
 
-async def _demo(data_dir: Path, total: int, fsync: str) -> int:
-    settings = Settings(data_dir=data_dir, fsync=fsync)  # type: ignore[arg-type]
-    stream = "orders-demo"
-    rng = random.Random(7)
-    async with Engine(settings) as engine:
-        print(f"data directory {data_dir} (previous close clean: {engine.was_clean})")
-        try:
-            await engine.create_stream(stream, 2)
-            print(f"created stream {stream} with 2 shards")
-        except ResourceInUseException:
-            print(f"stream {stream} exists; appending to it")
-        t0 = time.perf_counter()
-        put = 0
-        while put < total:
-            n = min(500, total - put)
-            batch = [
-                (
-                    json.dumps(
-                        {
-                            "order_id": put + i,
-                            "customer": f"c-{rng.randrange(1000)}",
-                            "amount": rng.randrange(1, 50_000),
-                        }
-                    ).encode(),
-                    f"c-{rng.randrange(1000)}",
+def _up(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args)
+        config = load_config(args.file, region=args.region, account_id=args.account_id)
+    except (ValueError, ConfigError) as exc:
+        return _fail("up", str(exc))
+    engine = Engine(settings)
+    project = Project(config, engine)
+    banner = [
+        f"  {len(config.streams)} streams, {len(config.functions)} functions, {len(config.mappings)} mappings "
+        f"from {args.file}"
+    ]
+    for fn, m in config.mappings:
+        dest = f", on failure -> {m.on_failure.kind} {m.on_failure.target}" if m.on_failure else ""
+        banner.append(f"  {m.stream_name} -> {fn.config.name} ({fn.config.handler}){dest}")
+    app = KinesisApp(engine, log_requests=args.log_requests, services=[project])
+    return _listen(args, app, banner)
+
+
+async def _redrive(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config, region=args.region, account_id=args.account_id)
+        from_stream = args.messages.startswith("stream:")
+        messages = [] if from_stream else load_messages(Path(args.messages))
+    except (ValueError, ConfigError, OSError) as exc:
+        return _fail("redrive", str(exc))
+    fn = config.functions.get(args.function)
+    if fn is None:
+        return _fail("redrive", f"{args.config} has no function '{args.function}'")
+    fconfig = fn.config
+    if args.handler:
+        fconfig = replace(fconfig, handler=args.handler)
+    state = args.data_dir / "runtime" / "redriven.jsonl"
+    done = set()
+    if state.exists() and not args.again:
+        done = {orjson.loads(line)["key"] for line in state.read_bytes().splitlines() if line.strip()}
+    pool = FunctionPool(fconfig)
+    failed = 0
+    todo: list[dict[str, Any]] = []
+    try:
+        async with Engine(_settings(args)) as engine:
+            if from_stream:
+                messages = await read_messages(EngineSource(engine, args.messages.removeprefix("stream:")))
+            todo = [m for m in messages if message_key(m) not in done]
+            if not todo:
+                print(f"nothing to redrive: {len(messages)} messages in {args.messages}, all redriven already")
+                return 0
+            for msg in todo:
+                stream = str(msg["KinesisBatchInfo"]["streamArn"]).rsplit("/", 1)[-1]
+                result = await redrive_message(
+                    msg,
+                    source=EngineSource(engine, stream),
+                    function=pool,
+                    region=args.region,
+                    role_arn=fconfig.role_arn,
                 )
-                for i in range(n)
-            ]
-            res = await engine.put_records(batch, stream_name=stream)
-            put += n - res.failed_record_count
-            if put >= total // 2 and put - n < total // 2:
-                desc = await engine.describe_stream(stream)
-                first_open = next(s for s in desc.shards if s.sequence_number_range.ending_sequence_number is None)
-                r = first_open.hash_key_range
-                mid = (r.starting_hash_key + r.ending_hash_key) // 2
-                await engine.split_shard(
-                    stream_name=stream, shard_to_split=first_open.shard_id, new_starting_hash_key=str(mid)
-                )
-                print(f"split {first_open.shard_id} half-way through the load")
-        elapsed = time.perf_counter() - t0
-        print(f"put {put} records in {elapsed:.2f}s ({put / elapsed:,.0f} records/s, fsync={fsync})")
-
-        # Read every shard, parents before children, as a consumer must to keep per-key order.
-        shards = (await engine.list_shards(stream)).shards
-        done: set[str] = set()
-        read = 0
-        pending = list(shards)
-        while pending:
-            for sh in list(pending):
-                parents = {p for p in (sh.parent_shard_id, sh.adjacent_parent_shard_id) if p}
-                if not parents <= done | {p for p in parents if p not in {s.shard_id for s in shards}}:
-                    continue
-                it: str | None = await engine.get_shard_iterator(
-                    stream_name=stream, shard_id=sh.shard_id, shard_iterator_type=ShardIteratorType.TRIM_HORIZON
-                )
-                n_shard = 0
-                while it is not None:
-                    out = await engine.get_records(it)
-                    n_shard += len(out.records)
-                    if not out.records and out.millis_behind_latest == 0 and out.next_shard_iterator is not None:
-                        break  # an open shard, read to its end
-                    it = out.next_shard_iterator
-                read += n_shard
-                state = "open" if sh.sequence_number_range.ending_sequence_number is None else "closed"
-                print(f"  {sh.shard_id} ({state}, parent {sh.parent_shard_id or '-'}): {n_shard} records")
-                done.add(sh.shard_id)
-                pending.remove(sh)
-        print(f"read back {read} records across {len(shards)} shards")
-    return 0
+                status = "ok" if result.ok else f"FAILED ({result.error})"
+                gone = " (some records are past retention)" if result.missing else ""
+                print(f"{result.shard_id} {result.start}..{result.end}: {result.found} records {status}{gone}")
+                if result.ok:
+                    state.parent.mkdir(parents=True, exist_ok=True)
+                    with state.open("ab") as f:
+                        f.write(orjson.dumps({"key": result.key}) + b"\n")
+                else:
+                    failed += 1
+    except DataDirLocked:
+        return _fail("redrive", f"{args.data_dir} is in use: stop `shardline up` first, then redrive")
+    finally:
+        await pool.close()
+    print(f"redrove {len(todo) - failed} of {len(todo)} messages")
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    level = getattr(args, "log_level", "warning").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
         return _serve(args)
-    if args.command == "demo":
-        return asyncio.run(_demo(args.data_dir, args.records, args.fsync))
+    if args.command == "up":
+        return _up(args)
+    if args.command == "redrive":
+        return asyncio.run(_redrive(args))
     return 2
 
 

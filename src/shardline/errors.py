@@ -10,6 +10,7 @@ from typing import ClassVar
 
 __all__ = [
     "AccessDeniedException",
+    "DryRunOperationException",
     "ExpiredIteratorException",
     "ExpiredNextTokenException",
     "IncompleteSignatureException",
@@ -48,7 +49,7 @@ class KinesisError(Exception):
 
 
 class AccessDeniedException(KinesisError):
-    pass
+    http_status = 403
 
 
 class ExpiredIteratorException(KinesisError):
@@ -116,6 +117,10 @@ class RequestEntityTooLargeException(KinesisError):
     http_status = 413
 
 
+class DryRunOperationException(KinesisError):
+    pass
+
+
 class InvalidParameterValueException(KinesisError):
     """Lambda's error for an invalid event source mapping or function parameter."""
 
@@ -125,7 +130,8 @@ def validation_error(violations: list[tuple[object, str, str]]) -> ValidationExc
     ``1 validation error detected: Value 'x' at 'streamName' failed to satisfy constraint: Member must ...``."""
     shown = violations[:10]
     parts = [f"Value {_quoted(value)} at '{path}' failed to satisfy constraint: {rule}" for value, path, rule in shown]
-    n = len(violations)
+    # AWS counts only the violations it lists.
+    n = len(shown)
     head = f"{n} validation error{'s' if n != 1 else ''} detected: "
     return ValidationException(head + "; ".join(parts))
 

@@ -6,15 +6,16 @@ give: method, body presence, content type, body syntax, operation, signature, ty
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any, Protocol
 
 import orjson
 
-from ..engine import Engine
+from ..engine import DataDirLocked, Engine
 from ..errors import (
     AccessDeniedException,
     InternalFailureException,
@@ -43,6 +44,14 @@ DEFAULT_MAX_BODY = 8 * 1024 * 1024  # a full 5 MiB PutRecords in base64 JSON, wi
 _KNOWN = set(operations())
 
 
+class Service(Protocol):
+    """Something that runs beside the endpoint over the same engine (the stream-function runtime)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class KinesisApp:
     """Serves the Kinesis API for ``engine``. The ASGI lifespan opens and closes the engine."""
 
@@ -53,12 +62,15 @@ class KinesisApp:
         verifier: SigV4Verifier | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY,
         log_requests: bool = False,
+        services: Sequence[Service] = (),
     ) -> None:
         self.engine = engine
+        self.services = list(services)
         self.verifier = verifier
         self.max_body_bytes = max_body_bytes
         self.log_requests = log_requests
         self.ready = False
+        self.startup_error: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -74,15 +86,26 @@ class KinesisApp:
                 try:
                     if self.engine._closed:
                         await self.engine.open()
+                    for service in self.services:
+                        await service.start()
                     self.ready = True
                 except Exception as exc:
-                    log.exception("engine failed to open")
+                    self.startup_error = str(exc)
+                    if not isinstance(exc, DataDirLocked):
+                        log.exception("startup failed")
+                    with contextlib.suppress(Exception):
+                        await self.engine.close()
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 self.ready = False
                 try:
+                    for service in reversed(self.services):
+                        try:
+                            await service.stop()
+                        except Exception:
+                            log.exception("stopping %s failed", service)
                     await self.engine.close()
                 finally:
                     await send({"type": "lifespan.shutdown.complete"})
@@ -109,9 +132,7 @@ class KinesisApp:
             if method != "POST":
                 raise AccessDeniedException("Unable to determine service/operation name to be authorized")
             if codec_or_none is None:
-                if not service or not op:
-                    raise AccessDeniedException("Unable to determine service/operation name to be authorized")
-                raise UnknownOperationException(f"Unsupported content type {headers.get('content-type', '')!r}")
+                raise AccessDeniedException("Unable to determine service/operation name to be authorized")
             if not body:
                 if op_known:
                     raise SerializationException("")

@@ -76,7 +76,7 @@ class SigV4Verifier:
                 )
             raise MissingAuthenticationTokenException("Missing Authentication Token")
         algorithm, _, rest = auth.partition(" ")
-        params = dict(part.strip().split("=", 1) for part in rest.split(",") if "=" in part)
+        params = dict(part.split("=", 1) for part in re.split(r"[,\s]+", rest.strip()) if "=" in part)
         missing = "".join(
             f"Authorization header requires '{k}' parameter. "
             for k in ("Credential", "Signature", "SignedHeaders")

@@ -20,7 +20,6 @@ from ..models import (
     PutRecordsEntry,
     PutRecordsRequestEntry,
     PutRecordsResult,
-    Record,
     ShardIteratorType,
     StreamMode,
 )
@@ -323,16 +322,14 @@ class DataPlane(EngineBase):
         lg = shard.log
         if self.settings.enforce_limits:
             self._throttle_read_call(st, shard)
+        enc = None if st.encryption_type == "NONE" else st.encryption_type
         try:
-            stored, next_offset = lg.read(pos.offset, limit, MAX_GET_BYTES)
+            records, next_offset = lg.read(pos.offset, limit, MAX_GET_BYTES, id_base=shard.seq_prefix, encryption=enc)
         except OSError as exc:
             log.error("stream %s %s: read failed: %s", st.name, shard.shard_id, exc)
             raise InternalFailureException("Internal Service Failure") from exc
-        prefix = shard.seq_prefix
-        enc = None if st.encryption_type == "NONE" else st.encryption_type
-        records = [Record(str(prefix + r.offset), r.arrival_ms, r.data, r.partition_key, enc) for r in stored]
-        if self.settings.enforce_limits and stored:
-            self._charge_read(st, shard, sum(len(r.data) + len(r.partition_key) for r in stored))
+        if self.settings.enforce_limits and records:
+            self._charge_read(st, shard, sum(len(r.data) + len(r.partition_key) for r in records))
         end = lg.visible_offset
         if next_offset >= end:
             behind = 0

@@ -50,6 +50,14 @@ class Catalog:
             os.close(self._lock_fd)
             self._lock_fd = -1
             raise DataDirLocked(f"data directory {self.root} is in use by another shardline process") from None
+        try:
+            self._open_locked()
+        except BaseException:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise
+
+    def _open_locked(self) -> None:
         self.streams_dir.mkdir(exist_ok=True)
         self.trash_dir.mkdir(exist_ok=True)
         ident = self.root / "shardline.json"

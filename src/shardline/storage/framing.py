@@ -11,7 +11,7 @@ One PutRecords sub-batch for one shard is one frame. All integers are big-endian
  +--------+-------+---+--------+--------+-----------------+-----------------+---------...
  len  = bytes after the len field (magic .. end of records)
  M    = magic/version byte, currently 1
- crc  = zlib CRC-32 of every byte after the crc field (count .. end of records)
+ crc  = zlib CRC-32 of every other byte of the frame (base offset .. magic, then count .. end of records)
 
  record (15-byte header, then the variable parts)
  0          4            8        10      11         15
@@ -28,7 +28,9 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from ..models import Record
 
 __all__ = [
     "HEADER",
@@ -38,6 +40,7 @@ __all__ = [
     "FrameHeader",
     "StoredRecord",
     "check_crc",
+    "decode_into",
     "decode_records",
     "encode_frame",
     "parse_header",
@@ -47,9 +50,12 @@ MAGIC = 1
 HEADER = struct.Struct(">QIBIIQQ")
 HEADER_SIZE = HEADER.size  # 37
 _REC = struct.Struct(">IIHBI")
+_PREFIX = struct.Struct(">QIB")
+_CRC = struct.Struct(">I")
+_COUNTS = struct.Struct(">IQQ")
 _REC_SIZE = _REC.size  # 15
 _LEN_PREFIX = 12  # base offset + len field; len counts the bytes after these
-_CRC_START = 17  # crc covers count .. end
+_CRC_START = 17  # the crc covers [0, 13) and [17, end): every byte but its own
 MAX_FRAME_BYTES = 1 << 31
 
 
@@ -93,10 +99,11 @@ def encode_frame(
             append(ehk)
         append(data)
     body = b"".join(parts)
-    count_and_times = struct.pack(">IQQ", len(records), arrival_ms, arrival_ms)
-    crc = zlib.crc32(body, zlib.crc32(count_and_times))
-    length = 1 + 4 + len(count_and_times) + len(body)
-    return struct.pack(">QIBI", base_offset, length, MAGIC, crc) + count_and_times + body
+    length = HEADER_SIZE - _LEN_PREFIX + len(body)  # magic, crc, count, two times, then the records
+    head = _PREFIX.pack(base_offset, length, MAGIC)
+    tail = _COUNTS.pack(len(records), arrival_ms, arrival_ms)
+    crc = zlib.crc32(body, zlib.crc32(tail, zlib.crc32(head)))
+    return b"".join((head, _CRC.pack(crc), tail, body))
 
 
 def parse_header(buf: bytes | memoryview, pos: int = 0) -> FrameHeader:
@@ -116,33 +123,88 @@ def check_crc(buf: bytes | memoryview, pos: int, header: FrameHeader) -> bool:
     end = pos + header.total_size
     if end > len(buf):
         return False
-    (crc,) = struct.unpack_from(">I", buf, pos + 13)
-    return bool(zlib.crc32(memoryview(buf)[pos + _CRC_START : end]) == crc)
+    (crc,) = _CRC.unpack_from(buf, pos + 13)
+    view = memoryview(buf)
+    return bool(zlib.crc32(view[pos + _CRC_START : end], zlib.crc32(view[pos : pos + 13])) == crc)
 
 
 def decode_records(buf: bytes, pos: int, header: FrameHeader, from_offset: int = 0) -> list[StoredRecord]:
     """Decode the records of the frame at ``pos`` whose offset is at least ``from_offset``."""
-    out: list[StoredRecord] = []
-    append = out.append
+    out: list[Any] = []
+    decode_into(out, buf, pos, header, from_offset, header.end_offset, header.record_count, 1 << 62, None, None)
+    return out
+
+
+def decode_into(  # noqa: PLR0917  (the hot read path: positional arguments are measurably cheaper)
+    out: list[Any],
+    buf: bytes,
+    pos: int,
+    header: FrameHeader,
+    start: int,
+    stop: int,
+    max_records: int,
+    max_bytes: int,
+    id_base: int | None,
+    encryption: str | None,
+) -> tuple[int, int, bool]:
+    """Append the frame's records with ``start <= offset < stop`` to ``out`` until it holds ``max_records`` or
+    they reach about ``max_bytes`` of key + data (``out`` always gets at least one). With ``id_base`` the records
+    are ``models.Record`` with sequence number ``id_base + offset``; without, ``StoredRecord``.
+
+    Returns (bytes of key + data added, the offset after the last record added, whether a limit was reached).
+    """
     unpack = _REC.unpack_from
+    new = tuple.__new__
+    append = out.append
     base = header.base_offset
     arrival = header.first_arrival_ms
     p = pos + HEADER_SIZE
+    used = 0
+    nxt = start
     for _ in range(header.record_count):
         delta, adelta, pk_len, ehk_len, data_len = unpack(buf, p)
         p += _REC_SIZE
         offset = base + delta
-        if offset >= from_offset:
-            pk_end = p + pk_len
-            ehk_end = pk_end + ehk_len
+        if offset < start:
+            p += pk_len + ehk_len + data_len
+            continue
+        if offset >= stop:
+            return used, nxt, False
+        size = pk_len + data_len
+        if out and (used + size > max_bytes or len(out) >= max_records):
+            return used, offset, True
+        pk_end = p + pk_len
+        ehk_end = pk_end + ehk_len
+        data_end = ehk_end + data_len
+        if id_base is None:
             append(
-                StoredRecord(
-                    offset,
-                    arrival + adelta,
-                    buf[p:pk_end].decode(),
-                    buf[pk_end:ehk_end].decode() if ehk_len else None,
-                    buf[ehk_end : ehk_end + data_len],
+                new(
+                    StoredRecord,
+                    (
+                        offset,
+                        arrival + adelta,
+                        buf[p:pk_end].decode(),
+                        buf[pk_end:ehk_end].decode() if ehk_len else None,
+                        buf[ehk_end:data_end],
+                    ),
                 )
             )
-        p += pk_len + ehk_len + data_len
-    return out
+        else:
+            append(
+                new(
+                    Record,
+                    (
+                        str(id_base + offset),
+                        arrival + adelta,
+                        buf[ehk_end:data_end],
+                        buf[p:pk_end].decode(),
+                        encryption,
+                    ),
+                )
+            )
+        used += size
+        nxt = offset + 1
+        p = data_end
+        if len(out) >= max_records:
+            return used, nxt, True
+    return used, nxt, False

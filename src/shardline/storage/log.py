@@ -25,9 +25,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .._fsutil import atomic_write, fsync_dir
-from .framing import FrameHeader, StoredRecord, decode_records, encode_frame
+from .framing import FrameHeader, decode_into, decode_records, encode_frame
 from .segment import CorruptRange, Segment
 
 __all__ = ["FileCache", "RecoveryReport", "ShardLog"]
@@ -153,6 +154,12 @@ class ShardLog:
             report.corrupt.extend(scan.corrupt)
             self._segments.append(seg)
             self._bases.append(base)
+        if sealed and len(self._segments) == 1 and self._segments[0].end_offset <= self.log_start:
+            # A sealed log that retention emptied just before a crash: finish deleting it.
+            gone = self._segments.pop()
+            self._bases.pop()
+            self.next_offset = gone.end_offset
+            self._delete_files(gone.base_offset, report)
         if self._segments:
             self.next_offset = self._segments[-1].end_offset
             self.last_arrival_ms = max(s.max_arrival_ms for s in self._segments)
@@ -222,13 +229,23 @@ class ShardLog:
 
     # ----------------------------------------------------------------- reads
     def read(
-        self, offset: int, max_records: int, max_bytes: int, end_offset: int | None = None
-    ) -> tuple[list[StoredRecord], int]:
+        self,
+        offset: int,
+        max_records: int,
+        max_bytes: int,
+        end_offset: int | None = None,
+        *,
+        id_base: int | None = None,
+        encryption: str | None = None,
+    ) -> tuple[list[Any], int]:
         """Records from ``offset`` (raised to log-start) up to the visible end, at most ``max_records`` and about
-        ``max_bytes`` of key + data (always at least one record). Returns the records and the next offset to read."""
+        ``max_bytes`` of key + data (always at least one record). Returns the records and the next offset to read.
+
+        Records are ``StoredRecord``; with ``id_base`` they are ``models.Record`` whose sequence number is
+        ``id_base + offset`` (one object per record on the hot read path)."""
         offset = max(offset, self.log_start)
         end = self.visible_offset if end_offset is None else min(end_offset, self.visible_offset)
-        out: list[StoredRecord] = []
+        out: list[Any] = []
         if offset >= end or not self._segments:
             return out, offset
         nbytes = 0
@@ -237,24 +254,19 @@ class ShardLog:
             seg = self._segments[i]
             if seg.base_offset >= end:
                 break
-            pos, _ = seg.position_for_offset(next_offset)
+            pos, first = seg.position_for_offset(next_offset)
             fd = self._files.get(seg.path)
-            for buf, rel, header in seg.frames(fd, pos, seg.size):
+            for buf, rel, header in seg.frames(fd, pos, seg.size, first):
                 if header.base_offset >= end:
                     break
                 if header.end_offset <= next_offset:
                     continue
-                for rec in decode_records(buf, rel, header, next_offset):
-                    if rec.offset >= end:
-                        break
-                    size = len(rec.data) + len(rec.partition_key)
-                    if out and nbytes + size > max_bytes:
-                        return out, rec.offset
-                    out.append(rec)
-                    nbytes += size
-                    next_offset = rec.offset + 1
-                    if len(out) >= max_records:
-                        return out, next_offset
+                used, next_offset, full = decode_into(
+                    out, buf, rel, header, next_offset, end, max_records, max_bytes - nbytes, id_base, encryption
+                )
+                nbytes += used
+                if full:
+                    return out, next_offset
         # Everything below ``end`` has been read (damaged frames that were skipped included).
         return out, end
 
@@ -264,9 +276,9 @@ class ShardLog:
         for seg in self._segments:
             if seg.max_arrival_ms < arrival_ms or seg.end_offset <= self.log_start:
                 continue
-            pos, _ = seg.position_for_time(arrival_ms)
+            pos, first = seg.position_for_time(arrival_ms)
             fd = self._files.get(seg.path)
-            for buf, rel, header in seg.frames(fd, pos, seg.size):
+            for buf, rel, header in seg.frames(fd, pos, seg.size, first):
                 if header.base_offset >= end:
                     return end
                 if header.max_arrival_ms < arrival_ms:

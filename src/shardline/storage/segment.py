@@ -116,6 +116,7 @@ class Segment:
             seg._reset_index()
             start_pos, start_off = 0, base_offset
         scan = seg._scan(start_pos, start_off, trust_tail=False)
+        seg._first_arrival_from_file()
         if scan.valid_end < seg.size:
             with open(seg.path, "r+b") as f:
                 f.truncate(scan.valid_end)
@@ -125,6 +126,14 @@ class Segment:
             seg.size = scan.valid_end
         seg._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
         return seg, scan
+
+    def _first_arrival_from_file(self) -> None:
+        """The segment's age counts from its first frame, which a loaded index does not describe."""
+        try:
+            with open(self.path, "rb") as f:
+                self.first_arrival_ms = parse_header(f.read(HEADER_SIZE), 0).first_arrival_ms
+        except (OSError, FrameError):
+            pass
 
     def seal(self, *, durable: bool) -> None:
         """Stop appending: fsync (when asked), close the write descriptor, save the index."""
@@ -209,6 +218,10 @@ class Segment:
             self._idx_offsets.append(off)
             self._idx_positions.append(pos)
             self._idx_prefix_max.append(pmax)
+        if n and (self._idx_offsets[0] != self.base_offset or self._idx_positions[0] != 0):
+            log.warning("segment %s: index belongs to another segment, rebuilding", self.path)
+            self._reset_index()
+            return False
         if n:
             self._last_indexed_pos = self._idx_positions[-1]
             self.max_arrival_ms = max(self._idx_prefix_max[-1], -1)
@@ -229,17 +242,22 @@ class Segment:
         return int(self._idx_positions[i]), int(self._idx_offsets[i])
 
     # ----------------------------------------------------------------- reads
-    def frames(self, fd: int, pos: int, end_pos: int) -> Iterator[tuple[bytes, int, FrameHeader]]:
-        """Yield (buffer, position in buffer, header) for each CRC-valid frame from ``pos`` up to ``end_pos``.
+    def frames(
+        self, fd: int, pos: int, end_pos: int, expected_offset: int | None = None
+    ) -> Iterator[tuple[bytes, int, FrameHeader]]:
+        """Yield (buffer, position in buffer, header) for each valid frame from ``pos`` up to ``end_pos``: its CRC
+        matches and it starts at the offset where the previous frame ended (``expected_offset`` for the first).
 
         A damaged frame is skipped up to the next valid one, logged once, and remembered.
         """
         buf = b""
         buf_start = pos
+        expected = expected_offset
         while pos < end_pos:
             skip = self._skips.get(pos)
             if skip is not None:
                 pos = skip
+                expected = None
                 continue
             rel = pos - buf_start
             if len(buf) - rel < HEADER_SIZE:
@@ -247,11 +265,15 @@ class Segment:
                 buf_start, rel = pos, 0
             try:
                 header = parse_header(buf, rel)
+                if header.total_size > end_pos - pos:
+                    raise FrameError("frame runs past the end of the segment")
                 if len(buf) - rel < header.total_size:
                     buf = os.pread(fd, max(_READ_CHUNK, header.total_size), pos)
                     buf_start, rel = pos, 0
                 if not check_crc(buf, rel, header):
                     raise FrameError("crc mismatch")
+                if expected is not None and header.base_offset != expected:
+                    raise FrameError(f"frame starts at offset {header.base_offset}, expected {expected}")
             except FrameError as exc:
                 nxt = self._resync(fd, pos, end_pos)
                 self._skips[pos] = nxt
@@ -263,8 +285,10 @@ class Segment:
                     nxt - pos,
                 )
                 pos = nxt
+                expected = None
                 continue
             yield buf, rel, header
+            expected = header.end_offset
             pos += header.total_size
 
     def _resync(self, fd: int, pos: int, end_pos: int) -> int:
@@ -311,19 +335,27 @@ class Segment:
                 self._idx_prefix_max.pop()
             self._last_indexed_pos = int(self._idx_positions[-1]) if self._idx_positions else -(1 << 62)
             self.end_offset = expected_offset
+            after_damage = False
             while pos < self.size:
                 chunk = os.pread(fd, _READ_CHUNK, pos)
                 try:
                     header = parse_header(chunk, 0)
+                    if header.total_size > self.size - pos:
+                        raise FrameError("frame runs past the end of the file")
                     if header.total_size > len(chunk):
                         chunk = os.pread(fd, header.total_size, pos)
-                    ok = check_crc(chunk, 0, header) and header.base_offset >= self.end_offset
+                    # Frames are dense: each starts where the previous ended, unless damage took frames away.
+                    in_place = header.base_offset == self.end_offset or (
+                        after_damage and header.base_offset > self.end_offset
+                    )
+                    ok = check_crc(chunk, 0, header) and in_place
                 except FrameError:
                     ok = False
                 if ok:
                     self._note_frame(pos, header)
                     pos += header.total_size
                     result.valid_end = pos
+                    after_damage = False
                     continue
                 nxt = self._resync(fd, pos, self.size)
                 if nxt >= self.size and not trust_tail:
@@ -335,10 +367,11 @@ class Segment:
                 )
                 log.error("segment %s: damaged bytes %d..%d, offsets %d.. lost", self.path, pos, nxt, first_lost)
                 self._skips[pos] = nxt
-                if next_base is not None:
+                if next_base is not None and next_base > self.end_offset:
                     self.end_offset = next_base
                 pos = nxt
                 result.valid_end = pos
+                after_damage = True
         finally:
             os.close(fd)
         return result

@@ -31,6 +31,9 @@ class GroupCommitter:
 
     async def commit(self, logs: Iterable[ShardLog]) -> None:
         """Return once every byte appended to ``logs`` before this call is durable."""
+        logs = list(logs)
+        if not logs:
+            return
         loop = asyncio.get_running_loop()
         for lg in logs:
             self._pending[lg] = lg.next_offset

@@ -1,0 +1,327 @@
+"""``shardline.yml``: streams, functions and their stream events, in the Serverless Framework's key names.
+
+```yaml
+streams:
+  orders: {shards: 2, retentionHours: 24}          # mode: PROVISIONED (default) or ON_DEMAND
+functions:
+  process:
+    handler: handlers/orders.handler               # handlers/orders.py, function handler; relative to this file
+    timeout: 30                                    # seconds, 1..900 (default 3)
+    memorySize: 256                                # MB, 128..10240 (default 128)
+    environment: {LOG_LEVEL: INFO}
+    reservedConcurrency: 4
+    events:
+      - stream:
+          arn: arn:aws:kinesis:us-east-1:000000000000:stream/orders   # or `stream: orders`
+          batchSize: 100                           # 1..10000 (default 100)
+          batchWindow: 1                           # seconds, 0..300 (default 0)
+          startingPosition: TRIM_HORIZON           # TRIM_HORIZON | LATEST | AT_TIMESTAMP (default TRIM_HORIZON)
+          startingPositionTimestamp: 1700000000    # epoch seconds, with AT_TIMESTAMP
+          maximumRetryAttempts: 2                  # -1..10000 (default -1: until the record expires)
+          maximumRecordAgeInSeconds: 3600          # -1, or 60..604800 (default -1)
+          bisectBatchOnFunctionError: true         # default false
+          parallelizationFactor: 1                 # 1..10 (default 1)
+          functionResponseType: ReportBatchItemFailures
+          tumblingWindowInSeconds: 0               # 0..900 (default 0)
+          filterPatterns: [{data: {kind: [order]}}]
+          destinations:
+            onFailure: {type: stream, name: orders-failed}   # or {type: file, path: failures.jsonl}
+          enabled: true
+```
+Omitted keys take the CreateEventSourceMapping API defaults (not the Serverless plugin's). Every problem is
+reported with the file, the key path and what is allowed, before anything starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .filters import FilterError, RecordFilter
+from .functions import FunctionConfig
+from .mapping import DestinationConfig, MappingConfig
+
+__all__ = ["ConfigError", "FunctionSpec", "ProjectConfig", "StreamSpec", "load_config"]
+
+_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
+_FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_NAMESPACE = uuid.UUID("6f1c2b9e-3a51-4d8e-9d43-2f6c3b8a7e10")
+
+# Serverless key -> (MappingConfig field, API parameter name as ParamProblem reports it)
+_EVENT_KEYS: dict[str, tuple[str, str]] = {
+    "batchSize": ("batch_size", "BatchSize"),
+    "batchWindow": ("maximum_batching_window_s", "MaximumBatchingWindowInSeconds"),
+    "startingPosition": ("starting_position", "StartingPosition"),
+    "startingPositionTimestamp": ("starting_position_timestamp_ms", "StartingPositionTimestamp"),
+    "maximumRetryAttempts": ("maximum_retry_attempts", "MaximumRetryAttempts"),
+    "maximumRecordAgeInSeconds": ("maximum_record_age_s", "MaximumRecordAgeInSeconds"),
+    "bisectBatchOnFunctionError": ("bisect_batch_on_function_error", "BisectBatchOnFunctionError"),
+    "parallelizationFactor": ("parallelization_factor", "ParallelizationFactor"),
+    "functionResponseType": ("function_response_types", "FunctionResponseTypes"),
+    "tumblingWindowInSeconds": ("tumbling_window_s", "TumblingWindowInSeconds"),
+    "filterPatterns": ("filter_patterns", "FilterCriteria"),
+    "destinations": ("on_failure", "DestinationConfig.OnFailure"),
+    "enabled": ("enabled", "Enabled"),
+}
+_PARAM_TO_KEY = {api: key for key, (_f, api) in _EVENT_KEYS.items()}
+_OTHER_EVENT_KEYS = {"arn", "type", "stream"}
+_FUNCTION_KEYS = {"handler", "timeout", "memorySize", "environment", "reservedConcurrency", "events", "description"}
+_STREAM_KEYS = {"shards", "retentionHours", "mode"}
+
+
+class ConfigError(ValueError):
+    """An invalid project file. The message names the file, the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    shards: int | None
+    retention_hours: int
+    mode: str
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    config: FunctionConfig
+    mappings: list[MappingConfig] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    path: Path
+    streams: dict[str, StreamSpec]
+    functions: dict[str, FunctionSpec]
+
+    @property
+    def mappings(self) -> list[tuple[FunctionSpec, MappingConfig]]:
+        return [(f, m) for f in self.functions.values() for m in f.mappings]
+
+
+class _Ctx:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {where}: {message}" if where else f"{self.path}: {message}")
+
+    def check_keys(self, where: str, data: dict[str, Any], allowed: set[str]) -> None:
+        for key in data:
+            if key not in allowed:
+                hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+                suffix = f" (did you mean '{hint[0]}'?)" if hint else f"; allowed: {', '.join(sorted(allowed))}"
+                raise self.fail(f"{where}.{key}" if where else str(key), f"unknown key{suffix}")
+
+    def integer(self, where: str, value: Any, lo: int, hi: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(where, f"{value!r} is not an integer (allowed: {lo}..{hi})")
+        if not lo <= value <= hi:
+            raise self.fail(where, f"{value} is out of range (allowed: {lo}..{hi})")
+        return value
+
+
+def load_config(
+    path: Path, *, region: str = "us-east-1", account_id: str = "000000000000", now_ms: int | None = None
+) -> ProjectConfig:
+    ctx = _Ctx(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ctx.fail("", "the file must be a mapping with 'streams' and 'functions'")
+    ctx.check_keys("", raw, {"streams", "functions", "service", "provider"})
+    streams = _streams(ctx, raw.get("streams") or {})
+    functions: dict[str, FunctionSpec] = {}
+    fns = raw.get("functions") or {}
+    if not isinstance(fns, dict):
+        raise ctx.fail("functions", "must be a mapping of function name to settings")
+    for name, spec in fns.items():
+        functions[str(name)] = _function(
+            ctx, str(name), spec, streams=streams, region=region, account_id=account_id, now_ms=now_ms
+        )
+    return ProjectConfig(path, streams, functions)
+
+
+def _streams(ctx: _Ctx, data: Any) -> dict[str, StreamSpec]:
+    if not isinstance(data, dict):
+        raise ctx.fail("streams", "must be a mapping of stream name to settings")
+    out: dict[str, StreamSpec] = {}
+    for name, spec in data.items():
+        where = f"streams.{name}"
+        if not _NAME.match(str(name)):
+            raise ctx.fail(where, "a stream name is 1-128 characters of letters, digits, '_', '.' and '-'")
+        settings = spec or {}
+        if not isinstance(settings, dict):
+            raise ctx.fail(where, "must be a mapping such as {shards: 2, retentionHours: 24}")
+        ctx.check_keys(where, settings, _STREAM_KEYS)
+        mode = settings.get("mode", "PROVISIONED")
+        if mode not in ("PROVISIONED", "ON_DEMAND"):
+            raise ctx.fail(f"{where}.mode", f"{mode!r} is not PROVISIONED or ON_DEMAND")
+        shards = ctx.integer(f"{where}.shards", settings["shards"], 1, 10_000) if "shards" in settings else None
+        if shards is None and mode == "PROVISIONED":
+            shards = 1
+        retention = ctx.integer(f"{where}.retentionHours", settings.get("retentionHours", 24), 24, 8760)
+        out[str(name)] = StreamSpec(str(name), shards, retention, mode)
+    return out
+
+
+def _function(
+    ctx: _Ctx,
+    name: str,
+    spec: Any,
+    *,
+    streams: dict[str, StreamSpec],
+    region: str,
+    account_id: str,
+    now_ms: int | None,
+) -> FunctionSpec:
+    where = f"functions.{name}"
+    if not _FUNCTION_NAME.match(name):
+        raise ctx.fail(where, "a function name is 1-64 characters of letters, digits, '_' and '-'")
+    if not isinstance(spec, dict):
+        raise ctx.fail(where, "must be a mapping with at least 'handler'")
+    ctx.check_keys(where, spec, _FUNCTION_KEYS)
+    handler = spec.get("handler")
+    if not isinstance(handler, str) or "." not in handler:
+        raise ctx.fail(f"{where}.handler", "must be 'path/to/module.function', relative to the config file")
+    module_path, _, _fn = handler.rpartition(".")
+    base = ctx.path.parent.resolve()
+    file = (base / f"{module_path}.py").resolve()
+    if base not in file.parents:
+        raise ctx.fail(f"{where}.handler", f"{module_path}.py is outside the project directory")
+    if not file.exists():
+        raise ctx.fail(f"{where}.handler", f"{file.relative_to(base)} does not exist")
+    env = spec.get("environment") or {}
+    if not isinstance(env, dict):
+        raise ctx.fail(f"{where}.environment", "must be a mapping of variable name to value")
+    reserved = spec.get("reservedConcurrency")
+    config = FunctionConfig(
+        name=name,
+        handler=handler,
+        code_dir=base,
+        timeout_s=float(ctx.integer(f"{where}.timeout", spec.get("timeout", 3), 1, 900)),
+        memory_mb=ctx.integer(f"{where}.memorySize", spec.get("memorySize", 128), 128, 10_240),
+        environment={str(k): str(v) for k, v in env.items()},
+        reserved_concurrency=None
+        if reserved is None
+        else ctx.integer(f"{where}.reservedConcurrency", reserved, 0, 1000),
+        region=region,
+        account_id=account_id,
+    )
+    events = spec.get("events") or []
+    if not isinstance(events, list):
+        raise ctx.fail(f"{where}.events", "must be a list of '- stream: ...' entries")
+    mappings = []
+    for i, ev in enumerate(events):
+        ew = f"{where}.events[{i}]"
+        if not isinstance(ev, dict) or list(ev) != ["stream"]:
+            raise ctx.fail(ew, "each event must be '- stream: <stream name or ARN>' or '- stream: {arn: ..., ...}'")
+        mappings.append(
+            _mapping(
+                ctx,
+                f"{ew}.stream",
+                ev["stream"],
+                function=name,
+                index=i,
+                streams=streams,
+                region=region,
+                account_id=account_id,
+                now_ms=now_ms,
+            )
+        )
+    return FunctionSpec(config, mappings)
+
+
+def _mapping(
+    ctx: _Ctx,
+    where: str,
+    ev: Any,
+    *,
+    function: str,
+    index: int,
+    streams: dict[str, StreamSpec],
+    region: str,
+    account_id: str,
+    now_ms: int | None,
+) -> MappingConfig:
+    if isinstance(ev, str):
+        ev = {"arn": ev}
+    if not isinstance(ev, dict):
+        raise ctx.fail(where, "must be a stream name, a stream ARN, or a mapping with 'arn'")
+    ctx.check_keys(where, ev, set(_EVENT_KEYS) | _OTHER_EVENT_KEYS)
+    if ev.get("type", "kinesis") != "kinesis":
+        raise ctx.fail(f"{where}.type", f"{ev['type']!r} is not supported; only kinesis streams")
+    target = ev.get("arn", ev.get("stream"))
+    if not isinstance(target, str) or not target:
+        raise ctx.fail(f"{where}.arn", "the stream to read: a name declared under 'streams', or its ARN")
+    prefix = f"arn:aws:kinesis:{region}:{account_id}:stream/"
+    arn = target if target.startswith("arn:") else prefix + target
+    stream_name = arn.rsplit("/", 1)[-1] if arn.startswith(prefix) else None
+    if stream_name is not None and stream_name not in streams:
+        raise ctx.fail(f"{where}.arn", f"stream '{stream_name}' is not declared under 'streams'")
+    kwargs: dict[str, Any] = {}
+    for key, (fld, _api) in _EVENT_KEYS.items():
+        if key not in ev:
+            continue
+        value = ev[key]
+        if key == "functionResponseType":
+            value = (value,) if isinstance(value, str) else tuple(value or ())
+        elif key == "filterPatterns":
+            if not isinstance(value, list):
+                raise ctx.fail(f"{where}.filterPatterns", "must be a list of patterns")
+            value = tuple(p if isinstance(p, str) else json.dumps(p) for p in value)
+        elif key == "destinations":
+            value = _destination(ctx, f"{where}.destinations", value, streams, ctx.path.parent)
+        elif key == "startingPositionTimestamp":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ctx.fail(f"{where}.{key}", "must be epoch seconds")
+            value = round(value * 1000)
+        kwargs[fld] = value
+    kwargs.setdefault("starting_position", "TRIM_HORIZON")
+    mapping_id = str(uuid.uuid5(_NAMESPACE, f"{function}:{arn}:{index}"))
+    cfg = MappingConfig(function_name=function, event_source_arn=arn, uuid=mapping_id, **kwargs)
+    problems = cfg.problems(now_ms=now_ms)
+    if problems:
+        p = problems[0]
+        key = _PARAM_TO_KEY.get(p.param.split(".")[0], p.param)
+        raise ctx.fail(f"{where}.{key}", f"{p.value!r} is not allowed (allowed: {p.rule})")
+    if cfg.filter_patterns:
+        try:
+            RecordFilter(list(cfg.filter_patterns))
+        except FilterError as exc:
+            raise ctx.fail(f"{where}.filterPatterns", str(exc)) from None
+    return cfg
+
+
+def _destination(ctx: _Ctx, where: str, value: Any, streams: dict[str, StreamSpec], base: Path) -> DestinationConfig:
+    if not isinstance(value, dict) or set(value) != {"onFailure"}:
+        raise ctx.fail(where, "must be {onFailure: {type: stream, name: ...}} or {onFailure: {type: file, path: ...}}")
+    d = value["onFailure"]
+    if isinstance(d, str):
+        d = {"type": "stream", "name": d.rsplit("/", 1)[-1]} if d.startswith("arn:aws:kinesis:") else d
+    if not isinstance(d, dict):
+        raise ctx.fail(f"{where}.onFailure", "must be {type: stream, name: ...} or {type: file, path: ...}")
+    kind = d.get("type")
+    if kind == "stream":
+        ctx.check_keys(f"{where}.onFailure", d, {"type", "name", "arn"})
+        name = d.get("name") or str(d.get("arn", "")).rsplit("/", 1)[-1]
+        if name not in streams:
+            raise ctx.fail(f"{where}.onFailure.name", f"stream '{name}' is not declared under 'streams'")
+        return DestinationConfig("stream", name)
+    if kind == "file":
+        ctx.check_keys(f"{where}.onFailure", d, {"type", "path"})
+        path = d.get("path")
+        if not isinstance(path, str) or not path:
+            raise ctx.fail(f"{where}.onFailure.path", "the JSONL file to append failure records to")
+        return DestinationConfig("file", str((base / path).resolve()))
+    raise ctx.fail(f"{where}.onFailure.type", f"{kind!r} is not supported (allowed: stream, file)")

@@ -1,0 +1,140 @@
+"""Redrive: re-process the records an on-failure message points to, with the (fixed) function.
+
+An on-failure record carries only pointers: shard id and the first and last sequence numbers. While the stream
+still retains those records, ``redrive`` reads them back (AT_SEQUENCE_NUMBER first, up to last, compared as
+integers), sends them to the function as one Lambda event (split to stay under the payload limit) and reports,
+per message, what was found, what is gone and whether the function succeeded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..models import Record
+from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
+from .processor import Invoker
+from .source import ShardSource
+from .verdict import judge
+
+__all__ = ["RedriveResult", "load_messages", "message_key", "read_messages", "redrive_message"]
+
+
+@dataclass(frozen=True)
+class RedriveResult:
+    key: str
+    shard_id: str
+    start: str
+    end: str
+    found: int
+    missing: bool  # some records are past retention (or the stream is gone)
+    ok: bool
+    error: str | None = None
+
+
+def message_key(msg: dict[str, Any]) -> str:
+    info = msg["KinesisBatchInfo"]
+    return f"{info['streamArn']}|{info['shardId']}|{info['startSequenceNumber']}|{info['endSequenceNumber']}"
+
+
+def load_messages(path: Path) -> list[dict[str, Any]]:
+    """On-failure records from a JSONL file (one per line; blank lines ignored)."""
+    out = []
+    for n, line in enumerate(path.read_bytes().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            msg = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{n}: not JSON: {exc}") from None
+        if not isinstance(msg, dict) or "KinesisBatchInfo" not in msg:
+            raise ValueError(f"{path}:{n}: not a Kinesis on-failure record (no KinesisBatchInfo)")
+        out.append(msg)
+    return out
+
+
+async def read_messages(source: ShardSource) -> list[dict[str, Any]]:
+    """Every on-failure record in a stream destination, shard by shard, oldest first."""
+    out: list[dict[str, Any]] = []
+    for shard in await source.list_shards():
+        it: str | None = await source.get_iterator(shard.shard_id, "TRIM_HORIZON")
+        while it is not None:
+            page = await source.get_records(it, 10_000)
+            for r in page.records:
+                try:
+                    msg = orjson.loads(r.data)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(msg, dict) and "KinesisBatchInfo" in msg:
+                    out.append(msg)
+            if not page.records and page.millis_behind == 0:
+                break
+            it = page.next_iterator
+    return out
+
+
+async def _read_range(source: ShardSource, shard_id: str, start: int, end: int) -> tuple[list[Record], bool]:
+    records: list[Record] = []
+    it: str | None = await source.get_iterator(shard_id, "AT_SEQUENCE_NUMBER", sequence_number=str(start))
+    first = True
+    while it is not None:
+        page = await source.get_records(it, 10_000)
+        for r in page.records:
+            seq = int(r.sequence_number)
+            if first:
+                first = False
+                if seq > start:
+                    return records, True  # the first records were trimmed
+            if seq > end:
+                return records, False
+            records.append(r)
+        if not page.records and page.millis_behind == 0:
+            break
+        it = page.next_iterator
+    return records, not records
+
+
+async def redrive_message(
+    msg: dict[str, Any], *, source: ShardSource, function: Invoker, region: str, role_arn: str
+) -> RedriveResult:
+    info = msg["KinesisBatchInfo"]
+    shard_id, start, end = info["shardId"], info["startSequenceNumber"], info["endSequenceNumber"]
+    key = message_key(msg)
+    records, missing = await _read_range(source, shard_id, int(start), int(end))
+    if not records:
+        return RedriveResult(key, shard_id, start, end, 0, True, False, "the records are no longer in the stream")
+    ctx = EventContext(region=region, stream_arn=source.stream_arn, role_arn=role_arn, shard_id=shard_id)
+    bodies = [record_json(ctx, r) for r in records]
+    batches: list[list[bytes]] = [[]]
+    size = EMPTY_EVENT_BYTES
+    for b in bodies:
+        if batches[-1] and size + len(b) + 1 > MAX_PAYLOAD_BYTES:
+            batches.append([])
+            size = EMPTY_EVENT_BYTES
+        batches[-1].append(b)
+        size += len(b) + 1
+    done = 0
+    for batch in batches:
+        part = records[done : done + len(batch)]
+        done += len(batch)
+        result = await function.invoke(encode_event(batch))
+        verdict = judge(result, part, rbif=True, window=False)
+        if verdict.kind == "partial":
+            return RedriveResult(
+                key,
+                shard_id,
+                start,
+                end,
+                len(records),
+                missing,
+                False,
+                f"the function reported failures from {part[verdict.first_failed].sequence_number}",
+            )
+        if verdict.kind == "failure":
+            err = result.error or {}
+            why = f"{err.get('errorType', 'Error')}: {err.get('errorMessage', '')}" if err else verdict.reason
+            return RedriveResult(key, shard_id, start, end, len(records), missing, False, why)
+    return RedriveResult(key, shard_id, start, end, len(records), missing, True)
