@@ -43,8 +43,11 @@ def main() -> None:
             entry["input"] = op["input"]["shape"]
             visit(op["input"]["shape"])
         ops[op_name] = entry
-    doc = {"metadata": {k: model["metadata"][k] for k in ("apiVersion", "targetPrefix", "jsonVersion")},
-           "operations": ops, "shapes": dict(sorted(out_shapes.items()))}
+    doc = {
+        "metadata": {k: model["metadata"][k] for k in ("apiVersion", "targetPrefix", "jsonVersion")},
+        "operations": ops,
+        "shapes": dict(sorted(out_shapes.items())),
+    }
     OUT.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
     print(f"wrote {OUT} ({len(ops)} operations, {len(out_shapes)} shapes)")
 

@@ -49,6 +49,22 @@ def parse_shard_id(text: str) -> int | None:
     return value if value <= 0x7FFFFFFF else None
 
 
+_PENDING = PutRecordsEntry(None, None, "InternalFailure", "Internal Service Failure")
+_INTERNAL_FAILURE = _PENDING
+
+
+def _member(single: bool, index: int, name: str) -> str:
+    return name if single else f"records.{index + 1}.member.{name}"
+
+
+def _pk_violation(pk: object, where: str) -> tuple[object, str, str]:
+    if pk is None:
+        return (None, where, "Member must not be null")
+    if isinstance(pk, str) and pk:
+        return (pk, where, "Member must have length less than or equal to 256")
+    return (pk, where, "Member must have length greater than or equal to 1")
+
+
 class DataPlane(EngineBase):
     # ----------------------------------------------------------------- writes
     async def put_record(
@@ -103,48 +119,46 @@ class DataPlane(EngineBase):
     ) -> PutRecordsResult:
         max_record = st.max_record_size_kib * 1024
         violations: list[tuple[object, str, str]] = []
-        routed: list[tuple[ShardState, bytes, bytes, bytes]] = []
+        # shard -> (request positions, (partition key, explicit hash key, data) triples), filled while routing
+        groups: dict[ShardState, tuple[list[int], list[tuple[bytes, bytes, bytes]]]] = {}
         total = 0
         router = st.router
         assert router is not None
+        route = router.route
         for i, rec in enumerate(records):
             data, pk = rec[0], rec[1]
             ehk = rec[2] if len(rec) > 2 else None
-            where = "" if single else f"records.{i + 1}.member."
-            if not isinstance(data, bytes | bytearray | memoryview):
-                violations.append((type(data).__name__, f"{where}data", "Member must not be null"))
-                continue
-            if not isinstance(pk, str) or not 1 <= len(pk) <= 256:
-                violations.append(
-                    (
-                        pk,
-                        f"{where}partitionKey",
-                        "Member must have length less than or equal to 256"
-                        if isinstance(pk, str) and pk
-                        else "Member must have length greater than or equal to 1",
-                    )
-                )
+            if type(data) is not bytes:
+                if not isinstance(data, bytearray | memoryview):
+                    violations.append((type(data).__name__, _member(single, i, "data"), "Member must not be null"))
+                    continue
+                data = bytes(data)
+            if type(pk) is not str or not 0 < len(pk) <= 256:
+                violations.append(_pk_violation(pk, _member(single, i, "partitionKey")))
                 continue
             pkb = pk.encode()
             size = len(pkb) + len(data)
-            if len(data) > max_record:
-                violations.append(
-                    (
-                        bytes(data),
-                        f"{where}data",
-                        f"Member must have length less than or equal to {max_record}",
-                    )
-                )
-                continue
             if size > max_record:
+                if len(data) > max_record:
+                    violations.append(
+                        (
+                            data,
+                            _member(single, i, "data"),
+                            f"Member must have length less than or equal to {max_record}",
+                        )
+                    )
+                    continue
                 raise InvalidArgumentException(m.RECORD_TOO_LARGE.format(size=size, limit=max_record))
             total += size
-            if ehk is not None:
-                if not isinstance(ehk, str) or not _HASH_KEY_RE.fullmatch(ehk):
+            if ehk is None:
+                key = hash_key(pkb)
+                ehkb = b""
+            else:
+                if type(ehk) is not str or not _HASH_KEY_RE.fullmatch(ehk):
                     violations.append(
                         (
                             ehk,
-                            f"{where}explicitHashKey",
+                            _member(single, i, "explicitHashKey"),
                             "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
                         )
                     )
@@ -153,38 +167,33 @@ class DataPlane(EngineBase):
                 if key > MAX_HASH_KEY:
                     raise InvalidArgumentException(m.EXPLICIT_HASH_KEY.format(value=ehk))
                 ehkb = ehk.encode()
-            else:
-                key = hash_key(pkb)
-                ehkb = b""
-            routed.append((router.route(key), pkb, ehkb, bytes(data)))  # type: ignore[arg-type]
+            shard: ShardState = route(key)  # type: ignore[assignment]
+            group = groups.get(shard)
+            if group is None:
+                group = groups[shard] = ([], [])
+            group[0].append(i)
+            group[1].append((pkb, ehkb, data))
         if violations:
             raise validation_error(violations)
         if total > self.settings.max_put_records_bytes and not single:
             raise InvalidArgumentException(m.RECORDS_TOO_LARGE)
 
         now = self.clock.now_ms()
-        results: list[PutRecordsEntry | None] = [None] * len(routed)
-        groups: dict[ShardState, list[int]] = {}
-        for i, (shard, _pk, _ehk, _d) in enumerate(routed):
-            groups.setdefault(shard, []).append(i)
+        results: list[PutRecordsEntry] = [_PENDING] * len(records)
         if self.settings.enforce_limits:
-            self._throttle_writes(st, groups, routed, results, single)
+            groups = self._throttle_writes(st, groups, results, single)
         touched: list[ShardLog] = []
-        failed = 0
-        for shard, group in groups.items():
-            idxs = [i for i in group if results[i] is None]
-            if not idxs:
-                continue
+        for shard, (idxs, triples) in groups.items():
             lg = shard.log
             assert lg is not None
             try:
-                base = lg.append([(routed[i][1], routed[i][2], routed[i][3]) for i in idxs], now)
+                base = lg.append(triples, now)
             except OSError as exc:
                 log.error("stream %s %s: append failed: %s", st.name, shard.shard_id, exc)
                 if single:
                     raise InternalFailureException("Internal Service Failure") from exc
                 for i in idxs:
-                    results[i] = PutRecordsEntry(None, None, "InternalFailure", "Internal Service Failure")
+                    results[i] = _INTERNAL_FAILURE
                 continue
             touched.append(lg)
             sid, prefix = shard.shard_id, shard.seq_prefix + base
@@ -195,39 +204,44 @@ class DataPlane(EngineBase):
                 await self.committer.commit(touched)
             except OSError as exc:
                 raise InternalFailureException("Internal Service Failure") from exc
-        out: list[PutRecordsEntry] = []
-        for r in results:
-            assert r is not None
-            if r.error_code is not None:
-                failed += 1
-            out.append(r)
-        return PutRecordsResult(failed, out, st.encryption_type)
+        failed = sum(1 for r in results if r.error_code is not None)
+        return PutRecordsResult(failed, results, st.encryption_type)
 
     def _throttle_writes(
         self,
         st: StreamState,
-        groups: dict[ShardState, list[int]],
-        routed: list[tuple[ShardState, bytes, bytes, bytes]],
-        results: list[PutRecordsEntry | None],
+        groups: dict[ShardState, tuple[list[int], list[tuple[bytes, bytes, bytes]]]],
+        results: list[PutRecordsEntry],
         single: bool,
-    ) -> None:
+    ) -> dict[ShardState, tuple[list[int], list[tuple[bytes, bytes, bytes]]]]:
+        """Take each record's bytes and count from its shard's (or the on-demand stream's) buckets; a record that
+        does not fit fails in place with ProvisionedThroughputExceededException."""
         now = self.clock.monotonic()
         on_demand = st.mode is StreamMode.ON_DEMAND
-        for shard, idxs in groups.items():
+        kept: dict[ShardState, tuple[list[int], list[tuple[bytes, bytes, bytes]]]] = {}
+        for shard, (idxs, triples) in groups.items():
             bytes_bucket = st.write_bytes if on_demand else shard.write_bytes
             recs_bucket = st.write_records if on_demand else shard.write_records
             if bytes_bucket is None or recs_bucket is None:
+                kept[shard] = (idxs, triples)
                 continue
-            for i in idxs:
-                size = len(routed[i][1]) + len(routed[i][3])
+            keep_idx: list[int] = []
+            keep: list[tuple[bytes, bytes, bytes]] = []
+            for i, triple in zip(idxs, triples, strict=True):
+                size = len(triple[0]) + len(triple[2])
                 if bytes_bucket.take(size, now):
                     if recs_bucket.take(1, now):
+                        keep_idx.append(i)
+                        keep.append(triple)
                         continue
                     bytes_bucket.refund(size)
                 msg = self._fmt(m.RATE_EXCEEDED, st.name, shard=shard.shard_id)
                 if single:
                     raise ProvisionedThroughputExceededException(msg)
                 results[i] = PutRecordsEntry(None, None, "ProvisionedThroughputExceededException", msg)
+            if keep:
+                kept[shard] = (keep_idx, keep)
+        return kept
 
     # ----------------------------------------------------------------- iterators
     async def get_shard_iterator(

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from ...engine import Engine
-from ...models import PutRecordsRequestEntry
+from ...errors import DryRunOperationException
 from ..shapes import Timestamp
 from ._registry import Params, Response, action, stream_ref
 
 
+async def _dry_run(engine: Engine, p: Params) -> None:
+    """DryRun checks the request and the stream, then stops before any effect."""
+    if p.get("DryRun"):
+        if p.get("StreamName") is not None or p.get("StreamARN") is not None:
+            await engine.describe_stream_summary(**stream_ref(p))
+        raise DryRunOperationException("The request was rejected because the DryRun parameter was specified.")
+
+
 @action("PutRecord")
 async def put_record(engine: Engine, p: Params) -> Response:
+    await _dry_run(engine, p)
     r = await engine.put_record(
         data=p["Data"],
-        partition_key=p["PartitionKey"],
+        partition_key=p.get("PartitionKey"),  # type: ignore[arg-type]  # the engine reports a missing key
         explicit_hash_key=p.get("ExplicitHashKey"),
         sequence_number_for_ordering=p.get("SequenceNumberForOrdering"),
         **stream_ref(p),
@@ -22,7 +31,8 @@ async def put_record(engine: Engine, p: Params) -> Response:
 
 @action("PutRecords")
 async def put_records(engine: Engine, p: Params) -> Response:
-    entries = [PutRecordsRequestEntry(e["Data"], e["PartitionKey"], e.get("ExplicitHashKey")) for e in p["Records"]]
+    await _dry_run(engine, p)
+    entries = [(e["Data"], e.get("PartitionKey"), e.get("ExplicitHashKey")) for e in p["Records"]]
     r = await engine.put_records(entries, **stream_ref(p))
     out = [
         {"SequenceNumber": e.sequence_number, "ShardId": e.shard_id}
@@ -35,6 +45,7 @@ async def put_records(engine: Engine, p: Params) -> Response:
 
 @action("GetShardIterator")
 async def get_shard_iterator(engine: Engine, p: Params) -> Response:
+    await _dry_run(engine, p)
     it = await engine.get_shard_iterator(
         shard_id=p["ShardId"],
         shard_iterator_type=p["ShardIteratorType"],
@@ -47,6 +58,7 @@ async def get_shard_iterator(engine: Engine, p: Params) -> Response:
 
 @action("GetRecords")
 async def get_records(engine: Engine, p: Params) -> Response:
+    await _dry_run(engine, p)
     r = await engine.get_records(p["ShardIterator"], limit=p.get("Limit"))
     records = []
     for rec in r.records:

@@ -1,0 +1,416 @@
+"""The front of the app, before any action runs: target and content type, body syntax and size, request ids, health,
+the CBOR protocol, request logging and SigV4 authentication."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import logging
+import re
+from typing import Any
+
+import cbor2
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from shardline.api.actions import ACTIONS
+from shardline.api.auth import SigV4Verifier
+
+JSON_TYPE = "application/x-amz-json-1.1"
+CBOR_TYPE = "application/x-amz-cbor-1.1"
+ACCOUNT = "000000000000"
+START_MS = 1_700_000_000_000
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+NO_OPERATION = "Unable to determine service/operation name to be authorized"
+
+
+# ----------------------------------------------------------------- target and operation
+@pytest.mark.parametrize(
+    "target", ["Kinesis_20131202.ListStream", "DynamoDB_20120810.ListTables", "ListStreams", "Kinesis_20131202."]
+)
+async def test_unknown_target(kinesis, target) -> None:
+    r = await kinesis.send(None, {}, headers={"x-amz-target": target})
+    assert r.status == 400
+    assert r.headers["content-type"] == JSON_TYPE
+    assert r.json() == {"__type": "UnknownOperationException"}
+
+
+async def test_no_target(kinesis) -> None:
+    r = await kinesis.send(None, {})
+    assert r.status == 400
+    assert r.json() == {"__type": "UnknownOperationException"}
+    r = await kinesis.send(None)
+    assert (r.status, r.json()) == (400, {"__type": "UnknownOperationException"})
+
+
+@pytest.mark.parametrize("op", ["SubscribeToShard", "CreateQueue", "PutResourcePolicy"])
+async def test_modelled_but_unimplemented_operation(kinesis, op) -> None:
+    assert await kinesis.fail(op, {}) == ("UnknownOperationException", f"shardline does not implement {op} yet.")
+
+
+async def test_every_registered_action_answers(kinesis) -> None:
+    # An empty body reaches each handler's shape check or the engine: none of them may crash the server.
+    for op in sorted(ACTIONS):
+        r = await kinesis.send(op, {})
+        assert r.status in (200, 400), (op, r.status, r.body)
+
+
+# ----------------------------------------------------------------- body syntax
+async def test_missing_body_with_a_known_target(kinesis) -> None:
+    r = await kinesis.send("ListStreams")
+    assert r.status == 400
+    assert r.json() == {"__type": "SerializationException"}
+
+
+@pytest.mark.parametrize("body", [b"hello", b"{", b"[]", b"null", b"23", b'"x"', b"\xff\xfe", b'{"Limit": 1,}'])
+async def test_garbled_json(kinesis, body) -> None:
+    r = await kinesis.send("ListStreams", body=body)
+    assert r.status == 400
+    assert r.json() == {"__type": "SerializationException"}
+
+
+async def test_body_in_chunks(kinesis) -> None:
+    await kinesis.create("s")
+    body = json.dumps({"StreamName": "s", "Data": base64.b64encode(b"chunked").decode(), "PartitionKey": "a"}).encode()
+    r = await kinesis.send("PutRecord", chunks=[body[:5], body[5:20], b"", body[20:]])
+    assert r.status == 200, r.body
+    it = await kinesis.iterator("s")
+    out = await kinesis.ok("GetRecords", {"ShardIterator": it})
+    assert base64.b64decode(out["Records"][0]["Data"]) == b"chunked"
+
+
+async def test_content_type_parameters_are_ignored(kinesis) -> None:
+    r = await kinesis.send("ListStreams", {}, content_type="application/x-amz-json-1.1; charset=UTF-8")
+    assert r.status == 200
+    assert r.json()["StreamNames"] == []
+
+
+# ----------------------------------------------------------------- method and content type
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+async def test_other_methods_are_access_denied(kinesis, method) -> None:
+    r = await kinesis.send(None, method=method, content_type=None)
+    assert r.error == ("AccessDeniedException", NO_OPERATION)
+    r = await kinesis.send("ListStreams", {}, method=method)
+    assert r.error == ("AccessDeniedException", NO_OPERATION)
+
+
+async def test_text_plain_without_target_is_access_denied(kinesis) -> None:
+    r = await kinesis.send(None, body=b"{}", content_type="text/plain")
+    assert r.error == ("AccessDeniedException", NO_OPERATION)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", None])
+async def test_no_usable_content_type_with_a_target_is_access_denied(kinesis, content_type) -> None:
+    # AWS cannot tell the protocol, so it cannot name the operation either: the target header does not help.
+    r = await kinesis.send("ListStreams", body=b"{}", content_type=content_type)
+    assert r.status != 200
+    assert r.error == ("AccessDeniedException", NO_OPERATION)
+
+
+async def test_access_denied_answers_403(kinesis) -> None:
+    assert (await kinesis.send(None, method="GET", content_type=None)).status == 403
+    assert (await kinesis.send(None, body=b"{}", content_type="text/plain")).status == 403
+
+
+# ----------------------------------------------------------------- size limit
+async def test_declared_oversized_body_is_413(make_kinesis) -> None:
+    k = await make_kinesis(max_body_bytes=1024)
+    r = await k.send("PutRecords", body=b"{" + b" " * 1998 + b"}")
+    assert r.status == 413
+    assert r.headers["content-type"] == JSON_TYPE
+    assert UUID.match(r.headers["x-amzn-requestid"])
+    assert r.json() == {
+        "__type": "RequestEntityTooLargeException",
+        "message": "Request body of 2000 bytes exceeds the limit of 1024 bytes",
+    }
+
+
+async def test_streamed_oversized_body_is_413_and_drained(make_kinesis) -> None:
+    k = await make_kinesis(max_body_bytes=1024)
+    chunks = [b"{" + b" " * 599, b" " * 600, b" " * 600, b" " * 599 + b"}"]
+    messages = [{"type": "http.request", "body": c, "more_body": i < 3} for i, c in enumerate(chunks)]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "query_string": b"",
+        "headers": [(b"content-type", JSON_TYPE.encode()), (b"x-amz-target", b"Kinesis_20131202.PutRecords")],
+    }
+    await k.app(scope, receive, send)
+    assert messages == []
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"]) == {
+        "__type": "RequestEntityTooLargeException",
+        "message": "Request body exceeds the limit of 1024 bytes",
+    }
+
+
+async def test_body_at_the_limit_is_accepted(make_kinesis) -> None:
+    k = await make_kinesis(max_body_bytes=1024)
+    body = b'{"Limit": 5' + b" " * (1024 - 12) + b"}"
+    assert len(body) == 1024
+    r = await k.send("ListStreams", body=body)
+    assert r.status == 200, r.body
+    r = await k.send("ListStreams", chunks=[body[:512], body[512:]])
+    assert r.status == 200, r.body
+
+
+async def test_oversized_cbor_body_is_413(make_kinesis) -> None:
+    k = await make_kinesis(max_body_bytes=1024)
+    payload = {"StreamName": "s", "Records": [{"Data": b"\0" * 2000, "PartitionKey": "a"}]}
+    r = await k.send("PutRecords", payload, content_type=CBOR_TYPE)
+    assert r.status == 413
+    assert r.error[0] == "RequestEntityTooLargeException"
+
+
+# ----------------------------------------------------------------- request ids and health
+async def test_every_kinesis_response_has_a_request_id(kinesis) -> None:
+    replies = [
+        await kinesis.send("ListStreams", {}),
+        await kinesis.send("DescribeStream", {"StreamName": "gone"}),
+        await kinesis.send("CreateStream", {"StreamName": ""}),
+        await kinesis.send("Nope", {}),
+        await kinesis.send("ListStreams", body=b"{"),
+        await kinesis.send(None, method="GET", content_type=None),
+    ]
+    ids = [r.headers.get("x-amzn-requestid", "") for r in replies]
+    assert all(UUID.match(i) for i in ids), ids
+    assert len(set(ids)) == len(ids)
+
+
+async def test_content_length_matches_the_body(kinesis) -> None:
+    for r in [await kinesis.send("ListStreams", {}), await kinesis.send("Nope", {})]:
+        assert int(r.headers["content-length"]) == len(r.body)
+
+
+@pytest.mark.parametrize("path", ["/health", "/_shardline/health"])
+async def test_health(kinesis, path) -> None:
+    await kinesis.create("s")
+    r = await kinesis.send(None, method="GET", path=path, content_type=None)
+    assert r.status == 200
+    assert r.json() == {"status": "ok", "streams": 1}
+
+
+async def test_health_follows_the_lifespan(make_kinesis, lifespan_of) -> None:
+    k = await make_kinesis(start=False)
+    before = await k.send(None, method="GET", path="/health", content_type=None)
+    assert before.status == 503
+    assert before.json()["status"] == "starting"
+    span = lifespan_of(k.app)
+    assert (await span.start())["type"] == "lifespan.startup.complete"
+    assert (await k.send(None, method="GET", path="/health", content_type=None)).status == 200
+    assert (await span.stop()) == {"type": "lifespan.shutdown.complete"}
+    after = await k.send(None, method="GET", path="/health", content_type=None)
+    assert after.status == 503
+
+
+async def test_lifespan_shutdown_closes_the_engine_cleanly(make_kinesis, lifespan_of) -> None:
+    first = await make_kinesis(start=False)
+    span = lifespan_of(first.app)
+    await span.start()
+    await first.create("kept", 2)
+    await first.put("kept", b"durable")
+    await span.stop()
+    second = await make_kinesis(data_dir=first.engine.settings.data_dir)
+    assert second.engine.was_clean is True
+    out = await second.ok("GetRecords", {"ShardIterator": await second.iterator("kept")})
+    assert base64.b64decode(out["Records"][0]["Data"]) == b"durable"
+
+
+async def test_a_second_app_on_a_busy_data_dir_fails_startup(kinesis, make_kinesis, lifespan_of) -> None:
+    second = await make_kinesis(start=False, data_dir=kinesis.engine.settings.data_dir)
+    msg = await lifespan_of(second.app).start()
+    assert msg["type"] == "lifespan.startup.failed"
+    assert "in use" in msg["message"]
+    assert (await second.send(None, method="GET", path="/health", content_type=None)).status == 503
+    assert (await kinesis.send(None, method="GET", path="/health", content_type=None)).status == 200
+
+
+# ----------------------------------------------------------------- CBOR
+async def test_cbor_put_and_get_round_trip(kinesis) -> None:
+    await kinesis.create("s")
+    kinesis.clock.advance(ms=1500)
+    payloads = [b"\x00\xffbinary", b"", bytes(range(200))]
+    records = [{"Data": d, "PartitionKey": f"k{i}"} for i, d in enumerate(payloads)]
+    r = await kinesis.send("PutRecords", {"StreamName": "s", "Records": records}, content_type=CBOR_TYPE)
+    assert r.status == 200, r.body
+    assert r.headers["content-type"] == CBOR_TYPE
+    put = r.cbor()
+    assert put["FailedRecordCount"] == 0
+    assert [e["ShardId"] for e in put["Records"]] == ["shardId-000000000000"] * 3
+    payload = {"StreamName": "s", "ShardId": "shardId-000000000000", "ShardIteratorType": "TRIM_HORIZON"}
+    it = (await kinesis.send("GetShardIterator", payload, content_type=CBOR_TYPE)).cbor()["ShardIterator"]
+    r = await kinesis.send("GetRecords", {"ShardIterator": it}, content_type=CBOR_TYPE)
+    assert r.status == 200
+    got = r.cbor()
+    assert [rec["Data"] for rec in got["Records"]] == payloads
+    assert [rec["SequenceNumber"] for rec in got["Records"]] == [e["SequenceNumber"] for e in put["Records"]]
+    arrival = (START_MS + 1500) / 1000
+    # Tag 1 (epoch seconds), as the Java SDK expects, not a tag-0 date string.
+    assert cbor2.dumps(cbor2.CBORTag(1, arrival)) in r.body
+    assert got["Records"][0]["ApproximateArrivalTimestamp"] == dt.datetime.fromtimestamp(arrival, dt.UTC)
+
+
+async def test_cbor_timestamps_in_requests(kinesis) -> None:
+    await kinesis.create("s")
+    await kinesis.put("s", b"old")
+    kinesis.clock.advance(10)
+    await kinesis.put("s", b"new")
+    payload = {
+        "StreamName": "s",
+        "ShardId": "shardId-000000000000",
+        "ShardIteratorType": "AT_TIMESTAMP",
+        "Timestamp": cbor2.CBORTag(1, (START_MS + 5000) / 1000),
+    }
+    r = await kinesis.send("GetShardIterator", payload, content_type=CBOR_TYPE)
+    assert r.status == 200, r.body
+    got = (
+        await kinesis.send("GetRecords", {"ShardIterator": r.cbor()["ShardIterator"]}, content_type=CBOR_TYPE)
+    ).cbor()
+    assert [rec["Data"] for rec in got["Records"]] == [b"new"]
+
+
+async def test_cbor_describe_summary(kinesis) -> None:
+    await kinesis.create("s")
+    r = await kinesis.send("DescribeStreamSummary", {"StreamName": "s"}, content_type=CBOR_TYPE)
+    summary = r.cbor()["StreamDescriptionSummary"]
+    assert summary["StreamCreationTimestamp"] == dt.datetime.fromtimestamp(START_MS / 1000, dt.UTC)
+    assert "StreamId" not in summary
+
+
+async def test_cbor_errors_are_cbor(kinesis) -> None:
+    r = await kinesis.send("DescribeStream", {"StreamName": "gone"}, content_type=CBOR_TYPE)
+    assert r.status == 400
+    assert r.headers["content-type"] == CBOR_TYPE
+    assert r.cbor() == {
+        "__type": "ResourceNotFoundException",
+        "message": f"Stream gone under account {ACCOUNT} not found.",
+    }
+    r = await kinesis.send("PutRecord", {"StreamName": "s", "Data": 5, "PartitionKey": "a"}, content_type=CBOR_TYPE)
+    assert r.cbor() == {
+        "__type": "SerializationException",
+        "message": "class java.math.BigDecimal can not be converted to a Blob",
+    }
+    r = await kinesis.send("ListStreams", body=b"\xff\x00garbage", content_type=CBOR_TYPE)
+    assert (r.status, r.cbor()) == (400, {"__type": "SerializationException"})
+
+
+# ----------------------------------------------------------------- request log
+async def test_request_log(make_kinesis, caplog) -> None:
+    k = await make_kinesis(log_requests=True)
+    caplog.set_level(logging.INFO, logger="shardline.access")
+    await k.send("ListStreams", {})
+    await k.send("DescribeStream", {"StreamName": "gone"})
+    lines = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "shardline.access"]
+    assert [(x["op"], x["status"]) for x in lines] == [("ListStreams", 200), ("DescribeStream", 400)]
+    assert all(UUID.match(x["id"]) for x in lines)
+
+
+# ----------------------------------------------------------------- SigV4
+def signed(op: str, body: bytes, *, akid: str = "AKID", secret: str = "secret") -> dict[str, str]:
+    request = AWSRequest(
+        method="POST",
+        url="http://localhost:4567/",
+        data=body,
+        headers={"Content-Type": JSON_TYPE, "X-Amz-Target": f"Kinesis_20131202.{op}", "Host": "localhost:4567"},
+    )
+    SigV4Auth(Credentials(akid, secret), "kinesis", "us-east-1").add_auth(request)
+    return {k.lower(): v for k, v in request.headers.items()}
+
+
+@pytest.fixture
+def secured(make_kinesis, loop: asyncio.AbstractEventLoop) -> Any:
+    return loop.run_until_complete(make_kinesis(verifier=SigV4Verifier({"AKID": "secret", "OTHER": "x"})))
+
+
+async def test_signed_requests_are_accepted(secured) -> None:
+    body = json.dumps({"StreamName": "s", "ShardCount": 1}).encode()
+    r = await secured.send("CreateStream", body=body, content_type=None, headers=signed("CreateStream", body))
+    assert r.status == 200, r.body
+    body = b"{}"
+    r = await secured.send("ListStreams", body=body, content_type=None, headers=signed("ListStreams", body))
+    assert r.json()["StreamNames"] == ["s"]
+
+
+async def test_wrong_secret(secured) -> None:
+    body = b"{}"
+    headers = signed("ListStreams", body, secret="wrong")
+    r = await secured.send("ListStreams", body=body, content_type=None, headers=headers)
+    assert r.status == 400
+    assert r.json() == {
+        "__type": "InvalidSignatureException",
+        "message": "The request signature we calculated does not match the signature you provided. Check your AWS "
+        "Secret Access Key and signing method. Consult the service documentation for details.",
+    }
+
+
+async def test_a_body_changed_after_signing(secured) -> None:
+    headers = signed("ListStreams", b'{"Limit": 1}')
+    r = await secured.send("ListStreams", body=b'{"Limit": 2}', content_type=None, headers=headers)
+    assert r.error[0] == "InvalidSignatureException"
+
+
+async def test_unknown_access_key(secured) -> None:
+    body = b"{}"
+    headers = signed("ListStreams", body, akid="NOBODY")
+    r = await secured.send("ListStreams", body=body, content_type=None, headers=headers)
+    assert r.error == ("UnrecognizedClientException", "The security token included in the request is invalid.")
+
+
+async def test_no_authorization(secured) -> None:
+    r = await secured.send("ListStreams", {})
+    assert r.status == 400
+    assert r.json() == {"__type": "MissingAuthenticationTokenException", "message": "Missing Authentication Token"}
+
+
+async def test_front_checks_come_before_authentication(secured) -> None:
+    assert (await secured.send("Nope", {})).error[0] == "UnknownOperationException"
+    assert (await secured.send("ListStreams", body=b"{")).error[0] == "SerializationException"
+
+
+async def test_malformed_authorization(secured) -> None:
+    r = await secured.send("ListStreams", {}, headers={"authorization": "X"})
+    assert r.json() == {
+        "__type": "IncompleteSignatureException",
+        "message": "Authorization header requires 'Credential' parameter. "
+        "Authorization header requires 'Signature' parameter. "
+        "Authorization header requires 'SignedHeaders' parameter. "
+        "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. "
+        "Authorization=X",
+    }
+
+
+@pytest.mark.parametrize(
+    "auth", ["AWS4- Signature=b Credential=a", "AWS4- Signature=b,Credential=a", "AWS4- Signature=b, Credential=a"]
+)
+async def test_authorization_parameters_split_on_commas_or_spaces(secured, auth) -> None:
+    r = await secured.send("ListStreams", {}, headers={"authorization": auth, "date": "a"})
+    assert r.error == (
+        "IncompleteSignatureException",
+        f"Authorization header requires 'SignedHeaders' parameter. Authorization={auth}",
+    )
+
+
+async def test_stale_signature(secured) -> None:
+    body = b"{}"
+    headers = signed("ListStreams", body)
+    stale = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)).strftime("%Y%m%dT%H%M%SZ")
+    headers["x-amz-date"] = stale
+    r = await secured.send("ListStreams", body=body, content_type=None, headers=headers)
+    kind, msg = r.error
+    assert kind == "InvalidSignatureException"
+    assert msg is not None
+    assert msg.startswith(f"Signature expired: {stale} is now earlier than ")

@@ -1,0 +1,174 @@
+"""The `aws kinesis` command line, and boto3 configured by environment variables instead of endpoint_url."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore
+import pytest
+from botocore.config import Config
+
+AWS = Path(sys.executable).with_name("aws")
+MAX_KEY = (1 << 128) - 1
+CLI_TIMEOUT_S = 120.0
+
+
+@pytest.fixture
+def isolated_aws_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Credentials and region from the environment only; no user config or credentials file can interfere."""
+    config, credentials = tmp_path / "config", tmp_path / "credentials"
+    config.write_text("")
+    credentials.write_text("")
+    env = {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(config),
+        "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_PAGER": "",
+    }
+    for key in list(os.environ):
+        if key.startswith("AWS_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+class Cli:
+    def __init__(self, endpoint: str, env: dict[str, str]) -> None:
+        self.endpoint = endpoint
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | env
+        shown = self.run_raw("--version")
+        version = shown.stdout + shown.stderr
+        # v2 reads blob arguments as base64 unless told otherwise; v1 always takes them raw.
+        self.binary_format = [] if version.startswith("aws-cli/1.") else ["--cli-binary-format", "raw-in-base64-out"]
+
+    def run_raw(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(AWS), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def kinesis(self, *args: str, ok: bool = True) -> Any:
+        proc = self.run_raw("kinesis", *args, "--endpoint-url", self.endpoint, "--output", "json")
+        if not ok:
+            assert proc.returncode != 0, proc.stdout
+            return proc.stderr
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout) if proc.stdout.strip() else {}
+
+
+@pytest.fixture
+def cli(endpoint: str, isolated_aws_env: dict[str, str]) -> Cli:
+    if not AWS.exists():
+        pytest.skip(f"no aws command at {AWS}")
+    return Cli(endpoint, isolated_aws_env)
+
+
+def test_aws_cli_stream_lifecycle(cli: Cli) -> None:
+    name = f"conf-cli-{uuid.uuid4().hex[:12]}"
+    cli.kinesis("create-stream", "--stream-name", name, "--shard-count", "1")
+    try:
+        deadline = time.monotonic() + CLI_TIMEOUT_S
+        while True:
+            summary = cli.kinesis("describe-stream-summary", "--stream-name", name)["StreamDescriptionSummary"]
+            if summary["StreamStatus"] == "ACTIVE":
+                break
+            assert time.monotonic() < deadline, f"{name} stuck in {summary['StreamStatus']}"
+            time.sleep(0.1)
+        assert summary["OpenShardCount"] == 1
+
+        # The CLI walks every page itself; a page size of 2 makes it follow NextToken across the shared server.
+        listed = cli.kinesis("list-streams", "--page-size", "2")
+        assert name in listed["StreamNames"]
+
+        payload = "hello from the aws cli"
+        put = cli.kinesis(
+            "put-record", "--stream-name", name, "--partition-key", "pk", "--data", payload, *cli.binary_format
+        )
+        assert put["SequenceNumber"].isdigit()
+        iterator = cli.kinesis(
+            "get-shard-iterator",
+            "--stream-name",
+            name,
+            "--shard-id",
+            put["ShardId"],
+            "--shard-iterator-type",
+            "TRIM_HORIZON",
+        )["ShardIterator"]
+        records = cli.kinesis("get-records", "--shard-iterator", iterator)["Records"]
+        assert [base64.b64decode(r["Data"]) for r in records] == [payload.encode()]
+        assert [(r["PartitionKey"], r["SequenceNumber"]) for r in records] == [("pk", put["SequenceNumber"])]
+
+        shards = cli.kinesis("list-shards", "--stream-name", name)["Shards"]
+        first = shards[0]["HashKeyRange"]
+        mid = (int(first["StartingHashKey"]) + int(first["EndingHashKey"])) // 2
+        cli.kinesis(
+            "split-shard",
+            "--stream-name",
+            name,
+            "--shard-to-split",
+            shards[0]["ShardId"],
+            "--new-starting-hash-key",
+            str(mid),
+        )
+        shards = cli.kinesis("list-shards", "--stream-name", name)["Shards"]
+        assert len(shards) == 3
+        assert sum("EndingSequenceNumber" not in s["SequenceNumberRange"] for s in shards) == 2
+        assert [s.get("ParentShardId") for s in shards[1:]] == [shards[0]["ShardId"]] * 2
+
+        err = cli.kinesis("describe-stream-summary", "--stream-name", f"{name}-missing", ok=False)
+        assert "ResourceNotFoundException" in err
+    finally:
+        cli.kinesis("delete-stream", "--stream-name", name)
+    deadline = time.monotonic() + CLI_TIMEOUT_S
+    while True:
+        proc = cli.run_raw("kinesis", "describe-stream-summary", "--stream-name", name, "--endpoint-url", cli.endpoint)
+        if proc.returncode != 0:
+            assert "ResourceNotFoundException" in proc.stderr
+            break
+        assert time.monotonic() < deadline, f"{name} was never deleted"
+        time.sleep(0.1)
+
+
+def _botocore_reads_endpoint_env() -> bool:
+    version = tuple(int(p) for p in botocore.__version__.split(".")[:2])
+    return version >= (1, 31)
+
+
+@pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL"])
+def test_boto3_finds_the_endpoint_in_the_environment(
+    endpoint: str, isolated_aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    if not _botocore_reads_endpoint_env():
+        pytest.skip(f"botocore {botocore.__version__} ignores {variable}")
+    monkeypatch.setenv(variable, endpoint)
+    client = boto3.session.Session().client("kinesis", config=Config(retries={"max_attempts": 0}))
+    assert client.meta.endpoint_url == endpoint
+    name = f"conf-env-{uuid.uuid4().hex[:12]}"
+    client.create_stream(StreamName=name, ShardCount=1)
+    try:
+        arn = client.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+        # Calls that carry a StreamARN go through botocore's ARN endpoint rules; they must still stay local.
+        put = client.put_record(StreamARN=arn, Data=b"env", PartitionKey="p")
+        it = client.get_shard_iterator(StreamARN=arn, ShardId=put["ShardId"], ShardIteratorType="TRIM_HORIZON")
+        records = client.get_records(ShardIterator=it["ShardIterator"], StreamARN=arn)["Records"]
+        assert [r["Data"] for r in records] == [b"env"]
+    finally:
+        client.delete_stream(StreamName=name)
