@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any
 
 import cbor2
 import orjson
 
-from .shapes import Timestamp
+from .shapes import RecordList, Timestamp
 
 __all__ = ["CBOR", "JSON", "Codec", "codec_for"]
 
@@ -29,6 +30,20 @@ class Codec:
 
 
 def _json_default(obj: Any) -> Any:
+    if isinstance(obj, RecordList):
+        b2a = binascii.b2a_base64
+        out = []
+        for r in obj.records:
+            item = {
+                "SequenceNumber": r[0],
+                "ApproximateArrivalTimestamp": r[1] / 1000,
+                "Data": b2a(r[2], newline=False).decode("ascii"),
+                "PartitionKey": r[3],
+            }
+            if r[4]:
+                item["EncryptionType"] = r[4]
+            out.append(item)
+        return out
     if isinstance(obj, bytes | bytearray | memoryview):
         return base64.b64encode(obj).decode("ascii")
     if isinstance(obj, Timestamp):
@@ -49,6 +64,20 @@ class _Json(Codec):
 def _cbor_default(encoder: cbor2.CBOREncoder, obj: Any) -> None:
     if isinstance(obj, Timestamp):
         encoder.encode(cbor2.CBORTag(1, obj.ms / 1000))
+        return
+    if isinstance(obj, RecordList):
+        items = []
+        for r in obj.records:
+            item: dict[str, Any] = {
+                "SequenceNumber": r[0],
+                "ApproximateArrivalTimestamp": cbor2.CBORTag(1, r[1] / 1000),
+                "Data": r[2],
+                "PartitionKey": r[3],
+            }
+            if r[4]:
+                item["EncryptionType"] = r[4]
+            items.append(item)
+        encoder.encode(items)
         return
     raise cbor2.CBOREncodeError(f"cannot encode {type(obj).__name__}")
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from hashlib import md5
 from typing import Any, Protocol
 
+import orjson
+
 from ..clock import Clock
 from ..errors import (
     ExpiredIteratorException,
@@ -27,7 +29,7 @@ from ..errors import (
 )
 from ..models import Record
 from .checkpoints import Lease, LeaseLost, LeaseStore
-from .destinations import Destination, failure_record
+from .destinations import Destination, failure_record, iso_ms
 from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
 from .functions import InvocationResult, Throttled
 from .mapping import MappingConfig, RuntimeTuning
@@ -126,6 +128,31 @@ class _SubShard:
         self.queue: deque[_Entry] = deque()
         self.wakeup = asyncio.Event()
         self.busy = False
+        self.window: _Window | None = None
+
+
+MAX_WINDOW_STATE_BYTES = 1024 * 1024
+
+
+@dataclass
+class _Window:
+    """An open tumbling window of one shard: its state, and the records that only settle when it closes."""
+
+    start_ms: int
+    end_ms: int
+    state: Any = field(default_factory=dict)
+    held: list[_Entry] = field(default_factory=list)
+    terminated_early: bool = False
+
+    def extra(self, shard_id: str, stream_arn: str, *, final: bool) -> dict[str, Any]:
+        return {
+            "window": {"start": iso_ms(self.start_ms), "end": iso_ms(self.end_ms)},
+            "state": self.state if self.state is not None else {},
+            "shardId": shard_id,
+            "eventSourceARN": stream_arn,
+            "isFinalInvokeForWindow": final,
+            "isWindowTerminatedEarly": final and self.terminated_early,
+        }
 
 
 class ShardProcessor:
@@ -273,11 +300,17 @@ class ShardProcessor:
         window_opened = ctx.clock.monotonic()
         while ctx.running():
             cfg = ctx.config
+            tumbling_ms = cfg.tumbling_window_s * 1000
+            if sub.window is not None and self._window_over(sub, sub.window, cfg.maximum_batching_window_s):
+                await self._close_window(sub)
+                if ctx.running():
+                    self._write_checkpoint()
+                continue
             if not sub.queue:
                 if self._fetch_done:
                     return
                 sub.wakeup.clear()
-                await self._wait(sub.wakeup, 0.5)
+                await self._wait(sub.wakeup, 0.5 if sub.window is None else 0.05)
                 continue
             window_s = cfg.maximum_batching_window_s
             full = len(sub.queue) >= cfg.batch_size or self._payload_full(sub, cfg.batch_size)
@@ -286,11 +319,19 @@ class ShardProcessor:
                 sub.wakeup.clear()
                 await self._wait(sub.wakeup, window_s - waited)
                 continue
-            batch = self._take_batch(sub, cfg.batch_size)
+            window: _Window | None = None
+            if tumbling_ms:
+                start = sub.queue[0].record.approximate_arrival_ms // tumbling_ms * tumbling_ms
+                if sub.window is None:
+                    sub.window = _Window(start, start + tumbling_ms)
+                window = sub.window
+            batch = self._take_batch(sub, cfg.batch_size, window)
             self._space.set()
             sub.busy = True
             try:
-                await self._process(batch)
+                await self._process(batch, window)
+                if window is not None and window.terminated_early:
+                    await self._close_window(sub)
             finally:
                 sub.busy = False
             window_opened = ctx.clock.monotonic()
@@ -308,11 +349,13 @@ class ShardProcessor:
                 return True
         return False
 
-    def _take_batch(self, sub: _SubShard, batch_size: int) -> list[_Entry]:
+    def _take_batch(self, sub: _SubShard, batch_size: int, window: _Window | None = None) -> list[_Entry]:
         batch: list[_Entry] = []
         size = EMPTY_EVENT_BYTES
         while sub.queue and len(batch) < batch_size:
             e = sub.queue[0]
+            if window is not None and not window.start_ms <= e.record.approximate_arrival_ms < window.end_ms:
+                break  # a batch never mixes two windows
             assert e.body is not None
             add = len(e.body) + (1 if batch else 0)
             if batch and size + add > MAX_PAYLOAD_BYTES:
@@ -322,8 +365,62 @@ class ShardProcessor:
         return batch
 
     # ----------------------------------------------------------------- the error path
-    async def _process(self, batch: list[_Entry]) -> None:
-        """Settle every record of ``batch``: handled, or discarded after retries / record age."""
+    # ----------------------------------------------------------------- tumbling windows
+    def _window_over(self, sub: _SubShard, window: _Window, batching_window_s: int) -> bool:
+        """A window closes when a later window's record arrives, the shard ends, or it sits idle past its end."""
+        if sub.queue:
+            return not window.start_ms <= sub.queue[0].record.approximate_arrival_ms < window.end_ms
+        if self._fetch_done:
+            return True
+        return self.ctx.clock.now_ms() >= window.end_ms + batching_window_s * 1000
+
+    async def _close_window(self, sub: _SubShard) -> None:
+        """The final invocation (no records, the final state). Its records settle only once it succeeds; until
+        then the shard waits, retrying under the mapping's retry policy."""
+        window = sub.window
+        assert window is not None
+        ctx = self.ctx
+        retries = 0
+        delay = ctx.tuning.retry_backoff_s
+        attempts = 0
+        while ctx.running():
+            event = encode_event([], window.extra(self.shard_id, ctx.source.stream_arn, final=True))
+            try:
+                last = await ctx.function.invoke(event)
+            except Throttled:
+                self.stats.throttles += 1
+                await self._sleep(ctx.tuning.throttle_backoff_s)
+                continue
+            attempts += 1
+            self.stats.invocations += 1
+            verdict = judge(last, [], rbif=False, window=True)
+            if verdict.kind == "success":
+                self._settle(window.held)
+                sub.window = None
+                return
+            if verdict.function_error:
+                self.stats.function_errors += 1
+            cfg = ctx.config
+            if cfg.maximum_retry_attempts == -1 or retries < cfg.maximum_retry_attempts:
+                retries += 1
+                await self._sleep(delay)
+                delay = min(delay * 2, ctx.tuning.retry_backoff_max_s)
+                continue
+            if window.held:
+                await self._discard(window.held, "RetryAttemptsExhausted", attempts, last, verdict.function_error)
+            sub.window = None
+            return
+
+    def _window_success(self, window: _Window, entries: list[_Entry], state: Any) -> None:
+        window.held.extend(entries)
+        window.state = state
+        if len(orjson.dumps(state)) > MAX_WINDOW_STATE_BYTES:
+            window.terminated_early = True
+
+    # ----------------------------------------------------------------- the error path
+    async def _process(self, batch: list[_Entry], window: _Window | None = None) -> None:
+        """Settle every record of ``batch``: handled, or discarded after retries / record age. In a tumbling
+        window, handled records are held until the window's final invocation succeeds."""
         ctx = self.ctx
         work: deque[tuple[list[_Entry], int]] = deque([(batch, 0)])
         while work and ctx.running():
@@ -337,7 +434,8 @@ class ShardProcessor:
                 cur = await self._expire(cur, attempts, last)
                 if not cur:
                     break
-                event_bytes = encode_event([e.body for e in cur if e.body is not None])
+                extra = window.extra(self.shard_id, ctx.source.stream_arn, final=False) if window else None
+                event_bytes = encode_event([e.body for e in cur if e.body is not None], extra)
                 if len(event_bytes) > MAX_PAYLOAD_BYTES:
                     await self._discard(cur, "RetryAttemptsExhausted", 0, None, None)
                     break
@@ -357,7 +455,10 @@ class ShardProcessor:
                 records = [e.record for e in cur]
                 verdict = judge(last, records, rbif=cfg.report_batch_item_failures, window=cfg.tumbling_window_s > 0)
                 if verdict.kind == "success":
-                    self._settle(cur)
+                    if window is not None:
+                        self._window_success(window, cur, verdict.state)
+                    else:
+                        self._settle(cur)
                     self.stats.succeeded += len(cur)
                     self.stats.last_result = "OK"
                     break
@@ -366,7 +467,10 @@ class ShardProcessor:
                     self.stats.function_errors += 1
                 if verdict.kind == "partial":
                     done, cur = cur[: verdict.first_failed], cur[verdict.first_failed :]
-                    self._settle(done)
+                    if window is not None:
+                        self._window_success(window, done, verdict.state)
+                    else:
+                        self._settle(done)
                     self.stats.succeeded += len(done)
                 elif cfg.bisect_batch_on_function_error and len(cur) > 1:
                     # Splitting does not use up retries; halves run in sequence order, the larger first.

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .._fsutil import atomic_write, fsync_dir
-from .framing import FrameHeader, decode_into, decode_records, encode_frame
+from .framing import decode_into, decode_records, encode_frame
 from .segment import CorruptRange, Segment
 
 __all__ = ["FileCache", "RecoveryReport", "ShardLog"]
@@ -201,9 +201,11 @@ class ShardLog:
             or (seg.first_arrival_ms >= 0 and arrival_ms - seg.first_arrival_ms >= self._segment_max_age_ms)
         ):
             seg = self._roll(base)
-        seg.append(frame, FrameHeader(base, len(frame), len(records), arrival_ms, arrival_ms))
-        self.next_offset = base + len(records)
-        self.last_arrival_ms = max(self.last_arrival_ms, arrival_ms)
+        count = len(records)
+        seg.append(frame, base, count, arrival_ms)
+        self.next_offset = base + count
+        if arrival_ms > self.last_arrival_ms:
+            self.last_arrival_ms = arrival_ms
         if self._visible_on_write:
             self.visible_offset = self.next_offset
         return base

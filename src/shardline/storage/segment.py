@@ -153,13 +153,20 @@ class Segment:
         return self._fd >= 0
 
     # ----------------------------------------------------------------- writes
-    def append(self, frame: bytes, header: FrameHeader) -> None:
+    def append(self, frame: bytes, base_offset: int, count: int, arrival_ms: int) -> None:
         pos = self.size
-        view = memoryview(frame)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        self._note_frame(pos, header)
+        n = os.write(self._fd, frame)
+        if n < len(frame):
+            view = memoryview(frame)[n:]
+            while view:
+                view = view[os.write(self._fd, view) :]
+        if pos - self._last_indexed_pos >= self.index_interval:
+            self._add_index_entry(pos, base_offset)
+        if self.first_arrival_ms < 0:
+            self.first_arrival_ms = arrival_ms
+        if arrival_ms > self.max_arrival_ms:
+            self.max_arrival_ms = arrival_ms
+        self.end_offset = base_offset + count
         self.size = pos + len(frame)
 
     def fsync(self) -> None:
@@ -168,12 +175,15 @@ class Segment:
             if self._fd >= 0:
                 os.fsync(self._fd)
 
+    def _add_index_entry(self, pos: int, base_offset: int) -> None:
+        self._idx_offsets.append(base_offset)
+        self._idx_positions.append(pos)
+        self._idx_prefix_max.append(self.max_arrival_ms)
+        self._last_indexed_pos = pos
+
     def _note_frame(self, pos: int, header: FrameHeader) -> None:
         if pos - self._last_indexed_pos >= self.index_interval:
-            self._idx_offsets.append(header.base_offset)
-            self._idx_positions.append(pos)
-            self._idx_prefix_max.append(self.max_arrival_ms)
-            self._last_indexed_pos = pos
+            self._add_index_entry(pos, header.base_offset)
         if self.first_arrival_ms < 0:
             self.first_arrival_ms = header.first_arrival_ms
         self.max_arrival_ms = max(self.max_arrival_ms, header.max_arrival_ms)

@@ -20,11 +20,17 @@ __all__ = ["GroupCommitter"]
 log = logging.getLogger("shardline.storage")
 
 
+def _sync_all(logs: list[ShardLog]) -> None:
+    for lg in logs:
+        lg.sync()
+
+
 class GroupCommitter:
     def __init__(self, *, threads: int = 4) -> None:
         self._pending: dict[ShardLog, int] = {}
         self._next: asyncio.Future[None] | None = None
         self._runner: asyncio.Task[None] | None = None
+        self._threads = threads
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shardline-fsync")
         self.rounds = 0
         self.fsyncs = 0
@@ -51,8 +57,12 @@ class GroupCommitter:
             batch, self._pending = self._pending, {}
             fut, self._next = self._next, None
             assert fut is not None
+            logs = list(batch)
+            # A few jobs per round, not one per log: fsyncs of different files run in parallel, and a round
+            # touching many shards does not pay a future per log.
+            chunks = [logs[i :: self._threads] for i in range(min(self._threads, len(logs)))]
             try:
-                await asyncio.gather(*(loop.run_in_executor(self._pool, lg.sync) for lg in batch))
+                await asyncio.gather(*(loop.run_in_executor(self._pool, _sync_all, chunk) for chunk in chunks))
             except BaseException as exc:  # an fsync error fails every writer of the round
                 log.error("fsync failed for %d logs: %s", len(batch), exc)
                 if not fut.done():

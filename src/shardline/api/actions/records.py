@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...engine import Engine
 from ...errors import DryRunOperationException
-from ..shapes import Timestamp
+from ..shapes import RecordList
 from ._registry import Params, Response, action, stream_ref
 
 
@@ -60,18 +60,7 @@ async def get_shard_iterator(engine: Engine, p: Params) -> Response:
 async def get_records(engine: Engine, p: Params) -> Response:
     await _dry_run(engine, p)
     r = await engine.get_records(p["ShardIterator"], limit=p.get("Limit"))
-    records = []
-    for rec in r.records:
-        item: Response = {
-            "SequenceNumber": rec.sequence_number,
-            "ApproximateArrivalTimestamp": Timestamp(rec.approximate_arrival_ms),
-            "Data": rec.data,
-            "PartitionKey": rec.partition_key,
-        }
-        if rec.encryption_type:
-            item["EncryptionType"] = rec.encryption_type
-        records.append(item)
-    out: Response = {"Records": records, "MillisBehindLatest": r.millis_behind_latest}
+    out: Response = {"Records": RecordList(r.records), "MillisBehindLatest": r.millis_behind_latest}
     if r.next_shard_iterator is not None:
         out["NextShardIterator"] = r.next_shard_iterator
     if r.child_shards is not None:
