@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
 
 from ..errors import (
     ExpiredIteratorException,
     InternalFailureException,
     InvalidArgumentException,
+    KinesisError,
     ProvisionedThroughputExceededException,
     ResourceNotFoundException,
     validation_error,
@@ -82,7 +84,15 @@ class DataPlane(EngineBase):
         if sequence_number_for_ordering is not None and sequence.decode(sequence_number_for_ordering) is None:
             raise InvalidArgumentException(self._fmt(m.ORDERING_SEQ, st.name, seq=sequence_number_for_ordering))
         # Our sequence numbers only grow within a shard, so every later record already sorts after the given one.
-        result = await self._put(st, [PutRecordsRequestEntry(data, partition_key, explicit_hash_key)], single=True)
+        started = time.perf_counter()
+        st.counters.put_record_calls += 1
+        try:
+            result = await self._put(st, [PutRecordsRequestEntry(data, partition_key, explicit_hash_key)], single=True)
+        except KinesisError:
+            st.counters.put_errors += 1
+            raise
+        finally:
+            st.counters.put_latency.observe((time.perf_counter() - started) * 1000)
         entry = result.records[0]
         assert entry.shard_id is not None and entry.sequence_number is not None
         return PutRecordResult(entry.shard_id, entry.sequence_number, st.encryption_type)
@@ -108,7 +118,17 @@ class DataPlane(EngineBase):
                 ]
             )
         self._writable(st)
-        return await self._put(st, records, single=False)
+        started = time.perf_counter()
+        st.counters.put_records_calls += 1
+        try:
+            result = await self._put(st, records, single=False)
+        except KinesisError:
+            st.counters.put_errors += 1
+            raise
+        finally:
+            st.counters.put_latency.observe((time.perf_counter() - started) * 1000)
+        st.counters.put_records_failed_records += result.failed_record_count
+        return result
 
     async def _put(
         self,
@@ -183,6 +203,7 @@ class DataPlane(EngineBase):
         if self.settings.enforce_limits:
             groups = self._throttle_writes(st, groups, results, single)
         touched: list[ShardLog] = []
+        st.counters.last_incoming_ms = now
         for shard, (idxs, triples) in groups.items():
             lg = shard.log
             assert lg is not None
@@ -196,6 +217,9 @@ class DataPlane(EngineBase):
                     results[i] = _INTERNAL_FAILURE
                 continue
             touched.append(lg)
+            c = shard.counters
+            c.incoming_records += len(triples)
+            c.incoming_bytes += sum([len(t[0]) + len(t[2]) for t in triples])
             sid, prefix = shard.shard_id, shard.seq_prefix + base
             for j, i in enumerate(idxs):
                 results[i] = PutRecordsEntry(sid, str(prefix + j))
@@ -235,6 +259,7 @@ class DataPlane(EngineBase):
                         keep.append(triple)
                         continue
                     bytes_bucket.refund(size)
+                shard.counters.write_throttled_records += 1
                 msg = self._fmt(m.RATE_EXCEEDED, st.name, shard=shard.shard_id)
                 if single:
                     raise ProvisionedThroughputExceededException(msg)
@@ -312,6 +337,7 @@ class DataPlane(EngineBase):
 
     # ----------------------------------------------------------------- reads
     async def get_records(self, shard_iterator: str, *, limit: int | None = None) -> GetRecordsResult:
+        started = time.perf_counter()
         pos = self.iterators.decode(shard_iterator)
         if pos is None:
             raise InvalidArgumentException(m.INVALID_ITERATOR)
@@ -342,14 +368,22 @@ class DataPlane(EngineBase):
         except OSError as exc:
             log.error("stream %s %s: read failed: %s", st.name, shard.shard_id, exc)
             raise InternalFailureException("Internal Service Failure") from exc
+        nbytes = sum([len(r.data) + len(r.partition_key) for r in records]) if records else 0
         if self.settings.enforce_limits and records:
-            self._charge_read(st, shard, sum(len(r.data) + len(r.partition_key) for r in records))
+            self._charge_read(st, shard, nbytes)
         end = lg.visible_offset
         if next_offset >= end:
             behind = 0
         else:
             arrival = lg.arrival_of(next_offset)
             behind = max(0, now - arrival) if arrival is not None else 0
+        c = shard.counters
+        c.get_records_calls += 1
+        c.outgoing_records += len(records)
+        c.outgoing_bytes += nbytes
+        c.iterator_age_ms = behind
+        c.last_read_ms = now
+        st.counters.get_latency.observe((time.perf_counter() - started) * 1000)
         if not shard.is_open and next_offset >= end:
             return GetRecordsResult(records, None, behind, st.children_of(shard))
         token = self.iterators.encode(IteratorPosition(st.name, st.tag, shard.index, next_offset, now))
@@ -361,6 +395,7 @@ class DataPlane(EngineBase):
         volume = st.read_bytes if st.mode is StreamMode.ON_DEMAND else shard.read_bytes
         ok = (volume is None or volume.take(0, now)) and (calls is None or calls.take(1, now))
         if not ok:
+            shard.counters.read_throttled_calls += 1
             raise ProvisionedThroughputExceededException(self._fmt(m.READ_RATE_EXCEEDED, st.name, shard=shard.shard_id))
 
     def _charge_read(self, st: StreamState, shard: ShardState, nbytes: int) -> None:

@@ -17,6 +17,7 @@ from ..storage.log import ShardLog
 from . import sequence
 from .hashing import HashRouter
 from .limits import TokenBucket
+from .stats import ShardCounters, StreamCounters
 
 __all__ = ["ShardState", "StreamState", "shard_id_of"]
 
@@ -44,6 +45,7 @@ class ShardState:
     write_records: TokenBucket | None = None
     read_bytes: TokenBucket | None = None
     read_calls: TokenBucket | None = None
+    counters: ShardCounters = field(default_factory=ShardCounters)
 
     def __post_init__(self) -> None:
         self.shard_id = shard_id_of(self.index)
@@ -124,6 +126,7 @@ class StreamState:
     write_bytes: TokenBucket | None = None
     write_records: TokenBucket | None = None
     read_bytes: TokenBucket | None = None
+    counters: StreamCounters = field(default_factory=StreamCounters)
 
     @property
     def created_s(self) -> int:
