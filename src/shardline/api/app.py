@@ -63,9 +63,12 @@ class KinesisApp:
         max_body_bytes: int = DEFAULT_MAX_BODY,
         log_requests: bool = False,
         services: Sequence[Service] = (),
+        extra_http: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
         self.services = list(services)
+        # Requests that are not Kinesis calls (GET /metrics, /dashboard, ...) go to this app when given.
+        self.extra_http = extra_http
         self.verifier = verifier
         self.max_body_bytes = max_body_bytes
         self.log_requests = log_requests
@@ -119,6 +122,9 @@ class KinesisApp:
         path = scope.get("path", "/")
         if method == "GET" and path in ("/health", "/_shardline/health"):
             await self._health(send)
+            return
+        if self.extra_http is not None and method in ("GET", "HEAD") and path != "/":
+            await self.extra_http(scope, receive, send)
             return
         request_id = str(uuid.uuid4())
         codec: Codec = JSON

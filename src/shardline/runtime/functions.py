@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from ..clock import Clock, SystemClock
+from ..engine.stats import Histogram
 
 __all__ = ["FunctionConfig", "FunctionPool", "InProcessFunction", "InvocationResult", "Throttled"]
 
@@ -236,7 +237,10 @@ class FunctionPool:
         self.cold_starts = 0
         self.invocations = 0
         self.errors = 0
+        self.timeouts = 0
         self.throttles = 0
+        self.duration = Histogram()  # ms, function-reached invocations
+        self.init_duration = Histogram()  # ms, cold starts
 
     @property
     def in_flight(self) -> int:
@@ -256,9 +260,13 @@ class FunctionPool:
             raise Throttled(reason)
         self._busy += 1
         try:
-            return await self._invoke(event)
+            result = await self._invoke(event)
         finally:
             self._busy -= 1
+        self.duration.observe(result.duration_ms)
+        if result.init_ms is not None:
+            self.init_duration.observe(result.init_ms)
+        return result
 
     async def _invoke(self, event: bytes) -> InvocationResult:
         request_id = str(uuid.uuid4())
@@ -284,6 +292,7 @@ class FunctionPool:
         except TimeoutError:
             await worker.kill()
             self.errors += 1
+            self.timeouts += 1
             msg = f"Task timed out after {timeout:.2f} seconds"
             fn_log.info("%s %s %s", self.config.name, request_id, msg)
             err = {"errorMessage": f"RequestId: {request_id} Error: {msg}", "errorType": "Sandbox.Timedout"}

@@ -68,6 +68,7 @@ class MappingContext(Protocol):
     region: str
     destination: Destination | None
     matcher: RecordMatcher | None
+    recent_failures: deque[dict[str, Any]]  # the latest on-failure records, for monitoring
 
     def running(self) -> bool: ...
 
@@ -87,8 +88,10 @@ class ShardStats:
     dead_lettered: int = 0
     destination_failures: int = 0
     batch_sizes: list[int] = field(default_factory=list)
-    iterator_age_ms: int = 0
-    millis_behind: int = 0
+    iterator_age_ms: int = 0  # Lambda IteratorAge: age of the last record of the latest invoked batch
+    millis_behind: int = 0  # MillisBehindLatest of the latest GetRecords
+    lag_records: int | None = None  # records between the checkpoint and the tip (when the source can tell)
+    checkpoint_moved_ms: int = 0  # when the checkpoint last advanced (a stuck shard stops moving it)
     last_result: str = "No records processed"
 
 
@@ -199,6 +202,8 @@ class ShardProcessor:
         if self._settler.dirty and self._settler.checkpoint is not None:
             self.ctx.store.checkpoint(self.lease, self._settler.checkpoint)
             self._settler.dirty = False
+            self.stats.checkpoint_moved_ms = self.ctx.clock.now_ms()
+        self.stats.lag_records = self.ctx.source.lag(self.shard_id, self._settler.checkpoint or self.lease.checkpoint)
 
     def _buffered(self) -> int:
         return sum(len(s.queue) for s in self._subs)
@@ -449,6 +454,7 @@ class ShardProcessor:
                 attempts += 1
                 self.stats.invocations += 1
                 self.stats.invoked_records += len(cur)
+                self.stats.iterator_age_ms = max(0, ctx.clock.now_ms() - cur[-1].record.approximate_arrival_ms)
                 self.stats.batch_sizes.append(len(cur))
                 if len(self.stats.batch_sizes) > 1024:
                     del self.stats.batch_sizes[:512]
@@ -533,6 +539,20 @@ class ShardProcessor:
                 now_ms=ctx.clock.now_ms(),
             )
             await self._deliver(message)
+        else:
+            message = failure_record(
+                condition=condition,
+                function_arn=ctx.function_arn,
+                request_id=last.request_id if last else None,
+                invoke_count=attempts,
+                function_error=function_error,
+                responded=last is not None,
+                shard_id=self.shard_id,
+                stream_arn=ctx.source.stream_arn,
+                records=records,
+                now_ms=ctx.clock.now_ms(),
+            )
+        ctx.recent_failures.append(message)
         self._settle(entries)
 
     async def _deliver(self, message: dict[str, Any]) -> None:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from .. import errors
-from ..engine import Engine
+from ..engine import Engine, sequence
+from ..engine.data import parse_shard_id
 from ..models import Record
 
 __all__ = ["EngineSource", "KinesisSource", "Page", "ShardSource", "SourceShard"]
@@ -44,6 +45,10 @@ class ShardSource(Protocol):
 
     async def get_records(self, iterator: str, limit: int) -> Page: ...
 
+    def lag(self, shard_id: str, checkpoint: str) -> int | None:
+        """Records after ``checkpoint`` (a sequence number or a sentinel) up to the shard's tip, if known."""
+        ...
+
 
 class EngineSource:
     def __init__(self, engine: Engine, stream_name: str) -> None:
@@ -72,6 +77,24 @@ class EngineSource:
             starting_sequence_number=sequence_number,
             timestamp_ms=timestamp_ms,
         )
+
+    def lag(self, shard_id: str, checkpoint: str) -> int | None:
+        st = self.engine.streams.get(self.stream_name)
+        index = parse_shard_id(shard_id)
+        shard = st.shard(index) if st is not None and index is not None else None
+        if shard is None or shard.log is None:
+            return None
+        lg = shard.log
+        if checkpoint.isdigit():
+            decoded = sequence.decode(checkpoint)
+            if decoded is None:
+                return None
+            start = max(decoded.offset + 1, lg.log_start)
+        elif checkpoint == "SHARD_END":
+            return 0
+        else:
+            start = lg.log_start
+        return max(0, lg.visible_offset - start)
 
     async def get_records(self, iterator: str, limit: int) -> Page:
         r = await self.engine.get_records(iterator, limit=limit)
@@ -124,6 +147,9 @@ class KinesisSource:
         if timestamp_ms is not None:
             kwargs["Timestamp"] = timestamp_ms / 1000
         return str((await self._call("get_shard_iterator", **kwargs))["ShardIterator"])
+
+    def lag(self, shard_id: str, checkpoint: str) -> int | None:
+        return None  # a remote endpoint does not tell how many records a shard holds
 
     async def get_records(self, iterator: str, limit: int) -> Page:
         r = await self._call("get_records", ShardIterator=iterator, Limit=limit)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections import deque
 from typing import Any
 
 from ..clock import Clock, SystemClock
@@ -71,6 +72,7 @@ class Mapping:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._resync = asyncio.Event()
         self._finished_stats = ShardStats()
+        self.recent_failures: deque[dict[str, Any]] = deque(maxlen=50)
         self.state = "Disabled" if not config.enabled else "Creating"
 
     @property
@@ -208,6 +210,10 @@ class Mapping:
             setattr(f, name, getattr(f, name) + getattr(s, name))
         if s.last_result != "No records processed":
             f.last_result = s.last_result
+
+    def shard_stats(self) -> dict[str, ShardStats]:
+        """The live counters of every shard being processed now."""
+        return {sid: p.stats for sid, p in self._processors.items()}
 
     def stats(self) -> MappingStats:
         live = list(self._processors.values())
