@@ -6,6 +6,7 @@
     --dir PATH      put the scratch directory under PATH (default: the system temp dir); always removed at the end
     --json FILE     also write every figure as JSON
     --profile       cProfile this process during extra mapping runs and print the top functions
+    --poll-ms N     idle shard poll interval of the latency run (default: RuntimeTuning's)
 ```
 
 Everything runs in this process: an Engine (fsync=always), Mappings built directly, and functions run by a
@@ -13,9 +14,10 @@ FunctionPool in real worker processes (or InProcessFunction, for reference).
 
 1. Latency: a paced producer puts 10 records of 100 B every 10 ms (1,000 records/s) into 4 shards for a fixed
    time; MaximumBatchingWindowInSeconds 0, default RuntimeTuning. Each record carries the wall time (time.time_ns)
-   taken just before its PutRecords call; the handler takes time.time_ns() as its first statement and appends
-   (put time, put index, handler start) for every record to a file of its own, so latency is per record, not
-   per batch. The put's acknowledgement time is kept too, so the figure splits into put (fsync) and runtime.
+   taken just before its PutRecords call and a record id; the handler takes time.time_ns() as its first statement
+   and appends (put time, record id, handler start) for every record to a file of its own, so latency is per
+   record, not per batch. The put's acknowledgement time, and the time each event was handed to the pool (a thin
+   pass-through in front of FunctionPool), split the figure into put (fsync), polling and invocation.
 2. Throughput: a backlog of 100 B records in 4 shards, read from TRIM_HORIZON by a fresh mapping per run with a
    function that returns None; time from Mapping.start() until stats() counts every record succeeded. The pool
    is warmed first, so no cold start is inside the figure. Baselines from the same backlog and the same pool:
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import cProfile
 import io
 import json
@@ -72,8 +75,8 @@ TARGET_RATE = 50_000
 WORKER_IMPORTS = (
     "import collections.abc, importlib, io, json, logging, os, resource, struct, sys, time, traceback, typing"
 )
-STAMP = struct.Struct(">qq")  # put wall time (ns), put index: the first 16 bytes of every latency record
-TRIPLE = struct.Struct(">qqq")  # put wall time, put index, handler start wall time
+STAMP = struct.Struct(">qq")  # put wall time (ns), record id: the first 16 bytes of every latency record
+TRIPLE = struct.Struct(">qqq")  # put wall time, record id, handler start wall time
 
 HANDLER_SOURCE = """\
 import base64
@@ -183,14 +186,14 @@ class CpuMeter:
         return {"wall_s": wall, "main_cpu_s": own, "workers_cpu_s": workers}
 
 
-def make_record(i: int, rng: random.Random) -> tuple[bytes, str]:
+def make_record(rng: random.Random) -> tuple[bytes, str]:
     return rng.randbytes(RECORD_BYTES), f"{rng.getrandbits(64):016x}"
 
 
 async def fill(engine: Engine, n: int) -> float:
     """Put n records of RECORD_BYTES with random keys; returns the seconds it took."""
     rng = random.Random(7)
-    pool = [[make_record(j, rng) for j in range(FILL_BATCH)] for _ in range(16)]
+    pool = [[make_record(rng) for _ in range(FILL_BATCH)] for _ in range(16)]
     todo = iter(range((n + FILL_BATCH - 1) // FILL_BATCH))
     left = [n]
 
@@ -216,7 +219,7 @@ async def wait_for(cond: Callable[[], bool], timeout: float, what: str, step: fl
 
 
 def function_config(code: Path, out: Path, handler: str, name: str) -> FunctionConfig:
-    # 10,000-record events are ~4.5 MB of JSON and several times that once decoded: give the worker room.
+    # 10,000-record events are ~6 MB of JSON and several times that once decoded: give the worker room.
     return FunctionConfig(
         name,
         handler,
@@ -260,7 +263,30 @@ def check_clean(totals: dict[str, int]) -> None:
 
 
 # ----------------------------------------------------------------------------- 1. latency
-async def phase_latency(root: Path, code: Path, sizes: Sizes) -> dict[str, Any]:
+class DispatchTap:
+    """Passes invocations to the pool, noting when each event left the mapping. Events are decoded only after
+    the run, so the pass-through costs the mapping a list append."""
+
+    def __init__(self, pool: FunctionPool) -> None:
+        self.pool = pool
+        self.config = pool.config
+        self.sent: list[tuple[int, bytes]] = []
+
+    async def invoke(self, event: bytes) -> Any:
+        self.sent.append((time.time_ns(), event))
+        return await self.pool.invoke(event)
+
+    def dispatch_times(self) -> dict[int, int]:
+        """Record id -> when the event holding it was handed to the pool (first time only)."""
+        out: dict[int, int] = {}
+        for t, event in self.sent:
+            for r in json.loads(event)["Records"]:
+                _, rid = STAMP.unpack_from(base64.b64decode(r["kinesis"]["data"]))
+                out.setdefault(rid, t)
+        return out
+
+
+async def phase_latency(root: Path, code: Path, sizes: Sizes, tuning: RuntimeTuning) -> dict[str, Any]:
     out_dir = root / "stamps"
     out_dir.mkdir()
     d = root / "latency"
@@ -271,13 +297,15 @@ async def phase_latency(root: Path, code: Path, sizes: Sizes) -> dict[str, Any]:
     acks: list[int] = [0] * n_puts
     put_ms: list[float] = []
     late_puts = 0
+    pad = RECORD_BYTES - STAMP.size
     try:
         async with Engine(Settings(data_dir=d, fsync="always")) as engine:
             await engine.create_stream(STREAM, SHARDS)
             await warm(pool, SHARDS)
             # The warm-up's empty events left nothing in the files; any record file now holds only run data.
             store = LeaseStore(root / "leases-latency.db")
-            mapping = new_mapping(engine, pool, store, 100)
+            tap = DispatchTap(pool)
+            mapping = new_mapping(engine, tap, store, 100, tuning)
             mapping.start()
             await wait_for(lambda: mapping.stats().shards_active == SHARDS, 10, "4 active shards")
             await asyncio.sleep(0.2)  # every shard's fetcher has its iterator and is polling
@@ -290,9 +318,10 @@ async def phase_latency(root: Path, code: Path, sizes: Sizes) -> dict[str, Any]:
                 elif delay < -PUT_EVERY_S:
                     late_puts += 1
                 put_ns = time.time_ns()
-                head = STAMP.pack(put_ns, i)
-                pad = RECORD_BYTES - len(head)
-                batch = [(head + rng.randbytes(pad), f"{rng.getrandbits(64):016x}") for _ in range(PER_PUT)]
+                batch = [
+                    (STAMP.pack(put_ns, i * PER_PUT + j) + rng.randbytes(pad), f"{rng.getrandbits(64):016x}")
+                    for j in range(PER_PUT)
+                ]
                 res = await engine.put_records(batch, stream_name=STREAM)
                 acks[i] = time.time_ns()
                 put_ms.append((acks[i] - put_ns) / 1e6)
@@ -310,8 +339,10 @@ async def phase_latency(root: Path, code: Path, sizes: Sizes) -> dict[str, Any]:
     check_clean(stats.totals)
     raw = b"".join(p.read_bytes() for p in out_dir.glob("*.bin"))
     triples = [TRIPLE.unpack_from(raw, off) for off in range(0, len(raw), TRIPLE.size)]
+    dispatched = tap.dispatch_times()
     from_put = [(start - put) / 1e6 for put, _, start in triples]
-    from_ack = [(start - acks[idx]) / 1e6 for _, idx, start in triples]
+    ack_to_dispatch = [(dispatched[rid] - acks[rid // PER_PUT]) / 1e6 for _, rid, _ in triples]
+    dispatch_to_start = [(start - dispatched[rid]) / 1e6 for _, rid, start in triples]
     t = stats.totals
     return {
         "records_sent": sent,
@@ -320,7 +351,9 @@ async def phase_latency(root: Path, code: Path, sizes: Sizes) -> dict[str, Any]:
         "rate_rec_s": sent / produce_s,
         "late_puts": late_puts,
         "put_to_start_ms": dist(from_put),
-        "ack_to_start_ms": dist(from_ack),
+        "ack_to_dispatch_ms": dist(ack_to_dispatch),
+        "dispatch_to_start_ms": dist(dispatch_to_start),
+        "poll_interval_s": tuning.poll_interval_s,
         "put_ack_ms": dist(put_ms),
         "invocations": t["invocations"],
         "mean_batch": t["invoked_records"] / max(1, t["invocations"]),
@@ -570,30 +603,30 @@ def render(res: dict[str, Any]) -> tuple[str, list[tuple[str, bool]]]:
     w("")
 
     lat = res["latency"]
-    a, b, p = lat["put_to_start_ms"], lat["ack_to_start_ms"], lat["put_ack_ms"]
+    a, p = lat["put_to_start_ms"], lat["put_ack_ms"]
+    default_poll = lat["poll_interval_s"] == RuntimeTuning().poll_interval_s
     w(
         f"1. Put -> handler start, paced producer: {lat['records_sent']:,} records in {lat['produce_s']:.1f} s "
         f"({lat['rate_rec_s']:,.0f} records/s, {PER_PUT} per PutRecords every {PUT_EVERY_S * 1e3:.0f} ms),"
     )
     w(
-        "   MaximumBatchingWindowInSeconds 0, BatchSize 100, default RuntimeTuning "
-        f"(idle poll {RuntimeTuning().poll_interval_s * 1e3:.0f} ms), pool warmed first"
+        f"   MaximumBatchingWindowInSeconds 0, BatchSize 100, {'default ' if default_poll else ''}RuntimeTuning "
+        f"(idle shard poll {lat['poll_interval_s'] * 1e3:g} ms),"
     )
-    w(f"   {'':<34} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}   target      status")
+    w("   pool warmed first; every figure is per record")
+    w(f"   {'':<42} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}   target      status")
     s50 = check(f"put -> handler start p50 < {TARGET_P50_MS:.0f} ms", a["p50"] < TARGET_P50_MS)
     s99 = check(f"put -> handler start p99 < {TARGET_P99_MS:.0f} ms", a["p99"] < TARGET_P99_MS)
-    w(
-        f"   {'put call -> handler start':<34} {a['p50']:>6.1f}ms {a['p90']:>6.1f}ms {a['p99']:>6.1f}ms "
-        f"{a['max']:>6.1f}ms   p50<{TARGET_P50_MS:.0f} p99<{TARGET_P99_MS:.0f}  {s50}/{s99}"
-    )
-    w(
-        f"   {'  of which put call -> ack (fsync)':<34} {p['p50']:>6.1f}ms {p['p90']:>6.1f}ms {p['p99']:>6.1f}ms "
-        f"{p['max']:>6.1f}ms"
-    )
-    w(
-        f"   {'  of which ack -> handler start':<34} {b['p50']:>6.1f}ms {b['p90']:>6.1f}ms {b['p99']:>6.1f}ms "
-        f"{b['max']:>6.1f}ms"
-    )
+
+    def lrow(label: str, d: dict[str, float], tail: str = "") -> None:
+        cells = " ".join(f"{d[q]:>6.1f}ms" for q in ("p50", "p90", "p99", "max"))
+        w(f"   {label:<42} {cells}{tail}")
+
+    lrow("put call -> handler start", a, f"   p50<{TARGET_P50_MS:.0f} p99<{TARGET_P99_MS:.0f}  {s50}/{s99}")
+    lrow("  put call -> ack (fsync=always)", p)
+    lrow("  ack -> event handed to the pool (polling)", lat["ack_to_dispatch_ms"])
+    lrow("  handed to the pool -> handler start", lat["dispatch_to_start_ms"])
+    w("   (the three parts are separate distributions: their percentiles do not add up)")
     w(
         f"   reference: AWS polls each shard once a second (~{AWS_POLL_MS:.0f} ms nominal between polls); "
         f"p50 here is {AWS_POLL_MS / a['p50']:,.0f}x below that"
@@ -601,9 +634,9 @@ def render(res: dict[str, Any]) -> tuple[str, list[tuple[str, bool]]]:
     cpu = lat["cpu"]
     w(
         f"   records seen by the handler {lat['records_seen']:,} of {lat['records_sent']:,}; "
-        f"{lat['invocations']:,} invocations, mean batch {lat['mean_batch']:.1f} records; "
-        f"late puts (>10 ms behind schedule) {lat['late_puts']}; cold starts {lat['cold_starts']} (warm-up only)"
+        f"{lat['invocations']:,} invocations, mean batch {lat['mean_batch']:.1f} records;"
     )
+    w(f"   puts >10 ms behind schedule: {lat['late_puts']}; cold starts {lat['cold_starts']} (all in the warm-up)")
     w(
         f"   CPU over the run: this process {cpu['main_cpu_s'] / cpu['wall_s']:.0%} of a core, workers "
         f"{cpu['workers_cpu_s'] / cpu['wall_s']:.0%} of a core"
@@ -640,7 +673,7 @@ def render(res: dict[str, Any]) -> tuple[str, list[tuple[str, bool]]]:
             w(
                 f"   {label:<18} {r['batch_size']:>6,} {r['rec_s']:>9,.0f} {r['spread']:>6.0%} {m['invocations']:>7,} "
                 f"{m['mean_batch']:>10,.0f} {c['main_cpu_s'] / c['wall_s']:>8.0%} {worker_cpu} "
-                f"{r['rec_s'] / base['read_rec_s']:>6.2f}  {target:<9}  {status}"
+                f"{r['rec_s'] / base['read_rec_s']:>6.2f}  {target:<9}  {status}".rstrip()
             )
     w("   (CPU columns: share of one core over the run; '/ read' = the rate over the raw engine read rate)")
     w("   baselines, same backlog and pool (µs = per record, or per invocation for the empty event):")
@@ -689,13 +722,13 @@ def render(res: dict[str, Any]) -> tuple[str, list[tuple[str, bool]]]:
 
 
 # ----------------------------------------------------------------------------- main
-async def run(root: Path, sizes: Sizes, profile: bool) -> dict[str, Any]:
+async def run(root: Path, sizes: Sizes, profile: bool, tuning: RuntimeTuning) -> dict[str, Any]:
     code = root / "code"
     code.mkdir()
     (code / "bench_fn.py").write_text(HANDLER_SOURCE)
     phases: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
         ("cold", lambda: phase_cold(code, root, sizes)),
-        ("latency", lambda: phase_latency(root, code, sizes)),
+        ("latency", lambda: phase_latency(root, code, sizes, tuning)),
         ("throughput", lambda: phase_throughput(root, code, sizes, profile)),
     ]
     out: dict[str, Any] = {}
@@ -710,7 +743,14 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, default=None, help="parent of the scratch directory")
     ap.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     ap.add_argument("--profile", action="store_true", help="cProfile extra mapping runs and print the top functions")
+    ap.add_argument(
+        "--poll-ms",
+        type=float,
+        default=None,
+        help="idle shard poll interval of the latency run (default: RuntimeTuning's)",
+    )
     args = ap.parse_args()
+    tuning = RuntimeTuning() if args.poll_ms is None else RuntimeTuning(poll_interval_s=args.poll_ms / 1000)
 
     sizes = QUICK if args.quick else FULL
     if args.dir is not None:
@@ -725,7 +765,7 @@ def main() -> int:
         "load_start": os.getloadavg()[0],
     }
     try:
-        res.update(asyncio.run(run(root, sizes, args.profile)))
+        res.update(asyncio.run(run(root, sizes, args.profile, tuning)))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     res["total_seconds"] = time.perf_counter() - t0
