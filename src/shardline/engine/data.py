@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -203,6 +204,7 @@ class DataPlane(EngineBase):
         if self.settings.enforce_limits:
             groups = self._throttle_writes(st, groups, results, single)
         touched: list[ShardLog] = []
+        signals: list[asyncio.Event] = []
         st.counters.last_incoming_ms = now
         for shard, (idxs, triples) in groups.items():
             lg = shard.log
@@ -217,6 +219,8 @@ class DataPlane(EngineBase):
                     results[i] = _INTERNAL_FAILURE
                 continue
             touched.append(lg)
+            if shard.new_data is not None:
+                signals.append(shard.new_data)
             c = shard.counters
             c.incoming_records += len(triples)
             c.incoming_bytes += sum([len(t[0]) + len(t[2]) for t in triples])
@@ -228,6 +232,8 @@ class DataPlane(EngineBase):
                 await self.committer.commit(touched)
             except OSError as exc:
                 raise InternalFailureException("Internal Service Failure") from exc
+        for signal in signals:
+            signal.set()
         failed = sum(1 for r in results if r.error_code is not None)
         return PutRecordsResult(failed, results, st.encryption_type)
 
@@ -267,6 +273,18 @@ class DataPlane(EngineBase):
             if keep:
                 kept[shard] = (keep_idx, keep)
         return kept
+
+    def data_signal(self, stream_name: str, shard_id: str) -> asyncio.Event | None:
+        """An event set whenever the shard gets new readable records or closes (None if there is no such shard).
+        Clear it before a read that may come back empty, then wait on it with a timeout."""
+        st = self.streams.get(stream_name)
+        index = parse_shard_id(shard_id)
+        shard = st.shard(index) if st is not None and index is not None else None
+        if shard is None:
+            return None
+        if shard.new_data is None:
+            shard.new_data = asyncio.Event()
+        return shard.new_data
 
     # ----------------------------------------------------------------- iterators
     async def get_shard_iterator(

@@ -160,6 +160,8 @@ class Resharding(EngineBase):
         shard.closed_ms = self.clock.now_ms()
         assert shard.log is not None
         shard.log.seal()
+        if shard.new_data is not None:
+            shard.new_data.set()  # readers waiting at the end learn that the shard closed
 
     def _split(self, st: StreamState, shard: ShardState, key: int) -> tuple[ShardState, ShardState]:
         self._close(shard)

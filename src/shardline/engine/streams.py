@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,9 @@ class ShardState:
     read_bytes: TokenBucket | None = None
     read_calls: TokenBucket | None = None
     counters: ShardCounters = field(default_factory=ShardCounters)
+    # Set whenever new records become readable (or the shard closes); consumers in this process wait on it
+    # instead of polling. Created by the first waiter.
+    new_data: asyncio.Event | None = None
 
     def __post_init__(self) -> None:
         self.shard_id = shard_id_of(self.index)

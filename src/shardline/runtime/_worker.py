@@ -202,14 +202,20 @@ def main() -> None:
                 }
         except MemoryError as exc:
             out["error"] = _error(exc, "Runtime.OutOfMemory")
+            out["error"]["errorMessage"] = f"RequestId: {request_id} Error: Runtime exited with error: signal: killed"
             fatal = True
         except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             out["error"] = _error(exc, "Runtime.ExitError")
+            out["error"]["errorMessage"] = (
+                f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}"
+            )
             fatal = True
         except BaseException as exc:
             out["error"] = _error(exc)
-            out["error"]["requestId"] = request_id
             traceback.print_exc(file=capture)
+        if "error" in out:
+            out["error"]["requestId"] = request_id
         out["duration_ms"] = (time.perf_counter() - start) * 1000
         out["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         out["logs"] = "".join(sink)

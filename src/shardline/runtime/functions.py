@@ -163,7 +163,8 @@ class Worker:
     async def invoke(self, request_id: str, event: bytes, deadline_ms: int) -> tuple[dict[str, Any], bytes]:
         assert self._transport is not None
         header = orjson.dumps({"id": request_id, "deadline_ms": deadline_ms})
-        self._transport.write(_LEN.pack(len(header)) + header + _LEN.pack(len(event)) + event)
+        # writelines: no copy of a multi-megabyte event just to prefix it
+        self._transport.writelines((_LEN.pack(len(header)), header, _LEN.pack(len(event)), event))
         self.invocations += 1
         return await self._read()
 
@@ -172,6 +173,15 @@ class Worker:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
         await self.proc.wait()
+        self.close_pipes()
+
+    async def reap(self) -> None:
+        """Collect a worker that is exiting on its own, so its real exit status is kept; kill it if it lingers.
+        (Killing first would let the status be collected by the wrong waiter and read as 255.)"""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.proc.wait()), 0.5)
+        except TimeoutError:
+            await self.kill()
         self.close_pipes()
 
     def close_pipes(self) -> None:
@@ -298,7 +308,7 @@ class FunctionPool:
             err = {"errorMessage": f"RequestId: {request_id} Error: {msg}", "errorType": "Sandbox.Timedout"}
             return self._failed(request_id, err, timeout * 1000, init_ms, msg)
         except _WorkerDied:
-            await worker.kill()
+            await worker.reap()
             self.errors += 1
             code = worker.proc.returncode
             why = f"signal: {_signal_name(-code)}" if code is not None and code < 0 else f"exit status {code}"
@@ -314,7 +324,7 @@ class FunctionPool:
         if error is not None:
             self.errors += 1
             if error.get("errorType") in ("Runtime.OutOfMemory", "Runtime.ExitError"):
-                await worker.kill()
+                await worker.reap()
             else:
                 self._idle.append(worker)
             return self._failed(request_id, error, float(header.get("duration_ms", 0.0)), init_ms, logs)

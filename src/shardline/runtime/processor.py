@@ -98,7 +98,6 @@ class ShardStats:
 @dataclass(slots=True)
 class _Entry:
     record: Record
-    seq: int
     body: bytes | None  # serialized event record; None when filtered out
     settled: bool = False
 
@@ -240,6 +239,7 @@ class ShardProcessor:
                 await self._wait(self._space, 0.5)
                 continue
             try:
+                ctx.source.arm(self.shard_id)
                 page = await ctx.source.get_records(iterator, min(room, tuning.read_limit))
             except ExpiredIteratorException:
                 # Resume exactly where reading stopped: never from the starting position.
@@ -270,12 +270,14 @@ class ShardProcessor:
                 self._ended = True
                 self.children = page.child_shard_ids or ()
             elif not page.records:
-                await self._sleep(tuning.poll_interval_s)
+                # In-process sources wake this as soon as records arrive; remote ones are polled at this interval.
+                await ctx.source.wait_for_data(self.shard_id, tuning.poll_interval_s)
         self._ended = iterator is None
 
     def _accept(self, records: list[Record]) -> None:
         matcher = self.ctx.matcher
         pf = len(self._subs)
+        self.stats.polled += len(records)
         filtered: list[_Entry] = []
         for rec in records:
             keep = (
@@ -283,9 +285,8 @@ class ShardProcessor:
                 or not matcher.active
                 or matcher.matches(rec.partition_key, rec.sequence_number, rec.approximate_arrival_ms, rec.data)
             )
-            entry = _Entry(rec, int(rec.sequence_number), record_json(self._event_ctx, rec) if keep else None)
+            entry = _Entry(rec, record_json(self._event_ctx, rec) if keep else None)
             self._settler.fetched(entry)
-            self.stats.polled += 1
             if not keep:
                 self.stats.filtered_out += 1
                 filtered.append(entry)
@@ -480,9 +481,12 @@ class ShardProcessor:
                     self.stats.succeeded += len(done)
                 elif cfg.bisect_batch_on_function_error and len(cur) > 1:
                     # Splitting does not use up retries; halves run in sequence order, the larger first.
+                    # Each half counts its own invocations (approximateInvokeCount of a poison record isolated by
+                    # bisecting is 1 + its retries, as AWS reports it).
                     half = (len(cur) + 1) // 2
-                    work.appendleft((cur[half:], attempts))
+                    work.appendleft((cur[half:], 0))
                     cur = cur[:half]
+                    attempts = 0
                     continue
                 if cfg.maximum_retry_attempts == -1 or retries < cfg.maximum_retry_attempts:
                     retries += 1

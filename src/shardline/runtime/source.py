@@ -8,6 +8,7 @@ Both raise shardline's Kinesis errors (ExpiredIteratorException, ProvisionedThro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -45,9 +46,20 @@ class ShardSource(Protocol):
 
     async def get_records(self, iterator: str, limit: int) -> Page: ...
 
+    def arm(self, shard_id: str) -> None:
+        """Called before each read, so that ``wait_for_data`` after an empty read misses nothing."""
+        ...
+
     def lag(self, shard_id: str, checkpoint: str) -> int | None:
         """Records after ``checkpoint`` (a sequence number or a sentinel) up to the shard's tip, if known."""
         ...
+
+    async def wait_for_data(self, shard_id: str, timeout_s: float) -> None:
+        """Return when the shard may have new records, or after ``timeout_s``."""
+        ...
+
+
+IDLE_WAIT_S = 1.0
 
 
 class EngineSource:
@@ -77,6 +89,21 @@ class EngineSource:
             starting_sequence_number=sequence_number,
             timestamp_ms=timestamp_ms,
         )
+
+    def arm(self, shard_id: str) -> None:
+        """Called before a read: from now on, new records wake ``wait_for_data``."""
+        signal = self.engine.data_signal(self.stream_name, shard_id)
+        if signal is not None:
+            signal.clear()
+
+    async def wait_for_data(self, shard_id: str, timeout_s: float) -> None:
+        signal = self.engine.data_signal(self.stream_name, shard_id)
+        if signal is None:
+            await asyncio.sleep(timeout_s)
+            return
+        # The engine signals every new record and every shard close, so an idle shard need not be polled often.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(signal.wait(), max(timeout_s, IDLE_WAIT_S))
 
     def lag(self, shard_id: str, checkpoint: str) -> int | None:
         st = self.engine.streams.get(self.stream_name)
@@ -147,6 +174,12 @@ class KinesisSource:
         if timestamp_ms is not None:
             kwargs["Timestamp"] = timestamp_ms / 1000
         return str((await self._call("get_shard_iterator", **kwargs))["ShardIterator"])
+
+    def arm(self, shard_id: str) -> None:
+        pass
+
+    async def wait_for_data(self, shard_id: str, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)  # a remote endpoint has to be polled
 
     def lag(self, shard_id: str, checkpoint: str) -> int | None:
         return None  # a remote endpoint does not tell how many records a shard holds
