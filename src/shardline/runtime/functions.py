@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -393,7 +394,10 @@ class InProcessFunction:
             value = self.handler(orjson.loads(event), ctx)
             if asyncio.iscoroutine(value):
                 value = await value
-            body = orjson.dumps(value)
+            try:
+                body = orjson.dumps(value)
+            except TypeError:  # what orjson refuses (ints past 64 bits, ...) the worker's json module accepts
+                body = json.dumps(value).encode()
         except Exception as exc:
             self.errors += 1
             err = {"errorMessage": str(exc), "errorType": type(exc).__name__, "requestId": request_id, "stackTrace": []}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from collections import deque
@@ -211,6 +212,12 @@ class ShardProcessor:
     async def _start_iterator(self) -> str:
         cp = self.lease.checkpoint
         src = self.ctx.source
+        if cp == "LATEST":
+            # Pin LATEST to a concrete position at once and keep it: an iterator that expires before the first
+            # record arrives must never be replaced by a later LATEST (that would skip what came in between).
+            cp = src.tip(self.shard_id) or f"AT_TIMESTAMP:{self.ctx.clock.now_ms()}"
+            self.ctx.store.checkpoint(self.lease, cp)
+            self.lease = dataclasses.replace(self.lease, checkpoint=cp)
         if cp.isdigit():
             return await src.get_iterator(self.shard_id, "AFTER_SEQUENCE_NUMBER", sequence_number=cp)
         if cp.startswith("AT_TIMESTAMP:"):
@@ -583,6 +590,10 @@ class ShardProcessor:
 
     def _settle(self, entries: list[_Entry]) -> None:
         self._settler.settle(entries)
+        # Persist as soon as the settled prefix moves (a poison record retried for hours must not hold back the
+        # saved checkpoint of records already handled before it).
+        if self._settler.dirty and self.ctx.running():
+            self._write_checkpoint()
 
     # ----------------------------------------------------------------- waiting
     async def _sleep(self, seconds: float) -> None:

@@ -50,6 +50,15 @@ class ShardSource(Protocol):
         """Called before each read, so that ``wait_for_data`` after an empty read misses nothing."""
         ...
 
+    def wake(self, shard_id: str) -> None:
+        """End a ``wait_for_data`` early (the mapping is stopping)."""
+        ...
+
+    def tip(self, shard_id: str) -> str | None:
+        """A checkpoint just before the next record the shard will get (LATEST made concrete), if the source can
+        tell: a sequence number, or TRIM_HORIZON for a shard that never had a record."""
+        ...
+
     def lag(self, shard_id: str, checkpoint: str) -> int | None:
         """Records after ``checkpoint`` (a sequence number or a sentinel) up to the shard's tip, if known."""
         ...
@@ -95,6 +104,20 @@ class EngineSource:
         signal = self.engine.data_signal(self.stream_name, shard_id)
         if signal is not None:
             signal.clear()
+
+    def wake(self, shard_id: str) -> None:
+        signal = self.engine.data_signal(self.stream_name, shard_id)
+        if signal is not None:
+            signal.set()
+
+    def tip(self, shard_id: str) -> str | None:
+        st = self.engine.streams.get(self.stream_name)
+        index = parse_shard_id(shard_id)
+        shard = st.shard(index) if st is not None and index is not None else None
+        if shard is None or shard.log is None:
+            return None
+        end = shard.log.visible_offset
+        return shard.seq(end - 1) if end > 0 else "TRIM_HORIZON"
 
     async def wait_for_data(self, shard_id: str, timeout_s: float) -> None:
         signal = self.engine.data_signal(self.stream_name, shard_id)
@@ -177,6 +200,12 @@ class KinesisSource:
 
     def arm(self, shard_id: str) -> None:
         pass
+
+    def wake(self, shard_id: str) -> None:
+        pass
+
+    def tip(self, shard_id: str) -> str | None:
+        return None  # the caller pins LATEST with AT_TIMESTAMP instead
 
     async def wait_for_data(self, shard_id: str, timeout_s: float) -> None:
         await asyncio.sleep(timeout_s)  # a remote endpoint has to be polled

@@ -96,6 +96,8 @@ class Mapping:
         """Stop polling; in-flight invocations finish and their results are checkpointed."""
         self._stopping = True
         self._resync.set()
+        for shard_id in list(self._processors):
+            self.source.wake(shard_id)
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task

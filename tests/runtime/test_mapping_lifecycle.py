@@ -1,0 +1,305 @@
+"""Starting positions, durable checkpoints and the mapping lifecycle (spec §3.1, §3.2, §3.10, §3.13;
+AC-1, AC-4, AC-31..37): restart, enable/disable, update, several mappings, iterator expiry, a deleted stream."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from shardline import ManualClock
+from shardline.runtime.mapping import RuntimeTuning
+
+SHARD0 = "shardId-000000000000"
+T0_MS = 1_700_000_000_000
+
+
+async def test_ac1_state_and_last_processing_result(rig) -> None:
+    await rig.stream()
+    rec = rig.recorder(fail=lambda c: c.index == 1)
+    m = rig.mapping(rec, maximum_retry_attempts=0, batch_size=1)
+    assert m.state == "Creating"
+    assert m.stats().last_processing_result == "No records processed"
+    m.start()
+    await rig.wait_for(lambda: m.state == "Enabled", "Enabled")
+    await rig.put([b"r1"])
+    await rig.wait_for(lambda: m.stats().last_processing_result == "OK", "OK after a success")
+    await rig.put([b"r2"])
+    await rig.wait_for(
+        lambda: m.stats().last_processing_result == "PROBLEM: Function call failed", "PROBLEM after a failure"
+    )
+    await rig.stop(m)
+
+
+@pytest.mark.parametrize("offset_ms", [2000, 1500], ids=["exact-arrival", "between-arrivals"])
+async def test_ac31_at_timestamp_starts_at_the_first_record_at_or_after_it(rig, offset_ms: int) -> None:
+    clock = ManualClock(T0_MS)
+    await rig.open(clock=clock)
+    await rig.stream()
+    for i in range(1, 6):
+        await rig.put([f"r{i}".encode()])
+        clock.advance(1)
+    rec = rig.recorder()
+    m = rig.mapping(rec, starting_position="AT_TIMESTAMP", starting_position_timestamp_ms=T0_MS + offset_ms)
+    m.start()
+    await rig.wait_for(lambda: len(rec.delivered()) >= 3, "r3..r5")
+    await rig.settle_time()
+    await rig.stop(m)
+    assert rec.delivered() == [b"r3", b"r4", b"r5"]
+
+
+async def test_ac32_latest_skips_existing_records(rig) -> None:
+    await rig.stream()
+    await rig.put(rig.numbered(3))
+    rec = rig.recorder()
+    src = rig.source()
+    m = rig.mapping(rec, source=src, starting_position="LATEST")
+    m.start()
+    await rig.wait_for(lambda: src.polls >= 1, "the mapping to poll its LATEST iterator")
+    await rig.put(rig.numbered(3, start=4))
+    await rig.wait_for(lambda: len(rec.delivered()) >= 3, "r4..r6")
+    await rig.settle_time()
+    await rig.stop(m)
+    assert rec.delivered() == [b"r4", b"r5", b"r6"]
+
+
+async def test_ac32_latest_survives_a_restart_without_skipping(rig) -> None:
+    """LATEST applies only when no checkpoint exists; a restart resumes after the last settled record."""
+    await rig.stream()
+    rec = rig.recorder()
+    src = rig.source()
+    m = rig.mapping(rec, source=src, starting_position="LATEST")
+    m.start()
+    await rig.wait_for(lambda: src.polls >= 1, "the first poll")
+    await rig.put([b"r1"])
+    await rig.wait_for(lambda: rec.delivered() == [b"r1"], "r1")
+    await rig.stop(m)
+    await rig.put([b"r2"])  # written while the mapping is stopped
+    again = rig.mapping(rec, uuid=m.uuid, starting_position="LATEST")
+    again.start()
+    await rig.wait_for(lambda: len(rec.delivered()) >= 2, "r2")
+    await rig.stop(again)
+    assert rec.delivered() == [b"r1", b"r2"]
+
+
+async def test_ac33_restart_resumes_after_the_last_settled_record(rig) -> None:
+    """[DESIGN] Checkpoints are durable: a new process (new lease store connection, same mapping UUID) resumes
+    with AFTER_SEQUENCE_NUMBER of the checkpoint and re-delivers nothing."""
+    await rig.stream()
+    seqs = await rig.put(rig.numbered(50))
+    rec = rig.recorder()
+    m = rig.mapping(rec, batch_size=10)
+    m.start()
+    await rig.wait_for(lambda: len(rec.delivered()) >= 50, "r1..r50")
+    await rig.stop(m)
+    assert rig.checkpoint(m) == seqs[-1]
+
+    rec2 = rig.recorder()
+    src = rig.source()
+    again = rig.mapping(rec2, uuid=m.uuid, source=src, store=rig.store(), batch_size=10)
+    await rig.put(rig.numbered(10, start=51))
+    again.start()
+    await rig.wait_for(lambda: len(rec2.delivered()) >= 10, "r51..r60")
+    await rig.settle_time()
+    await rig.stop(again)
+    assert rec2.delivered() == rig.numbered(10, start=51)
+    assert src.iterator_requests[0] == (SHARD0, "AFTER_SEQUENCE_NUMBER", seqs[-1])
+
+
+async def test_ac33_stop_lets_the_in_flight_batch_finish_and_checkpoints_it(rig) -> None:
+    """[DESIGN] Stop waits for the invocation in flight and records its result: nothing is re-delivered."""
+    await rig.stream()
+    seqs = await rig.put(rig.numbered(30))
+    release = rig.gate()
+
+    async def hold_second(call) -> None:
+        if call.index == 1:
+            await release.wait()
+
+    rec = rig.recorder(before=hold_second)
+    m = rig.mapping(rec, batch_size=10)
+    m.start()
+    await rig.wait_for(lambda: len(rec.calls) == 2, "the second batch in flight")
+    stopping = asyncio.create_task(rig.stop(m))
+    await rig.settle_time(0.05)
+    assert not stopping.done()
+    release.set()
+    await asyncio.wait_for(stopping, 10)
+    assert len(rec.calls) == 2
+    assert rig.checkpoint(m) == seqs[19]
+
+    rec2 = rig.recorder()
+    again = rig.mapping(rec2, uuid=m.uuid, batch_size=10)
+    again.start()
+    await rig.wait_for(lambda: len(rec2.delivered()) >= 10, "r21..r30")
+    await rig.settle_time()
+    await rig.stop(again)
+    assert rec2.delivered() == rig.numbered(10, start=21)
+
+
+async def test_ac35_disabled_never_invokes_and_enable_resumes_from_the_checkpoint(rig) -> None:
+    await rig.stream()
+    seqs = await rig.put(rig.numbered(10))
+    rec = rig.recorder()
+    m = rig.mapping(rec, batch_size=10)
+    m.start()
+    await rig.wait_for(lambda: len(rec.delivered()) >= 10, "r1..r10")
+    await rig.update(m, enabled=False)
+    assert m.state == "Disabled"
+    calls = len(rec.calls)
+    await rig.put(rig.numbered(10, start=11))
+    await rig.settle_time(0.3)
+    assert len(rec.calls) == calls
+    assert rig.checkpoint(m) == seqs[-1]
+    await rig.update(m, enabled=True)
+    assert m.state == "Enabled"
+    await rig.wait_for(lambda: len(rec.delivered()) >= 20, "r11..r20")
+    await rig.settle_time()
+    await rig.stop(m)
+    assert rec.delivered() == rig.numbered(20)
+
+
+async def test_ac35_created_disabled_never_invokes(rig) -> None:
+    await rig.stream()
+    await rig.put(rig.numbered(5))
+    rec = rig.recorder()
+    src = rig.source()
+    m = rig.mapping(rec, source=src, enabled=False)
+    assert m.state == "Disabled"
+    m.start()
+    await rig.settle_time(0.3)
+    assert rec.calls == [] and src.polls == 0
+    assert m.state == "Disabled"
+    await rig.update(m, enabled=True)
+    await rig.wait_for(lambda: len(rec.delivered()) >= 5, "r1..r5")
+    await rig.stop(m)
+    assert rec.delivered() == rig.numbered(5)
+
+
+async def test_ac36_a_new_mapping_starts_at_its_own_starting_position(rig) -> None:
+    await rig.stream()
+    await rig.put(rig.numbered(20))
+    rec = rig.recorder()
+    m = rig.mapping(rec)
+    m.start()
+    await rig.wait_for(lambda: len(rec.delivered()) >= 20, "r1..r20")
+    await rig.stop(m)
+    rec2 = rig.recorder()
+    fresh = rig.mapping(rec2)  # same store, another UUID
+    assert fresh.uuid != m.uuid
+    fresh.start()
+    await rig.wait_for(lambda: len(rec2.delivered()) >= 20, "r1..r20 again")
+    await rig.stop(fresh)
+    assert rec2.delivered() == rig.numbered(20)
+
+
+async def test_ac37_batch_size_update_applies_at_the_next_batch(rig) -> None:
+    await rig.stream()
+    await rig.put(rig.numbered(10))
+    release = rig.gate()
+
+    async def hold_first(call) -> None:
+        if call.index == 0:
+            await release.wait()
+
+    rec = rig.recorder(before=hold_first)
+    m = rig.mapping(rec, batch_size=100)
+    m.start()
+    await rig.wait_for(lambda: len(rec.calls) == 1, "the first batch in flight")
+    await rig.put(rig.numbered(20, start=11))
+    await m.update(batch_size=2)
+    release.set()
+    await rig.wait_for(lambda: len(rec.delivered()) >= 30, "r1..r30")
+    await rig.settle_time()
+    await rig.stop(m)
+    assert rec.sizes()[0] == 10
+    assert all(n <= 2 for n in rec.sizes()[1:])
+    assert rec.delivered() == rig.numbered(30)
+
+
+async def test_ac4_several_mappings_on_one_stream_keep_independent_checkpoints(rig) -> None:
+    await rig.stream()
+    seqs = await rig.put(rig.numbered(10))
+    healthy = rig.recorder()
+    stuck_on_r5 = {"on": True}
+    blocked = rig.recorder(fail=lambda c: stuck_on_r5["on"] and b"r5" in c.datas)
+    a = rig.mapping(healthy, batch_size=1)
+    b = rig.mapping(blocked, batch_size=1)
+    a.start()
+    b.start()
+    await rig.wait_for(lambda: rig.checkpoint(a) == seqs[-1], "mapping a to finish")
+    await rig.wait_for(lambda: len(blocked.calls) >= 8, "mapping b to retry r5")
+    assert rig.checkpoint(b) == seqs[3]
+    stuck_on_r5["on"] = False
+    await rig.wait_for(lambda: rig.checkpoint(b) == seqs[-1], "mapping b to finish")
+    await rig.stop(a)
+    await rig.stop(b)
+    assert healthy.delivered() == rig.numbered(10)
+    # r5 is retried until it succeeds; apart from those retries every record arrives once, in order.
+    assert blocked.delivered() == rig.numbered(4) + [b"r5"] * len(blocked.calls[4:-5]) + rig.numbered(5, start=6)
+
+
+async def test_ac34_iterators_expiring_during_a_slow_invocation_neither_skip_nor_replay(rig) -> None:
+    """[DESIGN] The first call takes "longer" than an iterator lives (the engine clock jumps past the TTL while it
+    runs). Reading resumes after the last record fetched, never from the starting position."""
+    clock = ManualClock(T0_MS)
+    await rig.open(clock=clock, iterator_ttl_ms=1000)
+    await rig.stream()
+    sent = rig.numbered(20)
+    await rig.put(sent)
+
+    async def slow_first(call) -> None:
+        if call.index == 0:
+            clock.advance(5)
+            await asyncio.sleep(0.1)
+
+    rec = rig.recorder(before=slow_first)
+    src = rig.source()
+    tuning = replace(RuntimeTuning(), poll_interval_s=0.01, retry_backoff_s=0.001, read_limit=5)
+    m = rig.mapping(rec, source=src, batch_size=5, tuning=tuning)
+    m.start()
+    await rig.wait_for(lambda: len(rec.delivered()) >= 20, "r1..r20")
+    await rig.settle_time()
+    await rig.stop(m)
+    assert src.expired >= 1
+    assert rec.batches() == [sent[0:5], sent[5:10], sent[10:15], sent[15:20]]
+    kinds = [k for _, k, _ in src.iterator_requests]
+    assert kinds[0] == "TRIM_HORIZON"
+    assert set(kinds[1:]) == {"AFTER_SEQUENCE_NUMBER"}
+
+
+async def test_ac34_latest_iterator_expiring_before_any_record_does_not_skip(rig) -> None:
+    """[DESIGN] Never go back to the starting position: a LATEST mapping whose iterator expires before it saw a
+    record must still deliver a record written after it started polling."""
+    clock = ManualClock(T0_MS)
+    await rig.open(clock=clock, iterator_ttl_ms=1000)
+    await rig.stream()
+    rec = rig.recorder()
+    src = rig.source()
+    tuning = replace(RuntimeTuning(), poll_interval_s=0.05)
+    m = rig.mapping(rec, source=src, starting_position="LATEST", tuning=tuning)
+    m.start()
+    await rig.wait_for(lambda: src.polls >= 1, "the mapping to poll")
+    clock.advance(5)
+    await rig.put([b"r1"])
+    await rig.wait_for(lambda: src.expired >= 1, "the iterator to expire")
+    await rig.wait_for(lambda: rec.delivered() == [b"r1"], f"r1 (iterators asked for: {src.iterator_requests})", 2)
+    await rig.stop(m)
+
+
+async def test_deleted_stream_reports_a_problem_without_crashing(rig) -> None:
+    """[DESIGN] §3.2.7: the stream is gone; polling stops and LastProcessingResult says PROBLEM."""
+    await rig.stream()
+    await rig.put([b"r1"])
+    rec = rig.recorder()
+    m = rig.mapping(rec)
+    m.start()
+    await rig.wait_for(lambda: rec.delivered() == [b"r1"], "r1")
+    await rig.eng.delete_stream("s")
+    await rig.wait_for(lambda: m.stats().last_processing_result.startswith("PROBLEM:"), "a PROBLEM result")
+    await rig.settle_time()
+    assert m._task is not None and not m._task.done()
+    await rig.stop(m)
+    assert m.stats().last_processing_result.startswith("PROBLEM:")
+    assert rec.delivered() == [b"r1"]
