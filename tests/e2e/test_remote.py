@@ -1,0 +1,144 @@
+"""The same project against a Kinesis endpoint (a real `shardline serve` process) instead of the embedded engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shardline.runtime.config import load_config
+from shardline.runtime.mapping import RuntimeTuning
+from shardline.runtime.remote import RemoteProject, kinesis_client
+
+HANDLER = """
+import base64, os
+
+def handler(event, context):
+    out = []
+    for r in event["Records"]:
+        data = base64.b64decode(r["kinesis"]["data"])
+        if data == b"poison":
+            raise ValueError("cannot handle poison")
+        out.append(data.decode())
+    with open(os.environ["SEEN_FILE"], "a") as f:
+        f.write("".join(x + "\\n" for x in out))
+"""
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path) -> Iterator[str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shardline.cli",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "server"),
+            "--fsync",
+            "never",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        match = re.search(r"serving Kinesis at (\S+)", proc.stdout.readline())
+        assert match
+        url = match.group(1)
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
+            assert resp.status == 200
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "proj" / "handlers").mkdir(parents=True)
+    (tmp_path / "proj" / "handlers" / "app.py").write_text(HANDLER)
+    cfg = tmp_path / "proj" / "shardline.yml"
+    cfg.write_text(
+        f"""
+streams:
+  orders: {{shards: 2}}
+  orders-failed: {{shards: 1}}
+functions:
+  process:
+    handler: handlers/app.handler
+    environment: {{SEEN_FILE: "{tmp_path / "seen.txt"}"}}
+    events:
+      - stream:
+          stream: orders
+          batchSize: 10
+          maximumRetryAttempts: 0
+          bisectBatchOnFunctionError: true
+          destinations:
+            onFailure: {{type: stream, name: orders-failed}}
+"""
+    )
+    return cfg
+
+
+def failure_messages(client: Any) -> list[dict[str, Any]]:
+    shard = client.list_shards(StreamName="orders-failed")["Shards"][0]["ShardId"]
+    it = client.get_shard_iterator(StreamName="orders-failed", ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    return [json.loads(r["Data"]) for r in client.get_records(ShardIterator=it["ShardIterator"])["Records"]]
+
+
+def test_a_project_runs_unchanged_against_a_kinesis_endpoint(
+    tmp_path: Path, endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    asyncio.run(_run(tmp_path, endpoint))
+
+
+async def _run(tmp_path: Path, endpoint: str) -> None:
+    client = kinesis_client(endpoint, "us-east-1")
+    config = load_config(project(tmp_path))
+    remote = RemoteProject(
+        config,
+        client,
+        tmp_path / "state",
+        create_streams=True,
+        tuning=RuntimeTuning(poll_interval_s=0.05, retry_backoff_s=0.01),
+    )
+    await remote.start()
+    try:
+        records = [{"Data": f"r{i}".encode(), "PartitionKey": f"k{i % 7}"} for i in range(200)]
+        records[77] = {"Data": b"poison", "PartitionKey": "k0"}
+        out = await asyncio.to_thread(client.put_records, StreamName="orders", Records=records)
+        assert out["FailedRecordCount"] == 0
+        deadline = time.monotonic() + 30
+        seen: list[str] = []
+        failures: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            seen_file = tmp_path / "seen.txt"
+            seen = seen_file.read_text().split() if seen_file.exists() else []
+            failures = await asyncio.to_thread(failure_messages, client)
+            if len(seen) >= 199 and failures:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await remote.stop()
+    assert sorted(seen) == sorted(f"r{i}" for i in range(200) if i != 77)
+    assert len(failures) == 1
+    info = failures[0]["KinesisBatchInfo"]
+    assert info["batchSize"] == 1
+    assert info["startSequenceNumber"] == out["Records"][77]["SequenceNumber"]
+    assert info["streamArn"].endswith(":stream/orders")
