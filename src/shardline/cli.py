@@ -1,9 +1,10 @@
-"""The ``shardline`` command: serve, up, redrive."""
+"""The ``shardline`` command: serve, up, redrive, top."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -12,12 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 
 from . import __version__
 from .api import KinesisApp
 from .api.auth import SigV4Verifier, load_credentials
 from .api.server import bind, is_loopback, run
 from .engine import Engine
+from .metrics import Monitor
+from .metrics.alarms import AlarmManager, AlarmsConfig, default_rules_for, merge_rules, parse_alarms
+from .metrics.notify import build_notifiers
+from .metrics.series import SeriesStore
 from .runtime.config import ConfigError, load_config
 from .runtime.functions import FunctionPool
 from .runtime.project import Project
@@ -42,6 +48,11 @@ def _common(p: argparse.ArgumentParser, *, port: bool = True) -> None:
         p.add_argument("--port", type=int, default=4567, help="TCP port (default 4567; 0 picks a free port)")
         p.add_argument("--enforce-limits", action="store_true", help="apply Kinesis per-shard throughput limits")
         p.add_argument("--log-requests", action="store_true", help="write a JSON access-log line per request")
+        p.add_argument(
+            "--no-metrics",
+            action="store_true",
+            help="no monitoring: no /metrics, /api, /dashboard, alarms or metric files",
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     rd.add_argument("--handler", help="use this handler instead of the one in the project file (the fixed one)")
     rd.add_argument("--again", action="store_true", help="also redrive messages that were redriven successfully")
     _common(rd, port=False)
+
+    top = sub.add_parser("top", help="a live terminal view of a running server's streams, mappings and alarms")
+    top.add_argument("--endpoint", default="http://127.0.0.1:4567", help="default: http://127.0.0.1:4567")
+    top.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    top.add_argument("--once", action="store_true", help="print one snapshot and exit")
     return p
 
 
@@ -123,18 +139,28 @@ def _serve(args: argparse.Namespace) -> int:
         settings = _settings(args)
     except ValueError as exc:
         return _fail("serve", str(exc))
-    app = KinesisApp(Engine(settings), verifier=verifier, log_requests=args.log_requests)
-    return _listen(args, app, [])
+    engine = Engine(settings)
+    monitor = _monitor(args, engine, None, parse_alarms(None, Path("shardline.yml")))
+    app = KinesisApp(
+        engine,
+        verifier=verifier,
+        log_requests=args.log_requests,
+        services=[monitor] if monitor else [],
+        extra_http=monitor.app if monitor else None,
+    )
+    return _listen(args, app, _monitor_banner(monitor))
 
 
 def _up(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
+        alarms = parse_alarms(_alarms_section(args.file), args.file)
         config = load_config(args.file, region=args.region, account_id=args.account_id)
     except (ValueError, ConfigError) as exc:
         return _fail("up", str(exc))
     engine = Engine(settings)
     project = Project(config, engine)
+    monitor = _monitor(args, engine, project, alarms)
     banner = [
         f"  {len(config.streams)} streams, {len(config.functions)} functions, {len(config.mappings)} mappings "
         f"from {args.file}"
@@ -142,8 +168,54 @@ def _up(args: argparse.Namespace) -> int:
     for fn, m in config.mappings:
         dest = f", on failure -> {m.on_failure.kind} {m.on_failure.target}" if m.on_failure else ""
         banner.append(f"  {m.stream_name} -> {fn.config.name} ({fn.config.handler}){dest}")
-    app = KinesisApp(engine, log_requests=args.log_requests, services=[project])
-    return _listen(args, app, banner)
+    app = KinesisApp(
+        engine,
+        log_requests=args.log_requests,
+        services=[project, monitor] if monitor else [project],
+        extra_http=monitor.app if monitor else None,
+    )
+    return _listen(args, app, banner + _monitor_banner(monitor))
+
+
+def _alarms_section(path: Path) -> Any:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None  # load_config reports an unreadable file in its own words
+    return raw.get("alarms") if isinstance(raw, dict) else None
+
+
+def _monitor(args: argparse.Namespace, engine: Engine, project: Project | None, alarms: AlarmsConfig) -> Monitor | None:
+    """The monitoring service: samples into <data dir>/metrics, alarms with the built-in rules for every stream,
+    mapping and function (re-derived as they come and go) plus the rules declared in the project file."""
+    if args.no_metrics:
+        return None
+    state = Path(args.data_dir) / "metrics" / "alarms.json"
+    notifiers = build_notifiers(alarms.notify)
+
+    def rules() -> list[Any]:
+        return merge_rules(default_rules_for(engine, project, alarms.defaults), alarms.rules)
+
+    def manager(store: SeriesStore) -> AlarmManager:
+        return AlarmManager(store, rules(), notifiers, engine.clock, state)
+
+    return Monitor(engine, project=project, alarms_factory=manager, rules=rules)
+
+
+def _monitor_banner(monitor: Monitor | None) -> list[str]:
+    if monitor is None:
+        return []
+    return ["  metrics at /metrics, dashboard at /dashboard, JSON at /api/overview and /api/query"]
+
+
+def _top(args: argparse.Namespace) -> int:
+    try:
+        top = importlib.import_module("shardline.metrics.top")
+    except ModuleNotFoundError as exc:
+        if exc.name != "shardline.metrics.top":
+            raise
+        return _fail("top", "this installation has no terminal view (shardline.metrics.top is missing)")
+    return int(top.main(args))
 
 
 async def _redrive(args: argparse.Namespace) -> int:
@@ -202,13 +274,16 @@ async def _redrive(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = getattr(args, "log_level", "warning")
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
         return _serve(args)
     if args.command == "up":
         return _up(args)
     if args.command == "redrive":
         return asyncio.run(_redrive(args))
+    if args.command == "top":
+        return _top(args)
     return 2
 
 

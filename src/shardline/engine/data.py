@@ -89,8 +89,11 @@ class DataPlane(EngineBase):
         st.counters.put_record_calls += 1
         try:
             result = await self._put(st, [PutRecordsRequestEntry(data, partition_key, explicit_hash_key)], single=True)
-        except KinesisError:
+        except KinesisError as exc:
             st.counters.put_errors += 1
+            st.counters.put_record_errors += 1
+            if isinstance(exc, ProvisionedThroughputExceededException):
+                st.counters.put_record_throttled += 1
             raise
         finally:
             st.counters.put_latency.observe((time.perf_counter() - started) * 1000)
@@ -125,6 +128,7 @@ class DataPlane(EngineBase):
             result = await self._put(st, records, single=False)
         except KinesisError:
             st.counters.put_errors += 1
+            st.counters.put_records_errors += 1
             raise
         finally:
             st.counters.put_latency.observe((time.perf_counter() - started) * 1000)
@@ -269,6 +273,7 @@ class DataPlane(EngineBase):
                 msg = self._fmt(m.RATE_EXCEEDED, st.name, shard=shard.shard_id)
                 if single:
                     raise ProvisionedThroughputExceededException(msg)
+                st.counters.put_records_throttled_records += 1
                 results[i] = PutRecordsEntry(None, None, "ProvisionedThroughputExceededException", msg)
             if keep:
                 kept[shard] = (keep_idx, keep)
@@ -356,6 +361,16 @@ class DataPlane(EngineBase):
     # ----------------------------------------------------------------- reads
     async def get_records(self, shard_iterator: str, *, limit: int | None = None) -> GetRecordsResult:
         started = time.perf_counter()
+        try:
+            return await self._get_records(shard_iterator, limit, started)
+        except KinesisError:
+            pos = self.iterators.decode(shard_iterator)
+            st = self.streams.get(pos.stream_name) if pos is not None else None
+            if st is not None:
+                st.counters.get_records_errors += 1
+            raise
+
+    async def _get_records(self, shard_iterator: str, limit: int | None, started: float) -> GetRecordsResult:
         pos = self.iterators.decode(shard_iterator)
         if pos is None:
             raise InvalidArgumentException(m.INVALID_ITERATOR)

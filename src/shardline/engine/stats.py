@@ -43,7 +43,11 @@ class StreamCounters:
     put_record_calls: int = 0
     put_records_calls: int = 0
     put_records_failed_records: int = 0
-    put_errors: int = 0
+    put_errors: int = 0  # both APIs; the two below split it
+    put_record_errors: int = 0
+    put_records_errors: int = 0
+    put_record_throttled: int = 0  # PutRecord calls refused for throughput
+    put_records_throttled_records: int = 0  # PutRecords entries refused for throughput
     get_records_errors: int = 0
     last_incoming_ms: int = -1
     put_latency: Histogram = field(default_factory=Histogram)

@@ -1,0 +1,584 @@
+"""Sampled metrics as time series: 1 s points for the last hour, 1 min aggregates for the retention period.
+
+Every series holds a fixed-size ring per resolution: (``fine_points`` + 3.25 × ``coarse_points``) × 8 bytes, ≈ 66 KiB
+with the defaults (1 h of seconds, 24 h of minutes), ≈ 290 KiB with 7 days of minutes. At most ``max_series`` series
+are kept, fewer when ``max_bytes`` would be exceeded; values of further series are refused (and counted). A series
+that has had no data for the whole coarse span is forgotten.
+
+Counters (names ending in ``_total``, ``_count``, ``_sum`` or ``_bucket``) are stored as the increase during each
+second, so "Sum" over a period is the increase and "Rate" the per-second increase; a counter that goes down was
+reset (its object was re-created) and counts from zero again. Gauges are stored as sampled. A fine slot holds the
+value of one second; a coarse slot holds the sum, minimum, maximum and number of the per-second values of one
+minute, so every statistic is exact at both resolutions.
+
+On disk: one file, replaced atomically (temp, fsync, rename), all integers big-endian, arrays little-endian:
+
+```
+ 0       4  magic b"SLTS"
+ 4       1  version (1)
+ 5       4  header length H
+ 9       H  header, JSON: {"fine_points", "coarse_period_s", "coarse_points", "last_t",
+                           "series": [[name, [[label, value], ...], last_seen_s], ...]}
+ 9+H     4  payload length P
+13+H     P  zlib(payload): fine slot seconds (int64 × fine_points), coarse slot periods (int64 × coarse_points),
+            then per series in header order: fine (float64 × fine_points), coarse sum, min, max
+            (float64 × coarse_points each), coarse count (uint16 × coarse_points)
+13+H+P   4  CRC-32 of bytes 0 .. 13+H+P
+```
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import struct
+import sys
+import zlib
+from array import array
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from math import isnan
+from pathlib import Path
+
+import orjson
+
+from .._fsutil import atomic_write
+
+__all__ = ["STATS", "SeriesKey", "SeriesStore", "bucket_quantile", "is_counter", "peek_coarse_points", "series_key"]
+
+log = logging.getLogger("shardline.metrics")
+
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+
+STATS = ("Average", "Maximum", "Minimum", "Sum", "SampleCount", "Rate")
+_PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")
+_COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
+_MAGIC = b"SLTS"
+_VERSION = 1
+_U32 = struct.Struct(">I")
+_NAN = math.nan
+_INF = math.inf
+MAX_QUERY_POINTS = 10_080
+
+
+def is_counter(name: str) -> bool:
+    return name.endswith(_COUNTER_SUFFIXES)
+
+
+def series_key(name: str, labels: Mapping[str, str] | None = None) -> SeriesKey:
+    return (name, tuple(sorted(labels.items())) if labels else ())
+
+
+def _le_bytes(a: array) -> bytes:  # type: ignore[type-arg]
+    if sys.byteorder == "big":
+        a = array(a.typecode, a)
+        a.byteswap()
+    return a.tobytes()
+
+
+def _from_le(typecode: str, raw: bytes) -> array:  # type: ignore[type-arg]
+    a = array(typecode)
+    a.frombytes(raw)
+    if sys.byteorder == "big":
+        a.byteswap()
+    return a
+
+
+class _Series:
+    __slots__ = ("ccount", "cmax", "cmin", "counter", "csum", "fine", "key", "last_raw", "last_seen_t")
+
+    def __init__(self, key: SeriesKey, fine_points: int, coarse_points: int) -> None:
+        self.key = key
+        self.counter = is_counter(key[0])
+        self.fine = array("d", [_NAN]) * fine_points
+        self.csum = array("d", [0.0]) * coarse_points
+        self.cmin = array("d", [_INF]) * coarse_points
+        self.cmax = array("d", [-_INF]) * coarse_points
+        self.ccount = array("H", [0]) * coarse_points
+        self.last_raw: float | None = None  # the counter's cumulative value at the latest sample it was in
+        self.last_seen_t = -1
+
+
+@dataclass(frozen=True, slots=True)
+class _Agg:
+    total: float
+    count: int
+    low: float
+    high: float
+
+
+_EMPTY = _Agg(0.0, 0, _INF, -_INF)
+
+
+class SeriesStore:
+    """Bounded time series, fed once per second with a full sample of every series."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        fine_points: int = 3600,
+        coarse_period_s: int = 60,
+        coarse_points: int = 1440,
+        max_series: int = 1000,
+        max_bytes: int | None = None,
+    ) -> None:
+        if fine_points < 2 or coarse_period_s < 1 or coarse_points < 1 or coarse_period_s > 65535:
+            raise ValueError("fine_points >= 2, 1 <= coarse_period_s <= 65535 and coarse_points >= 1 are required")
+        self.path = path
+        self.fine_points = fine_points
+        self.coarse_period_s = coarse_period_s
+        self.coarse_points = coarse_points
+        self.max_series = max_series
+        self.max_bytes = max_bytes
+        self.fine_t = array("q", [-1]) * fine_points
+        self.coarse_t = array("q", [-1]) * coarse_points
+        self.last_t = -1  # second of the latest record()
+        self._series: dict[SeriesKey, _Series] = {}
+        self._by_name: dict[str, list[SeriesKey]] = {}
+        self._full_warned = False
+        self.dropped_series = 0
+        if path is not None:
+            self._load(path)
+
+    # ----------------------------------------------------------------- writing
+    def record(self, now_ms: int, sample: Mapping[SeriesKey, float]) -> None:
+        """Store one sample (every series' current value) for the second of ``now_ms``. A second already recorded,
+        or an earlier one, is ignored: counters turn into increases here, so each second is taken once."""
+        t = now_ms // 1000
+        if t <= self.last_t:
+            return
+        for key in sample:
+            if key not in self._series:
+                self._add(key, t)
+        if self.last_t >= 0 and t - self.last_t > 1:
+            self._skip(self.last_t + 1, t)
+        slot = t % self.fine_points
+        self.fine_t[slot] = t
+        m = t // self.coarse_period_s
+        cslot = m % self.coarse_points
+        new_minute = self.coarse_t[cslot] != m
+        if new_minute:
+            last_m = self.last_t // self.coarse_period_s if self.last_t >= 0 else m - 1
+            self._clear_coarse(max(last_m + 1, m - self.coarse_points + 1), m + 1)
+        get = sample.get
+        for key, s in self._series.items():
+            raw = get(key)
+            if raw is None or isnan(raw):  # absent or NaN: no data this second
+                s.fine[slot] = _NAN
+                continue
+            if s.counter:
+                last = s.last_raw
+                s.last_raw = raw
+                v = raw if last is None or raw < last else raw - last
+            else:
+                v = raw
+            s.fine[slot] = v
+            s.last_seen_t = t
+            s.csum[cslot] += v
+            if v < s.cmin[cslot]:
+                s.cmin[cslot] = v
+            if v > s.cmax[cslot]:
+                s.cmax[cslot] = v
+            s.ccount[cslot] += 1
+        self.last_t = t
+        if new_minute:
+            self._evict(t)
+
+    def _skip(self, first: int, stop: int) -> None:
+        """Mark the seconds [first, stop) as without data, so every fine slot in the window is current."""
+        n = self.fine_points
+        if stop - first >= n:
+            self.fine_t = array("q", [-1]) * n
+            for s in self._series.values():
+                s.fine = array("d", [_NAN]) * n
+            return
+        for t in range(first, stop):
+            i = t % n
+            self.fine_t[i] = t
+            for s in self._series.values():
+                s.fine[i] = _NAN
+
+    def _clear_coarse(self, first: int, stop: int) -> None:
+        """Start the coarse periods [first, stop) empty (skipped periods have no data)."""
+        n = self.coarse_points
+        for m in range(first, stop):
+            i = m % n
+            self.coarse_t[i] = m
+            for s in self._series.values():
+                s.csum[i] = 0.0
+                s.cmin[i] = _INF
+                s.cmax[i] = -_INF
+                s.ccount[i] = 0
+
+    @property
+    def series_limit(self) -> int:
+        """How many series may be kept: ``max_series``, or fewer when ``max_bytes`` cannot hold that many rings."""
+        if self.max_bytes is None:
+            return self.max_series
+        per_series = 8 * self.fine_points + 26 * self.coarse_points
+        return max(1, min(self.max_series, self.max_bytes // per_series))
+
+    def _add(self, key: SeriesKey, t: int) -> None:
+        if len(self._series) >= self.series_limit:
+            self.dropped_series += 1  # counts refused values, one per sample
+            if not self._full_warned:
+                log.warning("metrics: %d series stored, the limit; new series are not kept (%s)", len(self), key)
+                self._full_warned = True
+            return
+        s = self._series[key] = _Series(key, self.fine_points, self.coarse_points)
+        s.last_seen_t = t  # a series that never gets a value is forgotten like one that stopped
+        self._by_name.setdefault(key[0], []).append(key)
+
+    def _evict(self, t: int) -> None:
+        span = max(self.fine_points, self.coarse_points * self.coarse_period_s)
+        stale = [k for k, s in self._series.items() if t - s.last_seen_t > span]
+        for k in stale:
+            del self._series[k]
+            keys = self._by_name[k[0]]
+            keys.remove(k)
+            if not keys:
+                del self._by_name[k[0]]
+
+    def set_coarse_points(self, coarse_points: int) -> None:
+        """Change how many coarse periods are kept (the longest stream retention changed)."""
+        if coarse_points == self.coarse_points or coarse_points < 1:
+            return
+        old_t, n = self.coarse_t, coarse_points
+        last_m = self.last_t // self.coarse_period_s
+        order = [(m, i) for i, m in enumerate(old_t) if m >= 0 and m > last_m - n]
+        self.coarse_t = array("q", [-1]) * n
+        for m, _ in order:
+            self.coarse_t[m % n] = m
+        for s in self._series.values():
+            csum, cmin, cmax, ccount = s.csum, s.cmin, s.cmax, s.ccount
+            s.csum = array("d", [0.0]) * n
+            s.cmin = array("d", [_INF]) * n
+            s.cmax = array("d", [-_INF]) * n
+            s.ccount = array("H", [0]) * n
+            for m, i in order:
+                j = m % n
+                s.csum[j], s.cmin[j], s.cmax[j], s.ccount[j] = csum[i], cmin[i], cmax[i], ccount[i]
+        self.coarse_points = n
+
+    # ----------------------------------------------------------------- reading
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def keys(self, name: str | None = None) -> list[SeriesKey]:
+        if name is None:
+            return list(self._series)
+        return list(self._by_name.get(name, ()))
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def latest(self, key: SeriesKey) -> float | None:
+        """The series' value at the latest sample (a counter's cumulative value), or None when it was absent."""
+        s = self._series.get(key)
+        if s is None or s.last_seen_t != self.last_t or self.last_t < 0:
+            return None
+        if s.counter:
+            return s.last_raw
+        return s.fine[self.last_t % self.fine_points]
+
+    def query(
+        self,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        *,
+        start_ms: int,
+        end_ms: int,
+        period_s: int,
+        stat: str,
+    ) -> list[tuple[dict[str, str], list[tuple[int, float | None]]]]:
+        """Points per matching series: (period start ms, value or None without data), periods aligned to multiples
+        of ``period_s`` like CloudWatch's. ``stat`` is one of STATS or a percentile ``pNN`` (histograms only).
+        ``name`` may also name a histogram (``_bucket``/``_sum``/``_count`` series) or a summary (``_sum``/``_count``):
+        then Average is sum/count, SampleCount the observations, Sum their sum, pNN a bucket-interpolated quantile."""
+        pct = _PERCENTILE.match(stat)
+        if stat not in STATS and pct is None:
+            raise ValueError(f"stat must be one of {', '.join(STATS)} or pNN, not {stat!r}")
+        if period_s < 1:
+            raise ValueError("period must be at least 1 second")
+        first = (start_ms // 1000) // period_s * period_s
+        stop = -(-end_ms // 1000)
+        n = max(0, -(-(stop - first) // period_s))
+        if n > MAX_QUERY_POINTS:
+            raise ValueError(f"{n} points requested; at most {MAX_QUERY_POINTS} per series (use a longer period)")
+        periods = [first + i * period_s for i in range(n)]
+        want = dict(labels or {})
+        direct = [k for k in self._by_name.get(name, ()) if _matches(k, want)]
+        if direct and pct is None:
+            if stat == "Rate" and not is_counter(name):
+                raise ValueError(f"Rate applies to counters; {name} is a gauge")
+            out = []
+            for key in direct:
+                s = self._series[key]
+                pts = [(p * 1000, _stat(stat, self._aggregate(s, p, period_s))) for p in periods]
+                out.append((dict(key[1]), pts))
+            return out
+        quantile = None if pct is None else float(pct.group(1))
+        return self._derived(name, want, periods=periods, period_s=period_s, stat=stat, quantile=quantile)
+
+    def _derived(
+        self,
+        name: str,
+        want: dict[str, str],
+        *,
+        periods: list[int],
+        period_s: int,
+        stat: str,
+        quantile: float | None,
+    ) -> list[tuple[dict[str, str], list[tuple[int, float | None]]]]:
+        counts = [k for k in self._by_name.get(f"{name}_count", ()) if _matches(k, want)]
+        buckets: dict[tuple[tuple[str, str], ...], list[tuple[float, _Series]]] = {}
+        for k in self._by_name.get(f"{name}_bucket", ()):
+            if _matches(k, want):
+                rest = tuple(p for p in k[1] if p[0] != "le")
+                le = dict(k[1]).get("le", "+Inf")
+                buckets.setdefault(rest, []).append((float(le), self._series[k]))
+        out: list[tuple[dict[str, str], list[tuple[int, float | None]]]] = []
+        for ck in counts:
+            cs = self._series[ck]
+            ss = self._series.get((f"{name}_sum", ck[1]))
+            bs = sorted(buckets.get(ck[1], []), key=lambda b: b[0])
+            pts: list[tuple[int, float | None]] = []
+            for p in periods:
+                c = self._aggregate(cs, p, period_s)
+                value: float | None
+                if c.count == 0:
+                    value = None
+                elif quantile is not None:
+                    if not bs:
+                        raise ValueError(f"{name} has no buckets for a percentile")
+                    cum = [(le, self._aggregate(b, p, period_s).total) for le, b in bs]
+                    value = bucket_quantile(
+                        quantile / 100, [(le, c - (cum[i - 1][1] if i else 0.0)) for i, (le, c) in enumerate(cum)]
+                    )
+                elif stat == "SampleCount":
+                    value = c.total
+                elif stat == "Rate":
+                    value = c.total / c.count
+                elif stat in ("Sum", "Average") and ss is not None:
+                    total = self._aggregate(ss, p, period_s).total
+                    value = total if stat == "Sum" else (total / c.total if c.total else None)
+                else:
+                    raise ValueError(f"{stat} is not available for {name}")
+                pts.append((p * 1000, value))
+            out.append((dict(ck[1]), pts))
+        return out
+
+    def recent(self, key: SeriesKey, seconds: int, stat: str) -> float | None:
+        """``stat`` over the last ``seconds`` recorded seconds of one series (for summaries like "rate over the
+        last minute")."""
+        s = self._series.get(key)
+        if s is None or self.last_t < 0:
+            return None
+        return _stat(stat, self._aggregate(s, self.last_t - seconds + 1, seconds))
+
+    def _aggregate(self, s: _Series, a: int, period_s: int) -> _Agg:
+        """Sum, count, min and max of the per-second values in [a, a + period_s): whole coarse periods that end
+        before the fine window's first whole coarse period come from the coarse ring, every other second from the
+        fine ring while it still holds it. Every slot inside each ring's window is current (skipped seconds and
+        periods are cleared when time moves on), so a window is a slice."""
+        b = a + period_s
+        if self.last_t < 0:
+            return _EMPTY
+        cp = self.coarse_period_s
+        fine_lo = self.last_t - self.fine_points + 1
+        boundary = -(-fine_lo // cp) * cp
+        total, count, low, high = 0.0, 0, _INF, -_INF
+        m0 = max(-(-a // cp), self.last_t // cp - self.coarse_points + 1)
+        m1 = min(b, boundary) // cp
+        segments = [(max(a, fine_lo), b)]
+        if m0 < m1:
+            n = self.coarse_points
+            count = int(sum(_ring(s.ccount, m0, m1, n)))
+            if count:
+                total = math.fsum(_ring(s.csum, m0, m1, n))
+                low = min(_ring(s.cmin, m0, m1, n))
+                high = max(_ring(s.cmax, m0, m1, n))
+            segments = [(max(a, fine_lo), min(b, m0 * cp)), (max(a, fine_lo, m1 * cp), b)]
+        newest = self.last_t + 1
+        for lo, hi in segments:
+            if lo >= min(hi, newest):
+                continue
+            vals = [v for v in _ring(s.fine, lo, min(hi, newest), self.fine_points) if not isnan(v)]
+            if vals:
+                total += math.fsum(vals)
+                count += len(vals)
+                low = min(low, *vals)
+                high = max(high, *vals)
+        return _Agg(total, count, low, high)
+
+    # ----------------------------------------------------------------- persistence
+    def snapshot(self) -> Callable[[], None]:
+        """Copy the state now (cheap, on the caller's thread) and return a function that writes it to the file
+        (slow: compression and fsync, meant for a worker thread)."""
+        path = self.path
+        if path is None:
+            return lambda: None
+        header = {
+            "fine_points": self.fine_points,
+            "coarse_period_s": self.coarse_period_s,
+            "coarse_points": self.coarse_points,
+            "last_t": self.last_t,
+            "series": [[s.key[0], [list(p) for p in s.key[1]], s.last_seen_t] for s in self._series.values()],
+        }
+        parts = [_le_bytes(self.fine_t), _le_bytes(self.coarse_t)]
+        for s in self._series.values():
+            parts += [_le_bytes(s.fine), _le_bytes(s.csum), _le_bytes(s.cmin), _le_bytes(s.cmax), _le_bytes(s.ccount)]
+
+        def write() -> None:
+            head = orjson.dumps(header)
+            payload = zlib.compress(b"".join(parts), 1)
+            body = b"".join([_MAGIC, bytes([_VERSION]), _U32.pack(len(head)), head, _U32.pack(len(payload)), payload])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, body + _U32.pack(zlib.crc32(body)))
+
+        return write
+
+    def close(self) -> None:
+        self.snapshot()()
+
+    def _load(self, path: Path) -> None:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return
+        try:
+            self._decode(raw)
+        except (ValueError, KeyError, TypeError, IndexError, struct.error, zlib.error, orjson.JSONDecodeError) as e:
+            log.warning("metrics: %s is unreadable (%s); starting with empty series", path, e)
+            self._series.clear()
+            self._by_name.clear()
+            self.fine_t = array("q", [-1]) * self.fine_points
+            self.coarse_t = array("q", [-1]) * self.coarse_points
+            self.last_t = -1
+
+    def _decode(self, raw: bytes) -> None:
+        if len(raw) < 17 or raw[:4] != _MAGIC:
+            raise ValueError("not a series file")
+        if raw[4] != _VERSION:
+            raise ValueError(f"unknown version {raw[4]}")
+        (crc,) = _U32.unpack_from(raw, len(raw) - 4)
+        if zlib.crc32(raw[:-4]) != crc:
+            raise ValueError("checksum mismatch")
+        (hlen,) = _U32.unpack_from(raw, 5)
+        header = orjson.loads(raw[9 : 9 + hlen])
+        (plen,) = _U32.unpack_from(raw, 9 + hlen)
+        payload = zlib.decompress(raw[13 + hlen : 13 + hlen + plen])
+        fp, cp, cn = int(header["fine_points"]), int(header["coarse_period_s"]), int(header["coarse_points"])
+        pos = 0
+
+        def take(typecode: str, count: int) -> array:  # type: ignore[type-arg]
+            nonlocal pos
+            size = array(typecode).itemsize * count
+            if pos + size > len(payload):
+                raise ValueError("payload too short")
+            a = _from_le(typecode, payload[pos : pos + size])
+            pos += size
+            return a
+
+        fine_t, coarse_t = take("q", fp), take("q", cn)
+        loaded: list[tuple[SeriesKey, int, list[array]]] = []  # type: ignore[type-arg]
+        for name, labels, last_seen in header["series"]:
+            key: SeriesKey = (str(name), tuple((str(k), str(v)) for k, v in labels))
+            arrays = [take("d", fp), take("d", cn), take("d", cn), take("d", cn), take("H", cn)]
+            loaded.append((key, int(last_seen), arrays))
+        if pos != len(payload):
+            raise ValueError("payload has trailing bytes")
+        self.last_t = int(header["last_t"])
+        # Re-slot by timestamp: the file may come from a store with other ring sizes.
+        fine_map = [(t, i) for i, t in enumerate(fine_t) if t >= 0 and t > self.last_t - self.fine_points]
+        for t, _ in fine_map:
+            self.fine_t[t % self.fine_points] = t
+        same_period = cp == self.coarse_period_s
+        last_m = self.last_t // self.coarse_period_s
+        coarse_map = [(m, i) for i, m in enumerate(coarse_t) if m >= 0 and m > last_m - self.coarse_points]
+        if same_period:
+            for m, _ in coarse_map:
+                self.coarse_t[m % self.coarse_points] = m
+        for key, last_seen, (fine, csum, cmin, cmax, ccount) in loaded:
+            if key in self._series:
+                continue
+            self._add(key, last_seen)
+            s = self._series.get(key)
+            if s is None:
+                continue
+            for t, i in fine_map:
+                s.fine[t % self.fine_points] = fine[i]
+            if same_period:
+                for m, i in coarse_map:
+                    j = m % self.coarse_points
+                    s.csum[j], s.cmin[j], s.cmax[j], s.ccount[j] = csum[i], cmin[i], cmax[i], ccount[i]
+        # Counters restart from zero with the process; the first sample after a load is an increase from zero.
+
+
+def peek_coarse_points(path: Path) -> int | None:
+    """How many coarse periods the file at ``path`` holds (from its header), or None without a readable file; lets
+    a store be sized before loading so nothing is cut."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(9)
+            if len(head) < 9 or head[:4] != _MAGIC or head[4] != _VERSION:
+                return None
+            (hlen,) = _U32.unpack_from(head, 5)
+            return int(orjson.loads(f.read(hlen))["coarse_points"])
+    except (OSError, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        return None
+
+
+def _ring(a: array, lo: int, hi: int, n: int) -> array:  # type: ignore[type-arg]
+    """Elements for positions [lo, hi) of a ring of size n (hi - lo <= n)."""
+    i, j = lo % n, hi % n
+    if hi - lo >= n:
+        return a[i:] + a[:i]
+    if i < j or j == 0:
+        return a[i : j or n]
+    return a[i:] + a[:j]
+
+
+def _matches(key: SeriesKey, want: Mapping[str, str]) -> bool:
+    if not want:
+        return True
+    have = dict(key[1])
+    return all(have.get(k) == v for k, v in want.items())
+
+
+def _stat(stat: str, agg: _Agg) -> float | None:
+    if agg.count == 0:
+        return None
+    if stat == "Sum":
+        return agg.total
+    if stat == "SampleCount":
+        return float(agg.count)
+    if stat in ("Average", "Rate"):
+        return agg.total / agg.count
+    if stat == "Maximum":
+        return agg.high
+    return agg.low
+
+
+def bucket_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float | None:
+    """Linear interpolation inside the bucket that holds the q-th observation (as histogram_quantile does).
+    ``buckets`` are (upper bound, observations in that bucket alone), ascending, the last one +Inf. Stored
+    ``_bucket`` series are cumulative (Prometheus' ``le``), so callers difference them first."""
+    bs = list(buckets)
+    total = sum(c for _, c in bs)
+    if total <= 0:
+        return None
+    rank = q * total
+    seen = 0.0
+    lower = 0.0
+    for upper, c in bs:
+        if c > 0 and seen + c >= rank:
+            if math.isinf(upper):
+                return lower
+            return lower + (upper - lower) * ((rank - seen) / c)
+        seen += c
+        if not math.isinf(upper):
+            lower = upper
+    return lower
