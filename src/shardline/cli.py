@@ -20,6 +20,7 @@ from .api import KinesisApp
 from .api.auth import SigV4Verifier, load_credentials
 from .api.server import bind, is_loopback, run
 from .engine import Engine
+from .errors import KinesisError
 from .metrics import Monitor
 from .metrics.alarms import AlarmManager, AlarmsConfig, default_rules_for, merge_rules, parse_alarms
 from .metrics.notify import build_notifiers
@@ -28,6 +29,7 @@ from .runtime.config import ConfigError, load_config
 from .runtime.functions import FunctionPool
 from .runtime.project import Project
 from .runtime.redrive import load_messages, message_key, read_messages, redrive_message
+from .runtime.remote import RemoteProject, kinesis_client, run_until_stopped
 from .runtime.source import EngineSource
 from .settings import Settings
 from .storage.catalog import DataDirLocked
@@ -78,6 +80,19 @@ def _parser() -> argparse.ArgumentParser:
     rd.add_argument("--handler", help="use this handler instead of the one in the project file (the fixed one)")
     rd.add_argument("--again", action="store_true", help="also redrive messages that were redriven successfully")
     _common(rd, port=False)
+
+    rn = sub.add_parser(
+        "run", help="run a project's functions against a Kinesis endpoint (a shardline serve, or AWS itself)"
+    )
+    rn.add_argument("file", nargs="?", type=Path, default=Path("shardline.yml"), help="default: ./shardline.yml")
+    rn.add_argument(
+        "--endpoint-url", help="the Kinesis endpoint; without it boto3 resolves one (AWS, AWS_ENDPOINT_URL_KINESIS)"
+    )
+    rn.add_argument("--create-streams", action="store_true", help="create the project's streams if missing")
+    rn.add_argument("--state-dir", type=Path, default=Path("shardline-data/runtime"), help="checkpoints (lease store)")
+    rn.add_argument("--region", default="us-east-1")
+    rn.add_argument("--account-id", default="000000000000")
+    rn.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     top = sub.add_parser("top", help="a live terminal view of a running server's streams, mappings and alarms")
     top.add_argument("--endpoint", default="http://127.0.0.1:4567", help="default: http://127.0.0.1:4567")
@@ -272,6 +287,27 @@ async def _redrive(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file, region=args.region, account_id=args.account_id)
+    except ConfigError as exc:
+        return _fail("run", str(exc))
+    client = kinesis_client(args.endpoint_url, args.region)
+    project = RemoteProject(config, client, args.state_dir, create_streams=args.create_streams, region=args.region)
+
+    def ready() -> None:
+        where = args.endpoint_url or "the endpoint boto3 resolves"
+        print(
+            f"shardline {__version__} running {len(config.mappings)} mappings from {args.file} on {where}", flush=True
+        )
+
+    try:
+        asyncio.run(run_until_stopped(project, on_ready=ready))
+    except KinesisError as exc:
+        return _fail("run", exc.message or type(exc).__name__)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = getattr(args, "log_level", "warning")
@@ -284,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_redrive(args))
     if args.command == "top":
         return _top(args)
+    if args.command == "run":
+        return _run(args)
     return 2
 
 

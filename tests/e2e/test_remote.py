@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -142,3 +144,50 @@ async def _run(tmp_path: Path, endpoint: str) -> None:
     assert info["batchSize"] == 1
     assert info["startSequenceNumber"] == out["Records"][77]["SequenceNumber"]
     assert info["streamArn"].endswith(":stream/orders")
+
+
+def test_shardline_run_processes_records_from_an_endpoint(
+    tmp_path: Path, endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    env = dict(os.environ)
+    cfg = project(tmp_path)
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shardline.cli",
+            "run",
+            str(cfg),
+            "--endpoint-url",
+            endpoint,
+            "--create-streams",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert run.stdout is not None
+        assert "running 1 mappings" in run.stdout.readline()
+        client = kinesis_client(endpoint, "us-east-1")
+        client.put_records(
+            StreamName="orders", Records=[{"Data": f"x{i}".encode(), "PartitionKey": str(i)} for i in range(20)]
+        )
+        seen_file = tmp_path / "seen.txt"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not seen_file.exists() or len(seen_file.read_text().split()) < 20):
+            time.sleep(0.1)
+        assert sorted(seen_file.read_text().split()) == sorted(f"x{i}" for i in range(20))
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=30) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        if run.stdout is not None:
+            run.stdout.close()
