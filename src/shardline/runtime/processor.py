@@ -536,33 +536,20 @@ class ShardProcessor:
             condition,
             attempts,
         )
+        message = failure_record(
+            condition=condition,
+            function_arn=ctx.function_arn,
+            request_id=last.request_id if last else None,
+            invoke_count=attempts,
+            function_error=function_error,
+            responded=last is not None,
+            shard_id=self.shard_id,
+            stream_arn=ctx.source.stream_arn,
+            records=records,
+            now_ms=ctx.clock.now_ms(),
+        )
         if ctx.destination is not None:
-            message = failure_record(
-                condition=condition,
-                function_arn=ctx.function_arn,
-                request_id=last.request_id if last else None,
-                invoke_count=attempts,
-                function_error=function_error,
-                responded=last is not None,
-                shard_id=self.shard_id,
-                stream_arn=ctx.source.stream_arn,
-                records=records,
-                now_ms=ctx.clock.now_ms(),
-            )
             await self._deliver(message)
-        else:
-            message = failure_record(
-                condition=condition,
-                function_arn=ctx.function_arn,
-                request_id=last.request_id if last else None,
-                invoke_count=attempts,
-                function_error=function_error,
-                responded=last is not None,
-                shard_id=self.shard_id,
-                stream_arn=ctx.source.stream_arn,
-                records=records,
-                now_ms=ctx.clock.now_ms(),
-            )
         ctx.recent_failures.append(message)
         self._settle(entries)
 

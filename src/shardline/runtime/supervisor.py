@@ -22,7 +22,21 @@ from .mapping import MappingConfig, RuntimeTuning
 from .processor import Invoker, RecordMatcher, ShardProcessor, ShardStats
 from .source import ShardSource, SourceShard
 
-__all__ = ["Mapping", "MappingStats"]
+__all__ = ["COUNTERS", "Mapping", "MappingStats"]
+
+# The ShardStats counters a mapping sums over its shards (finished shards included).
+COUNTERS = (
+    "polled",
+    "filtered_out",
+    "invoked_records",
+    "invocations",
+    "function_errors",
+    "throttles",
+    "succeeded",
+    "discarded",
+    "dead_lettered",
+    "destination_failures",
+)
 
 log = logging.getLogger("shardline.runtime")
 
@@ -197,18 +211,7 @@ class Mapping:
     # ----------------------------------------------------------------- observation
     def _absorb(self, s: ShardStats) -> None:
         f = self._finished_stats
-        for name in (
-            "polled",
-            "filtered_out",
-            "invoked_records",
-            "invocations",
-            "function_errors",
-            "throttles",
-            "succeeded",
-            "discarded",
-            "dead_lettered",
-            "destination_failures",
-        ):
+        for name in COUNTERS:
             setattr(f, name, getattr(f, name) + getattr(s, name))
         if s.last_result != "No records processed":
             f.last_result = s.last_result
@@ -220,18 +223,7 @@ class Mapping:
     def stats(self) -> MappingStats:
         live = list(self._processors.values())
         totals: dict[str, int] = {}
-        for name in (
-            "polled",
-            "filtered_out",
-            "invoked_records",
-            "invocations",
-            "function_errors",
-            "throttles",
-            "succeeded",
-            "discarded",
-            "dead_lettered",
-            "destination_failures",
-        ):
+        for name in COUNTERS:
             totals[name] = getattr(self._finished_stats, name) + sum(getattr(p.stats, name) for p in live)
         results = [p.stats.last_result for p in live if p.stats.last_result != "No records processed"]
         last = results[-1] if results else self._finished_stats.last_result
