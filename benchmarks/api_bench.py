@@ -260,6 +260,9 @@ class Target:
         self.out: dict[str, Any] = {"pid": server.pid, "rss_start": server.rss_bytes()}
         for kind, client in self.clients.items():
             client.create_stream(f"bench-{kind}", SHARDS)
+        # A server's monitoring allocates a new stream's series at its next one-second sample: let that happen
+        # before the fill starts, so "growth while filling" measures growth with the data, not with the streams.
+        time.sleep(2.5)
 
     def put(self, kind: str, lo: int, hi: int) -> None:
         client, stream, shards = self.clients[kind], f"bench-{kind}", self.shards[kind]
