@@ -97,11 +97,16 @@ class EngineBase:
             raise ResourceInUseException(self._fmt(m.NOT_ACTIVE, st.name, state=st.status.value))
 
     # ----------------------------------------------------------------- time-driven state
+    def _transition_deadline(self) -> int:
+        """When a transitional status entered now ends (settings.status_delay_s); _tick applies it lazily."""
+        until = self.clock.now_ms() + int(self.settings.status_delay_s * 1000)
+        self._next_transition_ms = min(self._next_transition_ms, until)
+        return until
+
     def _set_status(self, st: StreamState, status: StreamStatus) -> None:
-        """Enter a transitional status; it ends after settings.status_delay_s (lazily, see _tick)."""
+        """Enter a transitional status; it ends after settings.status_delay_s."""
         st.status = status
-        st.status_until_ms = self.clock.now_ms() + int(self.settings.status_delay_s * 1000)
-        self._next_transition_ms = min(self._next_transition_ms, st.status_until_ms)
+        st.status_until_ms = self._transition_deadline()
 
     def _tick(self) -> None:
         """Finish every transition whose time has come. Cheap when none is due."""

@@ -134,9 +134,7 @@ class Admin(EngineBase):
             raise LimitExceededException(
                 self._fmt(m.CONSUMER_LIMIT, st.name, limit=self.settings.max_consumers_per_stream)
             )
-        now = self.clock.now_ms()
-        c = ConsumerState(consumer_name, now, "CREATING", now + int(self.settings.status_delay_s * 1000))
-        self._next_transition_ms = min(self._next_transition_ms, c.status_until_ms)
+        c = ConsumerState(consumer_name, self.clock.now_ms(), "CREATING", self._transition_deadline())
         st.consumers[consumer_name] = c
         self._save(st)
         model = self._consumer_model(st, c)
@@ -152,8 +150,7 @@ class Admin(EngineBase):
     ) -> None:
         st, c = self._find_consumer(stream_arn, consumer_name, consumer_arn)
         c.status = "DELETING"
-        c.status_until_ms = self.clock.now_ms() + int(self.settings.status_delay_s * 1000)
-        self._next_transition_ms = min(self._next_transition_ms, c.status_until_ms)
+        c.status_until_ms = self._transition_deadline()
         self._save(st)
         self._tick()
 

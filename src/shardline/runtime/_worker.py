@@ -63,21 +63,45 @@ class Identity:
 
 
 class LambdaContext:
-    """The context object a Lambda Python handler receives."""
+    """The context object a Lambda Python handler receives (in a worker and in-process alike)."""
 
-    def __init__(self, request_id: str, deadline_ms: int) -> None:
-        env = os.environ
+    def __init__(
+        self,
+        request_id: str,
+        deadline_ms: int,
+        *,
+        function_name: str,
+        function_arn: str,
+        memory_mb: str,
+        log_group_name: str,
+        log_stream_name: str,
+        function_version: str = "$LATEST",
+    ) -> None:
         self.aws_request_id = request_id
-        self.function_name = env["AWS_LAMBDA_FUNCTION_NAME"]
-        self.function_version = env["AWS_LAMBDA_FUNCTION_VERSION"]
-        self.invoked_function_arn = env["SHARDLINE_FUNCTION_ARN"]
-        self.memory_limit_in_mb = env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]
-        self.log_group_name = env["AWS_LAMBDA_LOG_GROUP_NAME"]
-        self.log_stream_name = env["AWS_LAMBDA_LOG_STREAM_NAME"]
+        self.function_name = function_name
+        self.function_version = function_version
+        self.invoked_function_arn = function_arn
+        self.memory_limit_in_mb = memory_mb  # a str, as the real runtime reads it from its environment
+        self.log_group_name = log_group_name
+        self.log_stream_name = log_stream_name
         self.identity = Identity()
         self.client_context = None
         self.tenant_id = None
         self._deadline_ms = deadline_ms
+
+    @classmethod
+    def from_environment(cls, request_id: str, deadline_ms: int) -> LambdaContext:
+        env = os.environ
+        return cls(
+            request_id,
+            deadline_ms,
+            function_name=env["AWS_LAMBDA_FUNCTION_NAME"],
+            function_version=env["AWS_LAMBDA_FUNCTION_VERSION"],
+            function_arn=env["SHARDLINE_FUNCTION_ARN"],
+            memory_mb=env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"],
+            log_group_name=env["AWS_LAMBDA_LOG_GROUP_NAME"],
+            log_stream_name=env["AWS_LAMBDA_LOG_STREAM_NAME"],
+        )
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, self._deadline_ms - time.time_ns() // 1_000_000)
@@ -184,7 +208,7 @@ def main() -> None:
             return
         request_id = header["id"]
         request_filter.request_id = request_id
-        ctx = LambdaContext(request_id, header["deadline_ms"])
+        ctx = LambdaContext.from_environment(request_id, header["deadline_ms"])
         out: dict[str, Any] = {"id": request_id}
         result = b""
         start = time.perf_counter()

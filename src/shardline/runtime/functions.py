@@ -25,6 +25,7 @@ import orjson
 
 from ..clock import Clock, SystemClock
 from ..engine.stats import Histogram
+from ._worker import LambdaContext
 
 __all__ = ["FunctionConfig", "FunctionPool", "InProcessFunction", "InvocationResult", "Throttled"]
 
@@ -382,11 +383,19 @@ class InProcessFunction:
         )
         self.invocations = 0
         self.errors = 0
+        self._stream_suffix = uuid.uuid4().hex  # one log stream per environment, as in a worker
 
     async def invoke(self, event: bytes) -> InvocationResult:
         request_id = str(uuid.uuid4())
-        ctx = _InProcessContext(
-            self.config, request_id, time.time_ns() // 1_000_000 + int(self.config.timeout_s * 1000)
+        cfg = self.config
+        ctx = LambdaContext(
+            request_id,
+            time.time_ns() // 1_000_000 + int(cfg.timeout_s * 1000),
+            function_name=cfg.name,
+            function_arn=cfg.arn,
+            memory_mb=str(cfg.memory_mb),
+            log_group_name=f"/aws/lambda/{cfg.name}",
+            log_stream_name=f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{self._stream_suffix}",
         )
         started = time.perf_counter()
         self.invocations += 1
@@ -405,24 +414,3 @@ class InProcessFunction:
                 request_id, orjson.dumps(err), "Unhandled", err, (time.perf_counter() - started) * 1000, None, ""
             )
         return InvocationResult(request_id, body, None, None, (time.perf_counter() - started) * 1000, None, "")
-
-
-class _InProcessContext:
-    def __init__(self, config: FunctionConfig, request_id: str, deadline_ms: int) -> None:
-        self.aws_request_id = request_id
-        self.function_name = config.name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = config.arn
-        self.memory_limit_in_mb = str(config.memory_mb)
-        self.log_group_name = f"/aws/lambda/{config.name}"
-        self.log_stream_name = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{uuid.uuid4().hex}"
-        self.identity = None
-        self.client_context = None
-        self.tenant_id = None
-        self._deadline_ms = deadline_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, self._deadline_ms - time.time_ns() // 1_000_000)
-
-    def log(self, msg: str) -> None:
-        print(msg, end="")
