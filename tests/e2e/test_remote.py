@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from _shardline import shardline
 from shardline.runtime.config import load_config
 from shardline.runtime.mapping import RuntimeTuning
 from shardline.runtime.remote import RemoteProject, kinesis_client
@@ -38,36 +37,10 @@ def handler(event, context):
 
 @pytest.fixture
 def endpoint(tmp_path: Path) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shardline.cli",
-            "serve",
-            "--port",
-            "0",
-            "--data-dir",
-            str(tmp_path / "server"),
-            "--fsync",
-            "never",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        match = re.search(r"serving Kinesis at (\S+)", proc.stdout.readline())
-        assert match
-        url = match.group(1)
-        with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
-            assert resp.status == 200
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with shardline("serve", "--port", "0", "--data-dir", str(tmp_path / "server"), "--fsync", "never") as running:
+        yield running.url
+        running.proc.terminate()
+        running.proc.wait(timeout=15)
 
 
 def project(tmp_path: Path) -> Path:

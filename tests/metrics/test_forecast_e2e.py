@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -15,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
+
+from _shardline import kinesis, shardline
 
 HANDLER = """
 import time
@@ -77,64 +75,36 @@ alarms:
     webhook: {{url: "{hook_url}", retries: 3}}
 """
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shardline.cli",
-            "up",
-            str(cfg),
-            "--port",
-            "0",
-            "--data-dir",
-            str(tmp_path / "d"),
-            "--fsync",
-            "never",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
     try:
-        assert proc.stdout is not None
-        match = re.search(r"serving Kinesis at (\S+)", proc.stdout.readline())
-        assert match
-        url = match.group(1)
-        kinesis = boto3.client(
-            "kinesis",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
-            config=Config(retries={"max_attempts": 0}),
-        )
-        started = time.monotonic()
-        kinesis.put_records(StreamName="events", Records=[{"Data": b"x", "PartitionKey": str(i)} for i in range(300)])
-        fired_at: float | None = None
-        ages: list[float] = []
-        while time.monotonic() - started < 58 and fired_at is None:
-            age = metric(url, "shardline_esm_iterator_age_seconds")
-            if age is not None:
-                ages.append(age)
-            if any(m.get("NewStateValue") == "ALARM" and "forecast" in m.get("AlarmName", "") for m in Hook.received):
-                fired_at = time.monotonic() - started
-            time.sleep(1)
-        assert fired_at is not None, f"no forecast alarm; webhook got {Hook.received}, ages {ages}"
-        # Fired before the oldest unprocessed record reached 60 s: nothing had been lost yet.
-        assert fired_at < 60
-        dropped = metric(url, "shardline_esm_dropped_records_total") or 0.0
-        assert dropped == 0
-        assert ages and max(ages) > ages[0]  # iterator age rose in /metrics
-        time.sleep(3)  # further evaluations must not send the same transition again
-        forecast = [m for m in Hook.received if "forecast" in m.get("AlarmName", "")]
-        assert len([m for m in forecast if m.get("NewStateValue") == "ALARM"]) == 1
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
+        with shardline("up", str(cfg), "--port", "0", "--data-dir", str(tmp_path / "d"), "--fsync", "never") as running:
+            url, proc = running.url, running.proc
+            client = kinesis(url)
+            started = time.monotonic()
+            client.put_records(
+                StreamName="events", Records=[{"Data": b"x", "PartitionKey": str(i)} for i in range(300)]
+            )
+            fired_at: float | None = None
+            ages: list[float] = []
+            while time.monotonic() - started < 58 and fired_at is None:
+                age = metric(url, "shardline_esm_iterator_age_seconds")
+                if age is not None:
+                    ages.append(age)
+                if any(
+                    m.get("NewStateValue") == "ALARM" and "forecast" in m.get("AlarmName", "") for m in Hook.received
+                ):
+                    fired_at = time.monotonic() - started
+                time.sleep(1)
+            assert fired_at is not None, f"no forecast alarm; webhook got {Hook.received}, ages {ages}"
+            # Fired before the oldest unprocessed record reached 60 s: nothing had been lost yet.
+            assert fired_at < 60
+            dropped = metric(url, "shardline_esm_dropped_records_total") or 0.0
+            assert dropped == 0
+            assert ages and max(ages) > ages[0]  # iterator age rose in /metrics
+            time.sleep(3)  # further evaluations must not send the same transition again
+            forecast = [m for m in Hook.received if "forecast" in m.get("AlarmName", "")]
+            assert len([m for m in forecast if m.get("NewStateValue") == "ALARM"]) == 1
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
         server.shutdown()
         server.server_close()

@@ -4,10 +4,7 @@ the series survive a restart, and --no-metrics turns it all off."""
 from __future__ import annotations
 
 import json
-import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,45 +16,19 @@ from typing import Any, TypeVar
 import boto3
 from botocore.config import Config
 
-URL_RE = re.compile(r"serving Kinesis at (http://\S+)")
+from _shardline import shardline
+
 WAIT_S = 20.0  # bounds for polls that normally succeed within a second or two
 T = TypeVar("T")
 
 
 @contextmanager
 def serve(data_dir: Path, *extra: str) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shardline.cli",
-            "serve",
-            "--port",
-            "0",
-            "--data-dir",
-            str(data_dir),
-            "--fsync",
-            "never",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        match = URL_RE.search(proc.stdout.readline())
-        assert match, "no URL in the first line"
-        yield match.group(1)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=WAIT_S) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=WAIT_S)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    args = ("serve", "--port", "0", "--data-dir", str(data_dir), "--fsync", "never", *extra)
+    with shardline(*args, wait_s=WAIT_S) as running:
+        yield running.url
+        running.proc.send_signal(signal.SIGTERM)
+        assert running.proc.wait(timeout=WAIT_S) == 0
 
 
 def get(url: str) -> tuple[int, bytes]:

@@ -8,21 +8,18 @@ import io
 import re
 import socket
 import subprocess
-import sys
 import threading
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import boto3
 import orjson
 import pytest
-from botocore.config import Config
 from rich.console import Console
 
+from _shardline import CLI, kinesis, shardline
 from shardline.metrics import top
 
 NOW = 1_700_000_000_000
@@ -275,7 +272,6 @@ def test_not_a_terminal_prints_a_snapshot_per_interval(
 
 
 # ------------------------------------------------------------------------------------------------ real server
-URL_RE = re.compile(r"serving Kinesis at (http://\S+)")
 PROJECT = """\
 streams:
   clicks: {shards: 2}
@@ -295,36 +291,28 @@ def test_top_once_against_a_running_project(tmp_path: Path) -> None:
     (tmp_path / "handlers").mkdir()
     (tmp_path / "handlers" / "fn.py").write_text("def handler(event, context):\n    return None\n")
     (tmp_path / "shardline.yml").write_text(PROJECT)
-    cli = [sys.executable, "-m", "shardline.cli"]
-    with (tmp_path / "up.log").open("w") as log:
-        proc = subprocess.Popen(
-            [*cli, "up", "shardline.yml", "--port", "0", "--data-dir", "data", "--log-level", "warning"],
+    with (
+        (tmp_path / "up.log").open("w") as log,
+        shardline(
+            "up",
+            "shardline.yml",
+            "--port",
+            "0",
+            "--data-dir",
+            "data",
+            "--log-level",
+            "warning",
             cwd=tmp_path,
-            stdout=subprocess.PIPE,
             stderr=log,
-            text=True,
-        )
-    try:
-        assert proc.stdout is not None
-        match = URL_RE.search(proc.stdout.readline())
-        assert match, (tmp_path / "up.log").read_text()
-        url = match.group(1)
-        with urllib.request.urlopen(f"{url}/health", timeout=10) as resp:
-            assert resp.status == 200
-        kinesis = boto3.client(
-            "kinesis",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
-            config=Config(retries={"max_attempts": 0}),
-        )
-        out = kinesis.put_records(
+        ) as running,
+    ):
+        url = running.url
+        out = kinesis(url).put_records(
             StreamName="clicks", Records=[{"Data": b"x" * 10, "PartitionKey": f"k{i}"} for i in range(25)]
         )
         assert out["FailedRecordCount"] == 0
         done = subprocess.run(
-            [*cli, "top", "--once", "--endpoint", url], capture_output=True, text=True, timeout=30, check=False
+            [*CLI, "top", "--once", "--endpoint", url], capture_output=True, text=True, timeout=30, check=False
         )
         assert done.returncode == 0, done.stderr
         text = done.stdout
@@ -334,8 +322,3 @@ def test_top_once_against_a_running_project(tmp_path: Path) -> None:
         assert mapping[:3] == ["count-clicks", "clicks", "Enabled"]
         assert row(section(text, "FUNCTIONS"), "count-clicks")[0] == "count-clicks"
         assert re.fullmatch(r"\d+ alarms: 0 ALARM, \d+ INSUFFICIENT_DATA, \d+ OK", section(text, "ALARMS")[-1])
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        if proc.stdout is not None:
-            proc.stdout.close()

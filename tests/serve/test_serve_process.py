@@ -3,58 +3,28 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
-URL_RE = re.compile(r"serving Kinesis at (http://\S+)")
+from _shardline import kinesis, shardline
 
 
 @contextmanager
 def serve(data_dir: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shardline.cli", "serve", "--port", "0", "--data-dir", str(data_dir), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = URL_RE.search(line)
-        assert match, f"unexpected first line: {line!r}"
-        url = match.group(1)
-        with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
-            assert resp.status == 200
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with shardline("serve", "--port", "0", "--data-dir", str(data_dir), *extra) as running:
+        yield running.proc, running.url
 
 
 def client(url: str) -> Any:
-    return boto3.client(
-        "kinesis",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(retries={"max_attempts": 0}),
-    )
+    return kinesis(url)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

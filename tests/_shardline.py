@@ -1,0 +1,77 @@
+"""Running `shardline` as a real process in tests: start it on a free port, wait until it answers, always clean up."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import boto3
+from botocore.config import Config
+
+URL_RE = re.compile(r"serving Kinesis at (http://\S+)")
+CLI = [sys.executable, "-m", "shardline.cli"]
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[str]
+    url: str
+
+
+@contextmanager
+def shardline(
+    *args: str,
+    stderr: int | IO[Any] = subprocess.DEVNULL,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    wait_s: float = 20.0,
+) -> Iterator[Running]:
+    """`shardline <args>` (a `serve` or `up` that prints its URL first); yields once GET /health answers 200. The
+    process is killed on the way out if the test did not stop it."""
+    proc = subprocess.Popen(
+        [*CLI, *args], stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True, cwd=cwd, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = URL_RE.search(line)
+        assert match, f"shardline did not start: {line!r}"
+        url = match.group(1)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+        yield Running(proc, url)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=wait_s)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def kinesis(url: str) -> Any:
+    """A boto3 Kinesis client for a local endpoint: dummy credentials, no retries (errors surface at once)."""
+    return boto3.client(
+        "kinesis",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": 0}),
+    )
