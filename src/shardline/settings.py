@@ -23,6 +23,13 @@ class Settings:
     fsync: FsyncPolicy = "always"
     fsync_interval_ms: int = 200
 
+    # Write-ahead journal (storage/journal.py): every put is one journal write whatever the shards it touches;
+    # records reach their shard's segment files in batches. Staged bytes are held in memory up to
+    # journal_staged_bytes; a checkpoint every journal_checkpoint_ms bounds what recovery replays.
+    journal_staged_bytes: int = 8 * 1024 * 1024
+    journal_checkpoint_ms: int = 1000
+    journal_file_bytes: int = 64 * 1024 * 1024
+
     # Storage layout. Larger segments mean fewer files; retention deletes whole segments, so a segment also rolls
     # after segment_max_age_s to keep the retention overshoot bounded.
     segment_bytes: int = 64 * 1024 * 1024
@@ -59,6 +66,12 @@ class Settings:
     def __post_init__(self) -> None:
         if self.fsync not in ("always", "interval", "never"):
             raise ValueError(f"fsync must be always, interval or never, not {self.fsync!r}")
+        if self.journal_staged_bytes < 0:
+            raise ValueError("journal_staged_bytes must not be negative")
+        if self.journal_checkpoint_ms < 1:
+            raise ValueError("journal_checkpoint_ms must be positive")
+        if self.journal_file_bytes < 4096:
+            raise ValueError("journal_file_bytes must be at least 4096")
         if self.segment_bytes < 4096:
             raise ValueError("segment_bytes must be at least 4096")
         if self.index_interval_bytes < 1:

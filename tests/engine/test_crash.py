@@ -470,7 +470,7 @@ def test_flipped_byte_in_sealed_segment_loses_only_its_frame(
     data_dir = tmp_path / "data"
     # Small segments and a dense index: with the index kept, the damaged frame lies before the last index entry, so
     # only a read finds it; with the index removed, opening the shard rescans the segment.
-    small = {"segment_bytes": 4096, "index_interval_bytes": 256}
+    small = {"segment_bytes": 4096, "index_interval_bytes": 256, "journal_staged_bytes": 0}
 
     async def write() -> dict[str, tuple[bytes, str]]:
         async with _engine(data_dir, CLOCK_START_MS, **small) as engine:

@@ -392,7 +392,8 @@ async def test_writes_after_a_split_go_to_the_children(kit, engine: Engine) -> N
 
 async def test_positions_are_exact_across_many_segments(kit, clock: ManualClock) -> None:
     """Small segments and a dense sparse index: every AT_SEQUENCE_NUMBER and AT_TIMESTAMP lands on its record."""
-    engine = await kit.open(segment_bytes=4096, segment_max_age_s=0.05, index_interval_bytes=64)
+    # journal_staged_bytes=0: every put reaches its segment at once, one frame per put as this test needs.
+    engine = await kit.open(segment_bytes=4096, segment_max_age_s=0.05, index_interval_bytes=64, journal_staged_bytes=0)
     await engine.create_stream("s", 1)
     written: list[tuple[str, int, bytes]] = []
     for batch in range(40):

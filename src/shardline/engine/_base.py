@@ -17,6 +17,7 @@ from ..errors import (
 from ..models import StreamMode, StreamStatus
 from ..settings import Settings
 from ..storage.catalog import Catalog
+from ..storage.journal import Journal
 from ..storage.log import FileCache, RecoveryReport, ShardLog
 from ..storage.sync import GroupCommitter
 from . import messages as m
@@ -38,6 +39,7 @@ class EngineBase:
     catalog: Catalog
     files: FileCache
     committer: GroupCommitter
+    journal: Journal
     iterators: IteratorCodec
     streams: dict[str, StreamState]
     _next_transition_ms: int
@@ -143,6 +145,7 @@ class EngineBase:
     def _finish_delete(self, st: StreamState) -> None:
         for sh in st.shards:
             if sh.log is not None:
+                sh.log.discard_pending()
                 sh.log.close()
                 sh.log = None
         self.catalog.delete_stream(st.stream_id)

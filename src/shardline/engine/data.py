@@ -144,8 +144,9 @@ class DataPlane(EngineBase):
     ) -> PutRecordsResult:
         max_record = st.max_record_size_kib * 1024
         violations: list[tuple[object, str, str]] = []
-        # shard -> (request positions, (partition key, explicit hash key, data) triples), filled while routing
-        groups: dict[ShardState, tuple[list[int], list[tuple[bytes, bytes, bytes]]]] = {}
+        # One entry per record, in request order: what the journal stages, and whose result it is.
+        plan: list[tuple[ShardLog, int, bytes, bytes, bytes]] = []
+        owners: list[tuple[int, ShardState, int]] = []  # request position, shard, key + data bytes
         total = 0
         router = st.router
         assert router is not None
@@ -193,11 +194,8 @@ class DataPlane(EngineBase):
                     raise InvalidArgumentException(m.EXPLICIT_HASH_KEY.format(value=ehk))
                 ehkb = ehk.encode()
             shard: ShardState = route(key)  # type: ignore[assignment]
-            group = groups.get(shard)
-            if group is None:
-                group = groups[shard] = ([], [])
-            group[0].append(i)
-            group[1].append((pkb, ehkb, data))
+            plan.append((shard.log, shard.index, pkb, ehkb, data))  # type: ignore[arg-type]
+            owners.append((i, shard, size))
         if violations:
             raise validation_error(violations)
         if total > self.settings.max_put_records_bytes and not single:
@@ -206,78 +204,85 @@ class DataPlane(EngineBase):
         now = self.clock.now_ms()
         results: list[PutRecordsEntry] = [_PENDING] * len(records)
         if self.settings.enforce_limits:
-            groups = self._throttle_writes(st, groups, results, single)
-        touched: list[ShardLog] = []
-        signals: list[asyncio.Event] = []
+            plan, owners = self._throttle_writes(st, plan, owners, results, single)
         st.counters.last_incoming_ms = now
-        for shard, (idxs, triples) in groups.items():
-            lg = shard.log
-            assert lg is not None
-            try:
-                base = lg.append(triples, now)
-            except OSError as exc:
-                log.error("stream %s %s: append failed: %s", st.name, shard.shard_id, exc)
-                if single:
-                    raise InternalFailureException("Internal Service Failure") from exc
-                for i in idxs:
-                    results[i] = _INTERNAL_FAILURE
-                continue
-            touched.append(lg)
-            if shard.new_data is not None:
-                signals.append(shard.new_data)
+        if not plan:
+            return PutRecordsResult(len(records), results, st.encryption_type)
+        journal = self.journal
+        always = self.settings.fsync == "always"
+        try:
+            offsets = journal.put(st.tag, now, plan, visible=not always)
+        except OSError as exc:
+            log.error("stream %s: journal write failed: %s", st.name, exc)
+            if single:
+                raise InternalFailureException("Internal Service Failure") from exc
+            for i, _, _ in owners:
+                results[i] = _INTERNAL_FAILURE
+            return PutRecordsResult(len(records), results, st.encryption_type)
+        # Every record is acknowledged from here on: it is in the journal (durable below under fsync=always).
+        # Only per-record work here, no loop over the shards a request touched: that keeps the cost of a record
+        # the same at 1 shard and at 1,000.
+        wake: dict[ShardState, None] = {}
+        for (i, shard, size), off in zip(owners, offsets, strict=True):
+            results[i] = PutRecordsEntry(shard.shard_id, str(shard.seq_prefix + off))
             c = shard.counters
-            c.incoming_records += len(triples)
-            c.incoming_bytes += sum([len(t[0]) + len(t[2]) for t in triples])
-            sid, prefix = shard.shard_id, shard.seq_prefix + base
-            for j, i in enumerate(idxs):
-                results[i] = PutRecordsEntry(sid, str(prefix + j))
-        if touched and self.settings.fsync == "always":
+            c.incoming_records += 1
+            c.incoming_bytes += size
+            if shard.new_data is not None:
+                wake[shard] = None
+        if journal.staged_bytes > self.settings.journal_staged_bytes:
             try:
-                await self.committer.commit(touched)
+                journal.materialize_all()
+            except OSError as exc:  # the records stay staged and in the journal; the next pass retries
+                log.error("stream %s: writing staged records to the shard logs failed: %s", st.name, exc)
+        if always:
+            try:
+                await self.committer.commit((journal,))  # type: ignore[arg-type]
             except OSError as exc:
                 raise InternalFailureException("Internal Service Failure") from exc
-        for signal in signals:
-            signal.set()
+            for (lg, *_), off in zip(plan, offsets, strict=True):
+                if off >= lg.visible_offset:
+                    lg.visible_offset = lg.synced_offset = off + 1
+        for shard in wake:
+            shard.new_data.set()  # type: ignore[union-attr]
         failed = sum(1 for r in results if r.error_code is not None)
         return PutRecordsResult(failed, results, st.encryption_type)
 
     def _throttle_writes(
         self,
         st: StreamState,
-        groups: dict[ShardState, tuple[list[int], list[tuple[bytes, bytes, bytes]]]],
+        plan: list[tuple[ShardLog, int, bytes, bytes, bytes]],
+        owners: list[tuple[int, ShardState, int]],
         results: list[PutRecordsEntry],
         single: bool,
-    ) -> dict[ShardState, tuple[list[int], list[tuple[bytes, bytes, bytes]]]]:
+    ) -> tuple[list[tuple[ShardLog, int, bytes, bytes, bytes]], list[tuple[int, ShardState, int]]]:
         """Take each record's bytes and count from its shard's (or the on-demand stream's) buckets; a record that
         does not fit fails in place with ProvisionedThroughputExceededException."""
         now = self.clock.monotonic()
         on_demand = st.mode is StreamMode.ON_DEMAND
-        kept: dict[ShardState, tuple[list[int], list[tuple[bytes, bytes, bytes]]]] = {}
-        for shard, (idxs, triples) in groups.items():
+        kept_plan: list[tuple[ShardLog, int, bytes, bytes, bytes]] = []
+        kept_owners: list[tuple[int, ShardState, int]] = []
+        for entry, owner in zip(plan, owners, strict=True):
+            i, shard, size = owner
             bytes_bucket = st.write_bytes if on_demand else shard.write_bytes
             recs_bucket = st.write_records if on_demand else shard.write_records
             if bytes_bucket is None or recs_bucket is None:
-                kept[shard] = (idxs, triples)
+                kept_plan.append(entry)
+                kept_owners.append(owner)
                 continue
-            keep_idx: list[int] = []
-            keep: list[tuple[bytes, bytes, bytes]] = []
-            for i, triple in zip(idxs, triples, strict=True):
-                size = len(triple[0]) + len(triple[2])
-                if bytes_bucket.take(size, now):
-                    if recs_bucket.take(1, now):
-                        keep_idx.append(i)
-                        keep.append(triple)
-                        continue
-                    bytes_bucket.refund(size)
-                shard.counters.write_throttled_records += 1
-                msg = self._fmt(m.RATE_EXCEEDED, st.name, shard=shard.shard_id)
-                if single:
-                    raise ProvisionedThroughputExceededException(msg)
-                st.counters.put_records_throttled_records += 1
-                results[i] = PutRecordsEntry(None, None, "ProvisionedThroughputExceededException", msg)
-            if keep:
-                kept[shard] = (keep_idx, keep)
-        return kept
+            if bytes_bucket.take(size, now):
+                if recs_bucket.take(1, now):
+                    kept_plan.append(entry)
+                    kept_owners.append(owner)
+                    continue
+                bytes_bucket.refund(size)
+            shard.counters.write_throttled_records += 1
+            msg = self._fmt(m.RATE_EXCEEDED, st.name, shard=shard.shard_id)
+            if single:
+                raise ProvisionedThroughputExceededException(msg)
+            st.counters.put_records_throttled_records += 1
+            results[i] = PutRecordsEntry(None, None, "ProvisionedThroughputExceededException", msg)
+        return kept_plan, kept_owners
 
     def data_signal(self, stream_name: str, shard_id: str) -> asyncio.Event | None:
         """An event set whenever the shard gets new readable records or closes (None if there is no such shard).

@@ -13,7 +13,8 @@ from typing import Any
 from ..clock import Clock, SystemClock
 from ..settings import Settings
 from ..storage.catalog import Catalog
-from ..storage.log import FileCache, RecoveryReport
+from ..storage.journal import Journal, JournalReport
+from ..storage.log import FileCache, RecoveryReport, ShardLog
 from ..storage.sync import GroupCommitter
 from .admin import Admin
 from .control import ControlPlane
@@ -49,6 +50,7 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         self.committer = GroupCommitter()
         self.streams: dict[str, StreamState] = {}
         self.recovery_reports: list[RecoveryReport] = []
+        self.journal_report = JournalReport()
         self._next_transition_ms = 0
         self._closed = True
         self._tasks: list[asyncio.Task[None]] = []
@@ -66,6 +68,7 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
                 self._make_buckets(st)
                 st.rebuild_router()
                 self.streams[st.name] = st
+            self._open_journal()
         except BaseException:
             self._close_logs()
             self.catalog.close(clean=False)
@@ -73,6 +76,7 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         self._closed = False
         self._tick()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="shardline-retention"))
+        self._tasks.append(asyncio.create_task(self._checkpoint_loop(), name="shardline-journal-checkpoint"))
         if self.settings.fsync == "interval":
             self._tasks.append(asyncio.create_task(self._interval_sync_loop(), name="shardline-fsync-interval"))
         log.info(
@@ -82,6 +86,41 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
             self.catalog.was_clean,
         )
         return self
+
+    def _open_journal(self) -> None:
+        """Replay what the journal holds beyond the shard logs, write it to the segments and checkpoint."""
+        s = self.settings
+        by_tag = {st.tag: st for st in self.streams.values()}
+
+        def resolve(tag: int, index: int) -> ShardLog | None:
+            st = by_tag.get(tag)
+            sh = st.shard(index) if st is not None else None
+            return sh.log if sh is not None else None
+
+        self.journal, report = Journal.open(
+            self.catalog.journal_dir,
+            resolve,
+            file_bytes=s.journal_file_bytes,
+            durable=s.fsync != "never",
+            max_span_ms=s.journal_checkpoint_ms,
+        )
+        self.journal_report = report
+        self.journal.checkpoint_now()
+        for st in self.streams.values():
+            for sh in st.shards:
+                if sh.log is not None:
+                    sh.log.mark_synced(sh.log.next_offset)  # replayed records are in fsynced segments now
+        if report.records or not report.clean:
+            log.warning(
+                "journal replay: %d records written to their shards (%d already there, %d of deleted streams), "
+                "torn tail %d bytes, %d records past a gap, damage: %s",
+                report.records,
+                report.already_written,
+                report.orphaned,
+                report.torn_bytes,
+                report.gaps,
+                "; ".join(report.damaged) or "none",
+            )
 
     async def close(self) -> None:
         if self._closed:
@@ -95,6 +134,7 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         self._tasks.clear()
         await self.committer.close()
         self._close_logs()
+        self.journal.close()
         self.files.close()
         self.catalog.close(clean=True)
 
@@ -160,18 +200,36 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
                 log.exception("retention pass failed")
 
     async def _interval_sync_loop(self) -> None:
+        """fsync=interval: every put is in the journal, so fsyncing the journal bounds what a crash can lose."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.settings.fsync_interval_ms / 1000)
-            dirty = [
-                (sh.log, sh.log.next_offset)
-                for st in self.streams.values()
-                for sh in st.shards
-                if sh.log is not None and sh.log.synced_offset < sh.log.next_offset
-            ]
+            position = self.journal.position
+            if self.journal.synced_position >= position:
+                continue
             try:
-                for lg, offset in dirty:
-                    await loop.run_in_executor(None, lg.sync)
-                    lg.mark_synced(offset)
+                await loop.run_in_executor(None, self.journal.sync)
+                self.journal.mark_synced(position)
             except Exception:
                 log.exception("interval fsync failed")
+
+    async def checkpoint(self) -> None:
+        """Write every staged record to its segments, fsync them (unless fsync=never) and move the journal's
+        checkpoint, so recovery replays nothing before this point. Runs every journal_checkpoint_ms."""
+        journal = self.journal
+        position, logs = journal.begin_checkpoint()
+        if journal.durable and logs:
+            try:
+                await self.committer.fsync(logs)
+            except BaseException:
+                journal.abort_checkpoint(logs)
+                raise
+        journal.finish_checkpoint(position)
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.journal_checkpoint_ms / 1000)
+            try:
+                await self.checkpoint()
+            except Exception:
+                log.exception("journal checkpoint failed")

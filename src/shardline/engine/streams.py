@@ -29,7 +29,7 @@ def shard_id_of(index: int) -> str:
     return f"shardId-{index:012d}"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ShardState:
     index: int
     start_key: int

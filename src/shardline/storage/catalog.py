@@ -7,6 +7,7 @@
   CLEAN                          present only after a clean close; removed when an engine opens the directory
   streams/<stream id>/stream.json   metadata of one stream (atomic replace, fsynced)
   streams/<stream id>/shards/<shard index>/   one ShardLog per shard
+  journal/                       the write-ahead journal of put requests (journal.py)
   trash/                         deleted streams are renamed here first, then removed
 ```
 A stream id is generated (never the user's stream name), so no name can reach the file system as a path.
@@ -37,6 +38,7 @@ class Catalog:
         self.root = root
         self.streams_dir = root / "streams"
         self.trash_dir = root / "trash"
+        self.journal_dir = root / "journal"
         self._lock_fd = -1
         self.secret = b""
         self.was_clean = False

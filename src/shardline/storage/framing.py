@@ -43,6 +43,7 @@ __all__ = [
     "decode_into",
     "decode_records",
     "encode_frame",
+    "encode_frame_body",
     "parse_header",
 ]
 
@@ -102,6 +103,16 @@ def encode_frame(
     length = HEADER_SIZE - _LEN_PREFIX + len(body)  # magic, crc, count, two times, then the records
     head = _PREFIX.pack(base_offset, length, MAGIC)
     tail = _COUNTS.pack(len(records), arrival_ms, arrival_ms)
+    crc = zlib.crc32(body, zlib.crc32(tail, zlib.crc32(head)))
+    return b"".join((head, _CRC.pack(crc), tail, body))
+
+
+def encode_frame_body(base_offset: int, count: int, first_arrival_ms: int, max_arrival_ms: int, body: bytes) -> bytes:
+    """Wrap already encoded records (offset deltas from ``base_offset``, arrival deltas from ``first_arrival_ms``)
+    in a frame header. The write-ahead journal stages records this way and materialises them in one piece."""
+    length = HEADER_SIZE - _LEN_PREFIX + len(body)
+    head = _PREFIX.pack(base_offset, length, MAGIC)
+    tail = _COUNTS.pack(count, first_arrival_ms, max_arrival_ms)
     crc = zlib.crc32(body, zlib.crc32(tail, zlib.crc32(head)))
     return b"".join((head, _CRC.pack(crc), tail, body))
 

@@ -12,6 +12,11 @@ Directory layout of one shard:
 
 Retention first advances ``log-start`` durably, then deletes whole segments below it, so a crash in between
 leaves only files that the next open removes.
+
+Records may be *staged* before they reach a segment (see journal.py): they already have their offsets
+(``next_offset`` counts them) and their encoded bytes wait in ``pending``, durable in the engine's write-ahead
+journal. ``materialize`` writes them as one frame; every read, seal, close and trim does so first, so the segment
+files are the only thing readers ever look at.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .._fsutil import atomic_write, fsync_dir
-from .framing import decode_into, decode_records, encode_frame
+from .framing import decode_into, decode_records, encode_frame, encode_frame_body
 from .segment import CorruptRange, Segment
 
 __all__ = ["FileCache", "RecoveryReport", "ShardLog"]
@@ -87,6 +92,28 @@ class ShardLog:
     """Append-only log of one shard. Not thread-safe: appends and reads run on the owner's event loop; only
     ``sync`` may run on a worker thread."""
 
+    __slots__ = (
+        "__weakref__",
+        "_bases",
+        "_files",
+        "_index_interval",
+        "_last_arrival_ms",
+        "_segment_bytes",
+        "_segment_max_age_ms",
+        "_segments",
+        "_visible_on_write",
+        "directory",
+        "log_start",
+        "next_offset",
+        "pending",
+        "pending_base",
+        "pending_first",
+        "pending_max",
+        "sealed",
+        "synced_offset",
+        "visible_offset",
+    )
+
     def __init__(
         self,
         directory: Path,
@@ -110,7 +137,13 @@ class ShardLog:
         self.visible_offset = 0  # readers see offsets below this (== next_offset unless waiting for fsync)
         self.synced_offset = 0
         self.sealed = False
-        self.last_arrival_ms = -1
+        self._last_arrival_ms = -1
+        # Staged records (journal.py): encoded record bytes with offset deltas from ``pending_base`` and arrival
+        # deltas from ``pending_first``; ``pending_max`` is the newest arrival among them.
+        self.pending: list[bytes] = []
+        self.pending_base = 0
+        self.pending_first = -1
+        self.pending_max = -1
 
     # ----------------------------------------------------------------- open / close
     @classmethod
@@ -162,7 +195,7 @@ class ShardLog:
             self._delete_files(gone.base_offset, report)
         if self._segments:
             self.next_offset = self._segments[-1].end_offset
-            self.last_arrival_ms = max(s.max_arrival_ms for s in self._segments)
+            self._last_arrival_ms = max(s.max_arrival_ms for s in self._segments)
         else:
             self.next_offset = self.log_start
         # log-start never passes the end; only a lost tail could make it.
@@ -175,40 +208,78 @@ class ShardLog:
         return self, report
 
     def close(self) -> None:
+        """Materialize what is staged, then close every segment (the active one is fsynced)."""
+        if self.pending and not self.sealed:
+            self.materialize()
         for seg in self._segments:
             self._files.forget(seg.path)
             if seg.writable:
                 seg.close()
 
     def seal(self) -> None:
-        """No more appends; the active segment is fsynced, closed and its index saved."""
+        """No more appends; staged records are written, the active segment is fsynced, closed and its index saved."""
+        if self.pending:
+            self.materialize()
         if self._segments and self._segments[-1].writable:
             self._segments[-1].seal(durable=True)
         self.sealed = True
         self.synced_offset = self.visible_offset = self.next_offset
 
     # ----------------------------------------------------------------- writes
+    @property
+    def last_arrival_ms(self) -> int:
+        """Arrival time of the newest record, staged or written (-1 when there is none)."""
+        return self.pending_max if self.pending else self._last_arrival_ms
+
     def append(self, records: Sequence[tuple[bytes, bytes, bytes]], arrival_ms: int) -> int:
         """Append one frame; returns its base offset. The records are visible at once unless the log was opened
         with ``visible_on_write=False``, in which case ``mark_synced`` makes them visible."""
         if self.sealed:
             raise RuntimeError(f"append to sealed log {self.directory}")
-        seg = self._segments[-1]
+        if self.pending:
+            self.materialize()
         base = self.next_offset
-        frame = encode_frame(base, arrival_ms, records)
-        if seg.size and (
-            seg.size + len(frame) > self._segment_bytes
-            or (seg.first_arrival_ms >= 0 and arrival_ms - seg.first_arrival_ms >= self._segment_max_age_ms)
-        ):
-            seg = self._roll(base)
-        count = len(records)
-        seg.append(frame, base, count, arrival_ms)
-        self.next_offset = base + count
-        if arrival_ms > self.last_arrival_ms:
-            self.last_arrival_ms = arrival_ms
+        self._write_frame(encode_frame(base, arrival_ms, records), base, len(records), arrival_ms, arrival_ms)
+        self.next_offset = base + len(records)
         if self._visible_on_write:
             self.visible_offset = self.next_offset
         return base
+
+    def materialize(self) -> bool:
+        """Write the staged records as one frame. Returns whether there was anything to write. On an error the
+        records stay staged (they are in the journal) and the next call tries again."""
+        if not self.pending:
+            return False
+        if self.sealed:
+            raise RuntimeError(f"staged records in sealed log {self.directory}")
+        base = self.pending_base
+        count = self.next_offset - base
+        frame = encode_frame_body(base, count, self.pending_first, self.pending_max, b"".join(self.pending))
+        self._write_frame(frame, base, count, self.pending_first, self.pending_max)
+        if self.pending_max > self._last_arrival_ms:
+            self._last_arrival_ms = self.pending_max
+        self.pending = []
+        return True
+
+    def discard_pending(self) -> None:
+        """Forget staged records (their stream is being deleted)."""
+        self.pending = []
+
+    @property
+    def written_offset(self) -> int:
+        """The end of what is in segment files (``next_offset`` minus what is staged)."""
+        return self.pending_base if self.pending else self.next_offset
+
+    def _write_frame(self, frame: bytes, base: int, count: int, first_ms: int, max_ms: int) -> None:
+        seg = self._segments[-1]
+        if seg.size and (
+            seg.size + len(frame) > self._segment_bytes
+            or (seg.first_arrival_ms >= 0 and first_ms - seg.first_arrival_ms >= self._segment_max_age_ms)
+        ):
+            seg = self._roll(base)
+        seg.append(frame, base, count, first_ms, max_ms)
+        if max_ms > self._last_arrival_ms:
+            self._last_arrival_ms = max_ms
 
     def sync(self) -> None:
         """fsync the active segment. Thread-safe against appends on the loop (they only add bytes)."""
@@ -247,6 +318,8 @@ class ShardLog:
         ``id_base + offset`` (one object per record on the hot read path)."""
         offset = max(offset, self.log_start)
         end = self.visible_offset if end_offset is None else min(end_offset, self.visible_offset)
+        if self.pending and end > self.pending_base:
+            self.materialize()
         out: list[Any] = []
         if offset >= end or not self._segments:
             return out, offset
@@ -274,6 +347,8 @@ class ShardLog:
 
     def offset_for_time(self, arrival_ms: int) -> int:
         """The offset of the first record that arrived at or after ``arrival_ms`` (the visible end if none)."""
+        if self.pending:
+            self.materialize()
         end = self.visible_offset
         for seg in self._segments:
             if seg.max_arrival_ms < arrival_ms or seg.end_offset <= self.log_start:
@@ -298,11 +373,15 @@ class ShardLog:
     # ----------------------------------------------------------------- retention
     def segment_ranges(self) -> list[tuple[int, int, int]]:
         """(base offset, end offset, newest arrival ms) per segment, oldest first."""
+        if self.pending:
+            self.materialize()
         return [(s.base_offset, s.end_offset, s.max_arrival_ms) for s in self._segments]
 
     def trim_before_time(self, cutoff_ms: int) -> int:
         """Delete every segment whose newest record arrived before ``cutoff_ms`` (the active one too, once it is
         not the only place the log's end offset is recorded). Returns the number of records removed."""
+        if self.pending:
+            self.materialize()
         doomed = 0
         for seg in self._segments[:-1]:
             if seg.max_arrival_ms < cutoff_ms:

@@ -153,19 +153,30 @@ class Segment:
         return self._fd >= 0
 
     # ----------------------------------------------------------------- writes
-    def append(self, frame: bytes, base_offset: int, count: int, arrival_ms: int) -> None:
+    def append(self, frame: bytes, base_offset: int, count: int, arrival_ms: int, max_arrival_ms: int = -1) -> None:
+        """Write one frame whose first record arrived at ``arrival_ms`` (and its last at ``max_arrival_ms``, when
+        given). A failed write is cut back off the file, so the next frame still starts where this one would have."""
         pos = self.size
-        n = os.write(self._fd, frame)
-        if n < len(frame):
-            view = memoryview(frame)[n:]
-            while view:
-                view = view[os.write(self._fd, view) :]
+        try:
+            n = os.write(self._fd, frame)
+            if n < len(frame):
+                view = memoryview(frame)[n:]
+                while view:
+                    view = view[os.write(self._fd, view) :]
+        except OSError:
+            try:
+                os.ftruncate(self._fd, pos)
+            except OSError as exc:
+                log.error("%s: cannot cut a failed write back off: %s", self.path, exc)
+            raise
         if pos - self._last_indexed_pos >= self.index_interval:
             self._add_index_entry(pos, base_offset)
         if self.first_arrival_ms < 0:
             self.first_arrival_ms = arrival_ms
-        if arrival_ms > self.max_arrival_ms:
-            self.max_arrival_ms = arrival_ms
+        if max_arrival_ms < arrival_ms:
+            max_arrival_ms = arrival_ms
+        if max_arrival_ms > self.max_arrival_ms:
+            self.max_arrival_ms = max_arrival_ms
         self.end_offset = base_offset + count
         self.size = pos + len(frame)
 

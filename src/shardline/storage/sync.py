@@ -78,6 +78,15 @@ class GroupCommitter:
             if not fut.done():
                 fut.set_result(None)
 
+    async def fsync(self, logs: list[ShardLog]) -> None:
+        """fsync ``logs`` on the committer's threads (a few jobs, not one per log)."""
+        if not logs:
+            return
+        loop = asyncio.get_running_loop()
+        chunks = [logs[i :: self._threads] for i in range(min(self._threads, len(logs)))]
+        await asyncio.gather(*(loop.run_in_executor(self._pool, _sync_all, chunk) for chunk in chunks))
+        self.fsyncs += len(logs)
+
     async def close(self) -> None:
         if self._runner is not None:
             with contextlib.suppress(Exception):

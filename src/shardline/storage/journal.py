@@ -1,0 +1,419 @@
+"""The engine's write-ahead journal: one write (and under fsync=always one shared fsync) per put request, however
+many shards the request touches.
+
+A request's records are encoded once. The bytes go to the journal as one frame, and each record's segment encoding
+is *staged* in its shard's log (``ShardLog.pending``). Staged records are materialised into the segment files in
+batches, one frame per shard: when the staged bytes pass a bound, whenever a shard is read, sealed, trimmed or
+closed, and at every checkpoint. A checkpoint materialises everything staged, fsyncs the segments written since
+the previous checkpoint (unless fsync=never), then records its journal position durably; journal files wholly
+before that position are deleted.
+
+Recovery opens the shard logs first (cutting torn tails as usual), then replays the journal from the checkpoint:
+a record already in its shard's segments is skipped, the shard's next offset is staged again, a record of a stream
+that no longer exists is skipped. Frames must follow each other without a gap; a damaged frame ends the file.
+
+Layout and format (all integers big-endian):
+
+```
+<data dir>/journal/
+  00000000000000000000.wal    frames, named by the journal position of the first frame in the file
+  checkpoint                  journal position u64 + crc32 (atomic replace)
+
+ frame header (37 bytes)
+ 0          8       12  13       17          25          33      37
+ +----------+-------+---+--------+-----------+-----------+-------+---------...
+ | position | len   | M | crc32  | arrival   | stream    | count | records
+ | u64      | u32   |(1)| u32    | ms u64    | tag u64   | u32   |
+ +----------+-------+---+--------+-----------+-----------+-------+---------...
+ len = bytes after the len field; crc = CRC-32 of every other byte of the frame
+
+ record: shard index u32 | offset u64 | the record exactly as a segment frame stores it (framing.py: 15-byte
+         header, partition key, explicit hash key, data; the deltas are relative to the shard's staged batch)
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._fsutil import atomic_write, fsync_dir
+from .log import ShardLog
+
+__all__ = ["Journal", "JournalReport", "Resolver"]
+
+log = logging.getLogger("shardline.storage")
+
+MAGIC = 1
+_HEAD = struct.Struct(">QIBIQQI")
+HEADER_SIZE = _HEAD.size  # 37
+_PREFIX = struct.Struct(">QIB")
+_TAIL = struct.Struct(">QQI")
+_CRC = struct.Struct(">I")
+_REC = struct.Struct(">IQIIHBI")  # shard index, offset, then the 15-byte segment record header
+_REC_SIZE = _REC.size  # 27
+_SEG_HEAD = 12  # bytes of _REC before the segment record header
+_LEN_PREFIX = 12
+_CRC_START = 17
+_CHECKPOINT = "checkpoint"
+_SUFFIX = ".wal"
+MAX_FRAME_BYTES = 1 << 31
+
+# (log, shard index, partition key UTF-8, explicit hash key ASCII or b"", data)
+Entry = tuple[ShardLog, int, bytes, bytes, bytes]
+Resolver = Callable[[int, int], "ShardLog | None"]
+
+
+@dataclass(slots=True)
+class JournalReport:
+    """What replaying the journal at open found."""
+
+    checkpoint: int = 0
+    end: int = 0
+    frames: int = 0
+    records: int = 0  # staged again (they had not reached their segments)
+    already_written: int = 0
+    orphaned: int = 0  # their stream or shard no longer exists
+    gaps: int = 0  # records whose shard ended before them: lost segment data that the journal cannot bridge
+    torn_bytes: int = 0
+    damaged: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.torn_bytes or self.damaged or self.gaps)
+
+
+def _file_name(position: int) -> str:
+    return f"{position:020d}{_SUFFIX}"
+
+
+class Journal:
+    """Append-only journal of put requests. Appends run on the owner's event loop; ``sync`` may run on a worker
+    thread (it has the ``next_offset`` / ``sync`` / ``mark_synced`` shape the group committer expects)."""
+
+    def __init__(self, directory: Path, *, file_bytes: int, durable: bool, max_span_ms: int = 1000) -> None:
+        self.directory = directory
+        self.file_bytes = file_bytes
+        self.max_span_ms = max_span_ms  # a staged batch never spans more arrival time than this
+        self.durable = durable  # fsync segments and the checkpoint (fsync=always and interval)
+        self.position = 0  # journal position the next frame gets
+        self.checkpointed = 0
+        self.synced_position = 0
+        self.staged_bytes = 0  # record bytes staged in shard logs since the last materialisation
+        self.frames_written = 0
+        self.checkpoints = 0
+        self._files: list[int] = []  # start positions of the journal files, oldest first
+        self._file_start = 0
+        self._fd = -1
+        self._fd_lock = threading.Lock()
+        self._dirty: dict[ShardLog, None] = {}  # logs with staged records
+        self._unsynced: dict[ShardLog, None] = {}  # logs written since the last checkpoint
+        self.broken: OSError | None = None
+
+    # ----------------------------------------------------------------- open / replay
+    @classmethod
+    def open(
+        cls, directory: Path, resolve: Resolver, *, file_bytes: int, durable: bool, max_span_ms: int = 1000
+    ) -> tuple[Journal, JournalReport]:
+        """Open the journal and stage again every record after the checkpoint that its shard log lacks. The
+        caller then materialises and checkpoints (``checkpoint_now``)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self = cls(directory, file_bytes=file_bytes, durable=durable, max_span_ms=max_span_ms)
+        for p in directory.glob(".*.tmp"):
+            p.unlink()
+        report = JournalReport(checkpoint=self._read_checkpoint())
+        self.checkpointed = report.checkpoint
+        starts = sorted(int(p.name[:20]) for p in directory.glob(f"*{_SUFFIX}") if p.name[:20].isdigit())
+        end = report.checkpoint
+        for i, start in enumerate(starts):
+            path = directory / _file_name(start)
+            size = path.stat().st_size
+            nxt = starts[i + 1] if i + 1 < len(starts) else None
+            if start + size <= report.checkpoint or (nxt is not None and nxt <= report.checkpoint):
+                continue  # wholly before the checkpoint: deleted by the checkpoint below
+            begin = max(start, report.checkpoint)
+            if start > end:
+                report.damaged.append(f"{path.name}: journal positions {end}..{start} are missing")
+                log.error("journal: positions %d..%d are missing before %s", end, start, path.name)
+            valid_end = self._replay_file(path, start, begin, resolve, report)
+            end = valid_end
+            if valid_end < start + size:
+                if nxt is None:
+                    report.torn_bytes += start + size - valid_end
+                    with open(path, "r+b") as f:
+                        f.truncate(valid_end - start)
+                        f.flush()
+                        os.fsync(f.fileno())
+                else:
+                    report.damaged.append(f"{path.name}: damaged frame at journal position {valid_end}")
+                    log.error("journal: damaged frame at %d in %s; replaying later files", valid_end, path.name)
+        self._files = starts
+        self.position = self.synced_position = max(end, report.checkpoint)
+        report.end = self.position
+        return self, report
+
+    def _replay_file(self, path: Path, start: int, begin: int, resolve: Resolver, report: JournalReport) -> int:
+        """Replay the frames of one file from position ``begin``; returns the position after the last valid one."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            pos = begin
+            while pos - start + HEADER_SIZE <= size:
+                head = os.pread(fd, HEADER_SIZE, pos - start)
+                position, length, magic, crc, arrival, tag, count = _HEAD.unpack(head)
+                total = _LEN_PREFIX + length
+                if position != pos or magic != MAGIC or total < HEADER_SIZE or total > MAX_FRAME_BYTES:
+                    break
+                if pos - start + total > size:
+                    break
+                body = os.pread(fd, total - HEADER_SIZE, pos - start + HEADER_SIZE)
+                if zlib.crc32(body, zlib.crc32(head[_CRC_START:], zlib.crc32(head[:13]))) != crc:
+                    break
+                self._replay_frame(body, (arrival, tag, count), resolve, report)
+                report.frames += 1
+                pos += total
+            return pos
+        finally:
+            os.close(fd)
+
+    def _replay_frame(self, body: bytes, head: tuple[int, int, int], resolve: Resolver, report: JournalReport) -> None:
+        arrival, tag, count = head
+        plan: list[Entry] = []
+        expect: dict[int, int] = {}
+        logs: dict[int, ShardLog | None] = {}
+        unpack = _REC.unpack_from
+        p = 0
+        for _ in range(count):
+            index, offset, _d, _a, pk_len, ehk_len, data_len = unpack(body, p)
+            p += _REC_SIZE
+            pk_end = p + pk_len
+            ehk_end = pk_end + ehk_len
+            data_end = ehk_end + data_len
+            if index in logs:
+                lg = logs[index]
+            else:
+                lg = logs[index] = resolve(tag, index)
+                if lg is not None and lg.sealed:
+                    lg = logs[index] = None
+            if lg is None:
+                report.orphaned += 1
+            else:
+                nxt = expect.get(index, lg.next_offset)
+                if offset < nxt:
+                    report.already_written += 1
+                elif offset > nxt:
+                    report.gaps += 1
+                else:
+                    plan.append((lg, index, body[p:pk_end], body[pk_end:ehk_end], body[ehk_end:data_end]))
+                    expect[index] = offset + 1
+            p = data_end
+        if plan:
+            self.stage_records(arrival, plan)
+            report.records += len(plan)
+
+    # ----------------------------------------------------------------- writes
+    def stage_records(self, now: int, plan: list[Entry]) -> tuple[list[bytes], list[int]]:
+        """Give each record the next offset of its log and stage its segment encoding there. Returns the journal
+        encoding of the records (parts to join) and their offsets, in plan order. On an error nothing is staged."""
+        parts: list[bytes] = []
+        offsets: list[int] = []
+        add_offset = offsets.append
+        pack = _REC.pack
+        dirty = self._dirty
+        unsynced = self._unsynced
+        span = self.max_span_ms
+        try:
+            for lg, index, pk, ehk, data in plan:
+                off = lg.next_offset
+                pend = lg.pending
+                if pend:
+                    adelta = now - lg.pending_first
+                    if adelta > span:  # keep a frame's records close in time (segments roll and expire by age)
+                        lg.materialize()
+                        pend = lg.pending
+                    elif adelta < 0:  # the clock stepped back: never before the first record of the batch
+                        adelta = 0
+                    elif now > lg.pending_max:
+                        lg.pending_max = now
+                if not pend:
+                    lg.pending_base = off
+                    lg.pending_first = lg.pending_max = now
+                    adelta = 0
+                    dirty[lg] = None
+                    unsynced[lg] = None
+                lg.next_offset = off + 1
+                head = pack(index, off, off - lg.pending_base, adelta, len(pk), len(ehk), len(data))
+                parts += (head, pk, ehk, data)
+                pend += (head[_SEG_HEAD:], pk, ehk, data)
+                add_offset(off)
+        except BaseException:
+            self._unstage(plan[: len(offsets)])
+            raise
+        return parts, offsets
+
+    def put(self, tag: int, now: int, plan: list[Entry], *, visible: bool = False) -> list[int]:
+        """Stage ``plan`` and write it as one journal frame. Returns each record's offset. With ``visible`` readers
+        may see the records at once (else ``ShardLog.mark_synced`` shows them). On a write error nothing is staged,
+        nothing became visible and the journal file is as it was."""
+        if self.broken is not None:
+            raise OSError(f"the journal is unusable after an earlier error: {self.broken}")
+        parts, offsets = self.stage_records(now, plan)
+        body = b"".join(parts)
+        try:
+            self._write(now, tag, len(plan), body)
+        except OSError:
+            self._unstage(plan)
+            raise
+        if visible:
+            for (lg, *_), off in zip(plan, offsets, strict=True):
+                lg.visible_offset = off + 1
+        self.staged_bytes += len(body)
+        return offsets
+
+    def _write(self, now: int, tag: int, count: int, body: bytes) -> None:
+        if self._fd < 0 or self.position - self._file_start >= self.file_bytes:
+            self._roll()
+        pos = self.position
+        length = HEADER_SIZE - _LEN_PREFIX + len(body)
+        head = _PREFIX.pack(pos, length, MAGIC)
+        tail = _TAIL.pack(now, tag, count)
+        crc = zlib.crc32(body, zlib.crc32(tail, zlib.crc32(head)))
+        frame = b"".join((head, _CRC.pack(crc), tail, body))
+        try:
+            n = os.write(self._fd, frame)
+            if n < len(frame):
+                view = memoryview(frame)[n:]
+                while view:
+                    view = view[os.write(self._fd, view) :]
+        except OSError:
+            try:
+                os.ftruncate(self._fd, pos - self._file_start)
+            except OSError as exc:  # the file now ends in a partial frame: refuse further writes
+                self.broken = exc
+                log.error("journal: cannot cut a failed write back off, refusing further writes: %s", exc)
+            raise
+        self.position = pos + len(frame)
+        self.frames_written += 1
+
+    @staticmethod
+    def _unstage(plan: list[Entry]) -> None:
+        for lg, *_ in reversed(plan):
+            lg.next_offset -= 1
+            del lg.pending[-4:]
+
+    def _roll(self) -> None:
+        """Start a new journal file at the current position (the old one is fsynced first)."""
+        with self._fd_lock:
+            if self._fd >= 0:
+                if self.durable:
+                    os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = -1
+            start = self.position
+            path = self.directory / _file_name(start)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            if os.fstat(fd).st_size != 0:
+                os.ftruncate(fd, 0)  # a leftover that recovery found wholly invalid
+            self._fd = fd
+        if self.durable:
+            fsync_dir(self.directory)
+        self._file_start = start
+        if not self._files or self._files[-1] != start:
+            self._files.append(start)
+
+    # ----------------------------------------------------------------- durability
+    @property
+    def next_offset(self) -> int:
+        return self.position
+
+    def sync(self) -> None:
+        """fsync the active file. Thread-safe against appends on the loop."""
+        with self._fd_lock:
+            if self._fd >= 0:
+                os.fsync(self._fd)
+
+    def mark_synced(self, position: int) -> None:
+        self.synced_position = max(self.synced_position, position)
+
+    def materialize_all(self) -> None:
+        """Write every staged record to its segment files."""
+        dirty, self._dirty = self._dirty, {}
+        try:
+            while dirty:
+                lg = next(iter(dirty))
+                lg.materialize()
+                del dirty[lg]
+        except BaseException:
+            dirty.update(self._dirty)
+            self._dirty = dirty
+            raise
+        self.staged_bytes = 0
+
+    def begin_checkpoint(self) -> tuple[int, list[ShardLog]]:
+        """Materialise everything staged; returns the position the checkpoint may record once the returned logs
+        are fsynced (when ``durable``)."""
+        position = self.position
+        self.materialize_all()
+        logs = list(self._unsynced)
+        self._unsynced = {}
+        return position, logs
+
+    def abort_checkpoint(self, logs: list[ShardLog]) -> None:
+        for lg in logs:
+            self._unsynced[lg] = None
+
+    def finish_checkpoint(self, position: int) -> None:
+        """Record ``position`` durably and delete the journal files wholly before it."""
+        if position > self.checkpointed:
+            head = struct.pack(">Q", position)
+            atomic_write(self.directory / _CHECKPOINT, head + _CRC.pack(zlib.crc32(head)), durable=self.durable)
+            self.checkpointed = position
+        self.checkpoints += 1
+        keep: list[int] = []
+        for i, start in enumerate(self._files):
+            end = self._files[i + 1] if i + 1 < len(self._files) else None
+            if end is not None and end <= position and start != self._file_start:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.directory / _file_name(start)).unlink()
+            else:
+                keep.append(start)
+        self._files = keep
+
+    def checkpoint_now(self) -> None:
+        """A synchronous checkpoint (open and close): materialise, fsync what was written, record the position."""
+        position, logs = self.begin_checkpoint()
+        if self.durable:
+            for lg in logs:
+                lg.sync()
+        self.finish_checkpoint(position)
+
+    def close(self) -> None:
+        """Checkpoint at the end and delete every journal file: a cleanly closed engine needs no replay. The
+        shard logs must be materialised and closed (fsynced) first."""
+        self.materialize_all()
+        with self._fd_lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+        self.finish_checkpoint(self.position)
+        for start in self._files:
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / _file_name(start)).unlink()
+        self._files = []
+
+    def _read_checkpoint(self) -> int:
+        try:
+            raw = (self.directory / _CHECKPOINT).read_bytes()
+        except FileNotFoundError:
+            return 0
+        if len(raw) != 12 or zlib.crc32(raw[:8]) != _CRC.unpack(raw[8:])[0]:
+            log.error("journal: damaged checkpoint, replaying every journal file")
+            return 0
+        return int(struct.unpack(">Q", raw[:8])[0])
