@@ -113,10 +113,11 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         if report.records or not report.clean:
             log.warning(
                 "journal replay: %d records written to their shards (%d already there, %d of deleted streams), "
-                "torn tail %d bytes, %d records past a gap, damage: %s",
+                "%d shard bytes after a hole refilled, torn tail %d bytes, %d records past a gap, damage: %s",
                 report.records,
                 report.already_written,
                 report.orphaned,
+                report.cut_bytes,
                 report.torn_bytes,
                 report.gaps,
                 "; ".join(report.damaged) or "none",

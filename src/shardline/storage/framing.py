@@ -1,6 +1,7 @@
 """Batch frames: the unit of one atomic append.
 
-One PutRecords sub-batch for one shard is one frame. All integers are big-endian.
+A frame holds a batch of one shard's records: the records a put staged for it since the shard's last frame (see
+journal.py), or one direct ``ShardLog.append``. All integers are big-endian.
 
 ```
  frame header (37 bytes)

@@ -83,6 +83,7 @@ class JournalReport:
     orphaned: int = 0  # their stream or shard no longer exists
     gaps: int = 0  # records whose shard ended before them: lost segment data that the journal cannot bridge
     torn_bytes: int = 0
+    cut_bytes: int = 0  # shard segment bytes after a hole in data written since the checkpoint, refilled from here
     damaged: list[str] = field(default_factory=list)
 
     @property
@@ -116,6 +117,7 @@ class Journal:
         self._dirty: dict[ShardLog, None] = {}  # logs with staged records
         self._unsynced: dict[ShardLog, None] = {}  # logs written since the last checkpoint
         self.broken: OSError | None = None
+        self._replayed: set[ShardLog] = set()
 
     # ----------------------------------------------------------------- open / replay
     @classmethod
@@ -155,6 +157,7 @@ class Journal:
                     report.damaged.append(f"{path.name}: damaged frame at journal position {valid_end}")
                     log.error("journal: damaged frame at %d in %s; replaying later files", valid_end, path.name)
         self._files = starts
+        self._replayed.clear()
         self.position = self.synced_position = max(end, report.checkpoint)
         report.end = self.position
         return self, report
@@ -205,6 +208,12 @@ class Journal:
             if lg is None:
                 report.orphaned += 1
             else:
+                if lg not in self._replayed:
+                    # The first record of this shard after the checkpoint: everything the segment holds from
+                    # here on was written after the last fsync of the segment, and the journal holds all of it.
+                    self._replayed.add(lg)
+                    if lg.tail_damage:
+                        report.cut_bytes += lg.cut_damaged_tail(offset)
                 nxt = expect.get(index, lg.next_offset)
                 if offset < nxt:
                     report.already_written += 1
@@ -217,6 +226,8 @@ class Journal:
         if plan:
             self.stage_records(arrival, plan)
             report.records += len(plan)
+            for lg, *_ in plan:
+                lg.mark_synced(lg.next_offset)  # the caller checkpoints before anyone reads
 
     # ----------------------------------------------------------------- writes
     def stage_records(self, now: int, plan: list[Entry]) -> tuple[list[bytes], list[int]]:

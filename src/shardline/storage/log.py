@@ -111,6 +111,7 @@ class ShardLog:
         "pending_max",
         "sealed",
         "synced_offset",
+        "tail_damage",
         "visible_offset",
     )
 
@@ -144,6 +145,7 @@ class ShardLog:
         self.pending_base = 0
         self.pending_first = -1
         self.pending_max = -1
+        self.tail_damage: list[CorruptRange] = []  # damaged ranges recovery found in the active segment
 
     # ----------------------------------------------------------------- open / close
     @classmethod
@@ -182,6 +184,7 @@ class ShardLog:
             if last and not sealed:
                 seg, scan = Segment.open_active(directory, base, index_interval)
                 report.truncated_bytes += seg.truncated_bytes
+                self.tail_damage = list(scan.corrupt)
             else:
                 seg, scan = Segment.open_sealed(directory, base, index_interval)
             report.corrupt.extend(scan.corrupt)
@@ -260,6 +263,26 @@ class ShardLog:
             self._last_arrival_ms = self.pending_max
         self.pending = []
         return True
+
+    def cut_damaged_tail(self, from_offset: int) -> int:
+        """Cut the active segment at its first damaged range that starts at or after ``from_offset``, with every
+        frame after it. The journal calls this when it holds every record from ``from_offset`` on: bytes written
+        since the last checkpoint were not fsynced yet, so a power loss may have left a hole with intact frames
+        after it, which the journal refills in order. Returns the bytes cut."""
+        for damage in self.tail_damage:
+            if damage.first_offset >= from_offset and not self.sealed and not self.pending:
+                cut = self._segments[-1].truncate(damage.start, damage.first_offset)
+                self.next_offset = self.visible_offset = self.synced_offset = damage.first_offset
+                self.tail_damage = [d for d in self.tail_damage if d.first_offset < damage.first_offset]
+                log.warning(
+                    "%s: cut %d bytes after damaged offsets %d.. (written since the last checkpoint; the journal "
+                    "restores them)",
+                    self.directory,
+                    cut,
+                    damage.first_offset,
+                )
+                return cut
+        return 0
 
     def discard_pending(self) -> None:
         """Forget staged records (their stream is being deleted)."""

@@ -180,6 +180,21 @@ class Segment:
         self.end_offset = base_offset + count
         self.size = pos + len(frame)
 
+    def truncate(self, position: int, offset: int) -> int:
+        """Cut the (active) segment at ``position``, where the frame of ``offset`` started. Returns the bytes cut."""
+        cut = self.size - position
+        with self._fd_lock:
+            os.ftruncate(self._fd, position)
+        self.size = position
+        self.end_offset = offset
+        keep = [i for i, p in enumerate(self._idx_positions) if p < position]
+        self._idx_offsets = array("q", [self._idx_offsets[i] for i in keep])
+        self._idx_positions = array("q", [self._idx_positions[i] for i in keep])
+        self._idx_prefix_max = array("q", [self._idx_prefix_max[i] for i in keep])
+        self._last_indexed_pos = self._idx_positions[-1] if keep else -(1 << 62)
+        self._skips = {p: n for p, n in self._skips.items() if n <= position}
+        return cut
+
     def fsync(self) -> None:
         """Make every appended byte durable. Safe to call from a worker thread; a sealed segment is already synced."""
         with self._fd_lock:

@@ -1,7 +1,8 @@
 """Group commit: concurrent writers share fsyncs.
 
 Under ``fsync=always`` a writer appends its frame, then awaits ``commit``. While one round of fsyncs is running,
-later commits queue up; the next round covers all of them with one fsync per touched log. Readers only see offsets
+later commits queue up; the next round covers all of them with one fsync per file (with the engine's journal, one
+fsync in all). Readers only see offsets
 a round has made durable (``ShardLog.mark_synced``), so no consumer ever sees a record that a crash could take back.
 """
 
