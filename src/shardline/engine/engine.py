@@ -51,6 +51,7 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         self.streams: dict[str, StreamState] = {}
         self.recovery_reports: list[RecoveryReport] = []
         self.journal_report = JournalReport()
+        self._checkpoint_lock = asyncio.Lock()
         self._next_transition_ms = 0
         self._closed = True
         self._tasks: list[asyncio.Task[None]] = []
@@ -218,14 +219,16 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         """Write every staged record to its segments, fsync them (unless fsync=never) and move the journal's
         checkpoint, so recovery replays nothing before this point. Runs every journal_checkpoint_ms."""
         journal = self.journal
-        position, logs = journal.begin_checkpoint()
-        if journal.durable and logs:
-            try:
-                await self.committer.fsync(logs)
-            except BaseException:
-                journal.abort_checkpoint(logs)
-                raise
-        journal.finish_checkpoint(position)
+        # One at a time: a later checkpoint must not record its position while an earlier one's fsyncs run.
+        async with self._checkpoint_lock:
+            position, logs = journal.begin_checkpoint()
+            if journal.durable and logs:
+                try:
+                    await self.committer.fsync(logs)
+                except BaseException:
+                    journal.abort_checkpoint(logs)
+                    raise
+            journal.finish_checkpoint(position)
 
     async def _checkpoint_loop(self) -> None:
         while True:
