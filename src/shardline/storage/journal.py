@@ -57,6 +57,7 @@ HEADER_SIZE = _HEAD.size  # 37
 _PREFIX = struct.Struct(">QIB")
 _TAIL = struct.Struct(">QQI")
 _CRC = struct.Struct(">I")
+_U32 = _CRC
 _REC = struct.Struct(">IQIIHBI")  # shard index, offset, then the 15-byte segment record header
 _REC_SIZE = _REC.size  # 27
 _SEG_HEAD = 12  # bytes of _REC before the segment record header
@@ -111,7 +112,7 @@ class Journal:
         self.frames_written = 0
         self.checkpoints = 0
         self._files: list[int] = []  # start positions of the journal files, oldest first
-        self._file_start = 0
+        self._file_start = -1  # start of the active file (-1: none yet)
         self._fd = -1
         self._fd_lock = threading.Lock()
         self._dirty: dict[ShardLog, None] = {}  # logs with staged records
@@ -130,7 +131,8 @@ class Journal:
         self = cls(directory, file_bytes=file_bytes, durable=durable, max_span_ms=max_span_ms)
         for p in directory.glob(".*.tmp"):
             p.unlink()
-        report = JournalReport(checkpoint=self._read_checkpoint())
+        checkpoint, readable = self._read_checkpoint()
+        report = JournalReport(checkpoint=checkpoint)
         self.checkpointed = report.checkpoint
         starts = sorted(int(p.name[:20]) for p in directory.glob(f"*{_SUFFIX}") if p.name[:20].isdigit())
         end = report.checkpoint
@@ -141,7 +143,8 @@ class Journal:
             if start + size <= report.checkpoint or (nxt is not None and nxt <= report.checkpoint):
                 continue  # wholly before the checkpoint: deleted by the checkpoint below
             begin = max(start, report.checkpoint)
-            if start > end:
+            if start > end and (readable or end > report.checkpoint):
+                # (Without a readable checkpoint, files before the oldest one were deleted by a checkpoint.)
                 report.damaged.append(f"{path.name}: journal positions {end}..{start} are missing")
                 log.error("journal: positions %d..%d are missing before %s", end, start, path.name)
             valid_end = self._replay_file(path, start, begin, resolve, report)
@@ -203,10 +206,13 @@ class Journal:
                 lg = logs[index]
             else:
                 lg = logs[index] = resolve(tag, index)
-                if lg is not None and lg.sealed:
-                    lg = logs[index] = None
             if lg is None:
                 report.orphaned += 1
+            elif lg.sealed:  # sealing wrote every staged record first
+                if offset < lg.next_offset:
+                    report.already_written += 1
+                else:
+                    report.gaps += 1
             else:
                 if lg not in self._replayed:
                     # The first record of this shard after the checkpoint: everything the segment holds from
@@ -315,9 +321,16 @@ class Journal:
 
     @staticmethod
     def _unstage(plan: list[Entry]) -> None:
+        """Take back the records of ``plan`` (staged last, in order): offsets, bytes and the batch's newest arrival."""
+        logs: dict[ShardLog, None] = {}
         for lg, *_ in reversed(plan):
             lg.next_offset -= 1
             del lg.pending[-4:]
+            logs[lg] = None
+        for lg in logs:
+            pend = lg.pending
+            if pend:  # the newest arrival among the records still staged (header: offset delta, arrival delta)
+                lg.pending_max = lg.pending_first + max(_U32.unpack_from(pend[i], 4)[0] for i in range(0, len(pend), 4))
 
     def _roll(self) -> None:
         """Start a new journal file at the current position (the old one is fsynced first)."""
@@ -419,12 +432,13 @@ class Journal:
                 (self.directory / _file_name(start)).unlink()
         self._files = []
 
-    def _read_checkpoint(self) -> int:
+    def _read_checkpoint(self) -> tuple[int, bool]:
+        """The recorded position, and whether there was a readable one."""
         try:
             raw = (self.directory / _CHECKPOINT).read_bytes()
         except FileNotFoundError:
-            return 0
+            return 0, False
         if len(raw) != 12 or zlib.crc32(raw[:8]) != _CRC.unpack(raw[8:])[0]:
             log.error("journal: damaged checkpoint, replaying every journal file")
-            return 0
-        return int(struct.unpack(">Q", raw[:8])[0])
+            return 0, False
+        return int(struct.unpack(">Q", raw[:8])[0]), True
