@@ -60,10 +60,11 @@ class Sizes:
     single_never: int
     small_bytes: int  # retained data for the recovery / memory pair
     big_bytes: int
+    shard_rounds: int  # rounds of the shard-count comparison (a ratio of two noisy figures needs more)
 
 
-FULL = Sizes(5, 200, 160, 100, 100, 1000, 5000, 100 * MB, 1000 * MB)
-QUICK = Sizes(3, 40, 30, 16, 16, 150, 500, 40 * MB, 100 * MB)
+FULL = Sizes(5, 200, 160, 100, 100, 1000, 5000, 100 * MB, 1000 * MB, 9)
+QUICK = Sizes(3, 40, 30, 16, 16, 150, 500, 40 * MB, 100 * MB, 3)
 
 TARGET_PUT_NEVER = 150_000
 TARGET_PUT_ALWAYS8 = 50_000
@@ -346,12 +347,12 @@ async def _phase_shards(root: Path, sizes: Sizes, kind: str) -> dict[str, Any]:
     n = sizes.shard_batches
     costs: dict[int, list[float]] = {c: [] for c in SHARD_COUNTS}
     ratios: dict[int, list[float]] = {c: [] for c in SHARD_COUNTS}
-    log(f"put cost at {SHARD_COUNTS} shards: {sizes.repeats} rounds x {n * BATCH:,} records each")
+    log(f"put cost at {SHARD_COUNTS} shards: {sizes.shard_rounds} rounds x {n * BATCH:,} records each")
     async with Engine(settings(d, "never")) as eng:
         for count in SHARD_COUNTS:
             await eng.create_stream(f"s{count}", count)
             await put_batches(eng, pools[count], POOL_BATCHES, 1, f"s{count}")  # warm-up: every pool batch once
-        for _ in range(sizes.repeats):
+        for _ in range(sizes.shard_rounds):
             for count in SHARD_COUNTS:
                 secs, _ = await put_batches(eng, pools[count], n, 1, f"s{count}")
                 costs[count].append(secs / (n * BATCH) * 1e6)
@@ -365,7 +366,7 @@ async def _phase_shards(root: Path, sizes: Sizes, kind: str) -> dict[str, Any]:
     for r in rows:
         # The median of per-round ratios: each round measures every count back to back, so slow drift cancels.
         r["ratio_to_1"] = statistics.median(ratios[r["shards"]])
-    return {"rows": rows}
+    return {"rows": rows, "rounds": sizes.shard_rounds}
 
 
 async def phase_profile(root: Path, sizes: Sizes) -> list[str]:
@@ -603,8 +604,9 @@ def render(res: dict[str, Any]) -> tuple[str, list[tuple[str, bool]]]:
     w("  (with 8 writers a request also waits for the 7 queued ahead of it on the one event loop)")
     w("")
     w("Per-record put cost vs shard count (100 B, fsync=never, 1 writer; one engine; the counts are measured back")
-    w(" to back in each round, ratio = median of the per-round ratios; a run ends with a journal checkpoint, which")
-    w(" writes every shard's staged records to its segment as one frame)")
+    rounds = res["shards"]["random"].get("rounds", 0)
+    w(f" to back in each of {rounds} rounds, ratio = median of the per-round ratios; a run ends with a journal")
+    w(" checkpoint, which writes every shard's staged records to its segment as one frame)")
     labels = {
         "random": "random partition keys: a 500-record request spreads over up to 500 shards",
         "grouped": "shard-grouped batches: each request's explicit hash keys fall in 4 shards",

@@ -236,9 +236,10 @@ class Journal:
                 lg.mark_synced(lg.next_offset)  # the caller checkpoints before anyone reads
 
     # ----------------------------------------------------------------- writes
-    def stage_records(self, now: int, plan: list[Entry]) -> tuple[list[bytes], list[int]]:
-        """Give each record the next offset of its log and stage its segment encoding there. Returns the journal
-        encoding of the records (parts to join) and their offsets, in plan order. On an error nothing is staged."""
+    def stage_records(self, now: int, plan: list[Entry], *, visible: bool = False) -> tuple[list[bytes], list[int]]:
+        """Give each record the next offset of its log and stage its segment encoding there (``visible``: readers
+        may see it at once). Returns the journal encoding of the records (parts to join) and their offsets, in plan
+        order. On an error nothing is staged."""
         parts: list[bytes] = []
         offsets: list[int] = []
         add_offset = offsets.append
@@ -266,6 +267,8 @@ class Journal:
                     dirty[lg] = None
                     unsynced[lg] = None
                 lg.next_offset = off + 1
+                if visible:
+                    lg.visible_offset = off + 1
                 head = pack(index, off, off - lg.pending_base, adelta, len(pk), len(ehk), len(data))
                 parts += (head, pk, ehk, data)
                 pend += (head[_SEG_HEAD:], pk, ehk, data)
@@ -281,16 +284,15 @@ class Journal:
         nothing became visible and the journal file is as it was."""
         if self.broken is not None:
             raise OSError(f"the journal is unusable after an earlier error: {self.broken}")
-        parts, offsets = self.stage_records(now, plan)
+        # Staged records may be marked visible before the write: no reader runs until this method returns, and a
+        # failed write takes the visibility back with the records.
+        parts, offsets = self.stage_records(now, plan, visible=visible)
         body = b"".join(parts)
         try:
             self._write(now, tag, len(plan), body)
         except OSError:
             self._unstage(plan)
             raise
-        if visible:
-            for (lg, *_), off in zip(plan, offsets, strict=True):
-                lg.visible_offset = off + 1
         self.staged_bytes += len(body)
         return offsets
 
@@ -328,6 +330,8 @@ class Journal:
             del lg.pending[-4:]
             logs[lg] = None
         for lg in logs:
+            if lg.visible_offset > lg.next_offset:
+                lg.visible_offset = lg.next_offset
             pend = lg.pending
             if pend:  # the newest arrival among the records still staged (header: offset delta, arrival delta)
                 lg.pending_max = lg.pending_first + max(_U32.unpack_from(pend[i], 4)[0] for i in range(0, len(pend), 4))
