@@ -24,9 +24,12 @@ class Settings:
     fsync_interval_ms: int = 200
 
     # Write-ahead journal (storage/journal.py): every put is one journal write whatever the shards it touches;
-    # records reach their shard's segment files in batches. Staged bytes are held in memory up to
-    # journal_staged_bytes; a checkpoint every journal_checkpoint_ms bounds what recovery replays.
+    # records reach their shard's segment files in batches of one frame per shard. Staged records are held in
+    # memory up to about journal_staged_bytes, and a shard's batch never spans more than journal_batch_span_ms of
+    # arrival time (so memory holds about that much of the write rate); a checkpoint every journal_checkpoint_ms
+    # fsyncs the segments and bounds what recovery replays.
     journal_staged_bytes: int = 8 * 1024 * 1024
+    journal_batch_span_ms: int = 200
     journal_checkpoint_ms: int = 1000
     journal_file_bytes: int = 64 * 1024 * 1024
 
@@ -68,6 +71,8 @@ class Settings:
             raise ValueError(f"fsync must be always, interval or never, not {self.fsync!r}")
         if self.journal_staged_bytes < 0:
             raise ValueError("journal_staged_bytes must not be negative")
+        if self.journal_batch_span_ms < 0:
+            raise ValueError("journal_batch_span_ms must not be negative")
         if self.journal_checkpoint_ms < 1:
             raise ValueError("journal_checkpoint_ms must be positive")
         if self.journal_file_bytes < 4096:

@@ -129,7 +129,13 @@ async def test_journal_staged_bytes_zero_writes_every_put_to_its_segments(kit) -
 
 
 @pytest.mark.parametrize(
-    "bad", [{"journal_staged_bytes": -1}, {"journal_checkpoint_ms": 0}, {"journal_file_bytes": 4095}]
+    "bad",
+    [
+        {"journal_staged_bytes": -1},
+        {"journal_batch_span_ms": -1},
+        {"journal_checkpoint_ms": 0},
+        {"journal_file_bytes": 4095},
+    ],
 )
 def test_journal_settings_are_validated(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError):
@@ -309,7 +315,7 @@ async def test_records_put_hours_apart_land_in_separate_frames_and_expire_by_age
 
 
 async def test_records_within_the_span_share_one_frame(kit, clock: ManualClock) -> None:
-    engine = await kit.open(journal_checkpoint_ms=600_000)
+    engine = await kit.open(journal_batch_span_ms=600_000)
     await engine.create_stream("s", 1)
     lg = engine.streams["s"].shards[0].log
     assert lg is not None

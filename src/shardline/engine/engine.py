@@ -103,7 +103,7 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
             resolve,
             file_bytes=s.journal_file_bytes,
             durable=s.fsync != "never",
-            max_span_ms=s.journal_checkpoint_ms,
+            max_span_ms=s.journal_batch_span_ms,
         )
         self.journal_report = report
         self.journal.checkpoint_now()

@@ -60,7 +60,9 @@ _CRC = struct.Struct(">I")
 _U32 = _CRC
 _REC = struct.Struct(">IQIIHBI")  # shard index, offset, then the 15-byte segment record header
 _REC_SIZE = _REC.size  # 27
-_SEG_HEAD = 12  # bytes of _REC before the segment record header
+_ID = struct.Struct(">IQ")  # shard index, offset: what a journal record adds to the segment encoding
+_SEG_REC = struct.Struct(">IIHBI")  # framing.py's record header
+STAGED_OVERHEAD = 40  # memory a staged record costs beyond its encoded bytes (object header, list slot)
 _LEN_PREFIX = 12
 _CRC_START = 17
 _CHECKPOINT = "checkpoint"
@@ -108,7 +110,7 @@ class Journal:
         self.position = 0  # journal position the next frame gets
         self.checkpointed = 0
         self.synced_position = 0
-        self.staged_bytes = 0  # record bytes staged in shard logs since the last materialisation
+        self.staged_bytes = 0  # about the memory of records staged since the last materialisation
         self.frames_written = 0
         self.checkpoints = 0
         self._files: list[int] = []  # start positions of the journal files, oldest first
@@ -243,7 +245,9 @@ class Journal:
         parts: list[bytes] = []
         offsets: list[int] = []
         add_offset = offsets.append
-        pack = _REC.pack
+        pack_id = _ID.pack
+        pack_seg = _SEG_REC.pack
+        join = b"".join
         dirty = self._dirty
         unsynced = self._unsynced
         span = self.max_span_ms
@@ -253,7 +257,7 @@ class Journal:
                 pend = lg.pending
                 if pend:
                     adelta = now - lg.pending_first
-                    if adelta > span:  # keep a frame's records close in time (segments roll and expire by age)
+                    if adelta > span:  # keep a frame's records close in time (and staged memory bounded)
                         lg.materialize()
                         pend = lg.pending
                     elif adelta < 0:  # the clock stepped back: never before the first record of the batch
@@ -269,9 +273,11 @@ class Journal:
                 lg.next_offset = off + 1
                 if visible:
                     lg.visible_offset = off + 1
-                head = pack(index, off, off - lg.pending_base, adelta, len(pk), len(ehk), len(data))
-                parts += (head, pk, ehk, data)
-                pend += (head[_SEG_HEAD:], pk, ehk, data)
+                # One object per staged record: half the memory of keeping the request's pieces, and a quarter of
+                # the pieces to join when the batch is written.
+                seg = join((pack_seg(off - lg.pending_base, adelta, len(pk), len(ehk), len(data)), pk, ehk, data))
+                parts += (pack_id(index, off), seg)
+                pend.append(seg)
                 add_offset(off)
         except BaseException:
             self._unstage(plan[: len(offsets)])
@@ -293,7 +299,7 @@ class Journal:
         except OSError:
             self._unstage(plan)
             raise
-        self.staged_bytes += len(body)
+        self.staged_bytes += len(body) + STAGED_OVERHEAD * len(plan)
         return offsets
 
     def _write(self, now: int, tag: int, count: int, body: bytes) -> None:
@@ -327,14 +333,14 @@ class Journal:
         logs: dict[ShardLog, None] = {}
         for lg, *_ in reversed(plan):
             lg.next_offset -= 1
-            del lg.pending[-4:]
+            del lg.pending[-1:]
             logs[lg] = None
         for lg in logs:
             if lg.visible_offset > lg.next_offset:
                 lg.visible_offset = lg.next_offset
             pend = lg.pending
             if pend:  # the newest arrival among the records still staged (header: offset delta, arrival delta)
-                lg.pending_max = lg.pending_first + max(_U32.unpack_from(pend[i], 4)[0] for i in range(0, len(pend), 4))
+                lg.pending_max = lg.pending_first + max(_U32.unpack_from(rec, 4)[0] for rec in pend)
 
     def _roll(self) -> None:
         """Start a new journal file at the current position (the old one is fsynced first)."""
