@@ -63,7 +63,8 @@ class Kit:
         self.opened: list[Engine] = []
 
     def settings(self, **overrides: Any) -> Settings:
-        base: dict[str, Any] = {"data_dir": self.data_dir, "fsync": "never"}
+        # Tests drive retention with enforce_retention(); the background pass runs only where a test asks for it.
+        base: dict[str, Any] = {"data_dir": self.data_dir, "fsync": "never", "retention_check_interval_s": 1e9}
         base.update(overrides)
         return Settings(**base)
 

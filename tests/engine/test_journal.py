@@ -328,3 +328,17 @@ async def test_records_within_the_span_share_one_frame(kit, clock: ManualClock) 
     assert lg.written_offset == 5
     arrivals = [r.approximate_arrival_ms for r in await kit.read_all(engine, "s", S0)]
     assert [a - arrivals[0] for a in arrivals] == [0, 60_000, 120_000, 180_000, 240_000, 900_000]
+
+
+@pytest.mark.parametrize("fsync", ["never", "interval"])
+async def test_a_tight_put_loop_still_lets_checkpoints_run(tmp_path: Path, fsync: str) -> None:
+    """Puts that never wait (fsync never/interval) yield to the event loop now and then, so an embedded caller
+    putting in a loop still gets checkpoints: the journal recovery replays stays bounded."""
+    settings = Settings(data_dir=tmp_path / "data", fsync=fsync, journal_checkpoint_ms=20)  # type: ignore[arg-type]
+    async with Engine(settings) as engine:
+        await engine.create_stream("s", 2)
+        batch = [(os.urandom(50), f"k{i}") for i in range(100)]
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline and engine.journal.checkpointed == 0:
+            await engine.put_records(batch, stream_name="s")  # never awaits anything that suspends by itself
+        assert engine.journal.checkpointed > 0

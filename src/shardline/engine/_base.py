@@ -43,6 +43,7 @@ class EngineBase:
     iterators: IteratorCodec
     streams: dict[str, StreamState]
     _next_transition_ms: int
+    _next_yield_ms: float
     _closed: bool
     recovery_reports: list[RecoveryReport]
 

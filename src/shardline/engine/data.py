@@ -39,6 +39,9 @@ __all__ = ["DataPlane"]
 log = logging.getLogger("shardline.engine")
 
 MAX_GET_BYTES = 10 * 1024 * 1024
+# Under fsync=never/interval a put never waits, so a caller putting in a tight loop would starve the engine's
+# background tasks (journal checkpoints, interval fsyncs). A put yields to the event loop once this often.
+YIELD_EVERY_MS = 50
 _HASH_KEY_RE = re.compile(r"0|[1-9]\d{0,38}")
 _SHARD_ID_RE = re.compile(r"^[^-]*-?(\d+)$")
 
@@ -243,6 +246,11 @@ class DataPlane(EngineBase):
             for (lg, *_), off in zip(plan, offsets, strict=True):
                 if off >= lg.visible_offset:
                     lg.visible_offset = lg.synced_offset = off + 1
+        else:
+            mono_ms = time.monotonic() * 1000  # real time: the background loops sleep in real time
+            if mono_ms >= self._next_yield_ms:
+                self._next_yield_ms = mono_ms + YIELD_EVERY_MS
+                await asyncio.sleep(0)
         for shard in wake:
             shard.new_data.set()  # type: ignore[union-attr]
         failed = sum(1 for r in results if r.error_code is not None)

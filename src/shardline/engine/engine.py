@@ -53,6 +53,7 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         self.journal_report = JournalReport()
         self._checkpoint_lock = asyncio.Lock()
         self._next_transition_ms = 0
+        self._next_yield_ms = 0.0
         self._closed = True
         self._tasks: list[asyncio.Task[None]] = []
 
