@@ -100,7 +100,7 @@ class Rig:
 
     def put(self, now: int, items: list[Item], *, tag: int = TAG) -> list[int]:
         logs = self.logs if tag == TAG else self.gone
-        offsets = self.journal.put(tag, now, [(logs[i], i, pk, ehk, data) for i, pk, ehk, data in items], visible=True)
+        offsets = self.journal.put(tag, now, [(logs[i], i, pk, ehk, data) for i, pk, ehk, data in items])
         if tag == TAG:
             for index, rec in _expected(offsets, now, items):
                 self.model[index].append(rec)
@@ -500,7 +500,7 @@ def test_a_failed_journal_write_leaves_no_trace(rig: Rig, monkeypatch: pytest.Mo
     monkeypatch.setattr(journal_module.os, "write", full_disk)
     failed = [(0, b"c", b"", b"3"), (2, b"d", b"", b"4"), (0, b"e", b"", b"5")]
     with pytest.raises(OSError) as exc:
-        rig.journal.put(TAG, 1_001, [(rig.logs[i], i, pk, ehk, d) for i, pk, ehk, d in failed], visible=True)
+        rig.journal.put(TAG, 1_001, [(rig.logs[i], i, pk, ehk, d) for i, pk, ehk, d in failed])
     monkeypatch.undo()
     assert exc.value.errno == errno.ENOSPC and failures
     assert [(lg.next_offset, list(lg.pending), lg.visible_offset) for lg in rig.logs] == before
@@ -522,8 +522,8 @@ def test_a_failed_journal_write_leaves_no_trace(rig: Rig, monkeypatch: pytest.Mo
 
 # ----------------------------------------------------------------- arrival times
 def test_a_clock_step_back_never_puts_a_record_before_its_batch(rig: Rig) -> None:
-    rig.journal.put(TAG, 1_000, [(rig.logs[0], 0, b"first", b"", b"1")], visible=True)
-    rig.journal.put(TAG, 900, [(rig.logs[0], 0, b"second", b"", b"2")], visible=True)
+    rig.journal.put(TAG, 1_000, [(rig.logs[0], 0, b"first", b"", b"1")])
+    rig.journal.put(TAG, 900, [(rig.logs[0], 0, b"second", b"", b"2")])
     assert rig.logs[0].written_offset == 0  # one batch
     rig.journal.materialize_all()
     recs, _ = rig.logs[0].read(0, 10, 1 << 20)
@@ -534,7 +534,7 @@ def test_a_clock_step_back_never_puts_a_record_before_its_batch(rig: Rig) -> Non
 
     # Replayed the same way.
     rig.put(1_500, [(1, b"x", b"", b"x")])
-    rig.journal.put(TAG, 1_400, [(rig.logs[1], 1, b"y", b"", b"y")], visible=True)
+    rig.journal.put(TAG, 1_400, [(rig.logs[1], 1, b"y", b"", b"y")])
     rig.crash()
     rig.open()
     rig.finish_open()
@@ -569,7 +569,7 @@ def test_a_failed_put_leaves_the_batch_newest_arrival_alone(rig: Rig, monkeypatc
 
     monkeypatch.setattr(journal_module.os, "write", full_disk)
     with pytest.raises(OSError):
-        rig.journal.put(TAG, 1_500, [(rig.logs[0], 0, b"b", b"", b"2")], visible=True)  # within the span
+        rig.journal.put(TAG, 1_500, [(rig.logs[0], 0, b"b", b"", b"2")])  # within the span
     monkeypatch.undo()
     assert rig.logs[0].last_arrival_ms == 1_000
     rig.journal.materialize_all()

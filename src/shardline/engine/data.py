@@ -214,7 +214,7 @@ class DataPlane(EngineBase):
         journal = self.journal
         always = self.settings.fsync == "always"
         try:
-            offsets = journal.put(st.tag, now, plan, visible=not always)
+            offsets = journal.put(st.tag, now, plan)
         except OSError as exc:
             log.error("stream %s: journal write failed: %s", st.name, exc)
             if single:

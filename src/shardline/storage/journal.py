@@ -238,10 +238,11 @@ class Journal:
                 lg.mark_synced(lg.next_offset)  # the caller checkpoints before anyone reads
 
     # ----------------------------------------------------------------- writes
-    def stage_records(self, now: int, plan: list[Entry], *, visible: bool = False) -> tuple[list[bytes], list[int]]:
-        """Give each record the next offset of its log and stage its segment encoding there (``visible``: readers
-        may see it at once). Returns the journal encoding of the records (parts to join) and their offsets, in plan
-        order. On an error nothing is staged."""
+    def stage_records(self, now: int, plan: list[Entry]) -> tuple[list[bytes], list[int]]:
+        """Give each record the next offset of its log and stage its segment encoding there. Returns the journal
+        encoding of the records (parts to join) and their offsets, in plan order. On an error nothing is staged.
+        A log opened with ``visible_on_write`` shows staged records to readers at once (its visible offset is its
+        next offset); otherwise ``ShardLog.mark_synced`` shows them."""
         parts: list[bytes] = []
         offsets: list[int] = []
         add_offset = offsets.append
@@ -271,11 +272,10 @@ class Journal:
                     dirty[lg] = None
                     unsynced[lg] = None
                 lg.next_offset = off + 1
-                if visible:
-                    lg.visible_offset = off + 1
                 # One object per staged record: half the memory of keeping the request's pieces, and a quarter of
                 # the pieces to join when the batch is written.
-                seg = join((pack_seg(off - lg.pending_base, adelta, len(pk), len(ehk), len(data)), pk, ehk, data))
+                # The offset delta is the record's place in the batch (offsets are dense from pending_base).
+                seg = join((pack_seg(len(pend), adelta, len(pk), len(ehk), len(data)), pk, ehk, data))
                 parts += (pack_id(index, off), seg)
                 pend.append(seg)
                 add_offset(off)
@@ -284,15 +284,13 @@ class Journal:
             raise
         return parts, offsets
 
-    def put(self, tag: int, now: int, plan: list[Entry], *, visible: bool = False) -> list[int]:
-        """Stage ``plan`` and write it as one journal frame. Returns each record's offset. With ``visible`` readers
-        may see the records at once (else ``ShardLog.mark_synced`` shows them). On a write error nothing is staged,
-        nothing became visible and the journal file is as it was."""
+    def put(self, tag: int, now: int, plan: list[Entry]) -> list[int]:
+        """Stage ``plan`` and write it as one journal frame. Returns each record's offset. On a write error nothing
+        is staged and the journal file is as it was (no reader runs before this returns, so records staged for a
+        write that then fails are never seen)."""
         if self.broken is not None:
             raise OSError(f"the journal is unusable after an earlier error: {self.broken}")
-        # Staged records may be marked visible before the write: no reader runs until this method returns, and a
-        # failed write takes the visibility back with the records.
-        parts, offsets = self.stage_records(now, plan, visible=visible)
+        parts, offsets = self.stage_records(now, plan)
         body = b"".join(parts)
         try:
             self._write(now, tag, len(plan), body)

@@ -101,6 +101,7 @@ class ShardLog:
         "_segment_bytes",
         "_segment_max_age_ms",
         "_segments",
+        "_visible",
         "_visible_on_write",
         "directory",
         "log_start",
@@ -112,7 +113,6 @@ class ShardLog:
         "sealed",
         "synced_offset",
         "tail_damage",
-        "visible_offset",
     )
 
     def __init__(
@@ -135,7 +135,7 @@ class ShardLog:
         self._bases: list[int] = []
         self.log_start = 0
         self.next_offset = 0  # offset the next append gets
-        self.visible_offset = 0  # readers see offsets below this (== next_offset unless waiting for fsync)
+        self._visible = 0  # see visible_offset
         self.synced_offset = 0
         self.sealed = False
         self._last_arrival_ms = -1
@@ -229,6 +229,16 @@ class ShardLog:
         self.synced_offset = self.visible_offset = self.next_offset
 
     # ----------------------------------------------------------------- writes
+    @property
+    def visible_offset(self) -> int:
+        """Readers see offsets below this: ``next_offset`` when records are visible on write, else the offset
+        ``mark_synced`` last made durable."""
+        return self.next_offset if self._visible_on_write else self._visible
+
+    @visible_offset.setter
+    def visible_offset(self, offset: int) -> None:
+        self._visible = offset
+
     @property
     def last_arrival_ms(self) -> int:
         """Arrival time of the newest record, staged or written (-1 when there is none)."""
