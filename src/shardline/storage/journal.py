@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._fsutil import atomic_write, fsync_dir
-from .log import ShardLog
+from .log import FRAME_RECORDS, ShardLog
 
 __all__ = ["Journal", "JournalReport", "Resolver"]
 
@@ -121,6 +121,7 @@ class Journal:
         self._unsynced: dict[ShardLog, None] = {}  # logs written since the last checkpoint
         self.broken: OSError | None = None
         self._replayed: set[ShardLog] = set()
+        self._full: list[ShardLog] = []  # logs whose batch reached FRAME_RECORDS in the current put
 
     # ----------------------------------------------------------------- open / replay
     @classmethod
@@ -163,6 +164,7 @@ class Journal:
                     log.error("journal: damaged frame at %d in %s; replaying later files", valid_end, path.name)
         self._files = starts
         self._replayed.clear()
+        self._full.clear()  # replay leaves full batches to the checkpoint that follows it
         self.position = self.synced_position = max(end, report.checkpoint)
         report.end = self.position
         return self, report
@@ -279,6 +281,8 @@ class Journal:
                 parts += (pack_id(index, off), seg)
                 pend.append(seg)
                 add_offset(off)
+                if len(pend) == FRAME_RECORDS:
+                    self._full.append(lg)
         except BaseException:
             self._unstage(plan[: len(offsets)])
             raise
@@ -290,13 +294,23 @@ class Journal:
         write that then fails are never seen)."""
         if self.broken is not None:
             raise OSError(f"the journal is unusable after an earlier error: {self.broken}")
+        self._full.clear()
         parts, offsets = self.stage_records(now, plan)
         body = b"".join(parts)
         try:
             self._write(now, tag, len(plan), body)
         except OSError:
+            self._full.clear()
             self._unstage(plan)
             raise
+        # Only now (the records are in the journal) may a full batch go to its segment: a failed write must be
+        # able to take every record of the request back.
+        full, self._full = self._full, []
+        for lg in full:
+            try:
+                lg.materialize()
+            except OSError as exc:  # acknowledged and in the journal: the next pass writes them
+                log.error("%s: writing a full batch failed: %s", lg.directory, exc)
         self.staged_bytes += len(body) + STAGED_OVERHEAD * len(plan)
         return offsets
 

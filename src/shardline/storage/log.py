@@ -36,11 +36,21 @@ from .._fsutil import atomic_write, fsync_dir
 from .framing import decode_into, decode_records, encode_frame, encode_frame_body
 from .segment import CorruptRange, Segment
 
-__all__ = ["FileCache", "RecoveryReport", "ShardLog"]
+__all__ = ["FRAME_BYTES", "FRAME_RECORDS", "FileCache", "RecoveryReport", "ShardLog"]
 
 log = logging.getLogger("shardline.storage")
 
 _LOG_START = "log-start"
+# Bounds of a frame written from staged records (what one PutRecords sub-batch used to be at most in records).
+FRAME_RECORDS = 500
+FRAME_BYTES = 1 << 20
+_U32 = struct.Struct(">I")
+
+
+def _rebase(records: list[bytes]) -> list[bytes]:
+    """Encoded records with their offset deltas renumbered from 0 (the delta is the first field)."""
+    pack = _U32.pack
+    return [pack(k) + rec[4:] for k, rec in enumerate(records)]
 
 
 @dataclass(slots=True)
@@ -259,20 +269,50 @@ class ShardLog:
         return base
 
     def materialize(self) -> bool:
-        """Write the staged records as one frame. Returns whether there was anything to write. On an error the
-        records stay staged (they are in the journal) and the next call tries again."""
-        if not self.pending:
+        """Write the staged records, as one frame when they fit FRAME_RECORDS and FRAME_BYTES, else as several (a
+        read that starts inside a frame decodes the frame from its start, so frames stay small). Returns whether
+        there was anything to write. On an error what was not written stays staged (it is in the journal) and the
+        next call tries again."""
+        pend = self.pending
+        if not pend:
             return False
         if self.sealed:
             raise RuntimeError(f"staged records in sealed log {self.directory}")
-        base = self.pending_base
-        count = self.next_offset - base
-        frame = encode_frame_body(base, count, self.pending_first, self.pending_max, b"".join(self.pending))
-        self._write_frame(frame, base, count, self.pending_first, self.pending_max)
-        if self.pending_max > self._last_arrival_ms:
-            self._last_arrival_ms = self.pending_max
-        self.pending = []
+        if len(pend) <= FRAME_RECORDS:
+            body = b"".join(pend)
+            if len(body) <= FRAME_BYTES or len(pend) == 1:
+                base = self.pending_base
+                count = len(pend)
+                frame = encode_frame_body(base, count, self.pending_first, self.pending_max, body)
+                self._write_frame(frame, base, count, self.pending_first, self.pending_max)
+                self.pending = []
+                return True
+        self._materialize_split(pend)
         return True
+
+    def _materialize_split(self, pend: list[bytes]) -> None:
+        """Write a large staged batch as frames of at most FRAME_RECORDS records and about FRAME_BYTES bytes. A
+        staged record's offset delta counts from the batch start; a frame's must count from the frame's."""
+        first = self.pending_first
+        i = 0
+        while i < len(pend):
+            j, size = i, 0
+            while j < len(pend) and j - i < FRAME_RECORDS and (j == i or size + len(pend[j]) <= FRAME_BYTES):
+                size += len(pend[j])
+                j += 1
+            chunk = _rebase(pend[i:j]) if i else pend[i:j]
+            newest = first + max(_U32.unpack_from(rec, 4)[0] for rec in chunk)
+            base = self.pending_base + i
+            frame = encode_frame_body(base, j - i, first, newest, b"".join(chunk))
+            try:
+                self._write_frame(frame, base, j - i, first, newest)
+            except BaseException:
+                if i:  # keep the unwritten rest staged, counted from its own start
+                    self.pending = _rebase(pend[i:])
+                    self.pending_base += i
+                raise
+            i = j
+        self.pending = []
 
     def cut_damaged_tail(self, from_offset: int) -> int:
         """Cut the active segment at its first damaged range that starts at or after ``from_offset``, with every
