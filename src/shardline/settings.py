@@ -24,11 +24,12 @@ class Settings:
     fsync_interval_ms: int = 200
 
     # Write-ahead journal (storage/journal.py): every put is one journal write whatever the shards it touches;
-    # records reach their shard's segment files in batches of one frame per shard. Staged records are held in
-    # memory up to about journal_staged_bytes, and a shard's batch never spans more than journal_batch_span_ms of
-    # arrival time (so memory holds about that much of the write rate); a checkpoint every journal_checkpoint_ms
-    # fsyncs the segments and bounds what recovery replays.
-    journal_staged_bytes: int = 8 * 1024 * 1024
+    # records reach their shard's segment files in batches of one frame per shard. A shard's batch never spans more
+    # than journal_batch_span_ms of arrival time, so memory holds about that much of the write rate; staged records
+    # are also capped at about journal_staged_bytes of memory, sized near the engine's top put rate times the span
+    # (a lower cap writes more, smaller frames when many shards are busy); a checkpoint every
+    # journal_checkpoint_ms fsyncs the segments and bounds what recovery replays.
+    journal_staged_bytes: int = 16 * 1024 * 1024
     journal_batch_span_ms: int = 200
     journal_checkpoint_ms: int = 1000
     journal_file_bytes: int = 64 * 1024 * 1024

@@ -261,7 +261,7 @@ class Journal:
                 if pend:
                     adelta = now - lg.pending_first
                     if adelta > span:  # keep a frame's records close in time (and staged memory bounded)
-                        lg.materialize()
+                        self._written(len(pend), lg.materialize())
                         pend = lg.pending
                     elif adelta < 0:  # the clock stepped back: never before the first record of the batch
                         adelta = 0
@@ -308,7 +308,7 @@ class Journal:
         full, self._full = self._full, []
         for lg in full:
             try:
-                lg.materialize()
+                self._written(len(lg.pending), lg.materialize())
             except OSError as exc:  # acknowledged and in the journal: the next pass writes them
                 log.error("%s: writing a full batch failed: %s", lg.directory, exc)
         self.staged_bytes += len(body) + STAGED_OVERHEAD * len(plan)
@@ -338,6 +338,10 @@ class Journal:
             raise
         self.position = pos + len(frame)
         self.frames_written += 1
+
+    def _written(self, count: int, nbytes: int) -> None:
+        """``count`` staged records (``nbytes`` of segment encoding) reached their segment."""
+        self.staged_bytes = max(0, self.staged_bytes - nbytes - (_ID.size + STAGED_OVERHEAD) * count)
 
     @staticmethod
     def _unstage(plan: list[Entry]) -> None:

@@ -268,14 +268,14 @@ class ShardLog:
             self.visible_offset = self.next_offset
         return base
 
-    def materialize(self) -> bool:
+    def materialize(self) -> int:
         """Write the staged records, as one frame when they fit FRAME_RECORDS and FRAME_BYTES, else as several (a
-        read that starts inside a frame decodes the frame from its start, so frames stay small). Returns whether
-        there was anything to write. On an error what was not written stays staged (it is in the journal) and the
-        next call tries again."""
+        read that starts inside a frame decodes the frame from its start, so frames stay small). Returns the record
+        bytes written (0: nothing was staged). On an error what was not written stays staged (it is in the journal)
+        and the next call tries again."""
         pend = self.pending
         if not pend:
-            return False
+            return 0
         if self.sealed:
             raise RuntimeError(f"staged records in sealed log {self.directory}")
         if len(pend) <= FRAME_RECORDS:
@@ -286,9 +286,9 @@ class ShardLog:
                 frame = encode_frame_body(base, count, self.pending_first, self.pending_max, body)
                 self._write_frame(frame, base, count, self.pending_first, self.pending_max)
                 self.pending = []
-                return True
+                return len(body)
         self._materialize_split(pend)
-        return True
+        return sum(len(rec) for rec in pend)
 
     def _materialize_split(self, pend: list[bytes]) -> None:
         """Write a large staged batch as frames of at most FRAME_RECORDS records and about FRAME_BYTES bytes. A
