@@ -229,7 +229,7 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
                 except BaseException:
                     journal.abort_checkpoint(logs)
                     raise
-            journal.finish_checkpoint(position)
+            await self.committer.run(journal.finish_checkpoint, position)
 
     async def _checkpoint_loop(self) -> None:
         while True:

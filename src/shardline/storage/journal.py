@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._fsutil import atomic_write, fsync_dir
+from .._fsutil import fsync_dir
 from .log import FRAME_RECORDS, ShardLog
 
 __all__ = ["Journal", "JournalReport", "Resolver"]
@@ -122,6 +122,7 @@ class Journal:
         self.broken: OSError | None = None
         self._replayed: set[ShardLog] = set()
         self._full: list[ShardLog] = []  # logs whose batch reached FRAME_RECORDS in the current put
+        self._checkpoint_fd = -1
 
     # ----------------------------------------------------------------- open / replay
     @classmethod
@@ -372,11 +373,11 @@ class Journal:
             if os.fstat(fd).st_size != 0:
                 os.ftruncate(fd, 0)  # a leftover that recovery found wholly invalid
             self._fd = fd
+            self._file_start = start
+            if not self._files or self._files[-1] != start:
+                self._files.append(start)
         if self.durable:
             fsync_dir(self.directory)
-        self._file_start = start
-        if not self._files or self._files[-1] != start:
-            self._files.append(start)
 
     # ----------------------------------------------------------------- durability
     @property
@@ -420,21 +421,41 @@ class Journal:
             self._unsynced[lg] = None
 
     def finish_checkpoint(self, position: int) -> None:
-        """Record ``position`` durably and delete the journal files wholly before it."""
+        """Record ``position`` durably and delete the journal files wholly before it. May run on a worker thread
+        (the engine keeps the fsyncs off its event loop)."""
         if position > self.checkpointed:
-            head = struct.pack(">Q", position)
-            atomic_write(self.directory / _CHECKPOINT, head + _CRC.pack(zlib.crc32(head)), durable=self.durable)
+            self._write_checkpoint(position)
             self.checkpointed = position
         self.checkpoints += 1
         keep: list[int] = []
-        for i, start in enumerate(self._files):
-            end = self._files[i + 1] if i + 1 < len(self._files) else None
-            if end is not None and end <= position and start != self._file_start:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.directory / _file_name(start)).unlink()
-            else:
-                keep.append(start)
-        self._files = keep
+        doomed: list[int] = []
+        with self._fd_lock:  # _roll adds files on the loop thread
+            for i, start in enumerate(self._files):
+                end = self._files[i + 1] if i + 1 < len(self._files) else None
+                if end is not None and end <= position and start != self._file_start:
+                    doomed.append(start)
+                else:
+                    keep.append(start)
+            self._files = keep
+        for start in doomed:
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / _file_name(start)).unlink()
+
+    def _write_checkpoint(self, position: int) -> None:
+        """Overwrite the 12-byte checkpoint in place and fsync it: no rename, so no directory fsync each time. A
+        torn write fails its CRC, and the next open then replays every journal file present, which is safe: the
+        files before the previous checkpoint are gone, and replay skips what the segments hold."""
+        head = struct.pack(">Q", position)
+        if self._checkpoint_fd < 0:
+            path = self.directory / _CHECKPOINT
+            created = not path.exists()
+            self._checkpoint_fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            os.ftruncate(self._checkpoint_fd, 12)
+            if created and self.durable:
+                fsync_dir(self.directory)
+        os.pwrite(self._checkpoint_fd, head + _CRC.pack(zlib.crc32(head)), 0)
+        if self.durable:
+            os.fsync(self._checkpoint_fd)
 
     def checkpoint_now(self) -> None:
         """A synchronous checkpoint (open and close): materialise, fsync what was written, record the position."""
@@ -453,6 +474,9 @@ class Journal:
                 os.close(self._fd)
                 self._fd = -1
         self.finish_checkpoint(self.position)
+        if self._checkpoint_fd >= 0:
+            os.close(self._checkpoint_fd)
+            self._checkpoint_fd = -1
         for start in self._files:
             with contextlib.suppress(FileNotFoundError):
                 (self.directory / _file_name(start)).unlink()

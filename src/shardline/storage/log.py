@@ -41,7 +41,8 @@ __all__ = ["FRAME_BYTES", "FRAME_RECORDS", "FileCache", "RecoveryReport", "Shard
 log = logging.getLogger("shardline.storage")
 
 _LOG_START = "log-start"
-# Bounds of a frame written from staged records (what one PutRecords sub-batch used to be at most in records).
+# Bounds of a frame written from staged records: a batch is written once it holds FRAME_RECORDS (what one PutRecords
+# sub-batch used to be at most), as one frame below twice that and FRAME_BYTES, else split.
 FRAME_RECORDS = 500
 FRAME_BYTES = 1 << 20
 _U32 = struct.Struct(">I")
@@ -278,7 +279,7 @@ class ShardLog:
             return 0
         if self.sealed:
             raise RuntimeError(f"staged records in sealed log {self.directory}")
-        if len(pend) <= FRAME_RECORDS:
+        if len(pend) < 2 * FRAME_RECORDS:  # a batch that just passed FRAME_RECORDS is still written whole
             body = b"".join(pend)
             if len(body) <= FRAME_BYTES or len(pend) == 1:
                 base = self.pending_base

@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from .log import ShardLog
 
 __all__ = ["GroupCommitter"]
 
 log = logging.getLogger("shardline.storage")
+
+T = TypeVar("T")
 
 
 def _sync_all(logs: list[ShardLog]) -> None:
@@ -87,6 +90,10 @@ class GroupCommitter:
         chunks = [logs[i :: self._threads] for i in range(min(self._threads, len(logs)))]
         await asyncio.gather(*(loop.run_in_executor(self._pool, _sync_all, chunk) for chunk in chunks))
         self.fsyncs += len(logs)
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run blocking file work (fsyncs) on the committer's threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def close(self) -> None:
         if self._runner is not None:
