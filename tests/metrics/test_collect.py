@@ -94,6 +94,34 @@ def test_engine_counters(tmp_path: Path) -> None:
     asyncio.run(_engine_case(tmp_path))
 
 
+async def _storage_case(tmp_path: Path) -> None:
+    async with Engine(data_dir=tmp_path, fsync="always") as engine:
+        await engine.create_stream("s", 4)
+        collector = Collector(engine)
+        before = collector.collect(0)
+        for _ in range(3):
+            await engine.put_records([PutRecordsRequestEntry(b"x" * 50, f"k{i}") for i in range(40)], stream_name="s")
+        snap = collector.collect(1)
+        assert one(snap, "shardline_journal_frames_total") == one(before, "shardline_journal_frames_total") + 3
+        assert (
+            one(snap, "shardline_storage_fsync_rounds_total") >= one(before, "shardline_storage_fsync_rounds_total") + 1
+        )
+        assert one(snap, "shardline_journal_staged_bytes") > 0  # 120 records wait for their segments
+        assert one(snap, "shardline_journal_unreplayed_bytes") > 0
+        assert one(snap, "shardline_journal_replayed_records") == 0
+        checkpoints = one(snap, "shardline_journal_checkpoints_total")
+        await engine.checkpoint()
+        after = collector.collect(2)
+        assert one(after, "shardline_journal_checkpoints_total") == checkpoints + 1
+        assert one(after, "shardline_journal_staged_bytes") == 0
+        assert one(after, "shardline_journal_unreplayed_bytes") == 0
+
+
+def test_storage_metrics(tmp_path: Path) -> None:
+    """The journal and the group committer are sampled like everything else."""
+    asyncio.run(_storage_case(tmp_path))
+
+
 async def _shard_series_policy(tmp_path: Path) -> None:
     async with Engine(data_dir=tmp_path, fsync="never", clock=ManualClock(START_MS)) as engine:
         await engine.create_stream("big", 20)

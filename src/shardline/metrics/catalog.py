@@ -416,6 +416,49 @@ _ALL = [
         "n/a",
         ("mapping", "function", "stream", "state"),
     ),
+    # ---------------------------------------------------------------- storage (the engine's journal and fsyncs)
+    Metric(
+        "shardline_journal_frames_total",
+        "counter",
+        "frames",
+        "Put requests written to the write-ahead journal (one frame each, however many shards they touch).",
+        "n/a (storage internals)",
+    ),
+    Metric(
+        "shardline_journal_checkpoints_total",
+        "counter",
+        "checkpoints",
+        "Journal checkpoints: staged records written to their shards, segments fsynced, position recorded.",
+        "n/a (storage internals)",
+    ),
+    Metric(
+        "shardline_journal_staged_bytes",
+        "gauge",
+        "bytes",
+        "Memory held by records in the journal that have not reached their shard's segment files yet (about).",
+        "n/a (storage internals)",
+    ),
+    Metric(
+        "shardline_journal_unreplayed_bytes",
+        "gauge",
+        "bytes",
+        "Journal bytes written since the last checkpoint: what recovery would replay after a crash now.",
+        "n/a (storage internals)",
+    ),
+    Metric(
+        "shardline_journal_replayed_records",
+        "gauge",
+        "records",
+        "Records the last open replayed from the journal into their shards (nonzero after an unclean stop).",
+        "n/a (storage internals)",
+    ),
+    Metric(
+        "shardline_storage_fsync_rounds_total",
+        "counter",
+        "rounds",
+        "Group-commit rounds under fsync=always: each makes every put queued before it durable with one fsync.",
+        "n/a (storage internals)",
+    ),
     # ---------------------------------------------------------------- alarms and the monitor itself
     Metric(
         "shardline_alarm_state",

@@ -197,6 +197,16 @@ class Collector:
             for a in self.alarms.states():
                 for state in ALARM_STATES:
                     f.samples.append((_labels(alarm=str(a["name"]), state=state), float(a.get("state") == state)))
+        journal = getattr(self.engine, "journal", None)
+        if journal is not None:
+            fams["shardline_journal_frames_total"].samples.append(((), float(journal.frames_written)))
+            fams["shardline_journal_checkpoints_total"].samples.append(((), float(journal.checkpoints)))
+            fams["shardline_journal_staged_bytes"].samples.append(((), float(journal.staged_bytes)))
+            unreplayed = max(0, journal.position - journal.checkpointed)
+            fams["shardline_journal_unreplayed_bytes"].samples.append(((), float(unreplayed)))
+            replayed = self.engine.journal_report.records
+            fams["shardline_journal_replayed_records"].samples.append(((), float(replayed)))
+            fams["shardline_storage_fsync_rounds_total"].samples.append(((), float(self.engine.committer.rounds)))
         fams["shardline_metrics_series"].samples.append(((), float(self.store_series)))
         fams["shardline_metrics_sample_seconds_total"].samples.append(((), self.sample_seconds))
         if self.emf is not None:
