@@ -1,7 +1,8 @@
-"""The only place that replaces metadata files or fsyncs directories.
+"""The only place that replaces metadata files or fsyncs directories, and the one way to append to a log file.
 
 Metadata is written temp -> fsync -> rename -> fsync(directory), so a reader after any crash sees either the old
-file or the new one, never a mix.
+file or the new one, never a mix. An append that fails is cut back off the file, so the next one still starts where
+the failed one would have.
 """
 
 from __future__ import annotations
@@ -9,7 +10,28 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_dir", "remove_tree"]
+__all__ = ["CutBackFailed", "append_all", "atomic_write", "fsync_dir", "remove_tree"]
+
+
+class CutBackFailed(OSError):
+    """A failed append could not be cut back off its file, which now ends in a partial write."""
+
+
+def append_all(fd: int, data: bytes, size: int) -> None:
+    """Write all of ``data`` to ``fd`` (opened for appending, ``size`` bytes long before). On an error cut the file
+    back to ``size`` and re-raise; raise CutBackFailed when the cut fails too."""
+    try:
+        n = os.write(fd, data)
+        if n < len(data):
+            view = memoryview(data)[n:]
+            while view:
+                view = view[os.write(fd, view) :]
+    except OSError:
+        try:
+            os.ftruncate(fd, size)
+        except OSError as cut:
+            raise CutBackFailed(cut.errno, f"cannot cut a failed write back off: {cut.strerror}") from cut
+        raise
 
 
 def fsync_dir(path: Path) -> None:

@@ -108,10 +108,6 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         )
         self.journal_report = report
         self.journal.checkpoint_now()
-        for st in self.streams.values():
-            for sh in st.shards:
-                if sh.log is not None:
-                    sh.log.mark_synced(sh.log.next_offset)  # replayed records are in fsynced segments now
         if report.records or not report.clean:
             log.warning(
                 "journal replay: %d records written to their shards (%d already there, %d of deleted streams), "
@@ -204,14 +200,13 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
 
     async def _interval_sync_loop(self) -> None:
         """fsync=interval: every put is in the journal, so fsyncing the journal bounds what a crash can lose."""
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.settings.fsync_interval_ms / 1000)
             position = self.journal.position
             if self.journal.synced_position >= position:
                 continue
             try:
-                await loop.run_in_executor(None, self.journal.sync)
+                await self.committer.run(self.journal.sync)
                 self.journal.mark_synced(position)
             except Exception:
                 log.exception("interval fsync failed")

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._fsutil import fsync_dir
+from .._fsutil import CutBackFailed, append_all, fsync_dir
 from .log import FRAME_RECORDS, ShardLog
 
 __all__ = ["Journal", "JournalReport", "Resolver"]
@@ -133,8 +133,6 @@ class Journal:
         caller then materialises and checkpoints (``checkpoint_now``)."""
         directory.mkdir(parents=True, exist_ok=True)
         self = cls(directory, file_bytes=file_bytes, durable=durable, max_span_ms=max_span_ms)
-        for p in directory.glob(".*.tmp"):
-            p.unlink()
         checkpoint, readable = self._read_checkpoint()
         report = JournalReport(checkpoint=checkpoint)
         self.checkpointed = report.checkpoint
@@ -325,17 +323,10 @@ class Journal:
         crc = zlib.crc32(body, zlib.crc32(tail, zlib.crc32(head)))
         frame = b"".join((head, _CRC.pack(crc), tail, body))
         try:
-            n = os.write(self._fd, frame)
-            if n < len(frame):
-                view = memoryview(frame)[n:]
-                while view:
-                    view = view[os.write(self._fd, view) :]
-        except OSError:
-            try:
-                os.ftruncate(self._fd, pos - self._file_start)
-            except OSError as exc:  # the file now ends in a partial frame: refuse further writes
-                self.broken = exc
-                log.error("journal: cannot cut a failed write back off, refusing further writes: %s", exc)
+            append_all(self._fd, frame, pos - self._file_start)
+        except CutBackFailed as exc:  # the file now ends in a partial frame: refuse further writes
+            self.broken = exc
+            log.error("journal: %s; refusing further writes", exc)
             raise
         self.position = pos + len(frame)
         self.frames_written += 1

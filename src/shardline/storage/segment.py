@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._fsutil import CutBackFailed, append_all
 from .framing import HEADER_SIZE, MAGIC, FrameError, FrameHeader, check_crc, parse_header
 
 __all__ = ["CorruptRange", "Segment", "segment_name"]
@@ -153,28 +154,19 @@ class Segment:
         return self._fd >= 0
 
     # ----------------------------------------------------------------- writes
-    def append(self, frame: bytes, base_offset: int, count: int, arrival_ms: int, max_arrival_ms: int = -1) -> None:
-        """Write one frame whose first record arrived at ``arrival_ms`` (and its last at ``max_arrival_ms``, when
-        given). A failed write is cut back off the file, so the next frame still starts where this one would have."""
+    def append(self, frame: bytes, base_offset: int, count: int, arrival_ms: int, max_arrival_ms: int) -> None:
+        """Write one frame whose records arrived from ``arrival_ms`` to ``max_arrival_ms``. A failed write is cut
+        back off the file, so the next frame still starts where this one would have."""
         pos = self.size
         try:
-            n = os.write(self._fd, frame)
-            if n < len(frame):
-                view = memoryview(frame)[n:]
-                while view:
-                    view = view[os.write(self._fd, view) :]
-        except OSError:
-            try:
-                os.ftruncate(self._fd, pos)
-            except OSError as exc:
-                log.error("%s: cannot cut a failed write back off: %s", self.path, exc)
+            append_all(self._fd, frame, pos)
+        except CutBackFailed as exc:
+            log.error("%s: %s", self.path, exc)
             raise
         if pos - self._last_indexed_pos >= self.index_interval:
             self._add_index_entry(pos, base_offset)
         if self.first_arrival_ms < 0:
             self.first_arrival_ms = arrival_ms
-        if max_arrival_ms < arrival_ms:
-            max_arrival_ms = arrival_ms
         if max_arrival_ms > self.max_arrival_ms:
             self.max_arrival_ms = max_arrival_ms
         self.end_offset = base_offset + count
