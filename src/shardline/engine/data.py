@@ -240,12 +240,11 @@ class DataPlane(EngineBase):
                 log.error("stream %s: writing staged records to the shard logs failed: %s", st.name, exc)
         if always:
             try:
-                await self.committer.commit((journal,))  # type: ignore[arg-type]
+                await self.committer.commit((journal,))
             except OSError as exc:
                 raise InternalFailureException("Internal Service Failure") from exc
             for (lg, *_), off in zip(plan, offsets, strict=True):
-                if off >= lg.visible_offset:
-                    lg.visible_offset = lg.synced_offset = off + 1
+                lg.mark_synced(off + 1)
         else:
             mono_ms = time.monotonic() * 1000  # real time: the background loops sleep in real time
             if mono_ms >= self._next_yield_ms:

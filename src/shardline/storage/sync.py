@@ -2,8 +2,8 @@
 
 Under ``fsync=always`` a writer appends its frame, then awaits ``commit``. While one round of fsyncs is running,
 later commits queue up; the next round covers all of them with one fsync per file (with the engine's journal, one
-fsync in all). Readers only see offsets
-a round has made durable (``ShardLog.mark_synced``), so no consumer ever sees a record that a crash could take back.
+fsync in all). Readers only see offsets a round has made durable (``ShardLog.mark_synced``), so no consumer ever
+sees a record that a crash could take back.
 """
 
 from __future__ import annotations
@@ -11,27 +11,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-from .log import ShardLog
-
-__all__ = ["GroupCommitter"]
+__all__ = ["Durable", "GroupCommitter"]
 
 log = logging.getLogger("shardline.storage")
 
 T = TypeVar("T")
 
 
-def _sync_all(logs: list[ShardLog]) -> None:
+class Durable(Protocol):
+    """A file the committer can make durable: a shard log or the journal."""
+
+    @property
+    def next_offset(self) -> int: ...
+
+    def sync(self) -> None: ...
+
+    def mark_synced(self, offset: int, /) -> None: ...
+
+
+def _sync_all(logs: Sequence[Durable]) -> None:
     for lg in logs:
         lg.sync()
 
 
 class GroupCommitter:
     def __init__(self, *, threads: int = 4) -> None:
-        self._pending: dict[ShardLog, int] = {}
+        self._pending: dict[Durable, int] = {}
         self._next: asyncio.Future[None] | None = None
         self._runner: asyncio.Task[None] | None = None
         self._threads = threads
@@ -39,7 +48,7 @@ class GroupCommitter:
         self.rounds = 0
         self.fsyncs = 0
 
-    async def commit(self, logs: Iterable[ShardLog]) -> None:
+    async def commit(self, logs: Iterable[Durable]) -> None:
         """Return once every byte appended to ``logs`` before this call is durable."""
         logs = list(logs)
         if not logs:
@@ -56,17 +65,12 @@ class GroupCommitter:
         await asyncio.shield(fut)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while self._pending:
             batch, self._pending = self._pending, {}
             fut, self._next = self._next, None
             assert fut is not None
-            logs = list(batch)
-            # A few jobs per round, not one per log: fsyncs of different files run in parallel, and a round
-            # touching many shards does not pay a future per log.
-            chunks = [logs[i :: self._threads] for i in range(min(self._threads, len(logs)))]
             try:
-                await asyncio.gather(*(loop.run_in_executor(self._pool, _sync_all, chunk) for chunk in chunks))
+                await self.fsync(list(batch))
             except BaseException as exc:  # an fsync error fails every writer of the round
                 log.error("fsync failed for %d logs: %s", len(batch), exc)
                 if not fut.done():
@@ -76,14 +80,14 @@ class GroupCommitter:
                     raise
                 continue
             self.rounds += 1
-            self.fsyncs += len(batch)
             for lg, offset in batch.items():
                 lg.mark_synced(offset)
             if not fut.done():
                 fut.set_result(None)
 
-    async def fsync(self, logs: list[ShardLog]) -> None:
-        """fsync ``logs`` on the committer's threads (a few jobs, not one per log)."""
+    async def fsync(self, logs: Sequence[Durable]) -> None:
+        """fsync ``logs`` on the committer's threads. A few jobs, not one per file: fsyncs of different files run
+        in parallel, and a round touching many shards does not pay a future per file."""
         if not logs:
             return
         loop = asyncio.get_running_loop()
