@@ -15,8 +15,8 @@ leaves only files that the next open removes.
 
 Records may be *staged* before they reach a segment (see journal.py): they already have their offsets
 (``next_offset`` counts them) and their encoded bytes wait in ``pending``, durable in the engine's write-ahead
-journal. ``materialize`` writes them as one frame; every read, seal, close and trim does so first, so the segment
-files are the only thing readers ever look at.
+journal. ``materialize`` writes them as frames of bounded size; every read, seal, close and trim does so first, so
+the segment files are the only thing readers ever look at.
 """
 
 from __future__ import annotations
@@ -265,8 +265,6 @@ class ShardLog:
         base = self.next_offset
         self._write_frame(encode_frame(base, arrival_ms, records), base, len(records), arrival_ms, arrival_ms)
         self.next_offset = base + len(records)
-        if self._visible_on_write:
-            self.visible_offset = self.next_offset
         return base
 
     def materialize(self) -> int:
