@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["CutBackFailed", "append_all", "atomic_write", "fsync_dir", "remove_tree"]
+__all__ = ["CutBackFailed", "append_all", "atomic_write", "cut_file", "fsync_dir", "remove_tree"]
 
 
 class CutBackFailed(OSError):
@@ -57,6 +57,14 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     os.replace(tmp, path)
     if durable:
         fsync_dir(path.parent)
+
+
+def cut_file(path: Path, size: int) -> None:
+    """Truncate ``path`` to ``size`` bytes durably (recovery cutting a torn tail)."""
+    with open(path, "r+b") as f:
+        f.truncate(size)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def remove_tree(path: Path) -> None:

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._fsutil import CutBackFailed, append_all, fsync_dir
+from .._fsutil import CutBackFailed, append_all, cut_file, fsync_dir
 from .log import FRAME_RECORDS, ShardLog
 
 __all__ = ["Journal", "JournalReport", "Resolver"]
@@ -154,10 +154,7 @@ class Journal:
             if valid_end < start + size:
                 if nxt is None:
                     report.torn_bytes += start + size - valid_end
-                    with open(path, "r+b") as f:
-                        f.truncate(valid_end - start)
-                        f.flush()
-                        os.fsync(f.fileno())
+                    cut_file(path, valid_end - start)
                 else:
                     report.damaged.append(f"{path.name}: damaged frame at journal position {valid_end}")
                     log.error("journal: damaged frame at %d in %s; replaying later files", valid_end, path.name)
@@ -235,7 +232,7 @@ class Journal:
         if plan:
             self.stage_records(arrival, plan)
             report.records += len(plan)
-            for lg, *_ in plan:
+            for lg in {entry[0]: None for entry in plan}:
                 lg.mark_synced(lg.next_offset)  # the caller checkpoints before anyone reads
 
     # ----------------------------------------------------------------- writes

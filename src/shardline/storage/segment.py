@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._fsutil import CutBackFailed, append_all
+from .._fsutil import CutBackFailed, append_all, cut_file
 from .framing import HEADER_SIZE, MAGIC, FrameError, FrameHeader, check_crc, parse_header
 
 __all__ = ["CorruptRange", "Segment", "segment_name"]
@@ -119,10 +119,7 @@ class Segment:
         scan = seg._scan(start_pos, start_off, trust_tail=False)
         seg._first_arrival_from_file()
         if scan.valid_end < seg.size:
-            with open(seg.path, "r+b") as f:
-                f.truncate(scan.valid_end)
-                f.flush()
-                os.fsync(f.fileno())
+            cut_file(seg.path, scan.valid_end)
             seg.truncated_bytes = seg.size - scan.valid_end
             seg.size = scan.valid_end
         seg._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
