@@ -49,7 +49,7 @@ def test_route_matches_binary_search(n: int, style: str, rnd: random.Random) -> 
     cuts = _cuts(rnd, n, style)
     starts = [0, *cuts]
     ends = [c - 1 for c in cuts] + [MAX_HASH_KEY]
-    ranges: list[tuple[int, int, object]] = [(s, e, i) for i, (s, e) in enumerate(zip(starts, ends, strict=True))]
+    ranges: list[tuple[int, int, int]] = [(s, e, i) for i, (s, e) in enumerate(zip(starts, ends, strict=True))]
     rnd.shuffle(ranges)  # the router sorts them itself
     router = HashRouter(ranges)
 

@@ -264,6 +264,12 @@ async def test_sigkill_with_staged_records_loses_no_acknowledged_record(kit) -> 
         got = await kit.read_all(engine, "s", shard_id)
         assert [[r.sequence_number, r.partition_key, digest(r.data)] for r in got] == expected
     assert sum(len(v) for v in by_shard.values()) == 1500
+    # Replayed records were counted as incoming by the process that took them, not again by this one.
+    st = engine.streams["s"]
+    assert all(sh.counters.incoming_records == sh.counters.incoming_bytes == 0 for sh in st.shards)
+    await engine.put_records([PutRecordsRequestEntry(b"after", "k-after")], stream_name="s")
+    assert sum(sh.counters.incoming_records for sh in st.shards) == 1
+    assert sum(sh.counters.incoming_bytes for sh in st.shards) == len(b"after") + len("k-after")
     # The replayed records reached the segments and the checkpoint: the next clean open replays nothing.
     engine = await kit.reopen(engine)
     assert engine.journal_report.records == 0

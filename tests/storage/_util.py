@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 from shardline.storage.framing import StoredRecord, parse_header
-from shardline.storage.log import FileCache, RecoveryReport, ShardLog
+from shardline.storage.log import FileCache, LogTable, RecoveryReport, ShardLog
 
 Triple = tuple[bytes, bytes, bytes]
 
@@ -20,6 +20,8 @@ def open_log(
     segment_max_age_ms: int = 10**12,
     visible_on_write: bool = True,
     sealed: bool = False,
+    table: LogTable | None = None,
+    slot: int = 0,
 ) -> tuple[ShardLog, RecoveryReport]:
     return ShardLog.open(
         directory,
@@ -29,6 +31,8 @@ def open_log(
         segment_max_age_ms=segment_max_age_ms,
         visible_on_write=visible_on_write,
         sealed=sealed,
+        table=table,
+        slot=slot,
     )
 
 

@@ -69,15 +69,15 @@ def test_a_journal_that_cannot_cut_a_failed_write_back_refuses_further_writes(tm
         visible_on_write=True,
     )
     journal, _ = Journal.open(tmp_path / "journal", lambda tag, index: lg, file_bytes=1 << 20, durable=False)
-    assert journal.put(1, 1_000, [(lg, 0, b"k", b"", b"first")]) == [0]
+    assert journal.put(1, 1_000, lg.table, [(0, b"k", b"", b"first")]) == [0]
     wal = next((tmp_path / "journal").glob("*.wal"))
     size = wal.stat().st_size
     os.close(journal._fd)
     journal._fd = os.open(wal, os.O_RDONLY)  # writes and cuts both fail from here on
     with pytest.raises(CutBackFailed):
-        journal.put(1, 1_001, [(lg, 0, b"k", b"", b"second")])
+        journal.put(1, 1_001, lg.table, [(0, b"k", b"", b"second")])
     assert journal.broken is not None and lg.next_offset == 1 and wal.stat().st_size == size
     with pytest.raises(OSError, match="unusable after an earlier error"):
-        journal.put(1, 1_002, [(lg, 0, b"k", b"", b"third")])
+        journal.put(1, 1_002, lg.table, [(0, b"k", b"", b"third")])
     os.close(journal._fd)
     lg.close()

@@ -16,7 +16,7 @@ import pytest
 import shardline.storage.journal as journal_module
 from shardline.storage.framing import StoredRecord
 from shardline.storage.journal import HEADER_SIZE, Journal, JournalReport
-from shardline.storage.log import FileCache, ShardLog
+from shardline.storage.log import FileCache, LogTable, ShardLog
 
 from ._util import flip_byte, frame_positions, open_log, read_all, segment_files
 
@@ -66,6 +66,8 @@ class Rig:
         self.sealed: set[int] = set()  # shard indexes to open sealed
         self.model: list[list[StoredRecord]] = [[] for _ in range(shards)]
         self.journal: Journal
+        self.table = LogTable()
+        self.gone_table = LogTable()
 
     @property
     def journal_dir(self) -> Path:
@@ -76,12 +78,24 @@ class Rig:
 
     def open(self, *, first: bool = False) -> JournalReport:
         """Open the logs, then the journal; like the engine, checkpoint right after the replay."""
+        self.table = LogTable()  # one stream's logs, slot = shard index (as the engine opens them)
         self.logs = [
-            open_log(self.root / "s" / str(i), self.files, segment_bytes=1 << 20, sealed=i in self.sealed)[0]
+            open_log(
+                self.root / "s" / str(i),
+                self.files,
+                segment_bytes=1 << 20,
+                sealed=i in self.sealed,
+                table=self.table,
+                slot=i,
+            )[0]
             for i in range(self.shards)
         ]
         if first:
-            self.gone = [open_log(self.root / "gone" / str(i), self.files)[0] for i in range(self.gone_shards)]
+            self.gone_table = LogTable()
+            self.gone = [
+                open_log(self.root / "gone" / str(i), self.files, table=self.gone_table, slot=i)[0]
+                for i in range(self.gone_shards)
+            ]
         self.journal, report = Journal.open(
             self.journal_dir, self.resolve, file_bytes=self.file_bytes, durable=False, max_span_ms=self.max_span_ms
         )
@@ -99,8 +113,8 @@ class Rig:
                 lg.mark_synced(lg.next_offset)
 
     def put(self, now: int, items: list[Item], *, tag: int = TAG) -> list[int]:
-        logs = self.logs if tag == TAG else self.gone
-        offsets = self.journal.put(tag, now, [(logs[i], i, pk, ehk, data) for i, pk, ehk, data in items])
+        table = self.table if tag == TAG else self.gone_table
+        offsets = self.journal.put(tag, now, table, list(items))
         if tag == TAG:
             for index, rec in _expected(offsets, now, items):
                 self.model[index].append(rec)
@@ -500,7 +514,7 @@ def test_a_failed_journal_write_leaves_no_trace(rig: Rig, monkeypatch: pytest.Mo
     monkeypatch.setattr(journal_module.os, "write", full_disk)
     failed = [(0, b"c", b"", b"3"), (2, b"d", b"", b"4"), (0, b"e", b"", b"5")]
     with pytest.raises(OSError) as exc:
-        rig.journal.put(TAG, 1_001, [(rig.logs[i], i, pk, ehk, d) for i, pk, ehk, d in failed])
+        rig.journal.put(TAG, 1_001, rig.table, list(failed))
     monkeypatch.undo()
     assert exc.value.errno == errno.ENOSPC and failures
     assert [(lg.next_offset, list(lg.pending), lg.visible_offset) for lg in rig.logs] == before
@@ -522,8 +536,8 @@ def test_a_failed_journal_write_leaves_no_trace(rig: Rig, monkeypatch: pytest.Mo
 
 # ----------------------------------------------------------------- arrival times
 def test_a_clock_step_back_never_puts_a_record_before_its_batch(rig: Rig) -> None:
-    rig.journal.put(TAG, 1_000, [(rig.logs[0], 0, b"first", b"", b"1")])
-    rig.journal.put(TAG, 900, [(rig.logs[0], 0, b"second", b"", b"2")])
+    rig.journal.put(TAG, 1_000, rig.table, [(0, b"first", b"", b"1")])
+    rig.journal.put(TAG, 900, rig.table, [(0, b"second", b"", b"2")])
     assert rig.logs[0].written_offset == 0  # one batch
     rig.journal.materialize_all()
     recs, _ = rig.logs[0].read(0, 10, 1 << 20)
@@ -534,7 +548,7 @@ def test_a_clock_step_back_never_puts_a_record_before_its_batch(rig: Rig) -> Non
 
     # Replayed the same way.
     rig.put(1_500, [(1, b"x", b"", b"x")])
-    rig.journal.put(TAG, 1_400, [(rig.logs[1], 1, b"y", b"", b"y")])
+    rig.journal.put(TAG, 1_400, rig.table, [(1, b"y", b"", b"y")])
     rig.crash()
     rig.open()
     rig.finish_open()
@@ -569,7 +583,7 @@ def test_a_failed_put_leaves_the_batch_newest_arrival_alone(rig: Rig, monkeypatc
 
     monkeypatch.setattr(journal_module.os, "write", full_disk)
     with pytest.raises(OSError):
-        rig.journal.put(TAG, 1_500, [(rig.logs[0], 0, b"b", b"", b"2")])  # within the span
+        rig.journal.put(TAG, 1_500, rig.table, [(0, b"b", b"", b"2")])  # within the span
     monkeypatch.undo()
     assert rig.logs[0].last_arrival_ms == 1_000
     rig.journal.materialize_all()

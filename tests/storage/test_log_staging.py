@@ -52,7 +52,7 @@ def test_a_batch_of_small_records_is_written_as_frames_of_at_most_frame_records(
     expected = []
     for request in range(7):  # 7 x 300 records staged, the checkpoint-style write at the end
         batch = [(f"k{request}-{i}".encode(), b"", os.urandom(20)) for i in range(300)]
-        journal.stage_records(1_000 + request, [(lg, 0, pk, ehk, d) for pk, ehk, d in batch])
+        journal.stage_records(1_000 + request, lg.table, [(0, pk, ehk, d) for pk, ehk, d in batch])
         expected += [(pk.decode(), d, 1_000 + request) for pk, _, d in batch]
     journal.materialize_all()
     frames = _frames(lg)
@@ -64,7 +64,7 @@ def test_a_batch_of_small_records_is_written_as_frames_of_at_most_frame_records(
 def test_a_batch_of_large_records_is_written_as_frames_of_about_frame_bytes(tmp_path: Path) -> None:
     lg, journal = _open(tmp_path)
     batch = [(f"k{i}".encode(), b"", os.urandom(200_000)) for i in range(12)]
-    journal.stage_records(5_000, [(lg, 0, pk, ehk, d) for pk, ehk, d in batch])
+    journal.stage_records(5_000, lg.table, [(0, pk, ehk, d) for pk, ehk, d in batch])
     journal.materialize_all()
     frames = _frames(lg)
     assert len(frames) > 1
@@ -75,7 +75,7 @@ def test_a_batch_of_large_records_is_written_as_frames_of_about_frame_bytes(tmp_
 def test_a_put_that_fills_a_batch_writes_it_once_the_journal_has_it(tmp_path: Path) -> None:
     lg, journal = _open(tmp_path)
     batch = [(f"k{i}".encode(), b"", b"x") for i in range(FRAME_RECORDS)]
-    journal.put(1, 1_000, [(lg, 0, pk, ehk, d) for pk, ehk, d in batch])
+    journal.put(1, 1_000, lg.table, [(0, pk, ehk, d) for pk, ehk, d in batch])
     assert lg.pending == [] and lg.written_offset == FRAME_RECORDS
 
 
@@ -84,7 +84,7 @@ def test_a_failed_frame_in_a_split_keeps_the_rest_staged_and_readable(
 ) -> None:
     lg, journal = _open(tmp_path)
     batch = [(f"k{i}".encode(), b"", os.urandom(10)) for i in range(3 * FRAME_RECORDS)]
-    journal.stage_records(7_000, [(lg, 0, pk, ehk, d) for pk, ehk, d in batch])
+    journal.stage_records(7_000, lg.table, [(0, pk, ehk, d) for pk, ehk, d in batch])
     segment = lg._segments[-1]
     real = segment.append
     calls = 0

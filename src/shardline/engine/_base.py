@@ -168,7 +168,11 @@ class EngineBase:
             segment_max_age_ms=int(s.segment_max_age_s * 1000),
             visible_on_write=s.fsync != "always",
             sealed=not sh.is_open,
+            table=st.table,
+            slot=sh.index,
         )
+        st.incoming.start(sh.index)
+        sh.counters.incoming, sh.counters.slot = st.incoming, sh.index
         if not report.clean:
             log.warning(
                 "stream %s %s: recovery removed a torn tail of %d bytes, found %d damaged ranges",

@@ -26,7 +26,7 @@ from ..models import (
     ShardIteratorType,
     StreamMode,
 )
-from ..storage.log import ShardLog
+from ..storage.journal import Entry
 from . import messages as m
 from . import sequence
 from ._base import EngineBase
@@ -147,13 +147,16 @@ class DataPlane(EngineBase):
     ) -> PutRecordsResult:
         max_record = st.max_record_size_kib * 1024
         violations: list[tuple[object, str, str]] = []
-        # One entry per record, in request order: what the journal stages, and whose result it is.
-        plan: list[tuple[ShardLog, int, bytes, bytes, bytes]] = []
-        owners: list[tuple[int, ShardState, int]] = []  # request position, shard, key + data bytes
+        # One entry per record, in request order: what the journal stages, and whose result it is. Shards are
+        # named by index throughout (see LogTable): no per-shard object is touched per record.
+        plan: list[Entry] = []
+        owners: list[tuple[int, int, int]] = []  # request position, shard index, key + data bytes
         total = 0
         router = st.router
         assert router is not None
         route = router.route
+        route_table = router.table
+        route_shift = router.shift
         for i, rec in enumerate(records):
             data, pk = rec[0], rec[1]
             ehk = rec[2] if len(rec) > 2 else None
@@ -196,9 +199,11 @@ class DataPlane(EngineBase):
                 if key > MAX_HASH_KEY:
                     raise InvalidArgumentException(m.EXPLICIT_HASH_KEY.format(value=ehk))
                 ehkb = ehk.encode()
-            shard: ShardState = route(key)  # type: ignore[assignment]
-            plan.append((shard.log, shard.index, pkb, ehkb, data))  # type: ignore[arg-type]
-            owners.append((i, shard, size))
+            slot = route_table[key >> route_shift]
+            if slot < 0:  # a table slot that straddles two shards
+                slot = route(key)
+            plan.append((slot, pkb, ehkb, data))
+            owners.append((i, slot, size))
         if violations:
             raise validation_error(violations)
         if total > self.settings.max_put_records_bytes and not single:
@@ -213,8 +218,9 @@ class DataPlane(EngineBase):
             return PutRecordsResult(len(records), results, st.encryption_type)
         journal = self.journal
         always = self.settings.fsync == "always"
+        table = st.table
         try:
-            offsets = journal.put(st.tag, now, plan)
+            offsets = journal.put(st.tag, now, table, plan)
         except OSError as exc:
             log.error("stream %s: journal write failed: %s", st.name, exc)
             if single:
@@ -223,16 +229,14 @@ class DataPlane(EngineBase):
                 results[i] = _INTERNAL_FAILURE
             return PutRecordsResult(len(records), results, st.encryption_type)
         # Every record is acknowledged from here on: it is in the journal (durable below under fsync=always).
-        # Only per-record work here, no loop over the shards a request touched: that keeps the cost of a record
-        # the same at 1 shard and at 1,000.
-        wake: dict[ShardState, None] = {}
-        for (i, shard, size), off in zip(owners, offsets, strict=True):
-            results[i] = PutRecordsEntry(shard.shard_id, str(shard.seq_prefix + off))
-            c = shard.counters
-            c.incoming_records += 1
-            c.incoming_bytes += size
-            if shard.new_data is not None:
-                wake[shard] = None
+        # Only per-record work on compact per-stream arrays here, no loop over the shards a request touched and no
+        # per-shard object: that keeps the cost of a record the same at 1 shard and at 1,000.
+        ids = st.shard_ids
+        prefixes = st.seq_prefixes
+        in_bytes = st.incoming.bytes  # (records count themselves: see IncomingCounts)
+        for (i, slot, size), off in zip(owners, offsets, strict=True):
+            results[i] = PutRecordsEntry(ids[slot], str(prefixes[slot] + off))
+            in_bytes[slot] += size
         if journal.staged_bytes > self.settings.journal_staged_bytes:
             try:
                 journal.materialize_all()
@@ -243,34 +247,43 @@ class DataPlane(EngineBase):
                 await self.committer.commit((journal,))
             except OSError as exc:
                 raise InternalFailureException("Internal Service Failure") from exc
-            for (lg, *_), off in zip(plan, offsets, strict=True):
-                lg.mark_synced(off + 1)
+            ends: dict[int, int] = {}
+            for (slot, *_), off in zip(plan, offsets, strict=True):
+                ends[slot] = off + 1
+            for slot, end in ends.items():
+                lg = table.logs[slot]
+                if lg is not None:  # (None: the stream was deleted while the fsync ran)
+                    lg.mark_synced(end)
         else:
             mono_ms = time.monotonic() * 1000  # real time: the background loops sleep in real time
             if mono_ms >= self._next_yield_ms:
                 self._next_yield_ms = mono_ms + YIELD_EVERY_MS
                 await asyncio.sleep(0)
-        for shard in wake:
-            shard.new_data.set()  # type: ignore[union-attr]
+        signals = st.signals
+        if signals:
+            for slot in {slot: None for _, slot, _ in owners if slot in signals}:
+                signals[slot].set()
         failed = sum(1 for r in results if r.error_code is not None)
         return PutRecordsResult(failed, results, st.encryption_type)
 
     def _throttle_writes(
         self,
         st: StreamState,
-        plan: list[tuple[ShardLog, int, bytes, bytes, bytes]],
-        owners: list[tuple[int, ShardState, int]],
+        plan: list[Entry],
+        owners: list[tuple[int, int, int]],
         results: list[PutRecordsEntry],
         single: bool,
-    ) -> tuple[list[tuple[ShardLog, int, bytes, bytes, bytes]], list[tuple[int, ShardState, int]]]:
+    ) -> tuple[list[Entry], list[tuple[int, int, int]]]:
         """Take each record's bytes and count from its shard's (or the on-demand stream's) buckets; a record that
         does not fit fails in place with ProvisionedThroughputExceededException."""
         now = self.clock.monotonic()
         on_demand = st.mode is StreamMode.ON_DEMAND
-        kept_plan: list[tuple[ShardLog, int, bytes, bytes, bytes]] = []
-        kept_owners: list[tuple[int, ShardState, int]] = []
+        kept_plan: list[Entry] = []
+        kept_owners: list[tuple[int, int, int]] = []
+        shards = st.shards
         for entry, owner in zip(plan, owners, strict=True):
-            i, shard, size = owner
+            i, slot, size = owner
+            shard = shards[slot]
             bytes_bucket = st.write_bytes if on_demand else shard.write_bytes
             recs_bucket = st.write_records if on_demand else shard.write_records
             if bytes_bucket is None or recs_bucket is None:
@@ -297,11 +310,12 @@ class DataPlane(EngineBase):
         st = self.streams.get(stream_name)
         index = parse_shard_id(shard_id)
         shard = st.shard(index) if st is not None and index is not None else None
-        if shard is None:
+        if st is None or shard is None:
             return None
-        if shard.new_data is None:
-            shard.new_data = asyncio.Event()
-        return shard.new_data
+        event = st.signals.get(shard.index)
+        if event is None:
+            event = st.signals[shard.index] = asyncio.Event()
+        return event
 
     # ----------------------------------------------------------------- iterators
     async def get_shard_iterator(

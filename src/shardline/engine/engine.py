@@ -108,6 +108,8 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         )
         self.journal_report = report
         self.journal.checkpoint_now()
+        for st in self.streams.values():
+            st.incoming.restart()  # replayed records were counted when they were put
         if report.records or not report.clean:
             log.warning(
                 "journal replay: %d records written to their shards (%d already there, %d of deleted streams), "

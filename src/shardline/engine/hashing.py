@@ -25,34 +25,39 @@ def even_ranges(count: int, start: int = 0, end: int = MAX_HASH_KEY) -> list[tup
 
 
 class HashRouter:
-    """Finds the open shard whose range holds a hash key. Rebuilt whenever the set of open shards changes.
+    """Finds the open shard whose range holds a hash key, as its shard index. Rebuilt whenever the set of open
+    shards changes.
 
-    A table indexed by the top bits of the key answers most lookups at once (about 16 slots per shard, so at most
-    one slot in 16 straddles a boundary); the slots that do fall back to a binary search. With 1,000 shards this
-    keeps routing as cheap as with one."""
+    ``table`` indexed by the top bits of the key (``key >> shift``) answers most lookups at once (about 16 slots
+    per shard, so at most one slot in 16 straddles a boundary, marked -1); ``route`` falls back to a binary search
+    for those. A lookup touches one list entry and no per-shard object: with 1,000 shards routing stays as cheap as
+    with one. The put path reads ``table`` itself, saving a call per record."""
 
-    __slots__ = ("_shift", "_starts", "_table", "_targets")
+    __slots__ = ("_starts", "_targets", "shift", "table")
 
-    def __init__(self, ranges: list[tuple[int, int, object]]) -> None:
+    def __init__(self, ranges: list[tuple[int, int, int]]) -> None:
+        """``ranges``: (start key, end key, shard index) of every open shard, in any order."""
         ranges = sorted(ranges, key=lambda r: r[0])
         self._starts = [r[0] for r in ranges]
         self._targets = [r[2] for r in ranges]
+        if any(t < 0 for t in self._targets):
+            raise ValueError("shard indexes are never negative")
         bits = min(16, max(1, (len(ranges) * 16 - 1).bit_length()))
-        self._shift = 128 - bits
-        table: list[object | None] = []
+        self.shift = 128 - bits
+        table: list[int] = []
         for slot in range(1 << bits):
-            lo = slot << self._shift
-            hi = lo + (1 << self._shift) - 1
+            lo = slot << self.shift
+            hi = lo + (1 << self.shift) - 1
             first = self._find(lo)
-            table.append(first if first is not None and first is self._find(hi) else None)
-        self._table = table
+            table.append(first if first >= 0 and first == self._find(hi) else -1)
+        self.table = table
 
-    def _find(self, key: int) -> object | None:
+    def _find(self, key: int) -> int:
         i = bisect.bisect_right(self._starts, key) - 1
-        return self._targets[i] if i >= 0 else None
+        return self._targets[i] if i >= 0 else -1
 
-    def route(self, key: int) -> object:
-        target = self._table[key >> self._shift]
-        if target is None:
+    def route(self, key: int) -> int:
+        target = self.table[key >> self.shift]
+        if target < 0:
             return self._targets[bisect.bisect_right(self._starts, key) - 1]
         return target

@@ -156,22 +156,23 @@ class Resharding(EngineBase):
         self._open_shard(st, child)
         return child
 
-    def _close(self, shard: ShardState) -> None:
+    def _close(self, st: StreamState, shard: ShardState) -> None:
         shard.closed_ms = self.clock.now_ms()
         assert shard.log is not None
         shard.log.seal()
-        if shard.new_data is not None:
-            shard.new_data.set()  # readers waiting at the end learn that the shard closed
+        event = st.signals.get(shard.index)
+        if event is not None:
+            event.set()  # readers waiting at the end learn that the shard closed
 
     def _split(self, st: StreamState, shard: ShardState, key: int) -> tuple[ShardState, ShardState]:
-        self._close(shard)
+        self._close(st, shard)
         low = self._new_shard(st, shard.start_key, key - 1, shard.index)
         high = self._new_shard(st, key, shard.end_key, shard.index)
         return low, high
 
     def _merge(self, st: StreamState, a: ShardState, b: ShardState) -> ShardState:
-        self._close(a)
-        self._close(b)
+        self._close(st, a)
+        self._close(st, b)
         return self._new_shard(st, a.start_key, b.end_key, a.index, b.index)
 
     def _scale_uniformly(self, st: StreamState, target: int) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-__all__ = ["LATENCY_BUCKETS_MS", "Histogram", "ShardCounters", "StreamCounters"]
+from ..storage.log import LogTable
+
+__all__ = ["LATENCY_BUCKETS_MS", "Histogram", "IncomingCounts", "ShardCounters", "StreamCounters"]
 
 LATENCY_BUCKETS_MS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0)
 
@@ -25,10 +27,47 @@ class Histogram:
         self.sum_ms += ms
 
 
+class IncomingCounts:
+    """Records and bytes put into each shard of a stream, indexed by shard index, with no per-shard object on the
+    put path (its cost stays flat at 1,000 shards). A shard's record count is how far its log's next offset moved
+    since counting started, so a put counts nothing but bytes, in one list entry per record."""
+
+    __slots__ = ("bytes", "records_base", "table")
+
+    def __init__(self, table: LogTable) -> None:
+        self.table = table  # the stream's shard logs
+        self.records_base: list[int] = []  # each log's next offset when counting started
+        self.bytes: list[int] = []
+
+    def _next_offset(self, slot: int) -> int:
+        # (A closed log's slot keeps its final offsets.)
+        t = self.table
+        return t.pending_base[slot] + len(t.pending[slot]) if slot < len(t.pending) else 0
+
+    def start(self, slot: int) -> None:
+        """Count the shard at ``slot`` from zero, from its log's current next offset."""
+        grow = slot + 1 - len(self.bytes)
+        if grow > 0:
+            self.records_base.extend([0] * grow)
+            self.bytes.extend([0] * grow)
+        self.records_base[slot] = self._next_offset(slot)
+        self.bytes[slot] = 0
+
+    def restart(self) -> None:
+        """Count every shard from zero (after the journal replay at open: replayed records are not incoming)."""
+        for slot in range(len(self.bytes)):
+            self.start(slot)
+
+    def records(self, slot: int) -> int:
+        return self._next_offset(slot) - self.records_base[slot] if slot < len(self.records_base) else 0
+
+
 @dataclass(slots=True)
 class ShardCounters:
-    incoming_records: int = 0
-    incoming_bytes: int = 0
+    # incoming_records / incoming_bytes (properties below) are kept by the stream's IncomingCounts, at ``slot``,
+    # once the shard's log is open.
+    incoming: IncomingCounts | None = None
+    slot: int = 0
     write_throttled_records: int = 0
     outgoing_records: int = 0
     outgoing_bytes: int = 0
@@ -36,6 +75,15 @@ class ShardCounters:
     read_throttled_calls: int = 0
     iterator_age_ms: int = 0  # MillisBehindLatest of the latest GetRecords on this shard
     last_read_ms: int = -1
+
+    @property
+    def incoming_records(self) -> int:
+        return self.incoming.records(self.slot) if self.incoming is not None else 0
+
+    @property
+    def incoming_bytes(self) -> int:
+        inc = self.incoming
+        return inc.bytes[self.slot] if inc is not None and self.slot < len(inc.bytes) else 0
 
 
 @dataclass(slots=True)

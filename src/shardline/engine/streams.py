@@ -14,11 +14,11 @@ from ..models import (
     StreamMode,
     StreamStatus,
 )
-from ..storage.log import ShardLog
+from ..storage.log import LogTable, ShardLog
 from . import sequence
 from .hashing import HashRouter
 from .limits import TokenBucket
-from .stats import ShardCounters, StreamCounters
+from .stats import IncomingCounts, ShardCounters, StreamCounters
 
 __all__ = ["ShardState", "StreamState", "shard_id_of"]
 
@@ -47,9 +47,6 @@ class ShardState:
     read_bytes: TokenBucket | None = None
     read_calls: TokenBucket | None = None
     counters: ShardCounters = field(default_factory=ShardCounters)
-    # Set whenever new records become readable (or the shard closes); consumers in this process wait on it
-    # instead of polling. Created by the first waiter.
-    new_data: asyncio.Event | None = None
 
     def __post_init__(self) -> None:
         self.shard_id = shard_id_of(self.index)
@@ -126,11 +123,23 @@ class StreamState:
     scaling_ops_ms: list[int] = field(default_factory=list)
     mode_switches_ms: list[int] = field(default_factory=list)
     max_record_size_kib: int = 1024
-    router: HashRouter | None = None
+    router: HashRouter | None = None  # hash key -> index of the open shard that takes it
+    # What a put touches per record, kept per stream and indexed by shard index so that no per-shard object is on
+    # the hot path (see LogTable): the shard logs' write state, the shard ids, the incoming counts.
+    table: LogTable = field(default_factory=LogTable)
+    shard_ids: list[str] = field(default_factory=list)
+    seq_prefixes: list[int] = field(default_factory=list)
+    incoming: IncomingCounts = field(init=False)
+    # Set whenever new records become readable in a shard (or it closes), by shard index; consumers in this process
+    # wait on it instead of polling. Created by the first waiter.
+    signals: dict[int, asyncio.Event] = field(default_factory=dict)
     write_bytes: TokenBucket | None = None
     write_records: TokenBucket | None = None
     read_bytes: TokenBucket | None = None
     counters: StreamCounters = field(default_factory=StreamCounters)
+
+    def __post_init__(self) -> None:
+        self.incoming = IncomingCounts(self.table)
 
     @property
     def created_s(self) -> int:
@@ -146,7 +155,10 @@ class StreamState:
         return [s for s in self.shards if s.is_open]
 
     def rebuild_router(self) -> None:
-        self.router = HashRouter([(s.start_key, s.end_key, s) for s in self.shards if s.is_open])
+        """Route to the open shards (after a create, an open or a reshard)."""
+        self.router = HashRouter([(s.start_key, s.end_key, s.index) for s in self.shards if s.is_open])
+        self.shard_ids = [s.shard_id for s in self.shards]
+        self.seq_prefixes = [sequence.prefix(self.tag, s.index) for s in self.shards]
 
     def children_of(self, shard: ShardState) -> tuple[ChildShard, ...]:
         return tuple(

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._fsutil import CutBackFailed, append_all, cut_file, fsync_dir
-from .log import FRAME_RECORDS, ShardLog
+from .log import FRAME_RECORDS, LogTable, ShardLog
 
 __all__ = ["Journal", "JournalReport", "Resolver"]
 
@@ -69,8 +69,8 @@ _CHECKPOINT = "checkpoint"
 _SUFFIX = ".wal"
 MAX_FRAME_BYTES = 1 << 31
 
-# (log, shard index, partition key UTF-8, explicit hash key ASCII or b"", data)
-Entry = tuple[ShardLog, int, bytes, bytes, bytes]
+# (log slot in the table = shard index, partition key UTF-8, explicit hash key ASCII or b"", data)
+Entry = tuple[int, bytes, bytes, bytes]
 Resolver = Callable[[int, int], "ShardLog | None"]
 
 
@@ -191,7 +191,7 @@ class Journal:
 
     def _replay_frame(self, body: bytes, head: tuple[int, int, int], resolve: Resolver, report: JournalReport) -> None:
         arrival, tag, count = head
-        plan: list[Entry] = []
+        plans: dict[LogTable, list[Entry]] = {}  # (a frame holds one stream: one table)
         expect: dict[int, int] = {}
         logs: dict[int, ShardLog | None] = {}
         unpack = _REC.unpack_from
@@ -226,21 +226,27 @@ class Journal:
                 elif offset > nxt:
                     report.gaps += 1
                 else:
-                    plan.append((lg, index, body[p:pk_end], body[pk_end:ehk_end], body[ehk_end:data_end]))
+                    plans.setdefault(lg.table, []).append(
+                        (lg.slot, body[p:pk_end], body[pk_end:ehk_end], body[ehk_end:data_end])
+                    )
                     expect[index] = offset + 1
             p = data_end
-        if plan:
-            self.stage_records(arrival, plan)
+        for table, plan in plans.items():
+            self.stage_records(arrival, table, plan)
             report.records += len(plan)
-            for lg in {entry[0]: None for entry in plan}:
+            for slot in {entry[0]: None for entry in plan}:
+                lg = table.logs[slot]
+                assert lg is not None
                 lg.mark_synced(lg.next_offset)  # the caller checkpoints before anyone reads
 
     # ----------------------------------------------------------------- writes
-    def stage_records(self, now: int, plan: list[Entry]) -> tuple[list[bytes], list[int]]:
-        """Give each record the next offset of its log and stage its segment encoding there. Returns the journal
-        encoding of the records (parts to join) and their offsets, in plan order. On an error nothing is staged.
-        A log opened with ``visible_on_write`` shows staged records to readers at once (its visible offset is its
-        next offset); otherwise ``ShardLog.mark_synced`` shows them."""
+    def stage_records(self, now: int, table: LogTable, plan: list[Entry]) -> tuple[list[bytes], list[int]]:
+        """Give each record the next offset of its log (``table.logs[slot]``) and stage its segment encoding
+        there. Returns the journal encoding of the records (parts to join) and their offsets, in plan order. On an
+        error nothing is staged. A log opened with ``visible_on_write`` shows staged records to readers at once (its
+        visible offset is its next offset); otherwise ``ShardLog.mark_synced`` shows them.
+
+        The loop touches the table's arrays only (see LogTable), the log object once per staged batch."""
         parts: list[bytes] = []
         offsets: list[int] = []
         add_offset = offsets.append
@@ -250,54 +256,61 @@ class Journal:
         dirty = self._dirty
         unsynced = self._unsynced
         span = self.max_span_ms
+        logs = table.logs
+        pends = table.pending
+        bases = table.pending_base
+        firsts = table.pending_first
+        maxes = table.pending_max
         try:
-            for lg, index, pk, ehk, data in plan:
-                off = lg.next_offset
-                pend = lg.pending
+            for slot, pk, ehk, data in plan:
+                pend = pends[slot]
                 if pend:
-                    adelta = now - lg.pending_first
+                    adelta = now - firsts[slot]
                     if adelta > span:  # keep a frame's records close in time (and staged memory bounded)
-                        self._written(len(pend), lg.materialize())
-                        pend = lg.pending
+                        self._written(len(pend), logs[slot].materialize())  # type: ignore[union-attr]
+                        pend = pends[slot]
                     elif adelta < 0:  # the clock stepped back: never before the first record of the batch
                         adelta = 0
-                    elif now > lg.pending_max:
-                        lg.pending_max = now
+                    elif now > maxes[slot]:
+                        maxes[slot] = now
                 if not pend:
-                    lg.pending_base = off
-                    lg.pending_first = lg.pending_max = now
+                    lg = logs[slot]
+                    if lg is None or lg.sealed:
+                        raise RuntimeError(f"staging a record in log slot {slot}, which has no open log")
+                    firsts[slot] = maxes[slot] = now
                     adelta = 0
                     dirty[lg] = None
                     unsynced[lg] = None
-                lg.next_offset = off + 1
+                # The offset delta is the record's place in the batch: offsets are dense from pending_base.
+                delta = len(pend)
+                off = bases[slot] + delta
                 # One object per staged record: half the memory of keeping the request's pieces, and a quarter of
                 # the pieces to join when the batch is written.
-                # The offset delta is the record's place in the batch (offsets are dense from pending_base).
-                seg = join((pack_seg(len(pend), adelta, len(pk), len(ehk), len(data)), pk, ehk, data))
-                parts += (pack_id(index, off), seg)
+                seg = join((pack_seg(delta, adelta, len(pk), len(ehk), len(data)), pk, ehk, data))
+                parts += (pack_id(slot, off), seg)
                 pend.append(seg)
                 add_offset(off)
-                if len(pend) == FRAME_RECORDS:
-                    self._full.append(lg)
+                if delta == FRAME_RECORDS - 1:
+                    self._full.append(logs[slot])  # type: ignore[arg-type]
         except BaseException:
-            self._unstage(plan[: len(offsets)])
+            self._unstage(table, plan[: len(offsets)])
             raise
         return parts, offsets
 
-    def put(self, tag: int, now: int, plan: list[Entry]) -> list[int]:
-        """Stage ``plan`` and write it as one journal frame. Returns each record's offset. On a write error nothing
-        is staged and the journal file is as it was (no reader runs before this returns, so records staged for a
-        write that then fails are never seen)."""
+    def put(self, tag: int, now: int, table: LogTable, plan: list[Entry]) -> list[int]:
+        """Stage ``plan`` (records of the logs of ``table``) and write it as one journal frame. Returns each
+        record's offset. On a write error nothing is staged and the journal file is as it was (no reader runs
+        before this returns, so records staged for a write that then fails are never seen)."""
         if self.broken is not None:
             raise OSError(f"the journal is unusable after an earlier error: {self.broken}")
         self._full.clear()
-        parts, offsets = self.stage_records(now, plan)
+        parts, offsets = self.stage_records(now, table, plan)
         body = b"".join(parts)
         try:
             self._write(now, tag, len(plan), body)
         except OSError:
             self._full.clear()
-            self._unstage(plan)
+            self._unstage(table, plan)
             raise
         # Only now (the records are in the journal) may a full batch go to its segment: a failed write must be
         # able to take every record of the request back.
@@ -333,14 +346,17 @@ class Journal:
         self.staged_bytes = max(0, self.staged_bytes - nbytes - (_ID.size + STAGED_OVERHEAD) * count)
 
     @staticmethod
-    def _unstage(plan: list[Entry]) -> None:
-        """Take back the records of ``plan`` (staged last, in order): offsets, bytes and the batch's newest arrival."""
-        logs: dict[ShardLog, None] = {}
-        for lg, *_ in reversed(plan):
-            lg.next_offset -= 1
-            del lg.pending[-1:]
-            logs[lg] = None
-        for lg in logs:
+    def _unstage(table: LogTable, plan: list[Entry]) -> None:
+        """Take back the records of ``plan`` (staged last, in order): their bytes (and so their offsets) and the
+        batch's newest arrival."""
+        slots: dict[int, None] = {}
+        for slot, *_ in reversed(plan):
+            del table.pending[slot][-1:]
+            slots[slot] = None
+        for slot in slots:
+            lg = table.logs[slot]
+            if lg is None:
+                continue
             if lg.visible_offset > lg.next_offset:
                 lg.visible_offset = lg.next_offset
             pend = lg.pending
