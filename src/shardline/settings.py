@@ -25,12 +25,13 @@ class Settings:
 
     # Write-ahead journal (storage/journal.py): every put is one journal write whatever the shards it touches;
     # records reach their shard's segment files in batches of one frame per shard. A shard's batch never spans more
-    # than journal_batch_span_ms of arrival time, so memory holds about that much of the write rate; staged records
-    # are also capped at about journal_staged_bytes of memory, sized near the engine's top put rate times the span
-    # (a lower cap writes more, smaller frames when many shards are busy); a checkpoint every
-    # journal_checkpoint_ms fsyncs the segments and bounds what recovery replays.
-    journal_staged_bytes: int = 16 * 1024 * 1024
-    journal_batch_span_ms: int = 200
+    # than journal_batch_span_ms of arrival time, and staged records are capped at about journal_staged_bytes of
+    # memory (the engine's top put rate fills it in about half a second). A checkpoint every journal_checkpoint_ms
+    # writes what is staged, fsyncs the segments and bounds what recovery replays. Each frame costs a write of its
+    # own, so with many busy shards larger batches are cheaper per record: a lower cap or span writes more, smaller
+    # frames.
+    journal_staged_bytes: int = 32 * 1024 * 1024
+    journal_batch_span_ms: int = 1000
     journal_checkpoint_ms: int = 1000
     journal_file_bytes: int = 64 * 1024 * 1024
 

@@ -4,6 +4,7 @@ paths; the metrics layer samples them, the engine never pushes anywhere."""
 from __future__ import annotations
 
 import bisect
+from array import array
 from dataclasses import dataclass, field
 
 from ..storage.log import LogTable
@@ -37,7 +38,9 @@ class IncomingCounts:
     def __init__(self, table: LogTable) -> None:
         self.table = table  # the stream's shard logs
         self.records_base: list[int] = []  # each log's next offset when counting started
-        self.bytes: list[int] = []
+        # Machine integers in place: a Python int per shard would be a separate, cold object to read and replace
+        # on every record.
+        self.bytes = array("q")
 
     def _next_offset(self, slot: int) -> int:
         # (A closed log's slot keeps its final offsets.)
