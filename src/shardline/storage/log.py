@@ -15,7 +15,7 @@ leaves only files that the next open removes.
 
 Records may be *staged* before they reach a segment (see journal.py): they already have their offsets
 (``next_offset`` counts them) and their encoded bytes wait in ``pending``, durable in the engine's write-ahead
-journal. ``materialize`` writes them as frames of bounded size; every read, seal, close and trim does so first, so
+journal. That write state lives in a ``LogTable`` shared by the logs of one stream, one slot a log. ``materialize`` writes them as frames of bounded size; every read, seal, close and trim does so first, so
 the segment files are the only thing readers ever look at.
 """
 
