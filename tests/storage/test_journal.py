@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import shardline.storage.journal as journal_module
+import shardline.storage.segment as segment_module
 from shardline.storage.framing import StoredRecord
 from shardline.storage.journal import HEADER_SIZE, Journal, JournalReport
 from shardline.storage.log import FileCache, LogTable, ShardLog
@@ -183,6 +184,28 @@ def test_put_stages_records_and_materialize_writes_one_frame_per_shard(rig: Rig)
         recs, nxt = lg.read(0, 100, 1 << 20)
         assert recs == rig.model[index] and nxt == lg.next_offset
     assert [r.arrival_ms for r in rig.model[0]] == [1_000, 1_000, 1_000, 1_010]
+
+
+def test_a_failed_segment_write_keeps_that_shard_and_the_rest_staged(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    rig.put(1_000, [(0, b"a", b"", b"1"), (1, b"b", b"", b"2"), (2, b"c", b"", b"3")])
+    real = segment_module.append_all
+    broken = rig.logs[1]._segments[-1]._fd
+
+    def full_disk(fd: int, data: bytes, size: int) -> None:
+        if fd == broken:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, data, size)
+
+    monkeypatch.setattr(segment_module, "append_all", full_disk)
+    with pytest.raises(OSError):
+        rig.journal.materialize_all()
+    assert [lg.written_offset for lg in rig.logs] == [1, 0, 0]  # shards are written in staging order
+    assert rig.journal.staged_bytes > 0
+    monkeypatch.undo()
+    rig.journal.materialize_all()  # the failed shard and the one after it are still known as staged
+    assert [lg.written_offset for lg in rig.logs] == [1, 1, 1] and rig.journal.staged_bytes == 0
+    for index, lg in enumerate(rig.logs):
+        assert read_all(lg) == rig.model[index]
 
 
 def test_a_read_of_a_staged_range_materialises_that_shard_only(rig: Rig) -> None:

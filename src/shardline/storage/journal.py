@@ -399,15 +399,17 @@ class Journal:
 
     def materialize_all(self) -> None:
         """Write every staged record to its segment files."""
-        dirty, self._dirty = self._dirty, {}
+        logs = list(self._dirty)
+        self._dirty = {}
+        done = 0
         try:
-            while dirty:
-                lg = next(iter(dirty))
+            for lg in logs:
                 lg.materialize()
-                del dirty[lg]
-        except BaseException:
-            dirty.update(self._dirty)
-            self._dirty = dirty
+                done += 1
+        except BaseException:  # the failed log and those after it stay staged (and dirty)
+            rest = dict.fromkeys(logs[done:])
+            rest.update(self._dirty)
+            self._dirty = rest
             raise
         self.staged_bytes = 0
 
