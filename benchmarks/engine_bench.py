@@ -66,7 +66,7 @@ class Sizes:
     shard_rounds: int  # rounds of the shard-count comparison (a ratio of two noisy figures needs more)
 
 
-FULL = Sizes(5, 200, 160, 100, 200, 1000, 5000, 100 * MB, 1000 * MB, 9)
+FULL = Sizes(5, 200, 160, 100, 200, 1000, 5000, 100 * MB, 1000 * MB, 15)
 QUICK = Sizes(3, 40, 30, 16, 16, 150, 500, 40 * MB, 100 * MB, 3)
 
 TARGET_PUT_NEVER = 150_000
