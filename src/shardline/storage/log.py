@@ -15,8 +15,9 @@ leaves only files that the next open removes.
 
 Records may be *staged* before they reach a segment (see journal.py): they already have their offsets
 (``next_offset`` counts them) and their encoded bytes wait in ``pending``, durable in the engine's write-ahead
-journal. That write state lives in a ``LogTable`` shared by the logs of one stream, one slot a log. ``materialize`` writes them as frames of bounded size; every read, seal, close and trim does so first, so
-the segment files are the only thing readers ever look at.
+journal. That write state lives in a ``LogTable`` shared by the logs of one stream, one slot a log.
+``materialize`` writes staged records as frames of bounded size; every read, seal, close and trim does so first,
+so the segment files are the only thing readers ever look at.
 """
 
 from __future__ import annotations
