@@ -1,6 +1,6 @@
 """Per-shard IncomingRecords / IncomingBytes: a record count is how far the shard's log moved since counting
 started, bytes are counted per record. Both must match what was put, shard by shard, through staging,
-materialising, a failed journal write, resharding and a clean reopen."""
+materialising, a failed journal write, resharding and a clean reopen; OutgoingBytes counts the same UTF-8 bytes."""
 
 from __future__ import annotations
 
@@ -98,3 +98,15 @@ async def test_a_clean_reopen_counts_from_zero(kit) -> None:
     entries = [PutRecordsRequestEntry(b"zz", f"k{i}") for i in range(12)]
     res = await engine.put_records(entries, stream_name="s")
     assert _counts(engine, "s") == _expected(res.records, entries)
+
+
+async def test_outgoing_counts_match_incoming_ones_in_utf8_bytes(kit) -> None:
+    engine = await kit.open()
+    await engine.create_stream("s", 1)
+    entries = [PutRecordsRequestEntry(b"d" * (i % 7), f"ключ-{i}-é") for i in range(60)]
+    await engine.put_records(entries, stream_name="s")
+    got = await kit.read_all(engine, "s", "shardId-000000000000")
+    assert [r.data for r in got] == [e.data for e in entries]
+    c = engine.streams["s"].shards[0].counters
+    assert c.outgoing_records == c.incoming_records == 60
+    assert c.outgoing_bytes == c.incoming_bytes == sum(len(e.data) + len(e.partition_key.encode()) for e in entries)

@@ -423,11 +423,12 @@ class DataPlane(EngineBase):
             self._throttle_read_call(st, shard)
         enc = None if st.encryption_type == "NONE" else st.encryption_type
         try:
-            records, next_offset = lg.read(pos.offset, limit, MAX_GET_BYTES, id_base=shard.seq_prefix, encryption=enc)
+            records, next_offset, nbytes = lg.read_counted(
+                pos.offset, limit, MAX_GET_BYTES, id_base=shard.seq_prefix, encryption=enc
+            )
         except OSError as exc:
             log.error("stream %s %s: read failed: %s", st.name, shard.shard_id, exc)
             raise InternalFailureException("Internal Service Failure") from exc
-        nbytes = sum([len(r.data) + len(r.partition_key) for r in records]) if records else 0
         if self.settings.enforce_limits and records:
             self._charge_read(st, shard, nbytes)
         end = lg.visible_offset

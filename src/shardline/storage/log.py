@@ -486,13 +486,30 @@ class ShardLog:
 
         Records are ``StoredRecord``; with ``id_base`` they are ``models.Record`` whose sequence number is
         ``id_base + offset`` (one object per record on the hot read path)."""
+        records, nxt, _ = self.read_counted(
+            offset, max_records, max_bytes, end_offset, id_base=id_base, encryption=encryption
+        )
+        return records, nxt
+
+    def read_counted(
+        self,
+        offset: int,
+        max_records: int,
+        max_bytes: int,
+        end_offset: int | None = None,
+        *,
+        id_base: int | None = None,
+        encryption: str | None = None,
+    ) -> tuple[list[Any], int, int]:
+        """``read``, plus the bytes of partition key (UTF-8) and data of the records returned, which the decoder
+        counts anyway (a GetRecords response's size, without a second pass over its records)."""
         offset = max(offset, self.log_start)
         end = self.visible_offset if end_offset is None else min(end_offset, self.visible_offset)
         if self.pending and end > self.pending_base:
             self.materialize()
         out: list[Any] = []
         if offset >= end or not self._segments:
-            return out, offset
+            return out, offset, 0
         nbytes = 0
         next_offset = offset
         for i in range(max(0, bisect.bisect_right(self._bases, offset) - 1), len(self._segments)):
@@ -511,9 +528,9 @@ class ShardLog:
                 )
                 nbytes += used
                 if full:
-                    return out, next_offset
+                    return out, next_offset, nbytes
         # Everything below ``end`` has been read (damaged frames that were skipped included).
-        return out, end
+        return out, end, nbytes
 
     def offset_for_time(self, arrival_ms: int) -> int:
         """The offset of the first record that arrived at or after ``arrival_ms`` (the visible end if none)."""
