@@ -326,35 +326,66 @@ def _drop_records_at(rig: Rig, arrival_ms: int, *, count: int) -> None:
         rig.model[index] = [r for r in rig.model[index] if r.arrival_ms != arrival_ms]
 
 
-def test_damaged_frame_in_the_last_file_ends_the_replay_there(rig: Rig) -> None:
-    """A damaged frame ends its file. In the newest file that is indistinguishable from a torn write: the frame and
-    every frame after it are cut off (counted as torn bytes), the frames before it are replayed."""
+def test_a_damaged_frame_followed_by_valid_ones_is_skipped_and_the_replay_goes_on(rig: Rig) -> None:
+    """Bit rot in the middle of the newest file: the damaged frame's length still leads to a valid frame, so it is
+    not a torn write. Its records are lost and later records of its shards become gaps; every other shard's
+    records after it come back. Nothing is cut."""
     starts = []
     for i in range(5):
         starts.append(rig.journal.position)
-        rig.put(1_000 + i, [(0, b"k%d" % i, b"", b"frame %d" % i), (1, b"k%d" % i, b"", b"frame %d" % i)])
+        shards = [0] if i == 2 else [0, 1]  # frame 2 holds shard 0 only
+        rig.put(1_000 + i, [(shard, b"k%d" % i, b"", b"frame %d" % i) for shard in shards])
     end = rig.journal.position
     rig.crash()
     (wal,) = rig.wal_files()
     flip_byte(wal, starts[2] + HEADER_SIZE + 30)  # inside the records of frame 2
 
     report = rig.open()
-    assert not report.clean
+    assert not report.clean and report.torn_bytes == 0
+    assert report.damaged == [
+        f"{wal.name}: damaged frame at journal position {starts[2]} ({starts[3] - starts[2]} bytes) skipped"
+    ]
+    assert report.frames == 4 and report.end == end and wal.stat().st_size == end
+    assert report.records == 2 + 4 and report.gaps == 2  # shard 0: frames 0-1 back, 3-4 past its gap
+    rig.model[0] = rig.model[0][:2]
+    rig.finish_open()
+    rig.check()
+    # The journal goes on after the damaged frame; it is never replayed again.
+    rig.put(2_000, [(0, b"after", b"", b"a"), (1, b"after", b"", b"b")])
+    rig.crash()
+    again = rig.open()
+    assert again.damaged == [] and again.records == 2
+    rig.finish_open()
+    rig.check()
+
+
+def test_a_damaged_last_frame_is_a_torn_tail_and_is_cut(rig: Rig) -> None:
+    """The newest file's last frame fails its CRC and nothing follows it: indistinguishable from a torn write, so it
+    is cut (counted as torn bytes) and the frames before it are replayed."""
+    starts = []
+    for i in range(3):
+        starts.append(rig.journal.position)
+        rig.put(1_000 + i, [(0, b"k%d" % i, b"", b"frame %d" % i), (1, b"k%d" % i, b"", b"frame %d" % i)])
+    end = rig.journal.position
+    rig.crash()
+    (wal,) = rig.wal_files()
+    flip_byte(wal, starts[2] + HEADER_SIZE + 30)
+
+    report = rig.open()
+    assert not report.clean and report.damaged == []
     assert report.frames == 2 and report.records == 4
-    assert report.torn_bytes == end - starts[2]
-    assert report.end == starts[2]
-    assert wal.stat().st_size == starts[2]
+    assert report.torn_bytes == end - starts[2] and report.end == starts[2] and wal.stat().st_size == starts[2]
     for index in (0, 1):
         rig.model[index] = rig.model[index][:2]
     rig.finish_open()
     rig.check()
 
 
-def test_damaged_frame_in_an_older_file_skips_the_rest_of_that_file(
+def test_a_damaged_frame_in_an_older_file_is_skipped_and_that_file_replayed_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """In a file that is not the newest a damaged frame ends that file: its later frames are not replayed (and their
-    shards' later records in newer files become gaps); other shards' records in newer files are replayed."""
+    """In a file that is not the newest, a damaged frame whose successor is valid is skipped: the rest of that file
+    and the newer files are replayed, the damaged frame's shard has a gap from there on, other shards come back."""
     rig = Rig(tmp_path, shards=2, file_bytes=4096)
     rig.open(first=True)
     rig.finish_open()
@@ -375,13 +406,15 @@ def test_damaged_frame_in_an_older_file_skips_the_rest_of_that_file(
     with caplog.at_level(logging.ERROR, logger="shardline.storage"):
         report = rig.open()
     assert not report.clean
-    # The damaged frame and the rest of its file are skipped; the file is kept, positions after it are "missing".
-    assert any("damaged frame" in d for d in report.damaged), report.damaged
-    assert any("missing" in d for d in report.damaged), report.damaged
+    # Only the damaged frame is skipped: no positions are missing, nothing is torn.
+    assert report.damaged == [
+        f"{rig.wal_files()[0].name}: damaged frame at journal position {starts[damaged]} "
+        f"({starts[damaged + 1] - starts[damaged]} bytes) skipped"
+    ]
     assert report.torn_bytes == 0
     # Shard 0: records before the damaged frame come back, every later one is past a gap.
     assert rig.logs[0].next_offset == damaged
-    assert report.gaps == 16 - len(first_file_frames)  # shard 0's records in the newer files
+    assert report.gaps == 16 - damaged - 1  # shard 0's records after the damaged frame, in this file and newer ones
     # Shard 1: all its records are in newer files and come back.
     assert rig.logs[1].next_offset == 8
     assert report.records == damaged + 8

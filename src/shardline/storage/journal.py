@@ -10,7 +10,9 @@ before that position are deleted.
 
 Recovery opens the shard logs first (cutting torn tails as usual), then replays the journal from the checkpoint:
 a record already in its shard's segments is skipped, the shard's next offset is staged again, a record of a stream
-that no longer exists is skipped. Frames must follow each other without a gap; a damaged frame ends the file.
+that no longer exists is skipped. Frames must follow each other without a gap. A frame that fails its CRC is
+skipped (reported) when the frame after it is valid: bit rot; otherwise it ends the file (in the newest file, a
+torn tail, which is cut).
 
 Layout and format (all integers big-endian):
 
@@ -94,6 +96,24 @@ class JournalReport:
         return not (self.torn_bytes or self.damaged or self.gaps)
 
 
+def _read_frame(fd: int, start: int, pos: int, size: int) -> tuple[int, tuple[int, int, int], bytes, bool] | None:
+    """The frame at journal position ``pos`` of the file that starts at ``start``: (total size, (arrival, stream tag,
+    count), body, whether its CRC holds), or None when no frame can start there (the end of the file, a torn tail,
+    a damaged header)."""
+    if pos - start + HEADER_SIZE > size:
+        return None
+    head = os.pread(fd, HEADER_SIZE, pos - start)
+    position, length, magic, crc, arrival, tag, count = _HEAD.unpack(head)
+    total = _LEN_PREFIX + length
+    if position != pos or magic != MAGIC or total < HEADER_SIZE or total > MAX_FRAME_BYTES:
+        return None
+    if pos - start + total > size:
+        return None
+    body = os.pread(fd, total - HEADER_SIZE, pos - start + HEADER_SIZE)
+    intact = zlib.crc32(body, zlib.crc32(head[_CRC_START:], zlib.crc32(head[:13]))) == crc
+    return total, (arrival, tag, count), body, intact
+
+
 def _file_name(position: int) -> str:
     return f"{position:020d}{_SUFFIX}"
 
@@ -166,23 +186,28 @@ class Journal:
         return self, report
 
     def _replay_file(self, path: Path, start: int, begin: int, resolve: Resolver, report: JournalReport) -> int:
-        """Replay the frames of one file from position ``begin``; returns the position after the last valid one."""
+        """Replay the frames of one file from position ``begin``; returns the position after the last valid one.
+
+        A frame whose bytes fail their CRC while its successor (where its length says it ends) is a valid frame
+        is bit rot in the middle of the file, not a torn write: it is skipped and reported, and the replay goes on
+        (its records are lost; later records of the same shards become gaps, other shards' records come back)."""
         fd = os.open(path, os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
             pos = begin
-            while pos - start + HEADER_SIZE <= size:
-                head = os.pread(fd, HEADER_SIZE, pos - start)
-                position, length, magic, crc, arrival, tag, count = _HEAD.unpack(head)
-                total = _LEN_PREFIX + length
-                if position != pos or magic != MAGIC or total < HEADER_SIZE or total > MAX_FRAME_BYTES:
-                    break
-                if pos - start + total > size:
-                    break
-                body = os.pread(fd, total - HEADER_SIZE, pos - start + HEADER_SIZE)
-                if zlib.crc32(body, zlib.crc32(head[_CRC_START:], zlib.crc32(head[:13]))) != crc:
-                    break
-                self._replay_frame(body, (arrival, tag, count), resolve, report)
+            while (frame := _read_frame(fd, start, pos, size)) is not None:
+                total, fields, body, intact = frame
+                if not intact:
+                    after = _read_frame(fd, start, pos + total, size)
+                    if after is None or not after[3]:
+                        break  # nothing valid follows: the end of what this file holds
+                    report.damaged.append(
+                        f"{path.name}: damaged frame at journal position {pos} ({total} bytes) skipped"
+                    )
+                    log.error("journal: damaged frame at %d (%d bytes) in %s; skipped", pos, total, path.name)
+                    pos += total
+                    continue
+                self._replay_frame(body, fields, resolve, report)
                 report.frames += 1
                 pos += total
             return pos
