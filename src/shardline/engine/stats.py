@@ -43,9 +43,9 @@ class IncomingCounts:
         self.bytes = array("q")
 
     def _next_offset(self, slot: int) -> int:
-        # (A closed log's slot keeps its final offsets.)
+        # (The log is attached to its slot before counting starts; a closed log's slot keeps its final offsets.)
         t = self.table
-        return t.pending_base[slot] + len(t.pending[slot]) if slot < len(t.pending) else 0
+        return t.pending_base[slot] + len(t.pending[slot])
 
     def start(self, slot: int) -> None:
         """Count the shard at ``slot`` from zero, from its log's current next offset."""
@@ -62,7 +62,7 @@ class IncomingCounts:
             self.start(slot)
 
     def records(self, slot: int) -> int:
-        return self._next_offset(slot) - self.records_base[slot] if slot < len(self.records_base) else 0
+        return self._next_offset(slot) - self.records_base[slot]
 
 
 @dataclass(slots=True)
@@ -85,8 +85,7 @@ class ShardCounters:
 
     @property
     def incoming_bytes(self) -> int:
-        inc = self.incoming
-        return inc.bytes[self.slot] if inc is not None and self.slot < len(inc.bytes) else 0
+        return self.incoming.bytes[self.slot] if self.incoming is not None else 0
 
 
 @dataclass(slots=True)

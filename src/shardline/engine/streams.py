@@ -158,7 +158,7 @@ class StreamState:
         """Route to the open shards (after a create, an open or a reshard)."""
         self.router = HashRouter([(s.start_key, s.end_key, s.index) for s in self.shards if s.is_open])
         self.shard_ids = [s.shard_id for s in self.shards]
-        self.seq_prefixes = [sequence.prefix(self.tag, s.index) for s in self.shards]
+        self.seq_prefixes = [s.seq_prefix for s in self.shards]  # (set when each shard's log opened)
 
     def children_of(self, shard: ShardState) -> tuple[ChildShard, ...]:
         return tuple(

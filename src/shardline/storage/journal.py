@@ -195,21 +195,23 @@ class Journal:
         try:
             size = os.fstat(fd).st_size
             pos = begin
-            while (frame := _read_frame(fd, start, pos, size)) is not None:
+            frame = _read_frame(fd, start, pos, size)
+            while frame is not None:
                 total, fields, body, intact = frame
                 if not intact:
-                    after = _read_frame(fd, start, pos + total, size)
-                    if after is None or not after[3]:
+                    frame = _read_frame(fd, start, pos + total, size)
+                    if frame is None or not frame[3]:
                         break  # nothing valid follows: the end of what this file holds
                     report.damaged.append(
                         f"{path.name}: damaged frame at journal position {pos} ({total} bytes) skipped"
                     )
                     log.error("journal: damaged frame at %d (%d bytes) in %s; skipped", pos, total, path.name)
                     pos += total
-                    continue
+                    continue  # with the frame after it, already read
                 self._replay_frame(body, fields, resolve, report)
                 report.frames += 1
                 pos += total
+                frame = _read_frame(fd, start, pos, size)
             return pos
         finally:
             os.close(fd)

@@ -382,8 +382,7 @@ class ShardLog:
                 first, newest = t.pending_first[slot], t.pending_max[slot]
                 count = len(pend)
                 self._write_frame(encode_frame_body(base, count, first, newest, body), base, count, first, newest)
-                t.pending_base[slot] = base + count
-                t.pending[slot] = []
+                self._written_through(count)
                 return len(body)
         self._materialize_split(pend)
         return sum(len(rec) for rec in pend)
@@ -472,23 +471,10 @@ class ShardLog:
 
     # ----------------------------------------------------------------- reads
     def read(
-        self,
-        offset: int,
-        max_records: int,
-        max_bytes: int,
-        end_offset: int | None = None,
-        *,
-        id_base: int | None = None,
-        encryption: str | None = None,
+        self, offset: int, max_records: int, max_bytes: int, end_offset: int | None = None
     ) -> tuple[list[Any], int]:
-        """Records from ``offset`` (raised to log-start) up to the visible end, at most ``max_records`` and about
-        ``max_bytes`` of key + data (always at least one record). Returns the records and the next offset to read.
-
-        Records are ``StoredRecord``; with ``id_base`` they are ``models.Record`` whose sequence number is
-        ``id_base + offset`` (one object per record on the hot read path)."""
-        records, nxt, _ = self.read_counted(
-            offset, max_records, max_bytes, end_offset, id_base=id_base, encryption=encryption
-        )
+        """``read_counted`` as ``StoredRecord``s, without the byte count."""
+        records, nxt, _ = self.read_counted(offset, max_records, max_bytes, end_offset)
         return records, nxt
 
     def read_counted(
@@ -501,8 +487,13 @@ class ShardLog:
         id_base: int | None = None,
         encryption: str | None = None,
     ) -> tuple[list[Any], int, int]:
-        """``read``, plus the bytes of partition key (UTF-8) and data of the records returned, which the decoder
-        counts anyway (a GetRecords response's size, without a second pass over its records)."""
+        """Records from ``offset`` (raised to log-start) up to the visible end, at most ``max_records`` and about
+        ``max_bytes`` of key + data (always at least one record). Returns the records, the next offset to read and
+        the bytes of partition key (UTF-8) and data of the records returned, which the decoder counts anyway (a
+        GetRecords response's size, without a second pass over its records).
+
+        Records are ``StoredRecord``; with ``id_base`` they are ``models.Record`` whose sequence number is
+        ``id_base + offset`` (one object per record on the hot read path)."""
         offset = max(offset, self.log_start)
         end = self.visible_offset if end_offset is None else min(end_offset, self.visible_offset)
         if self.pending and end > self.pending_base:
