@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from shardline import Engine, Settings
+from shardline.storage import framing
 
 BATCH = 500
 STREAM = "bench"
@@ -532,7 +533,8 @@ def render(res: dict[str, Any]) -> tuple[str, list[tuple[str, bool]]]:
         checks.append((name, ok))
         return verdict(ok)
 
-    w(f"shardline engine benchmark ({res['mode']} run, {res['cpus']} CPUs, Python {res['python']})")
+    decoder = "compiled" if res.get("compiled_decoder") else "pure Python"
+    w(f"shardline engine benchmark ({res['mode']} run, {res['cpus']} CPUs, Python {res['python']}, {decoder} decoder)")
     w(f"{BATCH}-record batches, data = random bytes, partition keys = random 16-hex-digit strings; every throughput")
     w(f"figure is the median of {reps} runs, 'spread' = (max - min) / median over those runs")
     w(f"load average (1 min) at start {res['load_start']:.2f}, at end {res['load_end']:.2f} (the machine is shared)")
@@ -719,6 +721,7 @@ def main() -> int:
             "mode": "quick" if args.quick else "full",
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
+            "compiled_decoder": framing.ACCELERATED,
             "dir": str(root),
             "sizes": asdict(sizes),
             "load_start": os.getloadavg()[0],

@@ -26,6 +26,7 @@ Offsets are dense per shard: record i of a frame has offset base + offset delta.
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from typing import Any, NamedTuple
 from ..models import Record
 
 __all__ = [
+    "ACCELERATED",
     "HEADER",
     "HEADER_SIZE",
     "MAGIC",
@@ -147,7 +149,7 @@ def decode_records(buf: bytes, pos: int, header: FrameHeader, from_offset: int =
     return out
 
 
-def decode_into(  # noqa: PLR0917  (the hot read path: positional arguments are measurably cheaper)
+def _py_decode_into(  # noqa: PLR0917  (the hot read path: positional arguments are measurably cheaper)
     out: list[Any],
     buf: bytes,
     pos: int,
@@ -220,3 +222,19 @@ def decode_into(  # noqa: PLR0917  (the hot read path: positional arguments are 
         if len(out) >= max_records:
             return used, nxt, True
     return used, nxt, False
+
+
+# The compiled decoder (``_speedups.c``, built by setup.py where a C compiler is present) returns the same records
+# as ``_py_decode_into`` several times faster; it hands anything it cannot hold in 64-bit integers back to it.
+# SHARDLINE_PURE_PYTHON=1 keeps the Python one (the tests run both).
+decode_into = _py_decode_into
+ACCELERATED = False
+if os.environ.get("SHARDLINE_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from . import _speedups
+    except ImportError:
+        pass
+    else:
+        _speedups.configure(Record, StoredRecord, _py_decode_into)
+        decode_into = _speedups.decode_into
+        ACCELERATED = True
