@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
 import random
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shardline.engine.hashing import MAX_HASH_KEY, HashRouter, even_ranges
+from shardline.engine.hashing import MAX_HASH_KEY, HashRouter, even_ranges, hash_key, md5
 
 
 def _reference(starts: list[int], key: int) -> int:
@@ -74,3 +75,18 @@ def test_even_ranges_route_their_own_ends(count: int) -> None:
         assert router.route(lo) == i
         assert router.route(hi) == i
         assert router.route((lo + hi) // 2) == i
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.one_of(st.text(min_size=1, max_size=256).map(str.encode), st.binary(max_size=300)))
+def test_hash_key_is_md5_as_a_big_endian_integer(key: bytes) -> None:
+    """The routing MD5 (CPython's own where it exists) gives hashlib's digest, read big-endian."""
+    digest = hashlib.md5(key, usedforsecurity=False).digest()
+    assert md5(key).digest() == digest
+    assert hash_key(key) == int.from_bytes(digest, "big")
+
+
+def test_hash_key_known_values() -> None:
+    """AWS's documented rule, checked on fixed keys: the key space position is MD5 read as a 128-bit number."""
+    assert hash_key(b"") == 0xD41D8CD98F00B204E9800998ECF8427E
+    assert hash_key(b"abc") == 0x900150983CD24FB0D6963F7D28E17F72

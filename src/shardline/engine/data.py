@@ -30,7 +30,7 @@ from ..storage.journal import Entry
 from . import messages as m
 from . import sequence
 from ._base import EngineBase
-from .hashing import MAX_HASH_KEY, hash_key
+from .hashing import MAX_HASH_KEY, md5
 from .iterators import IteratorPosition
 from .streams import ShardState, StreamState, shard_id_of
 
@@ -157,6 +157,7 @@ class DataPlane(EngineBase):
         route = router.route
         route_table = router.table
         route_shift = router.shift
+        from_bytes = int.from_bytes
         for i, rec in enumerate(records):
             data, pk = rec[0], rec[1]
             ehk = rec[2] if len(rec) > 2 else None
@@ -183,7 +184,7 @@ class DataPlane(EngineBase):
                 raise InvalidArgumentException(m.RECORD_TOO_LARGE.format(size=size, limit=max_record))
             total += size
             if ehk is None:
-                key = hash_key(pkb)
+                key = from_bytes(md5(pkb).digest(), "big")  # hashing.hash_key, inline: a call per record saved
                 ehkb = b""
             else:
                 if type(ehk) is not str or not _HASH_KEY_RE.fullmatch(ehk):
