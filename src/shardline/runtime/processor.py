@@ -16,12 +16,12 @@ import logging
 import random
 from collections import deque
 from dataclasses import dataclass, field
-from hashlib import md5
 from typing import Any, Protocol
 
 import orjson
 
 from ..clock import Clock
+from ..engine.hashing import md5
 from ..errors import (
     ExpiredIteratorException,
     InvalidArgumentException,
@@ -592,4 +592,4 @@ class ShardProcessor:
 
 
 def _sub_index(partition_key: str, n: int) -> int:
-    return int.from_bytes(md5(partition_key.encode(), usedforsecurity=False).digest()[:8], "big") % n
+    return int.from_bytes(md5(partition_key.encode()).digest()[:8], "big") % n
