@@ -144,11 +144,13 @@ def test_records_past_the_buffer_go_to_python() -> None:
 
 @pytestmark_c
 def test_bad_utf8_key_raises_as_in_python() -> None:
-    body = _REC.pack(0, 0, 2, 0, 1) + b"\xff\xfe" + b"d"
-    buf = encode_frame_body(0, 1, 0, 0, body)
-    py, c = both(buf, 0, parse_header(buf), 0, 1, 1, 1 << 62, None, None)
-    assert c == py
-    assert c[1][0] is UnicodeDecodeError
+    body = _REC.pack(0, 0, 2, 0, 1) + b"ok" + b"d" + _REC.pack(1, 0, 2, 0, 1) + b"\xff\xfe" + b"d"
+    buf = encode_frame_body(0, 2, 0, 0, body)
+    for id_base in (None, 10**40):
+        py, c = both(buf, 0, parse_header(buf), 0, 2, 5, 1 << 62, id_base, None)
+        assert c == py
+        assert c[1][0] is UnicodeDecodeError
+        assert len(c[0]) == 1  # the record before the bad one is kept, as in Python
 
 
 @pytestmark_c

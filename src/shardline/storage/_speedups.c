@@ -73,25 +73,6 @@ static PyObject *configure(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *new_record(PyTypeObject *type, PyObject *a, PyObject *b, PyObject *c, PyObject *d, PyObject *e) {
-    /* Steals the five references, also on failure. */
-    PyObject *r = type->tp_alloc(type, 5);
-    if (r == NULL) {
-        Py_XDECREF(a);
-        Py_XDECREF(b);
-        Py_XDECREF(c);
-        Py_XDECREF(d);
-        Py_XDECREF(e);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(r, 0, a);
-    PyTuple_SET_ITEM(r, 1, b);
-    PyTuple_SET_ITEM(r, 2, c);
-    PyTuple_SET_ITEM(r, 3, d);
-    PyTuple_SET_ITEM(r, 4, e);
-    return r;
-}
-
 /* Sequence numbers of consecutive offsets differ in their last digits only: keep the decimal digits of the last
  * one and count up in place, instead of converting a 136-bit integer to decimal for every record. */
 typedef struct {
@@ -225,6 +206,7 @@ static PyObject *decode_into(PyObject *module, PyObject *const *args, Py_ssize_t
     Py_ssize_t p = (Py_ssize_t)pos + HEADER_SIZE;
     long long used = 0, nxt = start;
     int full = 0;
+    PyObject *f[5] = {NULL, NULL, NULL, NULL, NULL};
     for (long long i = 0; i < count; i++) {
         const unsigned char *r = data + p;
         long long offset = base + (long long)be32(r);
@@ -248,46 +230,29 @@ static PyObject *decode_into(PyObject *module, PyObject *const *args, Py_ssize_t
         const char *pk_ptr = (const char *)data + p;
         const char *ehk_ptr = pk_ptr + pk_len;
         const char *data_ptr = ehk_ptr + ehk_len;
-        PyObject *pk = PyUnicode_DecodeUTF8(pk_ptr, pk_len, NULL);
-        if (pk == NULL) {
-            return NULL;
+        /* The record's fields in tuple order, made one at a time; on a failure the ones made so far are freed. */
+        f[0] = f[1] = f[2] = f[3] = f[4] = NULL;
+        if (type == record_type) { /* (sequence number, arrival, data, partition key, encryption) */
+            if (!(f[0] = seq_string(&seq, offset)) || !(f[1] = PyLong_FromLongLong(arrival_ms)) ||
+                !(f[2] = PyBytes_FromStringAndSize(data_ptr, data_len)) ||
+                !(f[3] = PyUnicode_DecodeUTF8(pk_ptr, pk_len, NULL))) {
+                goto fail;
+            }
+            f[4] = Py_NewRef(encryption);
+        } else { /* (offset, arrival, partition key, explicit hash key or None, data) */
+            if (!(f[0] = PyLong_FromLongLong(offset)) || !(f[1] = PyLong_FromLongLong(arrival_ms)) ||
+                !(f[2] = PyUnicode_DecodeUTF8(pk_ptr, pk_len, NULL)) ||
+                !(f[3] = ehk_len ? PyUnicode_DecodeUTF8(ehk_ptr, ehk_len, NULL) : Py_NewRef(Py_None)) ||
+                !(f[4] = PyBytes_FromStringAndSize(data_ptr, data_len))) {
+                goto fail;
+            }
         }
-        PyObject *payload = PyBytes_FromStringAndSize(data_ptr, data_len);
-        PyObject *arr = PyLong_FromLongLong(arrival_ms);
-        PyObject *rec;
-        if (type == record_type) {
-            PyObject *sn = seq_string(&seq, offset);
-            Py_INCREF(encryption);
-            if (payload == NULL || arr == NULL || sn == NULL) {
-                Py_XDECREF(sn);
-                Py_XDECREF(payload);
-                Py_XDECREF(arr);
-                Py_DECREF(pk);
-                Py_DECREF(encryption);
-                return NULL;
-            }
-            rec = new_record(type, sn, arr, payload, pk, encryption);
-        } else {
-            PyObject *off = PyLong_FromLongLong(offset);
-            PyObject *ehk;
-            if (ehk_len) {
-                ehk = PyUnicode_DecodeUTF8(ehk_ptr, ehk_len, NULL);
-            } else {
-                ehk = Py_None;
-                Py_INCREF(ehk);
-            }
-            if (payload == NULL || arr == NULL || off == NULL || ehk == NULL) {
-                Py_XDECREF(off);
-                Py_XDECREF(ehk);
-                Py_XDECREF(payload);
-                Py_XDECREF(arr);
-                Py_DECREF(pk);
-                return NULL;
-            }
-            rec = new_record(type, off, arr, pk, ehk, payload);
-        }
+        PyObject *rec = type->tp_alloc(type, 5);
         if (rec == NULL) {
-            return NULL;
+            goto fail;
+        }
+        for (int k = 0; k < 5; k++) {
+            PyTuple_SET_ITEM(rec, k, f[k]);
         }
         int err = PyList_Append(out, rec);
         Py_DECREF(rec);
@@ -303,6 +268,11 @@ static PyObject *decode_into(PyObject *module, PyObject *const *args, Py_ssize_t
         }
     }
     return Py_BuildValue("(LLO)", used, nxt, full ? Py_True : Py_False);
+fail:
+    for (int k = 0; k < 5; k++) {
+        Py_XDECREF(f[k]);
+    }
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
