@@ -6,6 +6,7 @@ silently failed there is a test failure rather than a skipped suite."""
 
 from __future__ import annotations
 
+import gc
 import os
 import struct
 import subprocess
@@ -238,3 +239,18 @@ def test_ordinary_frames_are_decoded_in_c() -> None:
             assert used == sum(len(f"k{i}") + i for i in range(3, 13))
     finally:
         _speedups.configure(Record, StoredRecord, framing._py_decode_into)
+
+
+@pytestmark_c
+def test_records_stay_out_of_the_cyclic_gc() -> None:
+    """Records of atomic fields cannot form cycles, so the decoder untracks them (GC passes do not walk every record
+    a consumer holds); a record holding a container (only possible through an odd ``encryption``) stays tracked."""
+    buf = frame_of(0, 0, [(0, "a", "", b"1"), (1, "b", "7", b"2")])
+    header = parse_header(buf)
+    for id_base, encryption in ((None, None), (5, None), (5, "KMS")):
+        out: list[Any] = []
+        _speedups.decode_into(out, buf, 0, header, 0, 2, 10, 1 << 62, id_base, encryption)
+        assert [gc.is_tracked(r) for r in out] == [False, False]
+    odd: list[Any] = []
+    _speedups.decode_into(odd, buf, 0, header, 0, 2, 10, 1 << 62, 5, ["container"])  # type: ignore[arg-type]
+    assert all(gc.is_tracked(r) for r in odd)

@@ -207,6 +207,10 @@ static PyObject *decode_into(PyObject *module, PyObject *const *args, Py_ssize_t
     long long used = 0, nxt = start;
     int full = 0;
     PyObject *f[5] = {NULL, NULL, NULL, NULL, NULL};
+    /* When every field is a str, int, bytes or None, a record can never be part of a reference cycle: leave it out
+     * of the cyclic GC, as CPython does for plain tuples of such values (a NamedTuple is not a plain tuple, so it
+     * would stay tracked, and every collection would walk every record a caller still holds). */
+    int untrack = type == stored_record_type || encryption == Py_None || PyUnicode_CheckExact(encryption);
     for (long long i = 0; i < count; i++) {
         const unsigned char *r = data + p;
         long long offset = base + (long long)be32(r);
@@ -253,6 +257,9 @@ static PyObject *decode_into(PyObject *module, PyObject *const *args, Py_ssize_t
         }
         for (int k = 0; k < 5; k++) {
             PyTuple_SET_ITEM(rec, k, f[k]);
+        }
+        if (untrack) {
+            PyObject_GC_UnTrack(rec);
         }
         int err = PyList_Append(out, rec);
         Py_DECREF(rec);
