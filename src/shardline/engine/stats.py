@@ -42,18 +42,13 @@ class IncomingCounts:
         # on every record.
         self.bytes = array("q")
 
-    def _next_offset(self, slot: int) -> int:
-        # (The log is attached to its slot before counting starts; a closed log's slot keeps its final offsets.)
-        t = self.table
-        return t.pending_base[slot] + len(t.pending[slot])
-
     def start(self, slot: int) -> None:
         """Count the shard at ``slot`` from zero, from its log's current next offset."""
         grow = slot + 1 - len(self.bytes)
         if grow > 0:
             self.records_base.extend([0] * grow)
             self.bytes.extend([0] * grow)
-        self.records_base[slot] = self._next_offset(slot)
+        self.records_base[slot] = self.table.next_offset(slot)  # (the log is attached first)
         self.bytes[slot] = 0
 
     def restart(self) -> None:
@@ -62,7 +57,7 @@ class IncomingCounts:
             self.start(slot)
 
     def records(self, slot: int) -> int:
-        return self._next_offset(slot) - self.records_base[slot]
+        return self.table.next_offset(slot) - self.records_base[slot]
 
 
 @dataclass(slots=True)
