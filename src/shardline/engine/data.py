@@ -26,7 +26,7 @@ from ..models import (
     ShardIteratorType,
     StreamMode,
 )
-from ..storage.journal import Entry
+from ..storage.staging import Entry
 from . import messages as m
 from . import sequence
 from ._base import EngineBase

@@ -2,11 +2,11 @@
 many shards the request touches.
 
 A request's records are encoded once. The bytes go to the journal as one frame, and each record's segment encoding
-is *staged* in its shard's log (``ShardLog.pending``). Staged records are materialised into the segment files in
-batches, one frame per shard: when the staged bytes pass a bound, whenever a shard is read, sealed, trimmed or
-closed, and at every checkpoint. A checkpoint materialises everything staged, fsyncs the segments written since
-the previous checkpoint (unless fsync=never), then records its journal position durably; journal files wholly
-before that position are deleted.
+is *staged* in its shard's slot of the stream's stage table (staging.py). Staged records are materialised into the
+segment files in batches, one frame per shard: when the staged bytes pass a bound, whenever a shard is read,
+sealed, trimmed or closed, and at every checkpoint. A checkpoint materialises everything staged, fsyncs the segments
+written since the previous checkpoint (unless fsync=never), then records its journal position durably; journal
+files wholly before that position are deleted.
 
 Recovery opens the shard logs first (cutting torn tails as usual), then replays the journal from the checkpoint:
 a record already in its shard's segments is skipped, the shard's next offset is staged again, a record of a stream
@@ -47,7 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._fsutil import CutBackFailed, append_all, cut_file, fsync_dir
-from .log import FRAME_RECORDS, LogTable, ShardLog
+from .log import LogTable, ShardLog
+from .staging import Entry
 
 __all__ = ["Journal", "JournalReport", "Resolver"]
 
@@ -63,7 +64,6 @@ _U32 = _CRC
 _REC = struct.Struct(">IQIIHBI")  # shard index, offset, then the 15-byte segment record header
 _REC_SIZE = _REC.size  # 27
 _ID = struct.Struct(">IQ")  # shard index, offset: what a journal record adds to the segment encoding
-_SEG_REC = struct.Struct(">IIHBI")  # framing.py's record header
 STAGED_OVERHEAD = 40  # memory a staged record costs beyond its encoded bytes (object header, list slot)
 _LEN_PREFIX = 12
 _CRC_START = 17
@@ -71,8 +71,6 @@ _CHECKPOINT = "checkpoint"
 _SUFFIX = ".wal"
 MAX_FRAME_BYTES = 1 << 31
 
-# (log slot in the table = shard index, partition key UTF-8, explicit hash key ASCII or b"", data)
-Entry = tuple[int, bytes, bytes, bytes]
 Resolver = Callable[[int, int], "ShardLog | None"]
 
 
@@ -141,7 +139,7 @@ class Journal:
         self._unsynced: dict[ShardLog, None] = {}  # logs written since the last checkpoint
         self.broken: OSError | None = None
         self._replayed: set[ShardLog] = set()
-        self._full: list[ShardLog] = []  # logs whose batch reached FRAME_RECORDS in the current put
+        self._full: list[int] = []  # slots whose batch reached FRAME_RECORDS in the current put
         self._checkpoint_fd = -1
 
     # ----------------------------------------------------------------- open / replay
@@ -267,62 +265,36 @@ class Journal:
                 lg.mark_synced(lg.next_offset)  # the caller checkpoints before anyone reads
 
     # ----------------------------------------------------------------- writes
-    def stage_records(self, now: int, table: LogTable, plan: list[Entry]) -> tuple[list[bytes], list[int]]:
+    def stage_records(self, now: int, table: LogTable, plan: list[Entry]) -> tuple[bytes, list[int]]:
         """Give each record the next offset of its log (``table.logs[slot]``) and stage its segment encoding
-        there. Returns the journal encoding of the records (parts to join) and their offsets, in plan order. On an
-        error nothing is staged. A log opened with ``visible_on_write`` shows staged records to readers at once (its
-        visible offset is its next offset); otherwise ``ShardLog.mark_synced`` shows them.
+        there. Returns the journal encoding of the records and their offsets, in plan order. On an error nothing
+        is staged. A log opened with ``visible_on_write`` shows staged records to readers at once (its visible
+        offset is its next offset); otherwise ``ShardLog.mark_synced`` shows them.
 
-        The loop touches the table's arrays only (see LogTable), the log object once per staged batch."""
-        parts: list[bytes] = []
-        offsets: list[int] = []
-        add_offset = offsets.append
-        pack_id = _ID.pack
-        pack_seg = _SEG_REC.pack
-        join = b"".join
+        The per-record loop runs in the stage table (staging.py); it calls back here only at a batch's start and
+        when a batch would span too much arrival time."""
+        logs = table.logs
+        staged = table.staged
         dirty = self._dirty
         unsynced = self._unsynced
-        span = self.max_span_ms
-        logs = table.logs
-        pends = table.pending
-        bases = table.pending_base
-        firsts = table.pending_first
-        maxes = table.pending_max
+
+        def on_span(slot: int) -> None:  # keep a frame's records close in time (and staged memory bounded)
+            lg = logs[slot]
+            assert lg is not None
+            self._written(staged.count(slot), lg.materialize())
+
+        def on_first(slot: int) -> None:
+            lg = logs[slot]
+            if lg is None or lg.sealed:
+                raise RuntimeError(f"staging a record in log slot {slot}, which has no open log")
+            dirty[lg] = None
+            unsynced[lg] = None
+
         try:
-            for slot, pk, ehk, data in plan:
-                pend = pends[slot]
-                if pend:
-                    adelta = now - firsts[slot]
-                    if adelta > span:  # keep a frame's records close in time (and staged memory bounded)
-                        self._written(len(pend), logs[slot].materialize())  # type: ignore[union-attr]
-                        pend = pends[slot]
-                    elif adelta < 0:  # the clock stepped back: never before the first record of the batch
-                        adelta = 0
-                    elif now > maxes[slot]:
-                        maxes[slot] = now
-                if not pend:
-                    lg = logs[slot]
-                    if lg is None or lg.sealed:
-                        raise RuntimeError(f"staging a record in log slot {slot}, which has no open log")
-                    firsts[slot] = maxes[slot] = now
-                    adelta = 0
-                    dirty[lg] = None
-                    unsynced[lg] = None
-                # The offset delta is the record's place in the batch: offsets are dense from pending_base.
-                delta = len(pend)
-                off = bases[slot] + delta
-                # One object per staged record: half the memory of keeping the request's pieces, and a quarter of
-                # the pieces to join when the batch is written.
-                seg = join((pack_seg(delta, adelta, len(pk), len(ehk), len(data)), pk, ehk, data))
-                parts += (pack_id(slot, off), seg)
-                pend.append(seg)
-                add_offset(off)
-                if delta == FRAME_RECORDS - 1:
-                    self._full.append(logs[slot])  # type: ignore[arg-type]
+            return staged.stage(now, self.max_span_ms, plan, on_span, on_first, self._full)
         except BaseException:
-            self._unstage(table, plan[: len(offsets)])
+            self._fix_visible(table, plan)
             raise
-        return parts, offsets
 
     def put(self, tag: int, now: int, table: LogTable, plan: list[Entry]) -> list[int]:
         """Stage ``plan`` (records of the logs of ``table``) and write it as one journal frame. Returns each
@@ -331,8 +303,7 @@ class Journal:
         if self.broken is not None:
             raise OSError(f"the journal is unusable after an earlier error: {self.broken}")
         self._full.clear()
-        parts, offsets = self.stage_records(now, table, plan)
-        body = b"".join(parts)
+        body, offsets = self.stage_records(now, table, plan)
         try:
             self._write(now, tag, len(plan), body)
         except OSError:
@@ -342,9 +313,12 @@ class Journal:
         # Only now (the records are in the journal) may a full batch go to its segment: a failed write must be
         # able to take every record of the request back.
         full, self._full = self._full, []
-        for lg in full:
+        for slot in full:
+            lg = table.logs[slot]
+            if lg is None:
+                continue
             try:
-                self._written(len(lg.pending), lg.materialize())
+                self._written(lg.pending_count, lg.materialize())
             except OSError as exc:  # acknowledged and in the journal: the next pass writes them
                 log.error("%s: writing a full batch failed: %s", lg.directory, exc)
         self.staged_bytes += len(body) + STAGED_OVERHEAD * len(plan)
@@ -372,23 +346,24 @@ class Journal:
         """``count`` staged records (``nbytes`` of segment encoding) reached their segment."""
         self.staged_bytes = max(0, self.staged_bytes - nbytes - (_ID.size + STAGED_OVERHEAD) * count)
 
-    @staticmethod
-    def _unstage(table: LogTable, plan: list[Entry]) -> None:
+    @classmethod
+    def _unstage(cls, table: LogTable, plan: list[Entry]) -> None:
         """Take back the records of ``plan`` (staged last, in order): their bytes (and so their offsets) and the
         batch's newest arrival."""
-        slots: dict[int, None] = {}
-        for slot, *_ in reversed(plan):
-            del table.pending[slot][-1:]
-            slots[slot] = None
-        for slot in slots:
-            lg = table.logs[slot]
-            if lg is None:
-                continue
-            if lg.visible_offset > lg.next_offset:
+        counts: dict[int, int] = {}
+        for slot, *_ in plan:
+            counts[slot] = counts.get(slot, 0) + 1
+        for slot, n in counts.items():
+            table.staged.drop_last(slot, n)
+        cls._fix_visible(table, plan)
+
+    @staticmethod
+    def _fix_visible(table: LogTable, plan: list[Entry]) -> None:
+        """No log shows readers more than it holds after records were taken back."""
+        for slot in {entry[0]: None for entry in plan}:
+            lg = table.logs[slot] if 0 <= slot < len(table.logs) else None
+            if lg is not None and lg.visible_offset > lg.next_offset:
                 lg.visible_offset = lg.next_offset
-            pend = lg.pending
-            if pend:  # the newest arrival among the records still staged (header: offset delta, arrival delta)
-                lg.pending_max = lg.pending_first + max(_U32.unpack_from(rec, 4)[0] for rec in pend)
 
     def _roll(self) -> None:
         """Start a new journal file at the current position (the old one is fsynced first)."""

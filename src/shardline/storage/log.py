@@ -14,8 +14,9 @@ Retention first advances ``log-start`` durably, then deletes whole segments belo
 leaves only files that the next open removes.
 
 Records may be *staged* before they reach a segment (see journal.py): they already have their offsets
-(``next_offset`` counts them) and their encoded bytes wait in ``pending``, durable in the engine's write-ahead
-journal. That write state lives in a ``LogTable`` shared by the logs of one stream, one slot a log.
+(``next_offset`` counts them) and their encoded bytes wait in the log's slot of a ``StageTable`` (staging.py),
+durable in the engine's write-ahead journal. The table belongs to a ``LogTable`` shared by the logs of one stream,
+one slot a log.
 ``materialize`` writes staged records as frames of bounded size; every read, seal, close and trim does so first,
 so the segment files are the only thing readers ever look at.
 """
@@ -36,6 +37,7 @@ from typing import Any
 from .._fsutil import atomic_write, fsync_dir
 from .framing import decode_into, decode_records, encode_frame, encode_frame_body
 from .segment import CorruptRange, Segment
+from .staging import StageTable
 
 __all__ = ["FRAME_BYTES", "FRAME_RECORDS", "FileCache", "LogTable", "RecoveryReport", "ShardLog"]
 
@@ -49,7 +51,7 @@ FRAME_BYTES = 1 << 20
 _U32 = struct.Struct(">I")
 
 
-def _rebase(records: list[bytes]) -> list[bytes]:
+def _rebase(records: Sequence[bytes]) -> list[bytes]:
     """Encoded records with their offset deltas renumbered from 0 (the delta is the first field)."""
     pack = _U32.pack
     return [pack(k) + rec[4:] for k, rec in enumerate(records)]
@@ -101,27 +103,19 @@ class FileCache:
 
 
 class LogTable:
-    """The write state of a group of logs that take puts together (one stream's shards), in lists indexed by slot
-    (the shard index): the staged batch (its records, its first offset, its first and newest arrival) and the log
-    itself. A log's next offset is ``pending_base + len(pending)``: staging a record writes nothing but the record.
+    """The logs of a group that takes puts together (one stream's shards), in a list indexed by slot (the shard
+    index), and their staged records in a ``StageTable`` (staging.py) with the same slots. A log's next offset is
+    its slot's ``next_offset``: staging a record writes nothing but the record.
 
-    A put touches, per record, an entry or two of these lists instead of a handful of Python objects per shard
-    (the log, its fields, their integers), which no longer fit the CPU caches with 1,000 shards; the arrival times
-    the lists point to are shared by every shard that staged in the same request. What a record still touches per
-    shard (its batch list, base offset) is the rest of the 1,000-shard cost (docs/architecture.md). ``ShardLog``
-    reads and writes its own slot through properties."""
+    A put touches, per record, its slot of the stage table and no Python object of the shard: with 1,000 shards the
+    compiled table's per-shard state still fits the CPU caches (docs/architecture.md). ``ShardLog`` reads and
+    writes its own slot through properties."""
 
-    __slots__ = ("logs", "pending", "pending_base", "pending_first", "pending_max")
+    __slots__ = ("logs", "staged")
 
     def __init__(self) -> None:
         self.logs: list[ShardLog | None] = []
-        # Staged records (journal.py): encoded record bytes with offset deltas from ``pending_base`` and arrival
-        # deltas from ``pending_first``; ``pending_max`` is the newest arrival among them. With nothing staged,
-        # ``pending_base`` is the log's next offset.
-        self.pending: list[list[bytes]] = []
-        self.pending_base: list[int] = []
-        self.pending_first: list[int] = []
-        self.pending_max: list[int] = []
+        self.staged = StageTable(FRAME_RECORDS)
 
     def attach(self, slot: int, lg: ShardLog) -> None:
         """Give ``slot`` to ``lg`` with empty write state (a slot belongs to one open log at a time)."""
@@ -130,22 +124,17 @@ class LogTable:
         grow = slot + 1 - len(self.logs)
         if grow > 0:
             self.logs.extend([None] * grow)
-            self.pending.extend([] for _ in range(grow))
-            self.pending_base.extend([0] * grow)
-            self.pending_first.extend([-1] * grow)
-            self.pending_max.extend([-1] * grow)
+            self.staged.grow(slot + 1)
         held = self.logs[slot]
         if held is not None and held is not lg:
             raise ValueError(f"log slot {slot} is held by {held.directory}")
         self.logs[slot] = lg
-        self.pending[slot] = []
-        self.pending_base[slot] = 0
-        self.pending_first[slot] = self.pending_max[slot] = -1
+        self.staged.reset(slot)
 
     def next_offset(self, slot: int) -> int:
         """The offset the next record of the log at ``slot`` gets: the staged batch's base plus the batch (a closed
         log's slot keeps its final values)."""
-        return self.pending_base[slot] + len(self.pending[slot])
+        return self.staged.next_offset(slot)
 
     def detach(self, slot: int, lg: ShardLog) -> None:
         """``lg`` is closed: free its slot (its last values stay readable through the closed log)."""
@@ -280,7 +269,7 @@ class ShardLog:
     def close(self) -> None:
         """Materialize what is staged, then close every segment (the active one is fsynced) and free the log's
         table slot."""
-        if self.pending and not self.sealed:
+        if self.pending_count and not self.sealed:
             self.materialize()
         for seg in self._segments:
             self._files.forget(seg.path)
@@ -290,7 +279,7 @@ class ShardLog:
 
     def seal(self) -> None:
         """No more appends; staged records are written, the active segment is fsynced, closed and its index saved."""
-        if self.pending:
+        if self.pending_count:
             self.materialize()
         if self._segments and self._segments[-1].writable:
             self._segments[-1].seal(durable=True)
@@ -305,40 +294,34 @@ class ShardLog:
 
     @next_offset.setter
     def next_offset(self, offset: int) -> None:
-        if self.table.pending[self.slot]:
+        if self.table.staged.count(self.slot):
             raise RuntimeError(f"{self.directory}: the next offset of a log with staged records is theirs")
-        self.table.pending_base[self.slot] = offset
+        self.table.staged.set_base(self.slot, offset)
 
     @property
     def pending(self) -> list[bytes]:
-        """Staged records, in offset order from ``pending_base`` (see journal.py)."""
-        return self.table.pending[self.slot]
+        """A copy of the staged records, in offset order from ``pending_base`` (see journal.py)."""
+        return self.table.staged.records(self.slot)
+
+    @property
+    def pending_count(self) -> int:
+        """How many records are staged."""
+        return self.table.staged.count(self.slot)
 
     @property
     def pending_base(self) -> int:
         """Offset of the first staged record (the next offset when none is staged)."""
-        return self.table.pending_base[self.slot]
+        return self.table.staged.base(self.slot)
 
     @property
     def pending_first(self) -> int:
         """Arrival of the first staged record (the staged arrival deltas count from it)."""
-        return self.table.pending_first[self.slot]
+        return self.table.staged.first(self.slot)
 
     @property
     def pending_max(self) -> int:
         """Newest arrival among the staged records."""
-        return self.table.pending_max[self.slot]
-
-    @pending_max.setter
-    def pending_max(self, ms: int) -> None:
-        self.table.pending_max[self.slot] = ms
-
-    def _written_through(self, count: int, rest: list[bytes] | None = None) -> None:
-        """The first ``count`` staged records are in the segment: the batch now starts after them (with ``rest``
-        still staged, their offset deltas already counted from the new start)."""
-        t, slot = self.table, self.slot
-        t.pending_base[slot] += count
-        t.pending[slot] = [] if rest is None else rest
+        return self.table.staged.newest(self.slot)
 
     # ----------------------------------------------------------------- writes
     @property
@@ -354,14 +337,14 @@ class ShardLog:
     @property
     def last_arrival_ms(self) -> int:
         """Arrival time of the newest record, staged or written (-1 when there is none)."""
-        return self.pending_max if self.pending else self._last_arrival_ms
+        return self.pending_max if self.pending_count else self._last_arrival_ms
 
     def append(self, records: Sequence[tuple[bytes, bytes, bytes]], arrival_ms: int) -> int:
         """Append one frame; returns its base offset. The records are visible at once unless the log was opened
         with ``visible_on_write=False``, in which case ``mark_synced`` makes them visible."""
         if self.sealed:
             raise RuntimeError(f"append to sealed log {self.directory}")
-        if self.pending:
+        if self.pending_count:
             self.materialize()
         base = self.next_offset
         self._write_frame(encode_frame(base, arrival_ms, records), base, len(records), arrival_ms, arrival_ms)
@@ -373,23 +356,22 @@ class ShardLog:
         read that starts inside a frame decodes the frame from its start, so frames stay small). Returns the record
         bytes written (0: nothing was staged). On an error what was not written stays staged (it is in the journal)
         and the next call tries again."""
-        t, slot = self.table, self.slot
-        pend = t.pending[slot]
-        if not pend:
+        staged, slot = self.table.staged, self.slot
+        count = staged.count(slot)
+        if not count:
             return 0
         if self.sealed:
             raise RuntimeError(f"staged records in sealed log {self.directory}")
-        if len(pend) < 2 * FRAME_RECORDS:  # a batch that just passed FRAME_RECORDS is still written whole
-            body = b"".join(pend)
-            if len(body) <= FRAME_BYTES or len(pend) == 1:
-                base = t.pending_base[slot]
-                first, newest = t.pending_first[slot], t.pending_max[slot]
-                count = len(pend)
-                self._write_frame(encode_frame_body(base, count, first, newest, body), base, count, first, newest)
-                self._written_through(count)
-                return len(body)
-        self._materialize_split(pend)
-        return sum(len(rec) for rec in pend)
+        nbytes = staged.nbytes(slot)
+        # A batch that just passed FRAME_RECORDS is still written whole.
+        if count < 2 * FRAME_RECORDS and (nbytes <= FRAME_BYTES or count == 1):
+            base, first, newest = staged.base(slot), staged.first(slot), staged.newest(slot)
+            frame = encode_frame_body(base, count, first, newest, staged.body(slot))
+            self._write_frame(frame, base, count, first, newest)
+            staged.consume(slot, count)
+            return nbytes
+        self._materialize_split(staged.records(slot))
+        return nbytes
 
     def _materialize_split(self, pend: list[bytes]) -> None:
         """Write a large staged batch as frames of at most FRAME_RECORDS records and about FRAME_BYTES bytes. A
@@ -408,11 +390,10 @@ class ShardLog:
             try:
                 self._write_frame(frame, base, j - i, first, newest)
             except BaseException:
-                if i:  # keep the unwritten rest staged, counted from its own start
-                    self._written_through(i, _rebase(pend[i:]))
+                self.table.staged.consume(self.slot, i)  # the unwritten rest stays staged, counted from its start
                 raise
             i = j
-        self._written_through(len(pend))
+        self.table.staged.consume(self.slot, len(pend))
 
     def cut_damaged_tail(self, from_offset: int) -> int:
         """Cut the active segment at its first damaged range that starts at or after ``from_offset``, with every
@@ -420,7 +401,7 @@ class ShardLog:
         since the last checkpoint were not fsynced yet, so a power loss may have left a hole with intact frames
         after it, which the journal refills in order. Returns the bytes cut."""
         for damage in self.tail_damage:
-            if damage.first_offset >= from_offset and not self.sealed and not self.pending:
+            if damage.first_offset >= from_offset and not self.sealed and not self.pending_count:
                 cut = self._segments[-1].truncate(damage.start, damage.first_offset)
                 self.next_offset = self.visible_offset = self.synced_offset = damage.first_offset
                 self.tail_damage = [d for d in self.tail_damage if d.first_offset < damage.first_offset]
@@ -436,7 +417,7 @@ class ShardLog:
 
     def discard_pending(self) -> None:
         """Forget staged records (their stream is being deleted); their offsets stay used."""
-        self._written_through(len(self.pending))
+        self.table.staged.consume(self.slot, self.pending_count)
 
     @property
     def written_offset(self) -> int:
@@ -500,7 +481,7 @@ class ShardLog:
         ``id_base + offset`` (one object per record on the hot read path)."""
         offset = max(offset, self.log_start)
         end = self.visible_offset if end_offset is None else min(end_offset, self.visible_offset)
-        if self.pending and end > self.pending_base:
+        if self.pending_count and end > self.pending_base:
             self.materialize()
         out: list[Any] = []
         if offset >= end or not self._segments:
@@ -529,7 +510,7 @@ class ShardLog:
 
     def offset_for_time(self, arrival_ms: int) -> int:
         """The offset of the first record that arrived at or after ``arrival_ms`` (the visible end if none)."""
-        if self.pending:
+        if self.pending_count:
             self.materialize()
         end = self.visible_offset
         for seg in self._segments:
@@ -555,14 +536,14 @@ class ShardLog:
     # ----------------------------------------------------------------- retention
     def segment_ranges(self) -> list[tuple[int, int, int]]:
         """(base offset, end offset, newest arrival ms) per segment, oldest first."""
-        if self.pending:
+        if self.pending_count:
             self.materialize()
         return [(s.base_offset, s.end_offset, s.max_arrival_ms) for s in self._segments]
 
     def trim_before_time(self, cutoff_ms: int) -> int:
         """Delete every segment whose newest record arrived before ``cutoff_ms`` (the active one too, once it is
         not the only place the log's end offset is recorded). Returns the number of records removed."""
-        if self.pending:
+        if self.pending_count:
             self.materialize()
         doomed = 0
         for seg in self._segments[:-1]:

@@ -1,0 +1,571 @@
+/* Staged records of a group of shard logs, compiled: staging.PyStageTable without a Python object per shard.
+ *
+ * staging.py holds the reference implementation and the contract; tests/storage/test_stagetable.py runs both on
+ * random sequences of calls and compares every observable result. Here each slot is one C struct (offsets, arrival
+ * times, a growing buffer of the staged records' segment encoding), all slots in one array: staging a record reads
+ * and writes its slot's struct and the end of its buffer, and nothing else of its shard. With 1,000 shards the
+ * structs take 56 KB, which the CPU caches hold, where the Python objects of 1,000 lists and their integers did not.
+ *
+ * Record layout (big-endian), see framing.py: offset delta u32, arrival delta u32, pk len u16, ehk len u8,
+ * data len u32, then partition key, explicit hash key, data. A journal record puts shard index u32 and offset u64
+ * before it (journal.py).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+
+#define REC_SIZE 15
+#define ID_SIZE 12
+#define KEEP_BYTES 65536 /* an emptied buffer larger than this is freed, so idle shards hold no memory */
+
+typedef struct {
+    long long base;   /* offset of the first staged record (with none staged, the next offset) */
+    long long first;  /* arrival ms of the first staged record (-1: none yet) */
+    long long newest; /* newest arrival ms among them */
+    char *buf;        /* the staged records, back to back */
+    Py_ssize_t len, cap, count;
+} Slot;
+
+typedef struct {
+    PyObject_HEAD
+    Slot *slots;
+    Py_ssize_t n;
+    Py_ssize_t full_at;
+} StageTable;
+
+static inline void put32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static inline uint32_t get32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+/* Bytes of the record that starts at p (header included). The buffer only ever holds whole records. */
+static inline Py_ssize_t rec_len(const unsigned char *p) {
+    return REC_SIZE + (Py_ssize_t)(((uint32_t)p[8] << 8) | p[9]) + (Py_ssize_t)p[10] + (Py_ssize_t)get32(p + 11);
+}
+
+/* Byte position of record k of the slot (k <= count). */
+static Py_ssize_t rec_pos(const Slot *s, Py_ssize_t k) {
+    Py_ssize_t p = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        p += rec_len((const unsigned char *)s->buf + p);
+    }
+    return p;
+}
+
+static void empty_buffer(Slot *s) {
+    s->len = 0;
+    s->count = 0;
+    if (s->cap > KEEP_BYTES) {
+        PyMem_Free(s->buf);
+        s->buf = NULL;
+        s->cap = 0;
+    }
+}
+
+static int reserve(Slot *s, Py_ssize_t more) {
+    if (s->cap - s->len >= more) {
+        return 0;
+    }
+    Py_ssize_t cap = s->cap ? s->cap : 1024;
+    while (cap - s->len < more) {
+        if (cap > PY_SSIZE_T_MAX / 2) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cap *= 2;
+    }
+    char *buf = PyMem_Realloc(s->buf, (size_t)cap);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    s->buf = buf;
+    s->cap = cap;
+    return 0;
+}
+
+static Slot *slot_of(StageTable *self, PyObject *arg, Py_ssize_t *index) {
+    Py_ssize_t i = PyNumber_AsSsize_t(arg, PyExc_IndexError);
+    if (i == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (i < 0 || i >= self->n) {
+        PyErr_Format(PyExc_IndexError, "stage slot %zd out of range", i);
+        return NULL;
+    }
+    if (index != NULL) {
+        *index = i;
+    }
+    return &self->slots[i];
+}
+
+static int parse_slot_ll(StageTable *self, PyObject *args, const char *fmt, Slot **s, long long *v) {
+    PyObject *slot;
+    if (!PyArg_ParseTuple(args, fmt, &slot, v)) {
+        return -1;
+    }
+    *s = slot_of(self, slot, NULL);
+    return *s == NULL ? -1 : 0;
+}
+
+/* ----------------------------------------------------------------------------- type basics */
+static PyObject *st_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"full_at", NULL};
+    Py_ssize_t full_at;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n:StageTable", kwlist, &full_at)) {
+        return NULL;
+    }
+    if (full_at < 1) {
+        PyErr_SetString(PyExc_ValueError, "full_at must be at least 1");
+        return NULL;
+    }
+    StageTable *self = (StageTable *)type->tp_alloc(type, 0);
+    if (self != NULL) {
+        self->slots = NULL;
+        self->n = 0;
+        self->full_at = full_at;
+    }
+    return (PyObject *)self;
+}
+
+static void st_dealloc(StageTable *self) {
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        PyMem_Free(self->slots[i].buf);
+    }
+    PyMem_Free(self->slots);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static Py_ssize_t st_len(StageTable *self) { return self->n; }
+
+static PyObject *st_grow(StageTable *self, PyObject *arg) {
+    Py_ssize_t n = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n > self->n) {
+        if ((size_t)n > PY_SSIZE_T_MAX / sizeof(Slot)) {
+            return PyErr_NoMemory();
+        }
+        Slot *slots = PyMem_Realloc(self->slots, (size_t)n * sizeof(Slot));
+        if (slots == NULL) {
+            return PyErr_NoMemory();
+        }
+        for (Py_ssize_t i = self->n; i < n; i++) {
+            slots[i] = (Slot){.base = 0, .first = -1, .newest = -1, .buf = NULL, .len = 0, .cap = 0, .count = 0};
+        }
+        self->slots = slots;
+        self->n = n;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *st_reset(StageTable *self, PyObject *arg) {
+    Slot *s = slot_of(self, arg, NULL);
+    if (s == NULL) {
+        return NULL;
+    }
+    PyMem_Free(s->buf);
+    *s = (Slot){.base = 0, .first = -1, .newest = -1, .buf = NULL, .len = 0, .cap = 0, .count = 0};
+    Py_RETURN_NONE;
+}
+
+/* ----------------------------------------------------------------------------- getters and setters */
+static PyObject *st_count(StageTable *self, PyObject *arg) {
+    Slot *s = slot_of(self, arg, NULL);
+    return s == NULL ? NULL : PyLong_FromSsize_t(s->count);
+}
+
+static PyObject *st_nbytes(StageTable *self, PyObject *arg) {
+    Slot *s = slot_of(self, arg, NULL);
+    return s == NULL ? NULL : PyLong_FromSsize_t(s->len);
+}
+
+static PyObject *st_base(StageTable *self, PyObject *arg) {
+    Slot *s = slot_of(self, arg, NULL);
+    return s == NULL ? NULL : PyLong_FromLongLong(s->base);
+}
+
+static PyObject *st_next_offset(StageTable *self, PyObject *arg) {
+    Slot *s = slot_of(self, arg, NULL);
+    return s == NULL ? NULL : PyLong_FromLongLong(s->base + (long long)s->count);
+}
+
+static PyObject *st_first(StageTable *self, PyObject *arg) {
+    Slot *s = slot_of(self, arg, NULL);
+    return s == NULL ? NULL : PyLong_FromLongLong(s->first);
+}
+
+static PyObject *st_newest(StageTable *self, PyObject *arg) {
+    Slot *s = slot_of(self, arg, NULL);
+    return s == NULL ? NULL : PyLong_FromLongLong(s->newest);
+}
+
+static PyObject *st_set_base(StageTable *self, PyObject *args) {
+    Slot *s;
+    long long v;
+    if (parse_slot_ll(self, args, "OL:set_base", &s, &v) < 0) {
+        return NULL;
+    }
+    if (s->count) {
+        PyErr_Format(PyExc_ValueError, "stage slot %zd holds records: its base is theirs", (Py_ssize_t)(s - self->slots));
+        return NULL;
+    }
+    if (v < 0) {
+        PyErr_Format(PyExc_ValueError, "negative offset %lld", v);
+        return NULL;
+    }
+    s->base = v;
+    Py_RETURN_NONE;
+}
+
+static PyObject *st_set_newest(StageTable *self, PyObject *args) {
+    Slot *s;
+    long long v;
+    if (parse_slot_ll(self, args, "OL:set_newest", &s, &v) < 0) {
+        return NULL;
+    }
+    s->newest = v;
+    Py_RETURN_NONE;
+}
+
+/* ----------------------------------------------------------------------------- the records */
+static PyObject *st_records(StageTable *self, PyObject *arg) {
+    Slot *s = slot_of(self, arg, NULL);
+    if (s == NULL) {
+        return NULL;
+    }
+    PyObject *out = PyList_New(s->count);
+    if (out == NULL) {
+        return NULL;
+    }
+    Py_ssize_t p = 0;
+    for (Py_ssize_t i = 0; i < s->count; i++) {
+        Py_ssize_t n = rec_len((const unsigned char *)s->buf + p);
+        PyObject *rec = PyBytes_FromStringAndSize(s->buf + p, n);
+        if (rec == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, rec);
+        p += n;
+    }
+    return out;
+}
+
+static PyObject *st_body(StageTable *self, PyObject *arg) {
+    Slot *s = slot_of(self, arg, NULL);
+    if (s == NULL) {
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize(s->len ? s->buf : "", s->len);
+}
+
+static PyObject *st_consume(StageTable *self, PyObject *args) {
+    Slot *s;
+    long long n;
+    if (parse_slot_ll(self, args, "OL:consume", &s, &n) < 0) {
+        return NULL;
+    }
+    if (n < 0 || n > (long long)s->count) {
+        PyErr_Format(PyExc_ValueError, "cannot consume %lld of %zd staged records", n, s->count);
+        return NULL;
+    }
+    if (n == (long long)s->count) {
+        empty_buffer(s);
+    } else if (n) {
+        Py_ssize_t cut = rec_pos(s, (Py_ssize_t)n);
+        memmove(s->buf, s->buf + cut, (size_t)(s->len - cut));
+        s->len -= cut;
+        s->count -= (Py_ssize_t)n;
+        unsigned char *p = (unsigned char *)s->buf;
+        for (Py_ssize_t k = 0; k < s->count; k++) { /* offset deltas count from the new base */
+            put32(p, (uint32_t)k);
+            p += rec_len(p);
+        }
+    }
+    s->base += n;
+    Py_RETURN_NONE;
+}
+
+static PyObject *st_drop_last(StageTable *self, PyObject *args) {
+    Slot *s;
+    long long n;
+    if (parse_slot_ll(self, args, "OL:drop_last", &s, &n) < 0) {
+        return NULL;
+    }
+    if (n < 0 || n > (long long)s->count) {
+        PyErr_Format(PyExc_ValueError, "cannot drop %lld of %zd staged records", n, s->count);
+        return NULL;
+    }
+    Py_ssize_t keep = s->count - (Py_ssize_t)n;
+    s->len = rec_pos(s, keep);
+    s->count = keep;
+    if (keep) {
+        uint32_t newest = 0;
+        const unsigned char *p = (const unsigned char *)s->buf;
+        for (Py_ssize_t k = 0; k < keep; k++) {
+            uint32_t a = get32(p + 4);
+            newest = a > newest ? a : newest;
+            p += rec_len(p);
+        }
+        s->newest = s->first + (long long)newest;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ----------------------------------------------------------------------------- stage */
+typedef struct {
+    Py_ssize_t slot;
+    long long first, newest; /* the slot's arrivals before the record */
+} Undo;
+
+static int call_slot(PyObject *fn, PyObject *slot) {
+    PyObject *r = PyObject_CallOneArg(fn, slot);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* stage(now, span, plan, on_span, on_first, full) -> (journal bytes, offsets): see staging.PyStageTable.stage */
+static PyObject *st_stage(StageTable *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "stage() takes 6 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    long long now = PyLong_AsLongLong(args[0]);
+    if (now == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    long long span = PyLong_AsLongLong(args[1]);
+    if (span == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *on_span = args[3], *on_first = args[4], *full = args[5];
+    if (!PyList_Check(full)) {
+        PyErr_SetString(PyExc_TypeError, "full must be a list");
+        return NULL;
+    }
+    /* A tuple of the plan's entries: the callbacks run Python code, which must not be able to free them. */
+    PyObject *plan = PySequence_Tuple(args[2]);
+    if (plan == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(plan);
+    PyObject *body = NULL, *offsets = NULL, *result = NULL;
+    Undo *undo = NULL;
+    Py_ssize_t staged = 0;
+
+    /* Refuse a bad entry before anything is staged, and size the journal encoding. */
+    Py_ssize_t total = 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *e = PyTuple_GET_ITEM(plan, k);
+        if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 4) {
+            PyErr_SetString(PyExc_TypeError, "a staged record is a (slot, key, hash key, data) tuple");
+            goto done;
+        }
+        if (slot_of(self, PyTuple_GET_ITEM(e, 0), NULL) == NULL) {
+            goto done;
+        }
+        PyObject *pk = PyTuple_GET_ITEM(e, 1), *ehk = PyTuple_GET_ITEM(e, 2), *data = PyTuple_GET_ITEM(e, 3);
+        if (!PyBytes_CheckExact(pk) || !PyBytes_CheckExact(ehk) || !PyBytes_CheckExact(data)) {
+            PyErr_SetString(PyExc_TypeError, "a staged record's key, hash key and data must be bytes");
+            goto done;
+        }
+        if (PyBytes_GET_SIZE(pk) > 0xFFFF || PyBytes_GET_SIZE(ehk) > 0xFF ||
+            (unsigned long long)PyBytes_GET_SIZE(data) > 0xFFFFFFFFULL) {
+            PyErr_SetString(PyExc_ValueError, "a staged record's field is too long for its length field");
+            goto done;
+        }
+        Py_ssize_t size = ID_SIZE + REC_SIZE + PyBytes_GET_SIZE(pk) + PyBytes_GET_SIZE(ehk) + PyBytes_GET_SIZE(data);
+        if (total > PY_SSIZE_T_MAX - size) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        total += size;
+    }
+    body = PyBytes_FromStringAndSize(NULL, total);
+    offsets = PyList_New(n);
+    undo = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Undo));
+    if (body == NULL || offsets == NULL || undo == NULL) {
+        if (undo == NULL) {
+            PyErr_NoMemory();
+        }
+        goto done;
+    }
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(body);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *e = PyTuple_GET_ITEM(plan, k);
+        PyObject *slot_obj = PyTuple_GET_ITEM(e, 0);
+        Py_ssize_t i;
+        Slot *s = slot_of(self, slot_obj, &i);
+        if (s == NULL) { /* (a callback may have shrunk nothing, but never trust it) */
+            goto done;
+        }
+        long long first_before = s->first, newest_before = s->newest, adelta = 0;
+        if (s->count) {
+            adelta = now - s->first;
+            if (adelta > span) { /* keep a frame's records close in time (and staged memory bounded) */
+                if (call_slot(on_span, slot_obj) < 0) {
+                    goto done;
+                }
+                if ((s = slot_of(self, slot_obj, &i)) == NULL) {
+                    goto done;
+                }
+            } else if (adelta < 0) { /* the clock stepped back: never before the first record of the batch */
+                adelta = 0;
+            }
+        }
+        if (s->count == 0) {
+            if (call_slot(on_first, slot_obj) < 0) {
+                goto done;
+            }
+            if ((s = slot_of(self, slot_obj, &i)) == NULL) {
+                goto done;
+            }
+            s->first = s->newest = now;
+            adelta = 0;
+        }
+        if (adelta < 0 || adelta > 0xFFFFFFFFLL) {
+            PyErr_SetString(PyExc_OverflowError, "arrival delta out of range");
+            goto done;
+        }
+        PyObject *pk = PyTuple_GET_ITEM(e, 1), *ehk = PyTuple_GET_ITEM(e, 2), *data = PyTuple_GET_ITEM(e, 3);
+        Py_ssize_t pkl = PyBytes_GET_SIZE(pk), ehkl = PyBytes_GET_SIZE(ehk), dl = PyBytes_GET_SIZE(data);
+        Py_ssize_t reclen = REC_SIZE + pkl + ehkl + dl;
+        if (s->count > (Py_ssize_t)0xFFFFFFFF) {
+            PyErr_SetString(PyExc_OverflowError, "too many staged records in one slot");
+            goto done;
+        }
+        if (reserve(s, reclen) < 0) {
+            goto done;
+        }
+        long long off = s->base + (long long)s->count;
+        PyObject *off_obj = PyLong_FromLongLong(off);
+        if (off_obj == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(offsets, k, off_obj);
+        /* The segment encoding, in the slot's buffer. */
+        unsigned char *r = (unsigned char *)s->buf + s->len;
+        put32(r, (uint32_t)s->count);
+        put32(r + 4, (uint32_t)adelta);
+        r[8] = (unsigned char)(pkl >> 8);
+        r[9] = (unsigned char)pkl;
+        r[10] = (unsigned char)ehkl;
+        put32(r + 11, (uint32_t)dl);
+        memcpy(r + REC_SIZE, PyBytes_AS_STRING(pk), (size_t)pkl);
+        memcpy(r + REC_SIZE + pkl, PyBytes_AS_STRING(ehk), (size_t)ehkl);
+        memcpy(r + REC_SIZE + pkl + ehkl, PyBytes_AS_STRING(data), (size_t)dl);
+        /* The journal encoding: shard index, offset, then the same bytes. */
+        put32(out, (uint32_t)i);
+        put32(out + 4, (uint32_t)((unsigned long long)off >> 32));
+        put32(out + 8, (uint32_t)off);
+        memcpy(out + ID_SIZE, r, (size_t)reclen);
+        out += ID_SIZE + reclen;
+        undo[staged].slot = i;
+        undo[staged].first = first_before;
+        undo[staged].newest = newest_before;
+        staged++;
+        if (now > s->newest) {
+            s->newest = now;
+        }
+        s->len += reclen;
+        s->count++;
+        if (s->count == self->full_at && PyList_Append(full, slot_obj) < 0) {
+            goto done;
+        }
+    }
+    result = PyTuple_Pack(2, body, offsets);
+done:
+    if (result == NULL) {
+        /* Take back what this call staged, newest first: the slots are as they were. */
+        for (Py_ssize_t k = staged - 1; k >= 0; k--) {
+            Slot *s = &self->slots[undo[k].slot];
+            s->count--;
+            s->len = rec_pos(s, s->count);
+            s->first = undo[k].first;
+            s->newest = undo[k].newest;
+        }
+    }
+    PyMem_Free(undo);
+    Py_XDECREF(body);
+    Py_XDECREF(offsets);
+    Py_DECREF(plan);
+    return result;
+}
+
+/* ----------------------------------------------------------------------------- the type */
+static PyMethodDef st_methods[] = {
+    {"grow", (PyCFunction)st_grow, METH_O, "Make slots 0..n-1 exist (new ones empty, base 0)."},
+    {"reset", (PyCFunction)st_reset, METH_O, "Empty the slot: no records, base 0, no arrivals."},
+    {"count", (PyCFunction)st_count, METH_O, "Staged records of the slot."},
+    {"nbytes", (PyCFunction)st_nbytes, METH_O, "Bytes of the slot's staged records."},
+    {"base", (PyCFunction)st_base, METH_O, "Offset of the slot's first staged record."},
+    {"next_offset", (PyCFunction)st_next_offset, METH_O, "The offset the slot's next record gets."},
+    {"first", (PyCFunction)st_first, METH_O, "Arrival of the slot's first staged record."},
+    {"newest", (PyCFunction)st_newest, METH_O, "Newest arrival among the slot's staged records."},
+    {"set_base", (PyCFunction)st_set_base, METH_VARARGS, "Set the next offset of an empty slot."},
+    {"set_newest", (PyCFunction)st_set_newest, METH_VARARGS, "Set the slot's newest arrival."},
+    {"records", (PyCFunction)st_records, METH_O, "The slot's staged records, in offset order."},
+    {"body", (PyCFunction)st_body, METH_O, "The slot's staged records joined."},
+    {"consume", (PyCFunction)st_consume, METH_VARARGS, "Drop the first n staged records (written)."},
+    {"drop_last", (PyCFunction)st_drop_last, METH_VARARGS, "Take back the last n staged records."},
+    {"stage", (PyCFunction)(void (*)(void))st_stage, METH_FASTCALL, "Stage a request's records."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef st_members[] = {
+    {"full_at", T_PYSSIZET, offsetof(StageTable, full_at), READONLY, "A batch of this many records is full."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PySequenceMethods st_as_sequence = {
+    .sq_length = (lenfunc)st_len,
+};
+
+static PyTypeObject StageTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shardline.storage._stagetable.StageTable",
+    .tp_basicsize = sizeof(StageTable),
+    .tp_dealloc = (destructor)st_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Staged records of a group of shard logs (see staging.py).",
+    .tp_methods = st_methods,
+    .tp_members = st_members,
+    .tp_as_sequence = &st_as_sequence,
+    .tp_new = st_new,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_stagetable",
+    .m_doc = "Compiled staging.StageTable.",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__stagetable(void) {
+    if (PyType_Ready(&StageTableType) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&StageTableType);
+    if (PyModule_AddObject(m, "StageTable", (PyObject *)&StageTableType) < 0) {
+        Py_DECREF(&StageTableType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,212 @@
+"""Staged records of a group of shard logs (one stream's shards), in slots indexed by shard index.
+
+A put request's records are encoded once: each record goes to the write-ahead journal (journal.py) and its segment
+encoding is *staged* in its shard's slot until the log writes the slot's records as a frame (log.py). A slot holds
+the staged records (framing.py's record encoding; offset deltas count from the slot's ``base``, arrival deltas
+from its ``first``), the offset of the first of them (with nothing staged: the log's next offset) and the first
+and newest arrival among them.
+
+``StageTable`` is the compiled table (``_stagetable.c``) where it was built, else ``PyStageTable``, the reference
+implementation below; SHARDLINE_PURE_PYTHON=1 keeps the reference. Both behave the same for the same calls
+(tests/storage/test_stagetable.py runs both on random sequences of calls). The compiled one keeps each slot's
+state in one compact C struct and its records in one growing buffer, so staging a record touches no Python object
+of its shard: with 1,000 shards the per-shard state still fits the CPU caches (docs/architecture.md).
+
+Staging one request (``stage``) gives each record the next offset of its slot and returns the journal encoding of
+all of them (per record: shard index u32 | offset u64 | the segment encoding, big-endian) with their offsets. Two
+callbacks let the owner act at a batch boundary: ``on_span(slot)`` when the slot's staged batch would span more
+than ``span`` ms of arrival time (it must write the slot's records, leaving it empty), ``on_first(slot)`` before
+the first record of a new batch (it may refuse by raising). A slot whose batch reaches ``full_at`` records is
+appended to ``full``. If anything raises, nothing of the request stays staged.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable, Sequence
+from typing import cast
+
+__all__ = ["ACCELERATED", "PyStageTable", "StageTable"]
+
+_SEG_REC = struct.Struct(">IIHBI")  # framing.py's record header: offset delta, arrival delta, key/ehk/data lengths
+_ID = struct.Struct(">IQ")  # what a journal record adds to the segment encoding: shard index, offset
+_U32 = struct.Struct(">I")
+
+# (slot = shard index, partition key UTF-8, explicit hash key ASCII or b"", data)
+Entry = tuple[int, bytes, bytes, bytes]
+
+
+class PyStageTable:
+    """The reference implementation (see the module docstring); ``_stagetable.StageTable`` has the same methods."""
+
+    __slots__ = ("_base", "_first", "_newest", "_pend", "full_at")
+
+    def __init__(self, full_at: int) -> None:
+        if full_at < 1:
+            raise ValueError("full_at must be at least 1")
+        self.full_at = full_at
+        self._pend: list[list[bytes]] = []
+        self._base: list[int] = []
+        self._first: list[int] = []
+        self._newest: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._pend)
+
+    def _check(self, slot: int) -> int:
+        if not 0 <= slot < len(self._pend):
+            raise IndexError(f"stage slot {slot} out of range")
+        return slot
+
+    def grow(self, n: int) -> None:
+        """Make slots 0..n-1 exist (new ones empty, base 0)."""
+        grow = n - len(self._pend)
+        if grow > 0:
+            self._pend.extend([] for _ in range(grow))
+            self._base.extend([0] * grow)
+            self._first.extend([-1] * grow)
+            self._newest.extend([-1] * grow)
+
+    def reset(self, slot: int) -> None:
+        """Empty the slot: no records, base 0, no arrivals."""
+        self._check(slot)
+        self._pend[slot] = []
+        self._base[slot] = 0
+        self._first[slot] = self._newest[slot] = -1
+
+    def count(self, slot: int) -> int:
+        return len(self._pend[self._check(slot)])
+
+    def nbytes(self, slot: int) -> int:
+        return sum(len(rec) for rec in self._pend[self._check(slot)])
+
+    def base(self, slot: int) -> int:
+        return self._base[self._check(slot)]
+
+    def next_offset(self, slot: int) -> int:
+        return self._base[self._check(slot)] + len(self._pend[slot])
+
+    def first(self, slot: int) -> int:
+        return self._first[self._check(slot)]
+
+    def newest(self, slot: int) -> int:
+        return self._newest[self._check(slot)]
+
+    def set_base(self, slot: int, offset: int) -> None:
+        """Set the next offset of an empty slot."""
+        if self._pend[self._check(slot)]:
+            raise ValueError(f"stage slot {slot} holds records: its base is theirs")
+        if offset < 0:
+            raise ValueError(f"negative offset {offset}")
+        self._base[slot] = offset
+
+    def set_newest(self, slot: int, ms: int) -> None:
+        self._newest[self._check(slot)] = ms
+
+    def records(self, slot: int) -> list[bytes]:
+        """The staged records, each its segment encoding, in offset order."""
+        return list(self._pend[self._check(slot)])
+
+    def body(self, slot: int) -> bytes:
+        """The staged records joined: a frame's record bytes."""
+        return b"".join(self._pend[self._check(slot)])
+
+    def consume(self, slot: int, n: int) -> None:
+        """The first ``n`` staged records were written: drop them and move the base past them (the offset deltas of
+        the rest count from the new base)."""
+        pend = self._pend[self._check(slot)]
+        if not 0 <= n <= len(pend):
+            raise ValueError(f"cannot consume {n} of {len(pend)} staged records")
+        if n == len(pend):
+            self._pend[slot] = []
+        elif n:
+            pack = _U32.pack
+            self._pend[slot] = [pack(k) + rec[4:] for k, rec in enumerate(pend[n:])]
+        self._base[slot] += n
+
+    def drop_last(self, slot: int, n: int) -> None:
+        """Take back the last ``n`` staged records (their offsets are free again); the newest arrival becomes that
+        of the records left."""
+        pend = self._pend[self._check(slot)]
+        if not 0 <= n <= len(pend):
+            raise ValueError(f"cannot drop {n} of {len(pend)} staged records")
+        if n:
+            del pend[-n:]
+        if pend:
+            self._newest[slot] = self._first[slot] + max(_U32.unpack_from(rec, 4)[0] for rec in pend)
+
+    def stage(  # noqa: PLR0917 (positional, as the compiled table takes them)
+        self,
+        now: int,
+        span: int,
+        plan: Sequence[Entry],
+        on_span: Callable[[int], object],
+        on_first: Callable[[int], object],
+        full: list[int],
+    ) -> tuple[bytes, list[int]]:
+        """Stage ``plan`` arriving at ``now``; returns its journal encoding and each record's offset (see the module
+        docstring)."""
+        plan = tuple(plan)
+        for entry in plan:  # refuse a bad entry before anything is staged
+            slot, pk, ehk, data = entry
+            self._check(slot)
+            if not (type(pk) is bytes and type(ehk) is bytes and type(data) is bytes):
+                raise TypeError("a staged record's key, hash key and data must be bytes")
+            if len(pk) > 0xFFFF or len(ehk) > 0xFF or len(data) > 0xFFFFFFFF:
+                raise ValueError("a staged record's field is too long for its length field")
+        parts: list[bytes] = []
+        offsets: list[int] = []
+        undo: list[tuple[int, int, int]] = []  # (slot, first and newest arrival before the record)
+        pack_id = _ID.pack
+        pack_seg = _SEG_REC.pack
+        join = b"".join
+        pends, bases, firsts, maxes = self._pend, self._base, self._first, self._newest
+        try:
+            for slot, pk, ehk, data in plan:
+                pend = pends[slot]
+                before = (slot, firsts[slot], maxes[slot])
+                adelta = 0
+                if pend:
+                    adelta = now - firsts[slot]
+                    if adelta > span:  # keep a frame's records close in time (and staged memory bounded)
+                        on_span(slot)
+                        pend = pends[slot]
+                    elif adelta < 0:  # the clock stepped back: never before the first record of the batch
+                        adelta = 0
+                if not pend:
+                    on_first(slot)
+                    pend = pends[slot]
+                    firsts[slot] = maxes[slot] = now
+                    adelta = 0
+                # The offset delta is the record's place in the batch: offsets are dense from the base.
+                delta = len(pend)
+                off = bases[slot] + delta
+                seg = join((pack_seg(delta, adelta, len(pk), len(ehk), len(data)), pk, ehk, data))
+                parts += (pack_id(slot, off), seg)
+                undo.append(before)
+                pend.append(seg)
+                if now > maxes[slot]:
+                    maxes[slot] = now
+                offsets.append(off)
+                if delta == self.full_at - 1:
+                    full.append(slot)
+        except BaseException:
+            for slot, first, newest in reversed(undo):
+                pends[slot].pop()
+                firsts[slot], maxes[slot] = first, newest
+            raise
+        return join(parts), offsets
+
+
+StageTable: type[PyStageTable] = PyStageTable
+ACCELERATED = False
+if os.environ.get("SHARDLINE_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from . import _stagetable
+    except ImportError:
+        pass
+    else:
+        # (the same methods as the reference: _stagetable.pyi)
+        StageTable = cast("type[PyStageTable]", _stagetable.StageTable)
+        ACCELERATED = True

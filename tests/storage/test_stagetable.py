@@ -1,0 +1,230 @@
+"""The compiled stage table (``storage/_stagetable.c``) against the Python reference (``staging.PyStageTable``).
+
+Both get the same random sequences of calls; every result, every exception (type and message) and the whole
+observable state of every slot after each call must be the same. The reference is also checked on its own against
+what a staged batch must be: records that decode as a frame with dense offset deltas."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shardline.storage import staging
+from shardline.storage.framing import decode_records, encode_frame_body, parse_header
+from shardline.storage.staging import PyStageTable
+
+try:
+    from shardline.storage import _stagetable
+except ImportError:  # no C compiler where this was installed: the reference is all there is
+    _stagetable = None  # type: ignore[assignment]
+
+needs_c = pytest.mark.skipif(_stagetable is None, reason="the C extension is not built here")
+FULL_AT = 4
+SLOTS = 4
+
+
+def test_built_where_required() -> None:
+    if os.environ.get("SHARDLINE_REQUIRE_SPEEDUPS") == "1":
+        assert _stagetable is not None, "the C extension was not built (is a C compiler installed?)"
+        assert staging.ACCELERATED and staging.StageTable is _stagetable.StageTable
+
+
+def test_the_reference_is_kept_under_pure_python() -> None:
+    code = "from shardline.storage import staging; print(staging.ACCELERATED, staging.StageTable.__name__)"
+    env = {**os.environ, "SHARDLINE_PURE_PYTHON": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "PyStageTable"]
+
+
+def tables() -> list[Any]:
+    kinds: list[Any] = [PyStageTable]
+    if _stagetable is not None:
+        kinds.append(_stagetable.StageTable)
+    return kinds
+
+
+def snapshot(t: Any) -> list[tuple[Any, ...]]:
+    return [
+        (t.count(s), t.nbytes(s), t.base(s), t.next_offset(s), t.first(s), t.newest(s), t.records(s), t.body(s))
+        for s in range(len(t))
+    ]
+
+
+def outcome(fn: Callable[[], Any]) -> Any:
+    try:
+        return ("ok", fn())
+    except Exception as exc:  # the same exception type and message is part of the contract
+        return ("raised", type(exc).__name__, str(exc))
+
+
+class Owner:
+    """What the journal does in the callbacks: write a slot's batch on on_span, refuse closed slots on on_first."""
+
+    def __init__(self, table: Any, closed: frozenset[int]) -> None:
+        self.table = table
+        self.closed = closed
+        self.calls: list[tuple[str, int]] = []
+
+    def on_span(self, slot: int) -> None:
+        self.calls.append(("span", slot))
+        self.table.consume(slot, self.table.count(slot))
+
+    def on_first(self, slot: int) -> None:
+        self.calls.append(("first", slot))
+        if slot in self.closed:
+            raise RuntimeError(f"slot {slot} has no open log")
+
+
+entry = st.tuples(
+    st.integers(0, SLOTS - 1),
+    st.binary(min_size=1, max_size=6),
+    st.sampled_from([b"", b"12345"]),
+    st.binary(max_size=20),
+)
+op = st.one_of(
+    st.tuples(
+        st.just("stage"),
+        st.integers(0, 3_000),  # now
+        st.sampled_from([0, 5, 1_000]),  # span
+        st.lists(entry, max_size=9),
+        st.frozensets(st.integers(0, SLOTS - 1), max_size=1),  # closed slots
+    ),
+    st.tuples(st.just("consume"), st.integers(0, SLOTS), st.integers(-1, 6)),
+    st.tuples(st.just("drop_last"), st.integers(0, SLOTS - 1), st.integers(-1, 6)),
+    st.tuples(st.just("set_base"), st.integers(-1, SLOTS - 1), st.integers(-1, 2**40)),
+    st.tuples(st.just("set_newest"), st.integers(0, SLOTS - 1), st.integers(-1, 5_000)),
+    st.tuples(st.just("reset"), st.integers(0, SLOTS - 1)),
+    st.tuples(st.just("grow"), st.integers(0, SLOTS + 2)),
+)
+
+
+def apply(t: Any, step: tuple[Any, ...]) -> Any:
+    name = step[0]
+    if name == "stage":
+        _, now, span, plan, closed = step
+        owner = Owner(t, closed)
+        full: list[int] = []
+        res = outcome(lambda: t.stage(now, span, plan, owner.on_span, owner.on_first, full))
+        return res, owner.calls, full
+    return outcome(lambda: getattr(t, name)(*step[1:]))
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(st.lists(op, max_size=25))
+def test_the_compiled_table_does_what_the_reference_does(steps: list[tuple[Any, ...]]) -> None:
+    py, c = PyStageTable(FULL_AT), _stagetable.StageTable(FULL_AT)
+    py.grow(SLOTS)
+    c.grow(SLOTS)
+    for step in steps:
+        assert apply(c, step) == apply(py, step), step
+        assert snapshot(c) == snapshot(py), step
+
+
+@pytest.mark.parametrize("kind", tables())
+def test_a_staged_batch_is_a_frame_body_with_dense_offsets(kind: Any) -> None:
+    t = kind(FULL_AT)
+    t.grow(2)
+    t.set_base(1, 40)
+    plan = [(1, b"k1", b"", b"a"), (0, b"k2", b"77", b"b"), (1, b"k3", b"", b"c"), (1, b"k4", b"", b"d")]
+    body, offsets = t.stage(1_000, 500, plan, lambda s: None, lambda s: None, [])
+    assert offsets == [40, 0, 41, 42]
+    later, more = t.stage(1_250, 500, [(1, b"k5", b"", b"e")], lambda s: None, lambda s: None, [])
+    assert more == [43]
+    assert later == struct.pack(">IQIIHBI", 1, 43, 3, 250, 2, 0, 1) + b"k5e"  # shard, offset, then as a segment
+    assert len(body) == sum(12 + 15 + len(pk) + len(ehk) + len(d) for _, pk, ehk, d in plan)
+    assert (t.first(1), t.newest(1), t.count(1)) == (1_000, 1_250, 4)
+
+    def frame_of(slot: int) -> list[Any]:
+        frame = encode_frame_body(t.base(slot), t.count(slot), t.first(slot), t.newest(slot), t.body(slot))
+        return list(decode_records(frame, 0, parse_header(frame), 0))
+
+    recs = frame_of(1)
+    assert [(r.offset, r.arrival_ms, r.partition_key, r.data) for r in recs] == [
+        (40, 1_000, "k1", b"a"),
+        (41, 1_000, "k3", b"c"),
+        (42, 1_000, "k4", b"d"),
+        (43, 1_250, "k5", b"e"),
+    ]
+    t.consume(1, 3)  # the rest counts its offset deltas from the new base
+    assert [(r.offset, r.arrival_ms, r.data) for r in frame_of(1)] == [(43, 1_250, b"e")]
+    assert [(r.offset, r.explicit_hash_key, r.data) for r in frame_of(0)] == [(0, "77", b"b")]
+
+
+@pytest.mark.parametrize("kind", tables())
+def test_a_failed_stage_leaves_every_slot_as_it_was(kind: Any) -> None:
+    t = kind(FULL_AT)
+    t.grow(3)
+    t.stage(100, 1_000, [(0, b"k", b"", b"old")], lambda s: None, lambda s: None, [])
+    before = snapshot(t)
+
+    def refuse_2(slot: int) -> None:
+        if slot == 2:
+            raise RuntimeError("no open log")
+
+    plan = [(0, b"k", b"", b"x"), (1, b"k", b"", b"y"), (0, b"k", b"", b"z"), (2, b"k", b"", b"w")]
+    with pytest.raises(RuntimeError, match="no open log"):
+        t.stage(900, 1_000, plan, lambda s: None, refuse_2, [])
+    assert snapshot(t) == before
+    for bad, exc in (
+        ([(0, b"k", b"", "text")], TypeError),
+        ([(3, b"k", b"", b"x")], IndexError),
+        ([(0, b"k" * 70_000, b"", b"x")], ValueError),
+        ([(0, b"k", b"")], (TypeError, ValueError)),
+    ):
+        with pytest.raises(exc):
+            t.stage(900, 1_000, [(1, b"k", b"", b"fine"), *bad], lambda s: None, lambda s: None, [])
+        assert snapshot(t) == before
+
+
+@pytest.mark.parametrize("kind", tables())
+def test_full_batches_and_old_batches_are_reported(kind: Any) -> None:
+    t = kind(3)
+    t.grow(2)
+    full: list[int] = []
+    spans: list[int] = []
+
+    def on_span(slot: int) -> None:
+        spans.append(slot)
+        t.consume(slot, t.count(slot))
+
+    plan = [(0, b"k", b"", b"%d" % i) for i in range(7)] + [(1, b"k", b"", b"x")]
+    t.stage(10, 100, plan, on_span, lambda s: None, full)
+    assert full == [0] and spans == []  # once, at its 3rd record (the owner writes it then)
+    t.stage(200, 100, [(0, b"k", b"", b"late"), (1, b"k", b"", b"late")], on_span, lambda s: None, full)
+    assert spans == [0, 1]  # 190 ms after each batch began: written before the record is staged
+    assert [(t.base(s), t.count(s), t.first(s)) for s in (0, 1)] == [(7, 1, 200), (1, 1, 200)]
+
+
+@pytest.mark.parametrize("kind", tables())
+def test_a_stepped_back_clock_never_puts_a_record_before_its_batch(kind: Any) -> None:
+    t = kind(FULL_AT)
+    t.grow(1)
+    t.stage(5_000, 1_000, [(0, b"k", b"", b"a")], lambda s: None, lambda s: None, [])
+    t.stage(4_000, 1_000, [(0, b"k", b"", b"b")], lambda s: None, lambda s: None, [])
+    frame = encode_frame_body(t.base(0), t.count(0), t.first(0), t.newest(0), t.body(0))
+    assert [r.arrival_ms for r in decode_records(frame, 0, parse_header(frame), 0)] == [5_000, 5_000]
+    t.drop_last(0, 1)
+    assert (t.count(0), t.newest(0)) == (1, 5_000)
+
+
+@needs_c
+def test_the_compiled_table_holds_no_reference_to_what_it_staged() -> None:
+    t = _stagetable.StageTable(FULL_AT)
+    t.grow(2)
+    pk, data = b"key-" + os.urandom(4), os.urandom(64)
+    plan = [(0, pk, b"", data), (1, pk, b"", data)]
+    before = (sys.getrefcount(pk), sys.getrefcount(data), sys.getrefcount(plan[0]))
+    for _ in range(100):
+        body, offsets = t.stage(1, 10, plan, lambda s: None, lambda s: None, [])
+        del body, offsets
+    assert (sys.getrefcount(pk), sys.getrefcount(data), sys.getrefcount(plan[0])) == before
+    assert t.count(0) == 100 and t.records(0)[99].endswith(data)
