@@ -25,6 +25,26 @@ def test_append_all_writes_everything(tmp_path: Path) -> None:
     assert path.read_bytes() == b"abc" + b"x" * 1_000_000
 
 
+def test_pieces_are_written_back_to_back_and_a_short_write_is_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    real_writev = os.writev
+
+    def short(fd: int, buffers: list[bytes]) -> int:  # the kernel may write less than asked
+        return real_writev(fd, [bytes(memoryview(buffers[0])[:3])])
+
+    try:
+        append_all(fd, (b"head", memoryview(b"body")), 0)
+        monkeypatch.setattr(_fsutil.os, "writev", short)
+        append_all(fd, (b"HEAD", memoryview(b"xBODYx")[1:5]), 8)
+    finally:
+        monkeypatch.undo()
+        os.close(fd)
+    assert path.read_bytes() == b"headbodyHEADBODY"
+
+
 def test_a_failed_append_is_cut_back_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"kept")
@@ -40,6 +60,27 @@ def test_a_failed_append_is_cut_back_off(tmp_path: Path, monkeypatch: pytest.Mon
     try:
         with pytest.raises(OSError) as info:
             append_all(fd, b"0123456789", 4)
+    finally:
+        monkeypatch.undo()
+        os.close(fd)
+    assert info.value.errno == errno.ENOSPC and not isinstance(info.value, CutBackFailed)
+    assert path.read_bytes() == b"kept"
+
+
+def test_a_failed_append_of_pieces_is_cut_back_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"kept")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    real_writev = os.writev
+
+    def half_then_full(fd: int, buffers: list[bytes]) -> int:
+        real_writev(fd, [buffers[0]])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_fsutil.os, "writev", half_then_full)
+    try:
+        with pytest.raises(OSError) as info:
+            append_all(fd, (b"head", b"body"), 4)
     finally:
         monkeypatch.undo()
         os.close(fd)

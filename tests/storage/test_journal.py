@@ -561,13 +561,22 @@ def test_a_failed_journal_write_leaves_no_trace(rig: Rig, monkeypatch: pytest.Mo
     real_write = os.write
     failures: list[int] = []
 
+    real_writev = os.writev
+
     def full_disk(fd: int, data: bytes) -> int:
         if not failures:
             failures.append(fd)
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
+    def full_disk_v(fd: int, data: list[bytes]) -> int:
+        if not failures:
+            failures.append(fd)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_writev(fd, data)
+
     monkeypatch.setattr(journal_module.os, "write", full_disk)
+    monkeypatch.setattr(journal_module.os, "writev", full_disk_v)
     failed = [(0, b"c", b"", b"3"), (2, b"d", b"", b"4"), (0, b"e", b"", b"5")]
     with pytest.raises(OSError) as exc:
         rig.journal.put(TAG, 1_001, rig.table, list(failed))
@@ -634,10 +643,11 @@ def test_a_staged_batch_never_spans_more_than_max_span(tmp_path: Path) -> None:
 def test_a_failed_put_leaves_the_batch_newest_arrival_alone(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     rig.put(1_000, [(0, b"a", b"", b"1")])
 
-    def full_disk(fd: int, data: bytes) -> int:
+    def full_disk(fd: int, data: object) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(journal_module.os, "write", full_disk)
+    monkeypatch.setattr(journal_module.os, "writev", full_disk)
     with pytest.raises(OSError):
         rig.journal.put(TAG, 1_500, rig.table, [(0, b"b", b"", b"2")])  # within the span
     monkeypatch.undo()

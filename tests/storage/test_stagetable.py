@@ -103,6 +103,7 @@ op = st.one_of(
     st.tuples(st.just("set_newest"), st.integers(0, SLOTS - 1), st.integers(-1, 5_000)),
     st.tuples(st.just("reset"), st.integers(0, SLOTS - 1)),
     st.tuples(st.just("grow"), st.integers(0, SLOTS + 2)),
+    st.tuples(st.just("view"), st.integers(0, SLOTS)),
 )
 
 
@@ -114,6 +115,13 @@ def apply(t: Any, step: tuple[Any, ...]) -> Any:
         full: list[int] = []
         res = outcome(lambda: t.stage(now, span, plan, owner.on_span, owner.on_first, full))
         return res, owner.calls, full
+    if name == "view":
+
+        def viewed() -> tuple[bytes, bool]:
+            with t.view(step[1]) as view:
+                return bytes(view), view.readonly
+
+        return outcome(viewed)
     return outcome(lambda: getattr(t, name)(*step[1:]))
 
 
@@ -214,6 +222,29 @@ def test_a_stepped_back_clock_never_puts_a_record_before_its_batch(kind: Any) ->
     assert [r.arrival_ms for r in decode_records(frame, 0, parse_header(frame), 0)] == [5_000, 5_000]
     t.drop_last(0, 1)
     assert (t.count(0), t.newest(0)) == (1, 5_000)
+
+
+@needs_c
+def test_no_record_moves_while_a_view_of_them_is_held() -> None:
+    t = _stagetable.StageTable(FULL_AT)
+    t.grow(2)
+    t.stage(1, 10, [(0, b"k", b"", b"abc")], lambda s: None, lambda s: None, [])
+    view = t.view(0)
+    assert bytes(view) == t.body(0) and view.readonly
+    for change in (
+        lambda: t.stage(2, 10, [(1, b"k", b"", b"x")], lambda s: None, lambda s: None, []),
+        lambda: t.consume(0, 1),
+        lambda: t.drop_last(0, 1),
+        lambda: t.reset(0),
+    ):
+        with pytest.raises(BufferError, match="still held"):
+            change()
+    assert (t.count(0), t.count(1), bytes(view)) == (1, 0, t.body(0))
+    view.release()
+    t.consume(0, 1)
+    assert t.count(0) == 0 and bytes(t.view(0)) == b""
+    with pytest.raises(BufferError, match="view"):
+        memoryview(t)  # only through view(slot)
 
 
 @needs_c

@@ -33,7 +33,20 @@ typedef struct {
     Slot *slots;
     Py_ssize_t n;
     Py_ssize_t full_at;
+    Py_ssize_t view_slot; /* the slot a buffer request exports (set only inside view()) */
+    Py_ssize_t exports;   /* views of a slot's records still held: no buffer may move meanwhile */
 } StageTable;
+
+static char empty[1] = {0};
+
+/* Whether the slots' buffers may change (no view of one is held). */
+static int unlocked(StageTable *self) {
+    if (self->exports > 0) {
+        PyErr_SetString(PyExc_BufferError, "a view of staged records is still held");
+        return 0;
+    }
+    return 1;
+}
 
 static inline void put32(unsigned char *p, uint32_t v) {
     p[0] = (unsigned char)(v >> 24);
@@ -70,9 +83,12 @@ static void empty_buffer(Slot *s) {
     }
 }
 
-static int reserve(Slot *s, Py_ssize_t more) {
+static int reserve(StageTable *self, Slot *s, Py_ssize_t more) {
     if (s->cap - s->len >= more) {
         return 0;
+    }
+    if (!unlocked(self)) {
+        return -1;
     }
     Py_ssize_t cap = s->cap ? s->cap : 1024;
     while (cap - s->len < more) {
@@ -132,6 +148,8 @@ static PyObject *st_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         self->slots = NULL;
         self->n = 0;
         self->full_at = full_at;
+        self->view_slot = -1;
+        self->exports = 0;
     }
     return (PyObject *)self;
 }
@@ -170,7 +188,7 @@ static PyObject *st_grow(StageTable *self, PyObject *arg) {
 
 static PyObject *st_reset(StageTable *self, PyObject *arg) {
     Slot *s = slot_of(self, arg, NULL);
-    if (s == NULL) {
+    if (s == NULL || !unlocked(self)) {
         return NULL;
     }
     PyMem_Free(s->buf);
@@ -269,10 +287,44 @@ static PyObject *st_body(StageTable *self, PyObject *arg) {
     return PyBytes_FromStringAndSize(s->len ? s->buf : "", s->len);
 }
 
+/* A read-only memoryview of the slot's staged records, without copying them: a frame's body, written as it is. Until
+ * it is released, nothing may change any slot's records (BufferError). */
+static PyObject *st_view(StageTable *self, PyObject *arg) {
+    Py_ssize_t i;
+    if (slot_of(self, arg, &i) == NULL) {
+        return NULL;
+    }
+    self->view_slot = i;
+    PyObject *view = PyMemoryView_FromObject((PyObject *)self);
+    self->view_slot = -1;
+    return view;
+}
+
+static int st_getbuffer(StageTable *self, Py_buffer *view, int flags) {
+    if (self->view_slot < 0) {
+        PyErr_SetString(PyExc_BufferError, "use StageTable.view(slot) for a slot's records");
+        view->obj = NULL;
+        return -1;
+    }
+    Slot *s = &self->slots[self->view_slot];
+    if (PyBuffer_FillInfo(view, (PyObject *)self, s->len ? s->buf : empty, s->len, 1, flags) < 0) {
+        return -1;
+    }
+    self->exports++;
+    return 0;
+}
+
+static void st_releasebuffer(StageTable *self, Py_buffer *view) { self->exports--; }
+
+static PyBufferProcs st_as_buffer = {
+    .bf_getbuffer = (getbufferproc)st_getbuffer,
+    .bf_releasebuffer = (releasebufferproc)st_releasebuffer,
+};
+
 static PyObject *st_consume(StageTable *self, PyObject *args) {
     Slot *s;
     long long n;
-    if (parse_slot_ll(self, args, "OL:consume", &s, &n) < 0) {
+    if (parse_slot_ll(self, args, "OL:consume", &s, &n) < 0 || !unlocked(self)) {
         return NULL;
     }
     if (n < 0 || n > (long long)s->count) {
@@ -299,7 +351,7 @@ static PyObject *st_consume(StageTable *self, PyObject *args) {
 static PyObject *st_drop_last(StageTable *self, PyObject *args) {
     Slot *s;
     long long n;
-    if (parse_slot_ll(self, args, "OL:drop_last", &s, &n) < 0) {
+    if (parse_slot_ll(self, args, "OL:drop_last", &s, &n) < 0 || !unlocked(self)) {
         return NULL;
     }
     if (n < 0 || n > (long long)s->count) {
@@ -352,6 +404,9 @@ static PyObject *st_stage(StageTable *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     PyObject *on_span = args[3], *on_first = args[4], *full = args[5];
+    if (!unlocked(self)) {
+        return NULL;
+    }
     if (!PyList_Check(full)) {
         PyErr_SetString(PyExc_TypeError, "full must be a list");
         return NULL;
@@ -447,7 +502,7 @@ static PyObject *st_stage(StageTable *self, PyObject *const *args, Py_ssize_t na
             PyErr_SetString(PyExc_OverflowError, "too many staged records in one slot");
             goto done;
         }
-        if (reserve(s, reclen) < 0) {
+        if (reserve(self, s, reclen) < 0) {
             goto done;
         }
         long long off = s->base + (long long)s->count;
@@ -519,6 +574,7 @@ static PyMethodDef st_methods[] = {
     {"set_newest", (PyCFunction)st_set_newest, METH_VARARGS, "Set the slot's newest arrival."},
     {"records", (PyCFunction)st_records, METH_O, "The slot's staged records, in offset order."},
     {"body", (PyCFunction)st_body, METH_O, "The slot's staged records joined."},
+    {"view", (PyCFunction)st_view, METH_O, "A read-only memoryview of the slot's staged records."},
     {"consume", (PyCFunction)st_consume, METH_VARARGS, "Drop the first n staged records (written)."},
     {"drop_last", (PyCFunction)st_drop_last, METH_VARARGS, "Take back the last n staged records."},
     {"stage", (PyCFunction)(void (*)(void))st_stage, METH_FASTCALL, "Stage a request's records."},
@@ -543,6 +599,7 @@ static PyTypeObject StageTableType = {
     .tp_methods = st_methods,
     .tp_members = st_members,
     .tp_as_sequence = &st_as_sequence,
+    .tp_as_buffer = &st_as_buffer,
     .tp_new = st_new,
 };
 

@@ -47,6 +47,7 @@ __all__ = [
     "decode_records",
     "encode_frame",
     "encode_frame_body",
+    "encode_frame_header",
     "parse_header",
 ]
 
@@ -113,11 +114,19 @@ def encode_frame(
 def encode_frame_body(base_offset: int, count: int, first_arrival_ms: int, max_arrival_ms: int, body: bytes) -> bytes:
     """Wrap already encoded records (offset deltas from ``base_offset``, arrival deltas from ``first_arrival_ms``)
     in a frame header. The write-ahead journal stages records this way and materialises them in one piece."""
+    return encode_frame_header(base_offset, count, first_arrival_ms, max_arrival_ms, body) + body
+
+
+def encode_frame_header(
+    base_offset: int, count: int, first_arrival_ms: int, max_arrival_ms: int, body: bytes | memoryview
+) -> bytes:
+    """The header of the frame whose records are ``body`` (see ``encode_frame_body``): written before the body as
+    it is, the two are the frame, and the body is never copied."""
     length = HEADER_SIZE - _LEN_PREFIX + len(body)
     head = _PREFIX.pack(base_offset, length, MAGIC)
     tail = _COUNTS.pack(count, first_arrival_ms, max_arrival_ms)
     crc = zlib.crc32(body, zlib.crc32(tail, zlib.crc32(head)))
-    return b"".join((head, _CRC.pack(crc), tail, body))
+    return b"".join((head, _CRC.pack(crc), tail))
 
 
 def parse_header(buf: bytes | memoryview, pos: int = 0) -> FrameHeader:

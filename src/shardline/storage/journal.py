@@ -332,14 +332,13 @@ class Journal:
         head = _PREFIX.pack(pos, length, MAGIC)
         tail = _TAIL.pack(now, tag, count)
         crc = zlib.crc32(body, zlib.crc32(tail, zlib.crc32(head)))
-        frame = b"".join((head, _CRC.pack(crc), tail, body))
-        try:
-            append_all(self._fd, frame, pos - self._file_start)
+        try:  # (the request's records are written as they are, not copied into a frame first)
+            append_all(self._fd, (head + _CRC.pack(crc) + tail, body), pos - self._file_start)
         except CutBackFailed as exc:  # the file now ends in a partial frame: refuse further writes
             self.broken = exc
             log.error("journal: %s; refusing further writes", exc)
             raise
-        self.position = pos + len(frame)
+        self.position = pos + HEADER_SIZE + len(body)
         self.frames_written += 1
 
     def _written(self, count: int, nbytes: int) -> None:

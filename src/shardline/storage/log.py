@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .._fsutil import atomic_write, fsync_dir
-from .framing import decode_into, decode_records, encode_frame, encode_frame_body
+from .framing import decode_into, decode_records, encode_frame, encode_frame_body, encode_frame_header
 from .segment import CorruptRange, Segment
 from .staging import StageTable
 
@@ -363,11 +363,13 @@ class ShardLog:
         if self.sealed:
             raise RuntimeError(f"staged records in sealed log {self.directory}")
         nbytes = staged.nbytes(slot)
-        # A batch that just passed FRAME_RECORDS is still written whole.
+        # A batch that just passed FRAME_RECORDS is still written whole: its records, as they are staged, after the
+        # frame header (never copied on the way).
         if count < 2 * FRAME_RECORDS and (nbytes <= FRAME_BYTES or count == 1):
             base, first, newest = staged.base(slot), staged.first(slot), staged.newest(slot)
-            frame = encode_frame_body(base, count, first, newest, staged.body(slot))
-            self._write_frame(frame, base, count, first, newest)
+            with staged.view(slot) as body:
+                head = encode_frame_header(base, count, first, newest, body)
+                self._write_frame((head, body), base, count, first, newest)
             staged.consume(slot, count)
             return nbytes
         self._materialize_split(staged.records(slot))
@@ -424,10 +426,13 @@ class ShardLog:
         """The end of what is in segment files (``next_offset`` minus what is staged)."""
         return self.pending_base
 
-    def _write_frame(self, frame: bytes, base: int, count: int, first_ms: int, max_ms: int) -> None:
+    def _write_frame(
+        self, frame: bytes | tuple[bytes, memoryview], base: int, count: int, first_ms: int, max_ms: int
+    ) -> None:
+        size = len(frame) if isinstance(frame, bytes) else len(frame[0]) + frame[1].nbytes
         seg = self._segments[-1]
         if seg.size and (
-            seg.size + len(frame) > self._segment_bytes
+            seg.size + size > self._segment_bytes
             or (seg.first_arrival_ms >= 0 and first_ms - seg.first_arrival_ms >= self._segment_max_age_ms)
         ):
             seg = self._roll(base)

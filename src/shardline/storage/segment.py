@@ -26,7 +26,7 @@ import struct
 import threading
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,10 +151,19 @@ class Segment:
         return self._fd >= 0
 
     # ----------------------------------------------------------------- writes
-    def append(self, frame: bytes, base_offset: int, count: int, arrival_ms: int, max_arrival_ms: int) -> None:
-        """Write one frame whose records arrived from ``arrival_ms`` to ``max_arrival_ms``. A failed write is cut
-        back off the file, so the next frame still starts where this one would have."""
+    def append(
+        self,
+        frame: bytes | Sequence[bytes | memoryview],
+        base_offset: int,
+        count: int,
+        arrival_ms: int,
+        max_arrival_ms: int,
+    ) -> None:
+        """Write one frame (bytes, or its pieces back to back) whose records arrived from ``arrival_ms`` to
+        ``max_arrival_ms``. A failed write is cut back off the file, so the next frame still starts where this one
+        would have."""
         pos = self.size
+        size = len(frame) if isinstance(frame, bytes) else sum(memoryview(part).nbytes for part in frame)
         try:
             append_all(self._fd, frame, pos)
         except CutBackFailed as exc:
@@ -167,7 +176,7 @@ class Segment:
         if max_arrival_ms > self.max_arrival_ms:
             self.max_arrival_ms = max_arrival_ms
         self.end_offset = base_offset + count
-        self.size = pos + len(frame)
+        self.size = pos + size
 
     def truncate(self, position: int, offset: int) -> int:
         """Cut the (active) segment at ``position``, where the frame of ``offset`` started. Returns the bytes cut."""

@@ -112,6 +112,11 @@ class PyStageTable:
         """The staged records joined: a frame's record bytes."""
         return b"".join(self._pend[self._check(slot)])
 
+    def view(self, slot: int) -> memoryview:
+        """The staged records as a read-only buffer (the compiled table shares its own without copying it, and
+        refuses every change to its records until the view is released)."""
+        return memoryview(self.body(slot)).toreadonly()
+
     def consume(self, slot: int, n: int) -> None:
         """The first ``n`` staged records were written: drop them and move the base past them (the offset deltas of
         the rest count from the new base)."""
