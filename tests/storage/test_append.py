@@ -110,7 +110,7 @@ def test_a_journal_that_cannot_cut_a_failed_write_back_refuses_further_writes(tm
         visible_on_write=True,
     )
     journal, _ = Journal.open(tmp_path / "journal", lambda tag, index: lg, file_bytes=1 << 20, durable=False)
-    assert journal.put(1, 1_000, lg.table, [(0, b"k", b"", b"first")]) == [0]
+    assert journal.put(1, 1_000, lg.table, [(0, b"k", b"", b"first")]).offsets == [0]
     wal = next((tmp_path / "journal").glob("*.wal"))
     size = wal.stat().st_size
     os.close(journal._fd)

@@ -115,7 +115,7 @@ class Rig:
 
     def put(self, now: int, items: list[Item], *, tag: int = TAG) -> list[int]:
         table = self.table if tag == TAG else self.gone_table
-        offsets = self.journal.put(tag, now, table, list(items))
+        offsets = self.journal.put(tag, now, table, list(items)).offsets
         if tag == TAG:
             for index, rec in _expected(offsets, now, items):
                 self.model[index].append(rec)

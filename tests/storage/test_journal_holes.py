@@ -59,7 +59,7 @@ def test_a_hole_after_the_checkpoint_is_refilled_from_the_journal(
 
     def put(name: str, now: int) -> None:
         batch = _batch(name, 5)
-        offsets = journal.put(TAG, now, lg.table, [(0, pk, ehk, data) for pk, ehk, data in batch])
+        offsets = journal.put(TAG, now, lg.table, [(0, pk, ehk, data) for pk, ehk, data in batch]).offsets
         written.extend((off, pk.decode(), data) for off, (pk, _, data) in zip(offsets, batch, strict=True))
 
     put("a", 1_000)
@@ -92,7 +92,8 @@ def test_damage_before_the_checkpoint_stays_bit_rot(tmp_path: Path) -> None:
     offsets_by_frame = []
     for i, name in enumerate(("a", "b", "c")):
         batch = _batch(name, 4)
-        offsets_by_frame.append(journal.put(TAG, 1_000 + i, lg.table, [(0, pk, ehk, data) for pk, ehk, data in batch]))
+        staged = journal.put(TAG, 1_000 + i, lg.table, [(0, pk, ehk, data) for pk, ehk, data in batch])
+        offsets_by_frame.append(staged.offsets)
         journal.materialize_all()
     journal.checkpoint_now()
     batch = _batch("d", 4)

@@ -44,7 +44,7 @@ def test_next_offset_counts_staged_records_and_cannot_be_moved_under_them(tmp_pa
     lg, _ = open_log(tmp_path / "s", FileCache(4))
     journal, _ = Journal.open(tmp_path / "journal", lambda tag, index: None, file_bytes=1 << 20, durable=False)
     lg.append([(b"k", b"", b"in a segment")], 1_000)
-    assert journal.put(1, 1_001, lg.table, [(0, b"k", b"", b"a"), (0, b"k", b"", b"b")]) == [1, 2]
+    assert journal.put(1, 1_001, lg.table, [(0, b"k", b"", b"a"), (0, b"k", b"", b"b")]).offsets == [1, 2]
     assert (lg.written_offset, lg.next_offset, len(lg.pending)) == (1, 3, 2)
     with pytest.raises(RuntimeError, match="staged records"):
         lg.next_offset = 7

@@ -6,12 +6,13 @@ what a staged batch must be: records that decode as a frame with dense offset de
 
 from __future__ import annotations
 
+import gc
 import os
 import struct
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import given, settings
@@ -51,9 +52,25 @@ def tables() -> list[Any]:
     return kinds
 
 
+class Result(NamedTuple):
+    name: str | None
+    id: str | None
+    error: str | None = None
+
+
 def snapshot(t: Any) -> list[tuple[Any, ...]]:
     return [
-        (t.count(s), t.nbytes(s), t.base(s), t.next_offset(s), t.first(s), t.newest(s), t.records(s), t.body(s))
+        (
+            t.count(s),
+            t.nbytes(s),
+            t.base(s),
+            t.next_offset(s),
+            t.first(s),
+            t.newest(s),
+            t.put_bytes(s),
+            t.records(s),
+            t.body(s),
+        )
         for s in range(len(t))
     ]
 
@@ -96,6 +113,13 @@ op = st.one_of(
         st.sampled_from([0, 5, 1_000]),  # span
         st.lists(entry, max_size=9),
         st.frozensets(st.integers(0, SLOTS - 1), max_size=1),  # closed slots
+        st.booleans(),  # results
+    ),
+    st.tuples(
+        st.just("name"),
+        st.integers(0, SLOTS - 1),
+        st.sampled_from(["shardId-000000000001", "s", "é", "x" * 31]),
+        st.sampled_from([0, 1, 9, 10**40 * 2 + 10**19 - 1, 10**48 - 1, 10**48, -1]),
     ),
     st.tuples(st.just("consume"), st.integers(0, SLOTS), st.integers(-1, 6)),
     st.tuples(st.just("drop_last"), st.integers(0, SLOTS - 1), st.integers(-1, 6)),
@@ -110,10 +134,10 @@ op = st.one_of(
 def apply(t: Any, step: tuple[Any, ...]) -> Any:
     name = step[0]
     if name == "stage":
-        _, now, span, plan, closed = step
+        _, now, span, plan, closed, results = step
         owner = Owner(t, closed)
         full: list[int] = []
-        res = outcome(lambda: t.stage(now, span, plan, owner.on_span, owner.on_first, full))
+        res = outcome(lambda: t.stage(now, span, plan, owner.on_span, owner.on_first, full, results))
         return res, owner.calls, full
     if name == "view":
 
@@ -129,9 +153,11 @@ def apply(t: Any, step: tuple[Any, ...]) -> Any:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(op, max_size=25))
 def test_the_compiled_table_does_what_the_reference_does(steps: list[tuple[Any, ...]]) -> None:
-    py, c = PyStageTable(FULL_AT), _stagetable.StageTable(FULL_AT)
+    py, c = PyStageTable(FULL_AT, Result), _stagetable.StageTable(FULL_AT, Result)
     py.grow(SLOTS)
     c.grow(SLOTS)
+    for t in (py, c):
+        t.name(0, "zero", 2 * 10**40)
     for step in steps:
         assert apply(c, step) == apply(py, step), step
         assert snapshot(c) == snapshot(py), step
@@ -143,9 +169,9 @@ def test_a_staged_batch_is_a_frame_body_with_dense_offsets(kind: Any) -> None:
     t.grow(2)
     t.set_base(1, 40)
     plan = [(1, b"k1", b"", b"a"), (0, b"k2", b"77", b"b"), (1, b"k3", b"", b"c"), (1, b"k4", b"", b"d")]
-    body, offsets = t.stage(1_000, 500, plan, lambda s: None, lambda s: None, [])
-    assert offsets == [40, 0, 41, 42]
-    later, more = t.stage(1_250, 500, [(1, b"k5", b"", b"e")], lambda s: None, lambda s: None, [])
+    body, offsets, made = t.stage(1_000, 500, plan, lambda s: None, lambda s: None, [], False)
+    assert offsets == [40, 0, 41, 42] and made is None
+    later, more, _ = t.stage(1_250, 500, [(1, b"k5", b"", b"e")], lambda s: None, lambda s: None, [], False)
     assert more == [43]
     assert later == struct.pack(">IQIIHBI", 1, 43, 3, 250, 2, 0, 1) + b"k5e"  # shard, offset, then as a segment
     assert len(body) == sum(12 + 15 + len(pk) + len(ehk) + len(d) for _, pk, ehk, d in plan)
@@ -168,10 +194,48 @@ def test_a_staged_batch_is_a_frame_body_with_dense_offsets(kind: Any) -> None:
 
 
 @pytest.mark.parametrize("kind", tables())
+def test_results_name_each_record_by_its_slot_and_offset(kind: Any) -> None:
+    t = kind(FULL_AT, Result)
+    t.grow(3)
+    prefix = 2 * 10**40 + 5 * 10**30
+    t.name(1, "shardId-000000000001", prefix)
+    t.name(2, "two", 10**19 - 2)  # sums that carry into new digits
+    t.set_base(1, 2**62)
+    plan = [(1, b"key", b"", b"data"), (2, b"k", b"", b""), (2, b"k", b"", b"x"), (1, b"k", b"9", b"")]
+    _, offsets, made = t.stage(7, 10, plan, lambda s: None, lambda s: None, [], True)
+    assert offsets == [2**62, 0, 1, 2**62 + 1]
+    assert made == [
+        Result("shardId-000000000001", str(prefix + 2**62)),
+        Result("two", "9999999999999999998"),
+        Result("two", "9999999999999999999"),
+        Result("shardId-000000000001", str(prefix + 2**62 + 1)),
+    ]
+    assert [type(r) for r in made] == [Result] * 4
+    assert (t.put_bytes(1), t.put_bytes(2)) == (8, 3)  # key + data, never the explicit hash key
+    assert t.stage(8, 10, [(1, b"k", b"", b"")], lambda s: None, lambda s: None, [], False)[2] is None
+    with pytest.raises(ValueError, match="slot 0 has no name"):
+        t.stage(8, 10, [(1, b"k", b"", b""), (0, b"k", b"", b"")], lambda s: None, lambda s: None, [], True)
+    t.drop_last(2, 1)
+    assert t.put_bytes(2) == 1 and t.count(2) == 1
+    assert kind(FULL_AT).stage(1, 1, [], lambda s: None, lambda s: None, [], True)[2] is None  # no entry type
+    with pytest.raises(TypeError):
+        kind(FULL_AT, dict)
+
+
+@needs_c
+def test_compiled_results_stay_out_of_the_cyclic_gc() -> None:
+    t = _stagetable.StageTable(FULL_AT, Result)
+    t.grow(1)
+    t.name(0, "s", 0)
+    _, _, made = t.stage(1, 1, [(0, b"k", b"", b"")], lambda s: None, lambda s: None, [], True)
+    assert not gc.is_tracked(made[0]) and made[0].error is None
+
+
+@pytest.mark.parametrize("kind", tables())
 def test_a_failed_stage_leaves_every_slot_as_it_was(kind: Any) -> None:
     t = kind(FULL_AT)
     t.grow(3)
-    t.stage(100, 1_000, [(0, b"k", b"", b"old")], lambda s: None, lambda s: None, [])
+    t.stage(100, 1_000, [(0, b"k", b"", b"old")], lambda s: None, lambda s: None, [], False)
     before = snapshot(t)
 
     def refuse_2(slot: int) -> None:
@@ -180,7 +244,7 @@ def test_a_failed_stage_leaves_every_slot_as_it_was(kind: Any) -> None:
 
     plan = [(0, b"k", b"", b"x"), (1, b"k", b"", b"y"), (0, b"k", b"", b"z"), (2, b"k", b"", b"w")]
     with pytest.raises(RuntimeError, match="no open log"):
-        t.stage(900, 1_000, plan, lambda s: None, refuse_2, [])
+        t.stage(900, 1_000, plan, lambda s: None, refuse_2, [], False)
     assert snapshot(t) == before
     for bad, exc in (
         ([(0, b"k", b"", "text")], TypeError),
@@ -189,7 +253,7 @@ def test_a_failed_stage_leaves_every_slot_as_it_was(kind: Any) -> None:
         ([(0, b"k", b"")], (TypeError, ValueError)),
     ):
         with pytest.raises(exc):
-            t.stage(900, 1_000, [(1, b"k", b"", b"fine"), *bad], lambda s: None, lambda s: None, [])
+            t.stage(900, 1_000, [(1, b"k", b"", b"fine"), *bad], lambda s: None, lambda s: None, [], False)
         assert snapshot(t) == before
 
 
@@ -205,9 +269,9 @@ def test_full_batches_and_old_batches_are_reported(kind: Any) -> None:
         t.consume(slot, t.count(slot))
 
     plan = [(0, b"k", b"", b"%d" % i) for i in range(7)] + [(1, b"k", b"", b"x")]
-    t.stage(10, 100, plan, on_span, lambda s: None, full)
+    t.stage(10, 100, plan, on_span, lambda s: None, full, False)
     assert full == [0] and spans == []  # once, at its 3rd record (the owner writes it then)
-    t.stage(200, 100, [(0, b"k", b"", b"late"), (1, b"k", b"", b"late")], on_span, lambda s: None, full)
+    t.stage(200, 100, [(0, b"k", b"", b"late"), (1, b"k", b"", b"late")], on_span, lambda s: None, full, False)
     assert spans == [0, 1]  # 190 ms after each batch began: written before the record is staged
     assert [(t.base(s), t.count(s), t.first(s)) for s in (0, 1)] == [(7, 1, 200), (1, 1, 200)]
 
@@ -216,8 +280,8 @@ def test_full_batches_and_old_batches_are_reported(kind: Any) -> None:
 def test_a_stepped_back_clock_never_puts_a_record_before_its_batch(kind: Any) -> None:
     t = kind(FULL_AT)
     t.grow(1)
-    t.stage(5_000, 1_000, [(0, b"k", b"", b"a")], lambda s: None, lambda s: None, [])
-    t.stage(4_000, 1_000, [(0, b"k", b"", b"b")], lambda s: None, lambda s: None, [])
+    t.stage(5_000, 1_000, [(0, b"k", b"", b"a")], lambda s: None, lambda s: None, [], False)
+    t.stage(4_000, 1_000, [(0, b"k", b"", b"b")], lambda s: None, lambda s: None, [], False)
     frame = encode_frame_body(t.base(0), t.count(0), t.first(0), t.newest(0), t.body(0))
     assert [r.arrival_ms for r in decode_records(frame, 0, parse_header(frame), 0)] == [5_000, 5_000]
     t.drop_last(0, 1)
@@ -228,11 +292,11 @@ def test_a_stepped_back_clock_never_puts_a_record_before_its_batch(kind: Any) ->
 def test_no_record_moves_while_a_view_of_them_is_held() -> None:
     t = _stagetable.StageTable(FULL_AT)
     t.grow(2)
-    t.stage(1, 10, [(0, b"k", b"", b"abc")], lambda s: None, lambda s: None, [])
+    t.stage(1, 10, [(0, b"k", b"", b"abc")], lambda s: None, lambda s: None, [], False)
     view = t.view(0)
     assert bytes(view) == t.body(0) and view.readonly
     for change in (
-        lambda: t.stage(2, 10, [(1, b"k", b"", b"x")], lambda s: None, lambda s: None, []),
+        lambda: t.stage(2, 10, [(1, b"k", b"", b"x")], lambda s: None, lambda s: None, [], False),
         lambda: t.consume(0, 1),
         lambda: t.drop_last(0, 1),
         lambda: t.reset(0),
@@ -255,7 +319,7 @@ def test_the_compiled_table_holds_no_reference_to_what_it_staged() -> None:
     plan = [(0, pk, b"", data), (1, pk, b"", data)]
     before = (sys.getrefcount(pk), sys.getrefcount(data), sys.getrefcount(plan[0]))
     for _ in range(100):
-        body, offsets = t.stage(1, 10, plan, lambda s: None, lambda s: None, [])
-        del body, offsets
+        staged = t.stage(1, 10, plan, lambda s: None, lambda s: None, [], False)
+        del staged
     assert (sys.getrefcount(pk), sys.getrefcount(data), sys.getrefcount(plan[0])) == before
     assert t.count(0) == 100 and t.records(0)[99].endswith(data)

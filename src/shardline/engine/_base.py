@@ -171,6 +171,8 @@ class EngineBase:
             table=st.table,
             slot=sh.index,
         )
+        # The shard's results: its id, and sequence numbers from its prefix (staging.py).
+        st.table.staged.name(sh.index, sh.shard_id, sh.seq_prefix)
         st.incoming.start(sh.index)
         sh.counters.incoming, sh.counters.slot = st.incoming, sh.index
         if not report.clean:

@@ -147,10 +147,9 @@ class DataPlane(EngineBase):
     ) -> PutRecordsResult:
         max_record = st.max_record_size_kib * 1024
         violations: list[tuple[object, str, str]] = []
-        # One entry per record, in request order: what the journal stages, and whose result it is. Shards are
-        # named by index throughout (see LogTable): no per-shard object is touched per record.
+        # One entry per record, in request order: what the journal stages. Shards are named by index throughout (see
+        # LogTable): no per-shard object is touched per record.
         plan: list[Entry] = []
-        owners: list[tuple[int, int, int]] = []  # request position, shard index, key + data bytes
         total = 0
         router = st.router
         assert router is not None
@@ -204,7 +203,6 @@ class DataPlane(EngineBase):
             if slot < 0:  # a table slot that straddles two shards
                 slot = route(key)
             plan.append((slot, pkb, ehkb, data))
-            owners.append((i, slot, size))
         if violations:
             raise validation_error(violations)
         if total > self.settings.max_put_records_bytes and not single:
@@ -212,8 +210,9 @@ class DataPlane(EngineBase):
 
         now = self.clock.now_ms()
         results: list[PutRecordsEntry] = [_PENDING] * len(records)
+        positions: list[int] | None = None  # the request position of each plan entry, when not all are in the plan
         if self.settings.enforce_limits:
-            plan, owners = self._throttle_writes(st, plan, owners, results, single)
+            plan, positions = self._throttle_writes(st, plan, results, single)
         st.counters.last_incoming_ms = now
         if not plan:
             return PutRecordsResult(len(records), results, st.encryption_type)
@@ -221,23 +220,23 @@ class DataPlane(EngineBase):
         always = self.settings.fsync == "always"
         table = st.table
         try:
-            offsets = journal.put(st.tag, now, table, plan)
+            offsets, made = journal.put(st.tag, now, table, plan, results=True)
         except OSError as exc:
             log.error("stream %s: journal write failed: %s", st.name, exc)
             if single:
                 raise InternalFailureException("Internal Service Failure") from exc
-            for i, _, _ in owners:
+            for i in range(len(plan)) if positions is None else positions:
                 results[i] = _INTERNAL_FAILURE
             return PutRecordsResult(len(records), results, st.encryption_type)
-        # Every record is acknowledged from here on: it is in the journal (durable below under fsync=always).
-        # Only per-record work on compact per-stream lists here, no loop over the shards a request touched and no
-        # per-shard state object: what a record costs at 1,000 shards stays close to its cost at 1.
-        ids = st.shard_ids
-        prefixes = st.seq_prefixes
-        in_bytes = st.incoming.bytes  # (records count themselves: see IncomingCounts)
-        for (i, slot, size), off in zip(owners, offsets, strict=True):
-            results[i] = PutRecordsEntry(ids[slot], str(prefixes[slot] + off))
-            in_bytes[slot] += size
+        # Every record is acknowledged from here on: it is in the journal (durable below under fsync=always). The
+        # stage table made each record's result (shard id, sequence number) and counted its bytes as it staged it:
+        # no per-record loop here, and no per-shard object touched.
+        assert made is not None
+        if positions is None:
+            results = made
+        else:
+            for i, entry in zip(positions, made, strict=True):
+                results[i] = entry
         if journal.staged_bytes > self.settings.journal_staged_bytes:
             try:
                 journal.materialize_all()
@@ -262,7 +261,7 @@ class DataPlane(EngineBase):
                 await asyncio.sleep(0)
         signals = st.signals
         if signals:
-            for slot in {slot: None for _, slot, _ in owners if slot in signals}:
+            for slot in {entry[0]: None for entry in plan if entry[0] in signals}:
                 signals[slot].set()
         failed = sum(1 for r in results if r.error_code is not None)
         return PutRecordsResult(failed, results, st.encryption_type)
@@ -271,30 +270,30 @@ class DataPlane(EngineBase):
         self,
         st: StreamState,
         plan: list[Entry],
-        owners: list[tuple[int, int, int]],
         results: list[PutRecordsEntry],
         single: bool,
-    ) -> tuple[list[Entry], list[tuple[int, int, int]]]:
+    ) -> tuple[list[Entry], list[int]]:
         """Take each record's bytes and count from its shard's (or the on-demand stream's) buckets; a record that
         does not fit fails in place with ProvisionedThroughputExceededException."""
         now = self.clock.monotonic()
         on_demand = st.mode is StreamMode.ON_DEMAND
         kept_plan: list[Entry] = []
-        kept_owners: list[tuple[int, int, int]] = []
+        kept_positions: list[int] = []
         shards = st.shards
-        for entry, owner in zip(plan, owners, strict=True):
-            i, slot, size = owner
+        for i, entry in enumerate(plan):  # (the whole request is in the plan: an invalid record fails it)
+            slot = entry[0]
+            size = len(entry[1]) + len(entry[3])
             shard = shards[slot]
             bytes_bucket = st.write_bytes if on_demand else shard.write_bytes
             recs_bucket = st.write_records if on_demand else shard.write_records
             if bytes_bucket is None or recs_bucket is None:
                 kept_plan.append(entry)
-                kept_owners.append(owner)
+                kept_positions.append(i)
                 continue
             if bytes_bucket.take(size, now):
                 if recs_bucket.take(1, now):
                     kept_plan.append(entry)
-                    kept_owners.append(owner)
+                    kept_positions.append(i)
                     continue
                 bytes_bucket.refund(size)
             shard.counters.write_throttled_records += 1
@@ -303,7 +302,7 @@ class DataPlane(EngineBase):
                 raise ProvisionedThroughputExceededException(msg)
             st.counters.put_records_throttled_records += 1
             results[i] = PutRecordsEntry(None, None, "ProvisionedThroughputExceededException", msg)
-        return kept_plan, kept_owners
+        return kept_plan, kept_positions
 
     def data_signal(self, stream_name: str, shard_id: str) -> asyncio.Event | None:
         """An event set whenever the shard gets new readable records or closes (None if there is no such shard).

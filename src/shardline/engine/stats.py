@@ -4,7 +4,6 @@ paths; the metrics layer samples them, the engine never pushes anywhere."""
 from __future__ import annotations
 
 import bisect
-from array import array
 from dataclasses import dataclass, field
 
 from ..storage.log import LogTable
@@ -29,35 +28,36 @@ class Histogram:
 
 
 class IncomingCounts:
-    """Records and bytes put into each shard of a stream, indexed by shard index, with no per-shard object on the
-    put path (its cost stays flat at 1,000 shards). A shard's record count is how far its log's next offset moved
-    since counting started, so a put counts nothing but bytes, in one list entry per record."""
+    """Records and bytes put into each shard of a stream, indexed by shard index, with nothing counted on the put
+    path (its cost stays flat at 1,000 shards): a shard's record count is how far its log's next offset moved since
+    counting started, its bytes how far its stage table slot's ``put_bytes`` moved."""
 
-    __slots__ = ("bytes", "records_base", "table")
+    __slots__ = ("bytes_base", "records_base", "table")
 
     def __init__(self, table: LogTable) -> None:
         self.table = table  # the stream's shard logs
         self.records_base: list[int] = []  # each log's next offset when counting started
-        # Machine integers in place: a Python int per shard would be a separate, cold object to read and replace
-        # on every record.
-        self.bytes = array("q")
+        self.bytes_base: list[int] = []  # each slot's put bytes then
 
     def start(self, slot: int) -> None:
         """Count the shard at ``slot`` from zero, from its log's current next offset."""
-        grow = slot + 1 - len(self.bytes)
+        grow = slot + 1 - len(self.records_base)
         if grow > 0:
             self.records_base.extend([0] * grow)
-            self.bytes.extend([0] * grow)
+            self.bytes_base.extend([0] * grow)
         self.records_base[slot] = self.table.next_offset(slot)  # (the log is attached first)
-        self.bytes[slot] = 0
+        self.bytes_base[slot] = self.table.staged.put_bytes(slot)
 
     def restart(self) -> None:
         """Count every shard from zero (after the journal replay at open: replayed records are not incoming)."""
-        for slot in range(len(self.bytes)):
+        for slot in range(len(self.records_base)):
             self.start(slot)
 
     def records(self, slot: int) -> int:
         return self.table.next_offset(slot) - self.records_base[slot]
+
+    def bytes(self, slot: int) -> int:
+        return self.table.staged.put_bytes(slot) - self.bytes_base[slot]
 
 
 @dataclass(slots=True)
@@ -80,7 +80,7 @@ class ShardCounters:
 
     @property
     def incoming_bytes(self) -> int:
-        return self.incoming.bytes[self.slot] if self.incoming is not None else 0
+        return self.incoming.bytes(self.slot) if self.incoming is not None else 0
 
 
 @dataclass(slots=True)

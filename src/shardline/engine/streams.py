@@ -9,6 +9,7 @@ from typing import Any
 from ..models import (
     ChildShard,
     HashKeyRange,
+    PutRecordsEntry,
     SequenceNumberRange,
     Shard,
     StreamMode,
@@ -125,10 +126,9 @@ class StreamState:
     max_record_size_kib: int = 1024
     router: HashRouter | None = None  # hash key -> index of the open shard that takes it
     # What a put touches per record, kept per stream and indexed by shard index so that no per-shard object is on
-    # the hot path (see LogTable): the shard logs' write state, the shard ids, the incoming counts.
-    table: LogTable = field(default_factory=LogTable)
-    shard_ids: list[str] = field(default_factory=list)
-    seq_prefixes: list[int] = field(default_factory=list)
+    # the hot path (see LogTable): the shard logs' write state, which also makes each record's PutRecords result
+    # (shard id, sequence number) and counts its bytes.
+    table: LogTable = field(default_factory=lambda: LogTable(PutRecordsEntry))
     incoming: IncomingCounts = field(init=False)
     # Set whenever new records become readable in a shard (or it closes), by shard index; consumers in this process
     # wait on it instead of polling. Created by the first waiter.
@@ -157,8 +157,6 @@ class StreamState:
     def rebuild_router(self) -> None:
         """Route to the open shards (after a create, an open or a reshard)."""
         self.router = HashRouter([(s.start_key, s.end_key, s.index) for s in self.shards if s.is_open])
-        self.shard_ids = [s.shard_id for s in self.shards]
-        self.seq_prefixes = [s.seq_prefix for s in self.shards]  # (set when each shard's log opened)
 
     def children_of(self, shard: ShardState) -> tuple[ChildShard, ...]:
         return tuple(

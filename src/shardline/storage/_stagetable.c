@@ -19,14 +19,26 @@
 #define REC_SIZE 15
 #define ID_SIZE 12
 #define KEEP_BYTES 65536 /* an emptied buffer larger than this is freed, so idle shards hold no memory */
+#define NAME_MAX_LEN 30
+#define ID_DIGITS 48 /* digits of an id base (a sequence number prefix has 41) */
 
 typedef struct {
-    long long base;   /* offset of the first staged record (with none staged, the next offset) */
-    long long first;  /* arrival ms of the first staged record (-1: none yet) */
-    long long newest; /* newest arrival ms among them */
-    char *buf;        /* the staged records, back to back */
+    /* what staging a record reads and writes: one cache line */
+    long long base;      /* offset of the first staged record (with none staged, the next offset) */
+    long long first;     /* arrival ms of the first staged record (-1: none yet) */
+    long long newest;    /* newest arrival ms among them */
+    char *buf;           /* the staged records, back to back */
     Py_ssize_t len, cap, count;
+    long long put_bytes; /* key + data bytes of every record staged here (records taken back not counted) */
+    /* the names of its records' results (StageTable.name): the slot's name, and id base + offset in decimal */
+    unsigned char name_len, ndigits;
+    char name[NAME_MAX_LEN];
+    char digits[ID_DIGITS];
 } Slot;
+
+#define EMPTY_SLOT                                                                                                     \
+    (Slot) { .base = 0, .first = -1, .newest = -1, .buf = NULL, .len = 0, .cap = 0, .count = 0, .put_bytes = 0,    \
+             .name_len = 0, .ndigits = 0 }
 
 typedef struct {
     PyObject_HEAD
@@ -35,6 +47,8 @@ typedef struct {
     Py_ssize_t full_at;
     Py_ssize_t view_slot; /* the slot a buffer request exports (set only inside view()) */
     Py_ssize_t exports;   /* views of a slot's records still held: no buffer may move meanwhile */
+    PyTypeObject *entry;  /* the NamedTuple of a staged record's result (None: no results) */
+    Py_ssize_t entry_fields;
 } StageTable;
 
 static char empty[1] = {0};
@@ -133,14 +147,38 @@ static int parse_slot_ll(StageTable *self, PyObject *args, const char *fmt, Slot
 }
 
 /* ----------------------------------------------------------------------------- type basics */
+/* The number of fields of a NamedTuple type (a tuple subclass with no instance fields), or -1 with an error. */
+static Py_ssize_t namedtuple_fields(PyObject *cls) {
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type) ||
+        ((PyTypeObject *)cls)->tp_basicsize != PyTuple_Type.tp_basicsize) {
+        PyErr_SetString(PyExc_TypeError, "entry must be a NamedTuple type");
+        return -1;
+    }
+    PyObject *names = PyObject_GetAttrString(cls, "_fields");
+    if (names == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PyTuple_Check(names) ? PyTuple_GET_SIZE(names) : -1;
+    Py_DECREF(names);
+    if (n < 2) {
+        PyErr_SetString(PyExc_TypeError, "entry must have at least two fields (name, record id)");
+        return -1;
+    }
+    return n;
+}
+
 static PyObject *st_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"full_at", NULL};
-    Py_ssize_t full_at;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n:StageTable", kwlist, &full_at)) {
+    static char *kwlist[] = {"full_at", "entry", NULL};
+    Py_ssize_t full_at, fields = 0;
+    PyObject *entry = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n|O:StageTable", kwlist, &full_at, &entry)) {
         return NULL;
     }
     if (full_at < 1) {
         PyErr_SetString(PyExc_ValueError, "full_at must be at least 1");
+        return NULL;
+    }
+    if (entry != Py_None && (fields = namedtuple_fields(entry)) < 0) {
         return NULL;
     }
     StageTable *self = (StageTable *)type->tp_alloc(type, 0);
@@ -150,6 +188,8 @@ static PyObject *st_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         self->full_at = full_at;
         self->view_slot = -1;
         self->exports = 0;
+        self->entry = entry == Py_None ? NULL : (PyTypeObject *)Py_NewRef(entry);
+        self->entry_fields = fields;
     }
     return (PyObject *)self;
 }
@@ -159,6 +199,7 @@ static void st_dealloc(StageTable *self) {
         PyMem_Free(self->slots[i].buf);
     }
     PyMem_Free(self->slots);
+    Py_XDECREF(self->entry);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -178,7 +219,7 @@ static PyObject *st_grow(StageTable *self, PyObject *arg) {
             return PyErr_NoMemory();
         }
         for (Py_ssize_t i = self->n; i < n; i++) {
-            slots[i] = (Slot){.base = 0, .first = -1, .newest = -1, .buf = NULL, .len = 0, .cap = 0, .count = 0};
+            slots[i] = EMPTY_SLOT;
         }
         self->slots = slots;
         self->n = n;
@@ -192,7 +233,7 @@ static PyObject *st_reset(StageTable *self, PyObject *arg) {
         return NULL;
     }
     PyMem_Free(s->buf);
-    *s = (Slot){.base = 0, .first = -1, .newest = -1, .buf = NULL, .len = 0, .cap = 0, .count = 0};
+    *s = EMPTY_SLOT;
     Py_RETURN_NONE;
 }
 
@@ -225,6 +266,96 @@ static PyObject *st_first(StageTable *self, PyObject *arg) {
 static PyObject *st_newest(StageTable *self, PyObject *arg) {
     Slot *s = slot_of(self, arg, NULL);
     return s == NULL ? NULL : PyLong_FromLongLong(s->newest);
+}
+
+static PyObject *st_put_bytes(StageTable *self, PyObject *arg) {
+    Slot *s = slot_of(self, arg, NULL);
+    return s == NULL ? NULL : PyLong_FromLongLong(s->put_bytes);
+}
+
+static PyObject *st_name(StageTable *self, PyObject *args) {
+    PyObject *slot, *name, *id_base;
+    if (!PyArg_ParseTuple(args, "OUO!:name", &slot, &name, &PyLong_Type, &id_base)) {
+        return NULL;
+    }
+    Slot *s = slot_of(self, slot, NULL);
+    if (s == NULL) {
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(name) || PyUnicode_GET_LENGTH(name) > NAME_MAX_LEN) {
+        PyErr_Format(PyExc_ValueError, "a slot's name is ASCII, at most %d characters", NAME_MAX_LEN);
+        return NULL;
+    }
+    PyObject *digits = PyObject_Str(id_base);
+    if (digits == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(digits);
+    if (PyUnicode_READ_CHAR(digits, 0) == '-' || n > ID_DIGITS) {
+        Py_DECREF(digits);
+        PyErr_Format(PyExc_ValueError, "an id base is a non-negative integer of at most %d digits", ID_DIGITS);
+        return NULL;
+    }
+    s->name_len = (unsigned char)PyUnicode_GET_LENGTH(name);
+    memcpy(s->name, PyUnicode_1BYTE_DATA(name), s->name_len);
+    s->ndigits = (unsigned char)n;
+    memcpy(s->digits, PyUnicode_1BYTE_DATA(digits), (size_t)n);
+    Py_DECREF(digits);
+    Py_RETURN_NONE;
+}
+
+/* The decimal of the slot's id base + off (off >= 0): the base's digits with off added in place. */
+static PyObject *record_id(const Slot *s, long long off) {
+    char buf[ID_DIGITS + 24];
+    Py_ssize_t end = (Py_ssize_t)sizeof(buf), start = end - s->ndigits;
+    memcpy(buf + start, s->digits, s->ndigits);
+    unsigned long long v = (unsigned long long)off;
+    int carry = 0;
+    for (Py_ssize_t i = end - 1; v || carry; i--) {
+        if (i < start) { /* the sum has more digits than the base */
+            buf[i] = '0';
+            start = i;
+        }
+        int d = buf[i] - '0' + (int)(v % 10) + carry;
+        v /= 10;
+        carry = d >= 10;
+        buf[i] = (char)('0' + (carry ? d - 10 : d));
+    }
+    while (start < end - 1 && buf[start] == '0') { /* (a base of 0) */
+        start++;
+    }
+    PyObject *str = PyUnicode_New(end - start, 127);
+    if (str != NULL) {
+        memcpy(PyUnicode_1BYTE_DATA(str), buf + start, (size_t)(end - start));
+    }
+    return str;
+}
+
+/* entry(name, record id, None, ...): a result, out of the cyclic GC (its fields are all atomic). */
+static PyObject *make_entry(StageTable *self, const Slot *s, long long off) {
+    PyObject *name = PyUnicode_New(s->name_len, 127);
+    if (name == NULL) {
+        return NULL;
+    }
+    memcpy(PyUnicode_1BYTE_DATA(name), s->name, s->name_len);
+    PyObject *id = record_id(s, off);
+    if (id == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    PyObject *e = self->entry->tp_alloc(self->entry, self->entry_fields);
+    if (e == NULL) {
+        Py_DECREF(name);
+        Py_DECREF(id);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(e, 0, name);
+    PyTuple_SET_ITEM(e, 1, id);
+    for (Py_ssize_t k = 2; k < self->entry_fields; k++) {
+        PyTuple_SET_ITEM(e, k, Py_NewRef(Py_None));
+    }
+    PyObject_GC_UnTrack(e);
+    return e;
 }
 
 static PyObject *st_set_base(StageTable *self, PyObject *args) {
@@ -359,7 +490,12 @@ static PyObject *st_drop_last(StageTable *self, PyObject *args) {
         return NULL;
     }
     Py_ssize_t keep = s->count - (Py_ssize_t)n;
-    s->len = rec_pos(s, keep);
+    Py_ssize_t cut = rec_pos(s, keep);
+    for (const unsigned char *p = (const unsigned char *)s->buf + cut; p < (const unsigned char *)s->buf + s->len;
+         p += rec_len(p)) {
+        s->put_bytes -= (long long)(((uint32_t)p[8] << 8) | p[9]) + (long long)get32(p + 11);
+    }
+    s->len = cut;
     s->count = keep;
     if (keep) {
         uint32_t newest = 0;
@@ -378,6 +514,7 @@ static PyObject *st_drop_last(StageTable *self, PyObject *args) {
 typedef struct {
     Py_ssize_t slot;
     long long first, newest; /* the slot's arrivals before the record */
+    long long bytes;         /* the record's key + data bytes */
 } Undo;
 
 static int call_slot(PyObject *fn, PyObject *slot) {
@@ -389,12 +526,18 @@ static int call_slot(PyObject *fn, PyObject *slot) {
     return 0;
 }
 
-/* stage(now, span, plan, on_span, on_first, full) -> (journal bytes, offsets): see staging.PyStageTable.stage */
+/* stage(now, span, plan, on_span, on_first, full, results) -> (journal bytes, offsets, results or None): see
+ * staging.PyStageTable.stage */
 static PyObject *st_stage(StageTable *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 6) {
-        PyErr_Format(PyExc_TypeError, "stage() takes 6 arguments (%zd given)", nargs);
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "stage() takes 7 arguments (%zd given)", nargs);
         return NULL;
     }
+    int want = PyObject_IsTrue(args[6]);
+    if (want < 0) {
+        return NULL;
+    }
+    want = want && self->entry != NULL;
     long long now = PyLong_AsLongLong(args[0]);
     if (now == -1 && PyErr_Occurred()) {
         return NULL;
@@ -417,7 +560,7 @@ static PyObject *st_stage(StageTable *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(plan);
-    PyObject *body = NULL, *offsets = NULL, *result = NULL;
+    PyObject *body = NULL, *offsets = NULL, *entries = NULL, *result = NULL;
     Undo *undo = NULL;
     Py_ssize_t staged = 0;
 
@@ -429,7 +572,12 @@ static PyObject *st_stage(StageTable *self, PyObject *const *args, Py_ssize_t na
             PyErr_SetString(PyExc_TypeError, "a staged record is a (slot, key, hash key, data) tuple");
             goto done;
         }
-        if (slot_of(self, PyTuple_GET_ITEM(e, 0), NULL) == NULL) {
+        Slot *s = slot_of(self, PyTuple_GET_ITEM(e, 0), NULL);
+        if (s == NULL) {
+            goto done;
+        }
+        if (want && s->ndigits == 0) {
+            PyErr_Format(PyExc_ValueError, "stage slot %zd has no name", (Py_ssize_t)(s - self->slots));
             goto done;
         }
         PyObject *pk = PyTuple_GET_ITEM(e, 1), *ehk = PyTuple_GET_ITEM(e, 2), *data = PyTuple_GET_ITEM(e, 3);
@@ -451,8 +599,9 @@ static PyObject *st_stage(StageTable *self, PyObject *const *args, Py_ssize_t na
     }
     body = PyBytes_FromStringAndSize(NULL, total);
     offsets = PyList_New(n);
+    entries = want ? PyList_New(n) : Py_NewRef(Py_None);
     undo = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Undo));
-    if (body == NULL || offsets == NULL || undo == NULL) {
+    if (body == NULL || offsets == NULL || entries == NULL || undo == NULL) {
         if (undo == NULL) {
             PyErr_NoMemory();
         }
@@ -511,6 +660,13 @@ static PyObject *st_stage(StageTable *self, PyObject *const *args, Py_ssize_t na
             goto done;
         }
         PyList_SET_ITEM(offsets, k, off_obj);
+        if (want) {
+            PyObject *entry = make_entry(self, s, off);
+            if (entry == NULL) {
+                goto done;
+            }
+            PyList_SET_ITEM(entries, k, entry);
+        }
         /* The segment encoding, in the slot's buffer. */
         unsigned char *r = (unsigned char *)s->buf + s->len;
         put32(r, (uint32_t)s->count);
@@ -531,7 +687,9 @@ static PyObject *st_stage(StageTable *self, PyObject *const *args, Py_ssize_t na
         undo[staged].slot = i;
         undo[staged].first = first_before;
         undo[staged].newest = newest_before;
+        undo[staged].bytes = (long long)pkl + (long long)dl;
         staged++;
+        s->put_bytes += (long long)pkl + (long long)dl;
         if (now > s->newest) {
             s->newest = now;
         }
@@ -541,7 +699,7 @@ static PyObject *st_stage(StageTable *self, PyObject *const *args, Py_ssize_t na
             goto done;
         }
     }
-    result = PyTuple_Pack(2, body, offsets);
+    result = PyTuple_Pack(3, body, offsets, entries);
 done:
     if (result == NULL) {
         /* Take back what this call staged, newest first: the slots are as they were. */
@@ -551,11 +709,13 @@ done:
             s->len = rec_pos(s, s->count);
             s->first = undo[k].first;
             s->newest = undo[k].newest;
+            s->put_bytes -= undo[k].bytes;
         }
     }
     PyMem_Free(undo);
     Py_XDECREF(body);
     Py_XDECREF(offsets);
+    Py_XDECREF(entries);
     Py_DECREF(plan);
     return result;
 }
@@ -570,6 +730,8 @@ static PyMethodDef st_methods[] = {
     {"next_offset", (PyCFunction)st_next_offset, METH_O, "The offset the slot's next record gets."},
     {"first", (PyCFunction)st_first, METH_O, "Arrival of the slot's first staged record."},
     {"newest", (PyCFunction)st_newest, METH_O, "Newest arrival among the slot's staged records."},
+    {"put_bytes", (PyCFunction)st_put_bytes, METH_O, "Key + data bytes of every record staged in the slot."},
+    {"name", (PyCFunction)st_name, METH_VARARGS, "Name the slot's results: name, and record ids from id_base."},
     {"set_base", (PyCFunction)st_set_base, METH_VARARGS, "Set the next offset of an empty slot."},
     {"set_newest", (PyCFunction)st_set_newest, METH_VARARGS, "Set the slot's newest arrival."},
     {"records", (PyCFunction)st_records, METH_O, "The slot's staged records, in offset order."},

@@ -45,12 +45,13 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from .._fsutil import CutBackFailed, append_all, cut_file, fsync_dir
 from .log import LogTable, ShardLog
 from .staging import Entry
 
-__all__ = ["Journal", "JournalReport", "Resolver"]
+__all__ = ["Journal", "JournalReport", "Resolver", "Staged"]
 
 log = logging.getLogger("shardline.storage")
 
@@ -72,6 +73,13 @@ _SUFFIX = ".wal"
 MAX_FRAME_BYTES = 1 << 31
 
 Resolver = Callable[[int, int], "ShardLog | None"]
+
+
+class Staged(NamedTuple):
+    """What ``Journal.put`` returns: each record's offset and, when asked for, its result (see staging.py)."""
+
+    offsets: list[int]
+    results: list[Any] | None
 
 
 @dataclass(slots=True)
@@ -265,11 +273,14 @@ class Journal:
                 lg.mark_synced(lg.next_offset)  # the caller checkpoints before anyone reads
 
     # ----------------------------------------------------------------- writes
-    def stage_records(self, now: int, table: LogTable, plan: list[Entry]) -> tuple[bytes, list[int]]:
+    def stage_records(
+        self, now: int, table: LogTable, plan: list[Entry], *, results: bool = False
+    ) -> tuple[bytes, list[int], list[Any] | None]:
         """Give each record the next offset of its log (``table.logs[slot]``) and stage its segment encoding
-        there. Returns the journal encoding of the records and their offsets, in plan order. On an error nothing
-        is staged. A log opened with ``visible_on_write`` shows staged records to readers at once (its visible
-        offset is its next offset); otherwise ``ShardLog.mark_synced`` shows them.
+        there. Returns the journal encoding of the records, their offsets and (with ``results``, from a table that
+        makes them) their results, in plan order. On an error nothing is staged. A log opened with
+        ``visible_on_write`` shows staged records to readers at once (its visible offset is its next offset);
+        otherwise ``ShardLog.mark_synced`` shows them.
 
         The per-record loop runs in the stage table (staging.py); it calls back here only at a batch's start and
         when a batch would span too much arrival time."""
@@ -291,19 +302,20 @@ class Journal:
             unsynced[lg] = None
 
         try:
-            return staged.stage(now, self.max_span_ms, plan, on_span, on_first, self._full)
+            return staged.stage(now, self.max_span_ms, plan, on_span, on_first, self._full, results)
         except BaseException:
             self._fix_visible(table, plan)
             raise
 
-    def put(self, tag: int, now: int, table: LogTable, plan: list[Entry]) -> list[int]:
+    def put(self, tag: int, now: int, table: LogTable, plan: list[Entry], *, results: bool = False) -> Staged:
         """Stage ``plan`` (records of the logs of ``table``) and write it as one journal frame. Returns each
-        record's offset. On a write error nothing is staged and the journal file is as it was (no reader runs
-        before this returns, so records staged for a write that then fails are never seen)."""
+        record's offset and, with ``results``, each record's result. On a write error nothing is staged and the
+        journal file is as it was (no reader runs before this returns, so records staged for a write that then
+        fails are never seen)."""
         if self.broken is not None:
             raise OSError(f"the journal is unusable after an earlier error: {self.broken}")
         self._full.clear()
-        body, offsets = self.stage_records(now, table, plan)
+        body, offsets, made = self.stage_records(now, table, plan, results=results)
         try:
             self._write(now, tag, len(plan), body)
         except OSError:
@@ -322,7 +334,7 @@ class Journal:
             except OSError as exc:  # acknowledged and in the journal: the next pass writes them
                 log.error("%s: writing a full batch failed: %s", lg.directory, exc)
         self.staged_bytes += len(body) + STAGED_OVERHEAD * len(plan)
-        return offsets
+        return Staged(offsets, made)
 
     def _write(self, now: int, tag: int, count: int, body: bytes) -> None:
         if self._fd < 0 or self.position - self._file_start >= self.file_bytes:

@@ -113,9 +113,10 @@ class LogTable:
 
     __slots__ = ("logs", "staged")
 
-    def __init__(self) -> None:
+    def __init__(self, entry: Any = None) -> None:
+        """``entry``: the NamedTuple of a staged record's result (see staging.py), None for no results."""
         self.logs: list[ShardLog | None] = []
-        self.staged = StageTable(FRAME_RECORDS)
+        self.staged = StageTable(FRAME_RECORDS, entry)
 
     def attach(self, slot: int, lg: ShardLog) -> None:
         """Give ``slot`` to ``lg`` with empty write state (a slot belongs to one open log at a time)."""

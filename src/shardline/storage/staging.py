@@ -18,6 +18,11 @@ callbacks let the owner act at a batch boundary: ``on_span(slot)`` when the slot
 than ``span`` ms of arrival time (it must write the slot's records, leaving it empty), ``on_first(slot)`` before
 the first record of a new batch (it may refuse by raising). A slot whose batch reaches ``full_at`` records is
 appended to ``full``. If anything raises, nothing of the request stays staged.
+
+A table made with an ``entry`` type (a NamedTuple) also returns each staged record's result when asked:
+``entry(slot name, str(id base + offset), None, ...)``, with the name and id base given to ``name(slot, ...)`` (for
+a put: the shard id and the shard's sequence-number prefix). ``put_bytes(slot)`` counts the key and data bytes of
+every record staged in a slot, so the put path keeps no per-shard counter of its own.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
 __all__ = ["ACCELERATED", "PyStageTable", "StageTable"]
 
@@ -40,16 +45,23 @@ Entry = tuple[int, bytes, bytes, bytes]
 class PyStageTable:
     """The reference implementation (see the module docstring); ``_stagetable.StageTable`` has the same methods."""
 
-    __slots__ = ("_base", "_first", "_newest", "_pend", "full_at")
+    __slots__ = ("_base", "_bytes", "_entry", "_first", "_names", "_newest", "_pend", "full_at")
 
-    def __init__(self, full_at: int) -> None:
+    def __init__(self, full_at: int, entry: Any = None) -> None:
         if full_at < 1:
             raise ValueError("full_at must be at least 1")
+        if entry is not None and not (
+            isinstance(entry, type) and issubclass(entry, tuple) and len(getattr(entry, "_fields", ())) >= 2
+        ):
+            raise TypeError("entry must be a NamedTuple type with at least two fields (name, record id)")
         self.full_at = full_at
+        self._entry: Any = entry
         self._pend: list[list[bytes]] = []
         self._base: list[int] = []
         self._first: list[int] = []
         self._newest: list[int] = []
+        self._bytes: list[int] = []
+        self._names: list[tuple[str, int] | None] = []
 
     def __len__(self) -> int:
         return len(self._pend)
@@ -67,13 +79,16 @@ class PyStageTable:
             self._base.extend([0] * grow)
             self._first.extend([-1] * grow)
             self._newest.extend([-1] * grow)
+            self._bytes.extend([0] * grow)
+            self._names.extend([None] * grow)
 
     def reset(self, slot: int) -> None:
-        """Empty the slot: no records, base 0, no arrivals."""
+        """Empty the slot: no records, base 0, no arrivals, no bytes counted, no name."""
         self._check(slot)
         self._pend[slot] = []
-        self._base[slot] = 0
+        self._base[slot] = self._bytes[slot] = 0
         self._first[slot] = self._newest[slot] = -1
+        self._names[slot] = None
 
     def count(self, slot: int) -> int:
         return len(self._pend[self._check(slot)])
@@ -92,6 +107,22 @@ class PyStageTable:
 
     def newest(self, slot: int) -> int:
         return self._newest[self._check(slot)]
+
+    def put_bytes(self, slot: int) -> int:
+        """Key + data bytes of every record staged in the slot (records taken back do not count)."""
+        return self._bytes[self._check(slot)]
+
+    def name(self, slot: int, name: str, id_base: int) -> None:
+        """Name the results of the slot's records: ``name`` (ASCII, at most 30 characters) and record ids
+        ``id_base + offset`` (a non-negative integer of at most 48 digits)."""
+        self._check(slot)
+        if type(id_base) is not int:
+            raise TypeError("an id base is an int")
+        if not name.isascii() or len(name) > 30:
+            raise ValueError("a slot's name is ASCII, at most 30 characters")
+        if id_base < 0 or len(str(id_base)) > 48:
+            raise ValueError("an id base is a non-negative integer of at most 48 digits")
+        self._names[slot] = (name, id_base)
 
     def set_base(self, slot: int, offset: int) -> None:
         """Set the next offset of an empty slot."""
@@ -137,6 +168,7 @@ class PyStageTable:
         if not 0 <= n <= len(pend):
             raise ValueError(f"cannot drop {n} of {len(pend)} staged records")
         if n:
+            self._bytes[slot] -= sum(_SEG_REC.unpack_from(rec)[2] + _SEG_REC.unpack_from(rec)[4] for rec in pend[-n:])
             del pend[-n:]
         if pend:
             self._newest[slot] = self._first[slot] + max(_U32.unpack_from(rec, 4)[0] for rec in pend)
@@ -149,19 +181,24 @@ class PyStageTable:
         on_span: Callable[[int], object],
         on_first: Callable[[int], object],
         full: list[int],
-    ) -> tuple[bytes, list[int]]:
-        """Stage ``plan`` arriving at ``now``; returns its journal encoding and each record's offset (see the module
-        docstring)."""
+        results: bool,
+    ) -> tuple[bytes, list[int], list[Any] | None]:
+        """Stage ``plan`` arriving at ``now``; returns its journal encoding, each record's offset and, when asked
+        and the table has an entry type, each record's result (see the module docstring)."""
         plan = tuple(plan)
+        want = bool(results) and self._entry is not None
         for entry in plan:  # refuse a bad entry before anything is staged
             slot, pk, ehk, data = entry
             self._check(slot)
+            if want and self._names[slot] is None:
+                raise ValueError(f"stage slot {slot} has no name")
             if not (type(pk) is bytes and type(ehk) is bytes and type(data) is bytes):
                 raise TypeError("a staged record's key, hash key and data must be bytes")
             if len(pk) > 0xFFFF or len(ehk) > 0xFF or len(data) > 0xFFFFFFFF:
                 raise ValueError("a staged record's field is too long for its length field")
         parts: list[bytes] = []
         offsets: list[int] = []
+        entries: list[Any] | None = [] if want else None
         undo: list[tuple[int, int, int]] = []  # (slot, first and newest arrival before the record)
         pack_id = _ID.pack
         pack_seg = _SEG_REC.pack
@@ -191,17 +228,25 @@ class PyStageTable:
                 parts += (pack_id(slot, off), seg)
                 undo.append(before)
                 pend.append(seg)
+                self._bytes[slot] += len(pk) + len(data)
                 if now > maxes[slot]:
                     maxes[slot] = now
                 offsets.append(off)
+                if entries is not None:
+                    name, id_base = self._names[slot]  # type: ignore[misc]
+                    entries.append(self._entry._make((name, str(id_base + off), *[None] * (self._entry_fields() - 2))))
                 if delta == self.full_at - 1:
                     full.append(slot)
         except BaseException:
             for slot, first, newest in reversed(undo):
-                pends[slot].pop()
+                rec = pends[slot].pop()
                 firsts[slot], maxes[slot] = first, newest
+                self._bytes[slot] -= _SEG_REC.unpack_from(rec)[2] + _SEG_REC.unpack_from(rec)[4]
             raise
-        return join(parts), offsets
+        return join(parts), offsets, entries
+
+    def _entry_fields(self) -> int:
+        return len(self._entry._fields)
 
 
 StageTable: type[PyStageTable] = PyStageTable
