@@ -18,15 +18,17 @@ class CutBackFailed(OSError):
     """A failed append could not be cut back off its file, which now ends in a partial write."""
 
 
-def append_all(fd: int, data: bytes | Sequence[bytes | memoryview], size: int) -> None:
-    """Write all of ``data`` (bytes, or buffers written back to back in one call, none of them copied) to ``fd``
-    (opened for appending, ``size`` bytes long before). On an error cut the file back to ``size`` and re-raise;
-    raise CutBackFailed when the cut fails too."""
+def append_all(fd: int, data: bytes | Sequence[bytes | memoryview], size: int, total: int | None = None) -> None:
+    """Write all of ``data`` (bytes, or buffers written back to back in one call, none of them copied; ``total``
+    bytes in all when given) to ``fd`` (opened for appending, ``size`` bytes long before). On an error cut the file
+    back to ``size`` and re-raise; raise CutBackFailed when the cut fails too."""
     try:
         if isinstance(data, bytes):
             n, total = os.write(fd, data), len(data)
         else:
-            n, total = os.writev(fd, data), sum(memoryview(part).nbytes for part in data)
+            n = os.writev(fd, data)
+            if total is None:
+                total = sum(memoryview(part).nbytes for part in data)
         if n < total:
             view = memoryview(data if isinstance(data, bytes) else b"".join(data))[n:]
             while view:

@@ -191,10 +191,10 @@ def test_a_failed_segment_write_keeps_that_shard_and_the_rest_staged(rig: Rig, m
     real = segment_module.append_all
     broken = rig.logs[1]._segments[-1]._fd
 
-    def full_disk(fd: int, data: bytes, size: int) -> None:
+    def full_disk(fd: int, data: bytes, size: int, total: int | None = None) -> None:
         if fd == broken:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(fd, data, size)
+        real(fd, data, size, total)
 
     monkeypatch.setattr(segment_module, "append_all", full_disk)
     with pytest.raises(OSError):

@@ -89,12 +89,12 @@ def test_a_failed_frame_in_a_split_keeps_the_rest_staged_and_readable(
     real = segment.append
     calls = 0
 
-    def second_write_fails(*args: object) -> None:
+    def second_write_fails(*args: object, **kwargs: object) -> None:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(*args)  # type: ignore[arg-type]
+        real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(segment, "append", second_write_fails)
     with pytest.raises(OSError):

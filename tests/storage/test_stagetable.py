@@ -118,8 +118,8 @@ op = st.one_of(
     st.tuples(
         st.just("name"),
         st.integers(0, SLOTS - 1),
-        st.sampled_from(["shardId-000000000001", "s", "é", "x" * 31]),
-        st.sampled_from([0, 1, 9, 10**40 * 2 + 10**19 - 1, 10**48 - 1, 10**48, -1]),
+        st.sampled_from(["shardId-000000000001", "s", "é", "x" * 21, "x" * 22]),
+        st.sampled_from([0, 1, 9, 10**40 * 2 + 10**19 - 1, 10**41 - 1, 10**41, -1]),
     ),
     st.tuples(st.just("consume"), st.integers(0, SLOTS), st.integers(-1, 6)),
     st.tuples(st.just("drop_last"), st.integers(0, SLOTS - 1), st.integers(-1, 6)),
@@ -128,6 +128,7 @@ op = st.one_of(
     st.tuples(st.just("reset"), st.integers(0, SLOTS - 1)),
     st.tuples(st.just("grow"), st.integers(0, SLOTS + 2)),
     st.tuples(st.just("view"), st.integers(0, SLOTS)),
+    st.tuples(st.just("frame_header"), st.integers(0, SLOTS), st.integers(0, 5), st.sampled_from([0, 40, 10**6])),
 )
 
 

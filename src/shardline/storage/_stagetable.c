@@ -14,13 +14,20 @@
 #include <Python.h>
 #include <structmember.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define REC_SIZE 15
 #define ID_SIZE 12
+#define FRAME_HEADER 37 /* framing.py: base u64, len u32, magic u8, crc u32, count u32, first u64, newest u64 */
+#define FRAME_MAGIC 1
+#define LEN_PREFIX 12
+#define CRC_START 17
+
+static PyObject *zlib_crc32 = NULL; /* zlib.crc32: the same CRC framing.py computes, at zlib's speed */
 #define KEEP_BYTES 65536 /* an emptied buffer larger than this is freed, so idle shards hold no memory */
-#define NAME_MAX_LEN 30
-#define ID_DIGITS 48 /* digits of an id base (a sequence number prefix has 41) */
+#define NAME_MAX_LEN 21 /* a shard id has 20 characters */
+#define ID_DIGITS 41    /* digits of an id base: a sequence number prefix has 41 */
 
 typedef struct {
     /* what staging a record reads and writes: one cache line */
@@ -30,11 +37,14 @@ typedef struct {
     char *buf;           /* the staged records, back to back */
     Py_ssize_t len, cap, count;
     long long put_bytes; /* key + data bytes of every record staged here (records taken back not counted) */
-    /* the names of its records' results (StageTable.name): the slot's name, and id base + offset in decimal */
+    /* the names of its records' results (StageTable.name): the slot's name, and id base + offset in decimal;
+     * one more cache line (slots are 128 bytes, aligned to 64) */
     unsigned char name_len, ndigits;
     char name[NAME_MAX_LEN];
     char digits[ID_DIGITS];
 } Slot;
+
+_Static_assert(sizeof(Slot) == 128, "a slot is two cache lines");
 
 #define EMPTY_SLOT                                                                                                     \
     (Slot) { .base = 0, .first = -1, .newest = -1, .buf = NULL, .len = 0, .cap = 0, .count = 0, .put_bytes = 0,    \
@@ -67,6 +77,11 @@ static inline void put32(unsigned char *p, uint32_t v) {
     p[1] = (unsigned char)(v >> 16);
     p[2] = (unsigned char)(v >> 8);
     p[3] = (unsigned char)v;
+}
+
+static inline void put64(unsigned char *p, unsigned long long v) {
+    put32(p, (uint32_t)(v >> 32));
+    put32(p + 4, (uint32_t)v);
 }
 
 static inline uint32_t get32(const unsigned char *p) {
@@ -198,7 +213,7 @@ static void st_dealloc(StageTable *self) {
     for (Py_ssize_t i = 0; i < self->n; i++) {
         PyMem_Free(self->slots[i].buf);
     }
-    PyMem_Free(self->slots);
+    free(self->slots);
     Py_XDECREF(self->entry);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -214,10 +229,14 @@ static PyObject *st_grow(StageTable *self, PyObject *arg) {
         if ((size_t)n > PY_SSIZE_T_MAX / sizeof(Slot)) {
             return PyErr_NoMemory();
         }
-        Slot *slots = PyMem_Realloc(self->slots, (size_t)n * sizeof(Slot));
-        if (slots == NULL) {
+        Slot *slots = NULL; /* aligned to cache lines: a record touches two of its slot's, not three */
+        if (posix_memalign((void **)&slots, 64, (size_t)n * sizeof(Slot)) != 0) {
             return PyErr_NoMemory();
         }
+        if (self->n) {
+            memcpy(slots, self->slots, (size_t)self->n * sizeof(Slot));
+        }
+        free(self->slots);
         for (Py_ssize_t i = self->n; i < n; i++) {
             slots[i] = EMPTY_SLOT;
         }
@@ -451,6 +470,80 @@ static PyBufferProcs st_as_buffer = {
     .bf_getbuffer = (getbufferproc)st_getbuffer,
     .bf_releasebuffer = (releasebufferproc)st_releasebuffer,
 };
+
+/* zlib.crc32(data, value) over memory the caller keeps alive and unchanged: -1 with an error set on failure. */
+static long long crc_of(const char *data, Py_ssize_t len, uint32_t value) {
+    PyObject *view = PyMemoryView_FromMemory((char *)(len ? data : empty), len, PyBUF_READ);
+    if (view == NULL) {
+        return -1;
+    }
+    PyObject *start = PyLong_FromUnsignedLong(value);
+    if (start == NULL) {
+        Py_DECREF(view);
+        return -1;
+    }
+    PyObject *args[2] = {view, start};
+    PyObject *r = PyObject_Vectorcall(zlib_crc32, args, 2, NULL);
+    Py_DECREF(start);
+    PyObject *released = PyObject_CallMethod(view, "release", NULL); /* nothing may keep the memory */
+    Py_DECREF(view);
+    if (r == NULL || released == NULL) {
+        Py_XDECREF(r);
+        Py_XDECREF(released);
+        return -1;
+    }
+    Py_DECREF(released);
+    unsigned long crc = PyLong_AsUnsignedLong(r);
+    Py_DECREF(r);
+    return crc == (unsigned long)-1 && PyErr_Occurred() ? -1 : (long long)(crc & 0xFFFFFFFFUL);
+}
+
+/* frame_header(slot, max_records, max_bytes) -> (header, count, base, first, newest, nbytes) or None: see
+ * staging.PyStageTable.frame_header */
+static PyObject *st_frame_header(StageTable *self, PyObject *args) {
+    PyObject *slot;
+    Py_ssize_t max_records, max_bytes;
+    if (!PyArg_ParseTuple(args, "Onn:frame_header", &slot, &max_records, &max_bytes)) {
+        return NULL;
+    }
+    Py_ssize_t i;
+    Slot *s = slot_of(self, slot, &i);
+    if (s == NULL) {
+        return NULL;
+    }
+    if (s->count == 0 || (s->count > 1 && (s->count > max_records || s->len > max_bytes))) {
+        Py_RETURN_NONE;
+    }
+    if (s->len > (Py_ssize_t)UINT32_MAX - (FRAME_HEADER - LEN_PREFIX) || s->first < 0 || s->newest < 0) {
+        PyErr_SetString(PyExc_OverflowError, "staged records do not fit a frame header");
+        return NULL;
+    }
+    unsigned char h[FRAME_HEADER];
+    put64(h, (unsigned long long)s->base);
+    put32(h + 8, (uint32_t)(FRAME_HEADER - LEN_PREFIX + s->len));
+    h[12] = FRAME_MAGIC;
+    put32(h + CRC_START, (uint32_t)s->count);
+    put64(h + CRC_START + 4, (unsigned long long)s->first);
+    put64(h + CRC_START + 12, (unsigned long long)s->newest);
+    /* crc = crc32(body, crc32(tail, crc32(head))), as framing.encode_frame_header computes it */
+    unsigned char covered[FRAME_HEADER - 4]; /* the header's bytes but its crc, in order */
+    memcpy(covered, h, 13);
+    memcpy(covered + 13, h + CRC_START, FRAME_HEADER - CRC_START);
+    self->exports++; /* (zlib.crc32 lets other threads run while it reads a large body: nothing may move it) */
+    long long crc = crc_of((const char *)covered, (Py_ssize_t)sizeof(covered), 0);
+    if (crc >= 0) {
+        s = &self->slots[i];
+        crc = crc_of(s->buf, s->len, (uint32_t)crc);
+    }
+    self->exports--;
+    if (crc < 0) {
+        return NULL;
+    }
+    put32(h + 13, (uint32_t)crc);
+    s = &self->slots[i];
+    return Py_BuildValue("(y#nLLLn)", (const char *)h, (Py_ssize_t)FRAME_HEADER, s->count, s->base, s->first,
+                         s->newest, s->len);
+}
 
 static PyObject *st_consume(StageTable *self, PyObject *args) {
     Slot *s;
@@ -737,6 +830,7 @@ static PyMethodDef st_methods[] = {
     {"records", (PyCFunction)st_records, METH_O, "The slot's staged records, in offset order."},
     {"body", (PyCFunction)st_body, METH_O, "The slot's staged records joined."},
     {"view", (PyCFunction)st_view, METH_O, "A read-only memoryview of the slot's staged records."},
+    {"frame_header", (PyCFunction)st_frame_header, METH_VARARGS, "The header of a frame of the slot's records."},
     {"consume", (PyCFunction)st_consume, METH_VARARGS, "Drop the first n staged records (written)."},
     {"drop_last", (PyCFunction)st_drop_last, METH_VARARGS, "Take back the last n staged records."},
     {"stage", (PyCFunction)(void (*)(void))st_stage, METH_FASTCALL, "Stage a request's records."},
@@ -775,6 +869,17 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__stagetable(void) {
     if (PyType_Ready(&StageTableType) < 0) {
         return NULL;
+    }
+    if (zlib_crc32 == NULL) {
+        PyObject *zlib = PyImport_ImportModule("zlib");
+        if (zlib == NULL) {
+            return NULL;
+        }
+        zlib_crc32 = PyObject_GetAttrString(zlib, "crc32");
+        Py_DECREF(zlib);
+        if (zlib_crc32 == NULL) {
+            return NULL;
+        }
     }
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) {

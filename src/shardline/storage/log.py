@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .._fsutil import atomic_write, fsync_dir
-from .framing import decode_into, decode_records, encode_frame, encode_frame_body, encode_frame_header
+from .framing import decode_into, decode_records, encode_frame, encode_frame_body
 from .segment import CorruptRange, Segment
 from .staging import StageTable
 
@@ -358,22 +358,21 @@ class ShardLog:
         bytes written (0: nothing was staged). On an error what was not written stays staged (it is in the journal)
         and the next call tries again."""
         staged, slot = self.table.staged, self.slot
-        count = staged.count(slot)
-        if not count:
+        # A batch that just passed FRAME_RECORDS is still written whole: its records, as they are staged, after the
+        # frame header (never copied on the way).
+        batch = staged.frame_header(slot, 2 * FRAME_RECORDS - 1, FRAME_BYTES)
+        if batch is None and not staged.count(slot):
             return 0
         if self.sealed:
             raise RuntimeError(f"staged records in sealed log {self.directory}")
-        nbytes = staged.nbytes(slot)
-        # A batch that just passed FRAME_RECORDS is still written whole: its records, as they are staged, after the
-        # frame header (never copied on the way).
-        if count < 2 * FRAME_RECORDS and (nbytes <= FRAME_BYTES or count == 1):
-            base, first, newest = staged.base(slot), staged.first(slot), staged.newest(slot)
-            with staged.view(slot) as body:
-                head = encode_frame_header(base, count, first, newest, body)
-                self._write_frame((head, body), base, count, first, newest)
-            staged.consume(slot, count)
+        if batch is None:
+            nbytes = staged.nbytes(slot)
+            self._materialize_split(staged.records(slot))
             return nbytes
-        self._materialize_split(staged.records(slot))
+        head, count, base, first, newest, nbytes = batch
+        with staged.view(slot) as body:
+            self._write_frame((head, body), base, count, first, newest, size=len(head) + nbytes)
+        staged.consume(slot, count)
         return nbytes
 
     def _materialize_split(self, pend: list[bytes]) -> None:
@@ -428,16 +427,25 @@ class ShardLog:
         return self.pending_base
 
     def _write_frame(
-        self, frame: bytes | tuple[bytes, memoryview], base: int, count: int, first_ms: int, max_ms: int
+        self,
+        frame: bytes | tuple[bytes, memoryview],
+        base: int,
+        count: int,
+        first_ms: int,
+        max_ms: int,
+        *,
+        size: int | None = None,
     ) -> None:
-        size = len(frame) if isinstance(frame, bytes) else len(frame[0]) + frame[1].nbytes
+        """Append ``frame`` (bytes, or its pieces, ``size`` bytes in all), rolling the segment first when due."""
+        if size is None:
+            size = len(frame) if isinstance(frame, bytes) else len(frame[0]) + frame[1].nbytes
         seg = self._segments[-1]
         if seg.size and (
             seg.size + size > self._segment_bytes
             or (seg.first_arrival_ms >= 0 and first_ms - seg.first_arrival_ms >= self._segment_max_age_ms)
         ):
             seg = self._roll(base)
-        seg.append(frame, base, count, first_ms, max_ms)
+        seg.append(frame, base, count, first_ms, max_ms, size=size)
         if max_ms > self._last_arrival_ms:
             self._last_arrival_ms = max_ms
 

@@ -158,14 +158,17 @@ class Segment:
         count: int,
         arrival_ms: int,
         max_arrival_ms: int,
+        *,
+        size: int | None = None,
     ) -> None:
-        """Write one frame (bytes, or its pieces back to back) whose records arrived from ``arrival_ms`` to
-        ``max_arrival_ms``. A failed write is cut back off the file, so the next frame still starts where this one
-        would have."""
+        """Write one frame (bytes, or its pieces back to back, ``size`` bytes in all) whose records arrived from
+        ``arrival_ms`` to ``max_arrival_ms``. A failed write is cut back off the file, so the next frame still
+        starts where this one would have."""
         pos = self.size
-        size = len(frame) if isinstance(frame, bytes) else sum(memoryview(part).nbytes for part in frame)
+        if size is None:
+            size = len(frame) if isinstance(frame, bytes) else sum(memoryview(part).nbytes for part in frame)
         try:
-            append_all(self._fd, frame, pos)
+            append_all(self._fd, frame, pos, size)
         except CutBackFailed as exc:
             log.error("%s: %s", self.path, exc)
             raise

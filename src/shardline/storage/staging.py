@@ -32,6 +32,8 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+from .framing import encode_frame_header
+
 __all__ = ["ACCELERATED", "PyStageTable", "StageTable"]
 
 _SEG_REC = struct.Struct(">IIHBI")  # framing.py's record header: offset delta, arrival delta, key/ehk/data lengths
@@ -113,15 +115,15 @@ class PyStageTable:
         return self._bytes[self._check(slot)]
 
     def name(self, slot: int, name: str, id_base: int) -> None:
-        """Name the results of the slot's records: ``name`` (ASCII, at most 30 characters) and record ids
-        ``id_base + offset`` (a non-negative integer of at most 48 digits)."""
+        """Name the results of the slot's records: ``name`` (ASCII, at most 21 characters) and record ids
+        ``id_base + offset`` (a non-negative integer of at most 41 digits)."""
         self._check(slot)
         if type(id_base) is not int:
             raise TypeError("an id base is an int")
-        if not name.isascii() or len(name) > 30:
-            raise ValueError("a slot's name is ASCII, at most 30 characters")
-        if id_base < 0 or len(str(id_base)) > 48:
-            raise ValueError("an id base is a non-negative integer of at most 48 digits")
+        if not name.isascii() or len(name) > 21:
+            raise ValueError("a slot's name is ASCII, at most 21 characters")
+        if id_base < 0 or len(str(id_base)) > 41:
+            raise ValueError("an id base is a non-negative integer of at most 41 digits")
         self._names[slot] = (name, id_base)
 
     def set_base(self, slot: int, offset: int) -> None:
@@ -147,6 +149,21 @@ class PyStageTable:
         """The staged records as a read-only buffer (the compiled table shares its own without copying it, and
         refuses every change to its records until the view is released)."""
         return memoryview(self.body(slot)).toreadonly()
+
+    def frame_header(self, slot: int, max_records: int, max_bytes: int) -> tuple[bytes, int, int, int, int, int] | None:
+        """The header of a frame whose records are the slot's staged records as ``view`` shows them (framing.py),
+        with (count, base, first, newest, bytes of the records); None when nothing is staged or when more than one
+        record is and they exceed ``max_records`` or ``max_bytes`` (the owner then writes them as several
+        frames)."""
+        pend = self._pend[self._check(slot)]
+        nbytes = sum(len(rec) for rec in pend)
+        if not pend or (len(pend) > 1 and (len(pend) > max_records or nbytes > max_bytes)):
+            return None
+        base, first, newest = self._base[slot], self._first[slot], self._newest[slot]
+        if first < 0 or newest < 0 or nbytes > 0xFFFFFFFF - 25:
+            raise OverflowError("staged records do not fit a frame header")
+        head = encode_frame_header(base, len(pend), first, newest, self.body(slot))
+        return head, len(pend), base, first, newest, nbytes
 
     def consume(self, slot: int, n: int) -> None:
         """The first ``n`` staged records were written: drop them and move the base past them (the offset deltas of
