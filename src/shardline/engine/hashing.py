@@ -6,6 +6,7 @@ import bisect
 import functools
 import hashlib
 import importlib
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +43,7 @@ class HashRouter:
 
     ``table`` indexed by the top bits of the key (``key >> shift``) answers most lookups at once (about 16 slots
     per shard, so at most one slot in 16 straddles a boundary, marked -1); ``route`` falls back to a binary search
-    for those. A lookup touches one list entry and no per-shard object: with 1,000 shards routing stays as cheap as
+    for those. A lookup touches one array entry and no per-shard object: with 1,000 shards routing stays as cheap as
     with one. The put path reads ``table`` itself, saving a call per record."""
 
     __slots__ = ("_starts", "_targets", "shift", "table")
@@ -56,7 +57,7 @@ class HashRouter:
             raise ValueError("shard indexes are never negative")
         bits = min(16, max(1, (len(ranges) * 16 - 1).bit_length()))
         self.shift = 128 - bits
-        table: list[int] = []
+        table = array("i")  # machine integers: a lookup touches 4 bytes, not a list slot and an int object
         for slot in range(1 << bits):
             lo = slot << self.shift
             hi = lo + (1 << self.shift) - 1

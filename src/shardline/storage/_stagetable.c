@@ -53,7 +53,7 @@ _Static_assert(sizeof(Slot) == 128, "a slot is two cache lines");
 typedef struct {
     PyObject_HEAD
     Slot *slots;
-    Py_ssize_t n;
+    Py_ssize_t n, allocated; /* slots in use, slots allocated */
     Py_ssize_t full_at;
     Py_ssize_t view_slot; /* the slot a buffer request exports (set only inside view()) */
     Py_ssize_t exports;   /* views of a slot's records still held: no buffer may move meanwhile */
@@ -199,7 +199,7 @@ static PyObject *st_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     StageTable *self = (StageTable *)type->tp_alloc(type, 0);
     if (self != NULL) {
         self->slots = NULL;
-        self->n = 0;
+        self->n = self->allocated = 0;
         self->full_at = full_at;
         self->view_slot = -1;
         self->exports = 0;
@@ -225,22 +225,29 @@ static PyObject *st_grow(StageTable *self, PyObject *arg) {
     if (n == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (n > self->n) {
-        if ((size_t)n > PY_SSIZE_T_MAX / sizeof(Slot)) {
+    if (n > self->allocated) { /* (slots are added one by one as shards open: grow geometrically) */
+        Py_ssize_t allocated = self->allocated < 8 ? 8 : self->allocated;
+        while (allocated < n) {
+            allocated *= 2;
+        }
+        if ((size_t)allocated > PY_SSIZE_T_MAX / sizeof(Slot)) {
             return PyErr_NoMemory();
         }
         Slot *slots = NULL; /* aligned to cache lines: a record touches two of its slot's, not three */
-        if (posix_memalign((void **)&slots, 64, (size_t)n * sizeof(Slot)) != 0) {
+        if (posix_memalign((void **)&slots, 64, (size_t)allocated * sizeof(Slot)) != 0) {
             return PyErr_NoMemory();
         }
         if (self->n) {
             memcpy(slots, self->slots, (size_t)self->n * sizeof(Slot));
         }
         free(self->slots);
-        for (Py_ssize_t i = self->n; i < n; i++) {
-            slots[i] = EMPTY_SLOT;
-        }
         self->slots = slots;
+        self->allocated = allocated;
+    }
+    for (Py_ssize_t i = self->n; i < n; i++) {
+        self->slots[i] = EMPTY_SLOT;
+    }
+    if (n > self->n) {
         self->n = n;
     }
     Py_RETURN_NONE;
