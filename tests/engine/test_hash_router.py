@@ -64,6 +64,15 @@ def test_route_matches_binary_search(n: int, style: str, rnd: random.Random) -> 
         assert router.route(key) == _reference(starts, key), (key, n, style)
 
 
+def test_a_table_slot_with_one_boundary_is_answered_without_a_search() -> None:
+    ranges = even_ranges(1000)
+    router = HashRouter([(lo, hi, i) for i, (lo, hi) in enumerate(ranges)])
+    assert len(router.straddles) == 999 and -1 not in router.table  # one boundary in each: none searched
+    for k, (boundary, below, above) in enumerate(router.straddles):
+        assert router.table[boundary >> router.shift] == -2 - k
+        assert (router.route(boundary - 1), router.route(boundary)) == (below, above) == (below, below + 1)
+
+
 @pytest.mark.parametrize("count", [1, 2, 3, 64, 1000, 10000])
 def test_even_ranges_route_their_own_ends(count: int) -> None:
     ranges = even_ranges(count)

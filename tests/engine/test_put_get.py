@@ -38,19 +38,21 @@ async def test_md5_routing_matches_an_independent_computation(kit, engine: Engin
     assert len({e.shard_id for e in batch.records}) == 5  # the sample reaches every shard
 
 
-async def test_explicit_hash_key_routing(kit, engine: Engine) -> None:
-    await engine.create_stream("s", 4)
+@pytest.mark.parametrize("count", [4, 7, 100])  # (7 and 100: boundaries inside the router's table slots)
+async def test_explicit_hash_key_routing(kit, engine: Engine, count: int) -> None:
+    await engine.create_stream("s", count)
     shards = (await engine.describe_stream("s")).shards
     probes = [0, MAX_KEY]
     for s in shards:
-        probes += [s.hash_key_range.starting_hash_key, s.hash_key_range.ending_hash_key]
-    for key in probes:
+        start, end = int(s.hash_key_range.starting_hash_key), int(s.hash_key_range.ending_hash_key)
+        probes += [start, end, (start + end) // 2]
+    for key in probes[:40]:
         res = await engine.put_record(stream_name="s", data=b"x", partition_key="same-key", explicit_hash_key=str(key))
         assert res.shard_id == kit.shard_for_key(shards, key), key
     res = await engine.put_records([PutRecordsRequestEntry(b"x", "same-key", str(k)) for k in probes], stream_name="s")
     assert [e.shard_id for e in res.records] == [kit.shard_for_key(shards, k) for k in probes]
     assert res.records[0].shard_id == "shardId-000000000000"
-    assert res.records[1].shard_id == "shardId-000000000003"
+    assert res.records[1].shard_id == f"shardId-{count - 1:012d}"
 
 
 async def test_explicit_hash_key_out_of_range(engine: Engine) -> None:

@@ -156,6 +156,7 @@ class DataPlane(EngineBase):
         route = router.route
         route_table = router.table
         route_shift = router.shift
+        straddles = router.straddles
         from_bytes = int.from_bytes
         for i, rec in enumerate(records):
             data, pk = rec[0], rec[1]
@@ -200,8 +201,12 @@ class DataPlane(EngineBase):
                     raise InvalidArgumentException(m.EXPLICIT_HASH_KEY.format(value=ehk))
                 ehkb = ehk.encode()
             slot = route_table[key >> route_shift]
-            if slot < 0:  # a table slot that straddles two shards
-                slot = route(key)
+            if slot < 0:  # a table slot with a shard boundary in it (HashRouter), one in 16 with random keys
+                if slot == -1:
+                    slot = route(key)
+                else:
+                    boundary, below, above = straddles[-2 - slot]
+                    slot = below if key < boundary else above
             plan.append((slot, pkb, ehkb, data))
         if violations:
             raise validation_error(violations)

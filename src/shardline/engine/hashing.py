@@ -42,11 +42,13 @@ class HashRouter:
     shards changes.
 
     ``table`` indexed by the top bits of the key (``key >> shift``) answers most lookups at once (about 16 slots
-    per shard, so at most one slot in 16 straddles a boundary, marked -1); ``route`` falls back to a binary search
-    for those. A lookup touches one array entry and no per-shard object: with 1,000 shards routing stays as cheap as
-    with one. The put path reads ``table`` itself, saving a call per record."""
+    per shard, so at most one slot in 16 holds a boundary). A slot with one boundary in it holds ``-2 - k``: the
+    key's shard is ``below`` if the key is under ``boundary`` and ``above`` if not, for ``(boundary, below,
+    above) = straddles[k]``; a slot with several holds -1, and ``route`` does a binary search. A lookup touches one
+    array entry and no per-shard object: with 1,000 shards routing stays as cheap as with one. The put path reads
+    ``table`` and ``straddles`` itself, saving a call per record."""
 
-    __slots__ = ("_starts", "_targets", "shift", "table")
+    __slots__ = ("_starts", "_targets", "shift", "straddles", "table")
 
     def __init__(self, ranges: list[tuple[int, int, int]]) -> None:
         """``ranges``: (start key, end key, shard index) of every open shard, in any order."""
@@ -58,19 +60,29 @@ class HashRouter:
         bits = min(16, max(1, (len(ranges) * 16 - 1).bit_length()))
         self.shift = 128 - bits
         table = array("i")  # machine integers: a lookup touches 4 bytes, not a list slot and an int object
+        self.straddles: list[tuple[int, int, int]] = []
         for slot in range(1 << bits):
             lo = slot << self.shift
             hi = lo + (1 << self.shift) - 1
-            first = self._find(lo)
-            table.append(first if first >= 0 and first == self._find(hi) else -1)
+            first, last = self._index(lo), self._index(hi)
+            if first == last and first >= 0:
+                table.append(self._targets[first])
+            elif first >= 0 and last == first + 1:
+                table.append(-2 - len(self.straddles))
+                self.straddles.append((self._starts[last], self._targets[first], self._targets[last]))
+            else:  # several boundaries (or keys no shard holds): a binary search
+                table.append(-1)
         self.table = table
 
-    def _find(self, key: int) -> int:
-        i = bisect.bisect_right(self._starts, key) - 1
-        return self._targets[i] if i >= 0 else -1
+    def _index(self, key: int) -> int:
+        """The position in the sorted ranges of the one holding ``key`` (-1: none)."""
+        return bisect.bisect_right(self._starts, key) - 1
 
     def route(self, key: int) -> int:
         target = self.table[key >> self.shift]
-        if target < 0:
-            return self._targets[bisect.bisect_right(self._starts, key) - 1]
-        return target
+        if target >= 0:
+            return target
+        if target == -1:
+            return self._targets[self._index(key)]
+        boundary, below, above = self.straddles[-2 - target]
+        return below if key < boundary else above
