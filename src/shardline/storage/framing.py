@@ -26,13 +26,13 @@ Offsets are dense per shard: record i of a frame has offset base + offset delta.
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from ..models import Record
+from ._compiled import compiled
 
 __all__ = [
     "ACCELERATED",
@@ -238,12 +238,8 @@ def _py_decode_into(  # noqa: PLR0917  (the hot read path: positional arguments 
 # SHARDLINE_PURE_PYTHON=1 keeps the Python one (the tests run both).
 decode_into = _py_decode_into
 ACCELERATED = False
-if os.environ.get("SHARDLINE_PURE_PYTHON", "") in ("", "0"):
-    try:
-        from . import _speedups
-    except ImportError:
-        pass
-    else:
-        _speedups.configure(Record, StoredRecord, _py_decode_into)
-        decode_into = _speedups.decode_into
-        ACCELERATED = True
+_speedups = compiled("_speedups")
+if _speedups is not None:
+    _speedups.configure(Record, StoredRecord, _py_decode_into)
+    decode_into = _speedups.decode_into
+    ACCELERATED = True

@@ -27,11 +27,11 @@ every record staged in a slot, so the put path keeps no per-shard counter of its
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+from ._compiled import compiled
 from .framing import encode_frame_header
 
 __all__ = ["ACCELERATED", "PyStageTable", "StageTable"]
@@ -266,14 +266,7 @@ class PyStageTable:
         return len(self._entry._fields)
 
 
-StageTable: type[PyStageTable] = PyStageTable
-ACCELERATED = False
-if os.environ.get("SHARDLINE_PURE_PYTHON", "") in ("", "0"):
-    try:
-        from . import _stagetable
-    except ImportError:
-        pass
-    else:
-        # (the same methods as the reference: _stagetable.pyi)
-        StageTable = cast("type[PyStageTable]", _stagetable.StageTable)
-        ACCELERATED = True
+_stagetable = compiled("_stagetable")
+# (the compiled table has the reference's methods: _stagetable.pyi)
+StageTable = PyStageTable if _stagetable is None else cast("type[PyStageTable]", _stagetable.StageTable)
+ACCELERATED = _stagetable is not None
