@@ -203,11 +203,12 @@ class PyStageTable:
         """Stage ``plan`` arriving at ``now``; returns its journal encoding, each record's offset and, when asked
         and the table has an entry type, each record's result (see the module docstring)."""
         plan = tuple(plan)
-        want = bool(results) and self._entry is not None
-        for entry in plan:  # refuse a bad entry before anything is staged
-            slot, pk, ehk, data = entry
-            self._check(slot)
-            if want and self._names[slot] is None:
+        entry_type: Any = self._entry if results else None
+        nslots, names = len(self._pend), self._names
+        for slot, pk, ehk, data in plan:  # refuse a bad entry before anything is staged
+            if not 0 <= slot < nslots:
+                raise IndexError(f"stage slot {slot} out of range")
+            if entry_type is not None and names[slot] is None:
                 raise ValueError(f"stage slot {slot} has no name")
             if not (type(pk) is bytes and type(ehk) is bytes and type(data) is bytes):
                 raise TypeError("a staged record's key, hash key and data must be bytes")
@@ -215,12 +216,15 @@ class PyStageTable:
                 raise ValueError("a staged record's field is too long for its length field")
         parts: list[bytes] = []
         offsets: list[int] = []
-        entries: list[Any] | None = [] if want else None
+        entries: list[Any] | None = None if entry_type is None else []
+        rest = () if entry_type is None else (None,) * (len(entry_type._fields) - 2)  # the fields after the id
+        make = tuple.__new__
         undo: list[tuple[int, int, int]] = []  # (slot, first and newest arrival before the record)
         pack_id = _ID.pack
         pack_seg = _SEG_REC.pack
         join = b"".join
-        pends, bases, firsts, maxes = self._pend, self._base, self._first, self._newest
+        pends, bases, firsts, maxes, put_bytes = self._pend, self._base, self._first, self._newest, self._bytes
+        last = self.full_at - 1
         try:
             for slot, pk, ehk, data in plan:
                 pend = pends[slot]
@@ -245,25 +249,22 @@ class PyStageTable:
                 parts += (pack_id(slot, off), seg)
                 undo.append(before)
                 pend.append(seg)
-                self._bytes[slot] += len(pk) + len(data)
+                put_bytes[slot] += len(pk) + len(data)
                 if now > maxes[slot]:
                     maxes[slot] = now
                 offsets.append(off)
                 if entries is not None:
-                    name, id_base = self._names[slot]  # type: ignore[misc]
-                    entries.append(self._entry._make((name, str(id_base + off), *[None] * (self._entry_fields() - 2))))
-                if delta == self.full_at - 1:
+                    name, id_base = names[slot]  # type: ignore[misc]
+                    entries.append(make(entry_type, (name, str(id_base + off), *rest)))
+                if delta == last:
                     full.append(slot)
         except BaseException:
             for slot, first, newest in reversed(undo):
                 rec = pends[slot].pop()
                 firsts[slot], maxes[slot] = first, newest
-                self._bytes[slot] -= _SEG_REC.unpack_from(rec)[2] + _SEG_REC.unpack_from(rec)[4]
+                put_bytes[slot] -= _SEG_REC.unpack_from(rec)[2] + _SEG_REC.unpack_from(rec)[4]
             raise
         return join(parts), offsets, entries
-
-    def _entry_fields(self) -> int:
-        return len(self._entry._fields)
 
 
 _stagetable = compiled("_stagetable")
