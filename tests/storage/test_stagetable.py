@@ -162,6 +162,10 @@ def test_the_compiled_table_does_what_the_reference_does(steps: list[tuple[Any, 
     for step in steps:
         assert apply(c, step) == apply(py, step), step
         assert snapshot(c) == snapshot(py), step
+        assert 0 <= c.idle_bytes <= _stagetable.IDLE_BUDGET
+    for slot in range(len(c)):  # a buffer counted as kept is exactly one held by a slot without records
+        c.reset(slot)
+    assert c.idle_bytes == 0
 
 
 @pytest.mark.parametrize("kind", tables())
@@ -310,6 +314,29 @@ def test_no_record_moves_while_a_view_of_them_is_held() -> None:
     assert t.count(0) == 0 and bytes(t.view(0)) == b""
     with pytest.raises(BufferError, match="view"):
         memoryview(t)  # only through view(slot)
+
+
+@needs_c
+def test_buffers_kept_for_the_next_batch_stay_within_a_budget() -> None:
+    slots = 2 * _stagetable.IDLE_BUDGET // 100_000
+    t = _stagetable.StageTable(FULL_AT)
+    t.grow(slots)
+    plan = [(s, b"k", b"", bytes(100_000)) for s in range(slots)]
+    t.stage(1, 10, plan, lambda s: None, lambda s: None, [], False)
+    big = [(0, b"k", b"", bytes(_stagetable.KEEP_BYTES))]
+    t.stage(2, 10, big, lambda s: None, lambda s: None, [], False)
+    assert t.idle_bytes == 0  # every buffer holds records
+    for s in range(slots):
+        t.consume(s, t.count(s))
+    assert 0 < t.idle_bytes <= _stagetable.IDLE_BUDGET  # some kept, the rest (and the oversized one) freed
+    kept = t.idle_bytes
+    t.stage(3, 10, plan[:3], lambda s: None, lambda s: None, [], False)  # reuses kept buffers (or makes new ones)
+    assert t.idle_bytes <= kept
+    for s in range(slots):
+        t.drop_last(s, t.count(s))
+    for s in range(slots):
+        t.reset(s)
+    assert t.idle_bytes == 0
 
 
 @needs_c

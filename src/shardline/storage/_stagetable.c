@@ -25,7 +25,11 @@
 #define CRC_START 17
 
 static PyObject *zlib_crc32 = NULL; /* zlib.crc32: the same CRC framing.py computes, at zlib's speed */
-#define KEEP_BYTES 65536 /* an emptied buffer larger than this is freed, so idle shards hold no memory */
+/* An emptied buffer is kept for the slot's next batch (no regrowing it record by record) when it holds at most
+ * KEEP_BYTES and the table's kept buffers stay within IDLE_BUDGET; otherwise it is freed. So a table holds at most
+ * IDLE_BUDGET of memory beyond its staged records, however many shards it has. */
+#define KEEP_BYTES (256 * 1024)
+#define IDLE_BUDGET (8 * 1024 * 1024)
 #define NAME_MAX_LEN 21 /* a shard id has 20 characters */
 #define ID_DIGITS 41    /* digits of an id base: a sequence number prefix has 41 */
 
@@ -55,6 +59,7 @@ typedef struct {
     Slot *slots;
     Py_ssize_t n, allocated; /* slots in use, slots allocated */
     Py_ssize_t full_at;
+    Py_ssize_t idle;      /* bytes of the buffers kept by slots with no records */
     Py_ssize_t view_slot; /* the slot a buffer request exports (set only inside view()) */
     Py_ssize_t exports;   /* views of a slot's records still held: no buffer may move meanwhile */
     PyTypeObject *entry;  /* the NamedTuple of a staged record's result (None: no results) */
@@ -102,13 +107,24 @@ static Py_ssize_t rec_pos(const Slot *s, Py_ssize_t k) {
     return p;
 }
 
-static void empty_buffer(Slot *s) {
+/* The slot's records are all gone: keep its buffer for the next batch (counted in idle) or free it. Invariant: a
+ * slot with no records and a buffer is counted in self->idle. */
+static void settle(StageTable *self, Slot *s) {
     s->len = 0;
     s->count = 0;
-    if (s->cap > KEEP_BYTES) {
+    if (s->buf != NULL && s->cap <= KEEP_BYTES && self->idle + s->cap <= IDLE_BUDGET) {
+        self->idle += s->cap;
+    } else {
         PyMem_Free(s->buf);
         s->buf = NULL;
         s->cap = 0;
+    }
+}
+
+/* A slot with no records is about to get one: its kept buffer is in use again. */
+static void wake(StageTable *self, Slot *s) {
+    if (s->count == 0 && s->buf != NULL) {
+        self->idle -= s->cap;
     }
 }
 
@@ -200,6 +216,7 @@ static PyObject *st_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (self != NULL) {
         self->slots = NULL;
         self->n = self->allocated = 0;
+        self->idle = 0;
         self->full_at = full_at;
         self->view_slot = -1;
         self->exports = 0;
@@ -258,6 +275,7 @@ static PyObject *st_reset(StageTable *self, PyObject *arg) {
     if (s == NULL || !unlocked(self)) {
         return NULL;
     }
+    wake(self, s); /* (its buffer is freed, not kept) */
     PyMem_Free(s->buf);
     *s = EMPTY_SLOT;
     Py_RETURN_NONE;
@@ -562,8 +580,8 @@ static PyObject *st_consume(StageTable *self, PyObject *args) {
         PyErr_Format(PyExc_ValueError, "cannot consume %lld of %zd staged records", n, s->count);
         return NULL;
     }
-    if (n == (long long)s->count) {
-        empty_buffer(s);
+    if (n > 0 && n == (long long)s->count) {
+        settle(self, s);
     } else if (n) {
         Py_ssize_t cut = rec_pos(s, (Py_ssize_t)n);
         memmove(s->buf, s->buf + cut, (size_t)(s->len - cut));
@@ -597,6 +615,9 @@ static PyObject *st_drop_last(StageTable *self, PyObject *args) {
     }
     s->len = cut;
     s->count = keep;
+    if (n > 0 && keep == 0) {
+        settle(self, s);
+    }
     if (keep) {
         uint32_t newest = 0;
         const unsigned char *p = (const unsigned char *)s->buf;
@@ -758,7 +779,11 @@ static PyObject *st_stage(StageTable *self, PyObject *const *args, Py_ssize_t na
             PyErr_SetString(PyExc_OverflowError, "too many staged records in one slot");
             goto done;
         }
+        wake(self, s);
         if (reserve(self, s, reclen) < 0) {
+            if (s->count == 0) {
+                settle(self, s);
+            }
             goto done;
         }
         long long off = s->base + (long long)s->count;
@@ -817,6 +842,9 @@ done:
             s->first = undo[k].first;
             s->newest = undo[k].newest;
             s->put_bytes -= undo[k].bytes;
+            if (s->count == 0) {
+                settle(self, s);
+            }
         }
     }
     PyMem_Free(undo);
@@ -853,6 +881,7 @@ static PyMethodDef st_methods[] = {
 
 static PyMemberDef st_members[] = {
     {"full_at", T_PYSSIZET, offsetof(StageTable, full_at), READONLY, "A batch of this many records is full."},
+    {"idle_bytes", T_PYSSIZET, offsetof(StageTable, idle), READONLY, "Bytes of buffers kept by empty slots."},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -897,6 +926,11 @@ PyMODINIT_FUNC PyInit__stagetable(void) {
     }
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "KEEP_BYTES", KEEP_BYTES) < 0 ||
+        PyModule_AddIntConstant(m, "IDLE_BUDGET", IDLE_BUDGET) < 0) {
+        Py_DECREF(m);
         return NULL;
     }
     Py_INCREF(&StageTableType);

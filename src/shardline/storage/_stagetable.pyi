@@ -1,8 +1,12 @@
 from collections.abc import Callable, Sequence
 from typing import Any
 
+KEEP_BYTES: int
+IDLE_BUDGET: int
+
 class StageTable:
     full_at: int
+    idle_bytes: int
     def __init__(self, full_at: int, entry: Any = None) -> None: ...
     def __len__(self) -> int: ...
     def grow(self, n: int, /) -> None: ...
