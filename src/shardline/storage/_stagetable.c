@@ -29,7 +29,7 @@ static PyObject *zlib_crc32 = NULL; /* zlib.crc32: the same CRC framing.py compu
  * KEEP_BYTES and the table's kept buffers stay within IDLE_BUDGET; otherwise it is freed. So a table holds at most
  * IDLE_BUDGET of memory beyond its staged records, however many shards it has. */
 #define KEEP_BYTES (256 * 1024)
-#define IDLE_BUDGET (8 * 1024 * 1024)
+#define IDLE_BUDGET (32 * 1024 * 1024)
 #define NAME_MAX_LEN 21 /* a shard id has 20 characters */
 #define ID_DIGITS 41    /* digits of an id base: a sequence number prefix has 41 */
 
