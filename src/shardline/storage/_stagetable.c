@@ -282,40 +282,20 @@ static PyObject *st_reset(StageTable *self, PyObject *arg) {
 }
 
 /* ----------------------------------------------------------------------------- getters and setters */
-static PyObject *st_count(StageTable *self, PyObject *arg) {
-    Slot *s = slot_of(self, arg, NULL);
-    return s == NULL ? NULL : PyLong_FromSsize_t(s->count);
-}
+/* st_<name>(slot): one number of a slot's state, as a Python int. */
+#define SLOT_GETTER(name, expr)                                                                                        \
+    static PyObject *st_##name(StageTable *self, PyObject *arg) {                                                      \
+        Slot *s = slot_of(self, arg, NULL);                                                                            \
+        return s == NULL ? NULL : PyLong_FromLongLong((long long)(expr));                                              \
+    }
 
-static PyObject *st_nbytes(StageTable *self, PyObject *arg) {
-    Slot *s = slot_of(self, arg, NULL);
-    return s == NULL ? NULL : PyLong_FromSsize_t(s->len);
-}
-
-static PyObject *st_base(StageTable *self, PyObject *arg) {
-    Slot *s = slot_of(self, arg, NULL);
-    return s == NULL ? NULL : PyLong_FromLongLong(s->base);
-}
-
-static PyObject *st_next_offset(StageTable *self, PyObject *arg) {
-    Slot *s = slot_of(self, arg, NULL);
-    return s == NULL ? NULL : PyLong_FromLongLong(s->base + (long long)s->count);
-}
-
-static PyObject *st_first(StageTable *self, PyObject *arg) {
-    Slot *s = slot_of(self, arg, NULL);
-    return s == NULL ? NULL : PyLong_FromLongLong(s->first);
-}
-
-static PyObject *st_newest(StageTable *self, PyObject *arg) {
-    Slot *s = slot_of(self, arg, NULL);
-    return s == NULL ? NULL : PyLong_FromLongLong(s->newest);
-}
-
-static PyObject *st_put_bytes(StageTable *self, PyObject *arg) {
-    Slot *s = slot_of(self, arg, NULL);
-    return s == NULL ? NULL : PyLong_FromLongLong(s->put_bytes);
-}
+SLOT_GETTER(count, s->count)
+SLOT_GETTER(nbytes, s->len)
+SLOT_GETTER(base, s->base)
+SLOT_GETTER(next_offset, s->base + (long long)s->count)
+SLOT_GETTER(first, s->first)
+SLOT_GETTER(newest, s->newest)
+SLOT_GETTER(put_bytes, s->put_bytes)
 
 static PyObject *st_name(StageTable *self, PyObject *args) {
     PyObject *slot, *name, *id_base;

@@ -61,7 +61,6 @@ HEADER_SIZE = _HEAD.size  # 37
 _PREFIX = struct.Struct(">QIB")
 _TAIL = struct.Struct(">QQI")
 _CRC = struct.Struct(">I")
-_U32 = _CRC
 _REC = struct.Struct(">IQIIHBI")  # shard index, offset, then the 15-byte segment record header
 _REC_SIZE = _REC.size  # 27
 _ID = struct.Struct(">IQ")  # shard index, offset: what a journal record adds to the segment encoding

@@ -37,7 +37,7 @@ from typing import Any
 from .._fsutil import atomic_write, fsync_dir
 from .framing import decode_into, decode_records, encode_frame, encode_frame_body
 from .segment import CorruptRange, Segment
-from .staging import StageTable
+from .staging import StageTable, newest_delta, rebase
 
 __all__ = ["FRAME_BYTES", "FRAME_RECORDS", "FileCache", "LogTable", "RecoveryReport", "ShardLog"]
 
@@ -48,13 +48,6 @@ _LOG_START = "log-start"
 # sub-batch used to be at most), as one frame below twice that and FRAME_BYTES, else split.
 FRAME_RECORDS = 500
 FRAME_BYTES = 1 << 20
-_U32 = struct.Struct(">I")
-
-
-def _rebase(records: Sequence[bytes]) -> list[bytes]:
-    """Encoded records with their offset deltas renumbered from 0 (the delta is the first field)."""
-    pack = _U32.pack
-    return [pack(k) + rec[4:] for k, rec in enumerate(records)]
 
 
 @dataclass(slots=True)
@@ -385,8 +378,8 @@ class ShardLog:
             while j < len(pend) and j - i < FRAME_RECORDS and (j == i or size + len(pend[j]) <= FRAME_BYTES):
                 size += len(pend[j])
                 j += 1
-            chunk = _rebase(pend[i:j]) if i else pend[i:j]
-            newest = first + max(_U32.unpack_from(rec, 4)[0] for rec in chunk)
+            chunk = rebase(pend[i:j]) if i else pend[i:j]
+            newest = first + newest_delta(chunk)
             base = self.pending_base + i
             frame = encode_frame_body(base, j - i, first, newest, b"".join(chunk))
             try:
@@ -436,9 +429,10 @@ class ShardLog:
         *,
         size: int | None = None,
     ) -> None:
-        """Append ``frame`` (bytes, or its pieces, ``size`` bytes in all), rolling the segment first when due."""
+        """Append ``frame`` (bytes, or its pieces with ``size``, their bytes in all), rolling the segment first when
+        due."""
         if size is None:
-            size = len(frame) if isinstance(frame, bytes) else len(frame[0]) + frame[1].nbytes
+            size = len(frame)
         seg = self._segments[-1]
         if seg.size and (
             seg.size + size > self._segment_bytes

@@ -44,6 +44,23 @@ _U32 = struct.Struct(">I")
 Entry = tuple[int, bytes, bytes, bytes]
 
 
+def rebase(records: Sequence[bytes]) -> list[bytes]:
+    """Encoded records with their offset deltas renumbered from 0 (the delta is the first field)."""
+    pack = _U32.pack
+    return [pack(k) + rec[4:] for k, rec in enumerate(records)]
+
+
+def newest_delta(records: Sequence[bytes]) -> int:
+    """The largest arrival delta (the second field) among encoded records."""
+    return int(max(_U32.unpack_from(rec, 4)[0] for rec in records))
+
+
+def _key_data_bytes(record: bytes) -> int:
+    """Partition key + data bytes of an encoded record: what a put counts."""
+    _, _, pk_len, _, data_len = _SEG_REC.unpack_from(record)
+    return int(pk_len + data_len)
+
+
 class PyStageTable:
     """The reference implementation (see the module docstring); ``_stagetable.StageTable`` has the same methods."""
 
@@ -174,8 +191,7 @@ class PyStageTable:
         if n == len(pend):
             self._pend[slot] = []
         elif n:
-            pack = _U32.pack
-            self._pend[slot] = [pack(k) + rec[4:] for k, rec in enumerate(pend[n:])]
+            self._pend[slot] = rebase(pend[n:])
         self._base[slot] += n
 
     def drop_last(self, slot: int, n: int) -> None:
@@ -185,10 +201,10 @@ class PyStageTable:
         if not 0 <= n <= len(pend):
             raise ValueError(f"cannot drop {n} of {len(pend)} staged records")
         if n:
-            self._bytes[slot] -= sum(_SEG_REC.unpack_from(rec)[2] + _SEG_REC.unpack_from(rec)[4] for rec in pend[-n:])
+            self._bytes[slot] -= sum(_key_data_bytes(rec) for rec in pend[-n:])
             del pend[-n:]
         if pend:
-            self._newest[slot] = self._first[slot] + max(_U32.unpack_from(rec, 4)[0] for rec in pend)
+            self._newest[slot] = self._first[slot] + newest_delta(pend)
 
     def stage(  # noqa: PLR0917 (positional, as the compiled table takes them)
         self,
@@ -262,7 +278,7 @@ class PyStageTable:
             for slot, first, newest in reversed(undo):
                 rec = pends[slot].pop()
                 firsts[slot], maxes[slot] = first, newest
-                put_bytes[slot] -= _SEG_REC.unpack_from(rec)[2] + _SEG_REC.unpack_from(rec)[4]
+                put_bytes[slot] -= _key_data_bytes(rec)
             raise
         return join(parts), offsets, entries
 
