@@ -550,14 +550,23 @@ static PyObject *st_frame_header(StageTable *self, PyObject *args) {
                          s->newest, s->len);
 }
 
+/* (slot, n) of consume / drop_last: n of the slot's records, whose buffer may change. -1 with an error if not. */
+static int slot_and_records(StageTable *self, PyObject *args, const char *fmt, const char *verb, Slot **s,
+                            long long *n) {
+    if (parse_slot_ll(self, args, fmt, s, n) < 0 || !unlocked(self)) {
+        return -1;
+    }
+    if (*n < 0 || *n > (long long)(*s)->count) {
+        PyErr_Format(PyExc_ValueError, "cannot %s %lld of %zd staged records", verb, *n, (*s)->count);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *st_consume(StageTable *self, PyObject *args) {
     Slot *s;
     long long n;
-    if (parse_slot_ll(self, args, "OL:consume", &s, &n) < 0 || !unlocked(self)) {
-        return NULL;
-    }
-    if (n < 0 || n > (long long)s->count) {
-        PyErr_Format(PyExc_ValueError, "cannot consume %lld of %zd staged records", n, s->count);
+    if (slot_and_records(self, args, "OL:consume", "consume", &s, &n) < 0) {
         return NULL;
     }
     if (n > 0 && n == (long long)s->count) {
@@ -580,11 +589,7 @@ static PyObject *st_consume(StageTable *self, PyObject *args) {
 static PyObject *st_drop_last(StageTable *self, PyObject *args) {
     Slot *s;
     long long n;
-    if (parse_slot_ll(self, args, "OL:drop_last", &s, &n) < 0 || !unlocked(self)) {
-        return NULL;
-    }
-    if (n < 0 || n > (long long)s->count) {
-        PyErr_Format(PyExc_ValueError, "cannot drop %lld of %zd staged records", n, s->count);
+    if (slot_and_records(self, args, "OL:drop_last", "drop", &s, &n) < 0) {
         return NULL;
     }
     Py_ssize_t keep = s->count - (Py_ssize_t)n;
