@@ -119,6 +119,40 @@ async def test_fsync_always_returns_after_the_journal_is_fsynced(kit) -> None:
     assert staged(engine, "s") == 0 and journal.checkpointed == journal.position
 
 
+@pytest.mark.parametrize("fsync", ["never", "always"])
+async def test_a_segment_roll_fsyncs_the_sealed_segment_unless_fsync_is_never(
+    kit, fsync: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint fsyncs only a log's active segment, so a roll makes the segment it seals durable, and the new
+    segment's directory entry. With fsync=never nothing is fsynced, and a roll must not stall the loop to fsync
+    (a full 64 MiB segment took 50 ms)."""
+    engine = await kit.open(fsync=fsync, segment_bytes=4096, journal_staged_bytes=0)
+    await engine.create_stream("s", 1)
+    lg = engine.streams["s"].shards[0].log
+    assert lg is not None
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    for i in range(12):
+        batch = [PutRecordsRequestEntry(os.urandom(500), f"k{i}-{j}") for j in range(2)]
+        await engine.put_records(batch, stream_name="s")
+    monkeypatch.undo()
+    segments = sorted(str(p) for p in lg.directory.glob("*.log"))
+    assert len(segments) >= 4  # (each put was written to its segment at once: journal_staged_bytes=0)
+    in_log = [p for p in synced if p.startswith(str(lg.directory))]
+    if fsync == "never":
+        assert in_log == []
+    else:
+        assert set(segments[:-1]) <= set(in_log)  # every sealed segment
+        assert str(lg.directory) in in_log
+    assert len(await kit.read_all(engine, "s", S0)) == 24
+
+
 async def test_journal_staged_bytes_zero_writes_every_put_to_its_segments(kit) -> None:
     engine = await kit.open(journal_staged_bytes=0)
     await engine.create_stream("s", 4)

@@ -167,6 +167,7 @@ class EngineBase:
             index_interval=s.index_interval_bytes,
             segment_max_age_ms=int(s.segment_max_age_s * 1000),
             visible_on_write=s.fsync != "always",
+            durable=s.fsync != "never",
             sealed=not sh.is_open,
             table=st.table,
             slot=sh.index,

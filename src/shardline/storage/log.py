@@ -143,6 +143,7 @@ class ShardLog:
     __slots__ = (
         "__weakref__",
         "_bases",
+        "_durable",
         "_files",
         "_index_interval",
         "_last_arrival_ms",
@@ -169,6 +170,7 @@ class ShardLog:
         index_interval: int,
         segment_max_age_ms: int,
         visible_on_write: bool,
+        durable: bool = True,
         table: LogTable | None = None,
         slot: int = 0,
     ) -> None:
@@ -182,6 +184,9 @@ class ShardLog:
         self._index_interval = index_interval
         self._segment_max_age_ms = segment_max_age_ms
         self._visible_on_write = visible_on_write
+        # A roll fsyncs the sealed segment and the directory (a checkpoint fsyncs only the active segment). Not
+        # with fsync=never, which fsyncs nothing else either: there a roll would stall the loop for nothing.
+        self._durable = durable
         self._segments: list[Segment] = []
         self._bases: list[int] = []
         self.log_start = 0
@@ -202,6 +207,7 @@ class ShardLog:
         index_interval: int,
         segment_max_age_ms: int,
         visible_on_write: bool,
+        durable: bool = True,
         sealed: bool = False,
         table: LogTable | None = None,
         slot: int = 0,
@@ -216,6 +222,7 @@ class ShardLog:
             index_interval=index_interval,
             segment_max_age_ms=segment_max_age_ms,
             visible_on_write=visible_on_write,
+            durable=durable,
             table=table,
             slot=slot,
         )
@@ -455,9 +462,10 @@ class ShardLog:
 
     def _roll(self, base: int) -> Segment:
         if self._segments and self._segments[-1].writable:
-            self._segments[-1].seal(durable=True)
+            self._segments[-1].seal(durable=self._durable)
         seg = Segment.create(self.directory, base, self._index_interval)
-        fsync_dir(self.directory)
+        if self._durable:
+            fsync_dir(self.directory)
         self._segments.append(seg)
         self._bases.append(base)
         return seg
