@@ -106,12 +106,19 @@ entry = st.tuples(
     st.sampled_from([b"", b"12345"]),
     st.binary(max_size=20),
 )
+# Now and then a bad entry: which record's error the tables raise (the first bad one) must agree too.
+bad_entry = st.one_of(
+    st.tuples(st.sampled_from([-1, SLOTS + 3]), st.just(b"k"), st.just(b""), st.just(b"")),
+    st.tuples(st.integers(0, SLOTS - 1), st.just("k"), st.just(b""), st.just(b"")),
+    st.tuples(st.integers(0, SLOTS - 1), st.just(b"k"), st.just(b"9" * 256), st.just(b"")),
+)
+plan_entry = st.one_of(entry, entry, entry, entry, entry, entry, entry, entry, entry, bad_entry)
 op = st.one_of(
     st.tuples(
         st.just("stage"),
         st.integers(0, 3_000),  # now
         st.sampled_from([0, 5, 1_000]),  # span
-        st.lists(entry, max_size=9),
+        st.lists(plan_entry, max_size=9),
         st.frozensets(st.integers(0, SLOTS - 1), max_size=1),  # closed slots
         st.booleans(),  # results
     ),
