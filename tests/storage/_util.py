@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+import resource
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 from shardline.storage.framing import StoredRecord, parse_header
@@ -112,3 +116,16 @@ def frame_positions(path: Path) -> list[tuple[int, int, int, int]]:
         out.append((pos, h.total_size, h.base_offset, h.record_count))
         pos += h.total_size
     return out
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Writes past ``limit`` bytes of a file fail with EFBIG (RLIMIT_FSIZE; SIGXFSZ ignored) until the end."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)

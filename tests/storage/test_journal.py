@@ -19,7 +19,7 @@ from shardline.storage.framing import StoredRecord
 from shardline.storage.journal import HEADER_SIZE, Journal, JournalReport
 from shardline.storage.log import FileCache, LogTable, ShardLog
 
-from ._util import flip_byte, frame_positions, open_log, read_all, segment_files
+from ._util import file_size_limit, flip_byte, frame_positions, open_log, read_all, segment_files
 
 TAG = 0x5EED
 GONE = 0xDEAD  # the tag of a stream deleted before the crash
@@ -206,6 +206,47 @@ def test_a_failed_segment_write_keeps_that_shard_and_the_rest_staged(rig: Rig, m
     assert [lg.written_offset for lg in rig.logs] == [1, 1, 1] and rig.journal.staged_bytes == 0
     for index, lg in enumerate(rig.logs):
         assert read_all(lg) == rig.model[index]
+
+
+def test_many_shards_are_written_together_and_read_back(tmp_path: Path) -> None:
+    """With FAN_OUT_MIN shards or more staged, materialize_all writes one frame per shard through write_frames
+    (from two threads where the table is compiled and there are two cores); the frames read back and replay."""
+    rig = Rig(tmp_path, shards=journal_module.FAN_OUT_MIN * 3)
+    rig.open(first=True)
+    rig.finish_open()
+    rng = random.Random(7)
+    for now in (1_000, 1_001):
+        rig.put_random(rng, now, 600)
+    rig.put(1_002, [(0, b"big", b"", b"x" * 5000)])
+    rig.journal.materialize_all()
+    assert all(lg.written_offset == lg.next_offset > 0 for lg in rig.logs)
+    assert (rig.journal._helper is not None) == bool(journal_module._HELPERS)
+    for lg in rig.logs:
+        (seg,) = segment_files(lg.directory)
+        assert [(base, count) for _, _, base, count in frame_positions(seg)] == [(0, lg.next_offset)]
+    rig.check()
+    rig.put_random(rng, 2_000, 300)  # then records that only the journal holds, through a crash
+    rig.crash()
+    rig.open()
+    rig.finish_open()
+    rig.check()
+
+
+def test_a_failed_write_among_many_shards_keeps_only_that_shard_staged(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, shards=journal_module.FAN_OUT_MIN * 2)
+    rig.open(first=True)
+    rig.finish_open()
+    rig.put_random(random.Random(3), 1_000, 500, size=40)
+    rig.put(1_001, [(5, b"big", b"", b"x" * 9000)])  # shard 5's frame passes the file size limit
+    with file_size_limit(8192), pytest.raises(OSError) as raised:
+        rig.journal.materialize_all()
+    assert raised.value.errno == errno.EFBIG
+    staged = [i for i, lg in enumerate(rig.logs) if lg.written_offset < lg.next_offset]
+    assert staged == [5]
+    assert segment_files(rig.logs[5].directory)[0].stat().st_size == 0  # the part written was cut back
+    rig.journal.materialize_all()  # still known as staged: written now
+    assert all(lg.written_offset == lg.next_offset for lg in rig.logs)
+    rig.check()
 
 
 def test_a_read_of_a_staged_range_materialises_that_shard_only(rig: Rig) -> None:

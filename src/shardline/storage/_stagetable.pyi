@@ -3,6 +3,9 @@ from typing import Any
 
 KEEP_BYTES: int
 IDLE_BUDGET: int
+SYSTEM_CRC32: bool
+
+def crc32(data: bytes, value: int = 0, builtin: bool = False, /) -> int: ...
 
 class StageTable:
     full_at: int
@@ -27,6 +30,7 @@ class StageTable:
     def frame_header(
         self, slot: int, max_records: int, max_bytes: int, /
     ) -> tuple[bytes, int, int, int, int, int] | None: ...
+    def write_frames(self, jobs: Sequence[tuple[int, int, int]], max_records: int, max_bytes: int, /) -> list[Any]: ...
     def consume(self, slot: int, n: int, /) -> None: ...
     def drop_last(self, slot: int, n: int, /) -> None: ...
     def stage(

@@ -43,13 +43,15 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .._fsutil import CutBackFailed, append_all, cut_file, fsync_dir
-from .log import LogTable, ShardLog
-from .staging import Entry
+from .log import FRAME_BYTES, FRAME_RECORDS, LogTable, ShardLog
+from .segment import Segment
+from .staging import ACCELERATED, Entry
 
 __all__ = ["Journal", "JournalReport", "Resolver", "Staged"]
 
@@ -72,6 +74,40 @@ _SUFFIX = ".wal"
 MAX_FRAME_BYTES = 1 << 31
 
 Resolver = Callable[[int, int], "ShardLog | None"]
+# materialize_all writes the frames of many logs in one call per table (StageTable.write_frames) when at least this
+# many have a batch to write, half of them from a helper thread when the table is compiled (it writes without the
+# GIL) and there is a second core.
+FAN_OUT_MIN = 32
+_HELPERS = 1 if ACCELERATED and (os.cpu_count() or 1) > 1 else 0
+_Job = tuple[ShardLog, Segment, int]  # a log, the segment its frame goes to, and the segment's size before
+
+
+def _write_jobs(jobs: list[_Job]) -> list[Any]:
+    """StageTable.write_frames over ``jobs`` (in runs of one table): each job's result, or the exception its run
+    raised (a run raises before it writes anything)."""
+    out: list[Any] = []
+    i = 0
+    while i < len(jobs):
+        table = jobs[i][0].table.staged
+        j = i + 1
+        while j < len(jobs) and jobs[j][0].table.staged is table:
+            j += 1
+        try:
+            out += table.write_frames(
+                [(lg.slot, seg.fd, pos) for lg, seg, pos in jobs[i:j]], 2 * FRAME_RECORDS - 1, FRAME_BYTES
+            )
+        except BaseException as exc:  # (handed to the event loop's thread, which raises it once all are recorded)
+            out += [exc] * (j - i)
+        i = j
+    return out
+
+
+def _write_error(seg: Segment, err: int, cut_err: int) -> OSError:
+    if not cut_err:
+        return OSError(err, os.strerror(err))
+    exc = CutBackFailed(cut_err, f"cannot cut a failed write back off: {os.strerror(cut_err)}")
+    log.error("%s: %s", seg.path, exc)
+    return exc
 
 
 class Staged(NamedTuple):
@@ -148,6 +184,7 @@ class Journal:
         self._replayed: set[ShardLog] = set()
         self._full: list[int] = []  # slots whose batch reached FRAME_RECORDS in the current put
         self._checkpoint_fd = -1
+        self._helper: ThreadPoolExecutor | None = None  # writes frames beside the loop's thread (materialize_all)
 
     # ----------------------------------------------------------------- open / replay
     @classmethod
@@ -410,20 +447,66 @@ class Journal:
         self.synced_position = max(self.synced_position, position)
 
     def materialize_all(self) -> None:
-        """Write every staged record to its segment files."""
+        """Write every staged record to its segment files. With many logs, the one-frame batches that need no
+        segment roll go out in one ``StageTable.write_frames`` call per table, from two threads (the caller's and a
+        helper, while the caller waits): the compiled table takes the CRCs and writes without the GIL, so two cores
+        share the work. The rest are written one by one (``ShardLog.materialize``). A log whose write fails stays
+        staged (and dirty); the first error is raised once the others are done, except that the logs written one
+        by one stop at their first error."""
         logs = list(self._dirty)
         self._dirty = {}
+        left: list[ShardLog] = []  # logs still staged when an error is raised
+        error: BaseException | None = None
+        if len(logs) >= FAN_OUT_MIN:
+            logs, left, error = self._write_fanned_out(logs)
         done = 0
         try:
             for lg in logs:
                 lg.materialize()
                 done += 1
-        except BaseException:  # the failed log and those after it stay staged (and dirty)
-            rest = dict.fromkeys(logs[done:])
+        except BaseException as exc:  # the failed log and those after it stay staged
+            left.extend(logs[done:])
+            error = error or exc
+        if error is not None:
+            rest = dict.fromkeys(left)
             rest.update(self._dirty)
             self._dirty = rest
-            raise
+            raise error
         self.staged_bytes = 0
+
+    def _write_fanned_out(self, logs: list[ShardLog]) -> tuple[list[ShardLog], list[ShardLog], BaseException | None]:
+        """Write the batches that ``ShardLog.frame_segment`` allows with ``StageTable.write_frames``, half of them
+        on the helper thread. Returns the logs left to ``materialize``, the logs whose write failed and the first
+        failure."""
+        jobs: list[_Job] = []
+        ordinary: list[ShardLog] = []
+        for lg in logs:
+            seg = lg.frame_segment()
+            if seg is None:
+                ordinary.append(lg)
+            else:
+                jobs.append((lg, seg, seg.size))
+        jobs.sort(key=lambda job: id(job[0].table))  # (one write_frames call per table and thread)
+        if not _HELPERS:
+            outcomes = _write_jobs(jobs)
+        else:
+            if self._helper is None:
+                self._helper = ThreadPoolExecutor(_HELPERS, thread_name_prefix="shardline-frames")
+            half = len(jobs) // 2
+            theirs = self._helper.submit(_write_jobs, jobs[half:])
+            outcomes = _write_jobs(jobs[:half]) + theirs.result()
+        failed: list[ShardLog] = []
+        error: BaseException | None = None
+        for (lg, seg, pos), outcome in zip(jobs, outcomes, strict=True):
+            if isinstance(outcome, tuple) and len(outcome) == 6:
+                lg.commit_written(seg, pos, outcome)
+                continue
+            if outcome is None:  # (not one frame after all: the ordinary way)
+                ordinary.append(lg)
+                continue
+            failed.append(lg)
+            error = error or (_write_error(seg, *outcome) if isinstance(outcome, tuple) else outcome)
+        return ordinary, failed, error
 
     def begin_checkpoint(self) -> tuple[int, list[ShardLog]]:
         """Materialise everything staged; returns the position the checkpoint may record once the returned logs
@@ -486,7 +569,12 @@ class Journal:
     def close(self) -> None:
         """Checkpoint at the end and delete every journal file: a cleanly closed engine needs no replay. The
         shard logs must be materialised and closed (fsynced) first."""
-        self.materialize_all()
+        try:
+            self.materialize_all()
+        finally:
+            if self._helper is not None:
+                self._helper.shutdown()
+                self._helper = None
         with self._fd_lock:
             if self._fd >= 0:
                 os.close(self._fd)

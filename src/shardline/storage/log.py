@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .._fsutil import atomic_write, fsync_dir
-from .framing import decode_into, decode_records, encode_frame, encode_frame_body
+from .framing import HEADER_SIZE, decode_into, decode_records, encode_frame, encode_frame_body
 from .segment import CorruptRange, Segment
 from .staging import StageTable, newest_delta, rebase
 
@@ -375,6 +375,30 @@ class ShardLog:
         staged.consume(slot, count)
         return nbytes
 
+    def frame_segment(self) -> Segment | None:
+        """The segment the staged batch can be written to as one frame by ``StageTable.write_frames`` (see
+        Journal.materialize_all), then recorded by ``commit_written``. None when ``materialize`` must do it: nothing
+        staged, a batch for several frames, a segment to roll first, or a sealed log."""
+        staged, slot = self.table.staged, self.slot
+        count = staged.count(slot)
+        if not count or self.sealed:
+            return None
+        nbytes = staged.nbytes(slot)
+        if count > 1 and (count > 2 * FRAME_RECORDS - 1 or nbytes > FRAME_BYTES):
+            return None
+        seg = self._segments[-1]
+        return None if self._must_roll(seg, HEADER_SIZE + nbytes, staged.first(slot)) else seg
+
+    def commit_written(self, seg: Segment, pos: int, written: tuple[int, int, int, int, int, int]) -> int:
+        """Record the frame ``StageTable.write_frames`` wrote to ``seg`` (from ``frame_segment``) at ``pos``, with
+        its result: (count, base, first, newest, record bytes, frame bytes). Returns the record bytes."""
+        count, base, first, newest, nbytes, size = written
+        seg.appended(pos, size, base, count, arrival_ms=first, max_arrival_ms=newest)
+        if newest > self._last_arrival_ms:
+            self._last_arrival_ms = newest
+        self.table.staged.consume(self.slot, count)
+        return nbytes
+
     def _materialize_split(self, pend: list[bytes]) -> None:
         """Write a large staged batch as frames of at most FRAME_RECORDS records and about FRAME_BYTES bytes. A
         staged record's offset delta counts from the batch start; a frame's must count from the frame's."""
@@ -441,14 +465,18 @@ class ShardLog:
         if size is None:
             size = len(frame)
         seg = self._segments[-1]
-        if seg.size and (
-            seg.size + size > self._segment_bytes
-            or (seg.first_arrival_ms >= 0 and first_ms - seg.first_arrival_ms >= self._segment_max_age_ms)
-        ):
+        if self._must_roll(seg, size, first_ms):
             seg = self._roll(base)
         seg.append(frame, base, count, first_ms, max_ms, size=size)
         if max_ms > self._last_arrival_ms:
             self._last_arrival_ms = max_ms
+
+    def _must_roll(self, seg: Segment, size: int, first_ms: int) -> bool:
+        """Whether a frame of ``size`` bytes whose first record arrived at ``first_ms`` starts a new segment."""
+        return bool(seg.size) and (
+            seg.size + size > self._segment_bytes
+            or (seg.first_arrival_ms >= 0 and first_ms - seg.first_arrival_ms >= self._segment_max_age_ms)
+        )
 
     def sync(self) -> None:
         """fsync the active segment. Thread-safe against appends on the loop (they only add bytes)."""

@@ -150,6 +150,12 @@ class Segment:
     def writable(self) -> bool:
         return self._fd >= 0
 
+    @property
+    def fd(self) -> int:
+        """The descriptor appends go to (-1 once sealed): StageTable.write_frames writes frames to it directly, and
+        ``appended`` records them."""
+        return self._fd
+
     # ----------------------------------------------------------------- writes
     def append(
         self,
@@ -172,6 +178,13 @@ class Segment:
         except CutBackFailed as exc:
             log.error("%s: %s", self.path, exc)
             raise
+        self.appended(pos, size, base_offset, count, arrival_ms=arrival_ms, max_arrival_ms=max_arrival_ms)
+
+    def appended(
+        self, pos: int, size: int, base_offset: int, count: int, *, arrival_ms: int, max_arrival_ms: int
+    ) -> None:
+        """Record a frame of ``size`` bytes written at ``pos``, the end of the file (by ``append``, or by
+        StageTable.write_frames to ``fd``)."""
         if pos - self._last_indexed_pos >= self.index_interval:
             self._add_index_entry(pos, base_offset)
         if self.first_arrival_ms < 0:

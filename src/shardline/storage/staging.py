@@ -27,6 +27,8 @@ every record staged in a slot, so the put path keeps no per-shard counter of its
 
 from __future__ import annotations
 
+import errno
+import os
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -181,6 +183,57 @@ class PyStageTable:
             raise OverflowError("staged records do not fit a frame header")
         head = encode_frame_header(base, len(pend), first, newest, self.body(slot))
         return head, len(pend), base, first, newest, nbytes
+
+    def write_frames(self, jobs: Sequence[tuple[int, int, int]], max_records: int, max_bytes: int) -> list[Any]:
+        """For each job (slot, fd, position: the file's size), append the slot's records to the file as one frame
+        (``frame_header``, then the records), as one ``writev``. Each job's result: None when the records are not
+        one frame (nothing written); (count, base, first, newest, bytes of the records, bytes of the frame) once
+        written; (errno, 0) when the write failed and was cut back off the file, (errno, errno of the cut) when
+        the cut failed too. Nothing else changes: the owner then consumes what it records as written. A slot may
+        appear once. The compiled table runs the CRCs and writes without the GIL."""
+        seen: set[int] = set()
+        frames: list[tuple[int, int, bytes, tuple[int, int, int, int, int, int]] | None] = []
+        for slot, fd, pos in jobs:  # (every job is checked before anything is written)
+            self._check(slot)
+            if slot in seen:
+                raise ValueError(f"slot {slot} is in write_frames twice")
+            seen.add(slot)
+            batch = self.frame_header(slot, max_records, max_bytes)
+            if batch is None:
+                frames.append(None)
+            else:
+                head, count, base, first, newest, nbytes = batch
+                result = (count, base, first, newest, nbytes, len(head) + nbytes)
+                frames.append((fd, pos, head + self.body(slot), result))
+        out: list[Any] = []
+        for job in frames:
+            if job is None:
+                out.append(None)
+                continue
+            fd, pos, data, result = job
+            frame, err = memoryview(data), 0
+            while frame:
+                try:
+                    n = os.writev(fd, [frame])
+                except InterruptedError:
+                    continue
+                except OSError as exc:
+                    err = exc.errno or errno.EIO
+                    break
+                if n <= 0:
+                    err = errno.EIO
+                    break
+                frame = frame[n:]
+            if not err:
+                out.append(result)
+                continue
+            try:
+                os.ftruncate(fd, pos)
+            except OSError as exc:
+                out.append((err, exc.errno or errno.EIO))
+            else:
+                out.append((err, 0))
+        return out
 
     def consume(self, slot: int, n: int) -> None:
         """The first ``n`` staged records were written: drop them and move the base past them (the offset deltas of
