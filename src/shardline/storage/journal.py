@@ -78,7 +78,8 @@ Resolver = Callable[[int, int], "ShardLog | None"]
 # many have a batch to write, half of them from a helper thread when the table is compiled (it writes without the
 # GIL) and there is a second core.
 FAN_OUT_MIN = 32
-_HELPERS = 1 if ACCELERATED and (os.cpu_count() or 1) > 1 else 0
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_HELPERS = 1 if ACCELERATED and _CPUS > 1 else 0
 _Job = tuple[ShardLog, Segment, int]  # a log, the segment its frame goes to, and the segment's size before
 
 
