@@ -748,6 +748,13 @@ static PyObject *st_write_frames(StageTable *self, PyObject *args) {
         }
         PyList_SET_ITEM(results, k, r);
     }
+    if (results == NULL) { /* (out of memory) the caller learns of no write: take them back, as far as it can */
+        for (Py_ssize_t k = 0; k < n; k++) {
+            if (js[k].single && !js[k].err && ftruncate(js[k].fd, (off_t)js[k].pos) < 0) {
+                continue; /* (the MemoryError is the error to raise) */
+            }
+        }
+    }
 done:
     PyMem_Free(js);
     PyMem_Free(seen);
