@@ -8,8 +8,10 @@ import logging
 import os
 import random
 import struct
+import threading
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -208,22 +210,50 @@ def test_a_failed_segment_write_keeps_that_shard_and_the_rest_staged(rig: Rig, m
         assert read_all(lg) == rig.model[index]
 
 
-def test_many_shards_are_written_together_and_read_back(tmp_path: Path) -> None:
+def _spy_jobs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the jobs write_frames gets from materialize_all (one entry per call of a thread)."""
+    counts: list[int] = []
+    real = journal_module._write_jobs
+
+    def spy(jobs: list[Any]) -> list[Any]:
+        counts.append(len(jobs))
+        return real(jobs)
+
+    monkeypatch.setattr(journal_module, "_write_jobs", spy)
+    return counts
+
+
+def _files_match(logs: list[ShardLog]) -> bool:
+    """Every active segment file holds exactly the bytes its segment accounts for."""
+    return all(lg._segments[-1].size == lg._segments[-1].path.stat().st_size for lg in logs)
+
+
+def test_many_shards_are_written_together_and_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With FAN_OUT_MIN shards or more staged, materialize_all writes one frame per shard through write_frames
-    (from two threads where the table is compiled and there are two cores); the frames read back and replay."""
-    rig = Rig(tmp_path, shards=journal_module.FAN_OUT_MIN * 3)
+    (from two threads where the table is compiled and there are two cores), across tables; a batch that needs a
+    segment roll goes the ordinary way. The frames read back and replay."""
+    shards = journal_module.FAN_OUT_MIN * 3
+    rig = Rig(tmp_path, shards=shards, gone_shards=40)
     rig.open(first=True)
     rig.finish_open()
     rng = random.Random(7)
+    rig.put(900, [(0, b"fill", b"", rng.randbytes(1000)) for _ in range(1020)])  # shard 0's segment: nearly full
+    rig.journal.materialize_all()
+    counts = _spy_jobs(monkeypatch)
     for now in (1_000, 1_001):
         rig.put_random(rng, now, 600)
-    rig.put(1_002, [(0, b"big", b"", b"x" * 5000)])
+    rig.put(1_001, [(0, b"big", b"", rng.randbytes(20_000))])  # shard 0's batch: a new segment
+    rig.journal.put(GONE, 1_001, rig.gone_table, [(i, b"g", b"", b"gone") for i in range(40)])
     rig.journal.materialize_all()
-    assert all(lg.written_offset == lg.next_offset > 0 for lg in rig.logs)
+    assert sum(counts) == shards - 1 + 40  # shard 0 rolled its segment: written by materialize
+    assert len(counts) == (2 if journal_module._HELPERS else 1)
     assert (rig.journal._helper is not None) == bool(journal_module._HELPERS)
-    for lg in rig.logs:
+    assert all(lg.written_offset == lg.next_offset for lg in rig.logs + rig.gone)
+    assert len(segment_files(rig.logs[0].directory)) == 2
+    for lg in rig.logs[1:]:
         (seg,) = segment_files(lg.directory)
         assert [(base, count) for _, _, base, count in frame_positions(seg)] == [(0, lg.next_offset)]
+    assert all(read_all(lg)[-1].data == b"gone" for lg in rig.gone)
     rig.check()
     rig.put_random(rng, 2_000, 300)  # then records that only the journal holds, through a crash
     rig.crash()
@@ -246,6 +276,51 @@ def test_a_failed_write_among_many_shards_keeps_only_that_shard_staged(tmp_path:
     assert segment_files(rig.logs[5].directory)[0].stat().st_size == 0  # the part written was cut back
     rig.journal.materialize_all()  # still known as staged: written now
     assert all(lg.written_offset == lg.next_offset for lg in rig.logs)
+    rig.check()
+
+
+@pytest.mark.parametrize("where", ["after the writes", "before a record", "half way through a record"])
+def test_an_interrupt_during_a_many_shard_write_leaves_no_unrecorded_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A KeyboardInterrupt between writing frames and recording them (Ctrl-C lands when write_frames returns)
+    must not leave bytes in a segment file that its segment does not account for: those frames are cut back and
+    their records stay staged, and the next pass writes each record once."""
+    rig = Rig(tmp_path, shards=journal_module.FAN_OUT_MIN * 2)
+    rig.open(first=True)
+    rig.finish_open()
+    rig.put_random(random.Random(5), 1_000, 400)
+    if where == "after the writes":
+        real_jobs = journal_module._write_jobs
+
+        def interrupted(jobs: list[Any]) -> list[Any]:
+            out = real_jobs(jobs)
+            if threading.current_thread() is threading.main_thread():
+                raise KeyboardInterrupt  # (the helper's half is written and returned)
+            return out
+
+        monkeypatch.setattr(journal_module, "_write_jobs", interrupted)
+    else:
+        real_commit = ShardLog.commit_written
+        calls = [0]
+
+        def commit(lg: ShardLog, seg: Any, pos: int, written: tuple[int, int, int, int, int, int]) -> int:
+            calls[0] += 1
+            if calls[0] == 5:
+                if where == "half way through a record":
+                    count, base, first, newest, _, size = written
+                    seg.appended(pos, size, base, count, arrival_ms=first, max_arrival_ms=newest)
+                raise KeyboardInterrupt
+            return real_commit(lg, seg, pos, written)
+
+        monkeypatch.setattr(ShardLog, "commit_written", commit)
+    with pytest.raises(KeyboardInterrupt):
+        rig.journal.materialize_all()
+    monkeypatch.undo()
+    assert _files_match(rig.logs)
+    assert any(lg.written_offset < lg.next_offset for lg in rig.logs) or where == "half way through a record"
+    rig.journal.materialize_all()
+    assert _files_match(rig.logs) and all(lg.written_offset == lg.next_offset for lg in rig.logs)
     rig.check()
 
 

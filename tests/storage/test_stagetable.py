@@ -9,10 +9,12 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import re
 import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -461,3 +463,72 @@ def test_a_failed_frame_write_is_cut_back_and_reported(kind: Any, tmp_path: Path
     assert res[1] is not None and len(res[1]) == 6 and small.stat().st_size == res[1][5]
     assert res[2] is not None and res[2][0] == errno.ENOSPC and res[2][1] != 0  # /dev/full cannot be cut
     assert [t.count(s) for s in range(3)] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("kind", tables())
+def test_write_frames_checks_every_job_before_it_writes(kind: Any, tmp_path: Path) -> None:
+    t = kind(FULL_AT)
+    t.grow(2)
+    t.stage(1, 10, [(0, b"k", b"", b"x")], lambda s: None, lambda s: None, [], False)
+    path = tmp_path / "seg"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    bad: list[tuple[list[Any], type[Exception], str]] = [
+        ([(0, fd, 0), (0, fd, 0)], ValueError, "slot 0 is in write_frames twice"),
+        ([(0, fd, 0), (5, fd, 0)], IndexError, "stage slot 5 out of range"),
+        ([(0, fd, 0), (1, 2**40, 0)], OverflowError, "fd out of range"),
+        ([(0, fd, 0), (1, fd, "x")], TypeError, "cannot be interpreted as an integer"),
+        ([(0, fd, 0), (1, fd)], TypeError, "a write_frames job is (slot, fd, position)"),
+    ]
+    try:
+        for jobs, error, message in bad:
+            with pytest.raises(error, match=re.escape(message)):
+                t.write_frames(jobs, 10, 1 << 20)
+            assert path.stat().st_size == 0  # nothing written, the good job neither
+        (result,) = t.write_frames([[0, fd, 0]], 10, 1 << 20)  # (any sequence of three numbers)
+        assert result is not None and path.stat().st_size == result[5]
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("kind", tables())
+def test_write_frames_reads_the_table_as_it_is_once_every_number_is_read(kind: Any, tmp_path: Path) -> None:
+    """A job's numbers may run Python code (``__index__``) that changes the table: what is written is the table
+    after all of them, never a buffer taken before (which that code may have freed)."""
+    t = kind(FULL_AT)
+    t.grow(2)
+    t.stage(1, 10, [(0, b"k", b"", b"old" * 100)], lambda s: None, lambda s: None, [], False)
+
+    class Meddling:
+        def __index__(self) -> int:
+            t.reset(0)
+            t.grow(4)
+            t.stage(2, 10, [(0, b"k", b"", b"new")], lambda s: None, lambda s: None, [], False)
+            return 3
+
+    fd = os.open(tmp_path / "seg", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        results = t.write_frames([(0, fd, 0), (Meddling(), fd, 0)], 10, 1 << 20)
+    finally:
+        os.close(fd)
+    assert results[1] is None  # slot 3: nothing staged
+    data = (tmp_path / "seg").read_bytes()
+    head = parse_header(data, 0)
+    assert head.total_size == len(data) and check_crc(data, 0, head)
+    assert [r.data for r in decode_records(data, 0, head)] == [b"new"]
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(0, 15), st.sampled_from([0, 1, 0xDEADBEEF, 2**32 - 1]))
+def test_the_crc_of_write_frames_is_zlibs(data: bytes, skip: int, start: int) -> None:
+    """Both CRCs write_frames may use (zlib's, found at import, and the table-driven one used when it is not
+    found) give zlib.crc32, at every length, alignment and starting value."""
+    view = memoryview(data)[min(skip, len(data)) :]
+    want = zlib.crc32(view, start)
+    assert _stagetable.crc32(view, start) == want
+    assert _stagetable.crc32(view, start, True) == want
+
+
+@needs_c
+def test_the_system_crc_is_found_here() -> None:
+    assert _stagetable.SYSTEM_CRC32  # (zlib's library is loaded: the zlib module needs it)

@@ -15,6 +15,7 @@
 #include <structmember.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -676,26 +677,52 @@ static PyObject *st_write_frames(StageTable *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "Onn:write_frames", &arg, &max_records, &max_bytes)) {
         return NULL;
     }
-    PyObject *jobs = PySequence_Fast(arg, "jobs must be a sequence of (slot, fd, position)");
+    PyObject *jobs = PySequence_Tuple(arg);
     if (jobs == NULL) {
         return NULL;
     }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(jobs);
+    Py_ssize_t n = PyTuple_GET_SIZE(jobs);
     FrameJob *js = PyMem_Calloc((size_t)(n ? n : 1), sizeof(FrameJob));
-    char *seen = PyMem_Calloc((size_t)(self->n ? self->n : 1), 1);
+    char *seen = NULL;
     PyObject *results = NULL;
-    if (js == NULL || seen == NULL) {
+    if (js == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* First every number, which may run Python code (__index__) that changes the table; then, running none, the
+     * checks and what the writes need. */
+    for (Py_ssize_t k = 0; k < n; k++) {
+        FrameJob *j = &js[k];
+        PyObject *job = PySequence_Tuple(PyTuple_GET_ITEM(jobs, k));
+        if (job == NULL) {
+            goto done;
+        }
+        long fd = -1;
+        if (PyTuple_GET_SIZE(job) != 3) {
+            PyErr_SetString(PyExc_TypeError, "a write_frames job is (slot, fd, position)");
+        } else if ((j->slot = PyNumber_AsSsize_t(PyTuple_GET_ITEM(job, 0), PyExc_IndexError)) == -1 &&
+                   PyErr_Occurred()) {
+        } else if ((fd = PyLong_AsLong(PyTuple_GET_ITEM(job, 1))) == -1 && PyErr_Occurred()) {
+        } else if (fd < INT_MIN || fd > INT_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "fd out of range");
+        } else {
+            j->fd = (int)fd;
+            j->pos = PyLong_AsLongLong(PyTuple_GET_ITEM(job, 2));
+        }
+        Py_DECREF(job);
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+    }
+    seen = PyMem_Calloc((size_t)(self->n ? self->n : 1), 1);
+    if (seen == NULL) {
         PyErr_NoMemory();
         goto done;
     }
     for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *slot;
         FrameJob *j = &js[k];
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(jobs, k), "OiL:write_frames job", &slot, &j->fd, &j->pos)) {
-            goto done;
-        }
-        Slot *s = slot_of(self, slot, &j->slot);
-        if (s == NULL) {
+        if (j->slot < 0 || j->slot >= self->n) {
+            PyErr_Format(PyExc_IndexError, "stage slot %zd out of range", j->slot);
             goto done;
         }
         if (seen[j->slot]) {
@@ -703,6 +730,7 @@ static PyObject *st_write_frames(StageTable *self, PyObject *args) {
             goto done;
         }
         seen[j->slot] = 1;
+        const Slot *s = &self->slots[j->slot];
         if ((j->single = one_frame(s, max_records, max_bytes)) < 0) {
             goto done;
         }

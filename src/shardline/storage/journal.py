@@ -103,6 +103,25 @@ def _write_jobs(jobs: list[_Job]) -> list[Any]:
     return out
 
 
+def _holds_staged(lg: ShardLog) -> bool:
+    """Whether ``lg`` is still open in its table's slot with records staged there."""
+    logs = lg.table.logs
+    return lg.slot < len(logs) and logs[lg.slot] is lg and lg.pending_count > 0
+
+
+def _take_back(lg: ShardLog, seg: Segment, pos: int) -> None:
+    """Cut a frame that was (or may have been) written to ``seg`` at ``pos`` but not recorded back off the file,
+    its records still staged; a write recorded half way (an interrupt inside ``commit_written``) is finished."""
+    if seg.size != pos:  # recorded in the segment: it is on disk, so it must leave the stage table too
+        if lg.written_offset < seg.end_offset:
+            lg.table.staged.consume(lg.slot, seg.end_offset - lg.written_offset)
+        return
+    try:
+        os.ftruncate(seg.fd, pos)
+    except OSError as exc:
+        log.error("%s: cannot cut an unrecorded frame back off: %s", seg.path, exc)
+
+
 def _write_error(seg: Segment, err: int, cut_err: int) -> OSError:
     if not cut_err:
         return OSError(err, os.strerror(err))
@@ -451,34 +470,29 @@ class Journal:
         """Write every staged record to its segment files. With many logs, the one-frame batches that need no
         segment roll go out in one ``StageTable.write_frames`` call per table, from two threads (the caller's and a
         helper, while the caller waits): the compiled table takes the CRCs and writes without the GIL, so two cores
-        share the work. The rest are written one by one (``ShardLog.materialize``). A log whose write fails stays
-        staged (and dirty); the first error is raised once the others are done, except that the logs written one
-        by one stop at their first error."""
+        share the work. The rest are written one by one (``ShardLog.materialize``). On an error every log that
+        still holds staged records stays dirty, and the error is raised once the others are written (the logs
+        written one by one stop at their first error)."""
         logs = list(self._dirty)
         self._dirty = {}
-        left: list[ShardLog] = []  # logs still staged when an error is raised
-        error: BaseException | None = None
-        if len(logs) >= FAN_OUT_MIN:
-            logs, left, error = self._write_fanned_out(logs)
-        done = 0
         try:
-            for lg in logs:
+            rest, error = self._write_fanned_out(logs) if len(logs) >= FAN_OUT_MIN else (logs, None)
+            for lg in rest:
                 lg.materialize()
-                done += 1
-        except BaseException as exc:  # the failed log and those after it stay staged
-            left.extend(logs[done:])
-            error = error or exc
-        if error is not None:
-            rest = dict.fromkeys(left)
-            rest.update(self._dirty)
-            self._dirty = rest
-            raise error
+            if error is not None:
+                raise error
+        except BaseException:
+            still = {lg: None for lg in logs if _holds_staged(lg)}
+            still.update(self._dirty)
+            self._dirty = still
+            raise
         self.staged_bytes = 0
 
-    def _write_fanned_out(self, logs: list[ShardLog]) -> tuple[list[ShardLog], list[ShardLog], BaseException | None]:
+    def _write_fanned_out(self, logs: list[ShardLog]) -> tuple[list[ShardLog], BaseException | None]:
         """Write the batches that ``ShardLog.frame_segment`` allows with ``StageTable.write_frames``, half of them
-        on the helper thread. Returns the logs left to ``materialize``, the logs whose write failed and the first
-        failure."""
+        on the helper thread, and record them. Returns the logs left to ``materialize`` and the first failure (its
+        log stays staged). A frame written but not recorded (an interrupt between the two) is cut back off its
+        file, so a segment file never holds bytes its segment does not account for."""
         jobs: list[_Job] = []
         ordinary: list[ShardLog] = []
         for lg in logs:
@@ -488,26 +502,39 @@ class Journal:
             else:
                 jobs.append((lg, seg, seg.size))
         jobs.sort(key=lambda job: id(job[0].table))  # (one write_frames call per table and thread)
-        if not _HELPERS:
-            outcomes = _write_jobs(jobs)
-        else:
+        half = len(jobs) // 2 if _HELPERS else len(jobs)
+        theirs = None
+        if half < len(jobs):
             if self._helper is None:
                 self._helper = ThreadPoolExecutor(_HELPERS, thread_name_prefix="shardline-frames")
-            half = len(jobs) // 2
             theirs = self._helper.submit(_write_jobs, jobs[half:])
-            outcomes = _write_jobs(jobs[:half]) + theirs.result()
-        failed: list[ShardLog] = []
         error: BaseException | None = None
+        try:
+            outcomes = _write_jobs(jobs[:half])
+        except BaseException as exc:  # (an interrupt: some of these frames may be written, none recorded)
+            outcomes, error = [exc] * half, exc
+        while theirs is not None:  # the helper's frames are recorded too, even after an interrupt
+            try:
+                outcomes += theirs.result()
+                theirs = None
+            except BaseException as exc:
+                error = error or exc
         for (lg, seg, pos), outcome in zip(jobs, outcomes, strict=True):
-            if isinstance(outcome, tuple) and len(outcome) == 6:
-                lg.commit_written(seg, pos, outcome)
-                continue
             if outcome is None:  # (not one frame after all: the ordinary way)
                 ordinary.append(lg)
                 continue
-            failed.append(lg)
-            error = error or (_write_error(seg, *outcome) if isinstance(outcome, tuple) else outcome)
-        return ordinary, failed, error
+            if isinstance(outcome, tuple) and len(outcome) == 6:
+                try:
+                    lg.commit_written(seg, pos, outcome)
+                    continue
+                except BaseException as exc:
+                    outcome = exc  # noqa: PLW2901 (recorded below as this log's failure)
+            if isinstance(outcome, tuple):
+                outcome = _write_error(seg, *outcome)  # noqa: PLW2901
+            else:
+                _take_back(lg, seg, pos)
+            error = error or outcome
+        return ordinary, error
 
     def begin_checkpoint(self) -> tuple[int, list[ShardLog]]:
         """Materialise everything staged; returns the position the checkpoint may record once the returned logs

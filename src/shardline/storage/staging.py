@@ -28,6 +28,7 @@ every record staged in a slot, so the put path keeps no per-shard counter of its
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import struct
 from collections.abc import Callable, Sequence
@@ -191,9 +192,18 @@ class PyStageTable:
         written; (errno, 0) when the write failed and was cut back off the file, (errno, errno of the cut) when
         the cut failed too. Nothing else changes: the owner then consumes what it records as written. A slot may
         appear once. The compiled table runs the CRCs and writes without the GIL."""
+        parsed: list[tuple[int, int, int]] = []
+        for job in jobs:  # (every job is checked before anything is written)
+            fields = tuple(job)
+            if len(fields) != 3:
+                raise TypeError("a write_frames job is (slot, fd, position)")
+            slot, fd, pos = (operator.index(field) for field in fields)
+            if not -(2**31) <= fd < 2**31:
+                raise OverflowError("fd out of range")
+            parsed.append((slot, fd, pos))
         seen: set[int] = set()
         frames: list[tuple[int, int, bytes, tuple[int, int, int, int, int, int]] | None] = []
-        for slot, fd, pos in jobs:  # (every job is checked before anything is written)
+        for slot, fd, pos in parsed:
             self._check(slot)
             if slot in seen:
                 raise ValueError(f"slot {slot} is in write_frames twice")
@@ -206,11 +216,11 @@ class PyStageTable:
                 result = (count, base, first, newest, nbytes, len(head) + nbytes)
                 frames.append((fd, pos, head + self.body(slot), result))
         out: list[Any] = []
-        for job in frames:
-            if job is None:
+        for frame_job in frames:
+            if frame_job is None:
                 out.append(None)
                 continue
-            fd, pos, data, result = job
+            fd, pos, data, result = frame_job
             frame, err = memoryview(data), 0
             while frame:
                 try:
