@@ -7,6 +7,7 @@ the failed one would have.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,16 @@ __all__ = ["CutBackFailed", "append_all", "atomic_write", "cut_file", "fsync_dir
 
 
 class CutBackFailed(OSError):
-    """A failed append could not be cut back off its file, which now ends in a partial write."""
+    """A failed append could not be cut back off its file, which now ends in a partial write. ``errno`` is the cut's
+    error, ``write_errno`` the write's."""
+
+    write_errno: int
+
+    @classmethod
+    def of(cls, write_errno: int, cut_errno: int) -> CutBackFailed:
+        exc = cls(cut_errno, f"cannot cut a failed write back off: {os.strerror(cut_errno)}")
+        exc.write_errno = write_errno
+        return exc
 
 
 def append_all(fd: int, data: bytes | Sequence[bytes | memoryview], size: int, total: int | None = None) -> None:
@@ -33,11 +43,11 @@ def append_all(fd: int, data: bytes | Sequence[bytes | memoryview], size: int, t
             view = memoryview(data if isinstance(data, bytes) else b"".join(data))[n:]
             while view:
                 view = view[os.write(fd, view) :]
-    except OSError:
+    except OSError as exc:
         try:
             os.ftruncate(fd, size)
         except OSError as cut:
-            raise CutBackFailed(cut.errno, f"cannot cut a failed write back off: {cut.strerror}") from cut
+            raise CutBackFailed.of(exc.errno or errno.EIO, cut.errno or errno.EIO) from cut
         raise
 
 

@@ -125,7 +125,7 @@ def _take_back(lg: ShardLog, seg: Segment, pos: int) -> None:
 def _write_error(seg: Segment, err: int, cut_err: int) -> OSError:
     if not cut_err:
         return OSError(err, os.strerror(err))
-    exc = CutBackFailed(cut_err, f"cannot cut a failed write back off: {os.strerror(cut_err)}")
+    exc = CutBackFailed.of(err, cut_err)
     log.error("%s: %s", seg.path, exc)
     return exc
 

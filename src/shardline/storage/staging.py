@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import errno
 import operator
-import os
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+from .._fsutil import CutBackFailed, append_all
 from ._compiled import compiled
 from .framing import encode_frame_header
 
@@ -187,7 +187,7 @@ class PyStageTable:
 
     def write_frames(self, jobs: Sequence[tuple[int, int, int]], max_records: int, max_bytes: int) -> list[Any]:
         """For each job (slot, fd, position: the file's size), append the slot's records to the file as one frame
-        (``frame_header``, then the records), as one ``writev``. Each job's result: None when the records are not
+        (``frame_header``, then the records) in one write. Each job's result: None when the records are not
         one frame (nothing written); (count, base, first, newest, bytes of the records, bytes of the frame) once
         written; (errno, 0) when the write failed and was cut back off the file, (errno, errno of the cut) when
         the cut failed too. Nothing else changes: the owner then consumes what it records as written. A slot may
@@ -221,28 +221,14 @@ class PyStageTable:
                 out.append(None)
                 continue
             fd, pos, data, result = frame_job
-            frame, err = memoryview(data), 0
-            while frame:
-                try:
-                    n = os.writev(fd, [frame])
-                except InterruptedError:
-                    continue
-                except OSError as exc:
-                    err = exc.errno or errno.EIO
-                    break
-                if n <= 0:
-                    err = errno.EIO
-                    break
-                frame = frame[n:]
-            if not err:
-                out.append(result)
-                continue
             try:
-                os.ftruncate(fd, pos)
+                append_all(fd, data, pos)
+            except CutBackFailed as exc:
+                out.append((exc.write_errno, exc.errno))
             except OSError as exc:
-                out.append((err, exc.errno or errno.EIO))
+                out.append((exc.errno or errno.EIO, 0))
             else:
-                out.append((err, 0))
+                out.append(result)
         return out
 
     def consume(self, slot: int, n: int) -> None:
