@@ -29,10 +29,8 @@
 #define LEN_PREFIX 12
 #define CRC_START 17
 
-static PyObject *zlib_crc32 = NULL; /* zlib.crc32: the same CRC framing.py computes, at zlib's speed */
-
-/* The same CRC-32 without the GIL (write_frames): zlib's crc32 from the library the zlib module loaded, found at
- * import, else a table-driven one (slicing by 8, about two thirds of zlib's speed). */
+/* The CRC-32 framing.py computes (zlib.crc32), callable without the GIL: zlib's crc32 from the library the zlib
+ * module loads, found at import, else a table-driven one (slicing by 8, about two thirds of zlib's speed). */
 typedef unsigned long (*crc32_fn)(unsigned long, const unsigned char *, unsigned int);
 static crc32_fn system_crc32 = NULL;
 static uint32_t crc_table[8][256];
@@ -540,33 +538,6 @@ static PyBufferProcs st_as_buffer = {
     .bf_releasebuffer = (releasebufferproc)st_releasebuffer,
 };
 
-/* zlib.crc32(data, value) over memory the caller keeps alive and unchanged: -1 with an error set on failure. */
-static long long crc_of(const char *data, Py_ssize_t len, uint32_t value) {
-    PyObject *view = PyMemoryView_FromMemory((char *)(len ? data : empty), len, PyBUF_READ);
-    if (view == NULL) {
-        return -1;
-    }
-    PyObject *start = PyLong_FromUnsignedLong(value);
-    if (start == NULL) {
-        Py_DECREF(view);
-        return -1;
-    }
-    PyObject *args[2] = {view, start};
-    PyObject *r = PyObject_Vectorcall(zlib_crc32, args, 2, NULL);
-    Py_DECREF(start);
-    PyObject *released = PyObject_CallMethod(view, "release", NULL); /* nothing may keep the memory */
-    Py_DECREF(view);
-    if (r == NULL || released == NULL) {
-        Py_XDECREF(r);
-        Py_XDECREF(released);
-        return -1;
-    }
-    Py_DECREF(released);
-    unsigned long crc = PyLong_AsUnsignedLong(r);
-    Py_DECREF(r);
-    return crc == (unsigned long)-1 && PyErr_Occurred() ? -1 : (long long)(crc & 0xFFFFFFFFUL);
-}
-
 /* Whether the slot's records go out as one frame (frame_header): 1, 0 if not, -1 with an error. */
 static int one_frame(const Slot *s, Py_ssize_t max_records, Py_ssize_t max_bytes) {
     if (s->count == 0 || (s->count > 1 && (s->count > max_records || s->len > max_bytes))) {
@@ -612,17 +583,15 @@ static PyObject *st_frame_header(StageTable *self, PyObject *args) {
     }
     unsigned char h[FRAME_HEADER], covered[FRAME_HEADER - 4];
     fill_header(s, h, covered);
-    self->exports++; /* (zlib.crc32 lets other threads run while it reads a large body: nothing may move it) */
-    long long crc = crc_of((const char *)covered, (Py_ssize_t)sizeof(covered), 0);
-    if (crc >= 0) {
-        s = &self->slots[i];
-        crc = crc_of(s->buf, s->len, (uint32_t)crc);
-    }
+    uint32_t crc = crc_any(0, covered, sizeof(covered));
+    const unsigned char *buf = (const unsigned char *)(s->len ? s->buf : empty);
+    size_t len = (size_t)s->len;
+    self->exports++; /* (other threads run while the CRC reads the records: nothing may move them) */
+    Py_BEGIN_ALLOW_THREADS;
+    crc = crc_any(crc, buf, len);
+    Py_END_ALLOW_THREADS;
     self->exports--;
-    if (crc < 0) {
-        return NULL;
-    }
-    put32(h + 13, (uint32_t)crc);
+    put32(h + 13, crc);
     s = &self->slots[i];
     return Py_BuildValue("(y#nLLLn)", (const char *)h, (Py_ssize_t)FRAME_HEADER, s->count, s->base, s->first,
                          s->newest, s->len);
@@ -1104,7 +1073,7 @@ done:
 }
 
 /* ----------------------------------------------------------------------------- the type */
-/* crc32(data, value=0, builtin=False): the CRC write_frames computes (zlib's, or with builtin the table-driven
+/* crc32(data, value=0, builtin=False): the CRC the frames get (zlib's, or with builtin the table-driven
  * one), for the tests to compare with zlib.crc32. */
 static PyObject *mod_crc32(PyObject *mod, PyObject *args) {
     Py_buffer data;
@@ -1167,7 +1136,7 @@ static PyTypeObject StageTableType = {
 };
 
 static PyMethodDef module_methods[] = {
-    {"crc32", (PyCFunction)mod_crc32, METH_VARARGS, "The CRC-32 write_frames computes (tests)."},
+    {"crc32", (PyCFunction)mod_crc32, METH_VARARGS, "The CRC-32 of the frames (tests)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1183,18 +1152,7 @@ PyMODINIT_FUNC PyInit__stagetable(void) {
     if (PyType_Ready(&StageTableType) < 0) {
         return NULL;
     }
-    if (zlib_crc32 == NULL) {
-        PyObject *zlib = PyImport_ImportModule("zlib");
-        if (zlib == NULL) {
-            return NULL;
-        }
-        zlib_crc32 = PyObject_GetAttrString(zlib, "crc32");
-        Py_DECREF(zlib);
-        if (zlib_crc32 == NULL) {
-            return NULL;
-        }
-        crc_init(); /* (after the zlib module loaded its library) */
-    }
+    crc_init();
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) {
         return NULL;
