@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .._fsutil import CutBackFailed, append_all, cut_file, fsync_dir
-from .log import FRAME_BYTES, FRAME_RECORDS, LogTable, ShardLog
+from .log import FRAME_BYTES, FRAME_MAX_RECORDS, LogTable, ShardLog
 from .segment import Segment
 from .staging import ACCELERATED, Entry
 
@@ -95,7 +95,7 @@ def _write_jobs(jobs: list[_Job]) -> list[Any]:
             j += 1
         try:
             out += table.write_frames(
-                [(lg.slot, seg.fd, pos) for lg, seg, pos in jobs[i:j]], 2 * FRAME_RECORDS - 1, FRAME_BYTES
+                [(lg.slot, seg.fd, pos) for lg, seg, pos in jobs[i:j]], FRAME_MAX_RECORDS, FRAME_BYTES
             )
         except BaseException as exc:  # (handed to the event loop's thread, which raises it once all are recorded)
             out += [exc] * (j - i)

@@ -39,7 +39,7 @@ from .framing import HEADER_SIZE, decode_into, decode_records, encode_frame, enc
 from .segment import CorruptRange, Segment
 from .staging import StageTable, newest_delta, rebase
 
-__all__ = ["FRAME_BYTES", "FRAME_RECORDS", "FileCache", "LogTable", "RecoveryReport", "ShardLog"]
+__all__ = ["FRAME_BYTES", "FRAME_MAX_RECORDS", "FRAME_RECORDS", "FileCache", "LogTable", "RecoveryReport", "ShardLog"]
 
 log = logging.getLogger("shardline.storage")
 
@@ -48,6 +48,7 @@ _LOG_START = "log-start"
 # sub-batch used to be at most), as one frame below twice that and FRAME_BYTES, else split.
 FRAME_RECORDS = 500
 FRAME_BYTES = 1 << 20
+FRAME_MAX_RECORDS = 2 * FRAME_RECORDS - 1  # the most records a staged batch written as one frame holds
 
 
 @dataclass(slots=True)
@@ -360,7 +361,7 @@ class ShardLog:
         staged, slot = self.table.staged, self.slot
         # A batch that just passed FRAME_RECORDS is still written whole: its records, as they are staged, after the
         # frame header (never copied on the way).
-        batch = staged.frame_header(slot, 2 * FRAME_RECORDS - 1, FRAME_BYTES)
+        batch = staged.frame_header(slot, FRAME_MAX_RECORDS, FRAME_BYTES)
         if batch is None and not staged.count(slot):
             return 0
         if self.sealed:
@@ -376,18 +377,14 @@ class ShardLog:
         return nbytes
 
     def frame_segment(self) -> Segment | None:
-        """The segment the staged batch can be written to as one frame by ``StageTable.write_frames`` (see
+        """The segment the staged batch can be written to by ``StageTable.write_frames`` (see
         Journal.materialize_all), then recorded by ``commit_written``. None when ``materialize`` must do it: nothing
-        staged, a batch for several frames, a segment to roll first, or a sealed log."""
+        staged, a segment to roll first, or a sealed log. (A batch for several frames write_frames leaves alone.)"""
         staged, slot = self.table.staged, self.slot
-        count = staged.count(slot)
-        if not count or self.sealed:
-            return None
-        nbytes = staged.nbytes(slot)
-        if count > 1 and (count > 2 * FRAME_RECORDS - 1 or nbytes > FRAME_BYTES):
+        if self.sealed or not staged.count(slot):
             return None
         seg = self._segments[-1]
-        return None if self._must_roll(seg, HEADER_SIZE + nbytes, staged.first(slot)) else seg
+        return None if self._must_roll(seg, HEADER_SIZE + staged.nbytes(slot), staged.first(slot)) else seg
 
     def commit_written(self, seg: Segment, pos: int, written: tuple[int, int, int, int, int, int]) -> int:
         """Record the frame ``StageTable.write_frames`` wrote to ``seg`` (from ``frame_segment``) at ``pos``, with
