@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import hashlib
 import json
 import logging
 import re
@@ -18,7 +19,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from shardline.api.actions import ACTIONS
-from shardline.api.auth import SigV4Verifier
+from shardline.api.auth import SIGNATURE_MISMATCH, SigV4Verifier
 
 JSON_TYPE = "application/x-amz-json-1.1"
 CBOR_TYPE = "application/x-amz-cbor-1.1"
@@ -376,9 +377,90 @@ async def test_no_authorization(secured) -> None:
     assert r.json() == {"__type": "MissingAuthenticationTokenException", "message": "Missing Authentication Token"}
 
 
-async def test_front_checks_come_before_authentication(secured) -> None:
+async def test_header_checks_come_before_authentication(secured) -> None:
     assert (await secured.send("Nope", {})).error[0] == "UnknownOperationException"
-    assert (await secured.send("ListStreams", body=b"{")).error[0] == "SerializationException"
+    assert (await secured.send("ListStreams", {}, content_type="text/plain")).error[0] == "AccessDeniedException"
+
+
+async def test_the_body_is_decoded_only_after_authentication(secured) -> None:
+    # AWS reports a malformed body before a missing signature; with --auth a body from nobody is never parsed.
+    assert (await secured.send("ListStreams", body=b"{")).error[0] == "MissingAuthenticationTokenException"
+    headers = signed("ListStreams", b"{")
+    assert (await secured.send("ListStreams", body=b"{", content_type=None, headers=headers)).error == (
+        "SerializationException",
+        None,
+    )
+
+
+async def test_a_forged_payload_hash_does_not_let_another_body_through(secured) -> None:
+    # A captured signed request replayed with another body and an unsigned X-Amz-Content-SHA256 of the original body.
+    original = json.dumps({"StreamName": "victim", "ShardCount": 1}).encode()
+    headers = signed("CreateStream", original)
+    headers["x-amz-content-sha256"] = hashlib.sha256(original).hexdigest()
+    forged = json.dumps({"StreamName": "other", "ShardCount": 1}).encode()
+    r = await secured.send("CreateStream", body=forged, content_type=None, headers=headers)
+    assert r.error == ("InvalidSignatureException", SIGNATURE_MISMATCH)
+    assert "other" not in secured.engine.streams
+
+
+async def test_a_signed_payload_hash_must_match_the_body(secured) -> None:
+    body = b"{}"
+    request = AWSRequest(
+        method="POST",
+        url="http://localhost:4567/",
+        data=body,
+        headers={
+            "Content-Type": JSON_TYPE,
+            "X-Amz-Target": "Kinesis_20131202.ListStreams",
+            "Host": "localhost:4567",
+            "X-Amz-Content-SHA256": hashlib.sha256(body).hexdigest(),
+        },
+    )
+    SigV4Auth(Credentials("AKID", "secret"), "kinesis", "us-east-1").add_auth(request)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    assert (await secured.send("ListStreams", body=body, content_type=None, headers=headers)).status == 200
+    r = await secured.send("ListStreams", body=b'{"Limit": 1}', content_type=None, headers=headers)
+    assert r.error == ("InvalidSignatureException", SIGNATURE_MISMATCH)
+
+
+@pytest.mark.parametrize(
+    ("region", "service", "day_offset", "message"),
+    [
+        ("eu-west-1", "kinesis", 0, "Credential should be scoped to a valid region. "),
+        ("us-east-1", "s3", 0, "Credential should be scoped to correct service: 'kinesis'. "),
+        (
+            "eu-west-1",
+            "s3",
+            0,
+            "Credential should be scoped to a valid region. "
+            "Credential should be scoped to correct service: 'kinesis'. ",
+        ),
+        ("us-east-1", "kinesis", -1, "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date"),
+    ],
+)
+async def test_a_key_scoped_elsewhere_is_refused(secured, region, service, day_offset, message) -> None:
+    # A key derived for another region, service or day signs correctly for its own scope, and is still refused.
+    body = b"{}"
+    now = dt.datetime.now(dt.UTC)
+    request = AWSRequest(
+        method="POST",
+        url="http://localhost:4567/",
+        data=body,
+        headers={"Content-Type": JSON_TYPE, "X-Amz-Target": "Kinesis_20131202.ListStreams", "Host": "localhost:4567"},
+    )
+    SigV4Auth(Credentials("AKID", "secret"), service, region).add_auth(request)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    if day_offset:
+        scope_day = (now + dt.timedelta(days=day_offset)).strftime("%Y%m%d")
+        headers["authorization"] = re.sub(r"/\d{8}/", f"/{scope_day}/", headers["authorization"])
+    r = await secured.send("ListStreams", body=body, content_type=None, headers=headers)
+    kind, text = r.error
+    assert kind == "InvalidSignatureException"
+    assert text is not None
+    assert text.startswith(message), text
+    if day_offset:
+        stamp = headers["x-amz-date"]
+        assert text == f"{message} from HTTP: '{scope_day}' != '{stamp[:8]}', from '{stamp}'."
 
 
 async def test_malformed_authorization(secured) -> None:

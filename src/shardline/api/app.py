@@ -44,6 +44,10 @@ DEFAULT_MAX_BODY = 8 * 1024 * 1024  # a full 5 MiB PutRecords in base64 JSON, wi
 _KNOWN = set(operations())
 
 
+class _Disconnected(Exception):
+    """The client went away before its request's body was complete."""
+
+
 class Service(Protocol):
     """Something that runs beside the endpoint over the same engine (the stream-function runtime)."""
 
@@ -130,11 +134,23 @@ class KinesisApp:
         codec: Codec = JSON
         op = ""
         try:
-            body = await self._read_body(receive, headers)
             codec_or_none = codec_for(headers.get("content-type", ""))
             codec = codec_or_none or JSON
             service, _, op = headers.get("x-amz-target", "").partition(".")
             op_known = service == SERVICE and op in _KNOWN
+            query = scope.get("query_string", b"").decode("latin-1")
+            if self.verifier is not None:
+                # Deliberately unlike AWS, which reports a malformed body before a bad signature: with --auth, a
+                # request is authenticated before its body is decoded (or, for what the headers alone decide, read),
+                # so a client without credentials cannot make the server parse megabytes.
+                if method != "POST" or codec_or_none is None:
+                    raise AccessDeniedException("Unable to determine service/operation name to be authorized")
+                if not op_known:
+                    raise UnknownOperationException("")
+                self.verifier.check_headers(headers, query)
+            body = await self._read_body(receive, headers)
+            if self.verifier is not None:
+                self.verifier.verify(method, path, query, headers, body)
             if method != "POST":
                 raise AccessDeniedException("Unable to determine service/operation name to be authorized")
             if codec_or_none is None:
@@ -151,14 +167,14 @@ class KinesisApp:
                 raise SerializationException("")
             if not op_known:
                 raise UnknownOperationException("")
-            if self.verifier is not None:
-                self.verifier.verify(method, path, scope.get("query_string", b"").decode("latin-1"), headers, body)
             handler = ACTIONS.get(op)
             if handler is None:
                 raise UnknownOperationException(f"shardline does not implement {op} yet.")
             params = check_request(op, payload, cbor=codec.cbor)
             result = await handler(self.engine, params)
             status, out = 200, codec.encode(result)
+        except _Disconnected:
+            return
         except KinesisError as exc:
             status, out = exc.http_status, self._error_body(codec, exc)
         except Exception:
@@ -203,7 +219,8 @@ class KinesisApp:
         while True:
             msg = await receive()
             if msg["type"] == "http.disconnect":
-                break
+                # A request cut off before its last byte is never acted on, whatever the part received parses as.
+                raise _Disconnected
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import hmac
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, quote
 
@@ -49,25 +50,35 @@ def load_credentials(path: Path) -> dict[str, str]:
     return keys
 
 
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """What a request's Authorization header claims, once its key is known and its scope and date are right."""
+
+    akid: str
+    secret: str
+    amz_date: str
+    date: str
+    region: str
+    service: str
+    signed_headers: str
+    signature: str
+
+
 def _hmac(key: bytes, msg: str) -> bytes:
     return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 
 
 class SigV4Verifier:
-    def __init__(self, keys: dict[str, str]) -> None:
-        self._keys = keys
+    """Verifies requests signed for ``service`` in ``region`` with one of ``keys`` (access key id -> secret)."""
 
-    def verify(
-        self,
-        method: str,
-        path: str,
-        query: str,
-        headers: dict[str, str],
-        body: bytes,
-        *,
-        now: dt.datetime | None = None,
-    ) -> str:
-        """Check the request's signature; returns the access key id, or raises the error AWS gives."""
+    def __init__(self, keys: dict[str, str], *, region: str = "us-east-1", service: str = "kinesis") -> None:
+        self._keys = keys
+        self.region = region
+        self.service = service
+
+    def check_headers(self, headers: dict[str, str], query: str, *, now: dt.datetime | None = None) -> _Claim:
+        """Everything the headers alone decide (credentials present and well formed, a known key, its scope, the
+        clock), so a request without valid credentials is refused before its body is read; raises AWS's error."""
         auth = headers.get("authorization")
         if auth is None:
             if "X-Amz-Algorithm" in query:
@@ -102,6 +113,7 @@ class SigV4Verifier:
             when = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
         except ValueError:
             raise IncompleteSignatureException(f"Date must be in ISO-8601 'basic format'. Got '{amz_date}'.") from None
+        self._check_scope(date, region, service, amz_date)
         now = now or dt.datetime.now(dt.UTC)
         if abs(now - when) > _MAX_SKEW:
             raise InvalidSignatureException(
@@ -111,9 +123,29 @@ class SigV4Verifier:
                 else f"Signature not yet current: {amz_date} is still later than "
                 f"{(now + _MAX_SKEW).strftime('%Y%m%dT%H%M%SZ')} ({now.strftime('%Y%m%dT%H%M%SZ')} + 15 min.)"
             )
-        signed = params["SignedHeaders"].split(";")
+        return _Claim(akid, secret, amz_date, date, region, service, params["SignedHeaders"], params["Signature"])
+
+    def verify(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        now: dt.datetime | None = None,
+    ) -> str:
+        """Check the request's signature over its headers and the body received; returns the access key id, or
+        raises the error AWS gives."""
+        claim = self.check_headers(headers, query, now=now)
+        signed = claim.signed_headers.split(";")
         canonical_headers = "".join(f"{h}:{_SPACES.sub(' ', headers.get(h, '').strip())}\n" for h in signed)
-        payload_hash = headers.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()
+        # The payload hash is always the hash of the body received. An X-Amz-Content-SHA256 header is not trusted:
+        # when signed, its value is covered by the signature like any header, and it must then match the body too.
+        payload_hash = hashlib.sha256(body).hexdigest()
+        claimed = headers.get("x-amz-content-sha256")
+        if claimed is not None and claimed != payload_hash:
+            raise InvalidSignatureException(SIGNATURE_MISMATCH)
         canonical_query = "&".join(
             f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
             for k, v in sorted(parse_qsl(query, keep_blank_values=True))
@@ -124,20 +156,40 @@ class SigV4Verifier:
                 quote(path or "/", safe="/-_.~"),
                 canonical_query,
                 canonical_headers,
-                ";".join(signed),
+                claim.signed_headers,
                 payload_hash,
             ]
         )
         string_to_sign = "\n".join(
             [
                 _ALGORITHM,
-                amz_date,
-                f"{date}/{region}/{service}/aws4_request",
+                claim.amz_date,
+                f"{claim.date}/{claim.region}/{claim.service}/aws4_request",
                 hashlib.sha256(canonical.encode()).hexdigest(),
             ]
         )
-        key = _hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), date), region), service), "aws4_request")
+        key = _hmac(
+            _hmac(_hmac(_hmac(f"AWS4{claim.secret}".encode(), claim.date), claim.region), claim.service), "aws4_request"
+        )
         expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, params["Signature"]):
+        if not hmac.compare_digest(expected, claim.signature):
             raise InvalidSignatureException(SIGNATURE_MISMATCH)
-        return akid
+        return claim.akid
+
+    def _check_scope(self, date: str, region: str, service: str, amz_date: str) -> None:
+        """A key derived for another region, service or day is refused even when its signature is right.
+
+        AWS quirk: every failed part of the scope is named, in this order, each sentence ending in a space, all in
+        one InvalidSignatureException."""
+        problems = []
+        if region != self.region:
+            problems.append("Credential should be scoped to a valid region. ")
+        if service != self.service:
+            problems.append(f"Credential should be scoped to correct service: '{self.service}'. ")
+        if date != amz_date[:8]:
+            problems.append(
+                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
+                f"'{date}' != '{amz_date[:8]}', from '{amz_date}'."
+            )
+        if problems:
+            raise InvalidSignatureException("".join(problems))
