@@ -8,7 +8,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +34,20 @@ def shardline(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     wait_s: float = 20.0,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[Running]:
     """`shardline <args>` (a `serve` or `up` that prints its URL first); yields once GET /health answers 200. The
-    process is killed on the way out if the test did not stop it."""
+    process is killed on the way out if the test did not stop it. ``preexec_fn`` runs in the child before shardline
+    (to lower a resource limit, say)."""
     proc = subprocess.Popen(
-        [*CLI, *args], stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True, cwd=cwd, env=env
+        [*CLI, *args],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=cwd,
+        env=env,
+        preexec_fn=preexec_fn,  # noqa: PLW1509 (tests pass resource.setrlimit, which takes no lock)
     )
     try:
         assert proc.stdout is not None

@@ -18,7 +18,7 @@ import yaml
 from . import __version__
 from .api import KinesisApp
 from .api.auth import SigV4Verifier, load_credentials
-from .api.server import bind, is_loopback, run
+from .api.server import DEFAULT_LIMITS, ServerLimits, bind, is_loopback, run
 from .engine import Engine
 from .errors import KinesisError
 from .metrics import Monitor
@@ -55,6 +55,34 @@ def _common(p: argparse.ArgumentParser, *, port: bool = True) -> None:
             action="store_true",
             help="no monitoring: no /metrics, /api, /dashboard, alarms or metric files",
         )
+        p.add_argument(
+            "--auth", choices=["none", "sigv4"], default="none", help="request authentication (default none)"
+        )
+        p.add_argument("--credentials", type=Path, help="AWS credentials file whose keys --auth sigv4 accepts")
+        p.add_argument(
+            "--allow-unauthenticated",
+            action="store_true",
+            help="serve without --auth on an address other than loopback (anyone who reaches it can write and delete)",
+        )
+        p.add_argument(
+            "--max-connections",
+            type=int,
+            default=None,
+            help=f"open client connections at most (default {DEFAULT_LIMITS.max_connections}, and at most half the "
+            "open-file limit, so the storage engine always keeps files)",
+        )
+        p.add_argument(
+            "--request-timeout",
+            type=float,
+            default=DEFAULT_LIMITS.request_timeout_s,
+            help=f"seconds a client has to send a whole request (default {DEFAULT_LIMITS.request_timeout_s:g})",
+        )
+        p.add_argument(
+            "--idle-timeout",
+            type=float,
+            default=DEFAULT_LIMITS.idle_timeout_s,
+            help=f"seconds an idle connection is kept open (default {DEFAULT_LIMITS.idle_timeout_s:g})",
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,8 +92,6 @@ def _parser() -> argparse.ArgumentParser:
 
     srv = sub.add_parser("serve", help="serve the Kinesis API (boto3, the AWS CLI and the SDKs work against it)")
     _common(srv)
-    srv.add_argument("--auth", choices=["none", "sigv4"], default="none")
-    srv.add_argument("--credentials", type=Path, help="AWS credentials file whose keys --auth sigv4 accepts")
 
     up = sub.add_parser("up", help="run a project: its streams, the Kinesis endpoint and every stream function")
     up.add_argument("file", nargs="?", type=Path, default=Path("shardline.yml"), help="default: ./shardline.yml")
@@ -116,7 +142,33 @@ def _fail(command: str, message: str) -> int:
     return 2
 
 
+def _verifier(args: argparse.Namespace) -> SigV4Verifier | None:
+    """The request authentication of ``--auth``; raises ValueError with the reason it cannot be set up."""
+    if args.auth == "none":
+        if not is_loopback(args.host) and not args.allow_unauthenticated:
+            raise ValueError(
+                f"refusing to serve {args.host} without authentication: anyone who reaches it could write and "
+                "delete streams. Use --auth sigv4 --credentials FILE, or --allow-unauthenticated to accept that"
+            )
+        return None
+    if args.credentials is None:
+        raise ValueError("--auth sigv4 needs --credentials FILE")
+    return SigV4Verifier(load_credentials(args.credentials), region=args.region)
+
+
+def _limits(args: argparse.Namespace) -> ServerLimits:
+    limits = replace(DEFAULT_LIMITS, request_timeout_s=args.request_timeout, idle_timeout_s=args.idle_timeout)
+    if args.max_connections is not None:
+        limits = replace(limits, max_connections=args.max_connections)
+    limits.check()
+    return limits
+
+
 def _listen(args: argparse.Namespace, app: KinesisApp, banner: list[str]) -> int:
+    try:
+        limits = _limits(args)
+    except ValueError as exc:
+        return _fail(args.command, str(exc))
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
@@ -135,22 +187,15 @@ def _listen(args: argparse.Namespace, app: KinesisApp, banner: list[str]) -> int
         for line in banner:
             print(line, flush=True)
 
-    run(app, sock, on_ready=ready)
+    run(app, sock, limits=limits, on_ready=ready)
     if app.startup_error is not None:
         return _fail(args.command, app.startup_error)
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
-    verifier = None
-    if args.auth == "sigv4":
-        if args.credentials is None:
-            return _fail("serve", "--auth sigv4 needs --credentials FILE")
-        try:
-            verifier = SigV4Verifier(load_credentials(args.credentials))
-        except ValueError as exc:
-            return _fail("serve", str(exc))
     try:
+        verifier = _verifier(args)
         settings = _settings(args)
     except ValueError as exc:
         return _fail("serve", str(exc))
@@ -168,6 +213,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     try:
+        verifier = _verifier(args)
         settings = _settings(args)
         alarms = parse_alarms(_alarms_section(args.file), args.file)
         config = load_config(args.file, region=args.region, account_id=args.account_id)
@@ -185,6 +231,7 @@ def _up(args: argparse.Namespace) -> int:
         banner.append(f"  {m.stream_name} -> {fn.config.name} ({fn.config.handler}){dest}")
     app = KinesisApp(
         engine,
+        verifier=verifier,
         log_requests=args.log_requests,
         services=[project, monitor] if monitor else [project],
         extra_http=monitor.app if monitor else None,

@@ -1,4 +1,17 @@
-"""Running the Kinesis app on a socket with uvicorn (httptools parser, uvloop when available)."""
+"""Running the Kinesis app on a socket with uvicorn (httptools parser, uvloop), within bounds fixed before any work.
+
+uvicorn's HTTP/1.1 protocol has no limit on a request's header block, no deadline for a request that is sent slowly
+or never finished, no cap on connections and no deadline for a client that stops reading its response. Each of those
+lets one client without credentials hold memory, sockets or open files forever, so ``_BoundedProtocol`` adds them:
+
+- a request's line and headers together: at most ``max_header_bytes`` (431 and close past that);
+- a whole request, from its first byte (or the connection's start) to its last body byte: ``request_timeout_s``
+  (408 and close, or just close when nothing was sent);
+- an idle connection between requests: ``idle_timeout_s`` (closed);
+- a response the client does not read: the connection is dropped once writing has stalled for ``write_timeout_s``;
+- open connections: ``max_connections`` at most, and never more than half the open-file limit, so the storage engine
+  keeps files whatever the clients do (a connection past the cap gets 503 and is closed at once).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +19,177 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import resource
 import signal
 import socket
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import uvicorn
 import uvloop
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .app import KinesisApp
 
-__all__ = ["bind", "is_loopback", "serve"]
+__all__ = ["DEFAULT_LIMITS", "ServerLimits", "bind", "is_loopback", "serve"]
 
 log = logging.getLogger("shardline.api")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """What one client may hold before it is authenticated; ``docs/security.md`` explains each."""
+
+    max_header_bytes: int = 32 * 1024
+    request_timeout_s: float = 60.0
+    idle_timeout_s: float = 75.0
+    write_timeout_s: float = 60.0
+    max_connections: int = 1024
+
+    def check(self) -> None:
+        for name in ("max_header_bytes", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1")
+        for name in ("request_timeout_s", "idle_timeout_s", "write_timeout_s"):
+            value = getattr(self, name)
+            if not 0 < value < 86_400:
+                raise ValueError(f"{name.removesuffix('_s').replace('_', '-')} must be between 0 and 86400 seconds")
+
+    def effective_max_connections(self) -> int:
+        """The cap in force: half the open-file limit at most, the other half is the storage engine's."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return max(1, min(self.max_connections, soft // 2))
+
+
+DEFAULT_LIMITS = ServerLimits()
+
+
+def _raise_open_file_limit() -> None:
+    """Use the hard limit on open files, as servers do: the soft default (often 1,024) is low for many shards."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 65_536)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _plain_response(status: bytes) -> bytes:
+    return b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+_TOO_MANY = _plain_response(b"503 Service Unavailable")
+_HEADERS_TOO_LARGE = _plain_response(b"431 Request Header Fields Too Large")
+_TIMED_OUT = _plain_response(b"408 Request Timeout")
+
+
+class _BoundedProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol with the bounds of the module docstring; one instance per connection."""
+
+    limits: ClassVar[ServerLimits] = DEFAULT_LIMITS
+    max_connections: ClassVar[int] = DEFAULT_LIMITS.max_connections
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._headers_pending = True  # the next bytes belong to a request line or headers
+        self._header_bytes = 0
+        self._received_any = False
+        self._request_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            log.warning(
+                "refused a connection: %d open, the limit is %d", len(self.connections) - 1, self.max_connections
+            )
+            self._reject(_TOO_MANY)
+            return
+        self._start_request_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_request_timer()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._request_timer is None:
+            self._start_request_timer()  # the first byte of a request on a kept-alive connection
+        self._received_any = True
+        if self._headers_pending:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        if (
+            self._headers_pending
+            and self._header_bytes > self.limits.max_header_bytes
+            and not self.transport.is_closing()
+        ):
+            log.warning("refused a request whose headers exceed %d bytes", self.limits.max_header_bytes)
+            self._reject(_HEADERS_TOO_LARGE)
+
+    def on_headers_complete(self) -> None:
+        self._headers_pending = False
+        self._header_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._cancel_request_timer()
+        self._headers_pending = True
+        self._received_any = False
+        super().on_message_complete()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.limits.write_timeout_s, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    # ----------------------------------------------------------------- internals
+    def _start_request_timer(self) -> None:
+        self._request_timer = self.loop.call_later(self.limits.request_timeout_s, self._request_timed_out)
+
+    def _cancel_request_timer(self) -> None:
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+
+    def _request_timed_out(self) -> None:
+        self._request_timer = None
+        if self.transport.is_closing():
+            return
+        responding = self.cycle is not None and not self.cycle.response_complete and self.cycle.response_started
+        if self._received_any and not responding:
+            self._reject(_TIMED_OUT)
+        else:
+            self.transport.close()
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        log.warning("dropped a connection whose client stopped reading for %gs", self.limits.write_timeout_s)
+        self.transport.abort()
+
+    def _reject(self, response: bytes) -> None:
+        self._cancel_request_timer()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+        self.transport.write(response)
+        self.transport.close()
+
+
+def _protocol_for(limits: ServerLimits) -> type[_BoundedProtocol]:
+    return type(
+        "BoundedHttpProtocol",
+        (_BoundedProtocol,),
+        {"limits": limits, "max_connections": limits.effective_max_connections()},
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -48,17 +220,25 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(app: KinesisApp, sock: socket.socket, *, on_ready: Callable[[], None] | None = None) -> None:
+async def serve(
+    app: KinesisApp,
+    sock: socket.socket,
+    *,
+    limits: ServerLimits = DEFAULT_LIMITS,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
     """Serve until SIGINT/SIGTERM: then stop accepting, let in-flight requests finish, close the engine. A second
     signal forces the exit without waiting for open connections."""
+    limits.check()
+    _raise_open_file_limit()
     config = uvicorn.Config(
         app,
-        http="httptools",
+        http=_protocol_for(limits),
         lifespan="on",
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=10,
-        timeout_keep_alive=75,
+        timeout_keep_alive=max(1, round(limits.idle_timeout_s)),
         backlog=1024,
     )
     server = _Server(config)
@@ -79,5 +259,11 @@ async def serve(app: KinesisApp, sock: socket.socket, *, on_ready: Callable[[], 
     await task
 
 
-def run(app: KinesisApp, sock: socket.socket, *, on_ready: Callable[[], None] | None = None) -> None:
-    uvloop.run(serve(app, sock, on_ready=on_ready))
+def run(
+    app: KinesisApp,
+    sock: socket.socket,
+    *,
+    limits: ServerLimits = DEFAULT_LIMITS,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    uvloop.run(serve(app, sock, limits=limits, on_ready=on_ready))
