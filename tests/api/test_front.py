@@ -309,6 +309,20 @@ async def test_cbor_errors_are_cbor(kinesis) -> None:
     assert (r.status, r.cbor()) == (400, {"__type": "SerializationException"})
 
 
+async def test_a_cbor_bignum_is_a_serialization_error_not_a_crash(kinesis) -> None:
+    # 5,000 digits: past what Python will print, so it must never reach a validation message.
+    huge = 10**5000
+    for op, payload in [
+        ("CreateStream", {"StreamName": "s", "ShardCount": huge}),
+        ("ListShards", {"MaxResults": -huge}),
+        ("DescribeStream", {"StreamName": "s", "Limit": 1 << 64}),
+    ]:
+        r = await kinesis.send(op, payload, content_type=CBOR_TYPE)
+        assert (r.status, r.cbor()) == (400, {"__type": "SerializationException"}), op
+    r = await kinesis.send("DescribeStream", {"StreamName": "s", "Limit": (1 << 64) - 1}, content_type=CBOR_TYPE)
+    assert r.cbor()["__type"] == "ValidationException"
+
+
 # ----------------------------------------------------------------- request log
 async def test_request_log(make_kinesis, caplog) -> None:
     k = await make_kinesis(log_requests=True)

@@ -72,6 +72,8 @@ SHARD_VALIDATION = [
      "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"),
     ("SplitShard", {"StreamName": "s", "ShardToSplit": "0", "NewStartingHashKey": "0x10"}, "0x10",
      "newStartingHashKey", f"Member must satisfy regular expression pattern: {HASH_KEY_PATTERN}"),
+    ("SplitShard", {"StreamName": "s", "ShardToSplit": "0", "NewStartingHashKey": "1\u0661\u0662"},
+     "1\u0661\u0662", "newStartingHashKey", f"Member must satisfy regular expression pattern: {HASH_KEY_PATTERN}"),
     ("SplitShard", {"StreamName": "s", "ShardToSplit": "0"}, None, "newStartingHashKey", "Member must not be null"),
     ("MergeShards", {"StreamName": "s", "ShardToMerge": "0"}, None, "adjacentShardToMerge",
      "Member must not be null"),

@@ -27,6 +27,7 @@ __all__ = ["MODEL", "RecordList", "Timestamp", "check_request", "operations"]
 
 MODEL: dict[str, Any] = json.loads(resources.files(__package__).joinpath("model.json").read_text())
 _B64_BAD = re.compile(r"[^A-Za-z0-9+/=]|=[^=]")
+_WIRE_INT_MIN, _WIRE_INT_MAX = -(1 << 63), (1 << 64) - 1  # the integers a JSON body carries exactly
 _JAVA_TYPES = {"integer": "Integer", "long": "Long", "double": "Double", "float": "Float"}
 _DATA_MAX = int(MODEL["shapes"]["Data"]["max"])
 
@@ -80,7 +81,8 @@ class _Shape:
         self.min: int | None = spec.get("min")
         self.max: int | None = spec.get("max")
         self.pattern_text: str | None = spec.get("pattern")
-        self.pattern = re.compile(self.pattern_text) if self.pattern_text else None
+        # AWS quirk: the model's patterns are Java regexes, whose \d and \s are ASCII only.
+        self.pattern = re.compile(self.pattern_text, re.ASCII) if self.pattern_text else None
         self.enum: tuple[str, ...] | None = tuple(spec["enum"]) if "enum" in spec else None
         self.required: frozenset[str] = frozenset(spec.get("required", ()))
         # (wire name, path name, shape), filled in by _compile once every shape exists
@@ -206,6 +208,10 @@ def _number(value: Any, t: str) -> int | float:
         raise SerializationException(f"class {type(value).__name__} can not be converted to an {java}")
     if isinstance(value, float) and not math.isfinite(value):
         raise SerializationException(f"'{value}' can not be converted to an {java}")
+    if isinstance(value, int) and not _WIRE_INT_MIN <= value <= _WIRE_INT_MAX:
+        # A CBOR bignum past 64 bits fits no Kinesis member: refused as a malformed body, and never turned into text
+        # for a message (Python will not print an int of over 4,300 digits).
+        raise SerializationException("")
     if t in ("double", "float"):
         return value
     return value if isinstance(value, int) else math.floor(value)
@@ -248,7 +254,7 @@ def _canonical_tail(value: str) -> bool:
 
 _PK_MAX = 256
 _STREAM_NAME = re.compile(r"[a-zA-Z0-9_.-]+")
-_HASH_KEY = re.compile(r"0|([1-9]\d{0,38})")
+_HASH_KEY = re.compile(r"0|([1-9]\d{0,38})", re.ASCII)
 
 
 def _put_records_fast(body: dict[str, Any], cbor: bool) -> dict[str, Any] | None:

@@ -42,7 +42,7 @@ MAX_GET_BYTES = 10 * 1024 * 1024
 # Under fsync=never/interval a put never waits, so a caller putting in a tight loop would starve the engine's
 # background tasks (journal checkpoints, interval fsyncs). A put yields to the event loop once this often.
 YIELD_EVERY_MS = 50
-_HASH_KEY_RE = re.compile(r"0|[1-9]\d{0,38}")
+_HASH_KEY_RE = re.compile(r"0|[1-9]\d{0,38}", re.ASCII)
 _SHARD_ID_RE = re.compile(r"^[^-]*-?(\d+)$")
 
 

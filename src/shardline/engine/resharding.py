@@ -25,7 +25,7 @@ from .streams import ShardState, StreamState, shard_id_of
 
 __all__ = ["Resharding"]
 
-_HASH_KEY = re.compile(r"0|[1-9]\d{0,38}")
+_HASH_KEY = re.compile(r"0|[1-9]\d{0,38}", re.ASCII)
 
 
 class Resharding(EngineBase):
