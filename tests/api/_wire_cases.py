@@ -11,9 +11,9 @@ MAP_HERE = "Start of structure or map found where not expected."
 
 STRING: list[tuple[Any, str]] = [
     (True, "class java.lang.Boolean can not be converted to an String"),
-    (23, "class java.math.BigDecimal can not be converted to an String"),
-    (-2147483648, "class java.math.BigDecimal can not be converted to an String"),
-    (34.56, "class java.math.BigDecimal can not be converted to an String"),
+    (23, "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an String"),
+    (-2147483648, "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an String"),
+    (34.56, "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an String"),
     ([], LIST_HERE),
     ({}, MAP_HERE),
 ]
@@ -25,7 +25,7 @@ INTEGER: list[tuple[Any, str]] = [
 ]
 BOOLEAN: list[tuple[Any, str]] = [
     ("yes", "'YES' can not be converted to an Boolean"),
-    (23, "class java.math.BigDecimal can not be converted to an Boolean"),
+    (23, "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an Boolean"),
     ([], LIST_HERE),
     ({}, MAP_HERE),
 ]
@@ -53,8 +53,8 @@ def blob_cases() -> list[tuple[Any, str]]:
     """Wrong values for a blob, including the three base64 messages (AWS spells 'dectected' so)."""
     return [
         (True, "class java.lang.Boolean can not be converted to a Blob"),
-        (23, "class java.math.BigDecimal can not be converted to a Blob"),
-        (34.56, "class java.math.BigDecimal can not be converted to a Blob"),
+        (23, "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to a Blob"),
+        (34.56, "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to a Blob"),
         ([], LIST_HERE),
         ({}, MAP_HERE),
         (

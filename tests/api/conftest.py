@@ -77,7 +77,10 @@ class Reply:
     def error(self) -> tuple[str, str | None]:
         """(__type, message) of an error body in either protocol."""
         body = self.cbor() if self.headers.get("content-type") == CBOR_TYPE else self.json()
-        return body["__type"], body.get("message")
+        # AWS quirk: SerializationException alone spells its member "Message"; each spelling is pinned to its type.
+        key = "Message" if body["__type"] == "SerializationException" else "message"
+        assert {"message", "Message"} - {key} & body.keys() == set(), body
+        return body["__type"], body.get(key)
 
 
 async def asgi_call(

@@ -303,7 +303,7 @@ async def test_cbor_errors_are_cbor(kinesis) -> None:
     r = await kinesis.send("PutRecord", {"StreamName": "s", "Data": 5, "PartitionKey": "a"}, content_type=CBOR_TYPE)
     assert r.cbor() == {
         "__type": "SerializationException",
-        "message": "class java.math.BigDecimal can not be converted to a Blob",
+        "Message": "class java.math.BigDecimal can not be converted to a Blob",
     }
     r = await kinesis.send("ListStreams", body=b"\xff\x00garbage", content_type=CBOR_TYPE)
     assert (r.status, r.cbor()) == (400, {"__type": "SerializationException"})
@@ -321,6 +321,20 @@ async def test_a_cbor_bignum_is_a_serialization_error_not_a_crash(kinesis) -> No
         assert (r.status, r.cbor()) == (400, {"__type": "SerializationException"}), op
     r = await kinesis.send("DescribeStream", {"StreamName": "s", "Limit": (1 << 64) - 1}, content_type=CBOR_TYPE)
     assert r.cbor()["__type"] == "ValidationException"
+
+
+async def test_serialization_exception_alone_spells_its_member_message(kinesis) -> None:
+    # The raw bytes: boto3 reads either spelling, code that parses the body by hand does not.
+    r = await kinesis.send("DescribeStream", {"StreamName": 23})
+    assert r.body == (
+        b'{"__type":"SerializationException","Message":"class com.amazon.coral.value.json.numbers.TruncatingBigNumber'
+        b' can not be converted to an String"}'
+    )
+    r = await kinesis.send("DescribeStream", {"StreamName": "gone"})
+    assert r.json() == {
+        "__type": "ResourceNotFoundException",
+        "message": f"Stream gone under account {ACCOUNT} not found.",
+    }
 
 
 # ----------------------------------------------------------------- request log

@@ -75,7 +75,7 @@ async def test_wrong_json_type_is_a_serialization_exception(kinesis, op, payload
 
 async def test_the_first_mismatch_in_model_order_wins(kinesis) -> None:
     msg = await kinesis.serialization("CreateStream", {"ShardCount": "1", "StreamName": 5})
-    assert msg == "class java.math.BigDecimal can not be converted to an String"
+    assert msg == "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an String"
 
 
 async def test_serialization_comes_before_validation(kinesis) -> None:

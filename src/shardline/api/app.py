@@ -239,7 +239,8 @@ class KinesisApp:
     def _error_body(self, codec: Codec, exc: KinesisError) -> bytes:
         body: dict[str, Any] = {"__type": exc.type_name}
         if exc.message:
-            body["message"] = exc.message
+            # AWS quirk: SerializationException alone spells its member "Message".
+            body["Message" if isinstance(exc, SerializationException) else "message"] = exc.message
         return codec.encode(body)
 
     async def _health(self, send: Send) -> None:

@@ -151,7 +151,7 @@ def _convert(value: Any, shape: _Shape, cbor: bool) -> Any:
         if isinstance(value, bool):
             raise SerializationException("class java.lang.Boolean can not be converted to an String")
         if isinstance(value, int | float):
-            raise SerializationException("class java.math.BigDecimal can not be converted to an String")
+            raise SerializationException(f"class {_number_class(cbor)} can not be converted to an String")
         raise SerializationException(f"class {type(value).__name__} can not be converted to an String")
     if t == "blob":
         return _blob(value, cbor)
@@ -184,11 +184,19 @@ def _convert(value: Any, shape: _Shape, cbor: bool) -> Any:
         if isinstance(value, bool):
             return value
         if isinstance(value, int | float):
-            raise SerializationException("class java.math.BigDecimal can not be converted to an Boolean")
+            raise SerializationException(f"class {_number_class(cbor)} can not be converted to an Boolean")
         raise SerializationException(f"'{str(value).upper()}' can not be converted to an Boolean")
     if t == "timestamp":
         return _timestamp(value)
     raise SerializationException(f"Unsupported shape type {t}")
+
+
+def _number_class(cbor: bool) -> str:
+    """The Java class AWS names for a number where another type is expected.
+
+    AWS quirk: since 2016 its JSON reader holds numbers as TruncatingBigNumber (BigDecimal before, the class older
+    emulators still print). The CBOR reader's class is not on record; BigDecimal is kept there."""
+    return "java.math.BigDecimal" if cbor else "com.amazon.coral.value.json.numbers.TruncatingBigNumber"
 
 
 def _not_scalar(value: Any) -> None:
@@ -241,7 +249,7 @@ def _blob(value: Any, cbor: bool) -> bytes:
     if isinstance(value, bool):
         raise SerializationException("class java.lang.Boolean can not be converted to a Blob")
     if isinstance(value, int | float):
-        raise SerializationException("class java.math.BigDecimal can not be converted to a Blob")
+        raise SerializationException(f"class {_number_class(cbor)} can not be converted to a Blob")
     raise SerializationException(f"class {type(value).__name__} can not be converted to a Blob")
 
 
@@ -333,20 +341,9 @@ def _timestamp(value: Any) -> int:
     elif isinstance(value, dt.datetime):  # CBOR tag 0 or 1, decoded by cbor2
         seconds = value.timestamp() if value.tzinfo else value.replace(tzinfo=dt.UTC).timestamp()
     elif isinstance(value, str):
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                seconds = None
-            else:
-                seconds = (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
+        # AWS quirk: a timestamp member takes a number of seconds; text (digits or ISO 8601) is refused.
+        raise SerializationException("class java.lang.String can not be converted to milliseconds since epoch")
     if seconds is None or not math.isfinite(seconds) or abs(seconds) > 1e13:
-        if isinstance(value, str):
-            raise SerializationException(
-                f"class java.lang.String can not be converted to milliseconds since epoch: {value}"
-            )
         raise SerializationException(f"'{value}' can not be converted to milliseconds since epoch")
     return round(seconds * 1000)
 
