@@ -29,6 +29,7 @@ __all__ = [
     "UnknownOperationException",
     "UnrecognizedClientException",
     "ValidationException",
+    "enum_rule",
     "validation_error",
 ]
 
@@ -147,3 +148,24 @@ def _show(value: object) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_show(v) for v in value) + "]"
     return str(value)
+
+
+def enum_rule(values: tuple[str, ...] | list[str]) -> str:
+    """The constraint text for an enum, its values in the order AWS lists them.
+
+    AWS quirk: the values come out of a Java HashSet, so they are in hash-bucket order: by ``String.hashCode()``
+    masked to the table size (16 until more than 12 values), in declaration order within a bucket. For
+    ShardIteratorType that gives ``[AFTER_SEQUENCE_NUMBER, LATEST, AT_TIMESTAMP, AT_SEQUENCE_NUMBER, TRIM_HORIZON]``,
+    as AWS answers."""
+    size = 16
+    while len(values) > size * 3 // 4:
+        size *= 2
+    ordered = sorted(values, key=lambda v: _java_hash(v) & (size - 1))
+    return f"Member must satisfy enum value set: [{', '.join(ordered)}]"
+
+
+def _java_hash(text: str) -> int:
+    h = 0
+    for unit in text.encode("utf-16-be").hex(" ", 2).split():  # Java hashes UTF-16 code units
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    return h

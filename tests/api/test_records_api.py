@@ -17,7 +17,8 @@ HALF = 1 << 127
 MAX_KEY = (1 << 128) - 1
 HASH_KEY_PATTERN = r"^(0|([1-9]\d{0,38}))$"
 SEQ_PATTERN = r"^(0|([1-9]\d{0,128}))$"
-ITER_TYPES = "[AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, LATEST, AT_TIMESTAMP]"
+# AWS's recorded order (Java hash-set order, see shardline.errors.enum_rule), not the model's.
+ITER_TYPES = "[AFTER_SEQUENCE_NUMBER, LATEST, AT_TIMESTAMP, AT_SEQUENCE_NUMBER, TRIM_HORIZON]"
 
 
 def b64(data: bytes) -> str:

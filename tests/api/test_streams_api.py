@@ -130,7 +130,7 @@ STREAM_VALIDATION = [
     ("CreateStream", {"StreamName": "s", "ShardCount": 1, "WarmThroughputMiBps": -1}, -1, "warmThroughputMiBps",
      "Member must have value greater than or equal to 0"),
     ("CreateStream", {"StreamName": "s", "ShardCount": 1, "RecordDistributionStrategy": "RANDOM"}, "RANDOM",
-     "recordDistributionStrategy", "Member must satisfy enum value set: [AUTO, USER_PARTITION_KEY]"),
+     "recordDistributionStrategy", "Member must satisfy enum value set: [USER_PARTITION_KEY, AUTO]"),
     ("CreateStream", {"StreamName": "s", "ShardCount": 1, "Tags": {}}, "{}", "tags",
      "Member must have length greater than or equal to 1"),
     ("CreateStream", {"StreamName": "s", "ShardCount": -3}, -3, "shardCount",
@@ -164,7 +164,7 @@ STREAM_VALIDATION = [
      "[" + ", ".join([*ALL_METRICS, "ALL"]) + "]", "shardLevelMetrics",
      "Member must have length less than or equal to 7"),
     ("StartStreamEncryption", {"StreamName": "s", "EncryptionType": "AES", "KeyId": "k"}, "AES", "encryptionType",
-     "Member must satisfy enum value set: [NONE, KMS]"),
+     "Member must satisfy enum value set: [KMS, NONE]"),
     ("StartStreamEncryption", {"StreamName": "s", "EncryptionType": "KMS", "KeyId": ""}, "", "keyId",
      "Member must have length greater than or equal to 1"),
     ("StopStreamEncryption", {"StreamName": "s", "EncryptionType": "KMS", "KeyId": "k" * 2049}, "k" * 2049, "keyId",
@@ -241,7 +241,9 @@ async def test_an_unknown_metric_is_reported_on_the_metrics_list(kinesis) -> Non
     msg = await kinesis.validation("EnableEnhancedMonitoring", {"StreamName": "s", "ShardLevelMetrics": ["Bogus"]})
     assert msg == (
         "1 validation error detected: Value '[Bogus]' at 'shardLevelMetrics' failed to satisfy constraint: "
-        "Member must satisfy constraint: [Member must satisfy enum value set: [" + ", ".join(ALL_METRICS) + ", ALL]]"
+        "Member must satisfy constraint: [Member must satisfy enum value set: [ALL, "
+        "WriteProvisionedThroughputExceeded, IteratorAgeMilliseconds, IncomingBytes, OutgoingRecords, "
+        "ReadProvisionedThroughputExceeded, IncomingRecords, OutgoingBytes]]"
     )
 
 

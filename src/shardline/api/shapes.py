@@ -20,7 +20,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from ..errors import SerializationException, validation_error
+from ..errors import SerializationException, enum_rule, validation_error
 from ..models import Record
 
 __all__ = ["MODEL", "RecordList", "Timestamp", "check_request", "operations"]
@@ -60,6 +60,7 @@ def operations() -> list[str]:
 class _Shape:
     __slots__ = (
         "enum",
+        "enum_text",
         "key",
         "max",
         "member",
@@ -84,6 +85,7 @@ class _Shape:
         # AWS quirk: the model's patterns are Java regexes, whose \d and \s are ASCII only.
         self.pattern = re.compile(self.pattern_text, re.ASCII) if self.pattern_text else None
         self.enum: tuple[str, ...] | None = tuple(spec["enum"]) if "enum" in spec else None
+        self.enum_text = enum_rule(self.enum) if self.enum else ""
         self.required: frozenset[str] = frozenset(spec.get("required", ()))
         # (wire name, path name, shape), filled in by _compile once every shape exists
         self.members: list[tuple[str, str, _Shape]] = []  # in model order: types are checked in this order
@@ -103,7 +105,7 @@ class _Shape:
         if self.pattern_text:
             out.append(f"Member must satisfy regular expression pattern: {self.pattern_text}")
         if self.enum:
-            out.append(f"Member must satisfy enum value set: [{', '.join(self.enum)}]")
+            out.append(self.enum_text)
         return out
 
 
@@ -381,7 +383,7 @@ def _check(value: Any, shape: _Shape, where: str, out: Violations) -> None:
     if shape.max is not None and n > shape.max:
         out.append((_shown(value, shape), where, f"Member must have length less than or equal to {shape.max}"))
     if shape.enum is not None and value not in shape.enum:
-        out.append((value, where, f"Member must satisfy enum value set: [{', '.join(shape.enum)}]"))
+        out.append((value, where, shape.enum_text))
     if t == "list":
         member = shape.member
         assert member is not None

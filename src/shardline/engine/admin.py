@@ -7,6 +7,7 @@ from ..errors import (
     LimitExceededException,
     ResourceInUseException,
     ResourceNotFoundException,
+    enum_rule,
     validation_error,
 )
 from ..models import Consumer, StreamMode, StreamStatus, Tag
@@ -212,16 +213,8 @@ class Admin(EngineBase):
     ) -> tuple[list[str], list[str]]:
         bad = [x for x in metrics if x != "ALL" and x not in SHARD_LEVEL_METRICS]
         if bad or not metrics:
-            allowed = "[" + ", ".join((*SHARD_LEVEL_METRICS, "ALL")) + "]"
-            raise validation_error(
-                [
-                    (
-                        metrics,
-                        "shardLevelMetrics",
-                        f"Member must satisfy constraint: [Member must satisfy enum value set: {allowed}]",
-                    )
-                ]
-            )
+            allowed = enum_rule([*SHARD_LEVEL_METRICS, "ALL"])
+            raise validation_error([(metrics, "shardLevelMetrics", f"Member must satisfy constraint: [{allowed}]")])
         st = self._stream(stream_name, stream_arn)
         chosen = set(SHARD_LEVEL_METRICS) if "ALL" in metrics else set(metrics)
         current = list(st.shard_level_metrics)
@@ -240,9 +233,7 @@ class Admin(EngineBase):
     ) -> None:
         """Accepted and reported, as AWS reports it; records on disk stay as stored."""
         if encryption_type != "KMS":
-            raise validation_error(
-                [(encryption_type, "encryptionType", "Member must satisfy enum value set: [KMS, NONE]")]
-            )
+            raise validation_error([(encryption_type, "encryptionType", enum_rule(["NONE", "KMS"]))])
         st = self._stream(stream_name, stream_arn)
         self._require_active(st)
         st.encryption_type, st.key_id = "KMS", key_id

@@ -15,6 +15,7 @@ from ..errors import (
     KinesisError,
     ProvisionedThroughputExceededException,
     ResourceNotFoundException,
+    enum_rule,
     validation_error,
 )
 from ..models import (
@@ -348,10 +349,8 @@ class DataPlane(EngineBase):
         try:
             kind = ShardIteratorType(shard_iterator_type)
         except ValueError:
-            allowed = ", ".join(t.value for t in ShardIteratorType)
-            raise validation_error(
-                [(shard_iterator_type, "shardIteratorType", f"Member must satisfy enum value set: [{allowed}]")]
-            ) from None
+            allowed = enum_rule([t.value for t in ShardIteratorType])
+            raise validation_error([(shard_iterator_type, "shardIteratorType", allowed)]) from None
         lg = shard.log
         seq_kinds = (ShardIteratorType.AT_SEQUENCE_NUMBER, ShardIteratorType.AFTER_SEQUENCE_NUMBER)
         if kind in (ShardIteratorType.TRIM_HORIZON, ShardIteratorType.LATEST) and starting_sequence_number is not None:

@@ -14,6 +14,7 @@ from ..errors import (
     LimitExceededException,
     ResourceNotFoundException,
     ValidationException,
+    enum_rule,
     validation_error,
 )
 from ..models import StreamMode, StreamStatus
@@ -100,9 +101,7 @@ class Resharding(EngineBase):
     ) -> tuple[int, int]:
         """Returns (current shard count, target shard count) as AWS reports them."""
         if scaling_type != "UNIFORM_SCALING":
-            raise validation_error(
-                [(scaling_type, "scalingType", "Member must satisfy enum value set: [UNIFORM_SCALING]")]
-            )
+            raise validation_error([(scaling_type, "scalingType", enum_rule(["UNIFORM_SCALING"]))])
         if target_shard_count < 1:
             raise validation_error(
                 [
