@@ -26,6 +26,7 @@ from ..models import (
     ShardIteratorType,
     StreamMode,
 )
+from ..storage import unwritten
 from ..storage.staging import Entry
 from . import messages as m
 from . import sequence
@@ -227,6 +228,9 @@ class DataPlane(EngineBase):
         try:
             offsets, made = journal.put(st.tag, now, table, plan, results=True)
         except OSError as exc:
+            full = self._no_space(exc)
+            if full is not None:  # nothing of the request was written: the whole request is refused
+                raise full from exc
             log.error("stream %s: journal write failed: %s", st.name, exc)
             if single:
                 raise InternalFailureException("Internal Service Failure") from exc
@@ -237,6 +241,8 @@ class DataPlane(EngineBase):
         # stage table made each record's result (shard id, sequence number) and counted its bytes as it staged it:
         # no per-record loop here, and no per-shard object touched.
         assert made is not None
+        if self.disk_full:
+            self._space_again()
         if positions is None:
             results = made
         else:
@@ -246,7 +252,8 @@ class DataPlane(EngineBase):
             try:
                 journal.materialize_all()
             except OSError as exc:  # the records stay staged and in the journal; the next pass retries
-                log.error("stream %s: writing staged records to the shard logs failed: %s", st.name, exc)
+                if self._no_space(exc) is None:
+                    log.error("stream %s: writing staged records to the shard logs failed: %s", st.name, exc)
         if always:
             try:
                 await self.committer.commit((journal,))
@@ -374,7 +381,7 @@ class DataPlane(EngineBase):
             now = self.clock.now_ms()
             if timestamp_ms > now:
                 raise InvalidArgumentException(m.ITER_FUTURE_TIMESTAMP.format(ts=timestamp_ms, now=now))
-            offset = lg.offset_for_time(timestamp_ms)
+            offset = unwritten.offset_for_time(lg, timestamp_ms)
         return self.iterators.encode(IteratorPosition(st.name, st.tag, index, offset, self.clock.now_ms()))
 
     def _offset_of(self, st: StreamState, shard: ShardState, seq: str) -> int:
@@ -428,20 +435,19 @@ class DataPlane(EngineBase):
             self._throttle_read_call(st, shard)
         enc = None if st.encryption_type == "NONE" else st.encryption_type
         try:
-            records, next_offset, nbytes = lg.read_counted(
-                pos.offset, limit, MAX_GET_BYTES, id_base=shard.seq_prefix, encryption=enc
+            # (unwritten: records acknowledged but not yet in the segment files are read from memory when writing
+            # them fails, e.g. on a full disk)
+            records, next_offset, nbytes = unwritten.read_counted(
+                lg, pos.offset, limit, MAX_GET_BYTES, id_base=shard.seq_prefix, encryption=enc
             )
+            arrival = unwritten.arrival_of(lg, next_offset) if next_offset < lg.visible_offset else None
         except OSError as exc:
             log.error("stream %s %s: read failed: %s", st.name, shard.shard_id, exc)
             raise InternalFailureException("Internal Service Failure") from exc
         if self.settings.enforce_limits and records:
             self._charge_read(st, shard, nbytes)
         end = lg.visible_offset
-        if next_offset >= end:
-            behind = 0
-        else:
-            arrival = lg.arrival_of(next_offset)
-            behind = max(0, now - arrival) if arrival is not None else 0
+        behind = max(0, now - arrival) if arrival is not None else 0
         c = shard.counters
         c.get_records_calls += 1
         c.outgoing_records += len(records)
