@@ -94,8 +94,9 @@ async def test_writes_are_refused_while_the_disk_is_full_and_work_again_after(
             "No space left on the device of the data directory: writes are refused until space is freed (No space "
             "left on device)."
         )
-        with pytest.raises(ServiceUnavailable):
-            await engine.put_records([(b"a", "k1"), (b"b", "k2")], stream_name="s")
+        batch = await engine.put_records([(b"a", "k1"), (b"b", "k2")], stream_name="s")
+        assert batch.failed_record_count == 2
+        assert {(r.error_code, r.error_message) for r in batch.records} == {("InternalFailure", exc.value.message)}
         with pytest.raises(ServiceUnavailable):
             await engine.add_tags_to_stream({"t": "v"}, stream_name="s")
         with pytest.raises(ServiceUnavailable):

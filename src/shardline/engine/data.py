@@ -228,14 +228,18 @@ class DataPlane(EngineBase):
         try:
             offsets, made = journal.put(st.tag, now, table, plan, results=True)
         except OSError as exc:
-            full = self._no_space(exc)
-            if full is not None:  # nothing of the request was written: the whole request is refused
-                raise full from exc
-            log.error("stream %s: journal write failed: %s", st.name, exc)
+            full = self._no_space(exc)  # (a full disk is logged once, not per request)
+            if full is None:
+                log.error("stream %s: journal write failed: %s", st.name, exc)
             if single:
-                raise InternalFailureException("Internal Service Failure") from exc
+                raise full or InternalFailureException("Internal Service Failure") from exc
+            # AWS quirk: a PutRecords record fails with ProvisionedThroughputExceededException or InternalFailure
+            # only; clients retry the failed records. The message says why.
+            failure = _INTERNAL_FAILURE
+            if full is not None:
+                failure = PutRecordsEntry(None, None, "InternalFailure", full.message)
             for i in range(len(plan)) if positions is None else positions:
-                results[i] = _INTERNAL_FAILURE
+                results[i] = failure
             return PutRecordsResult(len(records), results, st.encryption_type)
         # Every record is acknowledged from here on: it is in the journal (durable below under fsync=always). The
         # stage table made each record's result (shard id, sequence number) and counted its bytes as it staged it:
