@@ -26,6 +26,7 @@ __all__ = [
     "ResourceInUseException",
     "ResourceNotFoundException",
     "SerializationException",
+    "ServiceUnavailable",
     "UnknownOperationException",
     "UnrecognizedClientException",
     "ValidationException",
@@ -68,6 +69,15 @@ class InternalFailureException(KinesisError):
 
 class InvalidArgumentException(KinesisError):
     pass
+
+
+class ServiceUnavailable(KinesisError):
+    """AWS's common error for a temporary failure of the server (named without "Exception", as AWS names it).
+    Every AWS SDK retries a 503 with backoff (botocore: legacy and standard modes; the Java SDK v2: its default
+    retry condition), which is what a writer should do while the disk is full until space is freed."""
+
+    http_status = 503
+    retryable = True
 
 
 class LimitExceededException(KinesisError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 from typing import NoReturn
@@ -12,11 +13,12 @@ from ..errors import (
     LimitExceededException,
     ResourceInUseException,
     ResourceNotFoundException,
+    ServiceUnavailable,
     ValidationException,
 )
 from ..models import StreamMode, StreamStatus
 from ..settings import Settings
-from ..storage.catalog import Catalog
+from ..storage.catalog import Catalog, DamagedStream
 from ..storage.journal import Journal
 from ..storage.log import FileCache, RecoveryReport, ShardLog
 from ..storage.sync import GroupCommitter
@@ -31,6 +33,7 @@ log = logging.getLogger("shardline.engine")
 _DAY_MS = 24 * 3600 * 1000
 MAX_TAGS = 50
 TAG_RE = re.compile(r"^[\w\s_.:/=+\-@%]*$", re.UNICODE)
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class EngineBase:
@@ -42,6 +45,8 @@ class EngineBase:
     journal: Journal
     iterators: IteratorCodec
     streams: dict[str, StreamState]
+    damaged_streams: dict[str, DamagedStream]
+    disk_full: bool
     _next_transition_ms: int
     _next_yield_ms: float
     _closed: bool
@@ -88,8 +93,17 @@ class EngineBase:
         self._tick()
         st = self.streams.get(name)
         if st is None:
+            self._refuse_damaged(name)
             self._not_found(name)
         return st
+
+    def _refuse_damaged(self, name: str) -> None:
+        """Answer a request for a stream whose metadata is damaged with what is wrong (not "not found": the name
+        stays taken, and its data kept, until the file is repaired)."""
+        for damage in self.damaged_streams.values():
+            if damage.name == name:
+                path = damage.path.relative_to(self.catalog.root)
+                raise ResourceInUseException(self._fmt(m.STREAM_DAMAGED, name, path=path, reason=damage.reason))
 
     def _writable(self, st: StreamState) -> None:
         if st.status not in (StreamStatus.ACTIVE, StreamStatus.UPDATING):
@@ -140,7 +154,12 @@ class EngineBase:
                 else:
                     nxt = min(nxt, c.status_until_ms)
             if changed:
-                self._save(st)
+                try:
+                    self._save(st)
+                except (OSError, ServiceUnavailable) as exc:
+                    # The request that ticked is not about this change: it goes on. The new state is in memory and
+                    # saved with the stream's next change; a restart before that derives it again from the old one.
+                    log.error("stream %s: cannot save its new state: %s", st.name, exc)
         self._next_transition_ms = nxt
 
     def _finish_delete(self, st: StreamState) -> None:
@@ -155,7 +174,34 @@ class EngineBase:
 
     # ----------------------------------------------------------------- persistence
     def _save(self, st: StreamState) -> None:
-        self.catalog.save_stream(st.stream_id, st.to_dict())
+        try:
+            self.catalog.save_stream(st.stream_id, st.to_dict())
+        except OSError as exc:
+            full = self._no_space(exc)
+            if full is None:
+                raise
+            raise full from exc
+
+    # ----------------------------------------------------------------- a full disk
+    def _no_space(self, exc: OSError) -> ServiceUnavailable | None:
+        """The error that refuses a write failed by ``exc`` when the disk is full (None for any other failure).
+        Entering that state is logged once; reads go on (storage/unwritten.py)."""
+        if exc.errno not in _NO_SPACE:
+            return None
+        if not self.disk_full:
+            self.disk_full = True
+            log.error(
+                "no space left for the data directory %s (%s): writes are refused until space is freed, reads go on",
+                self.settings.data_dir,
+                exc.strerror,
+            )
+        return ServiceUnavailable(m.DISK_FULL.format(error=exc.strerror))
+
+    def _space_again(self) -> None:
+        """A write went through: if the disk was full, say that writes work again."""
+        if self.disk_full:
+            self.disk_full = False
+            log.warning("space available again in %s: writes accepted", self.settings.data_dir)
 
     def _open_shard(self, st: StreamState, sh: ShardState) -> None:
         s = self.settings

@@ -50,6 +50,7 @@ class ControlPlane(EngineBase):
         self._tick()
         if stream_name in self.streams:
             raise ResourceInUseException(self._fmt(m.STREAM_EXISTS, stream_name))
+        self._refuse_damaged(stream_name)
         if mode is StreamMode.ON_DEMAND:
             count = shard_count or self.settings.on_demand_initial_shards
             if self._on_demand_count() + 1 > self.settings.on_demand_stream_limit:
@@ -89,7 +90,15 @@ class ControlPlane(EngineBase):
         self._make_buckets(st)
         self._set_status(st, StreamStatus.CREATING)
         st.rebuild_router()
-        self._save(st)
+        try:
+            self._save(st)
+        except BaseException:
+            # (a full disk) the stream does not exist: nothing of it may stay open or on disk
+            for sh in st.shards:
+                if sh.log is not None:
+                    sh.log.close()
+            self.catalog.delete_stream(st.stream_id)
+            raise
         self.streams[stream_name] = st
 
     async def delete_stream(

@@ -27,6 +27,7 @@ from ..models import (
     ShardIteratorType,
     StreamMode,
 )
+from ..storage import unwritten
 from ..storage.staging import Entry
 from . import messages as m
 from . import sequence
@@ -228,16 +229,25 @@ class DataPlane(EngineBase):
         try:
             offsets, made = journal.put(st.tag, now, table, plan, results=True)
         except OSError as exc:
-            log.error("stream %s: journal write failed: %s", st.name, exc)
+            full = self._no_space(exc)  # (a full disk is logged once, not per request)
+            if full is None:
+                log.error("stream %s: journal write failed: %s", st.name, exc)
             if single:
-                raise InternalFailureException("Internal Service Failure") from exc
+                raise full or InternalFailureException("Internal Service Failure") from exc
+            # AWS quirk: a PutRecords record fails with ProvisionedThroughputExceededException or InternalFailure
+            # only; clients retry the failed records. The message says why.
+            failure = _INTERNAL_FAILURE
+            if full is not None:
+                failure = PutRecordsEntry(None, None, "InternalFailure", full.message)
             for i in range(len(plan)) if positions is None else positions:
-                results[i] = _INTERNAL_FAILURE
+                results[i] = failure
             return PutRecordsResult(len(records), results, st.encryption_type)
         # Every record is acknowledged from here on: it is in the journal (durable below under fsync=always). The
         # stage table made each record's result (shard id, sequence number) and counted its bytes as it staged it:
         # no per-record loop here, and no per-shard object touched.
         assert made is not None
+        if self.disk_full:
+            self._space_again()
         if positions is None:
             results = made
         else:
@@ -247,7 +257,8 @@ class DataPlane(EngineBase):
             try:
                 journal.materialize_all()
             except OSError as exc:  # the records stay staged and in the journal; the next pass retries
-                log.error("stream %s: writing staged records to the shard logs failed: %s", st.name, exc)
+                if self._no_space(exc) is None:
+                    log.error("stream %s: writing staged records to the shard logs failed: %s", st.name, exc)
         if always:
             try:
                 await self.committer.commit((journal,))
@@ -373,7 +384,7 @@ class DataPlane(EngineBase):
             now = self.clock.now_ms()
             if timestamp_ms > now:
                 raise InvalidArgumentException(m.ITER_FUTURE_TIMESTAMP.format(ts=timestamp_ms, now=now))
-            offset = lg.offset_for_time(timestamp_ms)
+            offset = unwritten.offset_for_time(lg, timestamp_ms)
         return self.iterators.encode(IteratorPosition(st.name, st.tag, index, offset, self.clock.now_ms()))
 
     def _offset_of(self, st: StreamState, shard: ShardState, seq: str) -> int:
@@ -427,20 +438,19 @@ class DataPlane(EngineBase):
             self._throttle_read_call(st, shard)
         enc = None if st.encryption_type == "NONE" else st.encryption_type
         try:
-            records, next_offset, nbytes = lg.read_counted(
-                pos.offset, limit, MAX_GET_BYTES, id_base=shard.seq_prefix, encryption=enc
+            # (unwritten: records acknowledged but not yet in the segment files are read from memory when writing
+            # them fails, e.g. on a full disk)
+            records, next_offset, nbytes = unwritten.read_counted(
+                lg, pos.offset, limit, MAX_GET_BYTES, id_base=shard.seq_prefix, encryption=enc
             )
+            arrival = unwritten.arrival_of(lg, next_offset) if next_offset < lg.visible_offset else None
         except OSError as exc:
             log.error("stream %s %s: read failed: %s", st.name, shard.shard_id, exc)
             raise InternalFailureException("Internal Service Failure") from exc
         if self.settings.enforce_limits and records:
             self._charge_read(st, shard, nbytes)
         end = lg.visible_offset
-        if next_offset >= end:
-            behind = 0
-        else:
-            arrival = lg.arrival_of(next_offset)
-            behind = max(0, now - arrival) if arrival is not None else 0
+        behind = max(0, now - arrival) if arrival is not None else 0
         c = shard.counters
         c.get_records_calls += 1
         c.outgoing_records += len(records)

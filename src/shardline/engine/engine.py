@@ -12,7 +12,7 @@ from typing import Any
 
 from ..clock import Clock, SystemClock
 from ..settings import Settings
-from ..storage.catalog import Catalog
+from ..storage.catalog import Catalog, DamagedStream
 from ..storage.journal import Journal, JournalReport
 from ..storage.log import FileCache, RecoveryReport, ShardLog
 from ..storage.sync import GroupCommitter
@@ -49,6 +49,8 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         self.files = FileCache(self.settings.open_read_files)
         self.committer = GroupCommitter()
         self.streams: dict[str, StreamState] = {}
+        self.damaged_streams: dict[str, DamagedStream] = {}
+        self.disk_full = False  # the last write failed for want of space (see _no_space)
         self.recovery_reports: list[RecoveryReport] = []
         self.journal_report = JournalReport()
         self._checkpoint_lock = asyncio.Lock()
@@ -63,13 +65,27 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         self.iterators = IteratorCodec(self.catalog.secret)
         try:
             for stream_id, meta in self.catalog.load_streams():
-                st = StreamState.from_dict(stream_id, meta)
+                try:
+                    st = StreamState.from_dict(stream_id, meta)
+                except (KeyError, TypeError, ValueError) as exc:
+                    reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+                    name = meta.get("name")
+                    self.catalog.report_damaged(
+                        DamagedStream(
+                            stream_id,
+                            self.catalog.stream_dir(stream_id) / "stream.json",
+                            reason,
+                            name if isinstance(name, str) and name else None,
+                        )
+                    )
+                    continue
                 for sh in st.shards:
                     if not sh.expired:
                         self._open_shard(st, sh)
                 self._make_buckets(st)
                 st.rebuild_router()
                 self.streams[st.name] = st
+            self.damaged_streams = {d.stream_id: d for d in self.catalog.damaged_streams}
             self._open_journal()
         except BaseException:
             self._close_logs()
@@ -87,6 +103,12 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
             len(self.streams),
             self.catalog.was_clean,
         )
+        if self.damaged_streams:
+            log.error(
+                "%d damaged streams not served (see the errors above): %s",
+                len(self.damaged_streams),
+                ", ".join(d.name or d.stream_id for d in self.damaged_streams.values()),
+            )
         return self
 
     def _open_journal(self) -> None:
@@ -107,7 +129,14 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
             max_span_ms=s.journal_batch_span_ms,
         )
         self.journal_report = report
-        self.journal.checkpoint_now()
+        try:
+            self.journal.checkpoint_now()
+        except OSError as exc:
+            if self._no_space(exc) is None:
+                raise
+            # Start read-only rather than not at all: the replayed records stay staged (readable from memory) and
+            # in the journal, which keeps its files until a checkpoint succeeds once space is freed.
+            log.error("starting read-only: the replayed records cannot be written to their shards yet")
         for st in self.streams.values():
             st.incoming.restart()  # replayed records were counted when they were put
         if report.records or not report.clean:
@@ -134,16 +163,31 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
                 await t
         self._tasks.clear()
         await self.committer.close()
-        self._close_logs()
-        self.journal.close()
+        try:
+            self._close_logs()
+            self.journal.close()
+        except OSError as exc:
+            # (a full disk) what could not be written to the shard logs is still in the journal, which is left as
+            # it is (no checkpoint past it): the next open replays it, as after a crash.
+            log.error("closing without a final checkpoint, the next start replays the journal: %s", exc)
+            self.files.close()
+            self.catalog.close(clean=False)
+            return
         self.files.close()
         self.catalog.close(clean=True)
 
     def _close_logs(self) -> None:
+        """Close every shard log; the first failure is raised once all were tried."""
+        error: OSError | None = None
         for st in self.streams.values():
             for sh in st.shards:
                 if sh.log is not None:
-                    sh.log.close()
+                    try:
+                        sh.log.close()
+                    except OSError as exc:
+                        error = error or exc
+        if error is not None:
+            raise error
 
     async def __aenter__(self) -> Engine:
         return await self.open()
@@ -233,5 +277,8 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
             await asyncio.sleep(self.settings.journal_checkpoint_ms / 1000)
             try:
                 await self.checkpoint()
+            except OSError as exc:
+                if self._no_space(exc) is None:  # (a full disk is logged once, not every pass)
+                    log.exception("journal checkpoint failed")
             except Exception:
                 log.exception("journal checkpoint failed")

@@ -11,6 +11,12 @@ __all__ = ["java_date"]
 
 STREAM_NOT_FOUND = "Stream {stream} under account {account} not found."
 STREAM_EXISTS = "Stream {stream} under account {account} already exists."
+# Not AWS texts (AWS has no such states): a damaged stream's metadata, and a full disk.
+STREAM_DAMAGED = (
+    "Stream {stream} under account {account} is unavailable: its metadata file {path} is damaged ({reason}). "
+    "Its data is kept; the stream is served again once the file is repaired."
+)
+DISK_FULL = "No space left on the device of the data directory: writes are refused until space is freed ({error})."
 # AWS quirk: no final period on the state messages.
 NOT_ACTIVE = "Stream {stream} under account {account} not ACTIVE, instead in state {state}"
 NOT_WRITABLE = "Stream {stream} under account {account} not ACTIVE or UPDATING, instead in state {state}"

@@ -17,7 +17,7 @@ from ..models import (
 )
 from ..storage.log import LogTable, ShardLog
 from . import sequence
-from .hashing import HashRouter
+from .hashing import MAX_HASH_KEY, HashRouter
 from .limits import TokenBucket
 from .stats import IncomingCounts, ShardCounters, StreamCounters
 
@@ -202,7 +202,7 @@ class StreamState:
     @classmethod
     def from_dict(cls, stream_id: str, d: dict[str, Any]) -> StreamState:
         if d.get("version") != META_VERSION:
-            raise RuntimeError(f"stream {stream_id}: unsupported metadata version {d.get('version')!r}")
+            raise ValueError(f"unsupported metadata version {d.get('version')!r}")
         st = cls(
             stream_id=stream_id,
             name=d["name"],
@@ -226,4 +226,31 @@ class StreamState:
             st.consumers[c["name"]] = ConsumerState(
                 c["name"], int(c["created_ms"]), c["status"], int(c["status_until_ms"])
             )
+        st.check_shards()
         return st
+
+    def check_shards(self) -> None:
+        """Raise ValueError unless the shards are consistent: dense indexes, parents among the older shards, and
+        open shards whose hash key ranges cover 0..2^128-1 without a hole or an overlap. Metadata written before it
+        had a checksum is checked this way: a changed digit in a range would otherwise route nothing (or twice) to
+        some keys, and a later reshard would build on the hole."""
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("no stream name")
+        for i, sh in enumerate(self.shards):
+            if sh.index != i:
+                raise ValueError(f"shard {i} has index {sh.index}")
+            if not 0 <= sh.start_key <= sh.end_key <= MAX_HASH_KEY:
+                raise ValueError(f"{sh.shard_id}: impossible hash key range {sh.start_key}..{sh.end_key}")
+            for parent in (sh.parent, sh.adjacent_parent):
+                if parent is not None and not (isinstance(parent, int) and 0 <= parent < i):
+                    raise ValueError(f"{sh.shard_id}: impossible parent {parent!r}")
+            if sh.expired and sh.is_open:
+                raise ValueError(f"{sh.shard_id}: expired but open")
+        expect = 0
+        for sh in sorted(self.open_shards(), key=lambda s: s.start_key):
+            if sh.start_key != expect:
+                what = "hole" if sh.start_key > expect else "overlap"
+                raise ValueError(f"open shards leave a {what} in the hash key range at {min(expect, sh.start_key)}")
+            expect = sh.end_key + 1
+        if expect != MAX_HASH_KEY + 1:
+            raise ValueError(f"open shards leave a hole in the hash key range at {expect}")
