@@ -30,8 +30,8 @@ from ..errors import (
 )
 from ..models import Record
 from .checkpoints import Lease, LeaseLost, LeaseStore
-from .destinations import Destination, failure_record, iso_ms
-from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
+from .destinations import Destination, failure_record
+from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, iso_seconds, record_json
 from .functions import InvocationResult, Throttled
 from .mapping import MappingConfig, RuntimeTuning
 from .source import ShardSource
@@ -149,7 +149,9 @@ class _Window:
 
     def extra(self, shard_id: str, stream_arn: str, *, final: bool) -> dict[str, Any]:
         return {
-            "window": {"start": iso_ms(self.start_ms), "end": iso_ms(self.end_ms)},
+            # AWS quirk: the window bounds carry whole seconds (2020-12-09T07:04:00Z), unlike the millisecond
+            # timestamps of the on-failure record.
+            "window": {"start": iso_seconds(self.start_ms), "end": iso_seconds(self.end_ms)},
             "state": self.state if self.state is not None else {},
             "shardId": shard_id,
             "eventSourceARN": stream_arn,
