@@ -76,3 +76,23 @@ def test_bad_pointers_fail_one_message_each_and_the_rest_is_redriven(tmp_path: P
         f"after endSequenceNumber {seq})",
         "redrove 1 of 4 messages",
     ]
+
+
+def test_a_line_without_the_batch_pointers_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    (tmp_path / "handlers").mkdir()
+    (tmp_path / "handlers" / "ok.py").write_text("def handler(event, context):\n    return None\n")
+    (tmp_path / "shardline.yml").write_text(CONFIG)
+    (tmp_path / "failures.jsonl").write_bytes(orjson.dumps({"KinesisBatchInfo": {"shardId": SHARD0}}) + b"\n")
+    done = subprocess.run(
+        [*CLI, "redrive", "failures.jsonl", "--function", "f", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "shardline redrive: failures.jsonl:1: not a Kinesis on-failure record (KinesisBatchInfo has no streamArn, "
+        "startSequenceNumber, endSequenceNumber)\n"
+    )
