@@ -429,14 +429,15 @@ def test_default_rule_names_toggles_and_disable_patterns() -> None:
         "mapping:f@orders#uuuuuuuu:iterator-age-50pct",
     ]
     assert "mapping:f@orders#vvvvvvvv:poison-pill" in names
+    assert "mapping:f@orders#vvvvvvvv:on-failure-destination-stuck" in names
     assert names[-2:] == ["function:f:errors", "function:f:timeouts"]
-    assert len(names) == len(set(names)) == 6 + 2 * 6 + 2
+    assert len(names) == len(set(names)) == 6 + 2 * 7 + 2
     short = {r.name: r for r in default_rules(streams, maps[1:], [])}
     assert short["mapping:f@orders:iterator-age-80pct"].threshold == 480  # MaximumRecordAge 600 s is the limit
     assert short["mapping:f@orders:data-loss-forecast"].forecast == Forecast(600, window_s=600)
     off = AlarmDefaults(iterator_age_ratios=(), forecast=False, abandoned_after_s=None, throttling=False,
-                        poison_pill_s=None, dropped_records=False, dead_lettered_records=False, function_errors=False,
-                        function_timeouts=False)  # fmt: skip
+                        poison_pill_s=None, dropped_records=False, dead_lettered_records=False,
+                        on_failure_destination_stuck=False, function_errors=False, function_timeouts=False)  # fmt: skip
     assert default_rules(streams, maps, ["f"], off) == []
     assert default_rules(streams, maps, ["f"], AlarmDefaults(enabled=False)) == []
     some = default_rules(streams, maps, ["f"], AlarmDefaults(disable=("*:read-throttled", "mapping:*")))

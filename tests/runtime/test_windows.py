@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import calendar
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -79,16 +81,40 @@ async def _test_state_flows_through_a_window_and_the_final_invoke_carries_it(tmp
     assert [e["isFinalInvokeForWindow"] for e in first] == [False, False, False, True]
     assert all(e["shardId"] == "shardId-000000000000" and not e["isWindowTerminatedEarly"] for e in first)
     assert all(e["eventSourceARN"] == engine.stream_arn("s") for e in events)
+    # AWS sends whole seconds: "2020-12-09T07:04:00Z"
     start, end = first[0]["window"]["start"], first[0]["window"]["end"]
-    assert start.endswith(":00.000Z") and end.endswith(":00.000Z")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:00Z", start), start
+    assert _epoch_s(end) - _epoch_s(start) == 60
     # a batch never mixes windows: every record of an event lies inside its window
     for e in events:
         for r in e["Records"]:
-            assert e["window"]["start"] <= _iso(r["kinesis"]["approximateArrivalTimestamp"]) < e["window"]["end"]
+            arrival = r["kinesis"]["approximateArrivalTimestamp"]
+            assert _epoch_s(e["window"]["start"]) <= arrival < _epoch_s(e["window"]["end"])
 
 
-def _iso(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{round(seconds * 1000) % 1000:03d}Z"
+def _epoch_s(iso: str) -> int:
+    return calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def test_records_just_either_side_of_a_bound_land_in_whole_second_windows(tmp_path: Path) -> None:
+    asyncio.run(_test_records_just_either_side_of_a_bound_land_in_whole_second_windows(tmp_path))
+
+
+async def _test_records_just_either_side_of_a_bound_land_in_whole_second_windows(tmp_path: Path) -> None:
+    engine, clock = windowed_engine(tmp_path)
+    t0_s = clock.now_ms() // 1000
+    events: list[dict[str, Any]] = []
+    async with engine:
+        await engine.create_stream("s", 1)
+        clock.advance(ms=59_999)
+        await engine.put_record(stream_name="s", data=b"last", partition_key="k")
+        clock.advance(ms=2)
+        await engine.put_record(stream_name="s", data=b"next", partition_key="k")
+        m = mapping(engine, tmp_path, InProcessFunction(counting(events)), batch_size=10)
+        await run_until(m, lambda: sum(e["isFinalInvokeForWindow"] for e in events) >= 2)
+    windows = [(_epoch_s(e["window"]["start"]), _epoch_s(e["window"]["end"]), len(e["Records"])) for e in events]
+    first, second = (t0_s, t0_s + 60), (t0_s + 60, t0_s + 120)
+    assert windows[:4] == [(*first, 1), (*first, 0), (*second, 1), (*second, 0)]
 
 
 def test_checkpoint_moves_only_after_the_final_invoke(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ after a restart an alarm that is still in ALARM is not announced again and no tr
 alarms:
   defaults: {iteratorAgeRetention: true, forecast: {horizonMinutes: 60}, abandonedAfterHours: 168,
              poisonPillMinutes: 15, throttling: true, droppedRecords: true, deadLetteredRecords: true,
-             functionErrors: true, functionTimeouts: true, period: 60, disable: ["stream:*:read-throttled"]}
+             onFailureDestinationStuck: true, functionErrors: true, functionTimeouts: true, period: 60,
+             disable: ["stream:*:read-throttled"]}
   notify: {log: true, file: alarms.jsonl, webhook: {url: "http://127.0.0.1:9000/hook", retries: 3}}
   rules:
     - name: orders-errors
@@ -720,6 +721,7 @@ class AlarmDefaults:
     throttling: bool = True
     dropped_records: bool = True
     dead_lettered_records: bool = True
+    on_failure_destination_stuck: bool = True
     function_errors: bool = True
     function_timeouts: bool = True
     period_s: int = 60
@@ -844,6 +846,14 @@ def default_rules(
                     description=text,
                 )
             )
+        if d.on_failure_destination_stuck:
+            # Any period with a record waiting: retries back off up to a minute, so a count of failed attempts
+            # could miss a period while the destination is still down.
+            text = f"{subject} cannot store on-failure records at its destination; the shard waits until it can"
+            pending = "shardline_esm_on_failure_pending_records"
+            out.append(
+                _rule(f"{p}:on-failure-destination-stuck", pending, lbl, 0, d, severity="critical", description=text)
+            )
         out += [
             _count(f"{p}:{x}", m, lbl, d, severity=sev, description=t.format(subject))
             for x, m, sev, on, t in _MAPPING_COUNTS
@@ -900,7 +910,8 @@ _RULE_KEYS = {
 }  # fmt: skip
 _DEFAULT_KEYS = {
     "enabled", "iteratorAgeRetention", "forecast", "abandonedAfterHours", "poisonPillMinutes", "throttling",
-    "droppedRecords", "deadLetteredRecords", "functionErrors", "functionTimeouts", "period", "disable",
+    "droppedRecords", "deadLetteredRecords", "onFailureDestinationStuck", "functionErrors", "functionTimeouts",
+    "period", "disable",
 }  # fmt: skip
 _FIELD_KEYS = {"treat_missing_data": "treatMissingData", "evaluation_periods": "evaluationPeriods",
                "datapoints_to_alarm": "datapointsToAlarm"}  # fmt: skip
@@ -1082,6 +1093,7 @@ def _parse_defaults(path: Path, where: str, data: Any) -> AlarmDefaults:
         throttling=flag("throttling"),
         dropped_records=flag("droppedRecords"),
         dead_lettered_records=flag("deadLetteredRecords"),
+        on_failure_destination_stuck=flag("onFailureDestinationStuck"),
         function_errors=flag("functionErrors"),
         function_timeouts=flag("functionTimeouts"),
         period_s=period,

@@ -379,8 +379,17 @@ _ALL = [
         "shardline_esm_on_failure_delivery_errors_total",
         "counter",
         "requests",
-        "On-failure messages that could not be delivered after retries.",
+        "Failed attempts to store an on-failure record at the destination (each is retried until it is stored).",
         "AWS/Lambda DestinationDeliveryFailures (Sum)",
+        _ESM,
+    ),
+    Metric(
+        "shardline_esm_on_failure_pending_records",
+        "gauge",
+        "records",
+        "Records given up on whose on-failure record the destination has not accepted yet. Their shard waits, with "
+        "its checkpoint before them, until it does: above 0 for long, the destination is down.",
+        "n/a",
         _ESM,
     ),
     Metric(

@@ -391,6 +391,8 @@ class Collector:
         lag = 0
         worst_age = 0.0
         shard_stats = m.shard_stats()
+        pending = sum(ss.destination_pending for ss in shard_stats.values())
+        s["shardline_esm_on_failure_pending_records"].samples.append((ml, float(pending)))
         for sid, ss in shard_stats.items():
             seen = self._shards_seen.get((m.uuid, sid))
             if seen is None or seen.stats is not ss:

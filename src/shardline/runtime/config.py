@@ -16,7 +16,7 @@ functions:
           batchSize: 100                           # 1..10000 (default 100)
           batchWindow: 1                           # seconds, 0..300 (default 0)
           startingPosition: TRIM_HORIZON           # TRIM_HORIZON | LATEST | AT_TIMESTAMP (default TRIM_HORIZON)
-          startingPositionTimestamp: 1700000000    # epoch seconds, with AT_TIMESTAMP
+          startingPositionTimestamp: 1700000000    # epoch seconds, with AT_TIMESTAMP; not in the future
           maximumRetryAttempts: 2                  # -1..10000 (default -1: until the record expires)
           maximumRecordAgeInSeconds: 3600          # -1, or 60..604800 (default -1)
           bisectBatchOnFunctionError: true         # default false
@@ -37,6 +37,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +132,10 @@ class _Ctx:
 def load_config(
     path: Path, *, region: str = "us-east-1", account_id: str = "000000000000", now_ms: int | None = None
 ) -> ProjectConfig:
+    """``now_ms`` (default: the wall clock) is what a StartingPositionTimestamp must not be after."""
     ctx = _Ctx(path)
+    if now_ms is None:
+        now_ms = time.time_ns() // 1_000_000
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -185,7 +189,7 @@ def _function(
     streams: dict[str, StreamSpec],
     region: str,
     account_id: str,
-    now_ms: int | None,
+    now_ms: int,
 ) -> FunctionSpec:
     where = f"functions.{name}"
     if not _FUNCTION_NAME.match(name):
@@ -254,7 +258,7 @@ def _mapping(
     streams: dict[str, StreamSpec],
     region: str,
     account_id: str,
-    now_ms: int | None,
+    now_ms: int,
 ) -> MappingConfig:
     if isinstance(ev, str):
         ev = {"arn": ev}
@@ -292,11 +296,19 @@ def _mapping(
     kwargs.setdefault("starting_position", "TRIM_HORIZON")
     mapping_id = str(uuid.uuid5(_NAMESPACE, f"{function}:{arn}:{index}"))
     cfg = MappingConfig(function_name=function, event_source_arn=arn, uuid=mapping_id, **kwargs)
-    problems = cfg.problems(now_ms=now_ms)
+    problems = cfg.problems()
     if problems:
         p = problems[0]
         key = _PARAM_TO_KEY.get(p.param.split(".")[0], p.param)
         raise ctx.fail(f"{where}.{key}", f"{p.value!r} is not allowed (allowed: {p.rule})")
+    start_ms = cfg.starting_position_timestamp_ms
+    if start_ms is not None and start_ms > now_ms:
+        # AWS's rule for CreateEventSourceMapping, in its words; the value is shown as written (epoch seconds).
+        raise ctx.fail(
+            f"{where}.startingPositionTimestamp",
+            f"{ev['startingPositionTimestamp']!r} is after the current time ({now_ms // 1000}): "
+            "StartingPositionTimestamp cannot be in the future.",
+        )
     if cfg.filter_patterns:
         try:
             RecordFilter(list(cfg.filter_patterns))

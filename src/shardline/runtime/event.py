@@ -7,13 +7,14 @@ exactly before it is built (the 6 MiB synchronous-invocation limit).
 from __future__ import annotations
 
 import binascii
+import datetime as dt
 from typing import Any
 
 import orjson
 
 from ..models import Record
 
-__all__ = ["MAX_PAYLOAD_BYTES", "EventContext", "encode_event", "record_json"]
+__all__ = ["MAX_PAYLOAD_BYTES", "EventContext", "encode_event", "iso_seconds", "record_json"]
 
 # AWS documents 6 MB for a synchronous invocation payload; read as binary.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
@@ -61,6 +62,12 @@ def encode_event(records: list[bytes], extra: dict[str, Any] | None = None) -> b
     if extra:
         body += b"," + orjson.dumps(extra)[1:-1]
     return body + b"}"
+
+
+def iso_seconds(ms: int) -> str:
+    """A tumbling window bound as Lambda writes it: whole seconds, ``2020-12-09T07:04:00Z``. Windows are whole
+    seconds long and aligned to the epoch, so nothing is cut off."""
+    return dt.datetime.fromtimestamp(ms // 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def batch_bytes(record_sizes_sum: int, count: int) -> int:

@@ -5,6 +5,11 @@ MD5 of their partition key (so per-key order holds). Each sub-shard forms batche
 6 MiB payload), invokes one batch at a time and settles it: success, filtered out, or discarded to the
 on-failure destination after retries or record age. The checkpoint is the highest sequence number below which
 every record is settled, written durably after each batch.
+
+A discarded batch is settled only once its on-failure record is stored: the record is the only pointer to the data,
+so while the destination refuses it the shard waits (retrying with capped, jittered backoff) and keeps its
+checkpoint before the batch. Delivery is at least once: after a stop or a crash between the store and the
+checkpoint, the batch is processed again and its on-failure record may be stored twice.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ from ..errors import (
 )
 from ..models import Record
 from .checkpoints import Lease, LeaseLost, LeaseStore
-from .destinations import Destination, failure_record, iso_ms
-from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
+from .destinations import Destination, failure_record
+from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, iso_seconds, record_json
 from .functions import InvocationResult, Throttled
 from .mapping import MappingConfig, RuntimeTuning
 from .source import ShardSource
@@ -87,7 +92,8 @@ class ShardStats:
     succeeded: int = 0
     discarded: int = 0
     dead_lettered: int = 0
-    destination_failures: int = 0
+    destination_failures: int = 0  # failed attempts to store an on-failure record (each is retried)
+    destination_pending: int = 0  # records held until the destination accepts their on-failure record
     batch_sizes: list[int] = field(default_factory=list)
     iterator_age_ms: int = 0  # Lambda IteratorAge: age of the last record of the latest invoked batch
     millis_behind: int = 0  # MillisBehindLatest of the latest GetRecords
@@ -149,7 +155,9 @@ class _Window:
 
     def extra(self, shard_id: str, stream_arn: str, *, final: bool) -> dict[str, Any]:
         return {
-            "window": {"start": iso_ms(self.start_ms), "end": iso_ms(self.end_ms)},
+            # AWS quirk: the window bounds carry whole seconds (2020-12-09T07:04:00Z), unlike the millisecond
+            # timestamps of the on-failure record.
+            "window": {"start": iso_seconds(self.start_ms), "end": iso_seconds(self.end_ms)},
             "state": self.state if self.state is not None else {},
             "shardId": shard_id,
             "eventSourceARN": stream_arn,
@@ -175,6 +183,11 @@ class ShardProcessor:
         self._subs = [_SubShard() for _ in range(max(1, ctx.config.parallelization_factor))]
         self._space = asyncio.Event()
         self._space.set()
+        self._stopped = asyncio.Event()
+
+    def interrupt(self) -> None:
+        """The mapping is stopping: end any backoff now (what it waited to retry stays unsettled)."""
+        self._stopped.set()
 
     # ----------------------------------------------------------------- main loop
     async def run(self) -> None:
@@ -511,8 +524,8 @@ class ShardProcessor:
         n = 0
         while n < len(cur) and cur[n].record.approximate_arrival_ms <= cutoff:
             n += 1
-        if n:
-            await self._discard(cur[:n], "RecordAgeExceeded", attempts, last, None)
+        if n and not await self._discard(cur[:n], "RecordAgeExceeded", attempts, last, None):
+            return []
         return cur[n:]
 
     async def _discard(
@@ -522,10 +535,11 @@ class ShardProcessor:
         attempts: int,
         last: InvocationResult | None,
         function_error: str | None,
-    ) -> None:
+    ) -> bool:
+        """Give up on ``entries``: store their on-failure record, then settle them. False when the mapping stopped
+        before the record was stored: they stay unsettled, so a restart processes them again."""
         ctx = self.ctx
         records = [e.record for e in entries]
-        self.stats.discarded += len(entries)
         log.warning(
             "mapping %s %s: discarding %d records %s..%s (%s after %d invocations)",
             ctx.config.uuid,
@@ -548,32 +562,57 @@ class ShardProcessor:
             records=records,
             now_ms=ctx.clock.now_ms(),
         )
-        if ctx.destination is not None:
-            await self._deliver(message)
+        if ctx.destination is not None and not await self._deliver(message, len(entries)):
+            return False
+        self.stats.discarded += len(entries)
         ctx.recent_failures.append(message)
         self._settle(entries)
+        return True
 
-    async def _deliver(self, message: dict[str, Any]) -> None:
+    async def _deliver(self, message: dict[str, Any], count: int) -> bool:
+        """Store the on-failure record, retrying for as long as the destination refuses it: the wait doubles from
+        the service-error backoff up to its cap (a minute by default), jittered to between half and all of it.
+        False when the mapping stops first."""
         ctx = self.ctx
         assert ctx.destination is not None
-        delay = ctx.tuning.retry_backoff_s
-        for attempt in range(4):
-            try:
-                await ctx.destination.send(message)
-                self.stats.dead_lettered += message["KinesisBatchInfo"]["batchSize"]
-                return
-            except Exception as exc:  # a destination outage must not stop the shard forever
-                log.error(
-                    "mapping %s %s: delivery to %s failed (attempt %d): %s",
-                    ctx.config.uuid,
-                    self.shard_id,
-                    ctx.destination.description,
-                    attempt + 1,
-                    exc,
-                )
-                await self._sleep(delay)
-                delay *= 2
-        self.stats.destination_failures += 1
+        delay = ctx.tuning.throttle_backoff_s
+        failures = 0
+        self.stats.destination_pending += count
+        try:
+            while ctx.running():
+                try:
+                    await ctx.destination.send(message)
+                except Exception as exc:  # any outage: the record must be stored before the shard moves on
+                    failures += 1
+                    self.stats.destination_failures += 1
+                    self.stats.last_result = f"PROBLEM: on-failure destination {ctx.destination.description} failed"
+                    log.error(
+                        "mapping %s %s: storing the on-failure record of %s..%s in %s failed (attempt %d; the shard "
+                        "waits and retries): %s",
+                        ctx.config.uuid,
+                        self.shard_id,
+                        message["KinesisBatchInfo"]["startSequenceNumber"],
+                        message["KinesisBatchInfo"]["endSequenceNumber"],
+                        ctx.destination.description,
+                        failures,
+                        exc,
+                    )
+                    await self._sleep(delay * (0.5 + random.random() / 2))
+                    delay = min(delay * 2, ctx.tuning.throttle_backoff_max_s)
+                    continue
+                self.stats.dead_lettered += count
+                if failures:
+                    log.warning(
+                        "mapping %s %s: on-failure record stored in %s after %d failed attempts",
+                        ctx.config.uuid,
+                        self.shard_id,
+                        ctx.destination.description,
+                        failures,
+                    )
+                return True
+            return False
+        finally:
+            self.stats.destination_pending -= count
 
     def _settle(self, entries: list[_Entry]) -> None:
         self._settler.settle(entries)
@@ -584,7 +623,16 @@ class ShardProcessor:
 
     # ----------------------------------------------------------------- waiting
     async def _sleep(self, seconds: float) -> None:
-        await self.ctx.clock.sleep(seconds)
+        """Sleep on the mapping's clock, or less when the mapping stops (shutdown never waits out a backoff)."""
+        if self._stopped.is_set():
+            return
+        waits = [asyncio.ensure_future(self.ctx.clock.sleep(seconds)), asyncio.ensure_future(self._stopped.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
 
     async def _wait(self, event: asyncio.Event, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):

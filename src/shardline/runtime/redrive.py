@@ -3,7 +3,8 @@
 An on-failure record carries only pointers: shard id and the first and last sequence numbers. While the stream
 still retains those records, ``redrive`` reads them back (AT_SEQUENCE_NUMBER first, up to last, compared as
 integers), sends them to the function as one Lambda event (split to stay under the payload limit) and reports,
-per message, what was found, what is gone and whether the function succeeded.
+per message, what was found, what is gone and whether the function succeeded. A message whose pointers are not
+valid sequence numbers, or whose stream or shard is gone, fails on its own: the others are still redriven.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from ..errors import KinesisError, ResourceNotFoundException
 from ..models import Record
 from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
 from .processor import Invoker
@@ -35,9 +37,23 @@ class RedriveResult:
     error: str | None = None
 
 
+_POINTERS = ("streamArn", "shardId", "startSequenceNumber", "endSequenceNumber")
+
+
 def message_key(msg: dict[str, Any]) -> str:
     info = msg["KinesisBatchInfo"]
-    return f"{info['streamArn']}|{info['shardId']}|{info['startSequenceNumber']}|{info['endSequenceNumber']}"
+    return "|".join(str(info[k]) for k in _POINTERS)
+
+
+def _not_on_failure_record(msg: Any) -> str | None:
+    """Why ``msg`` is not a Kinesis on-failure record, or None. Only the shape: the values are checked per message
+    by ``redrive_message``."""
+    if not isinstance(msg, dict) or not isinstance(msg.get("KinesisBatchInfo"), dict):
+        return "not a Kinesis on-failure record (no KinesisBatchInfo)"
+    missing = [k for k in _POINTERS if not isinstance(msg["KinesisBatchInfo"].get(k), str)]
+    if missing:
+        return f"not a Kinesis on-failure record (KinesisBatchInfo has no {', '.join(missing)})"
+    return None
 
 
 def load_messages(path: Path) -> list[dict[str, Any]]:
@@ -50,8 +66,9 @@ def load_messages(path: Path) -> list[dict[str, Any]]:
             msg = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             raise ValueError(f"{path}:{n}: not JSON: {exc}") from None
-        if not isinstance(msg, dict) or "KinesisBatchInfo" not in msg:
-            raise ValueError(f"{path}:{n}: not a Kinesis on-failure record (no KinesisBatchInfo)")
+        why = _not_on_failure_record(msg)
+        if why is not None:
+            raise ValueError(f"{path}:{n}: {why}")
         out.append(msg)
     return out
 
@@ -68,7 +85,7 @@ async def read_messages(source: ShardSource) -> list[dict[str, Any]]:
                     msg = orjson.loads(r.data)
                 except orjson.JSONDecodeError:
                     continue
-                if isinstance(msg, dict) and "KinesisBatchInfo" in msg:
+                if _not_on_failure_record(msg) is None:
                     out.append(msg)
             if not page.records and page.millis_behind == 0:
                 break
@@ -97,13 +114,29 @@ async def _read_range(source: ShardSource, shard_id: str, start: int, end: int) 
     return records, not records
 
 
+def _bad_range(start: str, end: str) -> str | None:
+    for name, value in (("startSequenceNumber", start), ("endSequenceNumber", end)):
+        if not (value.isascii() and value.isdigit()):
+            return f"KinesisBatchInfo.{name} {value!r} is not a sequence number: one is decimal digits only"
+    if int(start) > int(end):
+        return f"KinesisBatchInfo.startSequenceNumber {start} is after endSequenceNumber {end}"
+    return None
+
+
 async def redrive_message(
     msg: dict[str, Any], *, source: ShardSource, function: Invoker, region: str, role_arn: str
 ) -> RedriveResult:
     info = msg["KinesisBatchInfo"]
     shard_id, start, end = info["shardId"], info["startSequenceNumber"], info["endSequenceNumber"]
     key = message_key(msg)
-    records, missing = await _read_range(source, shard_id, int(start), int(end))
+    bad = _bad_range(start, end)
+    if bad is not None:
+        return RedriveResult(key, shard_id, start, end, 0, False, False, bad)
+    try:
+        records, missing = await _read_range(source, shard_id, int(start), int(end))
+    except KinesisError as exc:  # the stream or the shard is gone, or the pointers belong to another shard
+        gone = isinstance(exc, ResourceNotFoundException)
+        return RedriveResult(key, shard_id, start, end, 0, gone, False, f"{exc.type_name}: {exc.message}")
     if not records:
         return RedriveResult(key, shard_id, start, end, 0, True, False, "the records are no longer in the stream")
     ctx = EventContext(region=region, stream_arn=source.stream_arn, role_arn=role_arn, shard_id=shard_id)

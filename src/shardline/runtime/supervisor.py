@@ -107,11 +107,13 @@ class Mapping:
             self._task = asyncio.create_task(self._run(), name=f"mapping-{self.uuid}")
 
     async def stop(self) -> None:
-        """Stop polling; in-flight invocations finish and their results are checkpointed."""
+        """Stop polling; in-flight invocations finish and their results are checkpointed. Backoffs end at once:
+        what they waited to retry stays unsettled and is processed again after a restart."""
         self._stopping = True
         self._resync.set()
-        for shard_id in list(self._processors):
+        for shard_id, proc in list(self._processors.items()):
             self.source.wake(shard_id)
+            proc.interrupt()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
