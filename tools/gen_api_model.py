@@ -16,7 +16,8 @@ OUT = Path(__file__).resolve().parents[1] / "src" / "shardline" / "api" / "model
 KEEP = ("type", "required", "min", "max", "pattern", "enum", "member", "key", "value", "members")
 
 
-def main() -> None:
+def build() -> dict[str, Any]:
+    """model.json's content, from the botocore installed here."""
     model: dict[str, Any] = botocore.loaders.Loader().load_service_model("kinesis", "service-2")
     shapes: dict[str, Any] = model["shapes"]
     out_shapes: dict[str, Any] = {}
@@ -42,12 +43,20 @@ def main() -> None:
         if "input" in op:
             entry["input"] = op["input"]["shape"]
             visit(op["input"]["shape"])
+        if "output" in op:  # only its name: an operation without one answers an empty body
+            entry["output"] = op["output"]["shape"]
         ops[op_name] = entry
-    doc = {
+    return {
         "metadata": {k: model["metadata"][k] for k in ("apiVersion", "targetPrefix", "jsonVersion")},
         "operations": ops,
         "shapes": dict(sorted(out_shapes.items())),
     }
+
+
+def main() -> None:
+    doc = build()
+    ops = doc["operations"]
+    out_shapes = doc["shapes"]
     OUT.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
     print(f"wrote {OUT} ({len(ops)} operations, {len(out_shapes)} shapes)")
 

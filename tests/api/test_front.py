@@ -337,6 +337,25 @@ async def test_serialization_exception_alone_spells_its_member_message(kinesis) 
     }
 
 
+async def test_operations_without_an_output_answer_an_empty_body(kinesis) -> None:
+    for name, content_type in (("j", JSON_TYPE), ("c", CBOR_TYPE)):
+        r = await kinesis.send("CreateStream", {"StreamName": name, "ShardCount": 1}, content_type=content_type)
+        assert (r.status, r.body, r.headers["content-length"]) == (200, b"", "0")
+        assert r.headers["content-type"] == content_type
+    r = await kinesis.send("ListStreams", {})
+    assert r.json()["StreamNames"] == ["c", "j"]
+
+
+async def test_every_response_carries_an_x_amz_id_2(kinesis) -> None:
+    seen = set()
+    for op, payload in [("ListStreams", {}), ("DescribeStream", {"StreamName": "gone"}), ("Nope", {})]:
+        r = await kinesis.send(op, payload)
+        value = r.headers["x-amz-id-2"]
+        assert len(base64.b64decode(value, validate=True)) == 72
+        seen.add(value)
+    assert len(seen) == 3
+
+
 # ----------------------------------------------------------------- request log
 async def test_request_log(make_kinesis, caplog) -> None:
     k = await make_kinesis(log_requests=True)

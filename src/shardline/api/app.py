@@ -6,8 +6,10 @@ give: method, body presence, content type, body syntax, operation, signature, ty
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -26,7 +28,7 @@ from ..errors import (
 )
 from .actions import ACTIONS
 from .auth import SigV4Verifier
-from .shapes import check_request, operations
+from .shapes import check_request, operations, outputless
 from .wire import JSON, Codec, codec_for
 
 __all__ = ["KinesisApp"]
@@ -42,6 +44,7 @@ Send = Callable[[Message], Awaitable[None]]
 SERVICE = "Kinesis_20131202"
 DEFAULT_MAX_BODY = 8 * 1024 * 1024  # a full 5 MiB PutRecords in base64 JSON, with room for keys
 _KNOWN = set(operations())
+_OUTPUTLESS = outputless()  # AWS quirk: these answer 200 with Content-Length 0, not "{}"
 
 
 class _Disconnected(Exception):
@@ -172,7 +175,7 @@ class KinesisApp:
                 raise UnknownOperationException(f"shardline does not implement {op} yet.")
             params = check_request(op, payload, cbor=codec.cbor)
             result = await handler(self.engine, params)
-            status, out = 200, codec.encode(result)
+            status, out = 200, b"" if op in _OUTPUTLESS else codec.encode(result)
         except _Disconnected:
             return
         except KinesisError as exc:
@@ -189,6 +192,7 @@ class KinesisApp:
                     (b"content-type", codec.content_type.encode()),
                     (b"content-length", str(len(out)).encode()),
                     (b"x-amzn-requestid", request_id.encode()),
+                    (b"x-amz-id-2", base64.b64encode(os.urandom(72))),
                 ],
             }
         )

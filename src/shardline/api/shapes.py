@@ -57,6 +57,11 @@ def operations() -> list[str]:
     return list(MODEL["operations"])
 
 
+def outputless() -> frozenset[str]:
+    """The operations whose model has no output shape: AWS answers them with an empty body."""
+    return frozenset(name for name, op in MODEL["operations"].items() if "output" not in op)
+
+
 class _Shape:
     __slots__ = (
         "enum",

@@ -26,7 +26,7 @@ async def put_record(engine: Engine, p: Params) -> Response:
         sequence_number_for_ordering=p.get("SequenceNumberForOrdering"),
         **stream_ref(p),
     )
-    return {"ShardId": r.shard_id, "SequenceNumber": r.sequence_number, "EncryptionType": r.encryption_type}
+    return _encryption({"ShardId": r.shard_id, "SequenceNumber": r.sequence_number}, r.encryption_type)
 
 
 @action("PutRecords")
@@ -40,7 +40,14 @@ async def put_records(engine: Engine, p: Params) -> Response:
         else {"ErrorCode": e.error_code, "ErrorMessage": e.error_message}
         for e in r.records
     ]
-    return {"FailedRecordCount": r.failed_record_count, "Records": out, "EncryptionType": r.encryption_type}
+    return _encryption({"FailedRecordCount": r.failed_record_count, "Records": out}, r.encryption_type)
+
+
+def _encryption(out: Response, encryption_type: str) -> Response:
+    # AWS quirk: a put to an unencrypted stream leaves EncryptionType out rather than answering "NONE".
+    if encryption_type != "NONE":
+        out["EncryptionType"] = encryption_type
+    return out
 
 
 @action("GetShardIterator")
