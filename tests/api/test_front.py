@@ -91,30 +91,108 @@ async def test_content_type_parameters_are_ignored(kinesis) -> None:
 
 
 # ----------------------------------------------------------------- method and content type
-@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
-async def test_other_methods_are_access_denied(kinesis, method) -> None:
-    r = await kinesis.send(None, method=method, content_type=None)
-    assert r.error == ("AccessDeniedException", NO_OPERATION)
-    r = await kinesis.send("ListStreams", {}, method=method)
-    assert r.error == ("AccessDeniedException", NO_OPERATION)
+ACCESS_DENIED_XML = (
+    b"<AccessDeniedException>\n  <Message>Unable to determine service/operation name to be authorized</Message>\n"
+    b"</AccessDeniedException>\n"
+)
 
 
-async def test_text_plain_without_target_is_access_denied(kinesis) -> None:
-    r = await kinesis.send(None, body=b"{}", content_type="text/plain")
-    assert r.error == ("AccessDeniedException", NO_OPERATION)
+def assert_raw(r: Any, status: int, body: bytes, content_type: str | None = None) -> None:
+    assert (r.status, r.body) == (status, body)
+    assert r.headers.get("content-type") == content_type
+    assert r.headers["content-length"] == str(len(body))
+    assert UUID.match(r.headers["x-amzn-requestid"])
+    assert r.headers["x-amz-id-2"]
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", None])
-async def test_no_usable_content_type_with_a_target_is_access_denied(kinesis, content_type) -> None:
-    # AWS cannot tell the protocol, so it cannot name the operation either: the target header does not help.
-    r = await kinesis.send("ListStreams", body=b"{}", content_type=content_type)
-    assert r.status != 200
-    assert r.error == ("AccessDeniedException", NO_OPERATION)
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "OPTIONS"])
+async def test_other_methods_are_access_denied_in_xml_without_a_content_type(kinesis, method) -> None:
+    assert_raw(await kinesis.send(None, method=method, content_type=None), 403, ACCESS_DENIED_XML)
+    assert_raw(await kinesis.send("ListStreams", {}, method=method), 403, ACCESS_DENIED_XML)
 
 
-async def test_access_denied_answers_403(kinesis) -> None:
-    assert (await kinesis.send(None, method="GET", content_type=None)).status == 403
-    assert (await kinesis.send(None, body=b"{}", content_type="text/plain")).status == 403
+@pytest.mark.parametrize("content_type", ["text/plain", None, "application/x-amz-json-1.0", "application/cbor"])
+async def test_an_unusable_content_type_is_access_denied_without_a_target(kinesis, content_type) -> None:
+    assert_raw(await kinesis.send(None, body=b"{}", content_type=content_type), 403, ACCESS_DENIED_XML)
+    r = await kinesis.send(None, body=b"{}", content_type=content_type, headers={"x-amz-target": "Kinesis_20131202"})
+    assert_raw(r, 403, ACCESS_DENIED_XML)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", None, "application/x-amz-json-1.0", "application/cbor"])
+async def test_an_unusable_content_type_with_a_target_is_an_unknown_operation_in_xml(kinesis, content_type) -> None:
+    for op in ("ListStreams", "Nope"):
+        assert_raw(
+            await kinesis.send(op, body=b"{}", content_type=content_type), 404, b"<UnknownOperationException/>\n"
+        )
+
+
+@pytest.mark.parametrize(
+    ("content_type", "protocol"),
+    [
+        ("application/x-amz-json-1.1", "json"),
+        ("application/x-amz-cbor-1.1", "cbor"),
+        (None, "cbor"),
+        ("text/plain", "cbor"),
+        ("application/json", "cbor"),
+    ],
+)
+async def test_an_empty_body_is_answered_in_json_only_for_json_1_1(kinesis, content_type, protocol) -> None:
+    for op, kind in (("ListStreams", "SerializationException"), ("Nope", "UnknownOperationException")):
+        r = await kinesis.send(op, body=b"", content_type=content_type)
+        assert r.status == 400
+        if protocol == "json":
+            assert (r.headers["content-type"], r.json()) == (JSON_TYPE, {"__type": kind})
+        else:
+            assert (r.headers["content-type"], r.cbor()) == (CBOR_TYPE, {"__type": kind})
+
+
+async def test_application_json_gets_the_legacy_envelope_and_is_never_served(kinesis) -> None:
+    r = await kinesis.send("ListStreams", body=b"{", content_type="application/json")
+    assert_raw(
+        r,
+        400,
+        b'{"Output":{"__type":"com.amazon.coral.service#SerializationException"},"Version":"1.0"}',
+        "application/json",
+    )
+    r = await kinesis.send("CreateStream", {"StreamName": "s", "ShardCount": 1}, content_type="application/json")
+    assert_raw(
+        r,
+        404,
+        b'{"Output":{"__type":"com.amazon.coral.service#UnknownOperationException"},"Version":"1.0"}',
+        "application/json",
+    )
+    assert "s" not in kinesis.engine.streams
+
+
+# ----------------------------------------------------------------- CORS
+async def test_a_cors_preflight_is_answered_without_credentials(secured) -> None:
+    r = await secured.send(
+        None,
+        method="OPTIONS",
+        content_type=None,
+        headers={
+            "origin": "http://localhost:3000",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type,x-amz-target,x-amz-date,authorization",
+        },
+    )
+    assert (r.status, r.body) == (200, b"")
+    assert "content-type" not in r.headers
+    assert "x-amz-id-2" not in r.headers
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert r.headers["access-control-max-age"] == "172800"
+    assert r.headers["access-control-allow-methods"] == "POST"
+    assert r.headers["access-control-allow-headers"] == "content-type,x-amz-target,x-amz-date,authorization"
+
+
+async def test_a_request_with_an_origin_may_be_read_by_the_page(kinesis) -> None:
+    for op, payload in (("ListStreams", {}), ("DescribeStream", {"StreamName": "gone"})):
+        r = await kinesis.send(op, payload, headers={"origin": "http://localhost:3000"})
+        assert r.headers["access-control-allow-origin"] == "*"
+        assert r.headers["access-control-expose-headers"] == (
+            "x-amzn-RequestId,x-amzn-ErrorType,x-amz-request-id,x-amz-id-2,x-amzn-ErrorMessage,Date"
+        )
+    assert "access-control-allow-origin" not in (await kinesis.send("ListStreams", {})).headers
 
 
 # ----------------------------------------------------------------- size limit
@@ -426,7 +504,8 @@ async def test_no_authorization(secured) -> None:
 
 async def test_header_checks_come_before_authentication(secured) -> None:
     assert (await secured.send("Nope", {})).error[0] == "UnknownOperationException"
-    assert (await secured.send("ListStreams", {}, content_type="text/plain")).error[0] == "AccessDeniedException"
+    assert (await secured.send("ListStreams", {}, method="GET")).body == ACCESS_DENIED_XML
+    assert (await secured.send("ListStreams", {}, content_type="text/plain")).status == 404
 
 
 async def test_the_body_is_decoded_only_after_authentication(secured) -> None:

@@ -19,7 +19,6 @@ import orjson
 
 from ..engine import DataDirLocked, Engine
 from ..errors import (
-    AccessDeniedException,
     InternalFailureException,
     KinesisError,
     RequestEntityTooLargeException,
@@ -28,8 +27,17 @@ from ..errors import (
 )
 from .actions import ACTIONS
 from .auth import SigV4Verifier
+from .negotiation import (
+    CORS_EXPOSED,
+    RawAnswer,
+    access_denied,
+    codec_for_empty_body,
+    legacy_answer,
+    preflight_headers,
+    usable_codec,
+)
 from .shapes import check_request, operations, outputless
-from .wire import JSON, Codec, codec_for
+from .wire import JSON, Codec
 
 __all__ = ["KinesisApp"]
 
@@ -45,6 +53,14 @@ SERVICE = "Kinesis_20131202"
 DEFAULT_MAX_BODY = 8 * 1024 * 1024  # a full 5 MiB PutRecords in base64 JSON, with room for keys
 _KNOWN = set(operations())
 _OUTPUTLESS = outputless()  # AWS quirk: these answer 200 with Content-Length 0, not "{}"
+
+
+def _parses_as_json(body: bytes) -> bool:
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 class _Disconnected(Exception):
@@ -134,34 +150,36 @@ class KinesisApp:
             await self.extra_http(scope, receive, send)
             return
         request_id = str(uuid.uuid4())
+        if method == "OPTIONS" and "origin" in headers:
+            await self._preflight(headers, request_id, send)
+            return
+        content_type = headers.get("content-type", "")
+        service, _, op = headers.get("x-amz-target", "").partition(".")
+        op_known = service == SERVICE and op in _KNOWN
         codec: Codec = JSON
-        op = ""
+        response_type: str | None = JSON.content_type
         try:
-            codec_or_none = codec_for(headers.get("content-type", ""))
-            codec = codec_or_none or JSON
-            service, _, op = headers.get("x-amz-target", "").partition(".")
-            op_known = service == SERVICE and op in _KNOWN
+            if method != "POST":
+                raise access_denied()
             query = scope.get("query_string", b"").decode("latin-1")
             if self.verifier is not None:
                 # Deliberately unlike AWS, which reports a malformed body before a bad signature: with --auth, a
                 # request is authenticated before its body is decoded (or, for what the headers alone decide, read),
                 # so a client without credentials cannot make the server parse megabytes.
-                if method != "POST" or codec_or_none is None:
-                    raise AccessDeniedException("Unable to determine service/operation name to be authorized")
+                codec = usable_codec(content_type, service, op) or JSON
                 if not op_known:
                     raise UnknownOperationException("")
                 self.verifier.check_headers(headers, query)
             body = await self._read_body(receive, headers)
             if self.verifier is not None:
                 self.verifier.verify(method, path, query, headers, body)
-            if method != "POST":
-                raise AccessDeniedException("Unable to determine service/operation name to be authorized")
-            if codec_or_none is None:
-                raise AccessDeniedException("Unable to determine service/operation name to be authorized")
             if not body:
-                if op_known:
-                    raise SerializationException("")
-                raise UnknownOperationException("")
+                codec = codec_for_empty_body(content_type)
+                raise SerializationException("") if op_known else UnknownOperationException("")
+            usable = usable_codec(content_type, service, op)
+            if usable is None:
+                raise legacy_answer(_parses_as_json(body))
+            codec = usable
             try:
                 payload = codec.decode(body)
             except Exception:
@@ -176,6 +194,8 @@ class KinesisApp:
             params = check_request(op, payload, cbor=codec.cbor)
             result = await handler(self.engine, params)
             status, out = 200, b"" if op in _OUTPUTLESS else codec.encode(result)
+        except RawAnswer as raw:
+            status, out, response_type = raw.status, raw.body, raw.content_type
         except _Disconnected:
             return
         except KinesisError as exc:
@@ -184,18 +204,18 @@ class KinesisApp:
             log.exception("request %s %s failed", request_id, op)
             exc2 = InternalFailureException("Internal Service Failure")
             status, out = exc2.http_status, self._error_body(codec, exc2)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", codec.content_type.encode()),
-                    (b"content-length", str(len(out)).encode()),
-                    (b"x-amzn-requestid", request_id.encode()),
-                    (b"x-amz-id-2", base64.b64encode(os.urandom(72))),
-                ],
-            }
-        )
+        if response_type is JSON.content_type:
+            response_type = codec.content_type
+        out_headers = [
+            (b"content-length", str(len(out)).encode()),
+            (b"x-amzn-requestid", request_id.encode()),
+            (b"x-amz-id-2", base64.b64encode(os.urandom(72))),
+        ]
+        if response_type is not None:
+            out_headers.append((b"content-type", response_type.encode()))
+        if "origin" in headers:
+            out_headers += [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", CORS_EXPOSED)]
+        await send({"type": "http.response.start", "status": status, "headers": out_headers})
         await send({"type": "http.response.body", "body": out})
         if self.log_requests:
             access_log.info(
@@ -210,6 +230,17 @@ class KinesisApp:
                     }
                 ).decode()
             )
+
+    async def _preflight(self, headers: dict[str, str], request_id: str, send: Send) -> None:
+        """A browser's CORS preflight: answered before and without authentication (browsers send no credentials
+        with it), with no body, no Content-Type and, as AWS does, no x-amz-id-2."""
+        out_headers = [
+            *preflight_headers(headers),
+            (b"content-length", b"0"),
+            (b"x-amzn-requestid", request_id.encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": out_headers})
+        await send({"type": "http.response.body", "body": b""})
 
     async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
         declared = headers.get("content-length")

@@ -15,7 +15,7 @@ import orjson
 
 from .shapes import RecordList, Timestamp
 
-__all__ = ["CBOR", "JSON", "Codec", "codec_for"]
+__all__ = ["CBOR", "JSON", "Codec"]
 
 
 class Codec:
@@ -95,15 +95,3 @@ class _Cbor(Codec):
 
 JSON = _Json()
 CBOR = _Cbor()
-
-_BY_TYPE = {
-    "application/x-amz-json-1.1": JSON,
-    "application/x-amz-json-1.0": JSON,
-    "application/json": JSON,
-    "application/x-amz-cbor-1.1": CBOR,
-    "application/cbor": CBOR,
-}
-
-
-def codec_for(content_type: str) -> Codec | None:
-    return _BY_TYPE.get(content_type.split(";", 1)[0].strip().lower())
