@@ -22,6 +22,7 @@ from .api.server import DEFAULT_LIMITS, ServerLimits, bind, is_loopback, run
 from .engine import Engine
 from .errors import KinesisError
 from .metrics import Monitor
+from .metrics.access import TOKEN_ENV, MonitoringAccess, monitoring_access
 from .metrics.alarms import AlarmManager, AlarmsConfig, default_rules_for, merge_rules, parse_alarms
 from .metrics.notify import build_notifiers
 from .metrics.series import SeriesStore
@@ -83,6 +84,21 @@ def _common(p: argparse.ArgumentParser, *, port: bool = True) -> None:
             default=DEFAULT_LIMITS.idle_timeout_s,
             help=f"seconds an idle connection is kept open (default {DEFAULT_LIMITS.idle_timeout_s:g})",
         )
+        p.add_argument(
+            "--monitoring-token",
+            metavar="TOKEN",
+            help=f"require this bearer token on /metrics and /api/* (also from ${TOKEN_ENV})",
+        )
+        p.add_argument(
+            "--monitoring-token-file", metavar="FILE", type=Path, help="read the monitoring bearer token from FILE"
+        )
+        p.add_argument(
+            "--monitoring",
+            choices=["auto", "open"],
+            default="auto",
+            help="auto (default): monitoring is open, or needs the token when one is given, and is closed under "
+            "--auth sigv4 until a token is given; open: everyone may read it, even under --auth sigv4",
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -124,6 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     top.add_argument("--endpoint", default="http://127.0.0.1:4567", help="default: http://127.0.0.1:4567")
     top.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
     top.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    top.add_argument("--token", help=f"the server's monitoring token (default: ${TOKEN_ENV})")
+    top.add_argument("--token-file", type=Path, help="a file holding the server's monitoring token")
     return p
 
 
@@ -197,10 +215,11 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         verifier = _verifier(args)
         settings = _settings(args)
+        access = _access(args, api_protected=verifier is not None)
     except ValueError as exc:
         return _fail("serve", str(exc))
     engine = Engine(settings)
-    monitor = _monitor(args, engine, None, parse_alarms(None, Path("shardline.yml")))
+    monitor = _monitor(args, engine, None, parse_alarms(None, Path("shardline.yml")), access)
     app = KinesisApp(
         engine,
         verifier=verifier,
@@ -217,11 +236,12 @@ def _up(args: argparse.Namespace) -> int:
         settings = _settings(args)
         alarms = parse_alarms(_alarms_section(args.file), args.file)
         config = load_config(args.file, region=args.region, account_id=args.account_id)
+        access = _access(args, api_protected=verifier is not None)
     except (ValueError, ConfigError) as exc:
         return _fail("up", str(exc))
     engine = Engine(settings)
     project = Project(config, engine)
-    monitor = _monitor(args, engine, project, alarms)
+    monitor = _monitor(args, engine, project, alarms, access)
     banner = [
         f"  {len(config.streams)} streams, {len(config.functions)} functions, {len(config.mappings)} mappings "
         f"from {args.file}"
@@ -247,7 +267,18 @@ def _alarms_section(path: Path) -> Any:
     return raw.get("alarms") if isinstance(raw, dict) else None
 
 
-def _monitor(args: argparse.Namespace, engine: Engine, project: Project | None, alarms: AlarmsConfig) -> Monitor | None:
+def _access(args: argparse.Namespace, *, api_protected: bool) -> MonitoringAccess:
+    return monitoring_access(
+        token=args.monitoring_token,
+        token_file=args.monitoring_token_file,
+        mode=args.monitoring,
+        api_protected=api_protected,
+    )
+
+
+def _monitor(
+    args: argparse.Namespace, engine: Engine, project: Project | None, alarms: AlarmsConfig, access: MonitoringAccess
+) -> Monitor | None:
     """The monitoring service: samples into <data dir>/metrics, alarms with the built-in rules for every stream,
     mapping and function (re-derived as they come and go) plus the rules declared in the project file."""
     if args.no_metrics:
@@ -261,13 +292,15 @@ def _monitor(args: argparse.Namespace, engine: Engine, project: Project | None, 
     def manager(store: SeriesStore) -> AlarmManager:
         return AlarmManager(store, rules(), notifiers, engine.clock, state)
 
-    return Monitor(engine, project=project, alarms_factory=manager, rules=rules)
+    return Monitor(engine, project=project, alarms_factory=manager, rules=rules, access=access)
 
 
 def _monitor_banner(monitor: Monitor | None) -> list[str]:
     if monitor is None:
         return []
-    return ["  metrics at /metrics, dashboard at /dashboard, JSON at /api/overview and /api/query"]
+    access = monitor.app.access
+    state = " (closed: see the log)" if access.closed else " (bearer token required)" if access.protected else ""
+    return [f"  metrics at /metrics, dashboard at /dashboard, JSON at /api/overview and /api/query{state}"]
 
 
 def _top(args: argparse.Namespace) -> int:

@@ -18,14 +18,23 @@ GET /api/failures?limit=           {"failures": [{"mapping", "function", "stream
 GET /api/alarms?name=&limit=       {"alarms": [states], "history": [transitions, newest first]}
 GET /dashboard, /dashboard/<file>  the dashboard page and its assets, from the package
 ```
-Errors are JSON: ``{"error": "..."}`` with 400 (bad parameter) or 404.
+Errors are JSON: ``{"error": "..."}`` with 400 (bad parameter), 401 (monitoring is protected, see metrics.access;
+the dashboard's files are served to everyone), 404, or 503 with Retry-After (too many queries waiting).
+
+A query reads every point of every matching series, which for hundreds of series is seconds of work: it runs on a
+worker thread, at most ``max_queries`` at once with ``max_waiting`` more queued, over a copy of the slots it reads
+taken on the event loop (SeriesStore.prepare), and an answer holds at most MAX_QUERY_SERIES series and
+MAX_QUERY_VALUES values. The other endpoints read live engine objects, one pass over streams and shards, on the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import math
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +42,11 @@ import orjson
 
 from ..engine.stats import Histogram
 from ..engine.streams import StreamState
+from .access import OPEN, MonitoringAccess
 from .catalog import METRICS
 from .collect import LATENCY_BOUNDS_S, READ_FRESH_MS, Snapshot
 from .prometheus import CONTENT_TYPE, render
-from .series import STATS, bucket_quantile, is_counter
+from .series import STATS, PreparedQuery, bucket_quantile, is_counter
 
 if TYPE_CHECKING:
     from .service import Monitor
@@ -59,6 +69,9 @@ _TYPES = {
     ".ico": "image/x-icon",
     ".txt": "text/plain; charset=utf-8",
 }
+MAX_QUERY_SERIES = 500
+MAX_QUERY_VALUES = 100_000  # series × points: about 2.5 MB of JSON; the dashboard asks for 180 points a series
+MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _NICE_PERIODS = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
 
 
@@ -70,10 +83,42 @@ class NotFound(Exception):
     pass
 
 
+class Busy(Exception):
+    pass
+
+
+Response = tuple[int, str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    """An /api/query request, checked."""
+
+    name: str
+    labels: dict[str, str]
+    stat: str
+    period: int  # seconds
+    start: int  # epoch ms
+    end: int
+
+
 class MetricsApp:
-    def __init__(self, monitor: Monitor) -> None:
+    """``access`` says who may read (metrics.access); ``max_queries`` queries run at once on worker threads and
+    ``max_waiting`` more wait their turn, further ones are answered 503. One at a time by default: the GIL lets
+    only one compute anyway, and every further thread that wants it delays the event loop's turns (measured with
+    benchmarks/monitoring_load.py: put p99 23 ms with one running, 100 ms with two). A dashboard refresh sends 12
+    queries at once: 32 waiting let a few dashboards and `shardline top` refresh together."""
+
+    def __init__(
+        self, monitor: Monitor, access: MonitoringAccess = OPEN, *, max_queries: int = 1, max_waiting: int = 32
+    ) -> None:
         self.monitor = monitor
+        self.access = access
         self.dashboard_dir = DASHBOARD_DIR
+        self.max_queries = max_queries
+        self.max_waiting = max_waiting
+        self._running = asyncio.Semaphore(max_queries)
+        self._admitted = 0  # queries running or waiting; only the event loop changes it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,14 +126,26 @@ class MetricsApp:
         path = scope.get("path", "/")
         params = urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         head = scope.get("method") == "HEAD"
+        extra: list[tuple[bytes, bytes]] = []
         try:
             if scope.get("method") not in ("GET", "HEAD"):
                 raise NotFound(f"{scope.get('method')} {path}: only GET and HEAD are served here")
-            status, ctype, body = self.route(path, params)
+            if path == "/dashboard" or path.startswith("/dashboard/"):
+                status, ctype, body = self._asset(path.removeprefix("/dashboard").lstrip("/") or "index.html")
+            elif (refusal := self.access.refusal(_header(scope, b"authorization"))) is not None:
+                status, ctype, body = 401, "application/json", orjson.dumps({"error": refusal})
+                extra.append((b"www-authenticate", b'Bearer realm="shardline monitoring"'))
+            elif path == "/api/query":
+                status, ctype, body = await self.query(params)
+            else:
+                status, ctype, body = self.route(path, params)
         except BadRequest as exc:
             status, ctype, body = 400, "application/json", orjson.dumps({"error": str(exc)})
         except NotFound as exc:
             status, ctype, body = 404, "application/json", orjson.dumps({"error": str(exc)})
+        except Busy as exc:
+            status, ctype, body = 503, "application/json", orjson.dumps({"error": str(exc)})
+            extra.append((b"retry-after", b"1"))
         await send(
             {
                 "type": "http.response.start",
@@ -97,21 +154,18 @@ class MetricsApp:
                     (b"content-type", ctype.encode()),
                     (b"content-length", str(len(body)).encode()),
                     (b"cache-control", b"no-cache"),
+                    *extra,
                 ],
             }
         )
         await send({"type": "http.response.body", "body": b"" if head else body})
 
-    def route(self, path: str, params: list[tuple[str, str]]) -> tuple[int, str, bytes]:
+    def route(self, path: str, params: list[tuple[str, str]]) -> Response:
         m = self.monitor
         if path == "/metrics":
             return 200, CONTENT_TYPE, render(m.snapshot())
-        if path == "/dashboard" or path.startswith("/dashboard/"):
-            return self._asset(path.removeprefix("/dashboard").lstrip("/") or "index.html")
         if path == "/api/overview":
             return _json(self.overview())
-        if path == "/api/query":
-            return _json(self.query(params))
         if path == "/api/catalog":
             return _json(self.catalog())
         if path == "/api/failures":
@@ -127,19 +181,38 @@ class MetricsApp:
         )
 
     # ----------------------------------------------------------------- dashboard files
-    def _asset(self, rel: str) -> tuple[int, str, bytes]:
-        root = self.dashboard_dir
-        if not (root / "index.html").is_file():
+    def _asset(self, rel: str) -> Response:
+        """A file of the (flat) dashboard directory, looked up by name among the files listed there: no path built
+        from the request ever reaches the file system."""
+        try:
+            files = {p.name: p for p in self.dashboard_dir.iterdir() if not p.name.startswith(".") and p.is_file()}
+        except OSError:
+            files = {}
+        if "index.html" not in files:
             raise NotFound("the dashboard is not installed (no index.html in shardline/metrics/dashboard)")
-        target = (root / rel).resolve()
-        if not target.is_relative_to(root) or target.name.startswith(".") or not target.is_file():
+        target = files.get(rel)
+        if target is None:
             raise NotFound(f"/dashboard/{rel}: no such file")
-        ctype = _TYPES.get(target.suffix, "application/octet-stream")
-        return 200, ctype, target.read_bytes()
+        return 200, _TYPES.get(target.suffix, "application/octet-stream"), target.read_bytes()
 
     # ----------------------------------------------------------------- /api/query
-    def query(self, params: list[tuple[str, str]]) -> dict[str, Any]:
-        store = self.monitor.store
+    async def query(self, params: list[tuple[str, str]]) -> Response:
+        request = self._query_request(params)
+        if self._admitted >= self.max_queries + self.max_waiting:
+            raise Busy(
+                f"{self.max_queries} queries are running and {self.max_waiting} waiting, the most this server "
+                "takes at once; retry in a second"
+            )
+        self._admitted += 1
+        try:
+            async with self._running:
+                # The copy is taken on the loop, once the query's turn has come: only running queries hold one.
+                plan = self._prepare(request)
+                return await asyncio.to_thread(_answer, request, plan)
+        finally:
+            self._admitted -= 1
+
+    def _query_request(self, params: list[tuple[str, str]]) -> _Query:
         name = _get(params, "name")
         if not name:
             raise BadRequest("name is required (a metric name, see /api/catalog)")
@@ -158,18 +231,22 @@ class MetricsApp:
         stat = _get(params, "stat") or ("Rate" if counter else "Average")
         if stat not in STATS and not (stat.startswith("p") and stat[1:].replace(".", "", 1).isdigit()):
             raise BadRequest(f"stat must be one of {', '.join(STATS)} or a percentile such as p99, not {stat!r}")
+        return _Query(name, labels, stat, period, start, end)
+
+    def _prepare(self, q: _Query) -> PreparedQuery:
         try:
-            series = store.query(name, labels, start_ms=start, end_ms=end, period_s=period, stat=stat)
+            return self.monitor.store.prepare(
+                q.name,
+                q.labels,
+                start_ms=q.start,
+                end_ms=q.end,
+                period_s=q.period,
+                stat=q.stat,
+                max_series=MAX_QUERY_SERIES,
+                max_values=MAX_QUERY_VALUES,
+            )
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        return {
-            "name": name,
-            "stat": stat,
-            "period": period,
-            "start": start,
-            "end": end,
-            "series": [{"labels": lb, "points": [[t, v] for t, v in pts]} for lb, pts in series],
-        }
 
     def catalog(self) -> dict[str, Any]:
         out = [dataclasses.asdict(m) for m in METRICS.values()]
@@ -389,8 +466,21 @@ class MetricsApp:
         return {"alarms": a.states(), "history": a.history(name or None, limit)}
 
 
-def _json(data: Any) -> tuple[int, str, bytes]:
+def _json(data: Any) -> Response:
     return 200, "application/json", orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _answer(q: _Query, plan: PreparedQuery) -> Response:
+    """The /api/query answer, on a worker thread: reads only the plan's own copy."""
+    series = [{"labels": lb, "points": pts} for lb, pts in plan.run()]  # orjson writes tuples as arrays
+    return _json({"name": q.name, "stat": q.stat, "period": q.period, "start": q.start, "end": q.end, "series": series})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", ()):
+        if k.lower() == name:
+            return bytes(v).decode("latin-1")
+    return None
 
 
 def _get(params: list[tuple[str, str]], key: str) -> str | None:
@@ -421,10 +511,13 @@ def _time(params: list[tuple[str, str]], key: str, default: int, now: int) -> in
     try:
         value = float(raw)
     except ValueError:
-        raise BadRequest(f"{key} must be epoch milliseconds or negative seconds (-3600), not {raw!r}") from None
-    if value <= 0:
-        return now + round(value * 1000)
-    return round(value)
+        value = math.nan
+    ms = now + value * 1000 if value <= 0 else value
+    if not 0 <= ms <= MAX_TIME_MS:  # also false for nan and the infinities (1e400 reads as inf)
+        raise BadRequest(
+            f"{key} must be epoch milliseconds up to {MAX_TIME_MS} or negative seconds (-3600) after 1970, not {raw!r}"
+        )
+    return round(ms)
 
 
 def _hist_quantile(h: Histogram, q: float) -> float | None:

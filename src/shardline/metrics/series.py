@@ -45,7 +45,16 @@ import orjson
 
 from .._fsutil import atomic_write
 
-__all__ = ["STATS", "SeriesKey", "SeriesStore", "bucket_quantile", "is_counter", "peek_coarse_points", "series_key"]
+__all__ = [
+    "STATS",
+    "PreparedQuery",
+    "SeriesKey",
+    "SeriesStore",
+    "bucket_quantile",
+    "is_counter",
+    "peek_coarse_points",
+    "series_key",
+]
 
 log = logging.getLogger("shardline.metrics")
 
@@ -297,6 +306,23 @@ class SeriesStore:
         of ``period_s`` like CloudWatch's. ``stat`` is one of STATS or a percentile ``pNN`` (histograms only).
         ``name`` may also name a histogram (``_bucket``/``_sum``/``_count`` series) or a summary (``_sum``/``_count``):
         then Average is sum/count, SampleCount the observations, Sum their sum, pNN a bucket-interpolated quantile."""
+        return self.prepare(name, labels, start_ms=start_ms, end_ms=end_ms, period_s=period_s, stat=stat).run()
+
+    def prepare(
+        self,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        *,
+        start_ms: int,
+        end_ms: int,
+        period_s: int,
+        stat: str,
+        max_series: int | None = None,
+        max_values: int | None = None,
+    ) -> PreparedQuery:
+        """Check a query (as ``query`` takes it) and copy the slots it reads, on the thread that records: the
+        PreparedQuery then computes the points on any thread while the store goes on recording. ``max_series``
+        and ``max_values`` (series × points) bound what the answer may hold; a query over either is refused."""
         pct = _PERCENTILE.match(stat)
         if stat not in STATS and pct is None:
             raise ValueError(f"stat must be one of {', '.join(STATS)} or pNN, not {stat!r}")
@@ -307,68 +333,55 @@ class SeriesStore:
         n = max(0, -(-(stop - first) // period_s))
         if n > MAX_QUERY_POINTS:
             raise ValueError(f"{n} points requested; at most {MAX_QUERY_POINTS} per series (use a longer period)")
-        periods = [first + i * period_s for i in range(n)]
         want = dict(labels or {})
+        quantile = None if pct is None else float(pct.group(1))
         direct = [k for k in self._by_name.get(name, ()) if _matches(k, want)]
+        counts = (
+            [] if direct and pct is None else [k for k in self._by_name.get(f"{name}_count", ()) if _matches(k, want)]
+        )
+        matched = len(direct) if direct and pct is None else len(counts)
+        if max_series is not None and matched > max_series:
+            raise ValueError(
+                f"{matched} series match; at most {max_series} per query (narrow it with label.<name>=<value>)"
+            )
+        if max_values is not None and matched * n > max_values:
+            raise ValueError(
+                f"{matched} series × {n} points = {matched * n} values; at most {max_values} per query "
+                "(use a longer period, a shorter range, or label.<name>=<value>)"
+            )
+        g = _Geometry.of(self)
+        end = first + n * period_s
         if direct and pct is None:
             if stat == "Rate" and not is_counter(name):
                 raise ValueError(f"Rate applies to counters; {name} is a gauge")
-            out = []
-            for key in direct:
-                s = self._series[key]
-                pts = [(p * 1000, _stat(stat, self._aggregate(s, p, period_s))) for p in periods]
-                out.append((dict(key[1]), pts))
-            return out
-        quantile = None if pct is None else float(pct.group(1))
-        return self._derived(name, want, periods=periods, period_s=period_s, stat=stat, quantile=quantile)
-
-    def _derived(
-        self,
-        name: str,
-        want: dict[str, str],
-        *,
-        periods: list[int],
-        period_s: int,
-        stat: str,
-        quantile: float | None,
-    ) -> list[tuple[dict[str, str], list[tuple[int, float | None]]]]:
-        counts = [k for k in self._by_name.get(f"{name}_count", ()) if _matches(k, want)]
+            copies = tuple((key[1], _copy(self._series[key], g, first, end)) for key in direct)
+            return PreparedQuery(g, first, n, period_s, stat, quantile, direct=copies)
         buckets: dict[tuple[tuple[str, str], ...], list[tuple[float, _Series]]] = {}
         for k in self._by_name.get(f"{name}_bucket", ()):
             if _matches(k, want):
                 rest = tuple(p for p in k[1] if p[0] != "le")
-                le = dict(k[1]).get("le", "+Inf")
-                buckets.setdefault(rest, []).append((float(le), self._series[k]))
-        out: list[tuple[dict[str, str], list[tuple[int, float | None]]]] = []
+                buckets.setdefault(rest, []).append((float(dict(k[1]).get("le", "+Inf")), self._series[k]))
+        derived: list[_Histogram] = []
         for ck in counts:
-            cs = self._series[ck]
             ss = self._series.get((f"{name}_sum", ck[1]))
             bs = sorted(buckets.get(ck[1], []), key=lambda b: b[0])
-            pts: list[tuple[int, float | None]] = []
-            for p in periods:
-                c = self._aggregate(cs, p, period_s)
-                value: float | None
-                if c.count == 0:
-                    value = None
-                elif quantile is not None:
-                    if not bs:
-                        raise ValueError(f"{name} has no buckets for a percentile")
-                    cum = [(le, self._aggregate(b, p, period_s).total) for le, b in bs]
-                    value = bucket_quantile(
-                        quantile / 100, [(le, c - (cum[i - 1][1] if i else 0.0)) for i, (le, c) in enumerate(cum)]
-                    )
-                elif stat == "SampleCount":
-                    value = c.total
-                elif stat == "Rate":
-                    value = c.total / c.count
-                elif stat in ("Sum", "Average") and ss is not None:
-                    total = self._aggregate(ss, p, period_s).total
-                    value = total if stat == "Sum" else (total / c.total if c.total else None)
-                else:
-                    raise ValueError(f"{stat} is not available for {name}")
-                pts.append((p * 1000, value))
-            out.append((dict(ck[1]), pts))
-        return out
+            if quantile is not None and not bs:
+                raise ValueError(f"{name} has no buckets for a percentile")
+            if (
+                quantile is None
+                and stat not in ("SampleCount", "Rate")
+                and (stat not in ("Sum", "Average") or ss is None)
+            ):
+                raise ValueError(f"{stat} is not available for {name}")
+            derived.append(
+                _Histogram(
+                    ck[1],
+                    _copy(self._series[ck], g, first, end),
+                    None if ss is None or quantile is not None else _copy(ss, g, first, end),
+                    tuple((le, _copy(b, g, first, end)) for le, b in bs) if quantile is not None else (),
+                )
+            )
+        return PreparedQuery(g, first, n, period_s, stat, quantile, derived=tuple(derived))
 
     def recent(self, key: SeriesKey, seconds: int, stat: str) -> float | None:
         """``stat`` over the last ``seconds`` recorded seconds of one series (for summaries like "rate over the
@@ -376,42 +389,9 @@ class SeriesStore:
         s = self._series.get(key)
         if s is None or self.last_t < 0:
             return None
-        return _stat(stat, self._aggregate(s, self.last_t - seconds + 1, seconds))
-
-    def _aggregate(self, s: _Series, a: int, period_s: int) -> _Agg:
-        """Sum, count, min and max of the per-second values in [a, a + period_s): whole coarse periods that end
-        before the fine window's first whole coarse period come from the coarse ring, every other second from the
-        fine ring while it still holds it. Every slot inside each ring's window is current (skipped seconds and
-        periods are cleared when time moves on), so a window is a slice."""
-        b = a + period_s
-        if self.last_t < 0:
-            return _EMPTY
-        cp = self.coarse_period_s
-        fine_lo = self.last_t - self.fine_points + 1
-        boundary = -(-fine_lo // cp) * cp
-        total, count, low, high = 0.0, 0, _INF, -_INF
-        m0 = max(-(-a // cp), self.last_t // cp - self.coarse_points + 1)
-        m1 = min(b, boundary) // cp
-        segments = [(max(a, fine_lo), b)]
-        if m0 < m1:
-            n = self.coarse_points
-            count = int(sum(_ring(s.ccount, m0, m1, n)))
-            if count:
-                total = math.fsum(_ring(s.csum, m0, m1, n))
-                low = min(_ring(s.cmin, m0, m1, n))
-                high = max(_ring(s.cmax, m0, m1, n))
-            segments = [(max(a, fine_lo), min(b, m0 * cp)), (max(a, fine_lo, m1 * cp), b)]
-        newest = self.last_t + 1
-        for lo, hi in segments:
-            if lo >= min(hi, newest):
-                continue
-            vals = [v for v in _ring(s.fine, lo, min(hi, newest), self.fine_points) if not isnan(v)]
-            if vals:
-                total += math.fsum(vals)
-                count += len(vals)
-                low = min(low, *vals)
-                high = max(high, *vals)
-        return _Agg(total, count, low, high)
+        g = _Geometry.of(self)
+        a = self.last_t - seconds + 1
+        return _stat(stat, _aggregate(g, _copy(s, g, a, a + seconds), a, seconds))
 
     # ----------------------------------------------------------------- persistence
     def snapshot(self) -> Callable[[], None]:
@@ -529,6 +509,161 @@ def peek_coarse_points(path: Path) -> int | None:
             return int(orjson.loads(f.read(hlen))["coarse_points"])
     except (OSError, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Geometry:
+    """The store's ring sizes and latest second when a query was prepared. ``fine_lo`` is the oldest second the fine
+    ring holds; ``boundary`` the start of the fine window's first whole coarse period: coarse periods before it are
+    read from the coarse ring, every later second from the fine ring."""
+
+    last_t: int
+    fine_points: int
+    coarse_period_s: int
+    coarse_points: int
+    fine_lo: int
+    boundary: int
+
+    @classmethod
+    def of(cls, store: SeriesStore) -> _Geometry:
+        fine_lo = store.last_t - store.fine_points + 1
+        cp = store.coarse_period_s
+        return cls(store.last_t, store.fine_points, cp, store.coarse_points, fine_lo, -(-fine_lo // cp) * cp)
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """Positions [base, base + len(values)) of a ring, copied out in order."""
+
+    base: int
+    values: array  # type: ignore[type-arg]
+
+    def get(self, lo: int, hi: int) -> array:  # type: ignore[type-arg]
+        return self.values[lo - self.base : hi - self.base]
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """The slots of one series that a query over the seconds [first, stop) reads."""
+
+    fine: _Span
+    csum: _Span
+    cmin: _Span
+    cmax: _Span
+    ccount: _Span
+
+
+@dataclass(frozen=True, slots=True)
+class _Histogram:
+    labels: tuple[tuple[str, str], ...]
+    count: _Copy
+    total: _Copy | None
+    buckets: tuple[tuple[float, _Copy], ...]  # (upper bound, cumulative series), ascending
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedQuery:
+    """A checked query with its own copy of every slot it reads (SeriesStore.prepare): ``run`` touches nothing
+    else, so it can run on a worker thread while the event loop goes on recording into the store."""
+
+    geometry: _Geometry
+    first: int  # the first period's start, in seconds
+    points: int
+    period_s: int
+    stat: str
+    quantile: float | None
+    direct: tuple[tuple[tuple[tuple[str, str], ...], _Copy], ...] = ()
+    derived: tuple[_Histogram, ...] = ()
+
+    def run(self) -> list[tuple[dict[str, str], list[tuple[int, float | None]]]]:
+        g, ps, stat = self.geometry, self.period_s, self.stat
+        periods = [self.first + i * ps for i in range(self.points)]
+        out = [(dict(lb), [(p * 1000, _stat(stat, _aggregate(g, c, p, ps))) for p in periods]) for lb, c in self.direct]
+        for h in self.derived:
+            pts: list[tuple[int, float | None]] = []
+            for p in periods:
+                c = _aggregate(g, h.count, p, ps)
+                value: float | None
+                if c.count == 0:
+                    value = None
+                elif self.quantile is not None:
+                    cum = [(le, _aggregate(g, b, p, ps).total) for le, b in h.buckets]
+                    value = bucket_quantile(
+                        self.quantile / 100,
+                        [(le, n - (cum[i - 1][1] if i else 0.0)) for i, (le, n) in enumerate(cum)],
+                    )
+                elif stat == "SampleCount":
+                    value = c.total
+                elif stat == "Rate":
+                    value = c.total / c.count
+                else:  # Sum or Average, with a _sum series (prepare refuses the rest)
+                    assert h.total is not None
+                    total = _aggregate(g, h.total, p, ps).total
+                    value = total if stat == "Sum" else (total / c.total if c.total else None)
+                pts.append((p * 1000, value))
+            out.append((dict(h.labels), pts))
+        return out
+
+
+_NO_SLOTS = _Span(0, array("d"))
+
+
+def _copy(s: _Series, g: _Geometry, first: int, stop: int) -> _Copy:
+    """Copy the slots _aggregate reads for periods within the seconds [first, stop): array slices, so the copy is
+    as cheap as the reading it allows."""
+    if g.last_t < 0:
+        return _Copy(_NO_SLOTS, _NO_SLOTS, _NO_SLOTS, _NO_SLOTS, _NO_SLOTS)
+    lo, hi = max(first, g.fine_lo), min(stop, g.last_t + 1)
+    fine = _Span(lo, _ring(s.fine, lo, hi, g.fine_points)) if lo < hi else _NO_SLOTS
+    cp, n = g.coarse_period_s, g.coarse_points
+    m0, m1 = max(-(-first // cp), g.last_t // cp - n + 1), min(stop, g.boundary) // cp
+    if m0 >= m1:
+        return _Copy(fine, _NO_SLOTS, _NO_SLOTS, _NO_SLOTS, _NO_SLOTS)
+    return _Copy(
+        fine,
+        _Span(m0, _ring(s.csum, m0, m1, n)),
+        _Span(m0, _ring(s.cmin, m0, m1, n)),
+        _Span(m0, _ring(s.cmax, m0, m1, n)),
+        _Span(m0, _ring(s.ccount, m0, m1, n)),
+    )
+
+
+def _aggregate(g: _Geometry, s: _Copy, a: int, period_s: int) -> _Agg:
+    """Sum, count, min and max of the per-second values in [a, a + period_s): whole coarse periods that end before
+    the fine window's first whole coarse period come from the coarse ring, every other second from the fine ring
+    while it still holds it. Every slot inside each ring's window is current (skipped seconds and periods are
+    cleared when time moves on), so a window is a slice."""
+    b = a + period_s
+    if g.last_t < 0:
+        return _EMPTY
+    newest = g.last_t + 1
+    if a >= g.boundary:  # the common case, recent periods: fine slots only (a query runs this per point)
+        lo, hi = max(a, g.fine_lo), min(b, newest)
+        vals = [v for v in s.fine.get(lo, hi) if not isnan(v)] if lo < hi else None
+        return _Agg(math.fsum(vals), len(vals), min(vals), max(vals)) if vals else _EMPTY
+    cp = g.coarse_period_s
+    fine_lo = g.fine_lo
+    total, count, low, high = 0.0, 0, _INF, -_INF
+    m0 = max(-(-a // cp), g.last_t // cp - g.coarse_points + 1)
+    m1 = min(b, g.boundary) // cp
+    segments = [(max(a, fine_lo), b)]
+    if m0 < m1:
+        count = int(sum(s.ccount.get(m0, m1)))
+        if count:
+            total = math.fsum(s.csum.get(m0, m1))
+            low = min(s.cmin.get(m0, m1))
+            high = max(s.cmax.get(m0, m1))
+        segments = [(max(a, fine_lo), min(b, m0 * cp)), (max(a, fine_lo, m1 * cp), b)]
+    for lo, hi in segments:
+        if lo >= min(hi, newest):
+            continue
+        vals = [v for v in s.fine.get(lo, min(hi, newest)) if not isnan(v)]
+        if vals:
+            total += math.fsum(vals)
+            count += len(vals)
+            low = min(low, *vals)
+            high = max(high, *vals)
+    return _Agg(total, count, low, high)
 
 
 def _ring(a: array, lo: int, hi: int, n: int) -> array:  # type: ignore[type-arg]

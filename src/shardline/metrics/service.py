@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from ..clock import Clock
 from ..engine import Engine
 from ..runtime.functions import FunctionPool, InvocationResult
+from .access import OPEN, MonitoringAccess
 from .collect import Collector, ProjectLike, Snapshot
 from .emf import EmfMetrics
 from .http import MetricsApp
@@ -54,7 +55,8 @@ class Monitor:
 
     ``alarms`` is a ready alarm manager; ``alarms_factory`` builds one from the store when the monitor starts (after
     the engine opened and the project started, so the built-in rules see every stream and mapping); ``rules``, when
-    given, recomputes the rule set whenever streams, mappings or functions come and go."""
+    given, recomputes the rule set whenever streams, mappings or functions come and go. ``access`` says who may read
+    /metrics and /api/* (metrics.access.monitoring_access builds it from the command line)."""
 
     def __init__(
         self,
@@ -71,6 +73,7 @@ class Monitor:
         persist_interval_s: float = 60.0,
         max_series: int = 1000,
         max_bytes: int = 128 * 1024 * 1024,
+        access: MonitoringAccess = OPEN,
     ) -> None:
         self.engine = engine
         self.project = project
@@ -88,7 +91,7 @@ class Monitor:
         self._rules = rules
         self._topology: object = None
         self.collector = Collector(engine, project=project, emf=self.emf, alarms=alarms)
-        self.app = MetricsApp(self)
+        self.app = MetricsApp(self, access)
         self.sample_seconds = 0.0
         self.samples = 0
         self.last: Snapshot | None = None
@@ -107,6 +110,8 @@ class Monitor:
         self._fit_retention()
         self._wrap_pools()
         self._last_persist_ms = self.clock.now_ms()
+        if self.app.access.closed:
+            log.warning("%s", self.app.access.refusal(None))
         self.running = True
         self._tasks = [
             asyncio.create_task(self._run(), name="shardline-metrics"),

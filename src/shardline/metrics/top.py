@@ -16,14 +16,17 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .access import TOKEN_ENV
+
 if TYPE_CHECKING:
     from rich.console import Group
 
-__all__ = ["Cell", "Overview", "Table", "add_arguments", "build", "fetch", "main", "render_plain"]
+__all__ = ["Cell", "Overview", "Table", "add_arguments", "build", "fetch", "main", "render_plain", "token_of"]
 
 Overview = Mapping[str, Any]
 FETCH_TIMEOUT_S = 5.0
@@ -33,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint", default="http://127.0.0.1:4567", help="default: http://127.0.0.1:4567")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
     p.add_argument("--once", action="store_true", help="print one plain-text snapshot and exit")
+    p.add_argument("--token", help=f"the server's monitoring token (default: ${TOKEN_ENV})")
+    p.add_argument("--token-file", type=Path, help="a file holding the server's monitoring token")
 
 
 # --------------------------------------------------------------------------------------------- formatting
@@ -373,13 +378,33 @@ class FetchError(Exception):
     pass
 
 
-def fetch(endpoint: str, timeout_s: float = FETCH_TIMEOUT_S) -> Overview:
+def token_of(args: argparse.Namespace) -> str | None:
+    """The monitoring token to send: --token, else the contents of --token-file, else $SHARDLINE_MONITORING_TOKEN."""
+    token = getattr(args, "token", None)
+    path = getattr(args, "token_file", None)
+    if token is None and path is not None:
+        try:
+            token = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FetchError(f"cannot read --token-file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if token is None:
+        token = os.environ.get(TOKEN_ENV)
+    return token.strip() if token else None
+
+
+def fetch(endpoint: str, timeout_s: float = FETCH_TIMEOUT_S, token: str | None = None) -> Overview:
     url = f"{endpoint.rstrip('/')}/api/overview"
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s) as resp:
             data = orjson.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        hint = " (is monitoring turned off with --no-metrics?)" if exc.code == 404 else ""
+        hint = {
+            401: f" (monitoring is protected: give its token with --token, --token-file or {TOKEN_ENV})",
+            404: " (is monitoring turned off with --no-metrics?)",
+        }.get(exc.code, "")
         raise FetchError(f"{url}: HTTP {exc.code}{hint}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -400,19 +425,20 @@ def _header(endpoint: str, interval: float | None) -> str:
 def main(args: argparse.Namespace) -> int:
     endpoint = str(args.endpoint).rstrip("/")
     interval = max(0.2, float(getattr(args, "interval", 2.0)))
-    if getattr(args, "once", False):
-        try:
-            ov = fetch(endpoint)
-        except FetchError as exc:
-            print(f"shardline top: {exc}", file=sys.stderr)
-            return 1
-        sys.stdout.write(render_plain(build(ov), _header(endpoint, None)))
-        return 0
+    try:
+        token = token_of(args)
+        if getattr(args, "once", False):
+            ov = fetch(endpoint, token=token)
+            sys.stdout.write(render_plain(build(ov), _header(endpoint, None)))
+            return 0
+    except FetchError as exc:
+        print(f"shardline top: {exc}", file=sys.stderr)
+        return 1
     try:
         if sys.stdout.isatty():
-            _live(endpoint, interval)
+            _live(endpoint, interval, token)
         else:
-            _stream(endpoint, interval)
+            _stream(endpoint, interval, token)
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:
@@ -421,12 +447,12 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stream(endpoint: str, interval: float) -> None:
+def _stream(endpoint: str, interval: float, token: str | None) -> None:
     """Not a terminal: one plain snapshot per interval, for logs and pipes."""
     rates = Rates()
     while True:
         try:
-            text = render_plain(build(fetch(endpoint), rates), _header(endpoint, interval))
+            text = render_plain(build(fetch(endpoint, token=token), rates), _header(endpoint, interval))
         except FetchError as exc:
             text = f"{_header(endpoint, interval)}\n{exc}\n"
         sys.stdout.write(text + "\n")
@@ -434,7 +460,7 @@ def _stream(endpoint: str, interval: float) -> None:
         time.sleep(interval)
 
 
-def _live(endpoint: str, interval: float) -> None:
+def _live(endpoint: str, interval: float, token: str | None) -> None:
     from rich.live import Live  # noqa: PLC0415
 
     rates = Rates()
@@ -443,7 +469,7 @@ def _live(endpoint: str, interval: float) -> None:
         while True:
             error = None
             try:
-                tables = build(fetch(endpoint), rates)
+                tables = build(fetch(endpoint, token=token), rates)
             except FetchError as exc:
                 error = f"{exc}; retrying (the figures below are from the last answer)" if tables else str(exc)
             live.update(render_rich(tables, _header(endpoint, interval), error), refresh=True)

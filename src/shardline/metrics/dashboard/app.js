@@ -112,10 +112,30 @@
   const AXIS_UNITS = { ...UNITS, rate: fmtNum, byterate: fmtBytes };
 
   // ------------------------------------------------------------------ API
+  // A protected server wants its monitoring token as a bearer token. The page takes it from a #token=... link (the
+  // fragment never reaches the server or its logs) or from the form shown after a 401, and keeps it for the tab.
+  const TOKEN_KEY = "shardline.monitoringToken";
+
+  class NeedsToken extends Error {}
+
   async function getJSON(path) {
-    const resp = await fetch(path, { cache: "no-store", headers: { Accept: "application/json" } });
+    const headers = { Accept: "application/json" };
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const resp = await fetch(path, { cache: "no-store", headers });
+    if (resp.status === 401) {
+      const why = await resp.json().then((b) => b.error, () => "");
+      throw new NeedsToken(why || "monitoring needs a token");
+    }
     if (!resp.ok) throw new Error(`${path}: HTTP ${resp.status}`);
     return resp.json();
+  }
+
+  function takeTokenFromLink() {
+    const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+    if (!m) return;
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
   }
 
   // One request per metric for every stream/function at once; series are then grouped by one label, summing (or
@@ -552,8 +572,14 @@
       renderMappings(overview.mappings || []);
       renderFailures(failures, overview.mappings || []);
       setStatus(`Updated ${fmtTime(Date.now())}`);
+      document.getElementById("token-form").hidden = true;
     } catch (err) {
-      setStatus(`Cannot reach the server (${err.message}); retrying`, true);
+      if (err instanceof NeedsToken) {
+        setStatus(err.message, true);
+        document.getElementById("token-form").hidden = false;
+      } else {
+        setStatus(`Cannot reach the server (${err.message}); retrying`, true);
+      }
     } finally {
       state.busy = false;
       if (state.again) refresh();
@@ -566,6 +592,14 @@
   }
 
   function init() {
+    takeTokenFromLink();
+    document.getElementById("token-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const input = document.getElementById("token");
+      sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+      input.value = "";
+      refresh();
+    });
     const wanted = Number(new URLSearchParams(location.search).get("range"));
     if (PERIODS[wanted]) state.range = wanted;
     for (const input of document.querySelectorAll("input[name=range]")) {
