@@ -115,8 +115,9 @@ class Catalog:
         self.damaged_streams: list[DamagedStream] = []  # what the last load_streams could not load
 
     def open(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.root / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _owner_only(self.root, 0o700)
+        self._lock_fd = os.open(self.root / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -151,6 +152,7 @@ class Catalog:
                     self.secret = bytes.fromhex(meta["secret"])
                     if len(self.secret) != 32:
                         raise DamagedMetadata(f"a secret of {len(self.secret)} bytes")
+                    _owner_only(ident, 0o600)
                     return
             except (DamagedMetadata, KeyError, TypeError, ValueError) as exc:
                 # Only the iterator-signing secret is lost: iterators handed out before stop working (they expire
@@ -233,3 +235,12 @@ class Catalog:
 
     def delete_shard(self, stream_id: str, shard_index: int) -> None:
         remove_tree(self.shard_dir(stream_id, shard_index))
+
+
+def _owner_only(path: Path, mode: int) -> None:
+    """The data directory holds every record and the secret that signs shard iterators: nobody but its owner may
+    read it. One made by an older version (world-readable under the usual umask) is tightened, and the log says so."""
+    current = path.stat().st_mode & 0o777
+    if current & 0o077:
+        os.chmod(path, mode)
+        log.warning("%s was readable by others (mode %o): now %o, owner only", path, current, mode)
