@@ -681,7 +681,7 @@ async def test_tag_errors(kinesis) -> None:
     assert await kinesis.fail("RemoveTagsFromStream", {"StreamName": "s", "TagKeys": ["a,b"]}) == (
         "InvalidArgumentException",
         "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, "
-        "_ . / = + - % @ :.",
+        "_ . / = + - % @.",
     )
     too_many = {f"k{i}": "v" for i in range(51)}
     assert await kinesis.fail("AddTagsToStream", {"StreamName": "s", "Tags": too_many}) == (
@@ -691,6 +691,38 @@ async def test_tag_errors(kinesis) -> None:
     )
     assert (await kinesis.ok("ListTagsForStream", {"StreamName": "s"}))["Tags"] == []
     assert await kinesis.fail("AddTagsToStream", {"StreamName": "x", "Tags": {"a": "b"}}) == kinesis.not_found("x")
+
+
+TAG_CHARS = (
+    "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @."
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["tab\there", "new\nline", "nul\x00", "bell\x07", "del\x7f", "colon:key", "semi;colon", "aws:cloudformation"],
+)
+async def test_tag_characters_outside_the_documented_set_are_refused(kinesis, text) -> None:
+    # Source: the Kinesis API Reference, data type Tag ("Valid characters: Unicode letters, digits, white space,
+    # _ . / = + - % @"): % is allowed, ':' is not; white space is Unicode separators, never control characters.
+    await kinesis.create("s", 1)
+    for op, payload in [
+        ("AddTagsToStream", {"StreamName": "s", "Tags": {text: "v"}}),
+        ("AddTagsToStream", {"StreamName": "s", "Tags": {"k": text}}),
+        ("RemoveTagsFromStream", {"StreamName": "s", "TagKeys": [text]}),
+        ("TagResource", {"ResourceARN": ARN + "s", "Tags": {text: "v"}}),
+        ("UntagResource", {"ResourceARN": ARN + "s", "TagKeys": [text]}),
+    ]:
+        assert await kinesis.fail(op, payload) == ("InvalidArgumentException", TAG_CHARS), op
+
+
+async def test_tag_characters_in_the_documented_set_are_accepted(kinesis) -> None:
+    await kinesis.create("s", 1)
+    tags = {"Ünïcödé 名前 ١٢": "a b\u00a0c", "_./=+-%@": "100%", "k": ""}
+    await kinesis.ok("AddTagsToStream", {"StreamName": "s", "Tags": tags})
+    listed = (await kinesis.ok("ListTagsForStream", {"StreamName": "s"}))["Tags"]
+    assert {t["Key"]: t.get("Value", "") for t in listed} == tags
+    await kinesis.ok("RemoveTagsFromStream", {"StreamName": "s", "TagKeys": list(tags)})
 
 
 async def test_resource_tags(kinesis) -> None:

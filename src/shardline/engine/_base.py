@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
-import re
+import unicodedata
 from typing import NoReturn
 
 from ..clock import Clock
@@ -32,7 +32,14 @@ log = logging.getLogger("shardline.engine")
 
 _DAY_MS = 24 * 3600 * 1000
 MAX_TAGS = 50
-TAG_RE = re.compile(r"^[\w\s_.:/=+\-@%]*$", re.UNICODE)
+_TAG_SYMBOLS = frozenset("_./=+-@%")
+
+
+def valid_tag_text(text: str) -> bool:
+    """A tag key or value in the characters Kinesis's API reference allows (its Tag data type): Unicode letters,
+    digits, white space (Unicode separators: not tab, newline or any other control character) and ``_ . / = + - % @``.
+    AWS quirk: ``:``, allowed by other services' tags, is not among them."""
+    return all(c in _TAG_SYMBOLS or unicodedata.category(c)[0] in "LNZ" for c in text)
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -268,7 +275,7 @@ class EngineBase:
 
     def _validate_tags(self, stream: str, existing: dict[str, str], tags: dict[str, str]) -> None:
         for k, v in tags.items():
-            if not TAG_RE.match(k) or not TAG_RE.match(v or ""):
+            if not valid_tag_text(k) or not valid_tag_text(v or ""):
                 raise InvalidArgumentException(m.TAG_CHARS)
         if len(set(existing) | set(tags)) > MAX_TAGS:
             raise InvalidArgumentException(self._fmt(m.TAG_LIMIT, stream, limit=MAX_TAGS))

@@ -12,7 +12,7 @@ from ..errors import (
 )
 from ..models import Consumer, StreamMode, StreamStatus, Tag
 from . import messages as m
-from ._base import TAG_RE, EngineBase
+from ._base import EngineBase, valid_tag_text
 from .streams import ConsumerState, StreamState
 
 __all__ = ["Admin"]
@@ -77,8 +77,8 @@ class Admin(EngineBase):
         self, tag_keys: list[str], *, stream_name: str | None = None, stream_arn: str | None = None
     ) -> None:
         st = self._stream(stream_name, stream_arn)
-        if any(not TAG_RE.match(k) for k in tag_keys):
-            raise InvalidArgumentException(m.TAG_CHARS_REMOVE)
+        if any(not valid_tag_text(k) for k in tag_keys):
+            raise InvalidArgumentException(m.TAG_CHARS)
         for k in tag_keys:
             st.tags.pop(k, None)
         self._save(st)

@@ -133,9 +133,6 @@ TAG_LIMIT = (
 TAG_CHARS = (
     "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @."
 )
-TAG_CHARS_REMOVE = (
-    "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @ :."
-)
 LIST_SHARDS_NEITHER = "Either NextToken or StreamName should be provided."
 LIST_SHARDS_BOTH = "NextToken and StreamName cannot be provided together."
 NEXT_TOKEN_INVALID = "Invalid NextToken."
