@@ -13,8 +13,11 @@ GET /api/query?name=&label.<k>=<v>&start=&end=&period=&stat=
 GET /api/catalog                   every metric: name, kind, unit, help, CloudWatch equivalent, labels
 GET /api/streams/<name>/shards     {"stream", "shards": [...]}: the shard map with lineage, hash ranges, counters
                                     and each mapping's checkpoint
-GET /api/failures?limit=           {"failures": [{"mapping", "function", "stream", "record": <on-failure message>}]},
-                                    newest first (limit 1..500, default 50)
+GET /api/failures?limit=           {"failures": [{"mapping", "function", "stream", "record": <on-failure message>}],
+                                    "function_errors": [{"timestamp", "function", "requestId", "errorType",
+                                    "errorMessage"}]}: discarded batches and failed invocations (Lambda's error
+                                    types: Runtime.ExitError, Sandbox.Timedout, ...), each newest first (limit
+                                    1..500, default 50)
 GET /api/alarms?name=&limit=       {"alarms": [states], "history": [transitions, newest first]}
 GET /dashboard, /dashboard/<file>  the dashboard page and its assets, from the package
 ```
@@ -335,6 +338,8 @@ class MetricsApp:
             "in_flight": pool.in_flight,
             "invocations": pool.invocations,
             "errors": pool.errors,
+            "errors_by_type": dict(pool.errors_by_type),
+            "last_error": pool.recent_errors[-1] if pool.recent_errors else None,
             "timeouts": pool.timeouts,
             "throttles": pool.throttles,
             "cold_starts": pool.cold_starts,
@@ -457,7 +462,9 @@ class MetricsApp:
                     }
                 )
         rows.sort(key=lambda r: str(r["record"].get("timestamp", "")), reverse=True)
-        return {"failures": rows[:limit]}
+        errors = [e for pool in (project.pools.values() if project is not None else ()) for e in pool.recent_errors]
+        errors.sort(key=lambda e: str(e["timestamp"]), reverse=True)
+        return {"failures": rows[:limit], "function_errors": errors[:limit]}
 
     def alarms(self, name: str | None, limit: int) -> dict[str, Any]:
         a = self.monitor.alarms

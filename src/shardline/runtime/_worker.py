@@ -5,30 +5,62 @@ Started by ``functions.Worker``. It talks to its parent over two inherited pipe 
 ```
  u32 header length | header (JSON) | u32 body length | body (bytes)
 ```
-Parent -> worker: header {"id", "deadline_ms"}, body = the event as JSON bytes.
+Parent -> worker: header {"id", "deadline_ms", "timeout_ms"}, body = the event as JSON bytes.
 Worker -> parent: first an init frame {"init_ms", "error"?}; then per invocation {"id", "error"?, "logs",
 "duration_ms", "max_rss_kb"} with body = the handler's return value as JSON bytes.
 
 User code's prints and logging are captured per invocation and returned with its result, so every line is
 attributed to the request that wrote it.
+
+What the worker sends is bounded, so the parent's memory does not follow user code's: a body is at most
+MAX_RESPONSE_BYTES (a larger return value is Function.ResponseSizeTooLarge, as on Lambda) and a header at most
+MAX_HEADER_BYTES (the captured log output of one invocation is cut at MAX_LOG_CHARS, error texts at
+MAX_ERROR_CHARS). The parent refuses a frame over those bounds without reading it.
+
+A worker does not outlive its parent: on Linux the kernel kills it when the parent dies (PR_SET_PDEATHSIG), and a
+watchdog thread checks the parent too (everywhere) and ends an invocation that runs WATCHDOG_GRACE_S past its
+timeout, in case the parent is no longer there to enforce it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib
 import io
 import json
 import logging
 import os
 import resource
+import signal
 import struct
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 _LEN = struct.Struct(">I")
+
+# AWS quirk: Lambda's synchronous response limit is "6 MB" but the check is against 6 MiB + 100 bytes; a larger
+# response fails the invocation with Function.ResponseSizeTooLarge (a function error: the batch is retried).
+MAX_RESPONSE_BYTES = 6_291_556
+RESPONSE_TOO_LARGE = {
+    "errorType": "Function.ResponseSizeTooLarge",
+    "errorMessage": f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).",
+}
+# CloudWatch Logs keeps at most 256 KiB in one event; one invocation's log output is cut there too.
+MAX_LOG_CHARS = 256 * 1024
+MAX_ERROR_CHARS = 16 * 1024  # errorMessage, and the stackTrace as a whole
+# A header's text fields hold at most MAX_LOG_CHARS + 2 * MAX_ERROR_CHARS characters; JSON (ASCII-escaped) spends
+# at most 12 bytes on one (an astral character becomes two \uXXXX escapes); the rest of the header is small.
+MAX_HEADER_BYTES = 12 * (MAX_LOG_CHARS + 2 * MAX_ERROR_CHARS) + 64 * 1024
+WATCHDOG_GRACE_S = 2.0  # the parent kills a timed-out worker first; this is for when the parent cannot
+WATCHDOG_POLL_S = 0.25
+EXIT_ORPHANED = 125
+EXIT_OVERRAN = 124  # as timeout(1)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -111,15 +143,86 @@ class LambdaContext:
 
 
 class _Capture(io.TextIOBase):
-    def __init__(self, sink: list[str]) -> None:
-        self._sink = sink
+    """One invocation's log output, kept up to MAX_LOG_CHARS; what is written past that is only counted."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._kept = 0
+        self._dropped = 0
 
     def write(self, s: str) -> int:
-        self._sink.append(s)
+        room = MAX_LOG_CHARS - self._kept
+        if len(s) <= room:
+            self._parts.append(s)
+            self._kept += len(s)
+        else:
+            if room > 0:
+                self._parts.append(s[:room])
+                self._kept = MAX_LOG_CHARS
+            self._dropped += len(s) - max(room, 0)
         return len(s)
 
     def writable(self) -> bool:
         return True
+
+    def take(self) -> str:
+        """The output so far (with a note of what was cut), and start afresh."""
+        text = "".join(self._parts)
+        if self._dropped:
+            if not text.endswith("\n"):
+                text += "\n"
+            text += (
+                f"[log output truncated: {self._dropped} more characters were written than the "
+                f"{MAX_LOG_CHARS} one invocation keeps]\n"
+            )
+        self._parts.clear()
+        self._kept = self._dropped = 0
+        return text
+
+
+class _Watchdog(threading.Thread):
+    """Ends the worker when its parent is gone, or when an invocation runs past its deadline (a tight loop in user
+    code still lets this thread run: the interpreter switches threads every few milliseconds)."""
+
+    def __init__(self, parent_pid: int) -> None:
+        super().__init__(name="shardline-watchdog", daemon=True)
+        self._parent_pid = parent_pid
+        self._deadline: float | None = None  # time.monotonic()
+
+    def arm(self, timeout_s: float) -> None:
+        self._deadline = time.monotonic() + timeout_s + WATCHDOG_GRACE_S
+
+    def disarm(self) -> None:
+        self._deadline = None
+
+    def run(self) -> None:
+        while True:
+            time.sleep(WATCHDOG_POLL_S)
+            if os.getppid() != self._parent_pid:
+                os._exit(EXIT_ORPHANED)
+            deadline = self._deadline
+            if deadline is not None and time.monotonic() > deadline:
+                os._exit(EXIT_OVERRAN)
+
+
+def _die_with_parent(parent_pid: int) -> _Watchdog:
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # without it, the watchdog notices a little later
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the kernel was told
+        os._exit(EXIT_ORPHANED)
+    # A small stack: with the memory limit enforced, a thread's stack counts against memorySize.
+    previous = threading.stack_size(256 * 1024)
+    try:
+        watchdog = _Watchdog(parent_pid)
+        watchdog.start()
+    finally:
+        threading.stack_size(previous)
+    return watchdog
+
+
+def _clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} characters truncated]"
 
 
 class _RequestIdFilter(logging.Filter):
@@ -131,11 +234,18 @@ class _RequestIdFilter(logging.Filter):
 
 
 def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
+    trace: list[str] = []
+    room = MAX_ERROR_CHARS
+    for frame in traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:]):
+        if len(frame) > room:
+            break
+        trace.append(frame)
+        room -= len(frame)
     return {
-        "errorMessage": str(exc),
-        "errorType": error_type or type(exc).__name__,
+        "errorMessage": _clip(str(exc)),
+        "errorType": _clip(error_type or type(exc).__name__, 256),
         "requestId": "",
-        "stackTrace": traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:]),
+        "stackTrace": trace,
     }
 
 
@@ -160,14 +270,14 @@ class _InitError(Exception):
 
 
 def main() -> None:
-    fd_in, fd_out = int(sys.argv[1]), int(sys.argv[2])
+    fd_in, fd_out, parent_pid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    watchdog = _die_with_parent(parent_pid)
     handler_name = os.environ["_HANDLER"]
     memory_mb = int(os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"])
     if os.environ.get("SHARDLINE_ENFORCE_MEMORY", "1") == "1":
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-    sink: list[str] = []
-    capture = _Capture(sink)
+    capture = _Capture()
     sys.stdout = capture
     sys.stderr = capture
     request_filter = _RequestIdFilter()
@@ -195,8 +305,7 @@ def main() -> None:
         init_error = _error(exc, "Runtime.OutOfMemory")
     except BaseException as exc:  # user code failed at import time
         init_error = _error(exc, "Runtime.UserCodeSyntaxError" if isinstance(exc, SyntaxError) else None)
-    write_frame(fd_out, {"init_ms": (time.perf_counter() - t0) * 1000, "error": init_error, "logs": "".join(sink)})
-    sink.clear()
+    write_frame(fd_out, {"init_ms": (time.perf_counter() - t0) * 1000, "error": init_error, "logs": capture.take()})
     if init_error is not None:
         return
 
@@ -213,17 +322,21 @@ def main() -> None:
         result = b""
         start = time.perf_counter()
         fatal = False
+        watchdog.arm(header["timeout_ms"] / 1000)
         try:
             value = fn(json.loads(body), ctx)
             try:
                 result = json.dumps(value).encode()
             except (TypeError, ValueError) as exc:
                 out["error"] = {
-                    "errorMessage": f"Unable to marshal response: {exc}",
+                    "errorMessage": _clip(f"Unable to marshal response: {exc}"),
                     "errorType": "Runtime.MarshalError",
                     "requestId": request_id,
                     "stackTrace": [],
                 }
+            if len(result) > MAX_RESPONSE_BYTES:
+                result = b""
+                out["error"] = {**RESPONSE_TOO_LARGE, "requestId": request_id, "stackTrace": []}
         except MemoryError as exc:
             out["error"] = _error(exc, "Runtime.OutOfMemory")
             out["error"]["errorMessage"] = f"RequestId: {request_id} Error: Runtime exited with error: signal: killed"
@@ -238,12 +351,12 @@ def main() -> None:
         except BaseException as exc:
             out["error"] = _error(exc)
             traceback.print_exc(file=capture)
+        watchdog.disarm()
         if "error" in out:
             out["error"]["requestId"] = request_id
         out["duration_ms"] = (time.perf_counter() - start) * 1000
         out["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        out["logs"] = "".join(sink)
-        sink.clear()
+        out["logs"] = capture.take()
         write_frame(fd_out, out, result)
         if fatal:
             os._exit(1)

@@ -3,6 +3,15 @@
 A worker is reused between invocations. A crash, ``os._exit``, an endless loop or a memory blow-up in user code
 ends only that worker; the invocation is reported with the error Lambda gives ("Task timed out after 3.00
 seconds", Runtime.ExitError, Runtime.OutOfMemory) and the next invocation starts a fresh worker (a cold start).
+Every failed invocation is logged (a WARNING on ``shardline.function``) and kept, with its Lambda error type, in
+the pool's ``recent_errors`` and ``errors_by_type`` for monitoring.
+
+Memory: per invocation the pool reads at most one response (``MAX_RESPONSE_BYTES``, 6 MiB + 100) and one header
+(``MAX_HEADER_BYTES``, whose log output is cut at ``MAX_LOG_CHARS``) from the worker's pipe, about 10 MiB in the
+worst case; a worker that announces a larger frame is killed unread.
+
+Every worker the pool starts is tracked until it has exited: a cancelled invocation kills its worker, and
+``close()`` ends idle and busy workers alike.
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ import struct
 import sys
 import time
 import uuid
+from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +36,7 @@ import orjson
 
 from ..clock import Clock, SystemClock
 from ..engine.stats import Histogram
-from ._worker import LambdaContext
+from ._worker import MAX_HEADER_BYTES, MAX_RESPONSE_BYTES, RESPONSE_TOO_LARGE, LambdaContext
 
 __all__ = ["FunctionConfig", "FunctionPool", "InProcessFunction", "InvocationResult", "Throttled"]
 
@@ -97,6 +108,10 @@ class _WorkerDied(Exception):
     pass
 
 
+class _FrameTooLarge(Exception):
+    """The worker announced a frame past the bounds a worker keeps to; it is not read."""
+
+
 class Worker:
     """One execution environment process."""
 
@@ -124,6 +139,7 @@ class Worker:
                 _WORKER_PATH,
                 str(to_child_r),
                 str(from_child_w),
+                str(os.getpid()),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=None,
                 stderr=None,
@@ -131,32 +147,49 @@ class Worker:
                 env=env,
                 cwd=cwd,
             )
+        except BaseException:
+            os.close(from_child_r)
+            os.close(to_child_w)
+            raise
         finally:
             os.close(to_child_r)
             os.close(from_child_w)
         worker = cls(config, proc.pid, proc, from_child_r, to_child_w)
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=1 << 30)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(from_child_r, "rb", 0))
-        worker._reader = reader
-        transport, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(to_child_w, "wb", 0))
-        worker._transport = transport
         try:
-            init, _ = await asyncio.wait_for(worker._read(), timeout=max(10.0, config.timeout_s))
-        except (TimeoutError, _WorkerDied):
-            await worker.kill()
-            init = {"error": {"errorType": "Runtime.ExitError", "errorMessage": "Runtime exited during init"}}
+            init = await worker._connect(from_child_r, to_child_w)
+        except BaseException:  # cancelled while starting: the process must not outlive this call
+            await asyncio.shield(worker.kill())
+            raise
         worker.init_ms = float(init.get("init_ms") or 0.0)
         if init.get("logs"):
             _emit_logs(config.name, "INIT", init["logs"])
         return worker, init
 
+    async def _connect(self, from_child_r: int, to_child_w: int) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        # The default limit: the reader pauses the pipe once twice this much is buffered beyond what was asked for.
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(from_child_r, "rb", 0))
+        self._reader = reader
+        transport, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(to_child_w, "wb", 0))
+        self._transport = transport
+        try:
+            init, _ = await asyncio.wait_for(self._read(), timeout=max(10.0, self.config.timeout_s))
+        except (TimeoutError, _WorkerDied, _FrameTooLarge):
+            await self.kill()
+            init = {"error": {"errorType": "Runtime.ExitError", "errorMessage": "Runtime exited during init"}}
+        return init
+
     async def _read(self) -> tuple[dict[str, Any], bytes]:
         assert self._reader is not None
         try:
             (hlen,) = _LEN.unpack(await self._reader.readexactly(4))
+            if hlen > MAX_HEADER_BYTES:
+                raise _FrameTooLarge(f"header of {hlen} bytes")
             header = orjson.loads(await self._reader.readexactly(hlen))
             (blen,) = _LEN.unpack(await self._reader.readexactly(4))
+            if blen > MAX_RESPONSE_BYTES:
+                raise _FrameTooLarge(f"response of {blen} bytes")
             body = await self._reader.readexactly(blen)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise _WorkerDied from exc
@@ -164,7 +197,8 @@ class Worker:
 
     async def invoke(self, request_id: str, event: bytes, deadline_ms: int) -> tuple[dict[str, Any], bytes]:
         assert self._transport is not None
-        header = orjson.dumps({"id": request_id, "deadline_ms": deadline_ms})
+        timeout_ms = int(self.config.timeout_s * 1000)
+        header = orjson.dumps({"id": request_id, "deadline_ms": deadline_ms, "timeout_ms": timeout_ms})
         # writelines: no copy of a multi-megabyte event just to prefix it
         self._transport.writelines((_LEN.pack(len(header)), header, _LEN.pack(len(event)), event))
         self.invocations += 1
@@ -244,6 +278,7 @@ class FunctionPool:
         limit = config.reserved_concurrency if config.reserved_concurrency is not None else max_concurrency
         self.concurrency = limit
         self._idle: list[Worker] = []
+        self._workers: set[Worker] = set()  # every started worker not yet known to have exited, idle or busy
         self._busy = 0
         self._closed = False
         self.cold_starts = 0
@@ -251,6 +286,8 @@ class FunctionPool:
         self.errors = 0
         self.timeouts = 0
         self.throttles = 0
+        self.errors_by_type: dict[str, int] = {}
+        self.recent_errors: deque[dict[str, Any]] = deque(maxlen=50)
         self.duration = Histogram()  # ms, function-reached invocations
         self.init_duration = Histogram()  # ms, cold starts
 
@@ -278,6 +315,8 @@ class FunctionPool:
         self.duration.observe(result.duration_ms)
         if result.init_ms is not None:
             self.init_duration.observe(result.init_ms)
+        if result.error is not None:
+            self._record_error(result)
         return result
 
     async def _invoke(self, event: bytes) -> InvocationResult:
@@ -286,15 +325,25 @@ class FunctionPool:
         worker = self._idle.pop() if self._idle else None
         if worker is None:
             worker, init = await Worker.start(self.config)
+            self._workers.add(worker)
             self.cold_starts += 1
             init_ms = worker.init_ms
-            if init.get("error"):
-                await worker.kill()
+            if init.get("error") or self._closed:
+                await self._end(worker.kill())
+                if self._closed:
+                    raise Throttled("FunctionClosed")
                 err = dict(init["error"])
                 err["requestId"] = request_id
                 self.invocations += 1
                 self.errors += 1
                 return self._failed(request_id, err, 0.0, init_ms, "")
+        try:
+            return await self._run(worker, request_id, event, init_ms)
+        except BaseException:  # cancelled mid-invocation: the worker's state is unknown, so it goes
+            await asyncio.shield(self._end(worker.kill()))
+            raise
+
+    async def _run(self, worker: Worker, request_id: str, event: bytes, init_ms: float | None) -> InvocationResult:
         timeout = self.config.timeout_s
         deadline_ms = self.clock.now_ms() + int(timeout * 1000)
         started = time.perf_counter()
@@ -302,15 +351,20 @@ class FunctionPool:
         try:
             header, body = await asyncio.wait_for(worker.invoke(request_id, event, deadline_ms), timeout=timeout)
         except TimeoutError:
-            await worker.kill()
+            await self._end(worker.kill())
             self.errors += 1
             self.timeouts += 1
             msg = f"Task timed out after {timeout:.2f} seconds"
             fn_log.info("%s %s %s", self.config.name, request_id, msg)
             err = {"errorMessage": f"RequestId: {request_id} Error: {msg}", "errorType": "Sandbox.Timedout"}
             return self._failed(request_id, err, timeout * 1000, init_ms, msg)
+        except _FrameTooLarge:
+            await self._end(worker.kill())
+            self.errors += 1
+            err = {**RESPONSE_TOO_LARGE, "requestId": request_id}
+            return self._failed(request_id, err, (time.perf_counter() - started) * 1000, init_ms, "")
         except _WorkerDied:
-            await worker.reap()
+            await self._end(worker.reap())
             self.errors += 1
             code = worker.proc.returncode
             why = f"signal: {_signal_name(-code)}" if code is not None and code < 0 else f"exit status {code}"
@@ -318,20 +372,56 @@ class FunctionPool:
                 "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: {why}",
                 "errorType": "Runtime.ExitError",
             }
-            return self._failed(request_id, err, (time.perf_counter() - started) * 1000, init_ms, "")
+            logs = _runtime_exit_log(err)
+            _emit_logs(self.config.name, request_id, logs)
+            return self._failed(request_id, err, (time.perf_counter() - started) * 1000, init_ms, logs)
         logs = header.get("logs", "")
+        error = header.get("error")
+        if error is not None and error.get("errorType") in ("Runtime.OutOfMemory", "Runtime.ExitError"):
+            logs += _runtime_exit_log(error)  # the worker is gone: the runtime says so, as Lambda's does
+        elif error is not None and error.get("errorType") in ("Runtime.MarshalError", "Function.ResponseSizeTooLarge"):
+            logs += f"[ERROR] {error['errorType']}: {error['errorMessage']}\n"
         if logs:
             _emit_logs(self.config.name, request_id, logs)
-        error = header.get("error")
         if error is not None:
             self.errors += 1
             if error.get("errorType") in ("Runtime.OutOfMemory", "Runtime.ExitError"):
-                await worker.reap()
+                await self._end(worker.reap())
             else:
-                self._idle.append(worker)
+                await self._release(worker)
             return self._failed(request_id, error, float(header.get("duration_ms", 0.0)), init_ms, logs)
-        self._idle.append(worker)
+        await self._release(worker)
         return InvocationResult(request_id, body, None, None, float(header["duration_ms"]), init_ms, logs)
+
+    async def _release(self, worker: Worker) -> None:
+        """A worker that finished its invocation: warm for the next one, or stopped if the pool closed meanwhile."""
+        if self._closed:
+            await self._end(worker.stop())
+        else:
+            self._idle.append(worker)
+
+    async def _end(self, ending: Awaitable[None]) -> None:
+        """Await a worker's kill/reap/stop; it is no longer tracked once it has exited."""
+        await ending
+        self._workers = {w for w in self._workers if w.proc.returncode is None}
+
+    def _record_error(self, result: InvocationResult) -> None:
+        assert result.error is not None
+        error_type = str(result.error.get("errorType", "Unhandled"))
+        message = str(result.error.get("errorMessage", ""))
+        self.errors_by_type[error_type] = self.errors_by_type.get(error_type, 0) + 1
+        self.recent_errors.append(
+            {
+                "timestamp": _iso(self.clock.now_ms()),
+                "function": self.config.name,
+                "requestId": result.request_id,
+                "errorType": error_type,
+                "errorMessage": message,
+            }
+        )
+        # One line in the runtime's log at the level a stopped pipeline is noticed at; the function's own output
+        # (its traceback, or the runtime's lines above) went to the function log at INFO.
+        fn_log.warning("%s %s invocation failed: %s: %s", self.config.name, result.request_id, error_type, message)
 
     def _failed(
         self, request_id: str, error: dict[str, Any], duration_ms: float, init_ms: float | None, logs: str
@@ -340,9 +430,22 @@ class FunctionPool:
         return InvocationResult(request_id, payload, "Unhandled", error, duration_ms, init_ms, logs)
 
     async def close(self) -> None:
+        """Stop idle workers and kill busy ones (their invocations fail): no worker outlives the pool."""
         self._closed = True
         idle, self._idle = self._idle, []
-        await asyncio.gather(*(w.stop() for w in idle), return_exceptions=True)
+        busy = [w for w in self._workers if w not in idle]
+        await asyncio.gather(*(w.stop() for w in idle), *(w.kill() for w in busy), return_exceptions=True)
+        self._workers = {w for w in self._workers if w.proc.returncode is None}
+
+
+def _runtime_exit_log(error: dict[str, Any]) -> str:
+    """Lambda's runtime lines for an environment that exited: "RequestId: ... Error: Runtime exited with error: exit
+    status 3" then the error type."""
+    return f"{error['errorMessage']}\n{error['errorType']}\n"
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
 
 
 _SIGNAL_WORDS = {"SIGKILL": "killed", "SIGSEGV": "segmentation fault", "SIGABRT": "aborted", "SIGTERM": "terminated"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from .filters import RecordFilter
 from .functions import FunctionPool
 from .mapping import MappingConfig, RuntimeTuning
 from .source import EngineSource
-from .supervisor import Mapping
+from .supervisor import Mapping, stop_all
 
 __all__ = ["Project"]
 
@@ -46,6 +45,14 @@ class Project:
         self.running = False
 
     async def start(self) -> None:
+        """Start everything; if a part fails, what was already started is stopped before the error is raised."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         for spec in self.config.streams.values():
             try:
                 await self.engine.create_stream(spec.name, spec.shards, stream_mode=spec.mode)
@@ -89,8 +96,7 @@ class Project:
 
     async def stop(self) -> None:
         self.running = False
-        await asyncio.gather(*(m.stop() for m in self.mappings), return_exceptions=True)
-        await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
+        await stop_all(self.mappings, self.pools)
         if self.store is not None:
             self.store.close()
             self.store = None

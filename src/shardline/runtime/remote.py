@@ -25,7 +25,7 @@ from .filters import RecordFilter
 from .functions import FunctionPool
 from .mapping import MappingConfig, RuntimeTuning
 from .source import KinesisSource
-from .supervisor import Mapping
+from .supervisor import Mapping, stop_all
 
 __all__ = ["RemoteProject", "kinesis_client", "run_until_stopped"]
 
@@ -89,6 +89,14 @@ class RemoteProject:
             log.info("created stream %s on the endpoint", spec.name)
 
     async def start(self) -> None:
+        """Start everything; if a part fails, what was already started is stopped before the error is raised."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self._ensure_streams()
         self.store = LeaseStore(self.state_dir / "leases.db")
         for fn in self.config.functions.values():
@@ -123,8 +131,7 @@ class RemoteProject:
         )
 
     async def stop(self) -> None:
-        await asyncio.gather(*(m.stop() for m in self.mappings), return_exceptions=True)
-        await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
+        await stop_all(self.mappings, self.pools)
         if self.store is not None:
             self.store.close()
             self.store = None

@@ -18,11 +18,12 @@ from ..clock import Clock, SystemClock
 from ..errors import KinesisError
 from .checkpoints import LeaseStore
 from .destinations import Destination
+from .functions import FunctionPool
 from .mapping import MappingConfig, RuntimeTuning
 from .processor import Invoker, RecordMatcher, ShardProcessor, ShardStats
 from .source import ShardSource, SourceShard
 
-__all__ = ["COUNTERS", "Mapping", "MappingStats"]
+__all__ = ["COUNTERS", "Mapping", "MappingStats", "stop_all"]
 
 # The ShardStats counters a mapping sums over its shards (finished shards included).
 COUNTERS = (
@@ -238,3 +239,16 @@ class Mapping:
             totals=totals,
             iterator_age_ms=max((p.stats.millis_behind for p in live), default=0),
         )
+
+
+async def stop_all(mappings: list[Mapping], pools: dict[str, FunctionPool]) -> None:
+    """Stop every mapping, then close every pool; each failure is logged and the others still stop."""
+    results = await asyncio.gather(*(m.stop() for m in mappings), return_exceptions=True)
+    for mapping, result in zip(mappings, results, strict=True):
+        if isinstance(result, BaseException):
+            log.error("stopping mapping %s failed", mapping.uuid, exc_info=result)
+    names = list(pools)
+    results = await asyncio.gather(*(pools[n].close() for n in names), return_exceptions=True)
+    for name, result in zip(names, results, strict=True):
+        if isinstance(result, BaseException):
+            log.error("closing function %s failed", name, exc_info=result)
