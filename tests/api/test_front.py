@@ -318,6 +318,29 @@ async def test_a_second_app_on_a_busy_data_dir_fails_startup(kinesis, make_kines
     assert (await kinesis.send(None, method="GET", path="/health", content_type=None)).status == 200
 
 
+async def test_a_service_that_fails_to_start_stops_the_ones_started_before_it(make_kinesis, lifespan_of) -> None:
+    events: list[str] = []
+
+    class Service:
+        def __init__(self, name: str, *, fails: bool = False) -> None:
+            self.name, self.fails = name, fails
+
+        async def start(self) -> None:
+            events.append(f"start {self.name}")
+            if self.fails:
+                raise RuntimeError(f"{self.name} cannot start")
+
+        async def stop(self) -> None:
+            events.append(f"stop {self.name}")
+
+    k = await make_kinesis(start=False)
+    k.app.services = [Service("project"), Service("monitor"), Service("broken", fails=True), Service("never")]
+    msg = await lifespan_of(k.app).start()
+    assert msg == {"type": "lifespan.startup.failed", "message": "broken cannot start"}
+    assert events == ["start project", "start monitor", "start broken", "stop monitor", "stop project"]
+    assert k.engine.closed
+
+
 # ----------------------------------------------------------------- CBOR
 async def test_cbor_put_and_get_round_trip(kinesis) -> None:
     await kinesis.create("s")

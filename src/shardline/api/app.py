@@ -109,16 +109,19 @@ class KinesisApp:
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
+                started: list[Service] = []
                 try:
-                    if self.engine._closed:
+                    if self.engine.closed:
                         await self.engine.open()
                     for service in self.services:
                         await service.start()
+                        started.append(service)
                     self.ready = True
                 except Exception as exc:
                     self.startup_error = str(exc)
                     if not isinstance(exc, DataDirLocked):
                         log.exception("startup failed")
+                    await self._stop_services(started)  # a failed start leaves nothing running
                     with contextlib.suppress(Exception):
                         await self.engine.close()
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -127,15 +130,18 @@ class KinesisApp:
             elif msg["type"] == "lifespan.shutdown":
                 self.ready = False
                 try:
-                    for service in reversed(self.services):
-                        try:
-                            await service.stop()
-                        except Exception:
-                            log.exception("stopping %s failed", service)
+                    await self._stop_services(self.services)
                     await self.engine.close()
                 finally:
                     await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _stop_services(self, services: Sequence[Service]) -> None:
+        for service in reversed(services):
+            try:
+                await service.stop()
+            except Exception:
+                log.exception("stopping %s failed", service)
 
     # ----------------------------------------------------------------- HTTP
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -279,7 +285,7 @@ class KinesisApp:
         return codec.encode(body)
 
     async def _health(self, send: Send) -> None:
-        ok = self.ready and not self.engine._closed
+        ok = self.ready and not self.engine.closed
         state: dict[str, Any] = {"status": "ok" if ok else "starting"}
         if self.verifier is None:  # a liveness probe answers anyone: under --auth it says nothing about the data
             state["streams"] = len(self.engine.streams)

@@ -40,6 +40,8 @@ def valid_tag_text(text: str) -> bool:
     digits, white space (Unicode separators: not tab, newline or any other control character) and ``_ . / = + - % @``.
     AWS quirk: ``:``, allowed by other services' tags, is not among them."""
     return all(c in _TAG_SYMBOLS or unicodedata.category(c)[0] in "LNZ" for c in text)
+
+
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 

@@ -60,6 +60,11 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         self._tasks: list[asyncio.Task[None]] = []
 
     # ----------------------------------------------------------------- lifecycle
+    @property
+    def closed(self) -> bool:
+        """True before ``open`` and after ``close``: the engine serves nothing then."""
+        return self._closed
+
     async def open(self) -> Engine:
         self.catalog.open()
         self.iterators = IteratorCodec(self.catalog.secret)
