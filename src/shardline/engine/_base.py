@@ -178,8 +178,8 @@ class EngineBase:
         sh.counters.incoming, sh.counters.slot = st.incoming, sh.index
         if not report.clean:
             log.warning(
-                "stream %s %s: recovery removed a torn tail of %d bytes, found %d damaged ranges and %d missing "
-                "ranges, %d records lost%s",
+                "stream %s %s: recovery cut a %d-byte tail that failed its checks (the journal replay restores its "
+                "records or reports them lost), found %d damaged ranges and %d missing ranges, %d records lost%s",
                 st.name,
                 sh.shard_id,
                 report.truncated_bytes,

@@ -5,21 +5,27 @@ A request's records are encoded once. The bytes go to the journal as one frame, 
 is *staged* in its shard's slot of the stream's stage table (staging.py). Staged records are materialised into the
 segment files in batches, one frame per shard: when the staged bytes pass a bound, whenever a shard is read,
 sealed, trimmed or closed, and at every checkpoint. A checkpoint materialises everything staged, fsyncs the segments
-written since the previous checkpoint (unless fsync=never), then records its journal position durably; journal
-files wholly before that position are deleted.
+written since the previous checkpoint (unless fsync=never), then records its journal position durably, with the
+next offset of every log written since (its *mark*); journal files wholly before that position are deleted.
 
 Recovery opens the shard logs first (cutting torn tails as usual), then replays the journal from the checkpoint:
-a record already in its shard's segments is skipped, the shard's next offset is staged again, a record of a stream
-that no longer exists is skipped. Frames must follow each other without a gap. A frame that fails its CRC is
-skipped (reported) when the frame after it is valid: bit rot; otherwise it ends the file (in the newest file, a
-torn tail, which is cut).
+a record already in its shard's segments is skipped, a record of a stream that no longer exists is skipped, every
+other record is staged again at its own offset. Damage costs only the records in the damaged bytes
+(journal_scan.py): replay resumes at the next intact frame, found by the position it carries; a frame damaged only in
+its position, length or magic field is repaired; bytes with no intact frame after them end the file (in the newest
+file, a torn tail, which is cut). When records of a shard are lost, the intact ones after them keep their offsets
+and the lost offsets become a hole (``ShardLog.skip_to``). Last, each log moves past every offset that may have been
+acknowledged: its mark, the offsets damaged journal bytes still name, the end its segment's cut tail claims. No
+sequence number is ever handed out twice, and every loss is reported (``JournalReport.lost``) and logged.
 
 Layout and format (all integers big-endian):
 
 ```
 <data dir>/journal/
   00000000000000000000.wal    frames, named by the journal position of the first frame in the file
-  checkpoint                  journal position u64 + crc32 (atomic replace)
+  checkpoint                  overwritten in place: journal position u64 | crc32 of it | mark count u32 |
+                              marks (stream tag u64, shard index u32, next offset u64) | crc32 of count and marks
+                              (a checkpoint written before marks existed ends after the first crc32)
 
  frame header (37 bytes)
  0          8       12  13       17          25          33      37
