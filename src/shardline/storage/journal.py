@@ -355,7 +355,8 @@ class Journal:
             lg = resolve(tag, index)
             if lg is None:
                 continue
-            self._marks[(tag, index)] = max(end, lg.next_offset)
+            # (A sealed log takes no more records: once reported, its loss needs no mark.)
+            self._marks[(tag, index)] = lg.next_offset if lg.sealed else max(end, lg.next_offset)
             self._marks_dirty = True
             first = lg.next_offset
             if end <= first:
