@@ -708,7 +708,12 @@ class ShardLog:
         if not doomed:
             return 0
         new_start = self._segments[doomed].base_offset if doomed < len(self._segments) else self.next_offset
-        removed = new_start - self.log_start
+        old_start = self.log_start
+        removed = (
+            new_start
+            - old_start
+            - sum(max(0, min(end, new_start) - max(first, old_start)) for first, end in self.holes)
+        )
         self._write_log_start(new_start)
         report = RecoveryReport(str(self.directory))
         for seg in self._segments[:doomed]:
