@@ -279,7 +279,9 @@ class Journal:
                 # (Without a readable checkpoint, files before the oldest one were deleted by a checkpoint.)
                 report.damaged.append(f"{path.name}: journal positions {end}..{start} are missing")
                 log.error("journal: positions %d..%d are missing before %s", end, start, path.name)
-            valid_end = self._replay_file(path, start, begin, resolve=resolve, report=report, claimed=claimed)
+            valid_end = self._replay_file(
+                path, start, begin, resolve=resolve, report=report, claimed=claimed, newest=nxt is None
+            )
             end = valid_end
             if valid_end < start + size:
                 if nxt is None:
@@ -301,14 +303,24 @@ class Journal:
         return self, report
 
     def _replay_file(
-        self, path: Path, start: int, begin: int, *, resolve: Resolver, report: JournalReport, claimed: _Claims
+        self,
+        path: Path,
+        start: int,
+        begin: int,
+        *,
+        resolve: Resolver,
+        report: JournalReport,
+        claimed: _Claims,
+        newest: bool,
     ) -> int:
         """Replay the frames of one file from position ``begin``; returns the position after the last intact one.
 
         After bytes that hold no intact frame the replay goes on at the next intact frame (``resync``): the bytes
         between are replayed when they are one frame damaged only in the fields its place implies (``repair``),
         else they are reported and the offsets their record headers still name are claimed (``claims``). With no
-        intact frame after them, they end what this file holds (in the newest file: a torn tail, which is cut)."""
+        intact frame after them, they end what this file holds (in the newest file: a torn tail, which is cut; a
+        frame there that its file's end cuts short was never written whole, so it claims nothing unless puts are
+        acknowledged before the journal is fsynced)."""
         fd = os.open(path, os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
@@ -319,7 +331,8 @@ class Journal:
                     nxt = resync(fd, start, pos, size)
                     frame = repair(fd, start, pos, nxt)
                     if frame is None:
-                        if nxt < start + size or self._acks_unsynced or not runs_past(fd, start, pos, size):
+                        torn = newest and nxt >= start + size and runs_past(fd, start, pos, size)
+                        if not torn or self._acks_unsynced:
                             self._claim_damaged(fd, start, pos, nxt, resolve=resolve, claimed=claimed)
                         if nxt >= start + size:
                             break  # nothing intact follows: the end of what this file holds
