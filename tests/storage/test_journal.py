@@ -18,7 +18,7 @@ import pytest
 import shardline.storage.journal as journal_module
 import shardline.storage.segment as segment_module
 from shardline.storage.framing import StoredRecord
-from shardline.storage.journal import HEADER_SIZE, Journal, JournalReport
+from shardline.storage.journal import HEADER_SIZE, Journal, JournalReport, Loss
 from shardline.storage.log import FileCache, LogTable, ShardLog
 
 from ._util import file_size_limit, flip_byte, frame_positions, open_log, read_all, segment_files
@@ -68,6 +68,7 @@ class Rig:
         self.gone: list[ShardLog] = []  # logs of the stream with tag GONE (never resolvable after a reopen)
         self.sealed: set[int] = set()  # shard indexes to open sealed
         self.model: list[list[StoredRecord]] = [[] for _ in range(shards)]
+        self.ends = [0] * shards  # one past the highest offset each shard handed out (and must never reuse)
         self.journal: Journal
         self.table = LogTable()
         self.gone_table = LogTable()
@@ -121,6 +122,7 @@ class Rig:
         if tag == TAG:
             for index, rec in _expected(offsets, now, items):
                 self.model[index].append(rec)
+                self.ends[index] = max(self.ends[index], rec.offset + 1)
         return offsets
 
     def put_random(self, rng: random.Random, now: int, n: int, size: int = 60) -> list[int]:
@@ -143,7 +145,7 @@ class Rig:
 
     def check(self) -> None:
         for index, lg in enumerate(self.logs):
-            assert lg.next_offset == len(self.model[index])
+            assert lg.next_offset == self.ends[index]
             assert read_all(lg) == self.model[index], f"shard {index}"
 
 
@@ -434,18 +436,21 @@ def test_torn_tail_is_cut_and_the_journal_continues(rig: Rig, damage: str) -> No
     rig.check()
 
 
-def _drop_records_at(rig: Rig, arrival_ms: int, *, count: int) -> None:
-    """Forget from the model the records of the put made at ``arrival_ms``."""
+def _drop_records_at(rig: Rig, arrival_ms: int, *, count: int, acknowledged: bool = False) -> None:
+    """Forget from the model the records of the put made at ``arrival_ms``. Unless they were ``acknowledged``
+    (the put was the last one), their offsets are handed out again."""
     dropped = sum(1 for m in rig.model for r in m if r.arrival_ms == arrival_ms)
     assert dropped == count
     for index in range(rig.shards):
         rig.model[index] = [r for r in rig.model[index] if r.arrival_ms != arrival_ms]
+        if not acknowledged:
+            rig.ends[index] = rig.model[index][-1].offset + 1 if rig.model[index] else 0
 
 
 def test_a_damaged_frame_followed_by_valid_ones_is_skipped_and_the_replay_goes_on(rig: Rig) -> None:
-    """Bit rot in the middle of the newest file: the damaged frame's length still leads to a valid frame, so it is
-    not a torn write. Its records are lost and later records of its shards become gaps; every other shard's
-    records after it come back. Nothing is cut."""
+    """Bit rot in the middle of the newest file: an intact frame follows, so it is not a torn write. Its records are
+    lost (reported) and their offsets stay unused; every later record, of its shards too, comes back at its own
+    offset. Nothing is cut."""
     starts = []
     for i in range(5):
         starts.append(rig.journal.position)
@@ -458,12 +463,11 @@ def test_a_damaged_frame_followed_by_valid_ones_is_skipped_and_the_replay_goes_o
 
     report = rig.open()
     assert not report.clean and report.torn_bytes == 0
-    assert report.damaged == [
-        f"{wal.name}: damaged frame at journal position {starts[2]} ({starts[3] - starts[2]} bytes) skipped"
-    ]
+    assert report.damaged == [f"{wal.name}: damaged bytes at journal positions {starts[2]}..{starts[3]} skipped"]
     assert report.frames == 4 and report.end == end and wal.stat().st_size == end
-    assert report.records == 2 + 4 and report.gaps == 2  # shard 0: frames 0-1 back, 3-4 past its gap
-    rig.model[0] = rig.model[0][:2]
+    assert report.records == 4 + 4  # frames 0, 1, 3 and 4: every intact record
+    assert report.lost == [Loss(TAG, 0, 2, 3)]  # frame 2's record, at offset 2 of shard 0
+    _drop_records_at(rig, 1_002, count=1, acknowledged=True)
     rig.finish_open()
     rig.check()
     # The journal goes on after the damaged frame; it is never replayed again.
@@ -475,9 +479,10 @@ def test_a_damaged_frame_followed_by_valid_ones_is_skipped_and_the_replay_goes_o
     rig.check()
 
 
-def test_a_damaged_last_frame_is_a_torn_tail_and_is_cut(rig: Rig) -> None:
-    """The newest file's last frame fails its CRC and nothing follows it: indistinguishable from a torn write, so it
-    is cut (counted as torn bytes) and the frames before it are replayed."""
+def test_a_damaged_last_frame_is_cut_and_its_offsets_stay_unused(rig: Rig) -> None:
+    """The newest file's last frame fails its CRC and nothing follows it. Its bytes are cut (counted as torn bytes)
+    and the frames before it are replayed; but it is whole, so it may be an acknowledged frame that rotted: the
+    offsets its record headers name are reported lost and never handed out again."""
     starts = []
     for i in range(3):
         starts.append(rig.journal.position)
@@ -491,17 +496,19 @@ def test_a_damaged_last_frame_is_a_torn_tail_and_is_cut(rig: Rig) -> None:
     assert not report.clean and report.damaged == []
     assert report.frames == 2 and report.records == 4
     assert report.torn_bytes == end - starts[2] and report.end == starts[2] and wal.stat().st_size == starts[2]
-    for index in (0, 1):
-        rig.model[index] = rig.model[index][:2]
+    assert report.lost == [Loss(TAG, 0, 2, 3), Loss(TAG, 1, 2, 3)]
+    _drop_records_at(rig, 1_002, count=2, acknowledged=True)
     rig.finish_open()
     rig.check()
+    rig.put(2_000, [(0, b"new", b"", b"n")])
+    assert rig.model[0][-1].offset == 3
 
 
 def test_a_damaged_frame_in_an_older_file_is_skipped_and_that_file_replayed_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """In a file that is not the newest, a damaged frame whose successor is valid is skipped: the rest of that file
-    and the newer files are replayed, the damaged frame's shard has a gap from there on, other shards come back."""
+    and the newer files are replayed; only the damaged frame's records are lost, at their own offsets."""
     rig = Rig(tmp_path, shards=2, file_bytes=4096)
     rig.open(first=True)
     rig.finish_open()
@@ -524,18 +531,18 @@ def test_a_damaged_frame_in_an_older_file_is_skipped_and_that_file_replayed_on(
     assert not report.clean
     # Only the damaged frame is skipped: no positions are missing, nothing is torn.
     assert report.damaged == [
-        f"{rig.wal_files()[0].name}: damaged frame at journal position {starts[damaged]} "
-        f"({starts[damaged + 1] - starts[damaged]} bytes) skipped"
+        f"{rig.wal_files()[0].name}: damaged bytes at journal positions {starts[damaged]}..{starts[damaged + 1]} "
+        "skipped"
     ]
     assert report.torn_bytes == 0
-    # Shard 0: records before the damaged frame come back, every later one is past a gap.
-    assert rig.logs[0].next_offset == damaged
-    assert report.gaps == 16 - damaged - 1  # shard 0's records after the damaged frame, in this file and newer ones
+    # Shard 0: every record but the damaged frame's comes back at its own offset.
+    assert rig.logs[0].next_offset == 16
+    assert report.lost == [Loss(TAG, 0, damaged, damaged + 1)]
     # Shard 1: all its records are in newer files and come back.
     assert rig.logs[1].next_offset == 8
-    assert report.records == damaged + 8
+    assert report.records == 15 + 8
     assert any(r.levelno == logging.ERROR for r in caplog.records)
-    rig.model[0] = rig.model[0][:damaged]
+    _drop_records_at(rig, 1_000 + damaged, count=1, acknowledged=True)
     rig.finish_open()
     rig.check()
 
@@ -600,7 +607,7 @@ def test_checkpoint_deletes_journal_files_wholly_before_it(tmp_path: Path) -> No
     assert all(lg.written_offset == lg.next_offset for lg in rig.logs)
     checkpoint = rig.journal.position
     raw = (rig.journal_dir / "checkpoint").read_bytes()
-    assert raw == struct.pack(">QI", checkpoint, zlib.crc32(struct.pack(">Q", checkpoint)))
+    assert raw[:12] == struct.pack(">QI", checkpoint, zlib.crc32(struct.pack(">Q", checkpoint)))
 
     # More files after the checkpoint; a crash replays only what came after it.
     for i in range(30):

@@ -164,3 +164,15 @@ def test_damaged_log_start_falls_back_to_the_oldest_segment(
     assert read_all(lg) == m.records[start:]
     assert lg.next_offset == len(m.records)
     lg.close()
+
+
+def test_trim_counts_no_record_for_the_offsets_of_a_hole(tmp_path: Path, files: FileCache) -> None:
+    lg, _ = open_log(tmp_path, files, **SEG)
+    lg.append([(b"a", b"", b"1"), (b"b", b"", b"2")], 1_000)
+    lg.skip_to(10)  # offsets 2..9 were lost at a recovery
+    lg.append([(b"c", b"", b"3")], 2_000)
+    lg.append([(b"d", b"", b"4")], 9_000)
+    assert lg.trim_before_time(5_000) == 2  # the segment before the hole: log-start moves from 0 to 10
+    assert lg.log_start == 10
+    assert [r.offset for r in read_all(lg)] == [10, 11]
+    lg.close()

@@ -233,11 +233,15 @@ class EngineBase:
         sh.counters.incoming, sh.counters.slot = st.incoming, sh.index
         if not report.clean:
             log.warning(
-                "stream %s %s: recovery removed a torn tail of %d bytes, found %d damaged ranges",
+                "stream %s %s: recovery cut a %d-byte tail that failed its checks (the journal replay restores its "
+                "records or reports them lost), found %d damaged ranges and %d missing ranges, %d records lost%s",
                 st.name,
                 sh.shard_id,
                 report.truncated_bytes,
                 len(report.corrupt),
+                len(report.lost),
+                report.lost_records,
+                "".join(f", offsets {first}..{end - 1}" for first, end in report.lost),
             )
         self.recovery_reports.append(report)
         self._make_buckets(st, sh)

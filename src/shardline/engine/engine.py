@@ -132,6 +132,8 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
             file_bytes=s.journal_file_bytes,
             durable=s.fsync != "never",
             max_span_ms=s.journal_batch_span_ms,
+            shards=[(st.tag, sh.index) for st in self.streams.values() for sh in st.shards if sh.log is not None],
+            acks_unsynced=s.fsync != "always",
         )
         self.journal_report = report
         try:
@@ -147,15 +149,32 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         if report.records or not report.clean:
             log.warning(
                 "journal replay: %d records written to their shards (%d already there, %d of deleted streams), "
-                "%d shard bytes after a hole refilled, torn tail %d bytes, %d records past a gap, damage: %s",
+                "%d shard bytes after a hole refilled, %d damaged frames repaired, torn tail %d bytes, %d records "
+                "lost, damage: %s",
                 report.records,
                 report.already_written,
                 report.orphaned,
                 report.cut_bytes,
+                report.repaired,
                 report.torn_bytes,
-                report.gaps,
+                report.lost_records,
                 "; ".join(report.damaged) or "none",
             )
+        for loss in report.lost:
+            lost_st = by_tag.get(loss.tag)
+            sh = lost_st.shard(loss.index) if lost_st is not None else None
+            if lost_st is not None and sh is not None:
+                log.error(
+                    "stream %s %s: %d records lost at sequence numbers %s..%s (offsets %d..%d); their numbers are "
+                    "never handed out again",
+                    lost_st.name,
+                    sh.shard_id,
+                    loss.end - loss.first,
+                    sh.seq_prefix + loss.first,
+                    sh.seq_prefix + loss.end - 1,
+                    loss.first,
+                    loss.end - 1,
+                )
 
     async def close(self) -> None:
         if self._closed:

@@ -5,21 +5,27 @@ A request's records are encoded once. The bytes go to the journal as one frame, 
 is *staged* in its shard's slot of the stream's stage table (staging.py). Staged records are materialised into the
 segment files in batches, one frame per shard: when the staged bytes pass a bound, whenever a shard is read,
 sealed, trimmed or closed, and at every checkpoint. A checkpoint materialises everything staged, fsyncs the segments
-written since the previous checkpoint (unless fsync=never), then records its journal position durably; journal
-files wholly before that position are deleted.
+written since the previous checkpoint (unless fsync=never), then records its journal position durably, with the
+next offset of every log written since (its *mark*); journal files wholly before that position are deleted.
 
 Recovery opens the shard logs first (cutting torn tails as usual), then replays the journal from the checkpoint:
-a record already in its shard's segments is skipped, the shard's next offset is staged again, a record of a stream
-that no longer exists is skipped. Frames must follow each other without a gap. A frame that fails its CRC is
-skipped (reported) when the frame after it is valid: bit rot; otherwise it ends the file (in the newest file, a
-torn tail, which is cut).
+a record already in its shard's segments is skipped, a record of a stream that no longer exists is skipped, every
+other record is staged again at its own offset. Damage costs only the records in the damaged bytes
+(journal_scan.py): replay resumes at the next intact frame, found by the position it carries; a frame damaged only in
+its position, length or magic field is repaired; bytes with no intact frame after them end the file (in the newest
+file, a torn tail, which is cut). When records of a shard are lost, the intact ones after them keep their offsets
+and the lost offsets become a hole (``ShardLog.skip_to``). Last, each log moves past every offset that may have been
+acknowledged: its mark, the offsets damaged journal bytes still name, the end its segment's cut tail claims. No
+sequence number is ever handed out twice, and every loss is reported (``JournalReport.lost``) and logged.
 
 Layout and format (all integers big-endian):
 
 ```
 <data dir>/journal/
   00000000000000000000.wal    frames, named by the journal position of the first frame in the file
-  checkpoint                  journal position u64 + crc32 (atomic replace)
+  checkpoint                  overwritten in place: journal position u64 | crc32 of it | mark count u32 |
+                              marks (stream tag u64, shard index u32, next offset u64) | crc32 of count and marks
+                              (a checkpoint written before marks existed ends after the first crc32)
 
  frame header (37 bytes)
  0          8       12  13       17          25          33      37
@@ -42,38 +48,52 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .._fsutil import CutBackFailed, append_all, cut_file, fsync_dir
+from .journal_scan import (
+    CRC,
+    HEADER_SIZE,
+    LEN_PREFIX,
+    MAGIC,
+    PREFIX,
+    REC,
+    REC_SIZE,
+    TAIL,
+    Frame,
+    claims,
+    read_frame,
+    repair,
+    resync,
+    runs_past,
+)
 from .log import FRAME_BYTES, FRAME_MAX_RECORDS, LogTable, ShardLog
 from .segment import Segment
 from .staging import ACCELERATED, Entry
 
-__all__ = ["Journal", "JournalReport", "Resolver", "Staged"]
+__all__ = ["HEADER_SIZE", "Journal", "JournalReport", "Loss", "Resolver", "Staged"]
 
 log = logging.getLogger("shardline.storage")
 
-MAGIC = 1
-_HEAD = struct.Struct(">QIBIQQI")
-HEADER_SIZE = _HEAD.size  # 37
-_PREFIX = struct.Struct(">QIB")
-_TAIL = struct.Struct(">QQI")
-_CRC = struct.Struct(">I")
-_REC = struct.Struct(">IQIIHBI")  # shard index, offset, then the 15-byte segment record header
-_REC_SIZE = _REC.size  # 27
 _ID = struct.Struct(">IQ")  # shard index, offset: what a journal record adds to the segment encoding
 STAGED_OVERHEAD = 40  # memory a staged record may cost beyond its bytes (the reference table: object, list slot)
-_LEN_PREFIX = 12
-_CRC_START = 17
 _CHECKPOINT = "checkpoint"
 _SUFFIX = ".wal"
-MAX_FRAME_BYTES = 1 << 31
+_MARK = struct.Struct(">QIQ")  # stream tag, shard index, next offset
 
 Resolver = Callable[[int, int], "ShardLog | None"]
+_Claims = dict[tuple[int, int], int]  # (stream tag, shard index) -> the offset its log must not go below
+
+
+def _claim(claimed: _Claims, tag: int, index: int, end: int) -> None:
+    if end > claimed.get((tag, index), -1):
+        claimed[(tag, index)] = end
+
+
 # materialize_all writes the frames of many logs in one call per table (StageTable.write_frames) when at least this
 # many have a batch to write, half of them from a helper thread when the table is compiled (it writes without the
 # GIL) and there is a second core.
@@ -130,6 +150,18 @@ def _write_error(seg: Segment, err: int, cut_err: int) -> OSError:
     return exc
 
 
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """Offsets [first, end) of shard ``index`` of the stream ``tag`` whose records recovery could not restore.
+    They may have been acknowledged, so they stay unused: later records keep their own offsets, new ones come
+    after them."""
+
+    tag: int
+    index: int
+    first: int
+    end: int
+
+
 class Staged(NamedTuple):
     """What ``Journal.put`` returns: each record's offset and, when asked for, its result (see staging.py)."""
 
@@ -147,32 +179,27 @@ class JournalReport:
     records: int = 0  # staged again (they had not reached their segments)
     already_written: int = 0
     orphaned: int = 0  # their stream or shard no longer exists
-    gaps: int = 0  # records whose shard ended before them: lost segment data that the journal cannot bridge
     torn_bytes: int = 0
     cut_bytes: int = 0  # shard segment bytes after a hole in data written since the checkpoint, refilled from here
+    repaired: int = 0  # frames damaged only in their position, length or magic field, replayed whole
     damaged: list[str] = field(default_factory=list)
+    lost: list[Loss] = field(default_factory=list)  # offsets lost for good (never handed out again), by shard
 
     @property
     def clean(self) -> bool:
-        return not (self.torn_bytes or self.damaged or self.gaps)
+        return not (self.torn_bytes or self.damaged or self.lost)
 
+    @property
+    def lost_records(self) -> int:
+        return sum(loss.end - loss.first for loss in self.lost)
 
-def _read_frame(fd: int, start: int, pos: int, size: int) -> tuple[int, tuple[int, int, int], bytes, bool] | None:
-    """The frame at journal position ``pos`` of the file that starts at ``start``: (total size, (arrival, stream tag,
-    count), body, whether its CRC holds), or None when no frame can start there (the end of the file, a torn tail,
-    a damaged header)."""
-    if pos - start + HEADER_SIZE > size:
-        return None
-    head = os.pread(fd, HEADER_SIZE, pos - start)
-    position, length, magic, crc, arrival, tag, count = _HEAD.unpack(head)
-    total = _LEN_PREFIX + length
-    if position != pos or magic != MAGIC or total < HEADER_SIZE or total > MAX_FRAME_BYTES:
-        return None
-    if pos - start + total > size:
-        return None
-    body = os.pread(fd, total - HEADER_SIZE, pos - start + HEADER_SIZE)
-    intact = zlib.crc32(body, zlib.crc32(head[_CRC_START:], zlib.crc32(head[:13]))) == crc
-    return total, (arrival, tag, count), body, intact
+    def lose(self, tag: int, index: int, first: int, end: int) -> None:
+        """Record offsets [first, end) of a shard as lost (joined to the shard's previous range when adjacent)."""
+        last = self.lost[-1] if self.lost else None
+        if last is not None and (last.tag, last.index, last.end) == (tag, index, first):
+            self.lost[-1] = Loss(tag, index, last.first, end)
+        else:
+            self.lost.append(Loss(tag, index, first, end))
 
 
 def _file_name(position: int) -> str:
@@ -199,7 +226,13 @@ class Journal:
         self._fd = -1
         self._fd_lock = threading.Lock()
         self._dirty: dict[ShardLog, None] = {}  # logs with staged records
-        self._unsynced: dict[ShardLog, None] = {}  # logs written since the last checkpoint
+        self._unsynced: dict[ShardLog, int] = {}  # logs written since the last checkpoint, with their stream tag
+        # Each log's next offset at the last checkpoint, recorded with it: recovery never goes below these, even
+        # when the segment bytes that held the records are gone (the journal no longer holds them).
+        self._marks: _Claims = {}
+        self._marks_dirty = False
+        self._damaged_bytes = 0  # journal bytes replay found damaged (bounds the offsets they can claim)
+        self._acks_unsynced = False  # see open
         self.broken: OSError | None = None
         self._replayed: set[ShardLog] = set()
         self._full: list[int] = []  # slots whose batch reached FRAME_RECORDS in the current put
@@ -209,15 +242,30 @@ class Journal:
     # ----------------------------------------------------------------- open / replay
     @classmethod
     def open(
-        cls, directory: Path, resolve: Resolver, *, file_bytes: int, durable: bool, max_span_ms: int = 1000
+        cls,
+        directory: Path,
+        resolve: Resolver,
+        *,
+        file_bytes: int,
+        durable: bool,
+        max_span_ms: int = 1000,
+        shards: Iterable[tuple[int, int]] = (),
+        acks_unsynced: bool = False,
     ) -> tuple[Journal, JournalReport]:
-        """Open the journal and stage again every record after the checkpoint that its shard log lacks. The
-        caller then materialises and checkpoints (``checkpoint_now``)."""
+        """Open the journal and stage again, at its own offset, every record after the checkpoint that its shard
+        log lacks. Then no log hands out an offset that may have been acknowledged: each log goes on past what
+        the checkpoint's marks, the journal's damaged frames and its segment's cut tail claim for it (``shards``:
+        (stream tag, shard index) of every open log, whose cut tails the journal cannot know otherwise). A frame
+        cut short by the end of the newest file claims its offsets only with ``acks_unsynced`` (puts are
+        acknowledged before their frame is fsynced: fsync=interval and never); otherwise it was never
+        acknowledged. The caller then materialises and checkpoints (``checkpoint_now``)."""
         directory.mkdir(parents=True, exist_ok=True)
         self = cls(directory, file_bytes=file_bytes, durable=durable, max_span_ms=max_span_ms)
-        checkpoint, readable = self._read_checkpoint()
+        self._acks_unsynced = acks_unsynced
+        checkpoint, readable, marks = self._read_checkpoint()
         report = JournalReport(checkpoint=checkpoint)
         self.checkpointed = report.checkpoint
+        claimed = dict(marks)
         starts = sorted(int(p.name[:20]) for p in directory.glob(f"*{_SUFFIX}") if p.name[:20].isdigit())
         end = report.checkpoint
         for i, start in enumerate(starts):
@@ -231,63 +279,135 @@ class Journal:
                 # (Without a readable checkpoint, files before the oldest one were deleted by a checkpoint.)
                 report.damaged.append(f"{path.name}: journal positions {end}..{start} are missing")
                 log.error("journal: positions %d..%d are missing before %s", end, start, path.name)
-            valid_end = self._replay_file(path, start, begin, resolve, report)
+            valid_end = self._replay_file(
+                path, start, begin, resolve=resolve, report=report, claimed=claimed, newest=nxt is None
+            )
             end = valid_end
             if valid_end < start + size:
                 if nxt is None:
                     report.torn_bytes += start + size - valid_end
                     cut_file(path, valid_end - start)
                 else:
-                    report.damaged.append(f"{path.name}: damaged frame at journal position {valid_end}")
-                    log.error("journal: damaged frame at %d in %s; replaying later files", valid_end, path.name)
+                    report.damaged.append(f"{path.name}: damaged bytes from journal position {valid_end} on")
+                    log.error("journal: damaged bytes from %d on in %s; replaying later files", valid_end, path.name)
         self._files = starts
         self._replayed.clear()
         self._full.clear()  # replay leaves full batches to the checkpoint that follows it
+        for tag, index in shards:
+            lg = resolve(tag, index)
+            if lg is not None:
+                _claim(claimed, tag, index, lg.claimed_end)
+        self._keep_claims(claimed, resolve, report)
         self.position = self.synced_position = max(end, report.checkpoint)
         report.end = self.position
         return self, report
 
-    def _replay_file(self, path: Path, start: int, begin: int, resolve: Resolver, report: JournalReport) -> int:
-        """Replay the frames of one file from position ``begin``; returns the position after the last valid one.
+    def _replay_file(
+        self,
+        path: Path,
+        start: int,
+        begin: int,
+        *,
+        resolve: Resolver,
+        report: JournalReport,
+        claimed: _Claims,
+        newest: bool,
+    ) -> int:
+        """Replay the frames of one file from position ``begin``; returns the position after the last intact one.
 
-        A frame whose bytes fail their CRC while its successor (where its length says it ends) is a valid frame
-        is bit rot in the middle of the file, not a torn write: it is skipped and reported, and the replay goes on
-        (its records are lost; later records of the same shards become gaps, other shards' records come back)."""
+        After bytes that hold no intact frame the replay goes on at the next intact frame (``resync``): the bytes
+        between are replayed when they are one frame damaged only in the fields its place implies (``repair``),
+        else they are reported and the offsets their record headers still name are claimed (``claims``). With no
+        intact frame after them, they end what this file holds (in the newest file: a torn tail, which is cut; a
+        frame there that its file's end cuts short was never written whole, so it claims nothing unless puts are
+        acknowledged before the journal is fsynced)."""
         fd = os.open(path, os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
             pos = begin
-            frame = _read_frame(fd, start, pos, size)
-            while frame is not None:
-                total, fields, body, intact = frame
-                if not intact:
-                    frame = _read_frame(fd, start, pos + total, size)
-                    if frame is None or not frame[3]:
-                        break  # nothing valid follows: the end of what this file holds
-                    report.damaged.append(
-                        f"{path.name}: damaged frame at journal position {pos} ({total} bytes) skipped"
+            while pos < start + size:
+                frame = read_frame(fd, start, pos, size)
+                if frame is None or not frame.intact:
+                    nxt = resync(fd, start, pos, size)
+                    frame = repair(fd, start, pos, nxt)
+                    if frame is None:
+                        torn = newest and nxt >= start + size and runs_past(fd, start, pos, size)
+                        if not torn or self._acks_unsynced:
+                            self._claim_damaged(fd, start, pos, nxt, resolve=resolve, claimed=claimed)
+                        if nxt >= start + size:
+                            break  # nothing intact follows: the end of what this file holds
+                        report.damaged.append(f"{path.name}: damaged bytes at journal positions {pos}..{nxt} skipped")
+                        log.error("journal: damaged bytes at %d..%d in %s; skipped", pos, nxt, path.name)
+                        pos = nxt
+                        continue
+                    report.repaired += 1
+                    log.warning(
+                        "journal: frame at %d in %s repaired (damaged position or length field)", pos, path.name
                     )
-                    log.error("journal: damaged frame at %d (%d bytes) in %s; skipped", pos, total, path.name)
-                    pos += total
-                    continue  # with the frame after it, already read
-                self._replay_frame(body, fields, resolve, report)
+                self._replay_frame(frame, resolve, report, claimed)
                 report.frames += 1
-                pos += total
-                frame = _read_frame(fd, start, pos, size)
+                pos += frame.total
             return pos
         finally:
             os.close(fd)
 
-    def _replay_frame(self, body: bytes, head: tuple[int, int, int], resolve: Resolver, report: JournalReport) -> None:
-        arrival, tag, count = head
+    def _claim_damaged(self, fd: int, start: int, pos: int, end: int, *, resolve: Resolver, claimed: _Claims) -> None:
+        """Claim the offsets that the damaged bytes from ``pos`` to ``end`` still name, where plausible: at or
+        after their log's next offset, and within the records that all damaged bytes so far could hold."""
+        self._damaged_bytes += end - pos
+        bound = self._damaged_bytes // REC_SIZE
+        tag, records = claims(fd, start, pos, end)
+        for index, offset in records:
+            lg = resolve(tag, index)
+            if lg is not None and lg.next_offset <= offset < lg.next_offset + bound:
+                _claim(claimed, tag, index, offset + 1)
+
+    def _keep_claims(self, claimed: _Claims, resolve: Resolver, report: JournalReport) -> None:
+        """Move each log past the offsets claimed for it; those it lacks are lost (reported) and stay unused."""
+        for (tag, index), end in sorted(claimed.items()):
+            lg = resolve(tag, index)
+            if lg is None:
+                continue
+            # (A sealed log takes no more records: once reported, its loss needs no mark.)
+            self._marks[(tag, index)] = lg.next_offset if lg.sealed else max(end, lg.next_offset)
+            self._marks_dirty = True
+            first = lg.next_offset
+            if end <= first:
+                continue
+            report.lose(tag, index, first, end)
+            log.error(
+                "journal: %s: offsets %d..%d (%d records) may have been acknowledged and are lost; new records "
+                "start after them",
+                lg.directory,
+                first,
+                end - 1,
+                end - first,
+            )
+            if not lg.sealed:
+                lg.skip_to(end)
+
+    def _replay_frame(self, frame: Frame, resolve: Resolver, report: JournalReport, claimed: _Claims) -> None:
+        tag = frame.tag
+        body = frame.body
         plans: dict[LogTable, list[Entry]] = {}  # (a frame holds one stream: one table)
         expect: dict[int, int] = {}
         logs: dict[int, ShardLog | None] = {}
-        unpack = _REC.unpack_from
+        unpack = REC.unpack_from
+
+        def stage() -> None:
+            for table, plan in plans.items():
+                self.stage_records(frame.arrival, table, plan, tag=tag)
+                report.records += len(plan)
+                for slot in {entry[0]: None for entry in plan}:
+                    lg = table.logs[slot]
+                    assert lg is not None
+                    lg.mark_synced(lg.next_offset)  # the caller checkpoints before anyone reads
+            plans.clear()
+
         p = 0
-        for _ in range(count):
+        for _ in range(frame.record_count):
             index, offset, _d, _a, pk_len, ehk_len, data_len = unpack(body, p)
-            p += _REC_SIZE
+            p += REC_SIZE
             pk_end = p + pk_len
             ehk_end = pk_end + ehk_len
             data_end = ehk_end + data_len
@@ -295,13 +415,16 @@ class Journal:
                 lg = logs[index]
             else:
                 lg = logs[index] = resolve(tag, index)
+                if lg is not None:
+                    _claim(claimed, tag, index, lg.claimed_end)
             if lg is None:
                 report.orphaned += 1
             elif lg.sealed:  # sealing wrote every staged record first
                 if offset < lg.next_offset:
                     report.already_written += 1
-                else:
-                    report.gaps += 1
+                else:  # a sealed log takes no record: this one is lost with the segment bytes before it
+                    report.lose(tag, index, offset, offset + 1)
+                    log.error("journal: %s: the record at offset %d is past the sealed end", lg.directory, offset)
             else:
                 if lg not in self._replayed:
                     # The first record of this shard after the checkpoint: everything the segment holds from
@@ -312,29 +435,34 @@ class Journal:
                 nxt = expect.get(index, lg.next_offset)
                 if offset < nxt:
                     report.already_written += 1
-                elif offset > nxt:
-                    report.gaps += 1
                 else:
+                    if offset > nxt:  # the records before it are lost; this one keeps its offset
+                        stage()
+                        report.lose(tag, index, nxt, offset)
+                        log.error(
+                            "journal: %s: offsets %d..%d (%d records) are lost; the intact records after them keep "
+                            "their offsets",
+                            lg.directory,
+                            nxt,
+                            offset - 1,
+                            offset - nxt,
+                        )
+                        lg.skip_to(offset)
                     plans.setdefault(lg.table, []).append(
                         (lg.slot, body[p:pk_end], body[pk_end:ehk_end], body[ehk_end:data_end])
                     )
                     expect[index] = offset + 1
             p = data_end
-        for table, plan in plans.items():
-            self.stage_records(arrival, table, plan)
-            report.records += len(plan)
-            for slot in {entry[0]: None for entry in plan}:
-                lg = table.logs[slot]
-                assert lg is not None
-                lg.mark_synced(lg.next_offset)  # the caller checkpoints before anyone reads
+        stage()
 
     # ----------------------------------------------------------------- writes
     def stage_records(
-        self, now: int, table: LogTable, plan: list[Entry], *, results: bool = False
+        self, now: int, table: LogTable, plan: list[Entry], *, results: bool = False, tag: int = -1
     ) -> tuple[bytes, list[int], list[Any] | None]:
         """Give each record the next offset of its log (``table.logs[slot]``) and stage its segment encoding
         there. Returns the journal encoding of the records, their offsets and (with ``results``, from a table that
-        makes them) their results, in plan order. On an error nothing is staged. A log opened with
+        makes them) their results, in plan order. ``tag`` names the stream in the checkpoint's marks (-1: not
+        marked). On an error nothing is staged. A log opened with
         ``visible_on_write`` shows staged records to readers at once (its visible offset is its next offset);
         otherwise ``ShardLog.mark_synced`` shows them.
 
@@ -355,7 +483,7 @@ class Journal:
             if lg is None or lg.sealed:
                 raise RuntimeError(f"staging a record in log slot {slot}, which has no open log")
             dirty[lg] = None
-            unsynced[lg] = None
+            unsynced[lg] = tag
 
         try:
             return staged.stage(now, self.max_span_ms, plan, on_span, on_first, self._full, results)
@@ -371,7 +499,7 @@ class Journal:
         if self.broken is not None:
             raise OSError(f"the journal is unusable after an earlier error: {self.broken}")
         self._full.clear()
-        body, offsets, made = self.stage_records(now, table, plan, results=results)
+        body, offsets, made = self.stage_records(now, table, plan, results=results, tag=tag)
         try:
             self._write(now, tag, len(plan), body)
         except OSError:
@@ -396,12 +524,12 @@ class Journal:
         if self._fd < 0 or self.position - self._file_start >= self.file_bytes:
             self._roll()
         pos = self.position
-        length = HEADER_SIZE - _LEN_PREFIX + len(body)
-        head = _PREFIX.pack(pos, length, MAGIC)
-        tail = _TAIL.pack(now, tag, count)
+        length = HEADER_SIZE - LEN_PREFIX + len(body)
+        head = PREFIX.pack(pos, length, MAGIC)
+        tail = TAIL.pack(now, tag, count)
         crc = zlib.crc32(body, zlib.crc32(tail, zlib.crc32(head)))
         try:  # (the request's records are written as they are, not copied into a frame first)
-            append_all(self._fd, (head + _CRC.pack(crc) + tail, body), pos - self._file_start)
+            append_all(self._fd, (head + CRC.pack(crc) + tail, body), pos - self._file_start)
         except CutBackFailed as exc:  # the file now ends in a partial frame: refuse further writes
             self.broken = exc
             log.error("journal: %s; refusing further writes", exc)
@@ -541,20 +669,29 @@ class Journal:
         are fsynced (when ``durable``)."""
         position = self.position
         self.materialize_all()
+        self._take_marks()
         logs = list(self._unsynced)
         self._unsynced = {}
         return position, logs
 
+    def _take_marks(self) -> None:
+        """Mark the next offset of each log written since the last checkpoint (everything is materialised)."""
+        marks = self._marks
+        for lg, tag in self._unsynced.items():
+            if tag >= 0 and marks.get((tag, lg.slot)) != lg.next_offset:
+                marks[(tag, lg.slot)] = lg.next_offset
+                self._marks_dirty = True
+
     def abort_checkpoint(self, logs: list[ShardLog]) -> None:
         for lg in logs:
-            self._unsynced[lg] = None
+            self._unsynced[lg] = -1  # (its mark is already taken)
 
     def finish_checkpoint(self, position: int) -> None:
         """Record ``position`` durably and delete the journal files wholly before it. May run on a worker thread
         (the engine keeps the fsyncs off its event loop)."""
-        if position > self.checkpointed:
-            self._write_checkpoint(position)
-            self.checkpointed = position
+        if position > self.checkpointed or self._marks_dirty:
+            self._write_checkpoint(max(position, self.checkpointed))
+            self.checkpointed = max(position, self.checkpointed)
         self.checkpoints += 1
         keep: list[int] = []
         doomed: list[int] = []
@@ -571,18 +708,22 @@ class Journal:
                 (self.directory / _file_name(start)).unlink()
 
     def _write_checkpoint(self, position: int) -> None:
-        """Overwrite the 12-byte checkpoint in place and fsync it: no rename, so no directory fsync each time. A
-        torn write fails its CRC, and the next open then replays every journal file present, which is safe: the
-        files before the previous checkpoint are gone, and replay skips what the segments hold."""
+        """Overwrite the checkpoint in place and fsync it: no rename, so no directory fsync each time. A torn write
+        fails a CRC: a torn position makes the next open replay every journal file present, which is safe (the
+        files before the previous checkpoint are gone, and replay skips what the segments hold); torn marks lose
+        only the marks' protection against segment files that go missing."""
         head = struct.pack(">Q", position)
+        self._marks_dirty = False
+        items = list(self._marks.items())  # (one call: finish_checkpoint may run beside the loop thread)
+        marks = struct.pack(">I", len(items)) + b"".join(_MARK.pack(tag, index, end) for (tag, index), end in items)
         if self._checkpoint_fd < 0:
             path = self.directory / _CHECKPOINT
             created = not path.exists()
             self._checkpoint_fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-            os.ftruncate(self._checkpoint_fd, 12)
             if created and self.durable:
                 fsync_dir(self.directory)
-        os.pwrite(self._checkpoint_fd, head + _CRC.pack(zlib.crc32(head)), 0)
+        data = head + CRC.pack(zlib.crc32(head)) + marks + CRC.pack(zlib.crc32(marks))
+        os.pwrite(self._checkpoint_fd, data, 0)
         if self.durable:
             os.fsync(self._checkpoint_fd)
 
@@ -607,6 +748,8 @@ class Journal:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+        self._take_marks()
+        self._unsynced = {}
         self.finish_checkpoint(self.position)
         if self._checkpoint_fd >= 0:
             os.close(self._checkpoint_fd)
@@ -616,13 +759,26 @@ class Journal:
                 (self.directory / _file_name(start)).unlink()
         self._files = []
 
-    def _read_checkpoint(self) -> tuple[int, bool]:
-        """The recorded position, and whether there was a readable one."""
+    def _read_checkpoint(self) -> tuple[int, bool, _Claims]:
+        """The recorded position, whether there was a readable one, and the recorded marks. (Bytes after the
+        marks' CRC are left from a longer checkpoint written before.)"""
         try:
             raw = (self.directory / _CHECKPOINT).read_bytes()
         except FileNotFoundError:
-            return 0, False
-        if len(raw) != 12 or zlib.crc32(raw[:8]) != _CRC.unpack(raw[8:])[0]:
+            return 0, False, {}
+        if len(raw) < 12 or zlib.crc32(raw[:8]) != CRC.unpack_from(raw, 8)[0]:
             log.error("journal: damaged checkpoint, replaying every journal file")
-            return 0, False
-        return int(struct.unpack(">Q", raw[:8])[0]), True
+            return 0, False, {}
+        position = int(struct.unpack_from(">Q", raw)[0])
+        if len(raw) == 12:  # written before checkpoints recorded marks
+            return position, True, {}
+        count = struct.unpack_from(">I", raw, 12)[0] if len(raw) >= 16 else -1
+        end = 16 + count * _MARK.size
+        if count < 0 or len(raw) < end + 4 or zlib.crc32(raw[12:end]) != CRC.unpack_from(raw, end)[0]:
+            log.error("journal: damaged checkpoint marks; a missing segment file goes unnoticed until replay")
+            return position, True, {}
+        marks = {}
+        for i in range(count):
+            tag, index, mark = _MARK.unpack_from(raw, 16 + i * _MARK.size)
+            marks[(tag, index)] = mark
+        return position, True, marks

@@ -8,7 +8,14 @@ Directory layout of one shard:
   00000000000000000000.index   sparse index cache (segment.py)
   00000000000000052113.log     the next segment, named by its first offset
   log-start                    the first offset still readable, u64 big-endian + crc32 (atomic replace)
+  holes                        offset ranges known to hold no record (atomic replace):
+                               count u32 | (first u64, end u64) per hole | crc32 of what precedes it
 ```
+
+Offsets are dense except for holes: records lost to damage whose offsets must never be handed out again (a consumer
+may have checkpointed them). A hole always lies between two segment files (``skip_to`` starts a new segment past
+it), so a segment's frames stay dense. A gap between segments that ``holes`` does not list is a loss found at open
+(a segment file deleted): it is reported once, then listed.
 
 Retention first advances ``log-start`` durably, then deletes whole segments below it, so a crash in between
 leaves only files that the next open removes.
@@ -44,6 +51,8 @@ __all__ = ["FRAME_BYTES", "FRAME_MAX_RECORDS", "FRAME_RECORDS", "FileCache", "Lo
 log = logging.getLogger("shardline.storage")
 
 _LOG_START = "log-start"
+_HOLES = "holes"
+_HOLE = struct.Struct(">QQ")
 # Bounds of a frame written from staged records: a batch is written once it holds FRAME_RECORDS (what one PutRecords
 # sub-batch used to be at most), as one frame below twice that and FRAME_BYTES, else split.
 FRAME_RECORDS = 500
@@ -60,10 +69,34 @@ class RecoveryReport:
     truncated_bytes: int = 0
     removed_files: list[str] = field(default_factory=list)
     corrupt: list[CorruptRange] = field(default_factory=list)
+    lost: list[tuple[int, int]] = field(default_factory=list)  # [first, end) offset ranges no segment holds any more
 
     @property
     def clean(self) -> bool:
-        return not (self.truncated_bytes or self.corrupt)
+        return not (self.truncated_bytes or self.corrupt or self.lost)
+
+    @property
+    def lost_records(self) -> int:
+        """Records lost in damaged frames and missing segments (a damaged range at a segment's end counts in the
+        gap to the next segment)."""
+        return sum(end - first for first, end in self.lost) + sum(c.end_offset - c.first_offset for c in self.corrupt)
+
+
+def _subtract(span: tuple[int, int], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``span`` that no range of ``holes`` covers."""
+    out = [span]
+    for h_first, h_end in holes:
+        nxt = []
+        for first, end in out:
+            if h_end <= first or h_first >= end:
+                nxt.append((first, end))
+                continue
+            if first < h_first:
+                nxt.append((first, h_first))
+            if h_end < end:
+                nxt.append((h_end, end))
+        out = nxt
+    return out
 
 
 class FileCache:
@@ -153,7 +186,9 @@ class ShardLog:
         "_segments",
         "_visible",
         "_visible_on_write",
+        "claimed_end",
         "directory",
+        "holes",
         "log_start",
         "sealed",
         "slot",
@@ -196,6 +231,8 @@ class ShardLog:
         self.sealed = False
         self._last_arrival_ms = -1
         self.tail_damage: list[CorruptRange] = []  # damaged ranges recovery found in the active segment
+        self.claimed_end = -1  # what the active segment's cut tail claimed (Segment.claimed_end)
+        self.holes: list[tuple[int, int]] = []  # offset ranges that hold no record (see the module docstring)
 
     # ----------------------------------------------------------------- open / close
     @classmethod
@@ -243,6 +280,7 @@ class ShardLog:
                 seg, scan = Segment.open_active(directory, base, index_interval)
                 report.truncated_bytes += seg.truncated_bytes
                 self.tail_damage = list(scan.corrupt)
+                self.claimed_end = seg.claimed_end
             else:
                 seg, scan = Segment.open_sealed(directory, base, index_interval)
             report.corrupt.extend(scan.corrupt)
@@ -261,6 +299,7 @@ class ShardLog:
             self.next_offset = self.log_start
         # log-start never passes the end; only a lost tail could make it.
         self.log_start = min(self.log_start, self.next_offset)
+        self._find_holes(report)
         self.visible_offset = self.synced_offset = self.next_offset
         self.sealed = sealed
         report.segments = len(self._segments)
@@ -438,6 +477,70 @@ class ShardLog:
                 return cut
         return 0
 
+    def skip_to(self, offset: int) -> None:
+        """Leave the offsets from ``next_offset`` up to ``offset`` unused for ever: recovery found that records may
+        have been acknowledged there (and lost) or that intact records follow them. Staged records are written
+        first; the hole is recorded durably, then the log goes on in a new segment named ``offset``."""
+        start = self.next_offset
+        if offset <= start:
+            return
+        if self.sealed:
+            raise RuntimeError(f"skip in sealed log {self.directory}")
+        if self.pending_count:
+            self.materialize()
+            start = self.next_offset
+        self._write_holes([*self.holes, (start, offset)])
+        seg = self._segments[-1]
+        if seg.size == 0:  # an empty active segment would claim the hole: the new one replaces it
+            self._files.forget(seg.path)
+            seg.seal(durable=False)
+            self._delete_files(seg.base_offset, RecoveryReport(str(self.directory)))
+            self._segments.pop()
+            self._bases.pop()
+        self._roll(offset)
+        self.next_offset = offset
+        self.mark_synced(offset)
+        self.tail_damage = []
+
+    def _find_holes(self, report: RecoveryReport) -> None:
+        """Report (and record) the offsets between log-start and the end that no segment covers and ``holes``
+        does not list: segment files that were deleted."""
+        self.holes = [h for h in self._read_holes() if h[1] > self.log_start]
+        known = self.holes
+        found: list[tuple[int, int]] = []
+        ends = [self.log_start] + [s.end_offset for s in self._segments]
+        for prev_end, seg in zip(ends, self._segments, strict=False):
+            if seg.base_offset > prev_end:
+                found += _subtract((prev_end, seg.base_offset), known)
+        for first, end in found:
+            log.error(
+                "%s: offsets %d..%d (%d records) are lost: no segment holds them",
+                self.directory,
+                first,
+                end - 1,
+                end - first,
+            )
+        report.lost.extend(found)
+        if found:
+            self._write_holes(sorted(known + found))
+
+    def _read_holes(self) -> list[tuple[int, int]]:
+        try:
+            raw = (self.directory / _HOLES).read_bytes()
+        except FileNotFoundError:
+            return []
+        n = struct.unpack_from(">I", raw)[0] if len(raw) >= 4 else -1
+        size = 4 + n * _HOLE.size
+        if n < 0 or len(raw) != size + 4 or zlib.crc32(raw[:size]) != struct.unpack_from(">I", raw, size)[0]:
+            log.error("%s: damaged holes file, ignoring it", self.directory)
+            return []
+        return [_HOLE.unpack_from(raw, 4 + i * _HOLE.size) for i in range(n)]
+
+    def _write_holes(self, holes: list[tuple[int, int]]) -> None:
+        body = struct.pack(">I", len(holes)) + b"".join(_HOLE.pack(first, end) for first, end in holes)
+        atomic_write(self.directory / _HOLES, body + struct.pack(">I", zlib.crc32(body)), durable=self._durable)
+        self.holes = holes
+
     def discard_pending(self) -> None:
         """Forget staged records (their stream is being deleted); their offsets stay used."""
         self.table.staged.consume(self.slot, self.pending_count)
@@ -605,7 +708,12 @@ class ShardLog:
         if not doomed:
             return 0
         new_start = self._segments[doomed].base_offset if doomed < len(self._segments) else self.next_offset
-        removed = new_start - self.log_start
+        old_start = self.log_start
+        removed = (
+            new_start
+            - old_start
+            - sum(max(0, min(end, new_start) - max(first, old_start)) for first, end in self.holes)
+        )
         self._write_log_start(new_start)
         report = RecoveryReport(str(self.directory))
         for seg in self._segments[:doomed]:

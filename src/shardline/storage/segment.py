@@ -41,6 +41,7 @@ _INDEX_MAGIC = b"SLIX"
 _INDEX_HEAD = struct.Struct(">4sBQQ")
 _INDEX_ENTRY = struct.Struct(">QQq")
 _READ_CHUNK = 1 << 20
+_MIN_RECORD = 15  # the smallest encoded record (framing.py): its header alone
 
 
 def segment_name(base_offset: int) -> str:
@@ -62,6 +63,7 @@ class CorruptRange:
 class _ScanResult:
     valid_end: int
     corrupt: list[CorruptRange] = field(default_factory=list)
+    claimed_end: int = -1  # see Segment.claimed_end
 
 
 class Segment:
@@ -86,6 +88,9 @@ class Segment:
         self._fd_lock = threading.Lock()
         self._skips: dict[int, int] = {}  # corrupt position -> next valid position
         self.truncated_bytes = 0  # torn tail cut by open_active
+        # The end offset the cut tail's first frame claims (-1: none): a torn write, or an acknowledged frame whose
+        # bytes were damaged since. Its offsets may have been handed out, so the log never hands them out again.
+        self.claimed_end = -1
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
@@ -122,6 +127,7 @@ class Segment:
             cut_file(seg.path, scan.valid_end)
             seg.truncated_bytes = seg.size - scan.valid_end
             seg.size = scan.valid_end
+            seg.claimed_end = scan.claimed_end
         seg._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
         return seg, scan
 
@@ -341,8 +347,10 @@ class Segment:
             expected = header.end_offset
             pos += header.total_size
 
-    def _resync(self, fd: int, pos: int, end_pos: int) -> int:
-        """The position of the next valid frame after a damaged one at ``pos`` (``end_pos`` if there is none)."""
+    def _resync(self, fd: int, pos: int, end_pos: int, min_base: int = -1) -> int:
+        """The position of the next valid frame after a damaged one at ``pos`` (``end_pos`` if there is none): one
+        whose base offset is at least ``min_base`` (recovery knows where the frames before it ended) and at least
+        the segment's base."""
         data = os.pread(fd, end_pos - pos, pos)
         # The damaged frame's own header may be intact (a flipped byte in its body): trust its length if the frame
         # after it checks out.
@@ -365,7 +373,7 @@ class Segment:
                 return end_pos
             try:
                 h = parse_header(data, q)
-                if h.base_offset >= self.base_offset and check_crc(data, q, h):
+                if h.base_offset >= max(self.base_offset, min_base) and check_crc(data, q, h):
                     return pos + q
             except FrameError:
                 pass
@@ -407,8 +415,9 @@ class Segment:
                     result.valid_end = pos
                     after_damage = False
                     continue
-                nxt = self._resync(fd, pos, self.size)
+                nxt = self._resync(fd, pos, self.size, self.end_offset)
                 if nxt >= self.size and not trust_tail:
+                    result.claimed_end = self._claimed_end(fd, pos)
                     break  # torn tail: the caller truncates at valid_end
                 first_lost = self.end_offset
                 next_base = self._peek_base(fd, nxt)
@@ -425,6 +434,18 @@ class Segment:
         finally:
             os.close(fd)
         return result
+
+    def _claimed_end(self, fd: int, pos: int) -> int:
+        """The end offset of the frame whose header starts at ``pos`` if that header is plausible (known magic,
+        the expected base offset, a record count its length can hold), else -1. Its CRC failed or its bytes run
+        past the file, so only the header is believed, and only to keep its offsets unused."""
+        try:
+            header = parse_header(os.pread(fd, HEADER_SIZE, pos), 0)
+        except FrameError:
+            return -1
+        if header.base_offset != self.end_offset or HEADER_SIZE + header.record_count * _MIN_RECORD > header.total_size:
+            return -1
+        return header.end_offset
 
     def _peek_base(self, fd: int, pos: int) -> int | None:
         if pos >= self.size:
