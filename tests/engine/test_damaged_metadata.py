@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,34 @@ def _shard_of(engine: Engine, name: str) -> str:
     st = engine.streams[name]
     assert st.router is not None
     return st.shards[st.router.route(hash_key(b"p"))].shard_id
+
+
+async def test_journal_records_of_a_damaged_stream_are_kept_aside_before_the_checkpoint(
+    kit, clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Records acknowledged just before a crash exist only in the journal; if their stream's metadata is damaged at
+    # the restart, no shard takes them, and the first checkpoint would drop the journal files that hold them.
+    engine = await kit.open(fsync="always")
+    _, bad = await _two_streams(kit, engine)
+    payloads = [f"only-in-the-journal-{i}".encode() for i in range(20)]
+    for data in payloads:
+        await engine.put_record(stream_name="bad", data=data, partition_key=data.decode())
+    crashed = kit.data_dir.parent / "crashed"
+    shutil.copytree(kit.data_dir, crashed)  # what a kill of the open engine leaves
+    damaged = crashed / bad.relative_to(kit.data_dir)
+    segments = b"".join(p.read_bytes() for p in damaged.parent.rglob("*.log"))
+    assert not any(data in segments for data in payloads)  # the premise: they were never written to a segment
+    damaged.write_bytes(damaged.read_bytes().replace(b'"bad"', b'"bad!"', 1))
+    after = type(kit)(crashed, clock)  # a second kit over the crashed copy
+    try:
+        with caplog.at_level(logging.ERROR):
+            reopened = await after.open(fsync="always")
+        assert set(reopened.streams) == {"good"}
+        copies = list((crashed / "salvage").glob("journal-*"))
+        assert len(copies) == 1
+        kept = b"".join(p.read_bytes() for p in sorted(copies[0].iterdir()))
+        assert all(data in kept for data in payloads)
+        assert f"the journal is kept in {copies[0]}" in caplog.text
+        await reopened.put_record(stream_name="good", data=b"more", partition_key="p")
+    finally:
+        await after.close_all()

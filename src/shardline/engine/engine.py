@@ -116,6 +116,19 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
             )
         return self
 
+    def _salvage_journal(self, records: int) -> None:
+        """Some replayed records belong to no loaded stream while a stream is damaged: they may be its acknowledged
+        records, which exist nowhere else yet, so the journal is copied aside before the checkpoint drops it."""
+        target = self.catalog.salvage_journal(self.clock.now_ms())
+        damaged = ", ".join(d.name or d.stream_id for d in self.damaged_streams.values())
+        log.error(
+            "journal replay: %d records belong to no loaded stream while damaged: %s; the journal is kept in %s so "
+            "that they can be restored once the stream's metadata is repaired",
+            records,
+            damaged,
+            target,
+        )
+
     def _open_journal(self) -> None:
         """Replay what the journal holds beyond the shard logs, write it to the segments and checkpoint."""
         s = self.settings
@@ -136,6 +149,8 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
             acks_unsynced=s.fsync != "always",
         )
         self.journal_report = report
+        if report.orphaned and self.damaged_streams:
+            self._salvage_journal(report.orphaned)
         try:
             self.journal.checkpoint_now()
         except OSError as exc:

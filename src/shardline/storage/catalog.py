@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +171,23 @@ class Catalog:
                 raise RuntimeError(f"{ident}: unsupported data format {fmt!r}")
         self.secret = secrets.token_bytes(32)
         atomic_write(ident, seal({"format": FORMAT_VERSION, "secret": self.secret.hex()}))
+
+    def salvage_journal(self, now_ms: int) -> Path:
+        """A durable copy of the journal files in ``salvage/journal-<now_ms>/``, made before a checkpoint may drop
+        records that no loaded stream claims (see Engine._salvage_journal); returns the copy's directory."""
+        target = self.root / "salvage" / f"journal-{now_ms}"
+        target.mkdir(parents=True, mode=0o700)
+        for path in sorted(self.journal_dir.iterdir()):
+            if path.is_file():
+                shutil.copyfile(path, target / path.name)
+                fd = os.open(target / path.name, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        fsync_dir(target)
+        fsync_dir(target.parent)
+        return target
 
     def close(self, *, clean: bool = True) -> None:
         if clean and self._lock_fd >= 0:
