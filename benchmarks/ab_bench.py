@@ -14,7 +14,8 @@ The base is checked out into a scratch git worktree and its C extensions are bui
 this tree's benchmark script with ``PYTHONPATH`` pointing at one side's ``src`` (the benchmark's own child processes,
 such as the ``shardline serve`` that api_bench starts, inherit it). Both sides run the same script on the same
 machine, alternating, so a busy neighbour falls on both alike. Printed per figure: the median of each side and
-head/base. Figures are the numeric results whose names end in ``_per_s``, ``_ms``, ``_us`` or ``ratio``.
+head/base. Figures are the numeric results whose names end in ``_per_s``, ``rec_s``, ``_ms``, ``_us`` or ``ratio``;
+a row of a table of results is named by its record size, fsync mode, writers, shards or kind.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-FIGURE = re.compile(r"(_per_s|_ms|_us|ratio)$")
+FIGURE = re.compile(r"(_per_s|rec_s|_ms|_us|ratio|ratio_to_1)$")
+ROW_KEYS = ("record_bytes", "fsync", "writers", "shards", "kind")  # what names a row of a table of results
 SKIP = re.compile(r"(^|\.)(rss_fill|max_ms)($|\.)")  # sampled series and single outliers: not comparable figures
 
 
@@ -42,6 +44,10 @@ def flatten(value: Any, prefix: str = "") -> dict[str, float]:
     if isinstance(value, dict):
         for k, v in value.items():
             out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for i, row in enumerate(value):
+            label = ",".join(f"{k}={row[k]}" for k in ROW_KEYS if k in row) or str(i)
+            out.update(flatten(row, f"{prefix}[{label}]"))
     elif (
         isinstance(value, int | float)
         and not isinstance(value, bool)

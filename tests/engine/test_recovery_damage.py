@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from shardline import Engine, PutRecordsRequestEntry
+from shardline.runtime.source import EngineSource
 from shardline.storage.framing import parse_header
 
 STREAM = "s"
@@ -260,3 +261,92 @@ async def test_a_journal_tail_lost_to_a_power_cut_keeps_its_numbers_unused(kit, 
     recovered = await _open(kit, copy, fsync=fsync)
     assert recovered.journal_report.torn_bytes == size - 3
     await _check(kit, recovered, ledger, ledger.of_put(5), rng)
+
+
+# ----------------------------------------------------------------- reservations (fsync=interval and never)
+def _highest(ledger: Ledger) -> dict[str, int]:
+    return {sid: max(seq for s, seq in ledger.acks if s == sid) for sid, _ in ledger.acks}
+
+
+async def _new_numbers_are_above(engine: Engine, ledger: Ledger, rng: random.Random) -> None:
+    highest = _highest(ledger)
+    before = set(ledger.acks)
+    for _ in range(4):
+        await _put(engine, ledger, rng)
+    for sid, seq in ledger.acks.keys() - before:
+        assert seq > highest.get(sid, -1), f"{sid} handed out {seq}, at or below {highest.get(sid)}"
+
+
+def _power_cut_copy(kit, durable: Path) -> None:
+    """After a power cut under fsync=never only the checkpoint file is as it was last (it alone is fsynced):
+    ``durable`` (copied at an earlier checkpoint) gets the current one."""
+    rel = Path("journal") / "checkpoint"
+    shutil.copyfile(kit.data_dir / rel, durable / rel)
+
+
+@pytest.mark.parametrize("fsync", ["interval", "never"])
+async def test_a_power_cut_that_takes_the_whole_unsynced_tail_hands_out_none_of_its_numbers(kit, fsync: str) -> None:
+    """A put is acknowledged (and readable) before its frame is durable: a power cut can take every frame after the
+    last durable point and leave no trace. The numbers those records had are never handed out again: each log goes
+    on after the offsets reserved for it beforehand."""
+    rng = random.Random(21)
+    engine = await _open(kit, kit.data_dir, fsync=fsync)
+    await engine.create_stream(STREAM, SHARDS)
+    ledger = Ledger()
+    for _ in range(3):
+        await _put(engine, ledger, rng)
+    await engine.checkpoint()
+    durable = _crash_copy(kit, "durable")  # all that is on disk at the power cut
+    kept = set(ledger.acks)
+    for _ in range(5):
+        await _put(engine, ledger, rng)  # acknowledged, readable, then gone with the cut
+    recovered = await _open(kit, durable, fsync=fsync)
+    assert recovered.journal_report.reserved_skipped > 0
+    source = EngineSource(recovered, STREAM)
+    for index in range(SHARDS):
+        shard_id = f"shardId-{index:012d}"
+        got = await kit.read_all(recovered, STREAM, shard_id)
+        assert [int(r.sequence_number) for r in got] == sorted(seq for sid, seq in kept if sid == shard_id)
+        # A consumer that read all of it is not behind: the reserved numbers skipped are no records.
+        assert source.lag(shard_id, got[-1].sequence_number) == 0
+    await _new_numbers_are_above(recovered, ledger, rng)
+
+
+async def test_a_burst_past_the_reservation_is_reserved_durably_before_it_is_acknowledged(
+    kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log that takes more records between two checkpoints than it reserved reserves again, durably, before the
+    put that needs it goes on: the checkpoint file always covers every number handed out."""
+    monkeypatch.setattr("shardline.storage.journal.RESERVE_MIN", 16)
+    rng = random.Random(22)
+    engine = await _open(kit, kit.data_dir, fsync="never")
+    await engine.create_stream(STREAM, SHARDS)
+    ledger = Ledger()
+    await _put(engine, ledger, rng)
+    await engine.checkpoint()
+    durable = _crash_copy(kit, "durable")
+    for _ in range(150):  # 3,000 records, about 1,500 a shard: several batches past each reservation
+        await _put(engine, ledger, rng)
+    _power_cut_copy(kit, durable)
+    recovered = await _open(kit, durable, fsync="never")
+    assert recovered.journal_report.reserved_skipped >= 3000 - 20
+    await _new_numbers_are_above(recovered, ledger, rng)
+
+
+@pytest.mark.parametrize("fsync", ["interval", "never"])
+async def test_a_clean_stop_leaves_no_gap(kit, fsync: str) -> None:
+    rng = random.Random(23)
+    engine = await _open(kit, kit.data_dir, fsync=fsync)
+    await engine.create_stream(STREAM, SHARDS)
+    ledger = Ledger()
+    for _ in range(3):
+        await _put(engine, ledger, rng)
+    ends = {sid: seq + 1 for sid, seq in _highest(ledger).items()}
+    engine = await kit.reopen(engine)
+    assert engine.journal_report.reserved_skipped == 0
+    before = set(ledger.acks)
+    await _put(engine, ledger, rng)
+    firsts: dict[str, int] = {}
+    for sid, seq in sorted(ledger.acks.keys() - before):
+        firsts.setdefault(sid, seq)
+    assert firsts == {sid: ends[sid] for sid in firsts}

@@ -144,7 +144,7 @@ class EngineSource:
             return 0
         else:
             start = lg.log_start
-        return max(0, lg.visible_offset - start)
+        return lg.records_between(start, lg.visible_offset)  # (the offsets of a hole hold no record)
 
     async def get_records(self, iterator: str, limit: int) -> Page:
         r = await self.engine.get_records(iterator, limit=limit)

@@ -18,14 +18,25 @@ and the lost offsets become a hole (``ShardLog.skip_to``). Last, each log moves 
 acknowledged: its mark, the offsets damaged journal bytes still name, the end its segment's cut tail claims. No
 sequence number is ever handed out twice, and every loss is reported (``JournalReport.lost``) and logged.
 
+Under fsync=interval and never a put is acknowledged before its frame is durable, and a power cut can take every
+frame after the last durable point without leaving a trace for the rules above. So each log there hands out offsets
+only below a *reservation* recorded durably in the checkpoint file beforehand: each checkpoint raises it well ahead
+of the log (by RESERVE_MIN or four times what the log took since the previous one), and a batch that would come
+within FRAME_MAX_RECORDS of it raises it at once (one small write and fsync, on the put's path, rare). After an
+unclean stop each log goes on from its reservation: numbers acknowledged and then lost to a power cut are never
+handed out again, at the price of a gap (a hole) of unused numbers. A clean close under interval records exact ends.
+
 Layout and format (all integers big-endian):
 
 ```
 <data dir>/journal/
   00000000000000000000.wal    frames, named by the journal position of the first frame in the file
   checkpoint                  overwritten in place: journal position u64 | crc32 of it | mark count u32 |
-                              marks (stream tag u64, shard index u32, next offset u64) | crc32 of count and marks
-                              (a checkpoint written before marks existed ends after the first crc32)
+                              marks (stream tag u64, shard index u32, next offset u64) | crc32 of count and marks |
+                              "RSV1" | journal position u64 | reservation count u32 | reservations (stream tag
+                              u64, shard index u32, reserved end u64) | crc32 of "RSV1" to the last reservation
+                              (a checkpoint written before marks existed ends after the first crc32; one written
+                              before reservations, after the second: what follows may be left from a longer one)
 
  frame header (37 bytes)
  0          8       12  13       17          25          33      37
@@ -83,7 +94,10 @@ _ID = struct.Struct(">IQ")  # shard index, offset: what a journal record adds to
 STAGED_OVERHEAD = 40  # memory a staged record may cost beyond its bytes (the reference table: object, list slot)
 _CHECKPOINT = "checkpoint"
 _SUFFIX = ".wal"
-_MARK = struct.Struct(">QIQ")  # stream tag, shard index, next offset
+_MARK = struct.Struct(">QIQ")  # stream tag, shard index, next offset (a reservation: its end)
+_RESERVE_HEAD = struct.Struct(">4sQI")  # magic, the checkpoint's journal position, count
+_RESERVE_MAGIC = b"RSV1"
+RESERVE_MIN = 1 << 16  # offsets a log reserves at least (fsync=interval and never; see the module docstring)
 
 Resolver = Callable[[int, int], "ShardLog | None"]
 _Claims = dict[tuple[int, int], int]  # (stream tag, shard index) -> the offset its log must not go below
@@ -184,6 +198,7 @@ class JournalReport:
     repaired: int = 0  # frames damaged only in their position, length or magic field, replayed whole
     damaged: list[str] = field(default_factory=list)
     lost: list[Loss] = field(default_factory=list)  # offsets lost for good (never handed out again), by shard
+    reserved_skipped: int = 0  # offsets left unused after an unclean stop: reserved, maybe acknowledged, not on disk
 
     @property
     def clean(self) -> bool:
@@ -237,7 +252,14 @@ class Journal:
         self._replayed: set[ShardLog] = set()
         self._full: list[int] = []  # slots whose batch reached FRAME_RECORDS in the current put
         self._checkpoint_fd = -1
+        self._checkpoint_new = False  # the checkpoint file was created and its directory not fsynced since
         self._helper: ThreadPoolExecutor | None = None  # writes frames beside the loop's thread (materialize_all)
+        # Reservations (fsync=interval and never): the end each log may hand offsets below, as the next checkpoint
+        # writes them and as the checkpoint file holds them durably (what the put path checks against).
+        self._reserving = False
+        self._reserved: _Claims = {}
+        self._reserved_durable: _Claims = {}
+        self._checkpoint_write = threading.Lock()  # the loop's reservations and a worker's checkpoint both write it
 
     # ----------------------------------------------------------------- open / replay
     @classmethod
@@ -262,7 +284,8 @@ class Journal:
         directory.mkdir(parents=True, exist_ok=True)
         self = cls(directory, file_bytes=file_bytes, durable=durable, max_span_ms=max_span_ms)
         self._acks_unsynced = acks_unsynced
-        checkpoint, readable, marks = self._read_checkpoint()
+        shards = list(shards)
+        checkpoint, readable, marks, reserved = self._read_checkpoint()
         report = JournalReport(checkpoint=checkpoint)
         self.checkpointed = report.checkpoint
         claimed = dict(marks)
@@ -298,9 +321,36 @@ class Journal:
             if lg is not None:
                 _claim(claimed, tag, index, lg.claimed_end)
         self._keep_claims(claimed, resolve, report)
+        self._keep_reservations(reserved, resolve, report)
+        if acks_unsynced:
+            self._reserving = True
+            for tag, index in shards:  # recorded by the checkpoint the caller makes next
+                lg = resolve(tag, index)
+                if lg is not None and not lg.sealed:
+                    self._reserved[(tag, index)] = lg.next_offset + RESERVE_MIN
+                    self._marks_dirty = True
         self.position = self.synced_position = max(end, report.checkpoint)
         report.end = self.position
         return self, report
+
+    def _keep_reservations(self, reserved: _Claims, resolve: Resolver, report: JournalReport) -> None:
+        """After an unclean stop, move each log past its reservation: the offsets below it may have been given to
+        records acknowledged before a power cut took them, with nothing left on disk to tell (module docstring)."""
+        skipped: list[str] = []
+        for (tag, index), end in sorted(reserved.items()):
+            lg = resolve(tag, index)
+            if lg is None or lg.sealed or end <= lg.next_offset:
+                continue
+            report.reserved_skipped += end - lg.next_offset
+            skipped.append(f"{lg.directory.name} {lg.next_offset}..{end - 1}")
+            lg.skip_to(end)
+        if skipped:
+            log.warning(
+                "journal: after an unclean stop under fsync=interval/never, %d logs go on after the offsets reserved "
+                "for them (records acknowledged but never written may have had them; they are left unused): %s",
+                len(skipped),
+                ", ".join(skipped[:20]) + (" ..." if len(skipped) > 20 else ""),
+            )
 
     def _replay_file(
         self,
@@ -478,12 +528,17 @@ class Journal:
             assert lg is not None
             self._written(staged.count(slot), lg.materialize())
 
+        reserving = self._reserving and tag >= 0
+
         def on_first(slot: int) -> None:
             lg = logs[slot]
             if lg is None or lg.sealed:
                 raise RuntimeError(f"staging a record in log slot {slot}, which has no open log")
             dirty[lg] = None
             unsynced[lg] = tag
+            # A batch holds fewer than FRAME_MAX_RECORDS records: it must fit below the durable reservation.
+            if reserving and lg.next_offset + FRAME_MAX_RECORDS > self._reserved_durable.get((tag, slot), 0):
+                self._reserve_now(table, tag)
 
         try:
             return staged.stage(now, self.max_span_ms, plan, on_span, on_first, self._full, results)
@@ -675,12 +730,41 @@ class Journal:
         return position, logs
 
     def _take_marks(self) -> None:
-        """Mark the next offset of each log written since the last checkpoint (everything is materialised)."""
+        """Mark the next offset of each log written since the last checkpoint (everything is materialised), and
+        renew its reservation when less than half of what it would reserve now is left."""
         marks = self._marks
+        reserved = self._reserved
         for lg, tag in self._unsynced.items():
-            if tag >= 0 and marks.get((tag, lg.slot)) != lg.next_offset:
-                marks[(tag, lg.slot)] = lg.next_offset
+            if tag < 0:
+                continue
+            key = (tag, lg.slot)
+            before = marks.get(key)
+            if before != lg.next_offset:
+                marks[key] = lg.next_offset
                 self._marks_dirty = True
+            if self._reserving:
+                ahead = self._reservation(lg, before)
+                if reserved.get(key, 0) < lg.next_offset + ahead // 2:
+                    reserved[key] = lg.next_offset + ahead
+                    self._marks_dirty = True
+
+    @staticmethod
+    def _reservation(lg: ShardLog, mark: int | None) -> int:
+        """How far ahead of its next offset a log reserves: four times what it took since its last mark."""
+        taken = lg.next_offset - mark if mark is not None else 0
+        return max(RESERVE_MIN, 4 * taken)
+
+    def _reserve_now(self, table: LogTable, tag: int) -> None:
+        """Reserve ahead for every open log of ``table`` (one stream) and record it durably before the put that
+        needs it goes on: one write and one fsync of the checkpoint file for the whole stream."""
+        marks = self._marks
+        reserved = self._reserved
+        for lg in table.logs:
+            if lg is not None and not lg.sealed:
+                key = (tag, lg.slot)
+                ahead = self._reservation(lg, marks.get(key))
+                reserved[key] = max(reserved.get(key, 0), lg.next_offset + FRAME_MAX_RECORDS + ahead)
+        self._write_checkpoint(self.checkpointed)
 
     def abort_checkpoint(self, logs: list[ShardLog]) -> None:
         for lg in logs:
@@ -712,20 +796,31 @@ class Journal:
         fails a CRC: a torn position makes the next open replay every journal file present, which is safe (the
         files before the previous checkpoint are gone, and replay skips what the segments hold); torn marks lose
         only the marks' protection against segment files that go missing."""
-        head = struct.pack(">Q", position)
-        self._marks_dirty = False
-        items = list(self._marks.items())  # (one call: finish_checkpoint may run beside the loop thread)
-        marks = struct.pack(">I", len(items)) + b"".join(_MARK.pack(tag, index, end) for (tag, index), end in items)
-        if self._checkpoint_fd < 0:
-            path = self.directory / _CHECKPOINT
-            created = not path.exists()
-            self._checkpoint_fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-            if created and self.durable:
-                fsync_dir(self.directory)
-        data = head + CRC.pack(zlib.crc32(head)) + marks + CRC.pack(zlib.crc32(marks))
-        os.pwrite(self._checkpoint_fd, data, 0)
-        if self.durable:
-            os.fsync(self._checkpoint_fd)
+        with self._checkpoint_write:
+            head = struct.pack(">Q", position)
+            self._marks_dirty = False
+            items = list(self._marks.items())  # (one call: finish_checkpoint may run beside the loop thread)
+            marks = struct.pack(">I", len(items)) + b"".join(_MARK.pack(t, i, end) for (t, i), end in items)
+            reserved = dict(self._reserved)
+            data = head + CRC.pack(zlib.crc32(head)) + marks + CRC.pack(zlib.crc32(marks))
+            if reserved:
+                body = _RESERVE_HEAD.pack(_RESERVE_MAGIC, position, len(reserved)) + b"".join(
+                    _MARK.pack(t, i, end) for (t, i), end in reserved.items()
+                )
+                data += body + CRC.pack(zlib.crc32(body))
+            # New reservations must be durable before a put relies on them, under fsync=never too.
+            durable = self.durable or reserved != self._reserved_durable
+            if self._checkpoint_fd < 0:
+                path = self.directory / _CHECKPOINT
+                self._checkpoint_new = not path.exists()
+                self._checkpoint_fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.pwrite(self._checkpoint_fd, data, 0)
+            if durable:
+                os.fsync(self._checkpoint_fd)
+                if self._checkpoint_new:  # (its name too, the first time the file is made durable)
+                    fsync_dir(self.directory)
+                    self._checkpoint_new = False
+            self._reserved_durable = reserved
 
     def checkpoint_now(self) -> None:
         """A synchronous checkpoint (open and close): materialise, fsync what was written, record the position."""
@@ -750,6 +845,11 @@ class Journal:
                 self._fd = -1
         self._take_marks()
         self._unsynced = {}
+        # Every log's next offset is exact now and recorded in its mark (durably: reservations fsync the file
+        # under never too), so a clean stop leaves no reservation and no gap behind.
+        if self._reserved:
+            self._reserved = {}
+            self._marks_dirty = True
         self.finish_checkpoint(self.position)
         if self._checkpoint_fd >= 0:
             os.close(self._checkpoint_fd)
@@ -759,26 +859,45 @@ class Journal:
                 (self.directory / _file_name(start)).unlink()
         self._files = []
 
-    def _read_checkpoint(self) -> tuple[int, bool, _Claims]:
-        """The recorded position, whether there was a readable one, and the recorded marks. (Bytes after the
-        marks' CRC are left from a longer checkpoint written before.)"""
+    def _read_checkpoint(self) -> tuple[int, bool, _Claims, _Claims]:
+        """The recorded position, whether there was a readable one, the recorded marks and reservations. (Bytes
+        after the last CRC may be left from a longer checkpoint written before.)"""
         try:
             raw = (self.directory / _CHECKPOINT).read_bytes()
         except FileNotFoundError:
-            return 0, False, {}
+            return 0, False, {}, {}
         if len(raw) < 12 or zlib.crc32(raw[:8]) != CRC.unpack_from(raw, 8)[0]:
             log.error("journal: damaged checkpoint, replaying every journal file")
-            return 0, False, {}
+            return 0, False, {}, {}
         position = int(struct.unpack_from(">Q", raw)[0])
         if len(raw) == 12:  # written before checkpoints recorded marks
-            return position, True, {}
+            return position, True, {}, {}
         count = struct.unpack_from(">I", raw, 12)[0] if len(raw) >= 16 else -1
         end = 16 + count * _MARK.size
         if count < 0 or len(raw) < end + 4 or zlib.crc32(raw[12:end]) != CRC.unpack_from(raw, end)[0]:
             log.error("journal: damaged checkpoint marks; a missing segment file goes unnoticed until replay")
-            return position, True, {}
+            return position, True, {}, {}
         marks = {}
         for i in range(count):
             tag, index, mark = _MARK.unpack_from(raw, 16 + i * _MARK.size)
             marks[(tag, index)] = mark
-        return position, True, marks
+        return position, True, marks, self._read_reservations(raw, end + 4, position)
+
+    @staticmethod
+    def _read_reservations(raw: bytes, at: int, position: int) -> _Claims:
+        """The reservations after the marks, if this checkpoint wrote them: their magic, position and CRC must
+        match (leftover bytes of a longer checkpoint written before do not)."""
+        if len(raw) < at + _RESERVE_HEAD.size:
+            return {}
+        magic, pos, count = _RESERVE_HEAD.unpack_from(raw, at)
+        end = at + _RESERVE_HEAD.size + count * _MARK.size
+        if magic != _RESERVE_MAGIC or pos != position or len(raw) < end + 4:
+            return {}
+        if zlib.crc32(raw[at:end]) != CRC.unpack_from(raw, end)[0]:
+            log.error("journal: damaged reservations in the checkpoint; numbers of a lost unsynced tail may recur")
+            return {}
+        out = {}
+        for i in range(count):
+            tag, index, reserved_end = _MARK.unpack_from(raw, at + _RESERVE_HEAD.size + i * _MARK.size)
+            out[(tag, index)] = reserved_end
+        return out

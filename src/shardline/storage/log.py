@@ -365,6 +365,12 @@ class ShardLog:
         return self.table.staged.newest(self.slot)
 
     # ----------------------------------------------------------------- writes
+    def records_between(self, start: int, end: int) -> int:
+        """How many offsets in [start, end) hold a record (or may: every offset that is not in a hole)."""
+        if end <= start:
+            return 0
+        return end - start - sum(max(0, min(h_end, end) - max(h_first, start)) for h_first, h_end in self.holes)
+
     @property
     def visible_offset(self) -> int:
         """Readers see offsets below this: ``next_offset`` when records are visible on write, else the offset
@@ -709,11 +715,7 @@ class ShardLog:
             return 0
         new_start = self._segments[doomed].base_offset if doomed < len(self._segments) else self.next_offset
         old_start = self.log_start
-        removed = (
-            new_start
-            - old_start
-            - sum(max(0, min(end, new_start) - max(first, old_start)) for first, end in self.holes)
-        )
+        removed = self.records_between(old_start, new_start)
         self._write_log_start(new_start)
         report = RecoveryReport(str(self.directory))
         for seg in self._segments[:doomed]:
