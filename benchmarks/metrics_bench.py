@@ -42,6 +42,13 @@ BATCH = 500
 URL_RE = re.compile(r"serving Kinesis at http://([\d.]+):(\d+)")
 TICK = os.sysconf("SC_CLK_TCK")
 
+# A signature of the shape serve's default --auth none requires (it verifies nothing).
+SIGNED = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, "
+    "Signature=0",
+    "X-Amz-Date": "20260101T000000Z",
+}
+
 
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -87,7 +94,10 @@ class Server:
     def call(self, op: str, payload: object | bytes) -> dict:
         body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         self.conn.request(
-            "POST", "/", body, {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"Kinesis_20131202.{op}"}
+            "POST",
+            "/",
+            body,
+            {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"Kinesis_20131202.{op}", **SIGNED},
         )
         r = self.conn.getresponse()
         data = r.read()

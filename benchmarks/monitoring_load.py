@@ -37,6 +37,13 @@ QUERY = os.environ.get("QUERY", "name=shardline_shard_incoming_records_total&sta
 TOKEN = os.environ.get("TOKEN", "")
 URL_RE = re.compile(r"serving Kinesis at (http://[\d.]+:\d+)")
 
+# A signature of the shape serve's default --auth none requires (it verifies nothing).
+SIGNED = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, "
+    "Signature=0",
+    "X-Amz-Date": "20260101T000000Z",
+}
+
 
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
@@ -67,7 +74,7 @@ class Kinesis:
 
     def call(self, op: str, payload: object) -> float:
         t0 = time.perf_counter()
-        headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"Kinesis_20131202.{op}"}
+        headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"Kinesis_20131202.{op}", **SIGNED}
         self.conn.request("POST", "/", orjson.dumps(payload), headers)
         r = self.conn.getresponse()
         body = r.read()

@@ -18,6 +18,13 @@ import boto3
 from botocore.config import Config
 
 URL_RE = re.compile(r"serving Kinesis at (http://\S+)")
+# Headers with a signature of the shape AWS requires (without one it answers MissingAuthenticationToken, and so does
+# `shardline serve --auth none`), for raw requests; not a valid signature.
+UNVERIFIED_SIGNATURE = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, "
+    "Signature=0",
+    "X-Amz-Date": "20260101T000000Z",
+}
 CLI = [sys.executable, "-m", "shardline.cli"]
 
 

@@ -57,7 +57,12 @@ def _common(p: argparse.ArgumentParser, *, port: bool = True) -> None:
             help="no monitoring: no /metrics, /api, /dashboard, alarms or metric files",
         )
         p.add_argument(
-            "--auth", choices=["none", "sigv4"], default="none", help="request authentication (default none)"
+            "--auth",
+            choices=["none", "off", "sigv4"],
+            default="none",
+            help="none (default): any key is accepted, but a request must be signed as AWS requires (every AWS SDK "
+            "and the CLI sign theirs); off: unsigned requests are served too; sigv4: signatures are verified "
+            "against --credentials",
         )
         p.add_argument("--credentials", type=Path, help="AWS credentials file whose keys --auth sigv4 accepts")
         p.add_argument(
@@ -162,7 +167,7 @@ def _fail(command: str, message: str) -> int:
 
 def _verifier(args: argparse.Namespace) -> SigV4Verifier | None:
     """The request authentication of ``--auth``; raises ValueError with the reason it cannot be set up."""
-    if args.auth == "none":
+    if args.auth in ("none", "off"):
         if not is_loopback(args.host) and not args.allow_unauthenticated:
             raise ValueError(
                 f"refusing to serve {args.host} without authentication: anyone who reaches it could write and "
@@ -223,6 +228,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = KinesisApp(
         engine,
         verifier=verifier,
+        signature_shape=args.auth == "none",
         log_requests=args.log_requests,
         services=[monitor] if monitor else [],
         extra_http=monitor.app if monitor else None,
@@ -252,6 +258,7 @@ def _up(args: argparse.Namespace) -> int:
     app = KinesisApp(
         engine,
         verifier=verifier,
+        signature_shape=args.auth == "none",
         log_requests=args.log_requests,
         services=[project, monitor] if monitor else [project],
         extra_http=monitor.app if monitor else None,

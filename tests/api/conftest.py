@@ -184,6 +184,7 @@ class Kinesis:
         headers: dict[str, str] | None = None,
         method: str = "POST",
         path: str = "/",
+        query: bytes = b"",
         chunks: list[bytes] | None = None,
     ) -> Reply:
         h: dict[str, str] = {}
@@ -201,7 +202,9 @@ class Kinesis:
                 body = json.dumps(payload).encode()
         if body is not None and "content-length" not in {k.lower() for k in h}:
             h["content-length"] = str(len(body))
-        return await asgi_call(self.app, method=method, path=path, headers=h, body=body or b"", chunks=chunks)
+        return await asgi_call(
+            self.app, method=method, path=path, query=query, headers=h, body=body or b"", chunks=chunks
+        )
 
     # -- JSON helpers
     async def ok(self, op: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:

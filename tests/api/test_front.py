@@ -11,10 +11,11 @@ import json
 import logging
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 import cbor2
 import pytest
-from botocore.auth import SigV4Auth
+from botocore.auth import SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
@@ -455,6 +456,116 @@ async def test_every_response_carries_an_x_amz_id_2(kinesis) -> None:
         assert len(base64.b64decode(value, validate=True)) == 72
         seen.add(value)
     assert len(seen) == 3
+
+
+# ----------------------------------------------------------------- the signature's shape (--auth none)
+@pytest.fixture
+def shaped(kinesis) -> Any:
+    kinesis.app.signature_shape = True  # what `serve --auth none` runs with
+    return kinesis
+
+
+DATED = {"x-amz-date": "20260101T000000Z"}
+WELL_FORMED = {
+    "authorization": "AWS4-HMAC-SHA256 Credential=any/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, "
+    "Signature=0",
+    **DATED,
+}
+
+
+async def test_an_unsigned_request_is_missing_its_authentication_token(shaped) -> None:
+    assert (await shaped.send("ListStreams", {})).error == (
+        "MissingAuthenticationTokenException",
+        "Missing Authentication Token",
+    )
+    # After the operation is resolved, before the members' types.
+    assert (await shaped.send("Nope", {})).error[0] == "UnknownOperationException"
+    assert (await shaped.send("ListStreams", {"Limit": "x"})).error[0] == "MissingAuthenticationTokenException"
+    # Any key and any signature of the right shape is served: --auth none verifies nothing.
+    r = await shaped.send("ListStreams", {"Limit": "x"}, headers=WELL_FORMED)
+    assert r.error[0] == "SerializationException"
+    assert (await shaped.send("ListStreams", {}, headers=WELL_FORMED)).status == 200
+
+
+async def test_a_signature_in_both_places_is_refused(shaped) -> None:
+    r = await shaped.send("ListStreams", {}, headers=WELL_FORMED, query=b"X-Amz-Algorithm=AWS4-HMAC-SHA256")
+    assert r.error == (
+        "InvalidSignatureException",
+        "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header.",
+    )
+
+
+@pytest.mark.parametrize(
+    ("authorization", "dated", "missing"),
+    [
+        ("AWS4-HMAC-SHA256 SignedHeaders=host, Signature=0", True, ["'Credential' parameter"]),
+        ("AWS4-HMAC-SHA256 Credential=a", True, ["'Signature' parameter", "'SignedHeaders' parameter"]),
+        (
+            "AWS4-HMAC-SHA256 Credential=a, SignedHeaders=host, Signature=0",
+            False,
+            ["existence of either a 'X-Amz-Date' or a 'Date' header"],
+        ),
+    ],
+)
+async def test_an_incomplete_authorization_header_names_what_it_lacks(shaped, authorization, dated, missing) -> None:
+    headers = {"authorization": authorization, **(DATED if dated else {})}
+    kind, message = (await shaped.send("ListStreams", {}, headers=headers)).error
+    assert kind == "IncompleteSignatureException"
+    assert (
+        message == "".join(f"Authorization header requires {m}. " for m in missing) + f"Authorization={authorization}"
+    )
+
+
+QUERY = {
+    "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+    "X-Amz-Credential": "any/20260101/us-east-1/kinesis/aws4_request",
+    "X-Amz-Signature": "0",
+    "X-Amz-SignedHeaders": "host",
+    "X-Amz-Date": "20260101T000000Z",
+}
+
+
+@pytest.mark.parametrize("absent", list(QUERY)[1:])
+async def test_a_presigned_request_must_carry_its_five_parameters(shaped, make_kinesis, absent) -> None:
+    query = urlencode({k: v for k, v in QUERY.items() if k != absent}).encode()
+    message = f"AWS query-string parameters must include '{absent}'. Re-examine the query-string parameters."
+    assert (await shaped.send("ListStreams", {}, query=query)).error == ("IncompleteSignatureException", message)
+    # --auth sigv4 words it the same.
+    secured_app = await make_kinesis(verifier=SigV4Verifier({"AKID": "secret"}))
+    assert (await secured_app.send("ListStreams", {}, query=query)).error == ("IncompleteSignatureException", message)
+    assert (await shaped.send("ListStreams", {}, query=urlencode(QUERY).encode())).status == 200
+
+
+async def test_auth_off_serves_unsigned_requests(kinesis) -> None:
+    assert kinesis.app.signature_shape is False
+    assert (await kinesis.send("ListStreams", {})).status == 200
+
+
+def presigned(op: str, body: bytes, *, expires: int = 300, secret: str = "secret") -> tuple[bytes, dict[str, str]]:
+    request = AWSRequest(
+        method="POST",
+        url="http://localhost:4567/",
+        data=body,
+        headers={"Content-Type": JSON_TYPE, "X-Amz-Target": f"Kinesis_20131202.{op}", "Host": "localhost:4567"},
+    )
+    SigV4QueryAuth(Credentials("AKID", secret), "kinesis", "us-east-1", expires=expires).add_auth(request)
+    query = request.url.split("?", 1)[1].encode()
+    return query, {k.lower(): v for k, v in request.headers.items()}
+
+
+async def test_a_presigned_request_is_verified(secured) -> None:
+    # botocore moves a presigned request's JSON members into the query string; the body it signs is then empty.
+    query, headers = presigned("ListStreams", b"")
+    r = await secured.send("ListStreams", body=b"{}", content_type=None, headers=headers, query=query)
+    assert r.error == ("InvalidSignatureException", SIGNATURE_MISMATCH)  # the body is not the one signed
+    r = await secured.send("ListStreams", body=b"", content_type=None, headers=headers, query=query)
+    assert r.error == ("SerializationException", None)  # signed and verified: the empty body is what is wrong
+    tampered = query.replace(b"X-Amz-Expires=300", b"X-Amz-Expires=301")
+    r = await secured.send("ListStreams", body=b"", content_type=None, headers=headers, query=tampered)
+    assert r.error == ("InvalidSignatureException", SIGNATURE_MISMATCH)
+    query, headers = presigned("ListStreams", b"", secret="wrong")
+    r = await secured.send("ListStreams", body=b"", content_type=None, headers=headers, query=query)
+    assert r.error == ("InvalidSignatureException", SIGNATURE_MISMATCH)
 
 
 # ----------------------------------------------------------------- request log

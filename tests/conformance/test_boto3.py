@@ -18,6 +18,8 @@ import cbor2
 import pytest
 from botocore.exceptions import ClientError
 
+from _shardline import UNVERIFIED_SIGNATURE
+
 MAX_KEY = (1 << 128) - 1
 ALL_METRICS = {
     "IncomingBytes",
@@ -783,7 +785,7 @@ def _connect(endpoint: str) -> http.client.HTTPConnection:
 def _exchange(
     conn: http.client.HTTPConnection, method: str, body: bytes, headers: dict[str, str], path: str = "/"
 ) -> tuple[int, dict[str, str], bytes]:
-    conn.request(method, path, body=body, headers=headers)
+    conn.request(method, path, body=body, headers={**UNVERIFIED_SIGNATURE, **headers})
     resp = conn.getresponse()
     data = resp.read()
     return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data

@@ -24,10 +24,11 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from _shardline import CLI, Running, kinesis, shardline
+from _shardline import CLI, UNVERIFIED_SIGNATURE, Running, kinesis, shardline
 
 AKID, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 JSON_TYPE = "application/x-amz-json-1.1"
+UNVERIFIED = "".join(f"{k}: {v}\r\n" for k, v in UNVERIFIED_SIGNATURE.items()).encode()
 
 
 @pytest.fixture
@@ -197,7 +198,8 @@ def test_slow_and_idle_connections_are_closed(tmp_path: Path) -> None:
         kept_alive = stack.enter_context(connect(running.url))
         kept_alive.sendall(
             b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
-            b"Content-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\n\r\n{}"
+            + UNVERIFIED
+            + b"Content-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\n\r\n{}"
         )
         assert read_response(kept_alive)[0] == 200
         assert closed_by_server(silent, 10) == b""
@@ -296,3 +298,25 @@ def test_up_takes_the_same_authentication_as_serve(tmp_path: Path, credentials: 
         with pytest.raises(ClientError) as err:
             kinesis(running.url).list_streams()
         assert err.value.response["Error"]["Code"] == "UnrecognizedClientException"
+
+
+@pytest.mark.parametrize(("auth", "status"), [("none", 400), ("off", 200)])
+def test_unsigned_requests_are_served_only_with_auth_off(tmp_path: Path, auth: str, status: int) -> None:
+    with shardline("serve", "--port", "0", "--data-dir", str(tmp_path), "--auth", auth) as running:
+        head = "\r\n".join(
+            [
+                "POST / HTTP/1.1",
+                "Host: x",
+                "X-Amz-Target: Kinesis_20131202.ListStreams",
+                f"Content-Type: {JSON_TYPE}",
+                "Content-Length: 2",
+            ]
+        )
+        got, body = raw_request(running.url, head, b"{}")
+        assert got == status
+        if status == 400:
+            assert json.loads(body) == {
+                "__type": "MissingAuthenticationTokenException",
+                "message": "Missing Authentication Token",
+            }
+        assert kinesis(running.url).list_streams()["StreamNames"] == []  # boto3 signs: served either way

@@ -26,7 +26,7 @@ from ..errors import (
     UnknownOperationException,
 )
 from .actions import ACTIONS
-from .auth import SigV4Verifier
+from .auth import SigV4Verifier, signature_shape
 from .negotiation import (
     CORS_EXPOSED,
     RawAnswer,
@@ -87,12 +87,17 @@ class KinesisApp:
         log_requests: bool = False,
         services: Sequence[Service] = (),
         extra_http: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None,
+        signature_shape: bool = False,
     ) -> None:
+        """``verifier`` verifies signatures (``--auth sigv4``); without one, ``signature_shape`` still requires
+        every request to carry a signature of the shape AWS requires (``--auth none``), and False serves unsigned
+        requests too (``--auth off``)."""
         self.engine = engine
         self.services = list(services)
         # Requests that are not Kinesis calls (GET /metrics, /dashboard, ...) go to this app when given.
         self.extra_http = extra_http
         self.verifier = verifier
+        self.signature_shape = signature_shape
         self.max_body_bytes = max_body_bytes
         self.log_requests = log_requests
         self.ready = False
@@ -194,6 +199,9 @@ class KinesisApp:
                 raise SerializationException("")
             if not op_known:
                 raise UnknownOperationException("")
+            if self.verifier is None and self.signature_shape:
+                # AWS checks the signature's shape once it knows the operation, before the members' types.
+                signature_shape(headers, query)
             handler = ACTIONS.get(op)
             if handler is None:
                 raise UnknownOperationException(f"shardline does not implement {op} yet.")
