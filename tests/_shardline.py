@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import boto3
+import cbor2
 from botocore.config import Config
 
 URL_RE = re.compile(r"serving Kinesis at (http://\S+)")
@@ -79,6 +81,16 @@ def shardline(
         proc.wait(timeout=wait_s)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def kinesis_cbor(data: bytes) -> Any:
+    """A Kinesis CBOR body decoded as the Java SDK reads it: tag 1 holds epoch milliseconds (RFC 8949's holds
+    seconds, which is what cbor2 assumes)."""
+    return cbor2.loads(data, semantic_decoders={1: _from_epoch_ms})
+
+
+def _from_epoch_ms(value: Any, _immutable: bool) -> dt.datetime:
+    return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
 
 
 def kinesis(url: str) -> Any:

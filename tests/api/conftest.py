@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterator
@@ -62,6 +63,10 @@ def clock() -> ManualClock:
 
 
 # ----------------------------------------------------------------- raw ASGI client
+def _from_epoch_ms(value: Any, _immutable: bool) -> dt.datetime:
+    return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+
+
 @dataclass
 class Reply:
     status: int
@@ -72,7 +77,8 @@ class Reply:
         return json.loads(self.body)
 
     def cbor(self) -> Any:
-        return cbor2.loads(self.body)
+        # Kinesis's CBOR timestamps: tag 1 holding epoch milliseconds (see shardline.api.wire).
+        return cbor2.loads(self.body, semantic_decoders={1: _from_epoch_ms})
 
     @property
     def error(self) -> tuple[str, str | None]:

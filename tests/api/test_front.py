@@ -361,10 +361,11 @@ async def test_cbor_put_and_get_round_trip(kinesis) -> None:
     got = r.cbor()
     assert [rec["Data"] for rec in got["Records"]] == payloads
     assert [rec["SequenceNumber"] for rec in got["Records"]] == [e["SequenceNumber"] for e in put["Records"]]
-    arrival = (START_MS + 1500) / 1000
-    # Tag 1 (epoch seconds), as the Java SDK expects, not a tag-0 date string.
-    assert cbor2.dumps(cbor2.CBORTag(1, arrival)) in r.body
-    assert got["Records"][0]["ApproximateArrivalTimestamp"] == dt.datetime.fromtimestamp(arrival, dt.UTC)
+    arrival_ms = START_MS + 1500
+    # Tag 1 holding an integer of epoch milliseconds, as the Java SDK writes and expects (it fails on seconds:
+    # "Unable to parse date : 1.796582132562E9"), not a tag-0 date string.
+    assert cbor2.dumps(cbor2.CBORTag(1, arrival_ms)) in r.body
+    assert got["Records"][0]["ApproximateArrivalTimestamp"] == dt.datetime.fromtimestamp(arrival_ms / 1000, dt.UTC)
 
 
 async def test_cbor_timestamps_in_requests(kinesis) -> None:
@@ -376,14 +377,19 @@ async def test_cbor_timestamps_in_requests(kinesis) -> None:
         "StreamName": "s",
         "ShardId": "shardId-000000000000",
         "ShardIteratorType": "AT_TIMESTAMP",
-        "Timestamp": cbor2.CBORTag(1, (START_MS + 5000) / 1000),
+        # What the Java SDK sends (captured): c1 1b <u64 epoch milliseconds>.
+        "Timestamp": cbor2.CBORTag(1, START_MS + 5000),
     }
+    assert cbor2.dumps(payload["Timestamp"]).hex().startswith("c11b")
     r = await kinesis.send("GetShardIterator", payload, content_type=CBOR_TYPE)
     assert r.status == 200, r.body
     got = (
         await kinesis.send("GetRecords", {"ShardIterator": r.cbor()["ShardIterator"]}, content_type=CBOR_TYPE)
     ).cbor()
     assert [rec["Data"] for rec in got["Records"]] == [b"new"]
+    for bad in (cbor2.CBORTag(1, "soon"), cbor2.CBORTag(1, True), cbor2.CBORTag(1, float("nan"))):
+        r = await kinesis.send("GetShardIterator", {**payload, "Timestamp": bad}, content_type=CBOR_TYPE)
+        assert r.error[0] == "SerializationException"
 
 
 async def test_cbor_describe_summary(kinesis) -> None:

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from _shardline import UNVERIFIED_SIGNATURE
+from _shardline import UNVERIFIED_SIGNATURE, kinesis_cbor
 
 MODEL = botocore.session.get_session().get_service_model("kinesis")
 PREFIX = MODEL.metadata["targetPrefix"]
@@ -262,7 +262,7 @@ def check_response(req: Request, resp: http.client.HTTPResponse, data: bytes) ->
             b"</Message>\n</AccessDeniedException>\n",
         ), where
         return
-    decoded = cbor2.loads(data) if "cbor" in ctype else json.loads(data)
+    decoded = kinesis_cbor(data) if "cbor" in ctype else json.loads(data)
     assert isinstance(decoded, dict), where
     if ctype == "application/json":  # the legacy envelope AWS answers that content type with
         decoded = decoded["Output"]

@@ -18,7 +18,7 @@ import math
 import re
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import SerializationException, enum_rule, validation_error
 from ..models import Record
@@ -339,11 +339,27 @@ def _bad_base64(value: str) -> None:
     )
 
 
+class EpochMillis(NamedTuple):
+    """A CBOR tag 1 value as it arrived. AWS quirk: Kinesis's CBOR carries a timestamp as tag 1 holding epoch
+    *milliseconds* (what the Java SDK writes and expects), not the epoch seconds of RFC 8949."""
+
+    value: Any
+
+    @staticmethod
+    def decode(value: Any, _immutable: bool) -> EpochMillis:  # (cbor2's semantic decoder for tag 1)
+        return EpochMillis(value)
+
+
 def _timestamp(value: Any) -> int:
     if isinstance(value, bool):
         raise SerializationException("class java.lang.Boolean can not be converted to milliseconds since epoch")
     seconds: float | None = None
-    if isinstance(value, int | float):
+    if isinstance(value, EpochMillis):
+        ms = value.value
+        if isinstance(ms, bool) or not isinstance(ms, int | float):
+            raise SerializationException(f"'{ms}' can not be converted to milliseconds since epoch")
+        seconds = ms / 1000 if math.isfinite(ms) and abs(ms) < 1e16 else None
+    elif isinstance(value, int | float):
         seconds = value
     elif isinstance(value, dt.datetime):  # CBOR tag 0 or 1, decoded by cbor2
         seconds = value.timestamp() if value.tzinfo else value.replace(tzinfo=dt.UTC).timestamp()

@@ -1,7 +1,9 @@
 """Body codecs for the two protocols Kinesis clients speak.
 
 - AWS JSON 1.1 (boto3, the AWS CLI, most SDKs): blobs are base64 strings, timestamps epoch seconds as numbers.
-- CBOR (the Java SDK v2 and the KPL by default): blobs are byte strings, timestamps tag 1 (epoch seconds).
+- CBOR (the Java SDK v2, the KCL and the KPL by default): blobs are byte strings, timestamps tag 1 holding epoch
+  milliseconds as an integer (AWS quirk: RFC 8949's tag 1 holds seconds; the Java SDK writes and expects
+  milliseconds, and fails on anything else).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 import cbor2
 import orjson
 
-from .shapes import RecordList, Timestamp
+from .shapes import EpochMillis, RecordList, Timestamp
+
+_CBOR_TAGS = {1: EpochMillis.decode}
 
 __all__ = ["CBOR", "JSON", "Codec"]
 
@@ -63,14 +67,14 @@ class _Json(Codec):
 
 def _cbor_default(encoder: cbor2.CBOREncoder, obj: Any) -> None:
     if isinstance(obj, Timestamp):
-        encoder.encode(cbor2.CBORTag(1, obj.ms / 1000))
+        encoder.encode(cbor2.CBORTag(1, obj.ms))
         return
     if isinstance(obj, RecordList):
         items = []
         for r in obj.records:
             item: dict[str, Any] = {
                 "SequenceNumber": r[0],
-                "ApproximateArrivalTimestamp": cbor2.CBORTag(1, r[1] / 1000),
+                "ApproximateArrivalTimestamp": cbor2.CBORTag(1, r[1]),
                 "Data": r[2],
                 "PartitionKey": r[3],
             }
@@ -87,7 +91,7 @@ class _Cbor(Codec):
     cbor = True
 
     def decode(self, body: bytes) -> Any:
-        return cbor2.loads(body)
+        return cbor2.loads(body, semantic_decoders=_CBOR_TAGS)
 
     def encode(self, obj: dict[str, Any]) -> bytes:
         return cbor2.dumps(obj, default=_cbor_default)
