@@ -26,8 +26,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import httptools
 import uvicorn
 import uvloop
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .app import KinesisApp
@@ -97,6 +99,7 @@ class _BoundedProtocol(HttpToolsProtocol):
         self._received_any = False
         self._request_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        self._upgrade_body: int | None = None  # body bytes still due of a request whose Upgrade is ignored
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -119,9 +122,21 @@ class _BoundedProtocol(HttpToolsProtocol):
         if self._request_timer is None:
             self._start_request_timer()  # the first byte of a request on a kept-alive connection
         self._received_any = True
+        if self._upgrade_body is not None:
+            self._take_upgrade_body(data)
+            return
         if self._headers_pending:
             self._header_bytes += len(data)
-        super().data_received(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            log.warning("refused a request that is not valid HTTP/1.1")
+            self.send_400_response("Invalid HTTP request received.")
+            return
+        except httptools.HttpParserUpgrade as exc:
+            self._ignore_upgrade(data[exc.args[0] :] if exc.args else b"")
+            return
         if (
             self._headers_pending
             and self._header_bytes > self.limits.max_header_bytes
@@ -151,6 +166,55 @@ class _BoundedProtocol(HttpToolsProtocol):
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
+
+    # ----------------------------------------------------------------- Upgrade
+    def _should_upgrade(self) -> bool:
+        return False  # no protocol is upgraded to here: the request is served as HTTP/1.1
+
+    def _ignore_upgrade(self, rest: bytes) -> None:
+        """Serve a request that asks to upgrade (``Upgrade: h2c`` from Java's HttpClient, or a websocket) as plain
+        HTTP/1.1, as RFC 9110 lets a server do: the parser took its headers and stopped where the new protocol
+        would start, having ended the message without its body. The body is taken here by its Content-Length, and
+        a fresh parser reads what follows."""
+        cycle = self.cycle
+        length = next((v for k, v in self.headers if k == b"content-length"), b"0")
+        due = int(length) if length.isdigit() else 0
+        if cycle is None or cycle.response_complete or due == 0:
+            self._restart_parser(rest)
+            return
+        cycle.more_body = True  # (its app task has not run yet: it sees the body as if the parser had read it)
+        self._upgrade_body = due
+        self._headers_pending = False
+        self._take_upgrade_body(rest)
+
+    def _take_upgrade_body(self, data: bytes) -> None:
+        due = self._upgrade_body
+        assert due is not None
+        part, rest = data[:due], data[due:]
+        cycle = self.cycle
+        if part and not cycle.response_complete:
+            cycle.body += part
+            if len(cycle.body) > HIGH_WATER_LIMIT:
+                self.flow.pause_reading()
+            cycle.message_event.set()
+        due -= len(part)
+        if due:
+            self._upgrade_body = due
+            return
+        self._upgrade_body = None
+        cycle.more_body = False
+        cycle.message_event.set()
+        self._cancel_request_timer()
+        self._headers_pending = True
+        self._received_any = False
+        self._restart_parser(rest)
+
+    def _restart_parser(self, rest: bytes) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        with contextlib.suppress(AttributeError):  # (as uvicorn sets it up)
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        if rest:
+            self.data_received(rest)
 
     # ----------------------------------------------------------------- internals
     def _start_request_timer(self) -> None:
