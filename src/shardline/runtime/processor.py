@@ -406,8 +406,7 @@ class ShardProcessor:
                 return
             if step.kind == "retry":
                 retries += 1
-                await self._sleep(delay)
-                delay = min(delay * 2, ctx.tuning.retry_backoff_max_s)
+                delay = await self._retry_backoff(delay)
                 continue
             if window.held:
                 await self._discard(window.held, "RetryAttemptsExhausted", attempts, last, verdict.function_error)
@@ -474,8 +473,7 @@ class ShardProcessor:
                     continue
                 if step.kind == "retry":
                     retries += 1
-                    await self._sleep(delay)
-                    delay = min(delay * 2, ctx.tuning.retry_backoff_max_s)
+                    delay = await self._retry_backoff(delay)
                     continue
                 await self._discard(cur, "RetryAttemptsExhausted", attempts, last, verdict.function_error)
                 break
@@ -523,6 +521,11 @@ class ShardProcessor:
             self._write_checkpoint()
 
     # ----------------------------------------------------------------- waiting
+    async def _retry_backoff(self, delay: float) -> float:
+        """Wait ``delay`` before a retry; the next wait doubles, up to the cap."""
+        await self._sleep(delay)
+        return min(delay * 2, self.ctx.tuning.retry_backoff_max_s)
+
     async def _sleep(self, seconds: float) -> None:
         """Sleep on the mapping's clock, or less when the mapping stops (shutdown never waits out a backoff)."""
         if self._stopped.is_set():
