@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import orjson
 import yaml
 
 from . import __version__
@@ -29,9 +28,8 @@ from .metrics.series import SeriesStore
 from .runtime.config import ConfigError, load_config
 from .runtime.functions import FunctionPool
 from .runtime.project import Project
-from .runtime.redrive import load_messages, message_key, read_messages, redrive_message
+from .runtime.redrive import RedriveResult, load_messages, redrive_all
 from .runtime.remote import RemoteProject, kinesis_client, run_until_stopped
-from .runtime.source import EngineSource
 from .settings import Settings
 from .storage.catalog import DataDirLocked
 
@@ -324,7 +322,7 @@ async def _redrive(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, region=args.region, account_id=args.account_id)
         from_stream = args.messages.startswith("stream:")
-        messages = [] if from_stream else load_messages(Path(args.messages))
+        messages = None if from_stream else load_messages(Path(args.messages))
     except (ValueError, ConfigError, OSError) as exc:
         return _fail("redrive", str(exc))
     fn = config.functions.get(args.function)
@@ -333,45 +331,35 @@ async def _redrive(args: argparse.Namespace) -> int:
     fconfig = fn.config
     if args.handler:
         fconfig = replace(fconfig, handler=args.handler)
-    state = args.data_dir / "runtime" / "redriven.jsonl"
-    done = set()
-    if state.exists() and not args.again:
-        done = {orjson.loads(line)["key"] for line in state.read_bytes().splitlines() if line.strip()}
     pool = FunctionPool(fconfig)
-    failed = 0
-    todo: list[dict[str, Any]] = []
     try:
         async with Engine(_settings(args)) as engine:
-            if from_stream:
-                messages = await read_messages(EngineSource(engine, args.messages.removeprefix("stream:")))
-            todo = [m for m in messages if message_key(m) not in done]
-            if not todo:
-                print(f"nothing to redrive: {len(messages)} messages in {args.messages}, all redriven already")
-                return 0
-            for msg in todo:
-                stream = str(msg["KinesisBatchInfo"]["streamArn"]).rsplit("/", 1)[-1]
-                result = await redrive_message(
-                    msg,
-                    source=EngineSource(engine, stream),
-                    function=pool,
-                    region=args.region,
-                    role_arn=fconfig.role_arn,
-                )
-                status = "ok" if result.ok else f"FAILED ({result.error})"
-                gone = " (some records are past retention)" if result.missing else ""
-                print(f"{result.shard_id} {result.start}..{result.end}: {result.found} records {status}{gone}")
-                if result.ok:
-                    state.parent.mkdir(parents=True, exist_ok=True)
-                    with state.open("ab") as f:
-                        f.write(orjson.dumps({"key": result.key}) + b"\n")
-                else:
-                    failed += 1
+            run = await redrive_all(
+                engine,
+                messages=messages,
+                stream=args.messages.removeprefix("stream:") if from_stream else None,
+                function=pool,
+                region=args.region,
+                role_arn=fconfig.role_arn,
+                state=args.data_dir / "runtime" / "redriven.jsonl",
+                again=args.again,
+                report=_print_redriven,
+            )
     except DataDirLocked:
         return _fail("redrive", f"{args.data_dir} is in use: stop `shardline up` first, then redrive")
     finally:
         await pool.close()
-    print(f"redrove {len(todo) - failed} of {len(todo)} messages")
-    return 1 if failed else 0
+    if not run.redriven:
+        print(f"nothing to redrive: {run.found} messages in {args.messages}, all redriven already")
+        return 0
+    print(f"redrove {run.redriven - run.failed} of {run.redriven} messages")
+    return 1 if run.failed else 0
+
+
+def _print_redriven(result: RedriveResult) -> None:
+    status = "ok" if result.ok else f"FAILED ({result.error})"
+    gone = " (some records are past retention)" if result.missing else ""
+    print(f"{result.shard_id} {result.start}..{result.end}: {result.found} records {status}{gone}")
 
 
 def _run(args: argparse.Namespace) -> int:

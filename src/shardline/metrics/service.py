@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -96,7 +96,7 @@ class Monitor:
         self.samples = 0
         self.last: Snapshot | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._wrapped: dict[int, FunctionPool] = {}
+        self._listening: dict[FunctionPool, Callable[[], None]] = {}  # pool -> removes the monitor's listener
         self._deliver = asyncio.Event()
         self._last_persist_ms = 0
         self._writing: asyncio.Future[None] | None = None
@@ -108,7 +108,7 @@ class Monitor:
             self.alarms = self._alarms_factory(self.store)
             self.collector.alarms = self.alarms
         self._fit_retention()
-        self._wrap_pools()
+        self._listen_to_pools()
         self._last_persist_ms = self.clock.now_ms()
         if self.app.access.closed:
             log.warning("%s", self.app.access.refusal(None))
@@ -133,7 +133,7 @@ class Monitor:
             # One last attempt for transitions of the final samples; a dead webhook must not hold up the shutdown.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.alarms.deliver(), FINAL_DELIVERY_S)
-        self._unwrap_pools()
+        self._stop_listening()
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.store.snapshot())
         except OSError as exc:
@@ -179,7 +179,7 @@ class Monitor:
         call it directly with a ManualClock."""
         started = time.perf_counter()
         now = self.clock.now_ms() if now_ms is None else now_ms
-        self._wrap_pools()
+        self._listen_to_pools()
         if self.samples % 60 == 0:
             self._fit_retention()
         self._refresh_rules()
@@ -223,30 +223,25 @@ class Monitor:
             sink.set_rules(self._rules())
 
     # ----------------------------------------------------------------- custom metrics from handler output
-    def _wrap_pools(self) -> None:
-        """Route every invocation result of the project's functions through the EMF parser. The pool's ``invoke``
-        is shadowed on the instance (mappings call it through the attribute), and restored on stop."""
+    def _listen_to_pools(self) -> None:
+        """Route every invocation result of the project's functions through the EMF parser (pools that appear
+        later are picked up at the next sample)."""
         if self.project is None:
             return
         for pool in self.project.pools.values():
-            if id(pool) not in self._wrapped:
-                setattr(pool, "invoke", self._emf_invoke(pool.invoke, pool.config.name))  # noqa: B010 - a method
-                self._wrapped[id(pool)] = pool
+            if pool not in self._listening:
+                self._listening[pool] = pool.add_result_listener(self._emf_listener(pool.config.name))
 
-    def _emf_invoke(
-        self, original: Callable[[bytes], Awaitable[InvocationResult]], function: str
-    ) -> Callable[[bytes], Awaitable[InvocationResult]]:
+    def _emf_listener(self, function: str) -> Callable[[InvocationResult], None]:
         emf = self.emf
 
-        async def invoke(event: bytes) -> InvocationResult:
-            result = await original(event)
+        def listen(result: InvocationResult) -> None:
             if result.logs:
                 emf.feed(function, result.logs)
-            return result
 
-        return invoke
+        return listen
 
-    def _unwrap_pools(self) -> None:
-        for pool in self._wrapped.values():
-            vars(pool).pop("invoke", None)
-        self._wrapped.clear()
+    def _stop_listening(self) -> None:
+        for remove in self._listening.values():
+            remove()
+        self._listening.clear()

@@ -10,6 +10,9 @@ Memory: per invocation the pool reads at most one response (``MAX_RESPONSE_BYTES
 (``MAX_HEADER_BYTES``, whose log output is cut at ``MAX_LOG_CHARS``) from the worker's pipe, about 10 MiB in the
 worst case; a worker that announces a larger frame is killed unread.
 
+Other parts observe invocations through ``add_result_listener`` (monitoring reads the function's log output from it)
+instead of wrapping ``invoke``.
+
 Every worker the pool starts is tracked until it has exited: a cancelled invocation kills its worker, and
 ``close()`` ends idle and busy workers alike.
 """
@@ -27,7 +30,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -290,6 +293,19 @@ class FunctionPool:
         self.recent_errors: deque[dict[str, Any]] = deque(maxlen=50)
         self.duration = Histogram()  # ms, function-reached invocations
         self.init_duration = Histogram()  # ms, cold starts
+        self._listeners: list[Callable[[InvocationResult], None]] = []
+
+    def add_result_listener(self, listener: Callable[[InvocationResult], None]) -> Callable[[], None]:
+        """Call ``listener`` with the result of every invocation that reached the function (throttled ones have
+        none), after the pool has counted it and before ``invoke`` returns it. A listener that raises is logged and
+        the invocation's result stands. Returns a function that removes the listener."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return remove
 
     @property
     def in_flight(self) -> int:
@@ -317,6 +333,11 @@ class FunctionPool:
             self.init_duration.observe(result.init_ms)
         if result.error is not None:
             self._record_error(result)
+        for listener in self._listeners:
+            try:
+                listener(result)
+            except Exception:
+                log.exception("function %s: a result listener failed", self.config.name)
         return result
 
     async def _invoke(self, event: bytes) -> InvocationResult:

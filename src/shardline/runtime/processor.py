@@ -3,13 +3,16 @@
 A fetcher reads the shard into a bounded buffer and deals records to ``ParallelizationFactor`` sub-shards by the
 MD5 of their partition key (so per-key order holds). Each sub-shard forms batches (count, batching window,
 6 MiB payload), invokes one batch at a time and settles it: success, filtered out, or discarded to the
-on-failure destination after retries or record age. The checkpoint is the highest sequence number below which
-every record is settled, written durably after each batch.
+on-failure destination after retries or record age. What happens after each invocation is the error policy's
+decision (policy.py); on-failure records are stored by onfailure.py and tumbling windows kept by windows.py. The
+checkpoint is the highest sequence number below which every record is settled (settling.py), written durably
+after each batch.
 
-A discarded batch is settled only once its on-failure record is stored: the record is the only pointer to the data,
-so while the destination refuses it the shard waits (retrying with capped, jittered backoff) and keeps its
-checkpoint before the batch. Delivery is at least once: after a stop or a crash between the store and the
-checkpoint, the batch is processed again and its on-failure record may be stored twice.
+A discarded batch is settled only once its on-failure record is stored, so while the destination refuses it the
+shard waits and keeps its checkpoint before the batch.
+
+``idle()`` tells a caller (a test's negative check) when the processor has read to the end of the records available
+and has nothing queued or in flight, so "nothing more happens" can be waited for instead of slept on.
 """
 
 from __future__ import annotations
@@ -20,10 +23,7 @@ import dataclasses
 import logging
 import random
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-import orjson
 
 from ..clock import Clock
 from ..engine.hashing import md5
@@ -34,13 +34,18 @@ from ..errors import (
     ResourceNotFoundException,
 )
 from ..models import Record
+from . import onfailure
 from .checkpoints import Lease, LeaseLost, LeaseStore
-from .destinations import Destination, failure_record
-from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, iso_seconds, record_json
+from .destinations import Destination
+from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
 from .functions import InvocationResult, Throttled
 from .mapping import MappingConfig, RuntimeTuning
+from .policy import ErrorPolicy
+from .settling import Entry, Settler
 from .source import ShardSource
+from .stats import ShardStats
 from .verdict import judge
+from .windows import Window
 
 __all__ = ["MappingContext", "ShardProcessor", "ShardStats"]
 
@@ -79,91 +84,13 @@ class MappingContext(Protocol):
     def running(self) -> bool: ...
 
 
-@dataclass
-class ShardStats:
-    """Counters one shard keeps; the mapping sums them (and monitoring reads them)."""
-
-    polled: int = 0
-    filtered_out: int = 0
-    invoked_records: int = 0
-    invocations: int = 0
-    function_errors: int = 0
-    throttles: int = 0
-    succeeded: int = 0
-    discarded: int = 0
-    dead_lettered: int = 0
-    destination_failures: int = 0  # failed attempts to store an on-failure record (each is retried)
-    destination_pending: int = 0  # records held until the destination accepts their on-failure record
-    batch_sizes: list[int] = field(default_factory=list)
-    iterator_age_ms: int = 0  # Lambda IteratorAge: age of the last record of the latest invoked batch
-    millis_behind: int = 0  # MillisBehindLatest of the latest GetRecords
-    lag_records: int | None = None  # records between the checkpoint and the tip (when the source can tell)
-    checkpoint_moved_ms: int = 0  # when the checkpoint last advanced (a stuck shard stops moving it)
-    last_result: str = "No records processed"
-
-
-@dataclass(slots=True)
-class _Entry:
-    record: Record
-    body: bytes | None  # serialized event record; None when filtered out
-    settled: bool = False
-
-
-class _Settler:
-    """Tracks fetched records in order; the checkpoint is the last record of the settled prefix."""
-
-    def __init__(self) -> None:
-        self._pending: deque[_Entry] = deque()
-        self.checkpoint: str | None = None
-        self.dirty = False
-
-    def fetched(self, entry: _Entry) -> None:
-        self._pending.append(entry)
-
-    def settle(self, entries: list[_Entry]) -> None:
-        for e in entries:
-            e.settled = True
-        while self._pending and self._pending[0].settled:
-            self.checkpoint = self._pending.popleft().record.sequence_number
-            self.dirty = True
-
-    @property
-    def outstanding(self) -> int:
-        return len(self._pending)
-
-
 class _SubShard:
     def __init__(self) -> None:
-        self.queue: deque[_Entry] = deque()
+        self.queue: deque[Entry] = deque()
         self.wakeup = asyncio.Event()
-        self.busy = False
-        self.window: _Window | None = None
-
-
-MAX_WINDOW_STATE_BYTES = 1024 * 1024
-
-
-@dataclass
-class _Window:
-    """An open tumbling window of one shard: its state, and the records that only settle when it closes."""
-
-    start_ms: int
-    end_ms: int
-    state: Any = field(default_factory=dict)
-    held: list[_Entry] = field(default_factory=list)
-    terminated_early: bool = False
-
-    def extra(self, shard_id: str, stream_arn: str, *, final: bool) -> dict[str, Any]:
-        return {
-            # AWS quirk: the window bounds carry whole seconds (2020-12-09T07:04:00Z), unlike the millisecond
-            # timestamps of the on-failure record.
-            "window": {"start": iso_seconds(self.start_ms), "end": iso_seconds(self.end_ms)},
-            "state": self.state if self.state is not None else {},
-            "shardId": shard_id,
-            "eventSourceARN": stream_arn,
-            "isFinalInvokeForWindow": final,
-            "isWindowTerminatedEarly": final and self.terminated_early,
-        }
+        self.busy = False  # a batch is being invoked, retried or discarded
+        self.closing = False  # a window's final invocation is under way
+        self.window: Window | None = None
 
 
 class ShardProcessor:
@@ -174,7 +101,7 @@ class ShardProcessor:
         self.stats = ShardStats()
         self.finished = False
         self.children: tuple[str, ...] = ()
-        self._settler = _Settler()
+        self._settler = Settler()
         self._ended = False
         self._fetch_done = False
         self._event_ctx = EventContext(
@@ -184,6 +111,10 @@ class ShardProcessor:
         self._space = asyncio.Event()
         self._space.set()
         self._stopped = asyncio.Event()
+        self._reads = 0  # GetRecords calls started
+        self._caught_up_at = 0  # the number of the latest read, if it found no new record
+        self._idle_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._done = False
 
     def interrupt(self) -> None:
         """The mapping is stopping: end any backoff now (what it waited to retry stays unsettled)."""
@@ -210,6 +141,40 @@ class ShardProcessor:
                 self._write_checkpoint()
         except LeaseLost:
             log.warning("mapping %s %s: lease lost; stopping without writing", self.ctx.config.uuid, self.shard_id)
+        finally:
+            self._done = True
+            self._poke()
+
+    # ----------------------------------------------------------------- the idle signal
+    async def idle(self) -> None:
+        """Return once this processor has read to the end of the records available when called (a read started
+        after the call found no new record, or reading ended) and has nothing queued or in flight: no batch waiting
+        for its batching window, being invoked, retried, backing off or discarded, and no window being closed. An
+        open tumbling window waiting for its end is idle. Returns at once when the processor has stopped.
+
+        For negative checks ("nothing more happens"): wait for this instead of sleeping."""
+        if self._done:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._idle_waiters.append((self._reads + 1, fut))
+        self.ctx.source.wake(self.shard_id)  # end a wait for data at once, so that the fresh read happens now
+        self._poke()
+        await fut
+
+    def _poke(self) -> None:
+        """Release the ``idle()`` callers whose condition holds now."""
+        if not self._idle_waiters:
+            return
+        if not self._done and any(s.busy or s.closing or s.queue for s in self._subs):
+            return
+        waiting: list[tuple[int, asyncio.Future[None]]] = []
+        for want, fut in self._idle_waiters:
+            if self._done or self._fetch_done or self._caught_up_at >= want:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                waiting.append((want, fut))
+        self._idle_waiters = waiting
 
     def _write_checkpoint(self) -> None:
         if self._settler.dirty and self._settler.checkpoint is not None:
@@ -244,6 +209,7 @@ class ShardProcessor:
             self._fetch_done = True
             for sub in self._subs:
                 sub.wakeup.set()
+            self._poke()
 
     async def _fetch(self) -> None:
         ctx = self.ctx
@@ -260,6 +226,8 @@ class ShardProcessor:
                 continue
             try:
                 ctx.source.arm(self.shard_id)
+                self._reads += 1
+                read = self._reads
                 page = await ctx.source.get_records(iterator, min(room, tuning.read_limit))
             except ExpiredIteratorException:
                 # Resume exactly where reading stopped: never from the starting position.
@@ -283,8 +251,12 @@ class ShardProcessor:
             throttle_delay = tuning.throttle_backoff_s
             self.stats.millis_behind = page.millis_behind
             if page.records:
+                self._caught_up_at = 0
                 self._accept(page.records)
                 last_fetched = page.records[-1].sequence_number
+            else:
+                self._caught_up_at = read
+                self._poke()
             iterator = page.next_iterator
             if iterator is None:
                 self._ended = True
@@ -298,14 +270,14 @@ class ShardProcessor:
         matcher = self.ctx.matcher
         pf = len(self._subs)
         self.stats.polled += len(records)
-        filtered: list[_Entry] = []
+        filtered: list[Entry] = []
         for rec in records:
             keep = (
                 matcher is None
                 or not matcher.active
                 or matcher.matches(rec.partition_key, rec.sequence_number, rec.approximate_arrival_ms, rec.data)
             )
-            entry = _Entry(rec, record_json(self._event_ctx, rec) if keep else None)
+            entry = Entry(rec, record_json(self._event_ctx, rec) if keep else None)
             self._settler.fetched(entry)
             if not keep:
                 self.stats.filtered_out += 1
@@ -327,10 +299,15 @@ class ShardProcessor:
         while ctx.running():
             cfg = ctx.config
             tumbling_ms = cfg.tumbling_window_s * 1000
-            if sub.window is not None and self._window_over(sub, sub.window, cfg.maximum_batching_window_s):
-                await self._close_window(sub)
+            if sub.window is not None and self._window_over(sub, sub.window):
+                sub.closing = True
+                try:
+                    await self._close_window(sub)
+                finally:
+                    sub.closing = False
                 if ctx.running():
                     self._write_checkpoint()
+                self._poke()
                 continue
             if not sub.queue:
                 if self._fetch_done:
@@ -345,11 +322,10 @@ class ShardProcessor:
                 sub.wakeup.clear()
                 await self._wait(sub.wakeup, window_s - waited)
                 continue
-            window: _Window | None = None
+            window: Window | None = None
             if tumbling_ms:
-                start = sub.queue[0].record.approximate_arrival_ms // tumbling_ms * tumbling_ms
                 if sub.window is None:
-                    sub.window = _Window(start, start + tumbling_ms)
+                    sub.window = Window.of(sub.queue[0].record.approximate_arrival_ms, tumbling_ms)
                 window = sub.window
             batch = self._take_batch(sub, cfg.batch_size, window)
             self._space.set()
@@ -363,6 +339,7 @@ class ShardProcessor:
             window_opened = ctx.clock.monotonic()
             if ctx.running():
                 self._write_checkpoint()
+            self._poke()
 
     def _payload_full(self, sub: _SubShard, batch_size: int) -> bool:
         size = EMPTY_EVENT_BYTES
@@ -375,12 +352,12 @@ class ShardProcessor:
                 return True
         return False
 
-    def _take_batch(self, sub: _SubShard, batch_size: int, window: _Window | None = None) -> list[_Entry]:
-        batch: list[_Entry] = []
+    def _take_batch(self, sub: _SubShard, batch_size: int, window: Window | None = None) -> list[Entry]:
+        batch: list[Entry] = []
         size = EMPTY_EVENT_BYTES
         while sub.queue and len(batch) < batch_size:
             e = sub.queue[0]
-            if window is not None and not window.start_ms <= e.record.approximate_arrival_ms < window.end_ms:
+            if window is not None and not window.holds(e.record.approximate_arrival_ms):
                 break  # a batch never mixes two windows
             assert e.body is not None
             add = len(e.body) + (1 if batch else 0)
@@ -390,15 +367,15 @@ class ShardProcessor:
             size += add
         return batch
 
-    # ----------------------------------------------------------------- the error path
     # ----------------------------------------------------------------- tumbling windows
-    def _window_over(self, sub: _SubShard, window: _Window, batching_window_s: int) -> bool:
-        """A window closes when a later window's record arrives, the shard ends, or it sits idle past its end."""
-        if sub.queue:
-            return not window.start_ms <= sub.queue[0].record.approximate_arrival_ms < window.end_ms
-        if self._fetch_done:
-            return True
-        return self.ctx.clock.now_ms() >= window.end_ms + batching_window_s * 1000
+    def _window_over(self, sub: _SubShard, window: Window) -> bool:
+        head = sub.queue[0].record.approximate_arrival_ms if sub.queue else None
+        return window.over(
+            head,
+            fetch_done=self._fetch_done,
+            now_ms=self.ctx.clock.now_ms(),
+            batching_window_s=self.ctx.config.maximum_batching_window_s,
+        )
 
     async def _close_window(self, sub: _SubShard) -> None:
         """The final invocation (no records, the final state). Its records settle only once it succeeds; until
@@ -420,35 +397,28 @@ class ShardProcessor:
             attempts += 1
             self.stats.invocations += 1
             verdict = judge(last, [], rbif=False, window=True)
-            if verdict.kind == "success":
+            if verdict.function_error:
+                self.stats.function_errors += 1
+            step = ErrorPolicy.of(ctx.config).after(verdict, size=0, retries=retries)
+            if step.kind == "settle":
                 self._settle(window.held)
                 sub.window = None
                 return
-            if verdict.function_error:
-                self.stats.function_errors += 1
-            cfg = ctx.config
-            if cfg.maximum_retry_attempts == -1 or retries < cfg.maximum_retry_attempts:
+            if step.kind == "retry":
                 retries += 1
-                await self._sleep(delay)
-                delay = min(delay * 2, ctx.tuning.retry_backoff_max_s)
+                delay = await self._retry_backoff(delay)
                 continue
             if window.held:
                 await self._discard(window.held, "RetryAttemptsExhausted", attempts, last, verdict.function_error)
             sub.window = None
             return
 
-    def _window_success(self, window: _Window, entries: list[_Entry], state: Any) -> None:
-        window.held.extend(entries)
-        window.state = state
-        if len(orjson.dumps(state)) > MAX_WINDOW_STATE_BYTES:
-            window.terminated_early = True
-
     # ----------------------------------------------------------------- the error path
-    async def _process(self, batch: list[_Entry], window: _Window | None = None) -> None:
-        """Settle every record of ``batch``: handled, or discarded after retries / record age. In a tumbling
-        window, handled records are held until the window's final invocation succeeds."""
+    async def _process(self, batch: list[Entry], window: Window | None = None) -> None:
+        """Settle every record of ``batch``: handled, or discarded after retries / record age, as the error policy
+        decides. In a tumbling window, handled records are held until the window's final invocation succeeds."""
         ctx = self.ctx
-        work: deque[tuple[list[_Entry], int]] = deque([(batch, 0)])
+        work: deque[tuple[list[Entry], int]] = deque([(batch, 0)])
         while work and ctx.running():
             cur, attempts = work.popleft()
             retries = 0
@@ -457,9 +427,14 @@ class ShardProcessor:
             throttle_delay = ctx.tuning.throttle_backoff_s
             while cur and ctx.running():
                 cfg = ctx.config
-                cur = await self._expire(cur, attempts, last)
-                if not cur:
-                    break
+                policy = ErrorPolicy.of(cfg)
+                expired = policy.expired((e.record.approximate_arrival_ms for e in cur), ctx.clock.now_ms())
+                if expired:
+                    if not await self._discard(cur[:expired], "RecordAgeExceeded", attempts, last, None):
+                        break
+                    cur = cur[expired:]
+                    if not cur:
+                        break
                 extra = window.extra(self.shard_id, ctx.source.stream_arn, final=False) if window else None
                 event_bytes = encode_event([e.body for e in cur if e.body is not None], extra)
                 if len(event_bytes) > MAX_PAYLOAD_BYTES:
@@ -473,64 +448,48 @@ class ShardProcessor:
                     throttle_delay = min(throttle_delay * 2, ctx.tuning.throttle_backoff_max_s)
                     continue
                 attempts += 1
-                self.stats.invocations += 1
-                self.stats.invoked_records += len(cur)
-                self.stats.iterator_age_ms = max(0, ctx.clock.now_ms() - cur[-1].record.approximate_arrival_ms)
-                self.stats.batch_sizes.append(len(cur))
-                if len(self.stats.batch_sizes) > 1024:
-                    del self.stats.batch_sizes[:512]
+                self._invoked(cur)
                 records = [e.record for e in cur]
                 verdict = judge(last, records, rbif=cfg.report_batch_item_failures, window=cfg.tumbling_window_s > 0)
-                if verdict.kind == "success":
-                    if window is not None:
-                        self._window_success(window, cur, verdict.state)
-                    else:
-                        self._settle(cur)
-                    self.stats.succeeded += len(cur)
-                    self.stats.last_result = "OK"
-                    break
-                self.stats.last_result = "PROBLEM: Function call failed"
+                step = policy.after(verdict, size=len(cur), retries=retries)
+                self.stats.last_result = "OK" if verdict.kind == "success" else "PROBLEM: Function call failed"
                 if verdict.kind == "failure" and verdict.function_error:
                     self.stats.function_errors += 1
-                if verdict.kind == "partial":
-                    done, cur = cur[: verdict.first_failed], cur[verdict.first_failed :]
+                if verdict.kind != "failure":  # a success, or a partial one: the records before the lowest failure
+                    done, cur = cur[: step.settled], cur[step.settled :]
                     if window is not None:
-                        self._window_success(window, done, verdict.state)
+                        window.handled(done, verdict.state)
                     else:
                         self._settle(done)
                     self.stats.succeeded += len(done)
-                elif cfg.bisect_batch_on_function_error and len(cur) > 1:
-                    # Splitting does not use up retries; halves run in sequence order, the larger first.
-                    # Each half counts its own invocations (approximateInvokeCount of a poison record isolated by
-                    # bisecting is 1 + its retries, as AWS reports it).
-                    half = (len(cur) + 1) // 2
-                    work.appendleft((cur[half:], 0))
-                    cur = cur[:half]
+                if step.kind == "settle":
+                    break
+                if step.kind == "bisect":
+                    # Halves run in sequence order. Each half counts its own invocations (approximateInvokeCount of
+                    # a poison record isolated by bisecting is 1 + its retries, as AWS reports it).
+                    work.appendleft((cur[step.split :], 0))
+                    cur = cur[: step.split]
                     attempts = 0
                     continue
-                if cfg.maximum_retry_attempts == -1 or retries < cfg.maximum_retry_attempts:
+                if step.kind == "retry":
                     retries += 1
-                    await self._sleep(delay)
-                    delay = min(delay * 2, ctx.tuning.retry_backoff_max_s)
+                    delay = await self._retry_backoff(delay)
                     continue
                 await self._discard(cur, "RetryAttemptsExhausted", attempts, last, verdict.function_error)
                 break
 
-    async def _expire(self, cur: list[_Entry], attempts: int, last: InvocationResult | None) -> list[_Entry]:
-        max_age = self.ctx.config.maximum_record_age_s
-        if max_age == -1:
-            return cur
-        cutoff = self.ctx.clock.now_ms() - max_age * 1000
-        n = 0
-        while n < len(cur) and cur[n].record.approximate_arrival_ms <= cutoff:
-            n += 1
-        if n and not await self._discard(cur[:n], "RecordAgeExceeded", attempts, last, None):
-            return []
-        return cur[n:]
+    def _invoked(self, batch: list[Entry]) -> None:
+        stats = self.stats
+        stats.invocations += 1
+        stats.invoked_records += len(batch)
+        stats.iterator_age_ms = max(0, self.ctx.clock.now_ms() - batch[-1].record.approximate_arrival_ms)
+        stats.batch_sizes.append(len(batch))
+        if len(stats.batch_sizes) > 1024:
+            del stats.batch_sizes[:512]
 
     async def _discard(
         self,
-        entries: list[_Entry],
+        entries: list[Entry],
         condition: str,
         attempts: int,
         last: InvocationResult | None,
@@ -538,83 +497,23 @@ class ShardProcessor:
     ) -> bool:
         """Give up on ``entries``: store their on-failure record, then settle them. False when the mapping stopped
         before the record was stored: they stay unsettled, so a restart processes them again."""
-        ctx = self.ctx
         records = [e.record for e in entries]
-        log.warning(
-            "mapping %s %s: discarding %d records %s..%s (%s after %d invocations)",
-            ctx.config.uuid,
+        stored = await onfailure.discard(
+            self.ctx,
             self.shard_id,
-            len(records),
-            records[0].sequence_number,
-            records[-1].sequence_number,
-            condition,
-            attempts,
-        )
-        message = failure_record(
+            self.stats,
+            self._sleep,
+            records,
             condition=condition,
-            function_arn=ctx.function_arn,
-            request_id=last.request_id if last else None,
-            invoke_count=attempts,
+            attempts=attempts,
+            last=last,
             function_error=function_error,
-            responded=last is not None,
-            shard_id=self.shard_id,
-            stream_arn=ctx.source.stream_arn,
-            records=records,
-            now_ms=ctx.clock.now_ms(),
         )
-        if ctx.destination is not None and not await self._deliver(message, len(entries)):
-            return False
-        self.stats.discarded += len(entries)
-        ctx.recent_failures.append(message)
-        self._settle(entries)
-        return True
+        if stored:
+            self._settle(entries)
+        return stored
 
-    async def _deliver(self, message: dict[str, Any], count: int) -> bool:
-        """Store the on-failure record, retrying for as long as the destination refuses it: the wait doubles from
-        the service-error backoff up to its cap (a minute by default), jittered to between half and all of it.
-        False when the mapping stops first."""
-        ctx = self.ctx
-        assert ctx.destination is not None
-        delay = ctx.tuning.throttle_backoff_s
-        failures = 0
-        self.stats.destination_pending += count
-        try:
-            while ctx.running():
-                try:
-                    await ctx.destination.send(message)
-                except Exception as exc:  # any outage: the record must be stored before the shard moves on
-                    failures += 1
-                    self.stats.destination_failures += 1
-                    self.stats.last_result = f"PROBLEM: on-failure destination {ctx.destination.description} failed"
-                    log.error(
-                        "mapping %s %s: storing the on-failure record of %s..%s in %s failed (attempt %d; the shard "
-                        "waits and retries): %s",
-                        ctx.config.uuid,
-                        self.shard_id,
-                        message["KinesisBatchInfo"]["startSequenceNumber"],
-                        message["KinesisBatchInfo"]["endSequenceNumber"],
-                        ctx.destination.description,
-                        failures,
-                        exc,
-                    )
-                    await self._sleep(delay * (0.5 + random.random() / 2))
-                    delay = min(delay * 2, ctx.tuning.throttle_backoff_max_s)
-                    continue
-                self.stats.dead_lettered += count
-                if failures:
-                    log.warning(
-                        "mapping %s %s: on-failure record stored in %s after %d failed attempts",
-                        ctx.config.uuid,
-                        self.shard_id,
-                        ctx.destination.description,
-                        failures,
-                    )
-                return True
-            return False
-        finally:
-            self.stats.destination_pending -= count
-
-    def _settle(self, entries: list[_Entry]) -> None:
+    def _settle(self, entries: list[Entry]) -> None:
         self._settler.settle(entries)
         # Persist as soon as the settled prefix moves (a poison record retried for hours must not hold back the
         # saved checkpoint of records already handled before it).
@@ -622,6 +521,11 @@ class ShardProcessor:
             self._write_checkpoint()
 
     # ----------------------------------------------------------------- waiting
+    async def _retry_backoff(self, delay: float) -> float:
+        """Wait ``delay`` before a retry; the next wait doubles, up to the cap."""
+        await self._sleep(delay)
+        return min(delay * 2, self.ctx.tuning.retry_backoff_max_s)
+
     async def _sleep(self, seconds: float) -> None:
         """Sleep on the mapping's clock, or less when the mapping stops (shutdown never waits out a backoff)."""
         if self._stopped.is_set():

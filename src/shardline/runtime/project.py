@@ -1,9 +1,16 @@
-"""A running project: the streams, functions and mappings of one ``shardline.yml`` over one engine."""
+"""A running project: the streams, functions and mappings of one ``shardline.yml``.
+
+One composition for every place records can come from. A ``Wiring`` says what differs: how the project's streams
+are made ready, where a mapping reads (a source factory) and where an on-failure stream destination writes (a
+destination factory). ``EngineWiring`` is the embedded engine (``Project(config, engine)``); remote.py's
+``KinesisWiring`` is any Kinesis endpoint. Starting, the mappings and stopping are the same for both.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Protocol
 
 from ..clock import Clock, SystemClock
 from ..engine import Engine
@@ -14,31 +21,80 @@ from .destinations import Destination, FileDestination, StreamDestination
 from .filters import RecordFilter
 from .functions import FunctionPool
 from .mapping import MappingConfig, RuntimeTuning
-from .source import EngineSource
+from .source import EngineSource, ShardSource
 from .supervisor import Mapping, stop_all
 
-__all__ = ["Project"]
+__all__ = ["EngineWiring", "Project", "Wiring"]
 
 log = logging.getLogger("shardline.runtime")
 
 
+class Wiring(Protocol):
+    """Where a project's records come from and where its on-failure stream destinations write."""
+
+    region: str
+
+    async def prepare(self, config: ProjectConfig) -> None:
+        """Make the project's streams ready (create the missing ones, or check that they exist)."""
+        ...
+
+    async def source(self, stream_name: str) -> ShardSource:
+        """The source a mapping of ``stream_name`` reads."""
+        ...
+
+    def stream_destination(self, stream_name: str) -> Destination:
+        """An on-failure destination that puts its records into ``stream_name``."""
+        ...
+
+
+class EngineWiring:
+    """The embedded engine: missing streams are created; sources and destinations call it in-process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.region = engine.settings.region
+
+    async def prepare(self, config: ProjectConfig) -> None:
+        for spec in config.streams.values():
+            try:
+                await self.engine.create_stream(spec.name, spec.shards, stream_mode=spec.mode)
+                if spec.retention_hours != 24:
+                    await self.engine.increase_stream_retention_period(spec.retention_hours, stream_name=spec.name)
+                log.info("created stream %s", spec.name)
+            except ResourceInUseException:
+                pass  # exists from an earlier run: its data and shards are kept as they are
+
+    async def source(self, stream_name: str) -> ShardSource:
+        return EngineSource(self.engine, stream_name)
+
+    def stream_destination(self, stream_name: str) -> Destination:
+        return StreamDestination(self.engine, stream_name)
+
+
 class Project:
-    """Creates missing streams, starts a warm pool per function and a Mapping per stream event."""
+    """Makes the streams ready, starts a warm pool per function and a Mapping per stream event.
+
+    ``over`` is the embedded engine, or any ``Wiring``; without ``state_dir`` the lease store lives in the engine's
+    data directory (a Wiring other than the engine's needs one)."""
 
     def __init__(
         self,
         config: ProjectConfig,
-        engine: Engine,
+        over: Engine | Wiring,
         *,
         tuning: RuntimeTuning | None = None,
         clock: Clock | None = None,
         state_dir: Path | None = None,
     ) -> None:
         self.config = config
-        self.engine = engine
+        self.wiring: Wiring = EngineWiring(over) if isinstance(over, Engine) else over
+        if state_dir is None:
+            if not isinstance(over, Engine):
+                raise ValueError("a project not over the embedded engine needs a state_dir for its checkpoints")
+            state_dir = Path(over.settings.data_dir) / "runtime"
+        self.state_dir = state_dir
         self.tuning = tuning or RuntimeTuning()
         self.clock = clock or SystemClock()
-        self.state_dir = state_dir or Path(engine.settings.data_dir) / "runtime"
         self.pools: dict[str, FunctionPool] = {}
         self.mappings: list[Mapping] = []
         self.store: LeaseStore | None = None
@@ -53,31 +109,24 @@ class Project:
             raise
 
     async def _start(self) -> None:
-        for spec in self.config.streams.values():
-            try:
-                await self.engine.create_stream(spec.name, spec.shards, stream_mode=spec.mode)
-                if spec.retention_hours != 24:
-                    await self.engine.increase_stream_retention_period(spec.retention_hours, stream_name=spec.name)
-                log.info("created stream %s", spec.name)
-            except ResourceInUseException:
-                pass  # exists from an earlier run: its data and shards are kept as they are
+        await self.wiring.prepare(self.config)
         self.store = LeaseStore(self.state_dir / "leases.db")
         for fn in self.config.functions.values():
             pool = FunctionPool(fn.config, clock=self.clock)
             self.pools[fn.config.name] = pool
             for mc in fn.mappings:
-                mapping = self._mapping(mc, pool)
+                mapping = await self._mapping(mc, pool)
                 self.mappings.append(mapping)
                 if mc.enabled:
                     mapping.start()
         self.running = True
 
-    def _mapping(self, mc: MappingConfig, pool: FunctionPool) -> Mapping:
+    async def _mapping(self, mc: MappingConfig, pool: FunctionPool) -> Mapping:
         assert self.store is not None
         destination: Destination | None = None
         if mc.on_failure is not None:
             if mc.on_failure.kind == "stream":
-                destination = StreamDestination(self.engine, mc.on_failure.target)
+                destination = self.wiring.stream_destination(mc.on_failure.target)
             else:
                 destination = FileDestination(Path(mc.on_failure.target))
         return Mapping(
@@ -85,13 +134,13 @@ class Project:
             function=pool,
             function_arn=pool.config.arn,
             role_arn=pool.config.role_arn,
-            source=EngineSource(self.engine, mc.stream_name),
+            source=await self.wiring.source(mc.stream_name),
             store=self.store,
             destination=destination,
             matcher=RecordFilter(list(mc.filter_patterns)) if mc.filter_patterns else None,
             tuning=self.tuning,
             clock=self.clock,
-            region=self.engine.settings.region,
+            region=self.wiring.region,
         )
 
     async def stop(self) -> None:

@@ -5,24 +5,37 @@ still retains those records, ``redrive`` reads them back (AT_SEQUENCE_NUMBER fir
 integers), sends them to the function as one Lambda event (split to stay under the payload limit) and reports,
 per message, what was found, what is gone and whether the function succeeded. A message whose pointers are not
 valid sequence numbers, or whose stream or shard is gone, fails on its own: the others are still redriven.
+
+``redrive_all`` redrives a set of messages over the embedded engine and remembers each one redriven successfully (in
+``redriven.jsonl`` of the runtime's state directory), so running it again skips them unless asked to redo them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from ..engine import Engine
 from ..errors import KinesisError, ResourceNotFoundException
 from ..models import Record
 from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
 from .processor import Invoker
-from .source import ShardSource
+from .source import EngineSource, ShardSource
 from .verdict import judge
 
-__all__ = ["RedriveResult", "load_messages", "message_key", "read_messages", "redrive_message"]
+__all__ = [
+    "RedriveResult",
+    "RedriveRun",
+    "load_messages",
+    "message_key",
+    "read_messages",
+    "redrive_all",
+    "redrive_message",
+]
 
 
 @dataclass(frozen=True)
@@ -171,3 +184,48 @@ async def redrive_message(
             why = f"{err.get('errorType', 'Error')}: {err.get('errorMessage', '')}" if err else verdict.reason
             return RedriveResult(key, shard_id, start, end, len(records), missing, False, why)
     return RedriveResult(key, shard_id, start, end, len(records), missing, True)
+
+
+@dataclass(frozen=True)
+class RedriveRun:
+    found: int  # on-failure messages found
+    redriven: int  # of them, the ones not redriven successfully before (all of them with ``again``)
+    failed: int
+
+
+async def redrive_all(
+    engine: Engine,
+    *,
+    messages: list[dict[str, Any]] | None = None,
+    stream: str | None = None,
+    function: Invoker,
+    region: str,
+    role_arn: str,
+    state: Path,
+    again: bool = False,
+    report: Callable[[RedriveResult], None] = lambda result: None,
+) -> RedriveRun:
+    """Redrive ``messages``, or every on-failure record in the stream destination ``stream``, one by one;
+    ``report`` sees each result as it comes. A message redriven successfully is appended to ``state`` (JSONL) and
+    skipped by later runs unless ``again``."""
+    done: set[str] = set()
+    if state.exists() and not again:
+        done = {orjson.loads(line)["key"] for line in state.read_bytes().splitlines() if line.strip()}
+    if stream is not None:
+        messages = await read_messages(EngineSource(engine, stream))
+    messages = messages or []
+    todo = [m for m in messages if message_key(m) not in done]
+    failed = 0
+    for msg in todo:
+        source_stream = str(msg["KinesisBatchInfo"]["streamArn"]).rsplit("/", 1)[-1]
+        result = await redrive_message(
+            msg, source=EngineSource(engine, source_stream), function=function, region=region, role_arn=role_arn
+        )
+        report(result)
+        if result.ok:
+            state.parent.mkdir(parents=True, exist_ok=True)
+            with state.open("ab") as f:
+                f.write(orjson.dumps({"key": result.key}) + b"\n")
+        else:
+            failed += 1
+    return RedriveRun(len(messages), len(todo), failed)

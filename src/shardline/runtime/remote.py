@@ -2,7 +2,7 @@
 
 The same functions and mapping parameters as with the embedded engine; only where records come from changes.
 Streams must exist on the endpoint (or be created with ``create_streams``); checkpoints stay in a local lease
-store.
+store. ``KinesisWiring`` is what differs from the embedded engine; project.py's ``Project`` does the rest.
 """
 
 from __future__ import annotations
@@ -18,16 +18,13 @@ import boto3
 from botocore.config import Config
 
 from ..errors import KinesisError, ResourceNotFoundException
-from .checkpoints import LeaseStore
 from .config import ProjectConfig
-from .destinations import Destination, FileDestination, KinesisStreamDestination
-from .filters import RecordFilter
-from .functions import FunctionPool
-from .mapping import MappingConfig, RuntimeTuning
-from .source import KinesisSource
-from .supervisor import Mapping, stop_all
+from .destinations import Destination, KinesisStreamDestination
+from .mapping import RuntimeTuning
+from .project import Project
+from .source import KinesisSource, ShardSource
 
-__all__ = ["RemoteProject", "kinesis_client", "run_until_stopped"]
+__all__ = ["KinesisWiring", "RemoteProject", "kinesis_client", "run_until_stopped"]
 
 log = logging.getLogger("shardline.runtime")
 
@@ -42,29 +39,16 @@ def kinesis_client(endpoint_url: str | None, region: str) -> Any:
     )
 
 
-class RemoteProject:
-    def __init__(
-        self,
-        config: ProjectConfig,
-        client: Any,
-        state_dir: Path,
-        *,
-        create_streams: bool = False,
-        tuning: RuntimeTuning | None = None,
-        region: str = "us-east-1",
-    ) -> None:
-        self.config = config
-        self.client = client
-        self.state_dir = state_dir
-        self.create_streams = create_streams
-        self.tuning = tuning or RuntimeTuning(poll_interval_s=1.0)  # AWS's cadence: remote shards are polled
-        self.region = region
-        self.pools: dict[str, FunctionPool] = {}
-        self.mappings: list[Mapping] = []
-        self.store: LeaseStore | None = None
+class KinesisWiring:
+    """A Kinesis endpoint through a boto3 client: streams must exist (or are created with ``create_streams``)."""
 
-    async def _ensure_streams(self) -> None:
-        for spec in self.config.streams.values():
+    def __init__(self, client: Any, *, create_streams: bool = False, region: str = "us-east-1") -> None:
+        self.client = client
+        self.create_streams = create_streams
+        self.region = region
+
+    async def prepare(self, config: ProjectConfig) -> None:
+        for spec in config.streams.values():
             try:
                 await asyncio.to_thread(self.client.describe_stream_summary, StreamName=spec.name)
                 continue
@@ -88,53 +72,30 @@ class RemoteProject:
             await asyncio.to_thread(self.client.get_waiter("stream_exists").wait, StreamName=spec.name)
             log.info("created stream %s on the endpoint", spec.name)
 
-    async def start(self) -> None:
-        """Start everything; if a part fails, what was already started is stopped before the error is raised."""
-        try:
-            await self._start()
-        except BaseException:
-            await self.stop()
-            raise
+    async def source(self, stream_name: str) -> ShardSource:
+        return await asyncio.to_thread(KinesisSource, self.client, stream_name)
 
-    async def _start(self) -> None:
-        await self._ensure_streams()
-        self.store = LeaseStore(self.state_dir / "leases.db")
-        for fn in self.config.functions.values():
-            pool = FunctionPool(fn.config)
-            self.pools[fn.config.name] = pool
-            for mc in fn.mappings:
-                mapping = await self._mapping(mc, pool)
-                self.mappings.append(mapping)
-                if mc.enabled:
-                    mapping.start()
+    def stream_destination(self, stream_name: str) -> Destination:
+        return KinesisStreamDestination(self.client, stream_name)
 
-    async def _mapping(self, mc: MappingConfig, pool: FunctionPool) -> Mapping:
-        assert self.store is not None
-        destination: Destination | None = None
-        if mc.on_failure is not None:
-            if mc.on_failure.kind == "stream":
-                destination = KinesisStreamDestination(self.client, mc.on_failure.target)
-            else:
-                destination = FileDestination(Path(mc.on_failure.target))
-        source = await asyncio.to_thread(KinesisSource, self.client, mc.stream_name)
-        return Mapping(
-            mc,
-            function=pool,
-            function_arn=pool.config.arn,
-            role_arn=pool.config.role_arn,
-            source=source,
-            store=self.store,
-            destination=destination,
-            matcher=RecordFilter(list(mc.filter_patterns)) if mc.filter_patterns else None,
-            tuning=self.tuning,
-            region=self.region,
-        )
 
-    async def stop(self) -> None:
-        await stop_all(self.mappings, self.pools)
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+class RemoteProject(Project):
+    """A Project over a Kinesis endpoint (a named constructor: the composition is Project's)."""
+
+    def __init__(
+        self,
+        config: ProjectConfig,
+        client: Any,
+        state_dir: Path,
+        *,
+        create_streams: bool = False,
+        tuning: RuntimeTuning | None = None,
+        region: str = "us-east-1",
+    ) -> None:
+        wiring = KinesisWiring(client, create_streams=create_streams, region=region)
+        # AWS's cadence: remote shards are polled.
+        super().__init__(config, wiring, state_dir=state_dir, tuning=tuning or RuntimeTuning(poll_interval_s=1.0))
+        self.client = client
 
 
 def _code(exc: BaseException) -> str:
@@ -146,7 +107,7 @@ def _code(exc: BaseException) -> str:
     return ""
 
 
-async def run_until_stopped(project: RemoteProject, *, on_ready: Callable[[], None] | None = None) -> None:
+async def run_until_stopped(project: Project, *, on_ready: Callable[[], None] | None = None) -> None:
     """Start the project, then run until SIGINT or SIGTERM; in-flight batches finish and checkpoint."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

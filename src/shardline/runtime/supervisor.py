@@ -20,24 +20,11 @@ from .checkpoints import LeaseStore
 from .destinations import Destination
 from .functions import FunctionPool
 from .mapping import MappingConfig, RuntimeTuning
-from .processor import Invoker, RecordMatcher, ShardProcessor, ShardStats
+from .processor import Invoker, RecordMatcher, ShardProcessor
 from .source import ShardSource, SourceShard
+from .stats import COUNTERS, NO_RESULT, ShardStats
 
 __all__ = ["COUNTERS", "Mapping", "MappingStats", "stop_all"]
-
-# The ShardStats counters a mapping sums over its shards (finished shards included).
-COUNTERS = (
-    "polled",
-    "filtered_out",
-    "invoked_records",
-    "invocations",
-    "function_errors",
-    "throttles",
-    "succeeded",
-    "discarded",
-    "dead_lettered",
-    "destination_failures",
-)
 
 log = logging.getLogger("shardline.runtime")
 
@@ -87,6 +74,9 @@ class Mapping:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._resync = asyncio.Event()
         self._finished_stats = ShardStats()
+        self._syncs_started = 0
+        self._syncs_done = 0
+        self._synced = asyncio.Event()  # pulsed after every shard sync, and when the mapping stops
         self.recent_failures: deque[dict[str, Any]] = deque(maxlen=50)
         self.state = "Disabled" if not config.enabled else "Creating"
 
@@ -142,11 +132,14 @@ class Mapping:
         first_pass = not self.store.leases(self.uuid)
         try:
             while self.running():
+                self._syncs_started += 1
                 try:
                     await self._sync(first_pass)
                     first_pass = False
                 except KinesisError as exc:
                     log.error("mapping %s: cannot list shards of %s: %s", self.uuid, self.source.stream_name, exc)
+                self._syncs_done = self._syncs_started
+                self._pulse_synced()
                 self._resync.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._resync.wait(), self.tuning.shard_sync_interval_s)
@@ -161,6 +154,7 @@ class Mapping:
             self._processors.clear()
             if not self._config.enabled:
                 self.state = "Disabled"
+            self._pulse_synced()
 
     async def _sync(self, first_pass: bool) -> None:
         shards = await self.source.list_shards()
@@ -168,7 +162,7 @@ class Mapping:
         for s in shards:
             if s.shard_id in self._tasks:
                 continue
-            initial = self._initial_position(s, listed, first_pass)
+            initial = self._initial_position(s, first_pass)
             lease = self.store.ensure(self.uuid, self.source.stream_name, s.shard_id, s.parent_ids, initial)
             if lease.finished:
                 continue
@@ -179,7 +173,7 @@ class Mapping:
             self._processors[s.shard_id] = proc
             self._tasks[s.shard_id] = asyncio.create_task(self._run_shard(proc), name=f"{self.uuid}-{s.shard_id}")
 
-    def _initial_position(self, shard: SourceShard, listed: set[str], first_pass: bool) -> str:
+    def _initial_position(self, shard: SourceShard, first_pass: bool) -> str:
         cfg = self._config
         if not first_pass and shard.parent_ids:
             return "TRIM_HORIZON"
@@ -211,12 +205,40 @@ class Mapping:
                 self._absorb(done.stats)
             self._resync.set()
 
+    # ----------------------------------------------------------------- the idle signal
+    async def idle(self) -> None:
+        """Return once the mapping has nothing to do until new records arrive: a shard sync started after the call
+        has run, and every shard being processed is idle (``ShardProcessor.idle``). When a shard finishes meanwhile
+        (its children may start), it looks again. Returns at once when the mapping is not running.
+
+        For negative checks ("nothing more happens"): wait for this instead of sleeping."""
+        while self._alive():
+            want = self._syncs_started + 1
+            while self._syncs_done < want and self._alive():
+                self._resync.set()
+                await self._synced.wait()
+            procs = list(self._processors.values())
+            await asyncio.gather(*(p.idle() for p in procs))
+            if list(self._processors.values()) == procs:
+                return
+
+    def processor(self, shard_id: str) -> ShardProcessor | None:
+        """The processor of ``shard_id`` while the shard is being processed."""
+        return self._processors.get(shard_id)
+
+    def _alive(self) -> bool:
+        return self.running() and self._task is not None and not self._task.done()
+
+    def _pulse_synced(self) -> None:
+        self._synced.set()
+        self._synced.clear()
+
     # ----------------------------------------------------------------- observation
     def _absorb(self, s: ShardStats) -> None:
         f = self._finished_stats
         for name in COUNTERS:
             setattr(f, name, getattr(f, name) + getattr(s, name))
-        if s.last_result != "No records processed":
+        if s.last_result != NO_RESULT:
             f.last_result = s.last_result
 
     def shard_stats(self) -> dict[str, ShardStats]:
@@ -228,7 +250,7 @@ class Mapping:
         totals: dict[str, int] = {}
         for name in COUNTERS:
             totals[name] = getattr(self._finished_stats, name) + sum(getattr(p.stats, name) for p in live)
-        results = [p.stats.last_result for p in live if p.stats.last_result != "No records processed"]
+        results = [p.stats.last_result for p in live if p.stats.last_result != NO_RESULT]
         last = results[-1] if results else self._finished_stats.last_result
         finished = sum(1 for lease in self.store.leases(self.uuid) if lease.finished)
         return MappingStats(

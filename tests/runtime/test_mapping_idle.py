@@ -1,0 +1,82 @@
+"""The idle signal (``Mapping.idle``, ``ShardProcessor.idle``): a negative check waits for it instead of sleeping.
+
+Idle means: a read started after the call found no new record, and nothing is queued or in flight. Each test here
+asserts what must already have happened when ``idle()`` returns, so a signal that came too early fails it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+SHARD0 = "shardId-000000000000"
+BOUND_S = 15.0  # only keeps a regression from hanging the suite
+
+
+async def idle(m) -> None:
+    await asyncio.wait_for(m.idle(), BOUND_S)
+
+
+async def test_idle_returns_after_the_records_put_before_the_call_are_settled(rig) -> None:
+    await rig.stream()
+    rec = rig.recorder()
+    m = rig.mapping(rec, batch_size=2)
+    m.start()
+    await idle(m)
+    assert rec.calls == []
+    seqs = await rig.put(rig.numbered(5))
+    await idle(m)
+    assert rec.delivered() == rig.numbered(5)
+    assert rig.checkpoint(m) == seqs[-1]
+    await idle(m)  # nothing new: nothing more happens
+    assert rec.delivered() == rig.numbered(5)
+
+
+async def test_idle_waits_out_retries_and_the_discard(rig) -> None:
+    await rig.stream()
+    seqs = await rig.put(rig.numbered(3))
+    rec = rig.recorder(fail=lambda c: True)
+    m = rig.mapping(rec, batch_size=3, maximum_retry_attempts=2)
+    m.start()
+    await idle(m)
+    assert rec.batches() == [rig.numbered(3)] * 3
+    assert [msg["requestContext"]["approximateInvokeCount"] for msg in rig.dlq()] == [3]
+    assert rig.checkpoint(m) == seqs[-1]
+
+
+async def test_idle_negative_check_filtered_records_are_never_invoked(rig) -> None:
+    await rig.stream()
+    seqs = await rig.put([b'{"type": "drop"}'] * 4)
+    rec = rig.recorder()
+    m = rig.mapping(rec, filters=['{"data": {"type": ["keep"]}}'])
+    m.start()
+    await idle(m)
+    assert rig.checkpoint(m) == seqs[-1]
+    assert rec.calls == []
+    assert m.stats().totals["filtered_out"] == 4
+
+
+async def test_idle_waits_for_a_batching_window(rig) -> None:
+    await rig.stream()
+    rec = rig.recorder()
+    m = rig.mapping(rec, batch_size=100, maximum_batching_window_s=1)
+    m.start()
+    await idle(m)
+    await rig.put(rig.numbered(3))
+    await idle(m)
+    assert rec.batches() == [rig.numbered(3)]
+
+
+async def test_idle_of_a_shard_processor_and_of_a_stopped_mapping(rig) -> None:
+    await rig.stream()
+    rec = rig.recorder()
+    m = rig.mapping(rec)
+    m.start()
+    await idle(m)
+    proc = m.processor(SHARD0)
+    assert proc is not None
+    await rig.put(rig.numbered(2))
+    await asyncio.wait_for(proc.idle(), BOUND_S)
+    assert rec.delivered() == rig.numbered(2)
+    await rig.stop(m)
+    await asyncio.wait_for(proc.idle(), BOUND_S)
+    await asyncio.wait_for(m.idle(), BOUND_S)
