@@ -22,6 +22,7 @@ from .data import DataPlane
 from .iterators import IteratorCodec
 from .resharding import Resharding
 from .streams import StreamState
+from .view import EngineView
 
 __all__ = ["Engine"]
 
@@ -58,6 +59,7 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         self._next_yield_ms = 0.0
         self._closed = True
         self._tasks: list[asyncio.Task[None]] = []
+        self.view = EngineView(self)  # what the layers above read (engine/view.py)
 
     # ----------------------------------------------------------------- lifecycle
     @property
