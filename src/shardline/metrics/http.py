@@ -110,12 +110,7 @@ class MetricsApp:
     queries at once: 32 waiting let a few dashboards and `shardline top` refresh together."""
 
     def __init__(
-        self,
-        monitor: MonitoringSource,
-        access: MonitoringAccess = OPEN,
-        *,
-        max_queries: int = 1,
-        max_waiting: int = 32,
+        self, monitor: MonitoringSource, access: MonitoringAccess = OPEN, *, max_queries: int = 1, max_waiting: int = 32
     ) -> None:
         self.monitor = monitor
         self.access = access
@@ -291,7 +286,7 @@ def _get(params: list[tuple[str, str]], key: str) -> str | None:
 
 def _int(params: list[tuple[str, str]], key: str, default: int, lo: int, hi: int) -> int:
     raw = _get(params, key)
-    if raw is None or raw == "":
+    if not raw:
         return default
     try:
         value = int(raw)
@@ -305,15 +300,19 @@ def _int(params: list[tuple[str, str]], key: str, default: int, lo: int, hi: int
 def _time(params: list[tuple[str, str]], key: str, default: int, now: int) -> int:
     """Epoch milliseconds, or a negative number of seconds before now."""
     raw = _get(params, key)
-    if raw is None or raw == "":
+    if not raw:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    ms = now + value * 1000 if value <= 0 else value
+    ms = _epoch_ms(raw, now)
     if not 0 <= ms <= MAX_TIME_MS:  # also false for nan and the infinities (1e400 reads as inf)
         raise BadRequest(
             f"{key} must be epoch milliseconds up to {MAX_TIME_MS} or negative seconds (-3600) after 1970, not {raw!r}"
         )
     return round(ms)
+
+
+def _epoch_ms(raw: str, now: int) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        return math.nan
+    return now + value * 1000 if value <= 0 else value

@@ -39,29 +39,16 @@ class AlarmReads(Protocol):
 class MonitoringSource(Protocol):
     """What the monitoring endpoints read (metrics.service.Monitor provides it)."""
 
-    @property
-    def clock(self) -> Clock: ...
-
-    @property
-    def view(self) -> EngineView: ...
-
-    @property
-    def project(self) -> ProjectLike | None: ...
-
-    @property
-    def store(self) -> SeriesStore: ...
-
-    @property
-    def emf(self) -> EmfMetrics: ...
+    clock: Clock
+    view: EngineView
+    project: ProjectLike | None
+    store: SeriesStore
+    emf: EmfMetrics
+    samples: int  # samples taken, and the seconds they took
+    sample_seconds: float
 
     @property
     def alarms(self) -> AlarmReads | None: ...
-
-    @property
-    def samples(self) -> int: ...
-
-    @property
-    def sample_seconds(self) -> float: ...
 
     def snapshot(self, now_ms: int | None = None) -> Snapshot: ...
 
