@@ -1,5 +1,6 @@
-"""One sample of every metric: engine counters (streams, shards), runtime counters (functions, mappings), custom EMF
-metrics and alarm states, read from the objects that keep them (nothing on a hot path pushes anywhere).
+"""One sample of every metric: engine counters (streams, shards, through the engine's read view), runtime counters
+(functions, mappings), custom EMF metrics and alarm states, read from the objects that keep them (nothing on a hot
+path pushes anywhere). The figures the dashboard shows are defined here once (see metrics.overview).
 
 A sample is a list of families (see catalog); ``Snapshot.series()`` flattens it into the store's keys, histograms
 into their ``_bucket``/``_sum``/``_count`` series. Counters derived from two engine counters (successes = calls -
