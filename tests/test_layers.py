@@ -164,7 +164,7 @@ def reach_ins(path: Path) -> list[str]:
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr"):
             named = node.args[1] if len(node.args) >= 2 and _is_engine(node.args[0]) else None
             if isinstance(named, ast.Constant) and named.value not in ENGINE_API:
-                found.append(f"{where} reads engine.{named.value} by name")
+                found.append(f"{where} reads engine.{named.value!s} by name")
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")

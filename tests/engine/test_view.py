@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from shardline import Engine, ManualClock
 from shardline.models import PutRecordsRequestEntry
 
@@ -9,7 +11,7 @@ S0, S1, S2 = (f"shardId-{i:012d}" for i in range(3))
 HOUR_S = 3600
 
 
-async def test_open_or_closed_and_the_streams(kit) -> None:
+async def test_open_or_closed_and_the_streams(kit: Any) -> None:
     engine = Engine(kit.settings(), clock=kit.clock)
     assert engine.view.closed
     await engine.open()
@@ -46,7 +48,7 @@ async def test_positions_follow_puts_without_looking_the_shard_up_again(engine: 
     assert shard.counters.incoming_records == 3 and stream.counters.put_records_calls == 1
 
 
-async def test_lineage_bounds_and_an_expired_shard(kit, clock: ManualClock) -> None:
+async def test_lineage_bounds_and_an_expired_shard(kit: Any, clock: ManualClock) -> None:
     engine = await kit.open()
     await engine.create_stream("s", 1)
     await engine.split_shard(stream_name="s", shard_to_split=S0, new_starting_hash_key=str(1 << 127))

@@ -355,7 +355,7 @@ def test_the_dashboard_and_metrics_agree_on_dropped_records_while_a_discard_is_d
         async with Rig(tmp_path) as rig:
             mapping = DiscardingMapping()
             project = SimpleNamespace(pools={}, mappings=[mapping])
-            monitor = Monitor(rig.engine, project=project, clock=rig.clock, persist=False)  # type: ignore[arg-type]
+            monitor = Monitor(rig.engine, project=project, clock=rig.clock, persist=False)
             monitor.tick()
             rig.clock.advance(1)
             mapping.totals.update(polled=5, invoked_records=5, invocations=1, function_errors=1, discarded=5)
