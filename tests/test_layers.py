@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 from pathlib import Path
 
 import pytest
+
+import shardline.engine
+import shardline.engine.view
+from shardline.engine import Engine
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "shardline"
 
@@ -91,3 +97,90 @@ def test_nothing_imports_cli() -> None:
         if path.name == "cli.py":
             continue
         assert not any(layer_of(t) == "cli" for t in imports_of(path)), path
+
+
+# ----------------------------------------------------------------- one way in to the engine
+# Outside engine/ and storage/, the engine is read through its façade (its public methods and properties, the
+# settings and clock it was made with) and its read view (engine/view.py), never through its state objects.
+ENGINE_API = frozenset({n for n in dir(Engine) if not n.startswith("_")} | {"settings", "clock", "view"})
+ENGINE_NAMES = frozenset({"engine", "eng"})  # how code above the engine names an Engine
+# What may be imported from engine/ and storage/ there (exception classes too): the façade and its read view, the
+# pure encodings of sequence numbers and hash keys, and the latency histogram the runtime keeps for its own
+# invocations. Every other name there is engine state (streams, shards, logs, journal, counters) or its machinery.
+PUBLIC_IMPORTS: dict[str, frozenset[str]] = {
+    "shardline.engine": frozenset(shardline.engine.__all__),
+    "shardline.engine.view": frozenset(shardline.engine.view.__all__),
+    "shardline.engine.sequence": frozenset({"*"}),
+    "shardline.engine.hashing": frozenset({"*"}),
+    "shardline.engine.stats": frozenset({"Histogram", "LATENCY_BUCKETS_MS"}),
+}
+ABOVE_ENGINE = [p for p in FILES if not p.is_relative_to(PKG / "engine") and not p.is_relative_to(PKG / "storage")]
+
+
+def _is_engine(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Name) and node.id in ENGINE_NAMES) or (
+        isinstance(node, ast.Attribute) and node.attr in ENGINE_NAMES
+    )
+
+
+def _through_engine(node: ast.expr) -> bool:
+    """Whether an expression reaches its value through an engine or its view (``engine.view.x``, ``self.view``)."""
+    while True:
+        if _is_engine(node) or (isinstance(node, ast.Name) and node.id == "view"):
+            return True
+        if isinstance(node, ast.Attribute) and node.attr == "view":
+            return True
+        if isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        elif isinstance(node, ast.Call):
+            node = node.func
+        else:
+            return False
+
+
+def _importable(module: str, name: str) -> bool:
+    public = PUBLIC_IMPORTS.get(module, frozenset())
+    if "*" in public or name in public:
+        return True
+    obj = getattr(importlib.import_module(module), name, None)
+    if inspect.ismodule(obj):
+        return "*" in PUBLIC_IMPORTS.get(obj.__name__, frozenset())
+    return inspect.isclass(obj) and issubclass(obj, BaseException)
+
+
+def reach_ins(path: Path) -> list[str]:
+    """Every read of engine internals in a module above the engine: an engine attribute outside its API, a private
+    attribute of anything reached through an engine, an engine or storage name that is not public."""
+    mod = module_name(path)
+    package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        where = f"{mod}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.Attribute):
+            if _is_engine(node.value) and node.attr not in ENGINE_API:
+                found.append(f"{where} reads engine.{node.attr}")
+            elif node.attr.startswith("_") and not node.attr.startswith("__") and _through_engine(node.value):
+                found.append(f"{where} reads .{node.attr} through an engine")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr"):
+            named = node.args[1] if len(node.args) >= 2 and _is_engine(node.args[0]) else None
+            if isinstance(named, ast.Constant) and named.value not in ENGINE_API:
+                found.append(f"{where} reads engine.{named.value!s} by name")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                target = ".".join(base[: len(base) - (node.level - 1)] + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith(("shardline.engine", "shardline.storage")):
+                found += [f"{where} imports {target}.{a.name}" for a in node.names if not _importable(target, a.name)]
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith(("shardline.engine.", "shardline.storage")) and a.name not in PUBLIC_IMPORTS:
+                    found.append(f"{where} imports {a.name}")
+    return found
+
+
+@pytest.mark.parametrize("path", ABOVE_ENGINE, ids=lambda p: str(p.relative_to(PKG)))
+def test_layers_above_read_the_engine_only_through_its_api_and_view(path: Path) -> None:
+    found = reach_ins(path)
+    assert not found, "read through Engine.view (engine/view.py) instead:\n" + "\n".join(found)

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -22,7 +23,7 @@ from shardline.runtime.destinations import FileDestination
 from shardline.runtime.functions import FunctionPool, InProcessFunction
 from shardline.runtime.mapping import DestinationConfig, MappingConfig
 from shardline.runtime.source import EngineSource
-from shardline.runtime.supervisor import Mapping
+from shardline.runtime.supervisor import Mapping, MappingStats
 
 START_MS = 1_699_999_200_000
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -309,5 +310,59 @@ def test_stream_names_in_paths(tmp_path: Path, stream: str) -> None:
             await rig.engine.create_stream(stream, 1)
             data = await get_json(rig.monitor.app, f"/api/streams/{stream}/shards")
             assert data["stream"] == stream and len(data["shards"]) == 1
+
+    run(case())
+
+
+class DiscardingMapping:
+    """A mapping that has just discarded a batch: its records count as discarded before their delivery to the
+    on-failure destination finishes (they become dead-lettered then)."""
+
+    def __init__(self) -> None:
+        self.config = MappingConfig(
+            "fn",
+            "arn:aws:kinesis:us-east-1:000000000000:stream/s",
+            "TRIM_HORIZON",
+            on_failure=DestinationConfig("file", "failed.jsonl"),
+        )
+        self.uuid = self.config.uuid
+        self.destination = object()  # (the collector only asks whether there is one)
+        self.totals = dict.fromkeys(
+            (
+                "polled",
+                "filtered_out",
+                "invoked_records",
+                "succeeded",
+                "invocations",
+                "function_errors",
+                "throttles",
+                "discarded",
+                "dead_lettered",
+                "destination_failures",
+            ),
+            0,
+        )
+
+    def stats(self) -> MappingStats:
+        return MappingStats("Enabled", 1, 0, "OK", dict(self.totals), 0)
+
+    def shard_stats(self) -> dict[str, Any]:
+        return {}
+
+
+def test_the_dashboard_and_metrics_agree_on_dropped_records_while_a_discard_is_delivered(tmp_path: Path) -> None:
+    async def case() -> None:
+        async with Rig(tmp_path) as rig:
+            mapping = DiscardingMapping()
+            project = SimpleNamespace(pools={}, mappings=[mapping])
+            monitor = Monitor(rig.engine, project=project, clock=rig.clock, persist=False)
+            monitor.tick()
+            rig.clock.advance(1)
+            mapping.totals.update(polled=5, invoked_records=5, invocations=1, function_errors=1, discarded=5)
+            _, _, body = await call(monitor.app, "/metrics")
+            line = next(x for x in body.decode().splitlines() if x.startswith("shardline_esm_dropped_records_total{"))
+            assert line.endswith(" 0")  # the records may still reach the destination: not dropped yet
+            [m] = (await get_json(monitor.app, "/api/overview"))["mappings"]
+            assert m["totals"]["dropped"] == 0 and m["totals"]["discarded"] == 5
 
     run(case())

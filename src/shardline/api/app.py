@@ -296,7 +296,7 @@ class KinesisApp:
         ok = self.ready and not self.engine.closed
         state: dict[str, Any] = {"status": "ok" if ok else "starting"}
         if self.verifier is None:  # a liveness probe answers anyone: under --auth it says nothing about the data
-            state["streams"] = len(self.engine.streams)
+            state["streams"] = self.engine.view.stream_count
         body = orjson.dumps(state)
         await send(
             {

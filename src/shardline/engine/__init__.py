@@ -3,5 +3,6 @@ resharding, limits and consumers."""
 
 from ..storage.catalog import DataDirLocked
 from .engine import Engine
+from .view import EngineView, ShardView, StreamView
 
-__all__ = ["DataDirLocked", "Engine"]
+__all__ = ["DataDirLocked", "Engine", "EngineView", "ShardView", "StreamView"]

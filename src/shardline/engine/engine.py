@@ -22,6 +22,7 @@ from .data import DataPlane
 from .iterators import IteratorCodec
 from .resharding import Resharding
 from .streams import StreamState
+from .view import EngineView
 
 __all__ = ["Engine"]
 
@@ -36,7 +37,8 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         await engine.create_stream("orders", 2)
         await engine.put_record(stream_name="orders", data=b"{}", partition_key="o-1")
     ```
-    Every method is a coroutine and must be called from the event loop that opened the engine.
+    Every method is a coroutine and must be called from the event loop that opened the engine. The layers above
+    read its state through ``view`` (engine/view.py), never through its internal objects.
     """
 
     def __init__(self, settings: Settings | None = None, *, clock: Clock | None = None, **overrides: Any) -> None:
@@ -58,6 +60,7 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         self._next_yield_ms = 0.0
         self._closed = True
         self._tasks: list[asyncio.Task[None]] = []
+        self.view = EngineView(self)  # what the layers above read (engine/view.py)
 
     # ----------------------------------------------------------------- lifecycle
     @property

@@ -876,7 +876,7 @@ def default_rules(
 
 def default_rules_for(engine: Any, project: Any = None, defaults: AlarmDefaults | None = None) -> list[AlarmRule]:
     """Built-in rules for the streams an Engine holds now and, given a runtime Project, its mappings and functions."""
-    streams = [StreamInfo(name, int(st.retention_hours) * 3600) for name, st in engine.streams.items()]
+    streams = [StreamInfo(st.name, st.retention_hours * 3600) for st in engine.view.streams()]
     retention = {s.name: s.retention_s for s in streams}
     mappings: list[MappingInfo] = []
     functions: list[str] = []

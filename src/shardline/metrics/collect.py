@@ -1,5 +1,6 @@
-"""One sample of every metric: engine counters (streams, shards), runtime counters (functions, mappings), custom EMF
-metrics and alarm states, read from the objects that keep them (nothing on a hot path pushes anywhere).
+"""One sample of every metric: engine counters (streams, shards, through the engine's read view), runtime counters
+(functions, mappings), custom EMF metrics and alarm states, read from the objects that keep them (nothing on a hot
+path pushes anywhere). The figures the dashboard shows are defined here once (see metrics.overview).
 
 A sample is a list of families (see catalog); ``Snapshot.series()`` flattens it into the store's keys, histograms
 into their ``_bucket``/``_sum``/``_count`` series. Counters derived from two engine counters (successes = calls -
@@ -17,16 +18,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..engine import Engine
-from ..engine.stats import LATENCY_BUCKETS_MS, Histogram, StreamCounters
-from ..engine.streams import StreamState
+from ..engine import Engine, StreamView
+from ..engine.stats import LATENCY_BUCKETS_MS
+from ..engine.view import HistogramView, ShardCountersView, StreamCountersView
 from ..runtime.functions import FunctionPool
 from ..runtime.supervisor import Mapping
 from .catalog import METRICS, SHARD_SERIES_LIMIT, Metric
 from .emf import EmfMetrics
 from .series import SeriesKey
 
-__all__ = ["BATCH_BUCKETS", "Collector", "Family", "HistogramValue", "ProjectLike", "Snapshot", "format_float"]
+__all__ = [
+    "BATCH_BUCKETS",
+    "Collector",
+    "Family",
+    "HistogramValue",
+    "ProjectLike",
+    "Snapshot",
+    "format_float",
+    "read_age_ms",
+    "waiting",
+]
 
 log = logging.getLogger("shardline.metrics")
 
@@ -122,8 +133,32 @@ def _labels(**kw: str) -> Labels:
     return tuple(sorted(kw.items()))
 
 
-def _latency(h: Histogram) -> HistogramValue:
+def _latency(h: HistogramView) -> HistogramValue:
     return HistogramValue(LATENCY_BOUNDS_S, list(itertools.accumulate(h.counts)), h.sum_ms / 1000)
+
+
+def read_age_ms(c: ShardCountersView, now_ms: int) -> int | None:
+    """The shard's iterator age (MillisBehindLatest of its latest GetRecords) while that read is recent: a shard
+    nobody reads any more has no iterator age, rather than the age it had when its reader left."""
+    fresh = c.last_read_ms >= 0 and now_ms - c.last_read_ms <= READ_FRESH_MS
+    return c.iterator_age_ms if fresh else None
+
+
+class ShardProgress(Protocol):
+    """What ``waiting`` reads of a processor's shard stats (runtime.processor.ShardStats)."""
+
+    @property
+    def lag_records(self) -> int | None: ...
+
+    @property
+    def millis_behind(self) -> int: ...
+
+
+def waiting(ss: ShardProgress) -> bool:
+    """Whether records wait for the mapping in this shard: counted when the source can count them, else as the
+    latest read's MillisBehindLatest. A shard with nothing waiting has no iterator age, however old its last
+    record."""
+    return ss.lag_records > 0 if ss.lag_records is not None else ss.millis_behind > 0
 
 
 class _BatchSizes:
@@ -163,7 +198,7 @@ class Collector:
         emf: EmfMetrics | None = None,
         alarms: AlarmStates | None = None,
     ) -> None:
-        self.engine = engine
+        self.view = engine.view
         self.project = project
         self.emf = emf
         self.alarms = alarms
@@ -179,7 +214,7 @@ class Collector:
     def collect(self, now_ms: int) -> Snapshot:
         fams = {name: Family(m) for name, m in METRICS.items()}
         self._mono_seen = set()
-        for st in list(self.engine.streams.values()):
+        for st in self.view.streams():
             self._stream(fams, st, now_ms)
         if self.project is not None:
             for name, pool in list(self.project.pools.items()):
@@ -197,16 +232,14 @@ class Collector:
             for a in self.alarms.states():
                 for state in ALARM_STATES:
                     f.samples.append((_labels(alarm=str(a["name"]), state=state), float(a.get("state") == state)))
-        journal = getattr(self.engine, "journal", None)
+        journal = self.view.journal()
         if journal is not None:
             fams["shardline_journal_frames_total"].samples.append(((), float(journal.frames_written)))
             fams["shardline_journal_checkpoints_total"].samples.append(((), float(journal.checkpoints)))
             fams["shardline_journal_staged_bytes"].samples.append(((), float(journal.staged_bytes)))
-            unreplayed = max(0, journal.position - journal.checkpointed)
-            fams["shardline_journal_unreplayed_bytes"].samples.append(((), float(unreplayed)))
-            replayed = self.engine.journal_report.records
-            fams["shardline_journal_replayed_records"].samples.append(((), float(replayed)))
-            fams["shardline_storage_fsync_rounds_total"].samples.append(((), float(self.engine.committer.rounds)))
+            fams["shardline_journal_unreplayed_bytes"].samples.append(((), float(journal.unreplayed_bytes)))
+            fams["shardline_journal_replayed_records"].samples.append(((), float(journal.replayed_records)))
+            fams["shardline_storage_fsync_rounds_total"].samples.append(((), float(journal.fsync_rounds)))
         fams["shardline_metrics_series"].samples.append(((), float(self.store_series)))
         fams["shardline_metrics_sample_seconds_total"].samples.append(((), self.sample_seconds))
         if self.emf is not None:
@@ -242,16 +275,17 @@ class Collector:
         return value
 
     # ----------------------------------------------------------------- streams
-    def _stream(self, fams: dict[str, Family], st: StreamState, now_ms: int) -> None:
+    def _stream(self, fams: dict[str, Family], st: StreamView, now_ms: int) -> None:
         c = st.counters
         sl = (("stream", st.name),)
-        live = [sh for sh in st.shards if not sh.expired]
+        shards = st.shards()
+        live = [sh for sh in shards if not sh.expired]
         all_shards = len(live) <= SHARD_SERIES_LIMIT
         enhanced = set(st.shard_level_metrics)
         inc_r = inc_b = out_r = out_b = w_thr = r_thr = calls = 0
         age: float | None = None
         last_in = c.last_incoming_ms
-        for sh in st.shards:
+        for sh in shards:
             sc = sh.counters
             inc_r += sc.incoming_records
             inc_b += sc.incoming_bytes
@@ -262,12 +296,11 @@ class Collector:
             calls += sc.get_records_calls
             if sh.expired:
                 continue
-            if sh.log is not None and sh.log.last_arrival_ms > last_in:
-                last_in = sh.log.last_arrival_ms
-            fresh = sc.last_read_ms >= 0 and now_ms - sc.last_read_ms <= READ_FRESH_MS
+            last_in = max(last_in, sh.last_arrival_ms)
+            read_age = read_age_ms(sc, now_ms)
             shl = (("shard", sh.shard_id), ("stream", st.name))
-            if fresh:
-                a = sc.iterator_age_ms / 1000
+            if read_age is not None:
+                a = read_age / 1000
                 age = a if age is None or a > age else age
                 if all_shards or "IteratorAgeMilliseconds" in enhanced:
                     fams["shardline_shard_iterator_age_seconds"].samples.append((shl, a))
@@ -298,7 +331,7 @@ class Collector:
         info = _labels(stream=st.name, status=st.status.value, mode=st.mode.value)
         s["shardline_stream_info"].samples.append((info, 1.0))
 
-    def _puts(self, s: dict[str, Family], st: StreamState, c: StreamCounters) -> None:
+    def _puts(self, s: dict[str, Family], st: StreamView, c: StreamCountersView) -> None:
         stream, owner = st.name, st.stream_id
         name = "shardline_stream_put_requests_total"
         out = s[name].samples
@@ -307,36 +340,18 @@ class Collector:
             lb = _labels(stream=stream, api=api, outcome=outcome)
             out.append((lb, self._monotonic(name, lb, value, owner)))
 
-        # Finer engine counters are used when the engine keeps them (per-API failures, PutRecord throttles).
-        rec_err = getattr(c, "put_record_errors", None)
-        recs_err = getattr(c, "put_records_errors", None)
-        if rec_err is not None and recs_err is not None:
-            throttled = int(getattr(c, "put_record_throttled", 0))
-            put("PutRecord", "success", c.put_record_calls - rec_err)
-            put("PutRecord", "throttled", throttled)
-            put("PutRecord", "error", rec_err - throttled)
-            put("PutRecords", "success", c.put_records_calls - recs_err)
-            put("PutRecords", "error", recs_err)
-        # The engine counts failed calls of both APIs together: they are split only when one API is unused.
-        elif c.put_records_calls == 0:
-            put("PutRecord", "success", c.put_record_calls - c.put_errors)
-            put("PutRecord", "error", c.put_errors)
-        elif c.put_record_calls == 0:
-            put("PutRecords", "success", c.put_records_calls - c.put_errors)
-            put("PutRecords", "error", c.put_errors)
-        else:
-            put("PutRecord", "success", c.put_record_calls)
-            put("PutRecords", "success", c.put_records_calls)
-            put("unknown", "error", c.put_errors)
+        rec_err, throttled = c.put_record_errors, c.put_record_throttled
+        put("PutRecord", "success", c.put_record_calls - rec_err)
+        put("PutRecord", "throttled", throttled)
+        put("PutRecord", "error", rec_err - throttled)
+        put("PutRecords", "success", c.put_records_calls - c.put_records_errors)
+        put("PutRecords", "error", c.put_records_errors)
         failed = s["shardline_stream_put_records_failed_total"].samples
-        thr = getattr(c, "put_records_throttled_records", None)
-        if thr is not None:
-            failed.append((_labels(stream=stream, reason="throttled"), float(thr)))
-            lb = _labels(stream=stream, reason="internal")
-            fam = "shardline_stream_put_records_failed_total"
-            failed.append((lb, self._monotonic(fam, lb, c.put_records_failed_records - thr, owner)))
-        else:
-            failed.append((_labels(stream=stream, reason="any"), float(c.put_records_failed_records)))
+        thr = c.put_records_throttled_records
+        failed.append((_labels(stream=stream, reason="throttled"), float(thr)))
+        lb = _labels(stream=stream, reason="internal")
+        fam = "shardline_stream_put_records_failed_total"
+        failed.append((lb, self._monotonic(fam, lb, c.put_records_failed_records - thr, owner)))
 
     # ----------------------------------------------------------------- functions
     def _function(self, s: dict[str, Family], name: str, pool: FunctionPool) -> None:
@@ -402,16 +417,16 @@ class Collector:
                 for n in _new_batches(ss.batch_sizes, new):
                     hist.observe(n)
             seen.invoked = ss.invoked_records
-            waiting = ss.lag_records > 0 if ss.lag_records is not None else ss.millis_behind > 0
+            behind = waiting(ss)
             shl = _labels(**base, shard=sid)
-            s["shardline_esm_iterator_age_seconds"].samples.append((shl, ss.iterator_age_ms / 1000 if waiting else 0.0))
+            s["shardline_esm_iterator_age_seconds"].samples.append((shl, ss.iterator_age_ms / 1000 if behind else 0.0))
             s["shardline_esm_behind_latest_seconds"].samples.append((shl, ss.millis_behind / 1000))
             if ss.lag_records is not None:
                 s["shardline_esm_lag_records"].samples.append((shl, float(ss.lag_records)))
                 lag += ss.lag_records
             age = max(0, now_ms - max(ss.checkpoint_moved_ms, seen.first_seen_ms)) / 1000
             s["shardline_esm_checkpoint_age_seconds"].samples.append((shl, age))
-            if waiting:
+            if behind:
                 worst_age = max(worst_age, age)
         for key in [k for k in self._shards_seen if k[0] == m.uuid and k[1] not in shard_stats]:
             del self._shards_seen[key]

@@ -27,7 +27,8 @@ the dashboard's files are served to everyone), 404, or 503 with Retry-After (too
 A query reads every point of every matching series, which for hundreds of series is seconds of work: it runs on a
 worker thread, at most ``max_queries`` at once with ``max_waiting`` more queued, over a copy of the slots it reads
 taken on the event loop (SeriesStore.prepare), and an answer holds at most MAX_QUERY_SERIES series and
-MAX_QUERY_VALUES values. The other endpoints read live engine objects, one pass over streams and shards, on the loop.
+MAX_QUERY_VALUES values. The other endpoints answer on the loop from the metrics snapshot and the engine's read view
+(metrics.overview builds their JSON).
 """
 
 from __future__ import annotations
@@ -39,20 +40,16 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from ..engine.stats import Histogram
-from ..engine.streams import StreamState
+from . import overview
 from .access import OPEN, MonitoringAccess
 from .catalog import METRICS
-from .collect import LATENCY_BOUNDS_S, READ_FRESH_MS, Snapshot
+from .overview import MonitoringSource, NoSuchStream
 from .prometheus import CONTENT_TYPE, render
-from .series import STATS, PreparedQuery, bucket_quantile, is_counter
-
-if TYPE_CHECKING:
-    from .service import Monitor
+from .series import STATS, PreparedQuery, is_counter
 
 __all__ = ["MetricsApp"]
 
@@ -113,7 +110,7 @@ class MetricsApp:
     queries at once: 32 waiting let a few dashboards and `shardline top` refresh together."""
 
     def __init__(
-        self, monitor: Monitor, access: MonitoringAccess = OPEN, *, max_queries: int = 1, max_waiting: int = 32
+        self, monitor: MonitoringSource, access: MonitoringAccess = OPEN, *, max_queries: int = 1, max_waiting: int = 32
     ) -> None:
         self.monitor = monitor
         self.access = access
@@ -168,16 +165,19 @@ class MetricsApp:
         if path == "/metrics":
             return 200, CONTENT_TYPE, render(m.snapshot())
         if path == "/api/overview":
-            return _json(self.overview())
+            return _json(overview.overview(m))
         if path == "/api/catalog":
             return _json(self.catalog())
         if path == "/api/failures":
-            return _json(self.failures(_int(params, "limit", 50, 1, 500)))
+            return _json(overview.failures(m.project, _int(params, "limit", 50, 1, 500)))
         if path == "/api/alarms":
-            return _json(self.alarms(_get(params, "name"), _int(params, "limit", 100, 1, 1000)))
+            return _json(overview.alarms(m.alarms, _get(params, "name"), _int(params, "limit", 100, 1, 1000)))
         if path.startswith("/api/streams/") and path.endswith("/shards"):
             name = urllib.parse.unquote(path.removeprefix("/api/streams/").removesuffix("/shards"))
-            return _json(self.shards(name))
+            try:
+                return _json(overview.shard_map(m, name))
+            except NoSuchStream as exc:
+                raise NotFound(str(exc)) from None
         raise NotFound(
             f"{path} is not served here; try /metrics, /dashboard, /api/overview, /api/query, /api/catalog, "
             "/api/streams/<name>/shards, /api/failures, /api/alarms"
@@ -259,219 +259,6 @@ class MetricsApp:
         ]
         return {"metrics": out, "custom": custom, "stored": self.monitor.store.names()}
 
-    # ----------------------------------------------------------------- /api/overview
-    def overview(self) -> dict[str, Any]:
-        m = self.monitor
-        now = m.clock.now_ms()
-        snap = m.snapshot(now)
-        project = m.project
-        return {
-            "now_ms": now,
-            "streams": [self._stream(st, now) for st in list(m.engine.streams.values())],
-            "functions": [self._function(name, pool) for name, pool in project.pools.items()] if project else [],
-            "mappings": [self._mapping(mp, snap) for mp in project.mappings] if project else [],
-            "alarms": m.alarms.states() if m.alarms is not None else [],
-            "metrics": {
-                "series": len(m.store),
-                "samples": m.samples,
-                "sample_seconds_total": m.sample_seconds,
-                "emf_lines": {"ok": m.emf.ok_lines, "invalid": m.emf.invalid_lines},
-            },
-        }
-
-    def _rate(self, name: str, labels: tuple[tuple[str, str], ...]) -> float | None:
-        return self.monitor.store.recent((name, labels), 60, "Rate")
-
-    def _stream(self, st: StreamState, now: int) -> dict[str, Any]:
-        live = [sh for sh in st.shards if not sh.expired]
-        fresh = [
-            sh.counters.iterator_age_ms
-            for sh in live
-            if sh.counters.last_read_ms >= 0 and now - sh.counters.last_read_ms <= READ_FRESH_MS
-        ]
-        last_in = max([st.counters.last_incoming_ms] + [sh.log.last_arrival_ms for sh in live if sh.log is not None])
-        totals = {
-            "incoming_records": sum(sh.counters.incoming_records for sh in st.shards),
-            "incoming_bytes": sum(sh.counters.incoming_bytes for sh in st.shards),
-            "outgoing_records": sum(sh.counters.outgoing_records for sh in st.shards),
-            "outgoing_bytes": sum(sh.counters.outgoing_bytes for sh in st.shards),
-            "write_throttled": sum(sh.counters.write_throttled_records for sh in st.shards),
-            "read_throttled": sum(sh.counters.read_throttled_calls for sh in st.shards),
-            "put_calls": st.counters.put_record_calls + st.counters.put_records_calls,
-            "put_errors": st.counters.put_errors,
-            "put_records_failed": st.counters.put_records_failed_records,
-        }
-        sl = (("stream", st.name),)
-        return {
-            "name": st.name,
-            "arn": st.arn,
-            "status": st.status.value,
-            "mode": st.mode.value,
-            "retention_hours": st.retention_hours,
-            "shards_open": sum(1 for sh in live if sh.is_open),
-            "shards_closed": sum(1 for sh in live if not sh.is_open),
-            "iterator_age_ms": max(fresh) if fresh else None,
-            "last_incoming_ms": last_in if last_in >= 0 else None,
-            "shard_level_metrics": list(st.shard_level_metrics),
-            "totals": totals,
-            "rates": {
-                "incoming_records_per_s": self._rate("shardline_stream_incoming_records_total", sl),
-                "incoming_bytes_per_s": self._rate("shardline_stream_incoming_bytes_total", sl),
-                "outgoing_records_per_s": self._rate("shardline_stream_outgoing_records_total", sl),
-                "outgoing_bytes_per_s": self._rate("shardline_stream_outgoing_bytes_total", sl),
-            },
-            "put_latency_p50_ms": _ms(_hist_quantile(st.counters.put_latency, 0.5)),
-            "put_latency_p99_ms": _ms(_hist_quantile(st.counters.put_latency, 0.99)),
-        }
-
-    def _function(self, name: str, pool: Any) -> dict[str, Any]:
-        cfg = pool.config
-        dur: Histogram = pool.duration
-        rate_lb = (("function", name), ("outcome", "success"))
-        return {
-            "name": name,
-            "arn": cfg.arn,
-            "handler": cfg.handler,
-            "timeout_s": cfg.timeout_s,
-            "memory_mb": cfg.memory_mb,
-            "concurrency": pool.concurrency,
-            "in_flight": pool.in_flight,
-            "invocations": pool.invocations,
-            "errors": pool.errors,
-            "errors_by_type": dict(pool.errors_by_type),
-            "last_error": pool.recent_errors[-1] if pool.recent_errors else None,
-            "timeouts": pool.timeouts,
-            "throttles": pool.throttles,
-            "cold_starts": pool.cold_starts,
-            "duration_avg_ms": dur.sum_ms / dur.total if dur.total else None,
-            "duration_p50_ms": _ms(_hist_quantile(dur, 0.5)),
-            "duration_p99_ms": _ms(_hist_quantile(dur, 0.99)),
-            "init_duration_avg_ms": (
-                pool.init_duration.sum_ms / pool.init_duration.total if pool.init_duration.total else None
-            ),
-            "successes_per_s": self._rate("shardline_function_invocations_total", rate_lb),
-        }
-
-    def _mapping(self, mp: Any, snap: Snapshot) -> dict[str, Any]:
-        cfg = mp.config
-        stats = mp.stats()
-        shards = []
-        for sid, ss in mp.shard_stats().items():
-            waiting = ss.lag_records > 0 if ss.lag_records is not None else ss.millis_behind > 0
-            shards.append(
-                {
-                    "shard_id": sid,
-                    "iterator_age_ms": ss.iterator_age_ms if waiting else 0,
-                    "lag_records": ss.lag_records,
-                    "millis_behind": ss.millis_behind,
-                    "checkpoint_moved_ms": ss.checkpoint_moved_ms or None,
-                    "last_result": ss.last_result,
-                }
-            )
-        lags = [s["lag_records"] for s in shards if s["lag_records"] is not None]
-        status = None
-        fam = snap.family("shardline_esm_status")
-        if fam is not None:
-            status = next((dict(lb)["status"] for lb, v in fam.samples if v and dict(lb)["mapping"] == mp.uuid), None)
-        totals = dict(stats.totals)
-        totals["dropped"] = max(0, totals["discarded"] - totals["dead_lettered"])
-        totals["failed_invoke_records"] = max(0, totals["invoked_records"] - totals["succeeded"])
-        return {
-            "uuid": mp.uuid,
-            "function": cfg.function_name,
-            "stream": cfg.stream_name,
-            "event_source_arn": cfg.event_source_arn,
-            "state": stats.state,
-            "status": status,
-            "last_result": stats.last_processing_result,
-            "iterator_age_ms": max((s["iterator_age_ms"] for s in shards), default=None),
-            "lag_records": sum(lags) if lags else None,
-            "behind_latest_ms": stats.iterator_age_ms,
-            "shards_active": stats.shards_active,
-            "shards_finished": stats.shards_finished,
-            "totals": totals,
-            "config": dataclasses.asdict(cfg),
-            "shards": shards,
-        }
-
-    # ----------------------------------------------------------------- shards, failures, alarms
-    def shards(self, name: str) -> dict[str, Any]:
-        m = self.monitor
-        st = m.engine.streams.get(name)
-        if st is None:
-            raise NotFound(f"stream {name!r} not found")
-        now = m.clock.now_ms()
-        mappings = [mp for mp in m.project.mappings if mp.config.stream_name == name] if m.project else []
-        out = []
-        for sh in st.shards:
-            model = sh.to_model()
-            c = sh.counters
-            fresh = c.last_read_ms >= 0 and now - c.last_read_ms <= READ_FRESH_MS
-            row: dict[str, Any] = {
-                "shard_id": sh.shard_id,
-                "state": "expired" if sh.expired else ("open" if sh.is_open else "closed"),
-                "parent_shard_id": model.parent_shard_id,
-                "adjacent_parent_shard_id": model.adjacent_parent_shard_id,
-                "children": [ch.shard_id for ch in st.children_of(sh)],
-                "starting_hash_key": str(sh.start_key),
-                "ending_hash_key": str(sh.end_key),
-                "starting_sequence_number": model.sequence_number_range.starting_sequence_number,
-                "ending_sequence_number": model.sequence_number_range.ending_sequence_number,
-                "created_ms": sh.created_ms,
-                "closed_ms": sh.closed_ms,
-                "incoming_records": c.incoming_records,
-                "incoming_bytes": c.incoming_bytes,
-                "outgoing_records": c.outgoing_records,
-                "outgoing_bytes": c.outgoing_bytes,
-                "write_throttled": c.write_throttled_records,
-                "read_throttled": c.read_throttled_calls,
-                "iterator_age_ms": c.iterator_age_ms if fresh else None,
-                "incoming_records_per_s": self._rate(
-                    "shardline_shard_incoming_records_total", (("shard", sh.shard_id), ("stream", name))
-                ),
-                "mappings": [],
-            }
-            for mp in mappings:
-                lease = mp.store.get(mp.uuid, name, sh.shard_id) if mp.store is not None else None
-                ss = mp.shard_stats().get(sh.shard_id)
-                row["mappings"].append(
-                    {
-                        "uuid": mp.uuid,
-                        "function": mp.config.function_name,
-                        "checkpoint": lease.checkpoint if lease is not None else None,
-                        "finished": lease.finished if lease is not None else False,
-                        "lag_records": ss.lag_records if ss is not None else None,
-                        "iterator_age_ms": ss.iterator_age_ms if ss is not None else None,
-                        "millis_behind": ss.millis_behind if ss is not None else None,
-                    }
-                )
-            out.append(row)
-        return {"stream": name, "shards": out}
-
-    def failures(self, limit: int) -> dict[str, Any]:
-        project = self.monitor.project
-        rows: list[dict[str, Any]] = []
-        for mp in project.mappings if project is not None else []:
-            for msg in list(mp.recent_failures):
-                rows.append(
-                    {
-                        "mapping": mp.uuid,
-                        "function": mp.config.function_name,
-                        "stream": mp.config.stream_name,
-                        "record": msg,
-                    }
-                )
-        rows.sort(key=lambda r: str(r["record"].get("timestamp", "")), reverse=True)
-        errors = [e for pool in (project.pools.values() if project is not None else ()) for e in pool.recent_errors]
-        errors.sort(key=lambda e: str(e["timestamp"]), reverse=True)
-        return {"failures": rows[:limit], "function_errors": errors[:limit]}
-
-    def alarms(self, name: str | None, limit: int) -> dict[str, Any]:
-        a = self.monitor.alarms
-        if a is None:
-            return {"alarms": [], "history": []}
-        return {"alarms": a.states(), "history": a.history(name or None, limit)}
-
 
 def _json(data: Any) -> Response:
     return 200, "application/json", orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
@@ -499,7 +286,7 @@ def _get(params: list[tuple[str, str]], key: str) -> str | None:
 
 def _int(params: list[tuple[str, str]], key: str, default: int, lo: int, hi: int) -> int:
     raw = _get(params, key)
-    if raw is None or raw == "":
+    if not raw:
         return default
     try:
         value = int(raw)
@@ -513,13 +300,9 @@ def _int(params: list[tuple[str, str]], key: str, default: int, lo: int, hi: int
 def _time(params: list[tuple[str, str]], key: str, default: int, now: int) -> int:
     """Epoch milliseconds, or a negative number of seconds before now."""
     raw = _get(params, key)
-    if raw is None or raw == "":
+    if not raw:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    ms = now + value * 1000 if value <= 0 else value
+    ms = _epoch_ms(raw, now)
     if not 0 <= ms <= MAX_TIME_MS:  # also false for nan and the infinities (1e400 reads as inf)
         raise BadRequest(
             f"{key} must be epoch milliseconds up to {MAX_TIME_MS} or negative seconds (-3600) after 1970, not {raw!r}"
@@ -527,10 +310,9 @@ def _time(params: list[tuple[str, str]], key: str, default: int, now: int) -> in
     return round(ms)
 
 
-def _hist_quantile(h: Histogram, q: float) -> float | None:
-    bounds = (*LATENCY_BOUNDS_S, float("inf"))
-    return bucket_quantile(q, zip(bounds, (float(c) for c in h.counts), strict=True))
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1000
+def _epoch_ms(raw: str, now: int) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        return math.nan
+    return now + value * 1000 if value <= 0 else value

@@ -9,7 +9,8 @@ Counters (names ending in ``_total``, ``_count``, ``_sum`` or ``_bucket``) are s
 second, so "Sum" over a period is the increase and "Rate" the per-second increase; a counter that goes down was
 reset (its object was re-created) and counts from zero again. Gauges are stored as sampled. A fine slot holds the
 value of one second; a coarse slot holds the sum, minimum, maximum and number of the per-second values of one
-minute, so every statistic is exact at both resolutions.
+minute, so every statistic is exact at both resolutions. A query is checked and its slots copied here
+(``prepare``); metrics.query computes its points from the copy.
 
 On disk: one file, replaced atomically (temp, fsync, rename), all integers big-endian, arrays little-endian:
 
@@ -36,14 +37,14 @@ import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from math import isnan
 from pathlib import Path
 
 import orjson
 
 from .._fsutil import atomic_write
+from .query import Geometry, HistogramSlots, PreparedQuery, aggregate, bucket_quantile, copy_slots, statistic
 
 __all__ = [
     "STATS",
@@ -107,17 +108,6 @@ class _Series:
         self.ccount = array("H", [0]) * coarse_points
         self.last_raw: float | None = None  # the counter's cumulative value at the latest sample it was in
         self.last_seen_t = -1
-
-
-@dataclass(frozen=True, slots=True)
-class _Agg:
-    total: float
-    count: int
-    low: float
-    high: float
-
-
-_EMPTY = _Agg(0.0, 0, _INF, -_INF)
 
 
 class SeriesStore:
@@ -349,19 +339,19 @@ class SeriesStore:
                 f"{matched} series × {n} points = {matched * n} values; at most {max_values} per query "
                 "(use a longer period, a shorter range, or label.<name>=<value>)"
             )
-        g = _Geometry.of(self)
+        g = self._geometry()
         end = first + n * period_s
         if direct and pct is None:
             if stat == "Rate" and not is_counter(name):
                 raise ValueError(f"Rate applies to counters; {name} is a gauge")
-            copies = tuple((key[1], _copy(self._series[key], g, first, end)) for key in direct)
+            copies = tuple((key[1], copy_slots(self._series[key], g, first, end)) for key in direct)
             return PreparedQuery(g, first, n, period_s, stat, quantile, direct=copies)
         buckets: dict[tuple[tuple[str, str], ...], list[tuple[float, _Series]]] = {}
         for k in self._by_name.get(f"{name}_bucket", ()):
             if _matches(k, want):
                 rest = tuple(p for p in k[1] if p[0] != "le")
                 buckets.setdefault(rest, []).append((float(dict(k[1]).get("le", "+Inf")), self._series[k]))
-        derived: list[_Histogram] = []
+        derived: list[HistogramSlots] = []
         for ck in counts:
             ss = self._series.get((f"{name}_sum", ck[1]))
             bs = sorted(buckets.get(ck[1], []), key=lambda b: b[0])
@@ -374,14 +364,17 @@ class SeriesStore:
             ):
                 raise ValueError(f"{stat} is not available for {name}")
             derived.append(
-                _Histogram(
+                HistogramSlots(
                     ck[1],
-                    _copy(self._series[ck], g, first, end),
-                    None if ss is None or quantile is not None else _copy(ss, g, first, end),
-                    tuple((le, _copy(b, g, first, end)) for le, b in bs) if quantile is not None else (),
+                    copy_slots(self._series[ck], g, first, end),
+                    None if ss is None or quantile is not None else copy_slots(ss, g, first, end),
+                    tuple((le, copy_slots(b, g, first, end)) for le, b in bs) if quantile is not None else (),
                 )
             )
         return PreparedQuery(g, first, n, period_s, stat, quantile, derived=tuple(derived))
+
+    def _geometry(self) -> Geometry:
+        return Geometry.of(self.last_t, self.fine_points, self.coarse_period_s, self.coarse_points)
 
     def recent(self, key: SeriesKey, seconds: int, stat: str) -> float | None:
         """``stat`` over the last ``seconds`` recorded seconds of one series (for summaries like "rate over the
@@ -389,9 +382,9 @@ class SeriesStore:
         s = self._series.get(key)
         if s is None or self.last_t < 0:
             return None
-        g = _Geometry.of(self)
+        g = self._geometry()
         a = self.last_t - seconds + 1
-        return _stat(stat, _aggregate(g, _copy(s, g, a, a + seconds), a, seconds))
+        return statistic(stat, aggregate(g, copy_slots(s, g, a, a + seconds), a, seconds))
 
     # ----------------------------------------------------------------- persistence
     def snapshot(self) -> Callable[[], None]:
@@ -511,209 +504,8 @@ def peek_coarse_points(path: Path) -> int | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Geometry:
-    """The store's ring sizes and latest second when a query was prepared. ``fine_lo`` is the oldest second the fine
-    ring holds; ``boundary`` the start of the fine window's first whole coarse period: coarse periods before it are
-    read from the coarse ring, every later second from the fine ring."""
-
-    last_t: int
-    fine_points: int
-    coarse_period_s: int
-    coarse_points: int
-    fine_lo: int
-    boundary: int
-
-    @classmethod
-    def of(cls, store: SeriesStore) -> _Geometry:
-        fine_lo = store.last_t - store.fine_points + 1
-        cp = store.coarse_period_s
-        return cls(store.last_t, store.fine_points, cp, store.coarse_points, fine_lo, -(-fine_lo // cp) * cp)
-
-
-@dataclass(frozen=True, slots=True)
-class _Span:
-    """Positions [base, base + len(values)) of a ring, copied out in order."""
-
-    base: int
-    values: array  # type: ignore[type-arg]
-
-    def get(self, lo: int, hi: int) -> array:  # type: ignore[type-arg]
-        return self.values[lo - self.base : hi - self.base]
-
-
-@dataclass(frozen=True, slots=True)
-class _Copy:
-    """The slots of one series that a query over the seconds [first, stop) reads."""
-
-    fine: _Span
-    csum: _Span
-    cmin: _Span
-    cmax: _Span
-    ccount: _Span
-
-
-@dataclass(frozen=True, slots=True)
-class _Histogram:
-    labels: tuple[tuple[str, str], ...]
-    count: _Copy
-    total: _Copy | None
-    buckets: tuple[tuple[float, _Copy], ...]  # (upper bound, cumulative series), ascending
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedQuery:
-    """A checked query with its own copy of every slot it reads (SeriesStore.prepare): ``run`` touches nothing
-    else, so it can run on a worker thread while the event loop goes on recording into the store."""
-
-    geometry: _Geometry
-    first: int  # the first period's start, in seconds
-    points: int
-    period_s: int
-    stat: str
-    quantile: float | None
-    direct: tuple[tuple[tuple[tuple[str, str], ...], _Copy], ...] = ()
-    derived: tuple[_Histogram, ...] = ()
-
-    def run(self) -> list[tuple[dict[str, str], list[tuple[int, float | None]]]]:
-        g, ps, stat = self.geometry, self.period_s, self.stat
-        periods = [self.first + i * ps for i in range(self.points)]
-        out = [(dict(lb), [(p * 1000, _stat(stat, _aggregate(g, c, p, ps))) for p in periods]) for lb, c in self.direct]
-        for h in self.derived:
-            pts: list[tuple[int, float | None]] = []
-            for p in periods:
-                c = _aggregate(g, h.count, p, ps)
-                value: float | None
-                if c.count == 0:
-                    value = None
-                elif self.quantile is not None:
-                    cum = [(le, _aggregate(g, b, p, ps).total) for le, b in h.buckets]
-                    value = bucket_quantile(
-                        self.quantile / 100,
-                        [(le, n - (cum[i - 1][1] if i else 0.0)) for i, (le, n) in enumerate(cum)],
-                    )
-                elif stat == "SampleCount":
-                    value = c.total
-                elif stat == "Rate":
-                    value = c.total / c.count
-                else:  # Sum or Average, with a _sum series (prepare refuses the rest)
-                    assert h.total is not None
-                    total = _aggregate(g, h.total, p, ps).total
-                    value = total if stat == "Sum" else (total / c.total if c.total else None)
-                pts.append((p * 1000, value))
-            out.append((dict(h.labels), pts))
-        return out
-
-
-_NO_SLOTS = _Span(0, array("d"))
-
-
-def _copy(s: _Series, g: _Geometry, first: int, stop: int) -> _Copy:
-    """Copy the slots _aggregate reads for periods within the seconds [first, stop): array slices, so the copy is
-    as cheap as the reading it allows."""
-    if g.last_t < 0:
-        return _Copy(_NO_SLOTS, _NO_SLOTS, _NO_SLOTS, _NO_SLOTS, _NO_SLOTS)
-    lo, hi = max(first, g.fine_lo), min(stop, g.last_t + 1)
-    fine = _Span(lo, _ring(s.fine, lo, hi, g.fine_points)) if lo < hi else _NO_SLOTS
-    cp, n = g.coarse_period_s, g.coarse_points
-    m0, m1 = max(-(-first // cp), g.last_t // cp - n + 1), min(stop, g.boundary) // cp
-    if m0 >= m1:
-        return _Copy(fine, _NO_SLOTS, _NO_SLOTS, _NO_SLOTS, _NO_SLOTS)
-    return _Copy(
-        fine,
-        _Span(m0, _ring(s.csum, m0, m1, n)),
-        _Span(m0, _ring(s.cmin, m0, m1, n)),
-        _Span(m0, _ring(s.cmax, m0, m1, n)),
-        _Span(m0, _ring(s.ccount, m0, m1, n)),
-    )
-
-
-def _aggregate(g: _Geometry, s: _Copy, a: int, period_s: int) -> _Agg:
-    """Sum, count, min and max of the per-second values in [a, a + period_s): whole coarse periods that end before
-    the fine window's first whole coarse period come from the coarse ring, every other second from the fine ring
-    while it still holds it. Every slot inside each ring's window is current (skipped seconds and periods are
-    cleared when time moves on), so a window is a slice."""
-    b = a + period_s
-    if g.last_t < 0:
-        return _EMPTY
-    newest = g.last_t + 1
-    if a >= g.boundary:  # the common case, recent periods: fine slots only (a query runs this per point)
-        lo, hi = max(a, g.fine_lo), min(b, newest)
-        vals = [v for v in s.fine.get(lo, hi) if not isnan(v)] if lo < hi else None
-        return _Agg(math.fsum(vals), len(vals), min(vals), max(vals)) if vals else _EMPTY
-    cp = g.coarse_period_s
-    fine_lo = g.fine_lo
-    total, count, low, high = 0.0, 0, _INF, -_INF
-    m0 = max(-(-a // cp), g.last_t // cp - g.coarse_points + 1)
-    m1 = min(b, g.boundary) // cp
-    segments = [(max(a, fine_lo), b)]
-    if m0 < m1:
-        count = int(sum(s.ccount.get(m0, m1)))
-        if count:
-            total = math.fsum(s.csum.get(m0, m1))
-            low = min(s.cmin.get(m0, m1))
-            high = max(s.cmax.get(m0, m1))
-        segments = [(max(a, fine_lo), min(b, m0 * cp)), (max(a, fine_lo, m1 * cp), b)]
-    for lo, hi in segments:
-        if lo >= min(hi, newest):
-            continue
-        vals = [v for v in s.fine.get(lo, min(hi, newest)) if not isnan(v)]
-        if vals:
-            total += math.fsum(vals)
-            count += len(vals)
-            low = min(low, *vals)
-            high = max(high, *vals)
-    return _Agg(total, count, low, high)
-
-
-def _ring(a: array, lo: int, hi: int, n: int) -> array:  # type: ignore[type-arg]
-    """Elements for positions [lo, hi) of a ring of size n (hi - lo <= n)."""
-    i, j = lo % n, hi % n
-    if hi - lo >= n:
-        return a[i:] + a[:i]
-    if i < j or j == 0:
-        return a[i : j or n]
-    return a[i:] + a[:j]
-
-
 def _matches(key: SeriesKey, want: Mapping[str, str]) -> bool:
     if not want:
         return True
     have = dict(key[1])
     return all(have.get(k) == v for k, v in want.items())
-
-
-def _stat(stat: str, agg: _Agg) -> float | None:
-    if agg.count == 0:
-        return None
-    if stat == "Sum":
-        return agg.total
-    if stat == "SampleCount":
-        return float(agg.count)
-    if stat in ("Average", "Rate"):
-        return agg.total / agg.count
-    if stat == "Maximum":
-        return agg.high
-    return agg.low
-
-
-def bucket_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float | None:
-    """Linear interpolation inside the bucket that holds the q-th observation (as histogram_quantile does).
-    ``buckets`` are (upper bound, observations in that bucket alone), ascending, the last one +Inf. Stored
-    ``_bucket`` series are cumulative (Prometheus' ``le``), so callers difference them first."""
-    bs = list(buckets)
-    total = sum(c for _, c in bs)
-    if total <= 0:
-        return None
-    rank = q * total
-    seen = 0.0
-    lower = 0.0
-    for upper, c in bs:
-        if c > 0 and seen + c >= rank:
-            if math.isinf(upper):
-                return lower
-            return lower + (upper - lower) * ((rank - seen) / c)
-        seen += c
-        if not math.isinf(upper):
-            lower = upper
-    return lower

@@ -75,7 +75,7 @@ class Monitor:
         max_bytes: int = 128 * 1024 * 1024,
         access: MonitoringAccess = OPEN,
     ) -> None:
-        self.engine = engine
+        self.view = engine.view
         self.project = project
         self.clock = clock or engine.clock
         self.interval_ms = max(1, round(interval_s * 1000))
@@ -203,7 +203,7 @@ class Monitor:
         return self.collector.collect(self.clock.now_ms() if now_ms is None else now_ms)
 
     def _fit_retention(self) -> None:
-        hours = [st.retention_hours for st in self.engine.streams.values()]
+        hours = [st.retention_hours for st in self.view.streams()]
         if hours:
             self.store.set_coarse_points(min(MAX_COARSE_POINTS, max(DEFAULT_COARSE_POINTS, max(hours) * 60)))
 
@@ -211,7 +211,7 @@ class Monitor:
         if self._rules is None or self.alarms is None:
             return
         topology = (
-            tuple(sorted((n, st.retention_hours) for n, st in self.engine.streams.items())),
+            tuple(sorted((st.name, st.retention_hours) for st in self.view.streams())),
             tuple(m.uuid for m in self.project.mappings) if self.project is not None else (),
             tuple(self.project.pools) if self.project is not None else (),
         )

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from .. import errors
-from ..engine import Engine, sequence
-from ..engine.data import parse_shard_id
+from ..engine import Engine, ShardView, sequence
 from ..models import Record
 
 __all__ = ["EngineSource", "KinesisSource", "Page", "ShardSource", "SourceShard"]
@@ -110,14 +109,16 @@ class EngineSource:
         if signal is not None:
             signal.set()
 
+    def _shard(self, shard_id: str) -> ShardView | None:
+        stream = self.engine.view.stream(self.stream_name)
+        return stream.shard(shard_id) if stream is not None else None
+
     def tip(self, shard_id: str) -> str | None:
-        st = self.engine.streams.get(self.stream_name)
-        index = parse_shard_id(shard_id)
-        shard = st.shard(index) if st is not None and index is not None else None
-        if shard is None or shard.log is None:
+        shard = self._shard(shard_id)
+        end = shard.visible_end if shard is not None else None
+        if shard is None or end is None:
             return None
-        end = shard.log.visible_offset
-        return shard.seq(end - 1) if end > 0 else "TRIM_HORIZON"
+        return shard.sequence_number(end - 1) if end > 0 else "TRIM_HORIZON"
 
     async def wait_for_data(self, shard_id: str, timeout_s: float) -> None:
         signal = self.engine.data_signal(self.stream_name, shard_id)
@@ -129,22 +130,21 @@ class EngineSource:
             await asyncio.wait_for(signal.wait(), max(timeout_s, IDLE_WAIT_S))
 
     def lag(self, shard_id: str, checkpoint: str) -> int | None:
-        st = self.engine.streams.get(self.stream_name)
-        index = parse_shard_id(shard_id)
-        shard = st.shard(index) if st is not None and index is not None else None
-        if shard is None or shard.log is None:
+        shard = self._shard(shard_id)
+        log_start = shard.log_start if shard is not None else None
+        end = shard.visible_end if shard is not None else None
+        if shard is None or log_start is None or end is None:
             return None
-        lg = shard.log
         if checkpoint.isdigit():
             decoded = sequence.decode(checkpoint)
             if decoded is None:
                 return None
-            start = max(decoded.offset + 1, lg.log_start)
+            start = max(decoded.offset + 1, log_start)
         elif checkpoint == "SHARD_END":
             return 0
         else:
-            start = lg.log_start
-        return lg.records_between(start, lg.visible_offset)  # (the offsets of a hole hold no record)
+            start = log_start
+        return shard.records_between(start, end)  # (the offsets of a hole hold no record)
 
     async def get_records(self, iterator: str, limit: int) -> Page:
         r = await self.engine.get_records(iterator, limit=limit)
