@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._fsutil import CutBackFailed, append_all, cut_file
-from .framing import HEADER_SIZE, MAGIC, FrameError, FrameHeader, check_crc, parse_header
+from .framing import HEADER_SIZE, LEN_PREFIX, MAGIC, REC_SIZE, FrameError, FrameHeader, check_crc, parse_header
 
 __all__ = ["CorruptRange", "Segment", "segment_name"]
 
@@ -41,7 +41,6 @@ _INDEX_MAGIC = b"SLIX"
 _INDEX_HEAD = struct.Struct(">4sBQQ")
 _INDEX_ENTRY = struct.Struct(">QQq")
 _READ_CHUNK = 1 << 20
-_MIN_RECORD = 15  # the smallest encoded record (framing.py): its header alone
 
 
 def segment_name(base_offset: int) -> str:
@@ -368,7 +367,7 @@ class Segment:
         # Otherwise look for the next frame start: the magic byte at its place, a plausible header, a valid CRC.
         q = 1
         while True:
-            q = data.find(bytes([MAGIC]), q + 12) - 12
+            q = data.find(bytes([MAGIC]), q + LEN_PREFIX) - LEN_PREFIX
             if q < 1:
                 return end_pos
             try:
@@ -443,7 +442,7 @@ class Segment:
             header = parse_header(os.pread(fd, HEADER_SIZE, pos), 0)
         except FrameError:
             return -1
-        if header.base_offset != self.end_offset or HEADER_SIZE + header.record_count * _MIN_RECORD > header.total_size:
+        if header.base_offset != self.end_offset or HEADER_SIZE + header.record_count * REC_SIZE > header.total_size:
             return -1
         return header.end_offset
 

@@ -35,12 +35,12 @@ from typing import Any, cast
 
 from .._fsutil import CutBackFailed, append_all
 from ._compiled import compiled
+from .framing import REC as SEG_REC
 from .framing import encode_frame_header
+from .journal_scan import ID
 
 __all__ = ["ACCELERATED", "PyStageTable", "StageTable"]
 
-_SEG_REC = struct.Struct(">IIHBI")  # framing.py's record header: offset delta, arrival delta, key/ehk/data lengths
-_ID = struct.Struct(">IQ")  # what a journal record adds to the segment encoding: shard index, offset
 _U32 = struct.Struct(">I")
 
 # (slot = shard index, partition key UTF-8, explicit hash key ASCII or b"", data)
@@ -60,7 +60,7 @@ def newest_delta(records: Sequence[bytes]) -> int:
 
 def _key_data_bytes(record: bytes) -> int:
     """Partition key + data bytes of an encoded record: what a put counts."""
-    _, _, pk_len, _, data_len = _SEG_REC.unpack_from(record)
+    _, _, pk_len, _, data_len = SEG_REC.unpack_from(record)
     return int(pk_len + data_len)
 
 
@@ -285,8 +285,8 @@ class PyStageTable:
         rest = () if entry_type is None else (None,) * (len(entry_type._fields) - 2)  # the fields after the id
         make = tuple.__new__
         undo: list[tuple[int, int, int]] = []  # (slot, first and newest arrival before the record)
-        pack_id = _ID.pack
-        pack_seg = _SEG_REC.pack
+        pack_id = ID.pack
+        pack_seg = SEG_REC.pack
         join = b"".join
         pends, bases, firsts, maxes, put_bytes = self._pend, self._base, self._first, self._newest, self._bytes
         last = self.full_at - 1
