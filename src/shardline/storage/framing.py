@@ -39,6 +39,9 @@ __all__ = [
     "CRC",
     "CRC_AT",
     "CRC_START",
+    "FRAME_BYTES",
+    "FRAME_MAX_RECORDS",
+    "FRAME_RECORDS",
     "HEADER",
     "HEADER_SIZE",
     "LEN_PREFIX",
@@ -74,6 +77,11 @@ HEADER_SIZE = HEADER.size  # 37
 REC = struct.Struct(">IIHBI")  # offset delta, arrival delta, pk len, ehk len, data len
 REC_SIZE = REC.size  # 15
 MAX_FRAME_BYTES = 1 << 31
+# Bounds of a frame written from staged records: a batch is written once it holds FRAME_RECORDS (what one PutRecords
+# sub-batch used to be at most), as one frame below twice that and FRAME_BYTES, else split.
+FRAME_RECORDS = 500
+FRAME_BYTES = 1 << 20
+FRAME_MAX_RECORDS = 2 * FRAME_RECORDS - 1  # the most records a staged batch written as one frame holds
 
 
 class FrameError(Exception):

@@ -21,7 +21,22 @@ from typing import NamedTuple
 from .framing import CRC, CRC_AT, CRC_START, HEADER_SIZE, LEN_PREFIX, MAGIC, MAX_FRAME_BYTES, PREFIX
 from .framing import REC as SEGMENT_REC
 
-__all__ = ["HEAD", "HEADER_SIZE", "ID", "REC", "REC_SIZE", "TAIL", "Frame", "claims", "read_frame", "repair", "resync", "runs_past"]
+__all__ = [
+    "HEAD",
+    "HEADER_SIZE",
+    "ID",
+    "REC",
+    "REC_SIZE",
+    "SUFFIX",
+    "TAIL",
+    "Frame",
+    "claims",
+    "file_name",
+    "read_frame",
+    "repair",
+    "resync",
+    "runs_past",
+]
 
 # A journal frame starts as a segment frame does (position, len, magic, crc: framing.py), then has its own tail; a
 # journal record is a segment record with the shard index and offset in front (ID).
@@ -31,6 +46,11 @@ ID = struct.Struct(">IQ")  # shard index, offset
 REC = struct.Struct(ID.format + SEGMENT_REC.format[1:])
 REC_SIZE = REC.size  # 27
 _MAGIC_BYTE = bytes([MAGIC])
+SUFFIX = ".wal"  # a journal file is named by the journal position of its first frame, 20 digits, and this
+
+
+def file_name(position: int) -> str:
+    return f"{position:020d}{SUFFIX}"
 
 
 class Frame(NamedTuple):
