@@ -200,7 +200,7 @@ class Journal:
         report = JournalReport(checkpoint=checkpoint)
         self.checkpointed = report.checkpoint
         claimed = dict(marks)
-        replay = Replay(self, resolve, report, claimed, acks_unsynced=acks_unsynced)
+        replay = Replay(self, resolve, report, claimed, acks_unsynced)
         self._files, end = replay.files(directory, readable)
         self._full.clear()  # replay leaves full batches to the checkpoint that follows it
         for tag, index in shards:

@@ -82,21 +82,19 @@ class JournalReport:
             self.lost.append(Loss(tag, index, first, end))
 
 
+@dataclass(slots=True)
 class Replay:
     """One replay of a journal directory's files into ``journal`` (``Journal.stage_records``), recording what it
     finds in ``report`` and the offsets that may have been acknowledged in ``claimed``. A frame cut short by the
     end of the newest file claims its offsets only with ``acks_unsynced`` (see ``Journal.open``)."""
 
-    def __init__(
-        self, journal: Journal, resolve: Resolver, report: JournalReport, claimed: Claims, *, acks_unsynced: bool
-    ) -> None:
-        self.journal = journal
-        self.resolve = resolve
-        self.report = report
-        self.claimed = claimed
-        self.acks_unsynced = acks_unsynced
-        self.damaged_bytes = 0  # journal bytes found damaged (bounds the offsets they can claim)
-        self.replayed: set[ShardLog] = set()
+    journal: Journal
+    resolve: Resolver
+    report: JournalReport
+    claimed: Claims
+    acks_unsynced: bool
+    damaged_bytes: int = 0  # journal bytes found damaged (bounds the offsets they can claim)
+    replayed: set[ShardLog] = field(default_factory=set)
 
     def files(self, directory: Path, readable: bool) -> tuple[list[int], int]:
         """Replay every journal file from the report's checkpoint on; returns the start positions of the files

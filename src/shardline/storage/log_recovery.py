@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .._fsutil import atomic_write
 from .framing import CRC
-from .segment import CorruptRange, Segment
+from .segment import CorruptRange, Segment, segment_name
 
 __all__ = [
     "RecoveryReport",
@@ -161,7 +161,7 @@ def write_log_start(directory: Path, offset: int) -> None:
 def delete_files(directory: Path, base: int, report: RecoveryReport) -> None:
     """Delete the segment named ``base`` and its index (either may be gone already), listing them in ``report``."""
     for suffix in (".log", ".index"):
-        p = directory / f"{base:020d}{suffix}"
+        p = directory / f"{segment_name(base)}{suffix}"
         try:
             p.unlink()
             report.removed_files.append(p.name)
