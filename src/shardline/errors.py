@@ -1,7 +1,9 @@
 """Errors named exactly as AWS names them.
 
 ``type(exc).__name__`` is the wire ``__type``; each class carries the HTTP status AWS answers with and whether a
-client may retry. The classes are generated from one table so that adding an error is one line.
+client may retry. Each is written out as a small class (a subclass of ``KinesisError`` that overrides the two
+class attributes where AWS's differ from the defaults), so adding an error is adding one class and its name to
+``__all__``.
 """
 
 from __future__ import annotations

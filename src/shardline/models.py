@@ -31,8 +31,6 @@ __all__ = [
     "Tag",
 ]
 
-MAX_HASH_KEY = (1 << 128) - 1
-
 
 class StreamStatus(StrEnum):
     CREATING = "CREATING"

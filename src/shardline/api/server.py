@@ -1,4 +1,7 @@
-"""Running the Kinesis app on a socket with uvicorn (httptools parser, uvloop), within bounds fixed before any work.
+"""Running the Kinesis app on a socket with uvicorn, within bounds fixed before any work.
+
+uvicorn parses HTTP/1.1 with httptools, and ``run`` drives the server on uvloop's event loop: both are required
+dependencies (pyproject.toml), imported unconditionally; neither has a fallback here.
 
 uvicorn's HTTP/1.1 protocol has no limit on a request's header block, no deadline for a request that is sent slowly
 or never finished, no cap on connections and no deadline for a client that stops reading its response. Each of those

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 
+/* framing.py defines the frame layout; the module exports these and tests/storage/test_layout.py checks them. */
 #define HEADER_SIZE 37
 #define REC_SIZE 15
 #define SEQ_DIGITS 64 /* a sequence number has 41 digits; room for any id_base a caller may pass */
@@ -299,4 +300,15 @@ static struct PyModuleDef module = {
     .m_methods = methods,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "HEADER_SIZE", HEADER_SIZE) < 0 ||
+        PyModule_AddIntConstant(m, "REC_SIZE", REC_SIZE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

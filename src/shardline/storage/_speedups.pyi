@@ -1,6 +1,9 @@
 from collections.abc import Callable
 from typing import Any
 
+HEADER_SIZE: int
+REC_SIZE: int
+
 def configure(record: type, stored_record: type, fallback: Callable[..., tuple[int, int, bool]]) -> None: ...
 def decode_into(
     out: list[Any],

@@ -13,7 +13,6 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
@@ -22,12 +21,26 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+/* The frame layout of framing.py (and journal_scan.py for ID_SIZE), which defines it; the module exports these and
+ * tests/storage/test_layout.py checks them against the Python definitions. */
 #define REC_SIZE 15
 #define ID_SIZE 12
 #define FRAME_HEADER 37 /* framing.py: base u64, len u32, magic u8, crc u32, count u32, first u64, newest u64 */
 #define FRAME_MAGIC 1
 #define LEN_PREFIX 12
+#define CRC_AT 13
 #define CRC_START 17
+
+/* zlib's shared library, by the name the platform gives it: the CRC below calls its crc32 when it is loaded. Where
+ * the name is not known (or dlopen finds no such library) the built-in CRC runs, with the same results. */
+#if defined(__linux__)
+#define ZLIB_SONAME "libz.so.1"
+#elif defined(__APPLE__)
+#define ZLIB_SONAME "libz.1.dylib"
+#endif
+#ifdef ZLIB_SONAME
+#include <dlfcn.h>
+#endif
 
 /* The CRC-32 framing.py computes (zlib.crc32), callable without the GIL: zlib's crc32 from the library the zlib
  * module loads, found at import, else a table-driven one (slicing by 8, about two thirds of zlib's speed). */
@@ -48,13 +61,15 @@ static void crc_init(void) {
             crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xFF];
         }
     }
-    void *lib = dlopen("libz.so.1", RTLD_NOW | RTLD_NOLOAD);
+#ifdef ZLIB_SONAME
+    void *lib = dlopen(ZLIB_SONAME, RTLD_NOW | RTLD_NOLOAD);
     if (lib == NULL) {
-        lib = dlopen("libz.so.1", RTLD_NOW);
+        lib = dlopen(ZLIB_SONAME, RTLD_NOW);
     }
     if (lib != NULL) {
         system_crc32 = (crc32_fn)dlsym(lib, "crc32"); /* (the handle is kept: the library stays loaded) */
     }
+#endif
 }
 
 static uint32_t crc_builtin(uint32_t c, const unsigned char *p, size_t n) {
@@ -550,18 +565,18 @@ static int one_frame(const Slot *s, Py_ssize_t max_records, Py_ssize_t max_bytes
     return 1;
 }
 
-/* The header of a frame of the slot's records, but its CRC (h + 13); the bytes the CRC covers before the
+/* The header of a frame of the slot's records, but its CRC (h + CRC_AT); the bytes the CRC covers before the
  * records go to covered: crc = crc32(records, crc32(covered)), as framing.encode_frame_header computes it. */
 static void fill_header(const Slot *s, unsigned char h[FRAME_HEADER], unsigned char covered[FRAME_HEADER - 4]) {
     put64(h, (unsigned long long)s->base);
     put32(h + 8, (uint32_t)(FRAME_HEADER - LEN_PREFIX + s->len));
-    h[12] = FRAME_MAGIC;
-    put32(h + 13, 0);
+    h[LEN_PREFIX] = FRAME_MAGIC;
+    put32(h + CRC_AT, 0);
     put32(h + CRC_START, (uint32_t)s->count);
     put64(h + CRC_START + 4, (unsigned long long)s->first);
     put64(h + CRC_START + 12, (unsigned long long)s->newest);
-    memcpy(covered, h, 13);
-    memcpy(covered + 13, h + CRC_START, FRAME_HEADER - CRC_START);
+    memcpy(covered, h, CRC_AT);
+    memcpy(covered + CRC_AT, h + CRC_START, FRAME_HEADER - CRC_START);
 }
 
 /* frame_header(slot, max_records, max_bytes) -> (header, count, base, first, newest, nbytes) or None: see
@@ -591,7 +606,7 @@ static PyObject *st_frame_header(StageTable *self, PyObject *args) {
     crc = crc_any(crc, buf, len);
     Py_END_ALLOW_THREADS;
     self->exports--;
-    put32(h + 13, crc);
+    put32(h + CRC_AT, crc);
     s = &self->slots[i];
     return Py_BuildValue("(y#nLLLn)", (const char *)h, (Py_ssize_t)FRAME_HEADER, s->count, s->base, s->first,
                          s->newest, s->len);
@@ -721,7 +736,7 @@ static PyObject *st_write_frames(StageTable *self, PyObject *args) {
         FrameJob *j = &js[k];
         if (j->single) {
             uint32_t crc = crc_any(0, j->covered, sizeof(j->covered));
-            put32(j->head + 13, crc_any(crc, (const unsigned char *)j->buf, (size_t)j->len));
+            put32(j->head + CRC_AT, crc_any(crc, (const unsigned char *)j->buf, (size_t)j->len));
             write_job(j);
         }
     }
@@ -1159,6 +1174,11 @@ PyMODINIT_FUNC PyInit__stagetable(void) {
     }
     if (PyModule_AddIntConstant(m, "KEEP_BYTES", KEEP_BYTES) < 0 ||
         PyModule_AddIntConstant(m, "IDLE_BUDGET", IDLE_BUDGET) < 0 ||
+        PyModule_AddIntConstant(m, "REC_SIZE", REC_SIZE) < 0 || PyModule_AddIntConstant(m, "ID_SIZE", ID_SIZE) < 0 ||
+        PyModule_AddIntConstant(m, "HEADER_SIZE", FRAME_HEADER) < 0 ||
+        PyModule_AddIntConstant(m, "MAGIC", FRAME_MAGIC) < 0 ||
+        PyModule_AddIntConstant(m, "LEN_PREFIX", LEN_PREFIX) < 0 || PyModule_AddIntConstant(m, "CRC_AT", CRC_AT) < 0 ||
+        PyModule_AddIntConstant(m, "CRC_START", CRC_START) < 0 ||
         PyModule_AddObjectRef(m, "SYSTEM_CRC32", system_crc32 != NULL ? Py_True : Py_False) < 0) {
         Py_DECREF(m);
         return NULL;

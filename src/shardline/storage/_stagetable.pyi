@@ -4,6 +4,13 @@ from typing import Any
 KEEP_BYTES: int
 IDLE_BUDGET: int
 SYSTEM_CRC32: bool
+REC_SIZE: int
+ID_SIZE: int
+HEADER_SIZE: int
+MAGIC: int
+LEN_PREFIX: int
+CRC_AT: int
+CRC_START: int
 
 def crc32(data: bytes, value: int = 0, builtin: bool = False, /) -> int: ...
 

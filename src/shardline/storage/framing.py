@@ -36,9 +36,20 @@ from ._compiled import compiled
 
 __all__ = [
     "ACCELERATED",
+    "CRC",
+    "CRC_AT",
+    "CRC_START",
+    "FRAME_BYTES",
+    "FRAME_MAX_RECORDS",
+    "FRAME_RECORDS",
     "HEADER",
     "HEADER_SIZE",
+    "LEN_PREFIX",
     "MAGIC",
+    "MAX_FRAME_BYTES",
+    "PREFIX",
+    "REC",
+    "REC_SIZE",
     "FrameError",
     "FrameHeader",
     "StoredRecord",
@@ -51,17 +62,26 @@ __all__ = [
     "parse_header",
 ]
 
+# The frame layout, defined here once. The journal's frames (journal_scan.py) share the first three fields, the CRC
+# and the record header; the C accelerators compile the same numbers in and export them, and
+# tests/storage/test_layout.py checks them against these.
 MAGIC = 1
-HEADER = struct.Struct(">QIBIIQQ")
+PREFIX = struct.Struct(">QIB")  # base offset (a journal frame: its position), len, magic
+CRC = struct.Struct(">I")
+LEN_PREFIX = 12  # base offset + len field; len counts the bytes after these
+CRC_AT = PREFIX.size  # 13
+CRC_START = CRC_AT + CRC.size  # 17: the crc covers [0, 13) and [17, end), every byte but its own
+_COUNTS = struct.Struct(">IQQ")  # record count, first arrival ms, max arrival ms
+HEADER = struct.Struct(PREFIX.format + CRC.format[1:] + _COUNTS.format[1:])
 HEADER_SIZE = HEADER.size  # 37
-_REC = struct.Struct(">IIHBI")
-_PREFIX = struct.Struct(">QIB")
-_CRC = struct.Struct(">I")
-_COUNTS = struct.Struct(">IQQ")
-_REC_SIZE = _REC.size  # 15
-_LEN_PREFIX = 12  # base offset + len field; len counts the bytes after these
-_CRC_START = 17  # the crc covers [0, 13) and [17, end): every byte but its own
+REC = struct.Struct(">IIHBI")  # offset delta, arrival delta, pk len, ehk len, data len
+REC_SIZE = REC.size  # 15
 MAX_FRAME_BYTES = 1 << 31
+# Bounds of a frame written from staged records: a batch is written once it holds FRAME_RECORDS (what one PutRecords
+# sub-batch used to be at most), as one frame below twice that and FRAME_BYTES, else split.
+FRAME_RECORDS = 500
+FRAME_BYTES = 1 << 20
+FRAME_MAX_RECORDS = 2 * FRAME_RECORDS - 1  # the most records a staged batch written as one frame holds
 
 
 class FrameError(Exception):
@@ -94,7 +114,7 @@ def encode_frame(
     records: Sequence[tuple[bytes, bytes, bytes]],
 ) -> bytes:
     """Build one frame from (partition key UTF-8, explicit hash key ASCII or b"", data) triples sharing one arrival."""
-    pack = _REC.pack
+    pack = REC.pack
     parts: list[bytes] = []
     append = parts.append
     for i, (pk, ehk, data) in enumerate(records):
@@ -104,11 +124,11 @@ def encode_frame(
             append(ehk)
         append(data)
     body = b"".join(parts)
-    length = HEADER_SIZE - _LEN_PREFIX + len(body)  # magic, crc, count, two times, then the records
-    head = _PREFIX.pack(base_offset, length, MAGIC)
+    length = HEADER_SIZE - LEN_PREFIX + len(body)  # magic, crc, count, two times, then the records
+    head = PREFIX.pack(base_offset, length, MAGIC)
     tail = _COUNTS.pack(len(records), arrival_ms, arrival_ms)
     crc = zlib.crc32(body, zlib.crc32(tail, zlib.crc32(head)))
-    return b"".join((head, _CRC.pack(crc), tail, body))
+    return b"".join((head, CRC.pack(crc), tail, body))
 
 
 def encode_frame_body(base_offset: int, count: int, first_arrival_ms: int, max_arrival_ms: int, body: bytes) -> bytes:
@@ -122,11 +142,11 @@ def encode_frame_header(
 ) -> bytes:
     """The header of the frame whose records are ``body`` (see ``encode_frame_body``): written before the body as
     it is, the two are the frame, and the body is never copied."""
-    length = HEADER_SIZE - _LEN_PREFIX + len(body)
-    head = _PREFIX.pack(base_offset, length, MAGIC)
+    length = HEADER_SIZE - LEN_PREFIX + len(body)
+    head = PREFIX.pack(base_offset, length, MAGIC)
     tail = _COUNTS.pack(count, first_arrival_ms, max_arrival_ms)
     crc = zlib.crc32(body, zlib.crc32(tail, zlib.crc32(head)))
-    return b"".join((head, _CRC.pack(crc), tail))
+    return b"".join((head, CRC.pack(crc), tail))
 
 
 def parse_header(buf: bytes | memoryview, pos: int = 0) -> FrameHeader:
@@ -136,7 +156,7 @@ def parse_header(buf: bytes | memoryview, pos: int = 0) -> FrameHeader:
     base, length, magic, _crc, count, first, mx = HEADER.unpack_from(buf, pos)
     if magic != MAGIC:
         raise FrameError(f"unknown magic {magic}")
-    total = _LEN_PREFIX + length
+    total = LEN_PREFIX + length
     if total < HEADER_SIZE or total > MAX_FRAME_BYTES or count == 0:
         raise FrameError(f"impossible frame length {length} / count {count}")
     return FrameHeader(base, total, count, first, mx)
@@ -146,9 +166,9 @@ def check_crc(buf: bytes | memoryview, pos: int, header: FrameHeader) -> bool:
     end = pos + header.total_size
     if end > len(buf):
         return False
-    (crc,) = _CRC.unpack_from(buf, pos + 13)
+    (crc,) = CRC.unpack_from(buf, pos + CRC_AT)
     view = memoryview(buf)
-    return bool(zlib.crc32(view[pos + _CRC_START : end], zlib.crc32(view[pos : pos + 13])) == crc)
+    return bool(zlib.crc32(view[pos + CRC_START : end], zlib.crc32(view[pos : pos + CRC_AT])) == crc)
 
 
 def decode_records(buf: bytes, pos: int, header: FrameHeader, from_offset: int = 0) -> list[StoredRecord]:
@@ -176,7 +196,7 @@ def _py_decode_into(  # noqa: PLR0917  (the hot read path: positional arguments 
 
     Returns (bytes of key + data added, the offset after the last record added, whether a limit was reached).
     """
-    unpack = _REC.unpack_from
+    unpack = REC.unpack_from
     new = tuple.__new__
     append = out.append
     base = header.base_offset
@@ -186,7 +206,7 @@ def _py_decode_into(  # noqa: PLR0917  (the hot read path: positional arguments 
     nxt = start
     for _ in range(header.record_count):
         delta, adelta, pk_len, ehk_len, data_len = unpack(buf, p)
-        p += _REC_SIZE
+        p += REC_SIZE
         offset = base + delta
         if offset < start:
             p += pk_len + ehk_len + data_len

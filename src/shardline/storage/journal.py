@@ -31,12 +31,7 @@ Layout and format (all integers big-endian):
 ```
 <data dir>/journal/
   00000000000000000000.wal    frames, named by the journal position of the first frame in the file
-  checkpoint                  overwritten in place: journal position u64 | crc32 of it | mark count u32 |
-                              marks (stream tag u64, shard index u32, next offset u64) | crc32 of count and marks |
-                              "RSV1" | journal position u64 | reservation count u32 | reservations (stream tag
-                              u64, shard index u32, reserved end u64) | crc32 of "RSV1" to the last reservation
-                              (a checkpoint written before marks existed ends after the first crc32; one written
-                              before reservations, after the second: what follows may be left from a longer one)
+  checkpoint                  position, marks and reservations, overwritten in place (journal_checkpoint.py)
 
  frame header (37 bytes)
  0          8       12  13       17          25          33      37
@@ -56,32 +51,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import struct
 import threading
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .._fsutil import CutBackFailed, append_all, cut_file, fsync_dir
-from .journal_scan import (
-    CRC,
-    HEADER_SIZE,
-    LEN_PREFIX,
-    MAGIC,
-    PREFIX,
-    REC,
-    REC_SIZE,
-    TAIL,
-    Frame,
-    claims,
-    read_frame,
-    repair,
-    resync,
-    runs_past,
-)
+from .._fsutil import CutBackFailed, append_all, fsync_dir
+from .framing import CRC, HEADER_SIZE, LEN_PREFIX, MAGIC, PREFIX
+from .journal_checkpoint import CheckpointFile, Claims, read_checkpoint
+from .journal_replay import JournalReport, Loss, Replay, Resolver, claim, keep_claims, keep_reservations
+from .journal_scan import ID, TAIL, file_name
 from .log import FRAME_BYTES, FRAME_MAX_RECORDS, LogTable, ShardLog
 from .segment import Segment
 from .staging import ACCELERATED, Entry
@@ -90,22 +71,8 @@ __all__ = ["HEADER_SIZE", "Journal", "JournalReport", "Loss", "Resolver", "Stage
 
 log = logging.getLogger("shardline.storage")
 
-_ID = struct.Struct(">IQ")  # shard index, offset: what a journal record adds to the segment encoding
 STAGED_OVERHEAD = 40  # memory a staged record may cost beyond its bytes (the reference table: object, list slot)
-_CHECKPOINT = "checkpoint"
-_SUFFIX = ".wal"
-_MARK = struct.Struct(">QIQ")  # stream tag, shard index, next offset (a reservation: its end)
-_RESERVE_HEAD = struct.Struct(">4sQI")  # magic, the checkpoint's journal position, count
-_RESERVE_MAGIC = b"RSV1"
 RESERVE_MIN = 1 << 16  # offsets a log reserves at least (fsync=interval and never; see the module docstring)
-
-Resolver = Callable[[int, int], "ShardLog | None"]
-_Claims = dict[tuple[int, int], int]  # (stream tag, shard index) -> the offset its log must not go below
-
-
-def _claim(claimed: _Claims, tag: int, index: int, end: int) -> None:
-    if end > claimed.get((tag, index), -1):
-        claimed[(tag, index)] = end
 
 
 # materialize_all writes the frames of many logs in one call per table (StageTable.write_frames) when at least this
@@ -164,61 +131,11 @@ def _write_error(seg: Segment, err: int, cut_err: int) -> OSError:
     return exc
 
 
-@dataclass(frozen=True, slots=True)
-class Loss:
-    """Offsets [first, end) of shard ``index`` of the stream ``tag`` whose records recovery could not restore.
-    They may have been acknowledged, so they stay unused: later records keep their own offsets, new ones come
-    after them."""
-
-    tag: int
-    index: int
-    first: int
-    end: int
-
-
 class Staged(NamedTuple):
     """What ``Journal.put`` returns: each record's offset and, when asked for, its result (see staging.py)."""
 
     offsets: list[int]
     results: list[Any] | None
-
-
-@dataclass(slots=True)
-class JournalReport:
-    """What replaying the journal at open found."""
-
-    checkpoint: int = 0
-    end: int = 0
-    frames: int = 0
-    records: int = 0  # staged again (they had not reached their segments)
-    already_written: int = 0
-    orphaned: int = 0  # their stream or shard no longer exists
-    torn_bytes: int = 0
-    cut_bytes: int = 0  # shard segment bytes after a hole in data written since the checkpoint, refilled from here
-    repaired: int = 0  # frames damaged only in their position, length or magic field, replayed whole
-    damaged: list[str] = field(default_factory=list)
-    lost: list[Loss] = field(default_factory=list)  # offsets lost for good (never handed out again), by shard
-    reserved_skipped: int = 0  # offsets left unused after an unclean stop: reserved, maybe acknowledged, not on disk
-
-    @property
-    def clean(self) -> bool:
-        return not (self.torn_bytes or self.damaged or self.lost)
-
-    @property
-    def lost_records(self) -> int:
-        return sum(loss.end - loss.first for loss in self.lost)
-
-    def lose(self, tag: int, index: int, first: int, end: int) -> None:
-        """Record offsets [first, end) of a shard as lost (joined to the shard's previous range when adjacent)."""
-        last = self.lost[-1] if self.lost else None
-        if last is not None and (last.tag, last.index, last.end) == (tag, index, first):
-            self.lost[-1] = Loss(tag, index, last.first, end)
-        else:
-            self.lost.append(Loss(tag, index, first, end))
-
-
-def _file_name(position: int) -> str:
-    return f"{position:020d}{_SUFFIX}"
 
 
 class Journal:
@@ -244,22 +161,17 @@ class Journal:
         self._unsynced: dict[ShardLog, int] = {}  # logs written since the last checkpoint, with their stream tag
         # Each log's next offset at the last checkpoint, recorded with it: recovery never goes below these, even
         # when the segment bytes that held the records are gone (the journal no longer holds them).
-        self._marks: _Claims = {}
+        self._marks: Claims = {}
         self._marks_dirty = False
-        self._damaged_bytes = 0  # journal bytes replay found damaged (bounds the offsets they can claim)
-        self._acks_unsynced = False  # see open
         self.broken: OSError | None = None
-        self._replayed: set[ShardLog] = set()
         self._full: list[int] = []  # slots whose batch reached FRAME_RECORDS in the current put
-        self._checkpoint_fd = -1
-        self._checkpoint_new = False  # the checkpoint file was created and its directory not fsynced since
+        self._checkpoint = CheckpointFile(directory)
         self._helper: ThreadPoolExecutor | None = None  # writes frames beside the loop's thread (materialize_all)
         # Reservations (fsync=interval and never): the end each log may hand offsets below, as the next checkpoint
         # writes them and as the checkpoint file holds them durably (what the put path checks against).
         self._reserving = False
-        self._reserved: _Claims = {}
-        self._reserved_durable: _Claims = {}
-        self._checkpoint_write = threading.Lock()  # the loop's reservations and a worker's checkpoint both write it
+        self._reserved: Claims = {}
+        self._reserved_durable: Claims = {}
 
     # ----------------------------------------------------------------- open / replay
     @classmethod
@@ -283,45 +195,21 @@ class Journal:
         acknowledged. The caller then materialises and checkpoints (``checkpoint_now``)."""
         directory.mkdir(parents=True, exist_ok=True)
         self = cls(directory, file_bytes=file_bytes, durable=durable, max_span_ms=max_span_ms)
-        self._acks_unsynced = acks_unsynced
         shards = list(shards)
-        checkpoint, readable, marks, reserved = self._read_checkpoint()
+        checkpoint, readable, marks, reserved = read_checkpoint(directory)
         report = JournalReport(checkpoint=checkpoint)
         self.checkpointed = report.checkpoint
         claimed = dict(marks)
-        starts = sorted(int(p.name[:20]) for p in directory.glob(f"*{_SUFFIX}") if p.name[:20].isdigit())
-        end = report.checkpoint
-        for i, start in enumerate(starts):
-            path = directory / _file_name(start)
-            size = path.stat().st_size
-            nxt = starts[i + 1] if i + 1 < len(starts) else None
-            if start + size <= report.checkpoint or (nxt is not None and nxt <= report.checkpoint):
-                continue  # wholly before the checkpoint: deleted by the checkpoint below
-            begin = max(start, report.checkpoint)
-            if start > end and (readable or end > report.checkpoint):
-                # (Without a readable checkpoint, files before the oldest one were deleted by a checkpoint.)
-                report.damaged.append(f"{path.name}: journal positions {end}..{start} are missing")
-                log.error("journal: positions %d..%d are missing before %s", end, start, path.name)
-            valid_end = self._replay_file(
-                path, start, begin, resolve=resolve, report=report, claimed=claimed, newest=nxt is None
-            )
-            end = valid_end
-            if valid_end < start + size:
-                if nxt is None:
-                    report.torn_bytes += start + size - valid_end
-                    cut_file(path, valid_end - start)
-                else:
-                    report.damaged.append(f"{path.name}: damaged bytes from journal position {valid_end} on")
-                    log.error("journal: damaged bytes from %d on in %s; replaying later files", valid_end, path.name)
-        self._files = starts
-        self._replayed.clear()
+        replay = Replay(self, resolve, report, claimed, acks_unsynced)
+        self._files, end = replay.files(directory, readable)
         self._full.clear()  # replay leaves full batches to the checkpoint that follows it
         for tag, index in shards:
             lg = resolve(tag, index)
             if lg is not None:
-                _claim(claimed, tag, index, lg.claimed_end)
-        self._keep_claims(claimed, resolve, report)
-        self._keep_reservations(reserved, resolve, report)
+                claim(claimed, tag, index, lg.claimed_end)
+        if keep_claims(claimed, resolve, report, self._marks):
+            self._marks_dirty = True
+        keep_reservations(reserved, resolve, report)
         if acks_unsynced:
             self._reserving = True
             for tag, index in shards:  # recorded by the checkpoint the caller makes next
@@ -332,178 +220,6 @@ class Journal:
         self.position = self.synced_position = max(end, report.checkpoint)
         report.end = self.position
         return self, report
-
-    def _keep_reservations(self, reserved: _Claims, resolve: Resolver, report: JournalReport) -> None:
-        """After an unclean stop, move each log past its reservation: the offsets below it may have been given to
-        records acknowledged before a power cut took them, with nothing left on disk to tell (module docstring)."""
-        skipped: list[str] = []
-        for (tag, index), end in sorted(reserved.items()):
-            lg = resolve(tag, index)
-            if lg is None or lg.sealed or end <= lg.next_offset:
-                continue
-            report.reserved_skipped += end - lg.next_offset
-            skipped.append(f"{lg.directory.name} {lg.next_offset}..{end - 1}")
-            lg.skip_to(end)
-        if skipped:
-            log.warning(
-                "journal: after an unclean stop under fsync=interval/never, %d logs go on after the offsets reserved "
-                "for them (records acknowledged but never written may have had them; they are left unused): %s",
-                len(skipped),
-                ", ".join(skipped[:20]) + (" ..." if len(skipped) > 20 else ""),
-            )
-
-    def _replay_file(
-        self,
-        path: Path,
-        start: int,
-        begin: int,
-        *,
-        resolve: Resolver,
-        report: JournalReport,
-        claimed: _Claims,
-        newest: bool,
-    ) -> int:
-        """Replay the frames of one file from position ``begin``; returns the position after the last intact one.
-
-        After bytes that hold no intact frame the replay goes on at the next intact frame (``resync``): the bytes
-        between are replayed when they are one frame damaged only in the fields its place implies (``repair``),
-        else they are reported and the offsets their record headers still name are claimed (``claims``). With no
-        intact frame after them, they end what this file holds (in the newest file: a torn tail, which is cut; a
-        frame there that its file's end cuts short was never written whole, so it claims nothing unless puts are
-        acknowledged before the journal is fsynced)."""
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            size = os.fstat(fd).st_size
-            pos = begin
-            while pos < start + size:
-                frame = read_frame(fd, start, pos, size)
-                if frame is None or not frame.intact:
-                    nxt = resync(fd, start, pos, size)
-                    frame = repair(fd, start, pos, nxt)
-                    if frame is None:
-                        torn = newest and nxt >= start + size and runs_past(fd, start, pos, size)
-                        if not torn or self._acks_unsynced:
-                            self._claim_damaged(fd, start, pos, nxt, resolve=resolve, claimed=claimed)
-                        if nxt >= start + size:
-                            break  # nothing intact follows: the end of what this file holds
-                        report.damaged.append(f"{path.name}: damaged bytes at journal positions {pos}..{nxt} skipped")
-                        log.error("journal: damaged bytes at %d..%d in %s; skipped", pos, nxt, path.name)
-                        pos = nxt
-                        continue
-                    report.repaired += 1
-                    log.warning(
-                        "journal: frame at %d in %s repaired (damaged position or length field)", pos, path.name
-                    )
-                self._replay_frame(frame, resolve, report, claimed)
-                report.frames += 1
-                pos += frame.total
-            return pos
-        finally:
-            os.close(fd)
-
-    def _claim_damaged(self, fd: int, start: int, pos: int, end: int, *, resolve: Resolver, claimed: _Claims) -> None:
-        """Claim the offsets that the damaged bytes from ``pos`` to ``end`` still name, where plausible: at or
-        after their log's next offset, and within the records that all damaged bytes so far could hold."""
-        self._damaged_bytes += end - pos
-        bound = self._damaged_bytes // REC_SIZE
-        tag, records = claims(fd, start, pos, end)
-        for index, offset in records:
-            lg = resolve(tag, index)
-            if lg is not None and lg.next_offset <= offset < lg.next_offset + bound:
-                _claim(claimed, tag, index, offset + 1)
-
-    def _keep_claims(self, claimed: _Claims, resolve: Resolver, report: JournalReport) -> None:
-        """Move each log past the offsets claimed for it; those it lacks are lost (reported) and stay unused."""
-        for (tag, index), end in sorted(claimed.items()):
-            lg = resolve(tag, index)
-            if lg is None:
-                continue
-            # (A sealed log takes no more records: once reported, its loss needs no mark.)
-            self._marks[(tag, index)] = lg.next_offset if lg.sealed else max(end, lg.next_offset)
-            self._marks_dirty = True
-            first = lg.next_offset
-            if end <= first:
-                continue
-            report.lose(tag, index, first, end)
-            log.error(
-                "journal: %s: offsets %d..%d (%d records) may have been acknowledged and are lost; new records "
-                "start after them",
-                lg.directory,
-                first,
-                end - 1,
-                end - first,
-            )
-            if not lg.sealed:
-                lg.skip_to(end)
-
-    def _replay_frame(self, frame: Frame, resolve: Resolver, report: JournalReport, claimed: _Claims) -> None:
-        tag = frame.tag
-        body = frame.body
-        plans: dict[LogTable, list[Entry]] = {}  # (a frame holds one stream: one table)
-        expect: dict[int, int] = {}
-        logs: dict[int, ShardLog | None] = {}
-        unpack = REC.unpack_from
-
-        def stage() -> None:
-            for table, plan in plans.items():
-                self.stage_records(frame.arrival, table, plan, tag=tag)
-                report.records += len(plan)
-                for slot in {entry[0]: None for entry in plan}:
-                    lg = table.logs[slot]
-                    assert lg is not None
-                    lg.mark_synced(lg.next_offset)  # the caller checkpoints before anyone reads
-            plans.clear()
-
-        p = 0
-        for _ in range(frame.record_count):
-            index, offset, _d, _a, pk_len, ehk_len, data_len = unpack(body, p)
-            p += REC_SIZE
-            pk_end = p + pk_len
-            ehk_end = pk_end + ehk_len
-            data_end = ehk_end + data_len
-            if index in logs:
-                lg = logs[index]
-            else:
-                lg = logs[index] = resolve(tag, index)
-                if lg is not None:
-                    _claim(claimed, tag, index, lg.claimed_end)
-            if lg is None:
-                report.orphaned += 1
-            elif lg.sealed:  # sealing wrote every staged record first
-                if offset < lg.next_offset:
-                    report.already_written += 1
-                else:  # a sealed log takes no record: this one is lost with the segment bytes before it
-                    report.lose(tag, index, offset, offset + 1)
-                    log.error("journal: %s: the record at offset %d is past the sealed end", lg.directory, offset)
-            else:
-                if lg not in self._replayed:
-                    # The first record of this shard after the checkpoint: everything the segment holds from
-                    # here on was written after the last fsync of the segment, and the journal holds all of it.
-                    self._replayed.add(lg)
-                    if lg.tail_damage:
-                        report.cut_bytes += lg.cut_damaged_tail(offset)
-                nxt = expect.get(index, lg.next_offset)
-                if offset < nxt:
-                    report.already_written += 1
-                else:
-                    if offset > nxt:  # the records before it are lost; this one keeps its offset
-                        stage()
-                        report.lose(tag, index, nxt, offset)
-                        log.error(
-                            "journal: %s: offsets %d..%d (%d records) are lost; the intact records after them keep "
-                            "their offsets",
-                            lg.directory,
-                            nxt,
-                            offset - 1,
-                            offset - nxt,
-                        )
-                        lg.skip_to(offset)
-                    plans.setdefault(lg.table, []).append(
-                        (lg.slot, body[p:pk_end], body[pk_end:ehk_end], body[ehk_end:data_end])
-                    )
-                    expect[index] = offset + 1
-            p = data_end
-        stage()
 
     # ----------------------------------------------------------------- writes
     def stage_records(
@@ -594,7 +310,7 @@ class Journal:
 
     def _written(self, count: int, nbytes: int) -> None:
         """``count`` staged records (``nbytes`` of segment encoding) reached their segment."""
-        self.staged_bytes = max(0, self.staged_bytes - nbytes - (_ID.size + STAGED_OVERHEAD) * count)
+        self.staged_bytes = max(0, self.staged_bytes - nbytes - (ID.size + STAGED_OVERHEAD) * count)
 
     @classmethod
     def _unstage(cls, table: LogTable, plan: list[Entry]) -> None:
@@ -624,7 +340,7 @@ class Journal:
                 os.close(self._fd)
                 self._fd = -1
             start = self.position
-            path = self.directory / _file_name(start)
+            path = self.directory / file_name(start)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             if os.fstat(fd).st_size != 0:
                 os.ftruncate(fd, 0)  # a leftover that recovery found wholly invalid
@@ -789,37 +505,16 @@ class Journal:
             self._files = keep
         for start in doomed:
             with contextlib.suppress(FileNotFoundError):
-                (self.directory / _file_name(start)).unlink()
+                (self.directory / file_name(start)).unlink()
 
     def _write_checkpoint(self, position: int) -> None:
-        """Overwrite the checkpoint in place and fsync it: no rename, so no directory fsync each time. A torn write
-        fails a CRC: a torn position makes the next open replay every journal file present, which is safe (the
-        files before the previous checkpoint are gone, and replay skips what the segments hold); torn marks lose
-        only the marks' protection against segment files that go missing."""
-        with self._checkpoint_write:
-            head = struct.pack(">Q", position)
+        """Overwrite the checkpoint file (journal_checkpoint.py) with ``position``, the marks and the reservations."""
+        with self._checkpoint.lock:
             self._marks_dirty = False
             items = list(self._marks.items())  # (one call: finish_checkpoint may run beside the loop thread)
-            marks = struct.pack(">I", len(items)) + b"".join(_MARK.pack(t, i, end) for (t, i), end in items)
             reserved = dict(self._reserved)
-            data = head + CRC.pack(zlib.crc32(head)) + marks + CRC.pack(zlib.crc32(marks))
-            if reserved:
-                body = _RESERVE_HEAD.pack(_RESERVE_MAGIC, position, len(reserved)) + b"".join(
-                    _MARK.pack(t, i, end) for (t, i), end in reserved.items()
-                )
-                data += body + CRC.pack(zlib.crc32(body))
             # New reservations must be durable before a put relies on them, under fsync=never too.
-            durable = self.durable or reserved != self._reserved_durable
-            if self._checkpoint_fd < 0:
-                path = self.directory / _CHECKPOINT
-                self._checkpoint_new = not path.exists()
-                self._checkpoint_fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-            os.pwrite(self._checkpoint_fd, data, 0)
-            if durable:
-                os.fsync(self._checkpoint_fd)
-                if self._checkpoint_new:  # (its name too, the first time the file is made durable)
-                    fsync_dir(self.directory)
-                    self._checkpoint_new = False
+            self._checkpoint.write(position, items, reserved, self.durable or reserved != self._reserved_durable)
             self._reserved_durable = reserved
 
     def checkpoint_now(self) -> None:
@@ -851,53 +546,8 @@ class Journal:
             self._reserved = {}
             self._marks_dirty = True
         self.finish_checkpoint(self.position)
-        if self._checkpoint_fd >= 0:
-            os.close(self._checkpoint_fd)
-            self._checkpoint_fd = -1
+        self._checkpoint.close()
         for start in self._files:
             with contextlib.suppress(FileNotFoundError):
-                (self.directory / _file_name(start)).unlink()
+                (self.directory / file_name(start)).unlink()
         self._files = []
-
-    def _read_checkpoint(self) -> tuple[int, bool, _Claims, _Claims]:
-        """The recorded position, whether there was a readable one, the recorded marks and reservations. (Bytes
-        after the last CRC may be left from a longer checkpoint written before.)"""
-        try:
-            raw = (self.directory / _CHECKPOINT).read_bytes()
-        except FileNotFoundError:
-            return 0, False, {}, {}
-        if len(raw) < 12 or zlib.crc32(raw[:8]) != CRC.unpack_from(raw, 8)[0]:
-            log.error("journal: damaged checkpoint, replaying every journal file")
-            return 0, False, {}, {}
-        position = int(struct.unpack_from(">Q", raw)[0])
-        if len(raw) == 12:  # written before checkpoints recorded marks
-            return position, True, {}, {}
-        count = struct.unpack_from(">I", raw, 12)[0] if len(raw) >= 16 else -1
-        end = 16 + count * _MARK.size
-        if count < 0 or len(raw) < end + 4 or zlib.crc32(raw[12:end]) != CRC.unpack_from(raw, end)[0]:
-            log.error("journal: damaged checkpoint marks; a missing segment file goes unnoticed until replay")
-            return position, True, {}, {}
-        marks = {}
-        for i in range(count):
-            tag, index, mark = _MARK.unpack_from(raw, 16 + i * _MARK.size)
-            marks[(tag, index)] = mark
-        return position, True, marks, self._read_reservations(raw, end + 4, position)
-
-    @staticmethod
-    def _read_reservations(raw: bytes, at: int, position: int) -> _Claims:
-        """The reservations after the marks, if this checkpoint wrote them: their magic, position and CRC must
-        match (leftover bytes of a longer checkpoint written before do not)."""
-        if len(raw) < at + _RESERVE_HEAD.size:
-            return {}
-        magic, pos, count = _RESERVE_HEAD.unpack_from(raw, at)
-        end = at + _RESERVE_HEAD.size + count * _MARK.size
-        if magic != _RESERVE_MAGIC or pos != position or len(raw) < end + 4:
-            return {}
-        if zlib.crc32(raw[at:end]) != CRC.unpack_from(raw, end)[0]:
-            log.error("journal: damaged reservations in the checkpoint; numbers of a lost unsynced tail may recur")
-            return {}
-        out = {}
-        for i in range(count):
-            tag, index, reserved_end = _MARK.unpack_from(raw, at + _RESERVE_HEAD.size + i * _MARK.size)
-            out[(tag, index)] = reserved_end
-        return out

@@ -18,21 +18,39 @@ import struct
 import zlib
 from typing import NamedTuple
 
-__all__ = ["HEADER_SIZE", "Frame", "claims", "read_frame", "repair", "resync", "runs_past"]
+from .framing import CRC, CRC_AT, CRC_START, HEADER_SIZE, LEN_PREFIX, MAGIC, MAX_FRAME_BYTES, PREFIX
+from .framing import REC as SEGMENT_REC
 
-MAGIC = 1
-HEAD = struct.Struct(">QIBIQQI")  # position, len, magic, crc32, arrival ms, stream tag, record count
-HEADER_SIZE = HEAD.size  # 37
-PREFIX = struct.Struct(">QIB")
-TAIL = struct.Struct(">QQI")
-CRC = struct.Struct(">I")
-REC = struct.Struct(">IQIIHBI")  # shard index, offset, then the 15-byte segment record header
+__all__ = [
+    "HEAD",
+    "HEADER_SIZE",
+    "ID",
+    "REC",
+    "REC_SIZE",
+    "SUFFIX",
+    "TAIL",
+    "Frame",
+    "claims",
+    "file_name",
+    "read_frame",
+    "repair",
+    "resync",
+    "runs_past",
+]
+
+# A journal frame starts as a segment frame does (position, len, magic, crc: framing.py), then has its own tail; a
+# journal record is a segment record with the shard index and offset in front (ID).
+TAIL = struct.Struct(">QQI")  # arrival ms, stream tag, record count
+HEAD = struct.Struct(PREFIX.format + CRC.format[1:] + TAIL.format[1:])
+ID = struct.Struct(">IQ")  # shard index, offset
+REC = struct.Struct(ID.format + SEGMENT_REC.format[1:])
 REC_SIZE = REC.size  # 27
-LEN_PREFIX = 12
-CRC_START = 17
-MAX_FRAME_BYTES = 1 << 31
-_POSITION = struct.Struct(">Q")
 _MAGIC_BYTE = bytes([MAGIC])
+SUFFIX = ".wal"  # a journal file is named by the journal position of its first frame, 20 digits, and this
+
+
+def file_name(position: int) -> str:
+    return f"{position:020d}{SUFFIX}"
 
 
 class Frame(NamedTuple):
@@ -64,7 +82,7 @@ def read_frame(fd: int, start: int, pos: int, size: int) -> Frame | None:
     if pos - start + total > size:
         return None
     body = os.pread(fd, total - HEADER_SIZE, pos - start + HEADER_SIZE)
-    intact = zlib.crc32(body, _crc(head[:13], head[CRC_START:])) == crc
+    intact = zlib.crc32(body, _crc(head[:CRC_AT], head[CRC_START:])) == crc
     return Frame(total, arrival, tag, count, body, intact)
 
 
@@ -78,12 +96,12 @@ def resync(fd: int, start: int, pos: int, size: int) -> int:
         if i < 0:
             return start + size
         q = i - LEN_PREFIX
-        position, length = struct.unpack_from(">QI", data, q)
+        position, length, _magic = PREFIX.unpack_from(data, q)
         total = LEN_PREFIX + length
         if position != pos + q or total < HEADER_SIZE or q + total > len(data):
             continue
         view = memoryview(data)
-        if _crc(view[q : q + 13], view[q + CRC_START : q + total]) == CRC.unpack_from(data, q + 13)[0]:
+        if _crc(view[q : q + CRC_AT], view[q + CRC_START : q + total]) == CRC.unpack_from(data, q + CRC_AT)[0]:
             return pos + q
 
 
@@ -104,7 +122,7 @@ def repair(fd: int, start: int, pos: int, end: int) -> Frame | None:
     if len(raw) != total:
         return None
     head = PREFIX.pack(pos, total - LEN_PREFIX, MAGIC)
-    if _crc(head, memoryview(raw)[CRC_START:]) != CRC.unpack_from(raw, 13)[0]:
+    if _crc(head, memoryview(raw)[CRC_START:]) != CRC.unpack_from(raw, CRC_AT)[0]:
         return None
     arrival, tag, count = TAIL.unpack_from(raw, CRC_START)
     return Frame(total, arrival, tag, count, raw[HEADER_SIZE:], True)

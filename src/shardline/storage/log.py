@@ -7,9 +7,8 @@ Directory layout of one shard:
   00000000000000000000.log     frames (framing.py)
   00000000000000000000.index   sparse index cache (segment.py)
   00000000000000052113.log     the next segment, named by its first offset
-  log-start                    the first offset still readable, u64 big-endian + crc32 (atomic replace)
-  holes                        offset ranges known to hold no record (atomic replace):
-                               count u32 | (first u64, end u64) per hole | crc32 of what precedes it
+  log-start                    the first offset still readable (log_recovery.py)
+  holes                        offset ranges known to hold no record (log_recovery.py)
 ```
 
 Offsets are dense except for holes: records lost to damage whose offsets must never be handed out again (a consumer
@@ -32,142 +31,37 @@ from __future__ import annotations
 
 import bisect
 import logging
-import os
-import struct
-import zlib
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._fsutil import atomic_write, fsync_dir
-from .framing import HEADER_SIZE, decode_into, decode_records, encode_frame, encode_frame_body
-from .segment import CorruptRange, Segment
-from .staging import StageTable, newest_delta, rebase
+from .._fsutil import fsync_dir
+from .framing import (
+    FRAME_BYTES,
+    FRAME_MAX_RECORDS,
+    FRAME_RECORDS,
+    HEADER_SIZE,
+    decode_into,
+    decode_records,
+    encode_frame,
+    encode_frame_body,
+)
+from .log_recovery import (
+    RecoveryReport,
+    delete_files,
+    lost_ranges,
+    open_segments,
+    read_holes,
+    read_log_start,
+    write_holes,
+    write_log_start,
+)
+from .segment import CorruptRange, FileCache, Segment
+from .staging import LogTable, newest_delta, rebase
 
 __all__ = ["FRAME_BYTES", "FRAME_MAX_RECORDS", "FRAME_RECORDS", "FileCache", "LogTable", "RecoveryReport", "ShardLog"]
 
 log = logging.getLogger("shardline.storage")
-
-_LOG_START = "log-start"
-_HOLES = "holes"
-_HOLE = struct.Struct(">QQ")
-# Bounds of a frame written from staged records: a batch is written once it holds FRAME_RECORDS (what one PutRecords
-# sub-batch used to be at most), as one frame below twice that and FRAME_BYTES, else split.
-FRAME_RECORDS = 500
-FRAME_BYTES = 1 << 20
-FRAME_MAX_RECORDS = 2 * FRAME_RECORDS - 1  # the most records a staged batch written as one frame holds
-
-
-@dataclass(slots=True)
-class RecoveryReport:
-    """What opening a log found. ``truncated_bytes`` were a torn tail (never acknowledged under fsync=always)."""
-
-    directory: str
-    segments: int = 0
-    truncated_bytes: int = 0
-    removed_files: list[str] = field(default_factory=list)
-    corrupt: list[CorruptRange] = field(default_factory=list)
-    lost: list[tuple[int, int]] = field(default_factory=list)  # [first, end) offset ranges no segment holds any more
-
-    @property
-    def clean(self) -> bool:
-        return not (self.truncated_bytes or self.corrupt or self.lost)
-
-    @property
-    def lost_records(self) -> int:
-        """Records lost in damaged frames and missing segments (a damaged range at a segment's end counts in the
-        gap to the next segment)."""
-        return sum(end - first for first, end in self.lost) + sum(c.end_offset - c.first_offset for c in self.corrupt)
-
-
-def _subtract(span: tuple[int, int], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The parts of ``span`` that no range of ``holes`` covers."""
-    out = [span]
-    for h_first, h_end in holes:
-        nxt = []
-        for first, end in out:
-            if h_end <= first or h_first >= end:
-                nxt.append((first, end))
-                continue
-            if first < h_first:
-                nxt.append((first, h_first))
-            if h_end < end:
-                nxt.append((h_end, end))
-        out = nxt
-    return out
-
-
-class FileCache:
-    """A bounded LRU of read-only descriptors shared by every log of an engine."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = max(1, capacity)
-        self._fds: OrderedDict[Path, int] = OrderedDict()
-
-    def get(self, path: Path) -> int:
-        fd = self._fds.get(path)
-        if fd is not None:
-            self._fds.move_to_end(path)
-            return fd
-        fd = os.open(path, os.O_RDONLY)
-        self._fds[path] = fd
-        while len(self._fds) > self.capacity:
-            _, old = self._fds.popitem(last=False)
-            os.close(old)
-        return fd
-
-    def forget(self, path: Path) -> None:
-        fd = self._fds.pop(path, None)
-        if fd is not None:
-            os.close(fd)
-
-    def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
-
-
-class LogTable:
-    """The logs of a group that takes puts together (one stream's shards), in a list indexed by slot (the shard
-    index), and their staged records in a ``StageTable`` (staging.py) with the same slots. A log's next offset is
-    its slot's ``next_offset``: staging a record writes nothing but the record.
-
-    A put touches, per record, its slot of the stage table and no Python object of the shard: with 1,000 shards the
-    compiled table's per-shard state still fits the CPU caches (docs/architecture.md). ``ShardLog`` reads and
-    writes its own slot through properties."""
-
-    __slots__ = ("logs", "staged")
-
-    def __init__(self, entry: Any = None) -> None:
-        """``entry``: the NamedTuple of a staged record's result (see staging.py), None for no results."""
-        self.logs: list[ShardLog | None] = []
-        self.staged = StageTable(FRAME_RECORDS, entry)
-
-    def attach(self, slot: int, lg: ShardLog) -> None:
-        """Give ``slot`` to ``lg`` with empty write state (a slot belongs to one open log at a time)."""
-        if slot < 0:
-            raise ValueError(f"negative log slot {slot}")
-        grow = slot + 1 - len(self.logs)
-        if grow > 0:
-            self.logs.extend([None] * grow)
-            self.staged.grow(slot + 1)
-        held = self.logs[slot]
-        if held is not None and held is not lg:
-            raise ValueError(f"log slot {slot} is held by {held.directory}")
-        self.logs[slot] = lg
-        self.staged.reset(slot)
-
-    def next_offset(self, slot: int) -> int:
-        """The offset the next record of the log at ``slot`` gets: the staged batch's base plus the batch (a closed
-        log's slot keeps its final values)."""
-        return self.staged.next_offset(slot)
-
-    def detach(self, slot: int, lg: ShardLog) -> None:
-        """``lg`` is closed: free its slot (its last values stay readable through the closed log)."""
-        if 0 <= slot < len(self.logs) and self.logs[slot] is lg:
-            self.logs[slot] = None
 
 
 class ShardLog:
@@ -265,33 +159,17 @@ class ShardLog:
             slot=slot,
         )
         report = RecoveryReport(str(directory))
-        self.log_start = self._read_log_start()
-        bases = sorted(int(p.stem) for p in directory.glob("*.log") if p.stem.isdigit() and len(p.stem) == 20)
-        for name in directory.iterdir():
-            if name.name.startswith(".") and name.name.endswith(".tmp"):
-                name.unlink()
-                report.removed_files.append(name.name)
-        # Segments wholly below log-start were being deleted by retention when the process stopped.
-        while len(bases) > 1 and bases[1] <= self.log_start:
-            self._delete_files(bases.pop(0), report)
-        for i, base in enumerate(bases):
-            last = i == len(bases) - 1
-            if last and not sealed:
-                seg, scan = Segment.open_active(directory, base, index_interval)
-                report.truncated_bytes += seg.truncated_bytes
-                self.tail_damage = list(scan.corrupt)
-                self.claimed_end = seg.claimed_end
-            else:
-                seg, scan = Segment.open_sealed(directory, base, index_interval)
-            report.corrupt.extend(scan.corrupt)
-            self._segments.append(seg)
-            self._bases.append(base)
+        self.log_start = read_log_start(directory)
+        self._segments, self.tail_damage, self.claimed_end = open_segments(
+            directory, self.log_start, sealed=sealed, index_interval=index_interval, report=report
+        )
+        self._bases = [seg.base_offset for seg in self._segments]
         if sealed and len(self._segments) == 1 and self._segments[0].end_offset <= self.log_start:
             # A sealed log that retention emptied just before a crash: finish deleting it.
             gone = self._segments.pop()
             self._bases.pop()
             self.next_offset = gone.end_offset
-            self._delete_files(gone.base_offset, report)
+            delete_files(directory, gone.base_offset, report)
         if self._segments:
             self.next_offset = self._segments[-1].end_offset
             self._last_arrival_ms = max(s.max_arrival_ms for s in self._segments)
@@ -500,7 +378,7 @@ class ShardLog:
         if seg.size == 0:  # an empty active segment would claim the hole: the new one replaces it
             self._files.forget(seg.path)
             seg.seal(durable=False)
-            self._delete_files(seg.base_offset, RecoveryReport(str(self.directory)))
+            delete_files(self.directory, seg.base_offset, RecoveryReport(str(self.directory)))
             self._segments.pop()
             self._bases.pop()
         self._roll(offset)
@@ -511,13 +389,9 @@ class ShardLog:
     def _find_holes(self, report: RecoveryReport) -> None:
         """Report (and record) the offsets between log-start and the end that no segment covers and ``holes``
         does not list: segment files that were deleted."""
-        self.holes = [h for h in self._read_holes() if h[1] > self.log_start]
+        self.holes = [h for h in read_holes(self.directory) if h[1] > self.log_start]
         known = self.holes
-        found: list[tuple[int, int]] = []
-        ends = [self.log_start] + [s.end_offset for s in self._segments]
-        for prev_end, seg in zip(ends, self._segments, strict=False):
-            if seg.base_offset > prev_end:
-                found += _subtract((prev_end, seg.base_offset), known)
+        found = lost_ranges(self.log_start, self._segments, known)
         for first, end in found:
             log.error(
                 "%s: offsets %d..%d (%d records) are lost: no segment holds them",
@@ -530,21 +404,8 @@ class ShardLog:
         if found:
             self._write_holes(sorted(known + found))
 
-    def _read_holes(self) -> list[tuple[int, int]]:
-        try:
-            raw = (self.directory / _HOLES).read_bytes()
-        except FileNotFoundError:
-            return []
-        n = struct.unpack_from(">I", raw)[0] if len(raw) >= 4 else -1
-        size = 4 + n * _HOLE.size
-        if n < 0 or len(raw) != size + 4 or zlib.crc32(raw[:size]) != struct.unpack_from(">I", raw, size)[0]:
-            log.error("%s: damaged holes file, ignoring it", self.directory)
-            return []
-        return [_HOLE.unpack_from(raw, 4 + i * _HOLE.size) for i in range(n)]
-
     def _write_holes(self, holes: list[tuple[int, int]]) -> None:
-        body = struct.pack(">I", len(holes)) + b"".join(_HOLE.pack(first, end) for first, end in holes)
-        atomic_write(self.directory / _HOLES, body + struct.pack(">I", zlib.crc32(body)), durable=self._durable)
+        write_holes(self.directory, holes, durable=self._durable)
         self.holes = holes
 
     def discard_pending(self) -> None:
@@ -716,13 +577,14 @@ class ShardLog:
         new_start = self._segments[doomed].base_offset if doomed < len(self._segments) else self.next_offset
         old_start = self.log_start
         removed = self.records_between(old_start, new_start)
-        self._write_log_start(new_start)
+        write_log_start(self.directory, new_start)
+        self.log_start = new_start
         report = RecoveryReport(str(self.directory))
         for seg in self._segments[:doomed]:
             self._files.forget(seg.path)
             if seg.writable:
                 seg.seal(durable=False)
-            self._delete_files(seg.base_offset, report)
+            delete_files(self.directory, seg.base_offset, report)
         del self._segments[:doomed]
         del self._bases[:doomed]
         return max(0, removed)
@@ -730,27 +592,3 @@ class ShardLog:
     @property
     def size_bytes(self) -> int:
         return sum(s.size for s in self._segments)
-
-    def _read_log_start(self) -> int:
-        try:
-            raw = (self.directory / _LOG_START).read_bytes()
-        except FileNotFoundError:
-            return 0
-        if len(raw) != 12 or zlib.crc32(raw[:8]) != struct.unpack(">I", raw[8:])[0]:
-            log.error("%s: damaged log-start checkpoint, reading from the oldest segment", self.directory)
-            return 0
-        return int(struct.unpack(">Q", raw[:8])[0])
-
-    def _write_log_start(self, offset: int) -> None:
-        head = struct.pack(">Q", offset)
-        atomic_write(self.directory / _LOG_START, head + struct.pack(">I", zlib.crc32(head)))
-        self.log_start = offset
-
-    def _delete_files(self, base: int, report: RecoveryReport) -> None:
-        for suffix in (".log", ".index"):
-            p = self.directory / f"{base:020d}{suffix}"
-            try:
-                p.unlink()
-                report.removed_files.append(p.name)
-            except FileNotFoundError:
-                pass

@@ -26,14 +26,15 @@ import struct
 import threading
 import zlib
 from array import array
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._fsutil import CutBackFailed, append_all, cut_file
-from .framing import HEADER_SIZE, MAGIC, FrameError, FrameHeader, check_crc, parse_header
+from .framing import HEADER_SIZE, LEN_PREFIX, MAGIC, REC_SIZE, FrameError, FrameHeader, check_crc, parse_header
 
-__all__ = ["CorruptRange", "Segment", "segment_name"]
+__all__ = ["CorruptRange", "FileCache", "Segment", "segment_name"]
 
 log = logging.getLogger("shardline.storage")
 
@@ -41,7 +42,6 @@ _INDEX_MAGIC = b"SLIX"
 _INDEX_HEAD = struct.Struct(">4sBQQ")
 _INDEX_ENTRY = struct.Struct(">QQq")
 _READ_CHUNK = 1 << 20
-_MIN_RECORD = 15  # the smallest encoded record (framing.py): its header alone
 
 
 def segment_name(base_offset: int) -> str:
@@ -368,7 +368,7 @@ class Segment:
         # Otherwise look for the next frame start: the magic byte at its place, a plausible header, a valid CRC.
         q = 1
         while True:
-            q = data.find(bytes([MAGIC]), q + 12) - 12
+            q = data.find(bytes([MAGIC]), q + LEN_PREFIX) - LEN_PREFIX
             if q < 1:
                 return end_pos
             try:
@@ -443,7 +443,7 @@ class Segment:
             header = parse_header(os.pread(fd, HEADER_SIZE, pos), 0)
         except FrameError:
             return -1
-        if header.base_offset != self.end_offset or HEADER_SIZE + header.record_count * _MIN_RECORD > header.total_size:
+        if header.base_offset != self.end_offset or HEADER_SIZE + header.record_count * REC_SIZE > header.total_size:
             return -1
         return header.end_offset
 
@@ -454,3 +454,33 @@ class Segment:
             return parse_header(os.pread(fd, HEADER_SIZE, pos), 0).base_offset
         except FrameError:
             return None
+
+
+class FileCache:
+    """A bounded LRU of read-only descriptors shared by every log of an engine."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self._fds: OrderedDict[Path, int] = OrderedDict()
+
+    def get(self, path: Path) -> int:
+        fd = self._fds.get(path)
+        if fd is not None:
+            self._fds.move_to_end(path)
+            return fd
+        fd = os.open(path, os.O_RDONLY)
+        self._fds[path] = fd
+        while len(self._fds) > self.capacity:
+            _, old = self._fds.popitem(last=False)
+            os.close(old)
+        return fd
+
+    def forget(self, path: Path) -> None:
+        fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()

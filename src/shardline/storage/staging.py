@@ -31,16 +31,19 @@ import errno
 import operator
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .._fsutil import CutBackFailed, append_all
 from ._compiled import compiled
-from .framing import encode_frame_header
+from .framing import FRAME_RECORDS, encode_frame_header
+from .framing import REC as SEG_REC
+from .journal_scan import ID
 
-__all__ = ["ACCELERATED", "PyStageTable", "StageTable"]
+if TYPE_CHECKING:
+    from .log import ShardLog
 
-_SEG_REC = struct.Struct(">IIHBI")  # framing.py's record header: offset delta, arrival delta, key/ehk/data lengths
-_ID = struct.Struct(">IQ")  # what a journal record adds to the segment encoding: shard index, offset
+__all__ = ["ACCELERATED", "LogTable", "PyStageTable", "StageTable"]
+
 _U32 = struct.Struct(">I")
 
 # (slot = shard index, partition key UTF-8, explicit hash key ASCII or b"", data)
@@ -60,7 +63,7 @@ def newest_delta(records: Sequence[bytes]) -> int:
 
 def _key_data_bytes(record: bytes) -> int:
     """Partition key + data bytes of an encoded record: what a put counts."""
-    _, _, pk_len, _, data_len = _SEG_REC.unpack_from(record)
+    _, _, pk_len, _, data_len = SEG_REC.unpack_from(record)
     return int(pk_len + data_len)
 
 
@@ -285,8 +288,8 @@ class PyStageTable:
         rest = () if entry_type is None else (None,) * (len(entry_type._fields) - 2)  # the fields after the id
         make = tuple.__new__
         undo: list[tuple[int, int, int]] = []  # (slot, first and newest arrival before the record)
-        pack_id = _ID.pack
-        pack_seg = _SEG_REC.pack
+        pack_id = ID.pack
+        pack_seg = SEG_REC.pack
         join = b"".join
         pends, bases, firsts, maxes, put_bytes = self._pend, self._base, self._first, self._newest, self._bytes
         last = self.full_at - 1
@@ -336,3 +339,44 @@ _stagetable = compiled("_stagetable")
 # (the compiled table has the reference's methods: _stagetable.pyi)
 StageTable = PyStageTable if _stagetable is None else cast("type[PyStageTable]", _stagetable.StageTable)
 ACCELERATED = _stagetable is not None
+
+
+class LogTable:
+    """The logs of a group that takes puts together (one stream's shards), in a list indexed by slot (the shard
+    index), and their staged records in a ``StageTable`` (above) with the same slots. A log's next offset is
+    its slot's ``next_offset``: staging a record writes nothing but the record.
+
+    A put touches, per record, its slot of the stage table and no Python object of the shard: with 1,000 shards the
+    compiled table's per-shard state still fits the CPU caches (docs/architecture.md). ``ShardLog`` reads and
+    writes its own slot through properties."""
+
+    __slots__ = ("logs", "staged")
+
+    def __init__(self, entry: Any = None) -> None:
+        """``entry``: the NamedTuple of a staged record's result (see staging.py), None for no results."""
+        self.logs: list[ShardLog | None] = []
+        self.staged = StageTable(FRAME_RECORDS, entry)
+
+    def attach(self, slot: int, lg: ShardLog) -> None:
+        """Give ``slot`` to ``lg`` with empty write state (a slot belongs to one open log at a time)."""
+        if slot < 0:
+            raise ValueError(f"negative log slot {slot}")
+        grow = slot + 1 - len(self.logs)
+        if grow > 0:
+            self.logs.extend([None] * grow)
+            self.staged.grow(slot + 1)
+        held = self.logs[slot]
+        if held is not None and held is not lg:
+            raise ValueError(f"log slot {slot} is held by {held.directory}")
+        self.logs[slot] = lg
+        self.staged.reset(slot)
+
+    def next_offset(self, slot: int) -> int:
+        """The offset the next record of the log at ``slot`` gets: the staged batch's base plus the batch (a closed
+        log's slot keeps its final values)."""
+        return self.staged.next_offset(slot)
+
+    def detach(self, slot: int, lg: ShardLog) -> None:
+        """``lg`` is closed: free its slot (its last values stay readable through the closed log)."""
+        if 0 <= slot < len(self.logs) and self.logs[slot] is lg:
+            self.logs[slot] = None

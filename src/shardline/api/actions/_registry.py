@@ -7,7 +7,6 @@ from typing import Any
 
 from ...engine import Engine
 from ...models import Shard, StreamMode
-from ..shapes import Timestamp
 
 Params = dict[str, Any]
 Response = dict[str, Any]
@@ -48,7 +47,3 @@ def shard_out(s: Shard) -> Response:
 
 def mode_out(mode: StreamMode) -> Response:
     return {"StreamMode": mode.value}
-
-
-def ts(ms: int) -> Timestamp:
-    return Timestamp(ms)

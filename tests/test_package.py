@@ -1,0 +1,59 @@
+"""The package's public surface: what ``import shardline`` offers, and ``python -m shardline``."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import shardline
+
+PUBLIC = [
+    "ChildShard",
+    "Clock",
+    "Consumer",
+    "Engine",
+    "GetRecordsResult",
+    "HashKeyRange",
+    "ManualClock",
+    "PutRecordResult",
+    "PutRecordsEntry",
+    "PutRecordsRequestEntry",
+    "PutRecordsResult",
+    "Record",
+    "SequenceNumberRange",
+    "Settings",
+    "Shard",
+    "ShardIteratorType",
+    "StreamDescription",
+    "StreamDescriptionSummary",
+    "StreamMode",
+    "StreamStatus",
+    "SystemClock",
+    "__version__",
+    "errors",
+]
+
+
+def test_the_public_names_are_pinned() -> None:
+    """Adding or removing a public name is a decision: change this list with it."""
+    assert shardline.__all__ == PUBLIC
+    for name in PUBLIC:
+        assert getattr(shardline, name) is not None, name
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_python_dash_m_is_the_shardline_command() -> None:
+    script = shutil.which("shardline", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the shardline script is not installed beside this interpreter")
+    for args in (["--help"], ["serve", "--help"], ["no-such-command"]):
+        module = _run(sys.executable, "-m", "shardline", *args)
+        command = _run(script, *args)
+        assert (module.returncode, module.stdout, module.stderr) == (command.returncode, command.stdout, command.stderr)
