@@ -65,6 +65,7 @@ from .._fsutil import atomic_write
 from ..clock import Clock
 from .catalog import CUSTOM_PREFIX, METRICS
 from .notify import AlarmConfigError, Notifier, NotifyConfig, boolean, check_keys, fail, number, parse_notify
+from .statistic import percentile
 
 __all__ = [
     "ALARM",
@@ -108,7 +109,6 @@ _COMBINE: dict[str, Callable[[list[float]], float]] = {
     "SampleCount": sum,
     "Rate": sum,
 }
-_PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d+)?|100)$")
 TREATMENTS = ("missing", "notBreaching", "breaching", "ignore")
 SEVERITIES = ("info", "warning", "critical")
 EXTRA_PERIODS = 2
@@ -191,7 +191,7 @@ class AlarmRule:
         if not self.name:
             out.append(("name", "must not be empty"))
         choice("comparison", self.comparison, COMPARISONS)
-        if not _PERCENTILE.match(self.statistic):
+        if percentile(self.statistic) is None:
             choice("statistic", self.statistic, [*_COMBINE, "pNN"])
         choice("treat_missing_data", self.treat_missing_data, TREATMENTS)
         choice("severity", self.severity, SEVERITIES)
@@ -983,7 +983,7 @@ def _parse_rule(path: Path, where: str, v: Any) -> AlarmRule:
     cmp_key = "comparisonOperator" if "comparisonOperator" in v else "comparison"
     statistic = str(v.get("statistic", "Sum"))
     kind = METRICS[metric].kind if metric in METRICS else "summary"
-    if (statistic == "Rate" and kind != "counter") or (_PERCENTILE.match(statistic) and kind != "histogram"):
+    if (statistic == "Rate" and kind != "counter") or (percentile(statistic) is not None and kind != "histogram"):
         raise fail(path, f"{where}.statistic", f"{statistic!r} does not apply to {metric}, a {kind}")
     n = int(number(path, f"{where}.evaluationPeriods", v.get("evaluationPeriods", 1), 1, 86_400, integer=True))
     try:
