@@ -61,10 +61,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from .._config import ConfigFile
 from .._fsutil import atomic_write
 from ..clock import Clock
 from .catalog import CUSTOM_PREFIX, METRICS
-from .notify import AlarmConfigError, Notifier, NotifyConfig, boolean, check_keys, fail, number, parse_notify
+from .notify import AlarmConfigError, Notifier, NotifyConfig, parse_notify
 from .statistic import percentile
 
 __all__ = [
@@ -925,9 +926,10 @@ def parse_alarms(data: Any, path: Path) -> AlarmsConfig:
     where = "alarms"
     if data is None:
         return AlarmsConfig([], NotifyConfig(), AlarmDefaults())
+    cf = ConfigFile(path, AlarmConfigError)
     if not isinstance(data, dict):
-        raise fail(path, where, "must be a mapping with 'defaults', 'notify' and 'rules'")
-    check_keys(path, where, data, {"defaults", "notify", "rules", "definitions"})
+        raise cf.fail(where, "must be a mapping with 'defaults', 'notify' and 'rules'")
+    cf.check_keys(where, data, {"defaults", "notify", "rules", "definitions"})
     rules: list[AlarmRule] = []
     for key in ("rules", "definitions"):
         raw = data.get(key)
@@ -938,19 +940,19 @@ def parse_alarms(data: Any, path: Path) -> AlarmsConfig:
         elif isinstance(raw, list):
             items = [(f"{where}.{key}[{i}]", v) for i, v in enumerate(raw)]
         else:
-            raise fail(path, f"{where}.{key}", "must be a list of rules (or a mapping of rule name to rule)")
+            raise cf.fail(f"{where}.{key}", "must be a list of rules (or a mapping of rule name to rule)")
         for w, v in items:
-            rule = _parse_rule(path, w, v)
+            rule = _parse_rule(cf, w, v)
             if any(r.name == rule.name for r in rules):
-                raise fail(path, f"{w}.name", f"{rule.name!r} is used by another rule; names must be unique")
+                raise cf.fail(f"{w}.name", f"{rule.name!r} is used by another rule; names must be unique")
             rules.append(rule)
     notify = parse_notify(data.get("notify"), path, f"{where}.notify")
-    return AlarmsConfig(rules, notify, _parse_defaults(path, f"{where}.defaults", data.get("defaults")))
+    return AlarmsConfig(rules, notify, _parse_defaults(cf, f"{where}.defaults", data.get("defaults")))
 
 
-def _metric(path: Path, where: str, name: Any) -> str:
+def _metric(cf: ConfigFile, where: str, name: Any) -> str:
     if not isinstance(name, str) or not name:
-        raise fail(path, where, "must be a metric name such as shardline_esm_iterator_age_seconds")
+        raise cf.fail(where, "must be a metric name such as shardline_esm_iterator_age_seconds")
     if name in METRICS or name.startswith(CUSTOM_PREFIX):
         return name
     cw = [m.name for m in METRICS.values() if re.search(rf"(^|[\s/]){re.escape(name)}(\s|$)", m.cloudwatch)]
@@ -959,58 +961,56 @@ def _metric(path: Path, where: str, name: Any) -> str:
         suffix = f" (CloudWatch's {name} is {' or '.join(cw)}, in base units)"
     else:
         suffix = f" (did you mean '{hint[0]}'?)" if hint else f" (allowed: a shardline_ metric or {CUSTOM_PREFIX}*)"
-    raise fail(path, where, f"unknown metric {name!r}{suffix}")
+    raise cf.fail(where, f"unknown metric {name!r}{suffix}")
 
 
-def _parse_rule(path: Path, where: str, v: Any) -> AlarmRule:
+def _parse_rule(cf: ConfigFile, where: str, v: Any) -> AlarmRule:
     if not isinstance(v, dict):
-        raise fail(path, where, "must be a mapping with at least 'name', 'metric' and 'threshold'")
-    check_keys(path, where, v, _RULE_KEYS)
+        raise cf.fail(where, "must be a mapping with at least 'name', 'metric' and 'threshold'")
+    cf.check_keys(where, v, _RULE_KEYS)
     for key in ("name", "metric", "threshold"):
         if key not in v:
-            raise fail(path, f"{where}.{key}", "is required")
+            raise cf.fail(f"{where}.{key}", "is required")
     if not isinstance(v["name"], str) or not v["name"]:
-        raise fail(path, f"{where}.name", "must be a non-empty string")
-    metric = _metric(path, f"{where}.metric", v["metric"])
+        raise cf.fail(f"{where}.name", "must be a non-empty string")
+    metric = _metric(cf, f"{where}.metric", v["metric"])
     if v.get("type", "static") != "static":
-        raise fail(path, f"{where}.type", f"{v['type']!r} is not supported (allowed: static)")
+        raise cf.fail(f"{where}.type", f"{v['type']!r} is not supported (allowed: static)")
     threshold = v["threshold"]
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
-        raise fail(path, f"{where}.threshold", f"{threshold!r} is not a number")
+        raise cf.fail(f"{where}.threshold", f"{threshold!r} is not a number")
     group_by = [v["groupBy"]] if isinstance(v.get("groupBy"), str) else v.get("groupBy", [])
     if not isinstance(group_by, list) or not all(isinstance(g, str) for g in group_by):
-        raise fail(path, f"{where}.groupBy", "must be a list of label names")
+        raise cf.fail(f"{where}.groupBy", "must be a list of label names")
     cmp_key = "comparisonOperator" if "comparisonOperator" in v else "comparison"
     statistic = str(v.get("statistic", "Sum"))
     kind = METRICS[metric].kind if metric in METRICS else "summary"
     if (statistic == "Rate" and kind != "counter") or (percentile(statistic) is not None and kind != "histogram"):
-        raise fail(path, f"{where}.statistic", f"{statistic!r} does not apply to {metric}, a {kind}")
-    n = int(number(path, f"{where}.evaluationPeriods", v.get("evaluationPeriods", 1), 1, 86_400, integer=True))
+        raise cf.fail(f"{where}.statistic", f"{statistic!r} does not apply to {metric}, a {kind}")
+    n = cf.integer(f"{where}.evaluationPeriods", v.get("evaluationPeriods", 1), 1, 86_400)
     try:
         return AlarmRule(
             name=v["name"],
             metric=metric,
-            labels=_labels(path, where, v, metric),
+            labels=_labels(cf, where, v, metric),
             threshold=float(threshold),
             comparison=v.get(cmp_key, "GreaterThanOrEqualToThreshold"),
             statistic=statistic,
-            period_s=int(number(path, f"{where}.period", v.get("period", 60), 1, 86_400, integer=True)),
+            period_s=cf.integer(f"{where}.period", v.get("period", 60), 1, 86_400),
             evaluation_periods=n,
-            datapoints_to_alarm=int(
-                number(path, f"{where}.datapointsToAlarm", v.get("datapointsToAlarm", n), 1, n, integer=True)
-            ),
+            datapoints_to_alarm=cf.integer(f"{where}.datapointsToAlarm", v.get("datapointsToAlarm", n), 1, n),
             treat_missing_data=v.get("treatMissingData", "missing"),
             severity=v.get("severity", "warning"),
             description=str(v.get("description", "")),
-            enabled=boolean(path, f"{where}.enabled", v.get("enabled", True)),
+            enabled=cf.boolean(f"{where}.enabled", v.get("enabled", True)),
             group_by=tuple(group_by),
         )
     except InvalidRule as exc:
         key = cmp_key if exc.field_name == "comparison" else _FIELD_KEYS.get(exc.field_name, exc.field_name)
-        raise fail(path, f"{where}.{key}", exc.message) from None
+        raise cf.fail(f"{where}.{key}", exc.message) from None
 
 
-def _labels(path: Path, where: str, v: dict[str, Any], metric: str) -> dict[str, str]:
+def _labels(cf: ConfigFile, where: str, v: dict[str, Any], metric: str) -> dict[str, str]:
     key = "labels" if "labels" in v else "dimensions"
     raw = v.get(key, {})
     if isinstance(raw, list):  # CloudFormation: [{Name: ..., Value: ...}]
@@ -1020,66 +1020,66 @@ def _labels(path: Path, where: str, v: dict[str, Any], metric: str) -> dict[str,
         ]
         for i, (name, value) in enumerate(pairs):
             if not isinstance(name, str) or value is None:
-                raise fail(path, f"{where}.{key}[{i}]", "must be {Name: ..., Value: ...}")
+                raise cf.fail(f"{where}.{key}[{i}]", "must be {Name: ..., Value: ...}")
         raw = dict(pairs)
     if not isinstance(raw, dict):
-        raise fail(path, f"{where}.{key}", "must be a mapping of label name to value")
+        raise cf.fail(f"{where}.{key}", "must be a mapping of label name to value")
     out = {_DIMENSIONS.get(str(k), str(k)): str(val) for k, val in raw.items()}
     known = METRICS[metric].labels if metric in METRICS else ()
     for label in out:
         if known and label not in known:
-            raise fail(path, f"{where}.{key}.{label}", f"{metric} has no such label (allowed: {', '.join(known)})")
+            raise cf.fail(f"{where}.{key}.{label}", f"{metric} has no such label (allowed: {', '.join(known)})")
     return out
 
 
-def _parse_defaults(path: Path, where: str, data: Any) -> AlarmDefaults:
+def _parse_defaults(cf: ConfigFile, where: str, data: Any) -> AlarmDefaults:
     if data is None or isinstance(data, bool):
         return AlarmDefaults(enabled=data is not False)
     if not isinstance(data, dict):
-        raise fail(path, where, "must be a mapping (or false to turn every built-in rule off)")
-    check_keys(path, where, data, _DEFAULT_KEYS)
+        raise cf.fail(where, "must be a mapping (or false to turn every built-in rule off)")
+    cf.check_keys(where, data, _DEFAULT_KEYS)
     base = AlarmDefaults()
     ratios = base.iterator_age_ratios
     age = data.get("iteratorAgeRetention", True)
     if isinstance(age, dict):
-        check_keys(path, f"{where}.iteratorAgeRetention", age, {"warning", "critical"})
+        cf.check_keys(f"{where}.iteratorAgeRetention", age, {"warning", "critical"})
         ratios = tuple(
-            (number(path, f"{where}.iteratorAgeRetention.{sev}", age.get(sev, r), 0.01, 1), sev) for r, sev in ratios
+            (cf.number(f"{where}.iteratorAgeRetention.{sev}", age.get(sev, r), 0.01, 1), sev) for r, sev in ratios
         )
-    elif not boolean(path, f"{where}.iteratorAgeRetention", age):
+    elif not cf.boolean(f"{where}.iteratorAgeRetention", age):
         ratios = ()
     fc = data.get("forecast", True)
     horizon, window = base.forecast_horizon_s, base.forecast_window_s
     if isinstance(fc, dict):
-        check_keys(path, f"{where}.forecast", fc, {"enabled", "horizonMinutes", "windowMinutes"})
-        horizon = round(60 * number(path, f"{where}.forecast.horizonMinutes", fc.get("horizonMinutes", 60), 1, 1e5))
-        window = round(60 * number(path, f"{where}.forecast.windowMinutes", fc.get("windowMinutes", 10), 1, 50))
-        forecast = boolean(path, f"{where}.forecast.enabled", fc.get("enabled", True))
+        cf.check_keys(f"{where}.forecast", fc, {"enabled", "horizonMinutes", "windowMinutes"})
+        horizon = round(60 * cf.number(f"{where}.forecast.horizonMinutes", fc.get("horizonMinutes", 60), 1, 1e5))
+        window = round(60 * cf.number(f"{where}.forecast.windowMinutes", fc.get("windowMinutes", 10), 1, 50))
+        forecast = cf.boolean(f"{where}.forecast.enabled", fc.get("enabled", True))
     else:
-        forecast = boolean(path, f"{where}.forecast", fc)
+        forecast = cf.boolean(f"{where}.forecast", fc)
     ab = data.get("abandonedAfterHours", 168)
     by_stream: dict[str, int | None] = {}
     if isinstance(ab, dict):
-        check_keys(path, f"{where}.abandonedAfterHours", ab, {"default", "streams"})
+        cf.check_keys(f"{where}.abandonedAfterHours", ab, {"default", "streams"})
         streams = ab.get("streams") or {}
         if not isinstance(streams, dict):
-            raise fail(path, f"{where}.abandonedAfterHours.streams", "must be a mapping of stream name to hours")
-        by_stream = {str(k): _hours(path, f"{where}.abandonedAfterHours.streams.{k}", h) for k, h in streams.items()}
+            raise cf.fail(f"{where}.abandonedAfterHours.streams", "must be a mapping of stream name to hours")
+        by_stream = {str(k): _hours(cf, f"{where}.abandonedAfterHours.streams.{k}", h) for k, h in streams.items()}
         ab = ab.get("default", 168)
-        after = _hours(path, f"{where}.abandonedAfterHours.default", ab)
+        after = _hours(cf, f"{where}.abandonedAfterHours.default", ab)
     else:
-        after = _hours(path, f"{where}.abandonedAfterHours", ab)
+        after = _hours(cf, f"{where}.abandonedAfterHours", ab)
     pp = data.get("poisonPillMinutes", 15)
-    poison = None if pp is False else round(60 * number(path, f"{where}.poisonPillMinutes", pp, 1, 1e5))
+    poison = None if pp is False else round(60 * cf.number(f"{where}.poisonPillMinutes", pp, 1, 1e5))
     disable = [data["disable"]] if isinstance(data.get("disable"), str) else data.get("disable", [])
     if not isinstance(disable, list) or not all(isinstance(p, str) for p in disable):
-        raise fail(path, f"{where}.disable", "must be a list of rule names or patterns such as 'stream:*:read-*'")
-    period = int(number(path, f"{where}.period", data.get("period", 60), 1, 3600, integer=True))
+        raise cf.fail(f"{where}.disable", "must be a list of rule names or patterns such as 'stream:*:read-*'")
+    period = cf.integer(f"{where}.period", data.get("period", 60), 1, 3600)
     if 60 % period and period % 60:
-        raise fail(path, f"{where}.period", f"{period} is not allowed (allowed: a divisor of 60 or a multiple of 60)")
+        raise cf.fail(f"{where}.period", f"{period} is not allowed (allowed: a divisor of 60 or a multiple of 60)")
 
     def flag(key: str) -> bool:
-        return boolean(path, f"{where}.{key}", data.get(key, True))
+        return cf.boolean(f"{where}.{key}", data.get(key, True))
 
     return AlarmDefaults(
         enabled=flag("enabled"),
@@ -1101,8 +1101,8 @@ def _parse_defaults(path: Path, where: str, data: Any) -> AlarmDefaults:
     )
 
 
-def _hours(path: Path, where: str, value: Any) -> int | None:
+def _hours(cf: ConfigFile, where: str, value: Any) -> int | None:
     """Hours to seconds; false turns the rule off."""
     if value is False:
         return None
-    return round(3600 * number(path, where, value, 0.01, 87_600))
+    return round(3600 * cf.number(where, value, 0.01, 87_600))
