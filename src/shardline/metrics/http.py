@@ -50,6 +50,7 @@ from .catalog import METRICS
 from .overview import MonitoringSource, NoSuchStream
 from .prometheus import CONTENT_TYPE, render
 from .series import STATS, PreparedQuery, is_counter
+from .statistic import percentile
 
 __all__ = ["MetricsApp"]
 
@@ -232,7 +233,7 @@ class MetricsApp:
         known = METRICS.get(name)
         counter = is_counter(name) or (known is not None and known.kind == "counter")
         stat = _get(params, "stat") or ("Rate" if counter else "Average")
-        if stat not in STATS and not (stat.startswith("p") and stat[1:].replace(".", "", 1).isdigit()):
+        if stat not in STATS and percentile(stat) is None:
             raise BadRequest(f"stat must be one of {', '.join(STATS)} or a percentile such as p99, not {stat!r}")
         return _Query(name, labels, stat, period, start, end)
 

@@ -24,7 +24,6 @@ alarms:
 from __future__ import annotations
 
 import asyncio
-import difflib
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..runtime.config import ConfigError
+from .._config import ConfigError, ConfigFile
 
 __all__ = [
     "STATES",
@@ -229,63 +228,36 @@ def build_notifiers(cfg: NotifyConfig) -> list[Notifier]:
     return out
 
 
-def fail(path: Path, where: str, message: str) -> AlarmConfigError:
-    return AlarmConfigError(f"{path}: {where}: {message}")
-
-
-def check_keys(path: Path, where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
-    for key in data:
-        if key not in allowed:
-            hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            suffix = f" (did you mean '{hint[0]}'?)" if hint else f"; allowed: {', '.join(sorted(allowed))}"
-            raise fail(path, f"{where}.{key}", f"unknown key{suffix}")
-
-
-def number(path: Path, where: str, value: Any, lo: float, hi: float, *, integer: bool = False) -> float:
-    kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
-        raise fail(path, where, f"{value!r} is not {kind} (allowed: {lo:g}..{hi:g})")
-    if not lo <= value <= hi:
-        raise fail(path, where, f"{value!r} is out of range (allowed: {lo:g}..{hi:g})")
-    return float(value)
-
-
-def boolean(path: Path, where: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise fail(path, where, f"{value!r} is not allowed (allowed: true, false)")
-    return value
-
-
-def _states(path: Path, where: str, value: Any) -> frozenset[str]:
+def _states(cf: ConfigFile, where: str, value: Any) -> frozenset[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value:
-        raise fail(path, where, f"must be a list of states (allowed: {', '.join(STATES)})")
+        raise cf.fail(where, f"must be a list of states (allowed: {', '.join(STATES)})")
     for s in value:
         if s not in STATES:
-            raise fail(path, where, f"{s!r} is not a state (allowed: {', '.join(STATES)})")
+            raise cf.fail(where, f"{s!r} is not a state (allowed: {', '.join(STATES)})")
     return frozenset(value)
 
 
-def _webhook(path: Path, where: str, value: Any) -> WebhookConfig:
+def _webhook(cf: ConfigFile, where: str, value: Any) -> WebhookConfig:
     if isinstance(value, str):
         value = {"url": value}
     if not isinstance(value, dict):
-        raise fail(path, where, "must be a URL or a mapping with 'url'")
-    check_keys(path, where, value, {"url", "retries", "backoffSeconds", "timeoutSeconds", "headers", "states"})
+        raise cf.fail(where, "must be a URL or a mapping with 'url'")
+    cf.check_keys(where, value, {"url", "retries", "backoffSeconds", "timeoutSeconds", "headers", "states"})
     url = value.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise fail(path, f"{where}.url", f"{url!r} is not allowed (allowed: an http:// or https:// URL)")
+        raise cf.fail(f"{where}.url", f"{url!r} is not allowed (allowed: an http:// or https:// URL)")
     headers = value.get("headers") or {}
     if not isinstance(headers, dict):
-        raise fail(path, f"{where}.headers", "must be a mapping of header name to value")
+        raise cf.fail(f"{where}.headers", "must be a mapping of header name to value")
     return WebhookConfig(
         url=url,
-        retries=int(number(path, f"{where}.retries", value.get("retries", 3), 0, 20, integer=True)),
-        backoff_s=number(path, f"{where}.backoffSeconds", value.get("backoffSeconds", 1), 0, 300),
-        timeout_s=number(path, f"{where}.timeoutSeconds", value.get("timeoutSeconds", 5), 0.1, 120),
+        retries=cf.integer(f"{where}.retries", value.get("retries", 3), 0, 20),
+        backoff_s=cf.number(f"{where}.backoffSeconds", value.get("backoffSeconds", 1), 0, 300),
+        timeout_s=cf.number(f"{where}.timeoutSeconds", value.get("timeoutSeconds", 5), 0.1, 120),
         headers={str(k): str(v) for k, v in headers.items()},
-        states=_states(path, f"{where}.states", value["states"]) if "states" in value else None,
+        states=_states(cf, f"{where}.states", value["states"]) if "states" in value else None,
     )
 
 
@@ -293,13 +265,14 @@ def parse_notify(data: Any, path: Path, where: str = "alarms.notify") -> NotifyC
     """The ``notify`` mapping; a relative ``file`` is resolved against the directory of ``path``."""
     if data is None:
         return NotifyConfig()
+    cf = ConfigFile(path, AlarmConfigError)
     if not isinstance(data, dict):
-        raise fail(path, where, "must be a mapping with 'log', 'file', 'webhook' or 'states'")
-    check_keys(path, where, data, {"log", "file", "webhook", "webhooks", "states"})
+        raise cf.fail(where, "must be a mapping with 'log', 'file', 'webhook' or 'states'")
+    cf.check_keys(where, data, {"log", "file", "webhook", "webhooks", "states"})
     file: Path | None = None
     if data.get("file") not in (None, False):
         if not isinstance(data["file"], str) or not data["file"]:
-            raise fail(path, f"{where}.file", "must be the path of a JSONL file (relative to the config file)")
+            raise cf.fail(f"{where}.file", "must be the path of a JSONL file (relative to the config file)")
         file = (path.parent / data["file"]).resolve()
     hooks: list[WebhookConfig] = []
     for key in ("webhook", "webhooks"):
@@ -308,12 +281,11 @@ def parse_notify(data: Any, path: Path, where: str = "alarms.notify") -> NotifyC
             continue
         items = raw if isinstance(raw, list) else [raw]
         hooks += [
-            _webhook(path, f"{where}.{key}" + (f"[{i}]" if isinstance(raw, list) else ""), v)
-            for i, v in enumerate(items)
+            _webhook(cf, f"{where}.{key}" + (f"[{i}]" if isinstance(raw, list) else ""), v) for i, v in enumerate(items)
         ]
     return NotifyConfig(
-        log=boolean(path, f"{where}.log", data.get("log", True)),
+        log=cf.boolean(f"{where}.log", data.get("log", True)),
         file=file,
         webhooks=tuple(hooks),
-        states=_states(path, f"{where}.states", data["states"]) if "states" in data else None,
+        states=_states(cf, f"{where}.states", data["states"]) if "states" in data else None,
     )

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import struct
 import sys
 import zlib
@@ -45,6 +44,7 @@ import orjson
 
 from .._fsutil import atomic_write
 from .query import Geometry, HistogramSlots, PreparedQuery, aggregate, bucket_quantile, copy_slots, statistic
+from .statistic import STATS, percentile
 
 __all__ = [
     "STATS",
@@ -61,8 +61,6 @@ log = logging.getLogger("shardline.metrics")
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
-STATS = ("Average", "Maximum", "Minimum", "Sum", "SampleCount", "Rate")
-_PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")
 _COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
 _MAGIC = b"SLTS"
 _VERSION = 1
@@ -313,8 +311,8 @@ class SeriesStore:
         """Check a query (as ``query`` takes it) and copy the slots it reads, on the thread that records: the
         PreparedQuery then computes the points on any thread while the store goes on recording. ``max_series``
         and ``max_values`` (series × points) bound what the answer may hold; a query over either is refused."""
-        pct = _PERCENTILE.match(stat)
-        if stat not in STATS and pct is None:
+        quantile = percentile(stat)
+        if stat not in STATS and quantile is None:
             raise ValueError(f"stat must be one of {', '.join(STATS)} or pNN, not {stat!r}")
         if period_s < 1:
             raise ValueError("period must be at least 1 second")
@@ -324,12 +322,13 @@ class SeriesStore:
         if n > MAX_QUERY_POINTS:
             raise ValueError(f"{n} points requested; at most {MAX_QUERY_POINTS} per series (use a longer period)")
         want = dict(labels or {})
-        quantile = None if pct is None else float(pct.group(1))
         direct = [k for k in self._by_name.get(name, ()) if _matches(k, want)]
         counts = (
-            [] if direct and pct is None else [k for k in self._by_name.get(f"{name}_count", ()) if _matches(k, want)]
+            []
+            if direct and quantile is None
+            else [k for k in self._by_name.get(f"{name}_count", ()) if _matches(k, want)]
         )
-        matched = len(direct) if direct and pct is None else len(counts)
+        matched = len(direct) if direct and quantile is None else len(counts)
         if max_series is not None and matched > max_series:
             raise ValueError(
                 f"{matched} series match; at most {max_series} per query (narrow it with label.<name>=<value>)"
@@ -341,7 +340,7 @@ class SeriesStore:
             )
         g = self._geometry()
         end = first + n * period_s
-        if direct and pct is None:
+        if direct and quantile is None:
             if stat == "Rate" and not is_counter(name):
                 raise ValueError(f"Rate applies to counters; {name} is a gauge")
             copies = tuple((key[1], copy_slots(self._series[key], g, first, end)) for key in direct)

@@ -34,7 +34,6 @@ reported with the file, the key path and what is allowed, before anything starts
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import time
@@ -45,6 +44,7 @@ from typing import Any
 
 import yaml
 
+from .._config import ConfigError, ConfigFile
 from .filters import FilterError, RecordFilter
 from .functions import FunctionConfig
 from .mapping import DestinationConfig, MappingConfig
@@ -77,10 +77,6 @@ _FUNCTION_KEYS = {"handler", "timeout", "memorySize", "environment", "reservedCo
 _STREAM_KEYS = {"shards", "retentionHours", "mode"}
 
 
-class ConfigError(ValueError):
-    """An invalid project file. The message names the file, the key and what is allowed."""
-
-
 @dataclass(frozen=True)
 class StreamSpec:
     name: str
@@ -107,33 +103,11 @@ class ProjectConfig:
         return [(f, m) for f in self.functions.values() for m in f.mappings]
 
 
-class _Ctx:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, where: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.path}: {where}: {message}" if where else f"{self.path}: {message}")
-
-    def check_keys(self, where: str, data: dict[str, Any], allowed: set[str]) -> None:
-        for key in data:
-            if key not in allowed:
-                hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-                suffix = f" (did you mean '{hint[0]}'?)" if hint else f"; allowed: {', '.join(sorted(allowed))}"
-                raise self.fail(f"{where}.{key}" if where else str(key), f"unknown key{suffix}")
-
-    def integer(self, where: str, value: Any, lo: int, hi: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(where, f"{value!r} is not an integer (allowed: {lo}..{hi})")
-        if not lo <= value <= hi:
-            raise self.fail(where, f"{value} is out of range (allowed: {lo}..{hi})")
-        return value
-
-
 def load_config(
     path: Path, *, region: str = "us-east-1", account_id: str = "000000000000", now_ms: int | None = None
 ) -> ProjectConfig:
     """``now_ms`` (default: the wall clock) is what a StartingPositionTimestamp must not be after."""
-    ctx = _Ctx(path)
+    ctx = ConfigFile(path)
     if now_ms is None:
         now_ms = time.time_ns() // 1_000_000
     try:
@@ -158,7 +132,7 @@ def load_config(
     return ProjectConfig(path, streams, functions, raw.get("alarms"))
 
 
-def _streams(ctx: _Ctx, data: Any) -> dict[str, StreamSpec]:
+def _streams(ctx: ConfigFile, data: Any) -> dict[str, StreamSpec]:
     if not isinstance(data, dict):
         raise ctx.fail("streams", "must be a mapping of stream name to settings")
     out: dict[str, StreamSpec] = {}
@@ -182,7 +156,7 @@ def _streams(ctx: _Ctx, data: Any) -> dict[str, StreamSpec]:
 
 
 def _function(
-    ctx: _Ctx,
+    ctx: ConfigFile,
     name: str,
     spec: Any,
     *,
@@ -249,7 +223,7 @@ def _function(
 
 
 def _mapping(
-    ctx: _Ctx,
+    ctx: ConfigFile,
     where: str,
     ev: Any,
     *,
@@ -317,7 +291,9 @@ def _mapping(
     return cfg
 
 
-def _destination(ctx: _Ctx, where: str, value: Any, streams: dict[str, StreamSpec], base: Path) -> DestinationConfig:
+def _destination(
+    ctx: ConfigFile, where: str, value: Any, streams: dict[str, StreamSpec], base: Path
+) -> DestinationConfig:
     if not isinstance(value, dict) or set(value) != {"onFailure"}:
         raise ctx.fail(where, "must be {onFailure: {type: stream, name: ...}} or {onFailure: {type: file, path: ...}}")
     d = value["onFailure"]

@@ -1,0 +1,85 @@
+"""The checks shared by every section of shardline.yml: one wording for a wrong key, number or switch, whether the
+project loader or the alarm parser finds it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shardline._config import ConfigError, ConfigFile
+from shardline.metrics.alarms import AlarmConfigError, parse_alarms
+from shardline.runtime.config import load_config
+
+PATH = Path("/srv/app/shardline.yml")
+CF = ConfigFile(PATH)
+
+
+def message(exc: pytest.ExceptionInfo[ConfigError]) -> str:
+    return str(exc.value).removeprefix(f"{PATH}: ")
+
+
+def test_a_failure_names_the_file_and_the_key_path() -> None:
+    assert str(CF.fail("streams.s", "is wrong")) == f"{PATH}: streams.s: is wrong"
+    assert str(CF.fail("", "must be a mapping")) == f"{PATH}: must be a mapping"
+    assert type(ConfigFile(PATH, AlarmConfigError).fail("alarms", "x")) is AlarmConfigError
+
+
+def test_an_unknown_key_gets_the_closest_known_one_or_the_list() -> None:
+    with pytest.raises(ConfigError) as err:
+        CF.check_keys("streams.s", {"shard": 1}, {"shards", "mode"})
+    assert message(err) == "streams.s.shard: unknown key (did you mean 'shards'?)"
+    with pytest.raises(ConfigError) as err:
+        CF.check_keys("", {"zzz": 1}, {"streams", "functions"})
+    assert message(err) == "zzz: unknown key; allowed: functions, streams"
+
+
+@pytest.mark.parametrize(
+    ("value", "lo", "hi", "expected"),
+    [
+        ("3", 1, 10, "x: '3' is not an integer (allowed: 1..10)"),
+        (True, 1, 10, "x: True is not an integer (allowed: 1..10)"),
+        (2.0, 1, 10, "x: 2.0 is not an integer (allowed: 1..10)"),
+        (0, 1, 86_400, "x: 0 is out of range (allowed: 1..86400)"),
+        # a bound is written as given, never in exponent form
+        (2_000_000, 1, 1_000_000, "x: 2000000 is out of range (allowed: 1..1000000)"),
+    ],
+)
+def test_integers(value: object, lo: int, hi: int, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        CF.integer("x", value, lo, hi)
+    assert message(err) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "lo", "hi", "expected"),
+    [
+        ("week", 0.01, 87_600, "x: 'week' is not a number (allowed: 0.01..87600)"),
+        (False, 0, 300, "x: False is not a number (allowed: 0..300)"),
+        (2, 0.01, 1, "x: 2 is out of range (allowed: 0.01..1)"),
+        (0.0, 1, 1e5, "x: 0.0 is out of range (allowed: 1..100000)"),
+    ],
+)
+def test_numbers(value: object, lo: float, hi: float, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        CF.number("x", value, lo, hi)
+    assert message(err) == expected
+
+
+def test_values_within_bounds_are_returned() -> None:
+    assert CF.integer("x", 5, 1, 10) == 5 and CF.number("x", 7, 0.5, 10) == 7.0 and CF.boolean("x", False) is False
+    with pytest.raises(ConfigError) as err:
+        CF.boolean("x", "yes")
+    assert message(err) == "x: 'yes' is not allowed (allowed: true, false)"
+
+
+def test_the_project_loader_and_the_alarm_parser_word_a_wrong_key_alike(tmp_path: Path) -> None:
+    path = tmp_path / "shardline.yml"
+    path.write_text("streams:\n  s: {shards: 1, retention: 24}\n")
+    with pytest.raises(ConfigError) as project:
+        load_config(path)
+    with pytest.raises(AlarmConfigError) as alarms:
+        parse_alarms({"defaults": {"retention": 24}}, path)
+    assert str(project.value) == f"{path}: streams.s.retention: unknown key (did you mean 'retentionHours'?)"
+    assert str(alarms.value) == f"{path}: alarms.defaults.retention: unknown key (did you mean 'iteratorAgeRetention'?)"
+    assert isinstance(alarms.value, ConfigError)  # the CLI reports both kinds the same way
