@@ -15,7 +15,7 @@ from shardline.engine import Engine
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "shardline"
 
-LEAVES = {"errors", "models", "settings", "clock", "_fsutil", "_config"}
+LEAVES = {"errors", "models", "settings", "clock", "_fsutil", "_config", "_tasks"}
 # layer -> the layers it may import (besides itself)
 ALLOWED: dict[str, set[str]] = {
     "leaf": set(),

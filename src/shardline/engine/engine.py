@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .._tasks import cancel_and_wait
 from ..clock import Clock, SystemClock
 from ..settings import Settings
 from ..storage.catalog import Catalog, DamagedStream
@@ -198,12 +198,7 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         if self._closed:
             return
         self._closed = True
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        self._tasks.clear()
+        await cancel_and_wait(self._tasks)
         await self.committer.close()
         try:
             self._close_logs()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from .._tasks import cancel_and_wait
 from ..clock import Clock
 from ..engine import Engine
 from ..runtime.functions import FunctionPool, InvocationResult
@@ -120,12 +121,7 @@ class Monitor:
 
     async def stop(self) -> None:
         self.running = False
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        self._tasks.clear()
+        await cancel_and_wait(self._tasks)
         if self._writing is not None:
             with contextlib.suppress(Exception):
                 await self._writing
