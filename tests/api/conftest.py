@@ -1,15 +1,14 @@
 """API tests: the ASGI app called in-process (no sockets) over an engine on tmp_path with a ManualClock.
 
-Each test gets one event loop; ``async def`` tests run on it through the hook below, so the app (whose lifespan
-opened the engine on that loop) and the test body share it. Requests are plain ASGI calls: a scope, a ``receive``
-that hands out the body (optionally in chunks), a ``send`` that collects the response.
+``async def`` tests run on the test's ``loop`` (the root conftest's, as are ``clock`` and the hook), so the app
+(whose lifespan opened the engine on that loop) and the test body share it. Requests are plain ASGI calls: a scope,
+a ``receive`` that hands out the body (optionally in chunks), a ``send`` that collects the response.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -24,41 +23,11 @@ from shardline.api.app import KinesisApp
 from shardline.api.auth import SigV4Verifier
 from shardline.api.shapes import outputless
 
-START_MS = 1_700_000_000_000
 ACCOUNT = "000000000000"
 REGION = "us-east-1"
 SERVICE = "Kinesis_20131202"
 JSON_TYPE = "application/x-amz-json-1.1"
 CBOR_TYPE = "application/x-amz-cbor-1.1"
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    fn = pyfuncitem.obj
-    if not inspect.iscoroutinefunction(fn):
-        return None
-    loop: asyncio.AbstractEventLoop = pyfuncitem.funcargs["loop"]  # type: ignore[assignment]
-    kwargs = {name: pyfuncitem.funcargs[name] for name in inspect.signature(fn).parameters}
-    loop.run_until_complete(fn(**kwargs))
-    return True
-
-
-@pytest.fixture(autouse=True)
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    yield lp
-    pending = [t for t in asyncio.all_tasks(lp) if not t.done()]
-    for t in pending:
-        t.cancel()
-    if pending:
-        lp.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    lp.run_until_complete(lp.shutdown_default_executor())
-    lp.close()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START_MS)
 
 
 # ----------------------------------------------------------------- raw ASGI client

@@ -18,13 +18,13 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from _shardline import START_MS
 from shardline.api.actions import ACTIONS
 from shardline.api.auth import SIGNATURE_MISMATCH, SigV4Verifier
 
 JSON_TYPE = "application/x-amz-json-1.1"
 CBOR_TYPE = "application/x-amz-cbor-1.1"
 ACCOUNT = "000000000000"
-START_MS = 1_700_000_000_000
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 NO_OPERATION = "Unable to determine service/operation name to be authorized"
 

@@ -8,11 +8,13 @@ import hashlib
 from typing import Any
 
 import pytest
-from _wire_cases import INTEGER, LIST, STRING, STRUCTURE, blob_cases, nest, one_error
+
+from _shardline import START_MS
+
+from ._wire_cases import INTEGER, LIST, STRING, STRUCTURE, blob_cases, nest, one_error
 
 ACCOUNT = "000000000000"
 ARN = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/"
-START_MS = 1_700_000_000_000
 HALF = 1 << 127
 MAX_KEY = (1 << 128) - 1
 HASH_KEY_PATTERN = r"^(0|([1-9]\d{0,38}))$"

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _wire_cases import INTEGER, STRING, STRUCTURE, nest, one_error
+
+from _shardline import START_MS
+
+from ._wire_cases import INTEGER, STRING, STRUCTURE, nest, one_error
 
 ACCOUNT = "000000000000"
 ARN = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/"
-START_MS = 1_700_000_000_000
 HALF = 1 << 127
 MAX_KEY = (1 << 128) - 1
 THIRD = (1 << 128) // 3

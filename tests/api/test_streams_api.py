@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _wire_cases import BOOLEAN, INTEGER, LIST, MAP, STRING, STRUCTURE, nest, one_error
+
+from ._wire_cases import BOOLEAN, INTEGER, LIST, MAP, STRING, STRUCTURE, nest, one_error
 
 ACCOUNT = "000000000000"
 ARN = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/"

@@ -27,12 +27,13 @@ from typing import Any
 import boto3
 import orjson
 import pytest
-from _e2e import wait_for_no_workers, worker_pids
 from botocore.config import Config
 
 from shardline import Engine
 from shardline.runtime.redrive import read_messages
 from shardline.runtime.source import EngineSource
+
+from ._e2e import wait_for_no_workers, worker_pids
 
 pytestmark = pytest.mark.slow
 

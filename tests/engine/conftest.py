@@ -1,13 +1,12 @@
 """Engine behaviour tests: one event loop and one ManualClock per test, engines over tmp_path.
 
-``async def`` tests run through the hook below on the test's ``loop`` (the one the ``kit`` and ``engine`` fixtures
-open engines on), or on a fresh loop when they use neither. Nobody sleeps: tests move time with ``clock.advance``.
+``async def`` tests run on the test's ``loop`` (the one the ``kit`` and ``engine`` fixtures open engines on; the
+``loop`` and ``clock`` fixtures are the root conftest's). Nobody sleeps: tests move time with ``clock.advance``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,40 +16,7 @@ import pytest
 
 from shardline import Engine, ManualClock, Record, Settings, Shard
 
-START_MS = 1_700_000_000_000
 MAX_KEY = (1 << 128) - 1
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    fn = pyfuncitem.obj
-    if not inspect.iscoroutinefunction(fn):
-        return None
-    kwargs = {name: pyfuncitem.funcargs[name] for name in inspect.signature(fn).parameters}
-    loop = pyfuncitem.funcargs.get("loop")
-    if isinstance(loop, asyncio.AbstractEventLoop):
-        loop.run_until_complete(fn(**kwargs))
-    else:
-        asyncio.run(fn(**kwargs))
-    return True
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    yield lp
-    pending = [t for t in asyncio.all_tasks(lp) if not t.done()]
-    for t in pending:
-        t.cancel()
-    if pending:
-        lp.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    lp.run_until_complete(lp.shutdown_default_executor())
-    lp.close()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START_MS)
 
 
 class Kit:

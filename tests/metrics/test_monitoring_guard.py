@@ -10,13 +10,14 @@ from typing import Any
 
 import orjson
 import pytest
-from test_http import Rig, call, get_json, run
 
 from shardline.api import KinesisApp
 from shardline.metrics import http as metrics_http
 from shardline.metrics.access import CLOSED, OPEN, TOKEN_ENV, MonitoringAccess, monitoring_access
 from shardline.metrics.series import PreparedQuery
 from shardline.models import PutRecordsRequestEntry
+
+from .test_http import Rig, call, get_json, run
 
 TOKEN = "s3cr3t-t0ken_~+/=="
 DATA_PATHS = ("/metrics", "/api/overview", "/api/query?name=shardline_stream_shards", "/api/catalog", "/api/alarms")

@@ -1,7 +1,7 @@
 """Mapping tests: a real Engine over tmp_path, real Mappings, and scripted in-process handlers.
 
-``async def`` tests run on a fresh event loop through the hook below; the ``rig`` fixture opens engines, stores
-and mappings on that loop and the hook closes them on it when the test ends (even when it fails). Nothing here
+``async def`` tests run on the test's ``loop`` (the root conftest's); the ``rig`` fixture opens engines, stores and
+mappings on that loop and closes them on it when the test ends (even when it fails). Nothing here
 asserts on timings: tests wait for a condition with a bounded polling loop and then check what happened.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import inspect
 import time
 import uuid as uuidlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,35 +30,18 @@ from shardline.runtime.destinations import Destination, FileDestination, StreamD
 from shardline.runtime.filters import RecordFilter
 from shardline.runtime.functions import InProcessFunction, InvocationResult, Throttled
 from shardline.runtime.mapping import MappingConfig, RuntimeTuning
-from shardline.runtime.source import EngineSource, Page
+from shardline.runtime.source import EngineSource, Page, SourceShard
 from shardline.runtime.supervisor import Mapping
 
 SHARD0 = "shardId-000000000000"
 WAIT_S = 15.0
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    fn = pyfuncitem.obj
-    if not inspect.iscoroutinefunction(fn):
-        return None
-    kwargs = {name: pyfuncitem.funcargs[name] for name in inspect.signature(fn).parameters}
-
-    async def main() -> None:
-        try:
-            await fn(**kwargs)
-        finally:
-            for value in kwargs.values():
-                if isinstance(value, Rig):
-                    await value.aclose()
-
-    asyncio.run(main())
-    return True
-
-
 @pytest.fixture
-def rig(tmp_path: Path) -> Rig:
-    return Rig(tmp_path)
+def rig(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Rig]:
+    kit = Rig(tmp_path)
+    yield kit
+    loop.run_until_complete(kit.aclose())
 
 
 # ----------------------------------------------------------------------------------------------- clocks
@@ -200,6 +183,20 @@ class WatchedSource(EngineSource):
         self.iterator_requests: list[tuple[str, str, str | None]] = []  # (shard, type, sequence number)
         self.expired = 0
         self.polls = 0
+        self.listings = 0  # shard listings (the mapping's discovery passes)
+        self.idle_waits: Counter[str] = Counter()  # per shard: waits for data after an empty page at the tip
+
+    async def list_shards(self) -> list[SourceShard]:
+        self.listings += 1
+        return await super().list_shards()
+
+    async def shard_ids(self) -> list[str]:
+        """The stream's shards, read without counting as a listing of the mapping's."""
+        return [s.shard_id for s in await super().list_shards()]
+
+    async def wait_for_data(self, shard_id: str, timeout_s: float) -> None:
+        self.idle_waits[shard_id] += 1
+        await super().wait_for_data(shard_id, timeout_s)
 
     async def get_iterator(
         self, shard_id: str, kind: str, *, sequence_number: str | None = None, timestamp_ms: int | None = None
@@ -376,10 +373,45 @@ class Rig:
                 raise AssertionError(f"timed out waiting for {what}")
             await asyncio.sleep(0.01)
 
-    @staticmethod
-    async def settle_time(seconds: float = 0.15) -> None:
-        """Give a mapping a chance to do something it must not do (the assertion after it is the test)."""
-        await asyncio.sleep(seconds)
+    async def caught_up(self, m: Mapping) -> None:
+        """Until every open shard of ``m``'s stream is settled up to its tip and has, after that, read the tip again
+        and found nothing (the processor then waits for data). A negative check asserted after this ("nothing more
+        was invoked") gave the mapping every chance to do what it must not. Polls public state with a deadline (the
+        mapping's source must be a WatchedSource)."""
+        src = m.source
+        assert isinstance(src, WatchedSource), "caught_up needs the mapping's source to be a WatchedSource"
+        deadline = time.monotonic() + WAIT_S
+        seen: dict[str, int] | None = None
+        while True:
+            shards = await src.shard_ids()
+            checkpoints = {sid: self.checkpoint(m, sid) or "TRIM_HORIZON" for sid in shards}
+            settled = all(src.lag(sid, cp) == 0 for sid, cp in checkpoints.items())
+            reading = [sid for sid, cp in checkpoints.items() if cp != "SHARD_END"]
+            if not settled:
+                seen = None
+            elif seen is None:
+                seen = {sid: src.idle_waits[sid] for sid in reading}
+            elif all(src.idle_waits[sid] > seen.get(sid, 0) for sid in reading):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for mapping {m.uuid} to catch up (checkpoints {checkpoints})")
+            await asyncio.sleep(0.01)
+
+    async def read_again(self, m: Mapping, shard: str = SHARD0) -> None:
+        """Until ``shard`` has, from now, read its tip again and found nothing new (for a shard held back from
+        settling, where ``caught_up`` would never return): whatever the fetcher had to read, it has read."""
+        src = m.source
+        assert isinstance(src, WatchedSource), "read_again needs the mapping's source to be a WatchedSource"
+        target = src.idle_waits[shard] + 1
+        await self.wait_for(lambda: src.idle_waits[shard] >= target, f"{shard} to read its tip again")
+
+    async def relisted(self, m: Mapping, passes: int = 2) -> None:
+        """Until the mapping has listed its stream's shards ``passes`` more times (each discovery pass decides which
+        shards to start): what a pass would wrongly start has then been started. Polls with a deadline."""
+        src = m.source
+        assert isinstance(src, WatchedSource), "relisted needs the mapping's source to be a WatchedSource"
+        target = src.listings + passes
+        await self.wait_for(lambda: src.listings >= target, f"{passes} more shard listings")
 
     async def stop(self, m: Mapping) -> None:
         await self._waking(m, m.stop())

@@ -57,7 +57,7 @@ async def test_ac6_window_invokes_with_fewer_records_once_the_window_has_passed(
     m.start()
     await rig.wait_for(lambda: len(rec.calls) >= 1, "the window to close")
     invoked_after = time.monotonic() - started
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert rec.batches() == [sent]
     # A lower bound, not a speed check: the batch must not leave before its window closed.

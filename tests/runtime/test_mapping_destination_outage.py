@@ -41,8 +41,7 @@ async def test_the_checkpoint_never_passes_a_batch_whose_record_is_refused(rig) 
     seqs, rec = await poisoned(rig)
     m = rig.mapping(rec, destination="dlq", maximum_retry_attempts=0, batch_size=1)
     m.start()
-    await rig.wait_for(lambda: rec.calls, "the poison to be invoked")
-    await rig.settle_time()
+    await rig.wait_for(lambda: m.stats().totals["destination_failures"] >= 1, "the first refused on-failure record")
     assert rec.batches() == [[b"poison"]]
     assert rig.checkpoint(m) == "TRIM_HORIZON"
     await rig.wait_for(lambda: m.stats().totals["destination_failures"] >= 10, "ten refused tries")
@@ -62,7 +61,7 @@ async def test_the_shard_waits_for_the_destination_and_then_moves_on(rig) -> Non
     failures = lambda: m.stats().totals["destination_failures"]  # noqa: E731
     m.start()
     await rig.wait_for(lambda: failures() == 1, "the first refused on-failure record")
-    await rig.settle_time()
+    await rig.read_again(m)
     # Nothing after the poison is processed, the checkpoint has not moved, and nothing counts as dropped.
     assert rec.batches() == [[b"poison"]]
     assert rig.checkpoint(m) == "TRIM_HORIZON"

@@ -44,7 +44,7 @@ async def test_ac31_at_timestamp_starts_at_the_first_record_at_or_after_it(rig, 
     m = rig.mapping(rec, starting_position="AT_TIMESTAMP", starting_position_timestamp_ms=T0_MS + offset_ms)
     m.start()
     await rig.wait_for(lambda: len(rec.delivered()) >= 3, "r3..r5")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert rec.delivered() == [b"r3", b"r4", b"r5"]
 
@@ -59,7 +59,7 @@ async def test_ac32_latest_skips_existing_records(rig) -> None:
     await rig.wait_for(lambda: src.polls >= 1, "the mapping to poll its LATEST iterator")
     await rig.put(rig.numbered(3, start=4))
     await rig.wait_for(lambda: len(rec.delivered()) >= 3, "r4..r6")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert rec.delivered() == [b"r4", b"r5", b"r6"]
 
@@ -101,7 +101,7 @@ async def test_ac33_restart_resumes_after_the_last_settled_record(rig) -> None:
     await rig.put(rig.numbered(10, start=51))
     again.start()
     await rig.wait_for(lambda: len(rec2.delivered()) >= 10, "r51..r60")
-    await rig.settle_time()
+    await rig.caught_up(again)
     await rig.stop(again)
     assert rec2.delivered() == rig.numbered(10, start=51)
     assert src.iterator_requests[0] == (SHARD0, "AFTER_SEQUENCE_NUMBER", seqs[-1])
@@ -122,7 +122,7 @@ async def test_ac33_stop_lets_the_in_flight_batch_finish_and_checkpoints_it(rig)
     m.start()
     await rig.wait_for(lambda: len(rec.calls) == 2, "the second batch in flight")
     stopping = asyncio.create_task(rig.stop(m))
-    await rig.settle_time(0.05)
+    await rig.wait_for(lambda: not m.running(), "the stop to begin")
     assert not stopping.done()
     release.set()
     await asyncio.wait_for(stopping, 10)
@@ -133,7 +133,7 @@ async def test_ac33_stop_lets_the_in_flight_batch_finish_and_checkpoints_it(rig)
     again = rig.mapping(rec2, uuid=m.uuid, batch_size=10)
     again.start()
     await rig.wait_for(lambda: len(rec2.delivered()) >= 10, "r21..r30")
-    await rig.settle_time()
+    await rig.caught_up(again)
     await rig.stop(again)
     assert rec2.delivered() == rig.numbered(10, start=21)
 
@@ -149,13 +149,13 @@ async def test_ac35_disabled_never_invokes_and_enable_resumes_from_the_checkpoin
     assert m.state == "Disabled"
     calls = len(rec.calls)
     await rig.put(rig.numbered(10, start=11))
-    await rig.settle_time(0.3)
+    await rig.wait_for(lambda: not m.running(), "the disabled mapping to be stopped")
     assert len(rec.calls) == calls
     assert rig.checkpoint(m) == seqs[-1]
     await rig.update(m, enabled=True)
     assert m.state == "Enabled"
     await rig.wait_for(lambda: len(rec.delivered()) >= 20, "r11..r20")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert rec.delivered() == rig.numbered(20)
 
@@ -168,7 +168,7 @@ async def test_ac35_created_disabled_never_invokes(rig) -> None:
     m = rig.mapping(rec, source=src, enabled=False)
     assert m.state == "Disabled"
     m.start()
-    await rig.settle_time(0.3)
+    await rig.wait_for(lambda: m._task is not None and m._task.done(), "the disabled mapping's task to end")
     assert rec.calls == [] and src.polls == 0
     assert m.state == "Disabled"
     await rig.update(m, enabled=True)
@@ -211,7 +211,7 @@ async def test_ac37_batch_size_update_applies_at_the_next_batch(rig) -> None:
     await m.update(batch_size=2)
     release.set()
     await rig.wait_for(lambda: len(rec.delivered()) >= 30, "r1..r30")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert rec.sizes()[0] == 10
     assert all(n <= 2 for n in rec.sizes()[1:])
@@ -260,7 +260,7 @@ async def test_ac34_iterators_expiring_during_a_slow_invocation_neither_skip_nor
     m = rig.mapping(rec, source=src, batch_size=5, tuning=tuning)
     m.start()
     await rig.wait_for(lambda: len(rec.delivered()) >= 20, "r1..r20")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert src.expired >= 1
     assert rec.batches() == [sent[0:5], sent[5:10], sent[10:15], sent[15:20]]
@@ -298,7 +298,7 @@ async def test_deleted_stream_reports_a_problem_without_crashing(rig) -> None:
     await rig.wait_for(lambda: rec.delivered() == [b"r1"], "r1")
     await rig.eng.delete_stream("s")
     await rig.wait_for(lambda: m.stats().last_processing_result.startswith("PROBLEM:"), "a PROBLEM result")
-    await rig.settle_time()
+    await rig.relisted(m)
     assert m._task is not None and not m._task.done()
     await rig.stop(m)
     assert m.stats().last_processing_result.startswith("PROBLEM:")

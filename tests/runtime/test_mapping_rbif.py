@@ -52,7 +52,7 @@ async def test_rbif_table_full_success(rig, body) -> None:
     m = rig.mapping(rec, function_response_types=RBIF, maximum_retry_attempts=1, batch_size=3)
     m.start()
     await rig.wait_for(lambda: rig.checkpoint(m) == seqs[-1], "the checkpoint to pass r3")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert rec.batches() == [rig.numbered(3)]
     assert rig.dlq() == []
@@ -127,7 +127,10 @@ async def test_ac10_records_before_the_lowest_failure_are_settled(rig) -> None:
     rec = rig.recorder(respond=lambda c: failures(seqs[4]) if c.index == 0 else None, before=hold_retries)
     m = rig.mapping(rec, function_response_types=RBIF, batch_size=10)
     m.start()
-    await rig.wait_for(lambda: rig.checkpoint(m) == seqs[3], "checkpoint at r4 while r5.. is retried", timeout=3)
+    # The checkpoint is written before the retry is invoked: wait for both, then check the retry is still held.
+    await rig.wait_for(
+        lambda: rig.checkpoint(m) == seqs[3] and len(rec.calls) >= 2, "checkpoint at r4 while r5.. is retried"
+    )
     assert len(rec.calls) == 2 and not rec.calls[1].done
     release.set()
     await rig.wait_for(lambda: rig.checkpoint(m) == seqs[9], "checkpoint at r10")
@@ -220,7 +223,7 @@ async def test_ac15_without_rbif_a_failure_list_is_ignored(rig) -> None:
     m = rig.mapping(rec, batch_size=10, maximum_retry_attempts=2)
     m.start()
     await rig.wait_for(lambda: rig.checkpoint(m) == seqs[-1], "checkpoint at r3")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert rec.batches() == [rig.numbered(3)]
     assert rig.dlq() == []
