@@ -1,4 +1,4 @@
-"""The error path (spec §3.5, §3.6; AC-16..24, AC-53): retries, record age, bisect, throttles and the exact
+"""The error path (spec §3.5, §3.6): retries, record age, bisect, throttles and the exact
 on-failure message."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def is_uuid(text: str) -> bool:
     return True
 
 
-async def test_ac16_record_too_old_before_any_invocation(rig) -> None:
+async def test_record_too_old_before_any_invocation(rig) -> None:
     await rig.open(clock=ManualClock(rig.now_ms() - 65_000))
     arn = await rig.stream()
     [seq] = await rig.put([b"r1"])
@@ -54,7 +54,7 @@ async def test_ac16_record_too_old_before_any_invocation(rig) -> None:
     assert m.stats().totals["discarded"] == 1
 
 
-async def test_ac17_unlimited_retries_end_when_the_record_is_too_old(rig) -> None:
+async def test_unlimited_retries_end_when_the_record_is_too_old(rig) -> None:
     """Each failing call moves time 25 s on: before the fourth try r1 is 75 s old, so it is discarded after 3."""
     clock = rig.offset_clock()
     await rig.open(clock=clock)
@@ -80,7 +80,7 @@ async def test_ac17_unlimited_retries_end_when_the_record_is_too_old(rig) -> Non
     assert msg["requestContext"]["requestId"] == rec.calls[2].request_id
 
 
-async def test_ac18_retry_attempts_exhausted_message_fields_exactly(rig) -> None:
+async def test_retry_attempts_exhausted_message_fields_exactly(rig) -> None:
     clock = ManualClock(T0_MS)
     await rig.open(clock=clock)
     arn = await rig.stream()
@@ -129,7 +129,7 @@ def _epoch_ms(iso: str) -> int:
     return round(t.timestamp() * 1000)
 
 
-async def test_ac18_stream_destination_gets_the_same_message(rig) -> None:
+async def test_stream_destination_gets_the_same_message(rig) -> None:
     arn = await rig.stream()
     await rig.eng.create_stream("dlq", 1)
     [s1] = await rig.put([b"r1"])
@@ -176,7 +176,7 @@ async def test_max_retry_attempts_n_gives_n_plus_one_invocations(rig, retries: i
     assert msg["requestContext"]["approximateInvokeCount"] == retries + 1
 
 
-async def test_ac19_throttles_do_not_use_up_retries(rig) -> None:
+async def test_throttles_do_not_use_up_retries(rig) -> None:
     await rig.stream()
     [seq] = await rig.put([b"r1"])
     rec = rig.recorder()
@@ -192,7 +192,7 @@ async def test_ac19_throttles_do_not_use_up_retries(rig) -> None:
     assert (totals["throttles"], totals["invocations"], totals["function_errors"]) == (5, 1, 0)
 
 
-async def test_ac19_throttles_between_function_errors_are_not_counted(rig) -> None:
+async def test_throttles_between_function_errors_are_not_counted(rig) -> None:
     await rig.stream()
     await rig.put([b"r1"])
     rec = rig.recorder(fail=lambda c: True)
@@ -205,7 +205,7 @@ async def test_ac19_throttles_between_function_errors_are_not_counted(rig) -> No
     assert rig.dlq()[0]["requestContext"]["approximateInvokeCount"] == 2
 
 
-async def test_ac22_bisect_isolates_the_poison_record(rig) -> None:
+async def test_bisect_isolates_the_poison_record(rig) -> None:
     """[DESIGN] Halves run first-then-second, the first is ceil(n/2), and retries are charged only once the
     failing batch is down to one record."""
     await rig.stream()
@@ -235,7 +235,7 @@ async def test_ac22_bisect_isolates_the_poison_record(rig) -> None:
     assert msg["requestContext"]["approximateInvokeCount"] == 3
 
 
-async def test_ac22_bisect_halves_have_their_own_retry_budget(rig) -> None:
+async def test_bisect_halves_have_their_own_retry_budget(rig) -> None:
     """[DESIGN] A pushed half starts with no retries used: two poison records in different halves are each
     tried 1 + MaximumRetryAttempts times alone."""
     await rig.stream()
@@ -253,7 +253,7 @@ async def test_ac22_bisect_halves_have_their_own_retry_budget(rig) -> None:
     ]
 
 
-async def test_ac22_settled_halves_are_checkpointed_while_the_poison_is_retried(rig) -> None:
+async def test_settled_halves_are_checkpointed_while_the_poison_is_retried(rig) -> None:
     """[DESIGN] §3.1: the durable checkpoint follows the settled prefix. With bisect, [r1 r2] and [r3] succeed
     while r4 keeps failing (unlimited retries): a restart now must not re-deliver r1..r3."""
     await rig.stream()
@@ -268,7 +268,7 @@ async def test_ac22_settled_halves_are_checkpointed_while_the_poison_is_retried(
     await rig.stop(m)
 
 
-async def test_ac24_without_bisect_the_whole_batch_is_retried_and_discarded(rig) -> None:
+async def test_without_bisect_the_whole_batch_is_retried_and_discarded(rig) -> None:
     await rig.stream()
     sent = rig.numbered(110)
     seqs = await rig.put(sent)
@@ -282,7 +282,7 @@ async def test_ac24_without_bisect_the_whole_batch_is_retried_and_discarded(rig)
     info = msg["KinesisBatchInfo"]
     assert (info["batchSize"], info["startSequenceNumber"], info["endSequenceNumber"]) == (100, seqs[0], seqs[99])
     assert msg["requestContext"]["approximateInvokeCount"] == 3
-    # AC-53: the counters after AC-24.
+    # The mapping's counters agree: three failed invocations, then the batch after the discarded one.
     totals = m.stats().totals
     assert totals["function_errors"] == 3
     assert totals["invocations"] == 4

@@ -1,4 +1,4 @@
-"""FilterCriteria inside a running mapping (spec §3.9, AC-26..28, AC-53): filtered records are settled, never
+"""FilterCriteria inside a running mapping (spec §3.9): filtered records are settled, never
 invoked, and the checkpoint passes them; kept records reach the function with their original bytes."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def alternating(n: int) -> list[bytes]:
     ]
 
 
-async def test_ac26_only_matching_records_are_delivered_with_their_bytes(rig) -> None:
+async def test_only_matching_records_are_delivered_with_their_bytes(rig) -> None:
     await rig.stream()
     sent = alternating(20)
     seqs = await rig.put(sent)
@@ -31,12 +31,12 @@ async def test_ac26_only_matching_records_are_delivered_with_their_bytes(rig) ->
     assert rec.sizes() == [10]
     assert all(json.loads(d)["type"] == "keep" for d in rec.delivered())
     assert rig.dlq() == []
-    # AC-53: the counters after AC-26.
+    # The mapping's counters agree: half the records were filtered out, half invoked.
     totals = m.stats().totals
     assert (totals["filtered_out"], totals["invoked_records"], totals["polled"]) == (10, 10, 20)
 
 
-async def test_ac26_batch_size_counts_matching_records(rig) -> None:
+async def test_batch_size_counts_matching_records(rig) -> None:
     await rig.stream()
     sent = alternating(30)
     seqs = await rig.put(sent)
@@ -49,7 +49,7 @@ async def test_ac26_batch_size_counts_matching_records(rig) -> None:
     assert rec.delivered() == sent[0::2]
 
 
-async def test_ac26_filtered_records_are_not_retried_after_a_failure(rig) -> None:
+async def test_filtered_records_are_not_retried_after_a_failure(rig) -> None:
     """A failing kept record is retried alone; the dropped ones around it are never part of a batch."""
     await rig.stream()
     sent = alternating(6)
@@ -63,7 +63,7 @@ async def test_ac26_filtered_records_are_not_retried_after_a_failure(rig) -> Non
     assert rig.dlq() == []
 
 
-async def test_ac28_all_filtered_out_no_invocation_and_a_restart_does_not_redeliver(rig) -> None:
+async def test_all_filtered_out_no_invocation_and_a_restart_does_not_redeliver(rig) -> None:
     await rig.stream()
     drops = [f'{{"type":"drop","i":{i}}}'.encode() for i in range(50)]
     seqs = await rig.put(drops)

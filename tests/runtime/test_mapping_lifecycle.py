@@ -1,5 +1,5 @@
-"""Starting positions, durable checkpoints and the mapping lifecycle (spec §3.1, §3.2, §3.10, §3.13;
-AC-1, AC-4, AC-31..37): restart, enable/disable, update, several mappings, iterator expiry, a deleted stream."""
+"""Starting positions, durable checkpoints and the mapping lifecycle (spec §3.1, §3.2, §3.10, §3.13): restart,
+enable/disable, update, several mappings, iterator expiry, a deleted stream."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ SHARD0 = "shardId-000000000000"
 T0_MS = 1_700_000_000_000
 
 
-async def test_ac1_state_and_last_processing_result(rig) -> None:
+async def test_state_and_last_processing_result(rig) -> None:
     await rig.stream()
     rec = rig.recorder(fail=lambda c: c.index == 1)
     m = rig.mapping(rec, maximum_retry_attempts=0, batch_size=1)
@@ -33,7 +33,7 @@ async def test_ac1_state_and_last_processing_result(rig) -> None:
 
 
 @pytest.mark.parametrize("offset_ms", [2000, 1500], ids=["exact-arrival", "between-arrivals"])
-async def test_ac31_at_timestamp_starts_at_the_first_record_at_or_after_it(rig, offset_ms: int) -> None:
+async def test_at_timestamp_starts_at_the_first_record_at_or_after_it(rig, offset_ms: int) -> None:
     clock = ManualClock(T0_MS)
     await rig.open(clock=clock)
     await rig.stream()
@@ -49,7 +49,7 @@ async def test_ac31_at_timestamp_starts_at_the_first_record_at_or_after_it(rig, 
     assert rec.delivered() == [b"r3", b"r4", b"r5"]
 
 
-async def test_ac32_latest_skips_existing_records(rig) -> None:
+async def test_latest_skips_existing_records(rig) -> None:
     await rig.stream()
     await rig.put(rig.numbered(3))
     rec = rig.recorder()
@@ -64,7 +64,7 @@ async def test_ac32_latest_skips_existing_records(rig) -> None:
     assert rec.delivered() == [b"r4", b"r5", b"r6"]
 
 
-async def test_ac32_latest_survives_a_restart_without_skipping(rig) -> None:
+async def test_latest_survives_a_restart_without_skipping(rig) -> None:
     """LATEST applies only when no checkpoint exists; a restart resumes after the last settled record."""
     await rig.stream()
     rec = rig.recorder()
@@ -83,7 +83,7 @@ async def test_ac32_latest_survives_a_restart_without_skipping(rig) -> None:
     assert rec.delivered() == [b"r1", b"r2"]
 
 
-async def test_ac33_restart_resumes_after_the_last_settled_record(rig) -> None:
+async def test_restart_resumes_after_the_last_settled_record(rig) -> None:
     """[DESIGN] Checkpoints are durable: a new process (new lease store connection, same mapping UUID) resumes
     with AFTER_SEQUENCE_NUMBER of the checkpoint and re-delivers nothing."""
     await rig.stream()
@@ -107,7 +107,7 @@ async def test_ac33_restart_resumes_after_the_last_settled_record(rig) -> None:
     assert src.iterator_requests[0] == (SHARD0, "AFTER_SEQUENCE_NUMBER", seqs[-1])
 
 
-async def test_ac33_stop_lets_the_in_flight_batch_finish_and_checkpoints_it(rig) -> None:
+async def test_stop_lets_the_in_flight_batch_finish_and_checkpoints_it(rig) -> None:
     """[DESIGN] Stop waits for the invocation in flight and records its result: nothing is re-delivered."""
     await rig.stream()
     seqs = await rig.put(rig.numbered(30))
@@ -138,7 +138,7 @@ async def test_ac33_stop_lets_the_in_flight_batch_finish_and_checkpoints_it(rig)
     assert rec2.delivered() == rig.numbered(10, start=21)
 
 
-async def test_ac35_disabled_never_invokes_and_enable_resumes_from_the_checkpoint(rig) -> None:
+async def test_disabled_never_invokes_and_enable_resumes_from_the_checkpoint(rig) -> None:
     await rig.stream()
     seqs = await rig.put(rig.numbered(10))
     rec = rig.recorder()
@@ -160,7 +160,7 @@ async def test_ac35_disabled_never_invokes_and_enable_resumes_from_the_checkpoin
     assert rec.delivered() == rig.numbered(20)
 
 
-async def test_ac35_created_disabled_never_invokes(rig) -> None:
+async def test_created_disabled_never_invokes(rig) -> None:
     await rig.stream()
     await rig.put(rig.numbered(5))
     rec = rig.recorder()
@@ -177,7 +177,7 @@ async def test_ac35_created_disabled_never_invokes(rig) -> None:
     assert rec.delivered() == rig.numbered(5)
 
 
-async def test_ac36_a_new_mapping_starts_at_its_own_starting_position(rig) -> None:
+async def test_a_new_mapping_starts_at_its_own_starting_position(rig) -> None:
     await rig.stream()
     await rig.put(rig.numbered(20))
     rec = rig.recorder()
@@ -194,7 +194,7 @@ async def test_ac36_a_new_mapping_starts_at_its_own_starting_position(rig) -> No
     assert rec2.delivered() == rig.numbered(20)
 
 
-async def test_ac37_batch_size_update_applies_at_the_next_batch(rig) -> None:
+async def test_batch_size_update_applies_at_the_next_batch(rig) -> None:
     await rig.stream()
     await rig.put(rig.numbered(10))
     release = rig.gate()
@@ -218,7 +218,7 @@ async def test_ac37_batch_size_update_applies_at_the_next_batch(rig) -> None:
     assert rec.delivered() == rig.numbered(30)
 
 
-async def test_ac4_several_mappings_on_one_stream_keep_independent_checkpoints(rig) -> None:
+async def test_several_mappings_on_one_stream_keep_independent_checkpoints(rig) -> None:
     await rig.stream()
     seqs = await rig.put(rig.numbered(10))
     healthy = rig.recorder()
@@ -240,7 +240,7 @@ async def test_ac4_several_mappings_on_one_stream_keep_independent_checkpoints(r
     assert blocked.delivered() == rig.numbered(4) + [b"r5"] * len(blocked.calls[4:-5]) + rig.numbered(5, start=6)
 
 
-async def test_ac34_iterators_expiring_during_a_slow_invocation_neither_skip_nor_replay(rig) -> None:
+async def test_iterators_expiring_during_a_slow_invocation_neither_skip_nor_replay(rig) -> None:
     """[DESIGN] The first call takes "longer" than an iterator lives (the engine clock jumps past the TTL while it
     runs). Reading resumes after the last record fetched, never from the starting position."""
     clock = ManualClock(T0_MS)
@@ -269,7 +269,7 @@ async def test_ac34_iterators_expiring_during_a_slow_invocation_neither_skip_nor
     assert set(kinds[1:]) == {"AFTER_SEQUENCE_NUMBER"}
 
 
-async def test_ac34_latest_iterator_expiring_before_any_record_does_not_skip(rig) -> None:
+async def test_latest_iterator_expiring_before_any_record_does_not_skip(rig) -> None:
     """[DESIGN] Never go back to the starting position: a LATEST mapping whose iterator expires before it saw a
     record must still deliver a record written after it started polling."""
     clock = ManualClock(T0_MS)

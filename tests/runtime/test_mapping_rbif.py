@@ -1,4 +1,4 @@
-"""ReportBatchItemFailures (spec §3.7, AC-10..15, AC-25): every row of the response table, and the rewind to the
+"""ReportBatchItemFailures (spec §3.7): every row of the response table, and the rewind to the
 lowest reported sequence number."""
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ async def test_rbif_table_identifier_as_a_json_number_is_full_failure(rig) -> No
     assert msg["KinesisBatchInfo"]["batchSize"] == 3 and msg["KinesisBatchInfo"]["endSequenceNumber"] == seqs[2]
 
 
-async def test_ac10_rbif_rewinds_to_lowest_sequence_number(rig) -> None:
+async def test_rbif_rewinds_to_lowest_sequence_number(rig) -> None:
     await rig.stream()
     sent = rig.numbered(10)
     seqs = await rig.put(sent)
@@ -114,7 +114,7 @@ async def test_ac10_rbif_rewinds_to_lowest_sequence_number(rig) -> None:
     assert rig.dlq() == []
 
 
-async def test_ac10_records_before_the_lowest_failure_are_settled(rig) -> None:
+async def test_records_before_the_lowest_failure_are_settled(rig) -> None:
     """The checkpoint moves to just before the reported record while the rest is still being retried."""
     await rig.stream()
     seqs = await rig.put(rig.numbered(10))
@@ -180,7 +180,7 @@ class ListSource:
         return None
 
 
-async def test_ac11_lowest_identifier_is_compared_as_an_integer(rig) -> None:
+async def test_lowest_identifier_is_compared_as_an_integer(rig) -> None:
     """ "9" < "10" as numbers, though not as strings: the retry starts at 9."""
     await rig.open()
     numbers = ["8", "9", "10", "11"]
@@ -194,7 +194,7 @@ async def test_ac11_lowest_identifier_is_compared_as_an_integer(rig) -> None:
     assert [c.seqs for c in rec.calls] == [numbers, ["9", "10", "11"]]
 
 
-async def test_ac12_rbif_retries_only_the_failed_tail_then_discards_it(rig) -> None:
+async def test_rbif_retries_only_the_failed_tail_then_discards_it(rig) -> None:
     await rig.stream()
     sent = rig.numbered(6)
     seqs = await rig.put(sent, pk=lambda i: f"test_{i}")
@@ -216,7 +216,7 @@ async def test_ac12_rbif_retries_only_the_failed_tail_then_discards_it(rig) -> N
     assert info["shardId"] == SHARD0
 
 
-async def test_ac15_without_rbif_a_failure_list_is_ignored(rig) -> None:
+async def test_without_rbif_a_failure_list_is_ignored(rig) -> None:
     await rig.stream()
     seqs = await rig.put(rig.numbered(3))
     rec = rig.recorder(respond=lambda c: failures(seqs[0]))
@@ -229,7 +229,7 @@ async def test_ac15_without_rbif_a_failure_list_is_ignored(rig) -> None:
     assert rig.dlq() == []
 
 
-async def test_ac25_partial_failure_with_bisect_splits_at_the_reported_record(rig) -> None:
+async def test_partial_failure_with_bisect_splits_at_the_reported_record(rig) -> None:
     await rig.stream()
     sent = rig.numbered(10)
     seqs = await rig.put(sent)
@@ -241,7 +241,7 @@ async def test_ac25_partial_failure_with_bisect_splits_at_the_reported_record(ri
     assert rec.batches() == [sent, sent[5:]]
 
 
-async def test_ac25_function_error_with_rbif_is_still_bisected(rig) -> None:
+async def test_function_error_with_rbif_is_still_bisected(rig) -> None:
     """A real exception is a function error whatever RBIF says: it is bisected, not rewound."""
     await rig.stream()
     sent = rig.numbered(4)

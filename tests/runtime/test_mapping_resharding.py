@@ -1,4 +1,4 @@
-"""Resharding and ParallelizationFactor (spec §3.4, §3.11; AC-38..44): parents are settled before any child record
+"""Resharding and ParallelizationFactor (spec §3.4, §3.11): parents are settled before any child record
 is invoked, per-key order holds across splits and merges, shards and sub-shards run concurrently, and the
 checkpoint never passes an unsettled record."""
 
@@ -52,7 +52,7 @@ async def put_keyed(rig, key: str, numbers: range, *, ehk: str | None = None) ->
     assert res.failed_record_count == 0
 
 
-async def test_ac38_split_while_records_flow_keeps_order(rig) -> None:
+async def test_split_while_records_flow_keeps_order(rig) -> None:
     await rig.stream()
     await put_keyed(rig, "k", range(1, 101))
     release = rig.gate()
@@ -82,7 +82,7 @@ async def test_ac38_split_while_records_flow_keeps_order(rig) -> None:
     assert m.store.get(m.uuid, "s", S[0]).finished
 
 
-async def test_ac40_trim_horizon_after_a_split_reads_the_closed_parent_first(rig) -> None:
+async def test_trim_horizon_after_a_split_reads_the_closed_parent_first(rig) -> None:
     await rig.stream()
     await put_keyed(rig, "p", range(1, 31))
     await rig.eng.split_shard(stream_name="s", shard_to_split=S[0], new_starting_hash_key=MID)
@@ -99,7 +99,7 @@ async def test_ac40_trim_horizon_after_a_split_reads_the_closed_parent_first(rig
     parents_before_children(rec, {S[0]}, {S[1], S[2]})
 
 
-async def test_ac38_merge_waits_for_both_parents(rig) -> None:
+async def test_merge_waits_for_both_parents(rig) -> None:
     await rig.stream(shards=2)
     await put_keyed(rig, "a", range(1, 21), ehk=LOW_KEY)
     await put_keyed(rig, "b", range(1, 21), ehk=HIGH_KEY)
@@ -127,7 +127,7 @@ async def test_ac38_merge_waits_for_both_parents(rig) -> None:
     parents_before_children(rec, {S[0], S[1]}, {S[2]})
 
 
-async def test_ac41_update_shard_count_while_records_flow(rig) -> None:
+async def test_update_shard_count_while_records_flow(rig) -> None:
     """1 -> 2 -> 4 shards: nothing lost or repeated, per-key order kept, and the four leaves run concurrently."""
     await rig.stream()
     keys = [f"k{i}" for i in range(16)]
@@ -176,7 +176,7 @@ async def test_ac41_update_shard_count_while_records_flow(rig) -> None:
     parents_before_children(rec, {S[2]}, {S[5], S[6]})
 
 
-async def test_ac42_every_shard_of_a_150_shard_stream_is_polled(rig) -> None:
+async def test_every_shard_of_a_150_shard_stream_is_polled(rig) -> None:
     await rig.open(shard_limit=500)
     await rig.stream(shards=150)
     shards = (await rig.eng.list_shards("s")).shards
@@ -197,7 +197,7 @@ async def test_ac42_every_shard_of_a_150_shard_stream_is_polled(rig) -> None:
         assert c.datas == [f"{shard}:1".encode()]
 
 
-async def test_ac44_parallelization_factor_keeps_per_key_order(rig) -> None:
+async def test_parallelization_factor_keeps_per_key_order(rig) -> None:
     """PF 4: batches of one shard run concurrently (at most 4), a key is never in two batches at once, and
     [DESIGN] a key always maps to the same sub-shard, so no batch mixes keys of two sub-shards."""
     await rig.stream()
@@ -243,7 +243,7 @@ async def test_ac44_parallelization_factor_keeps_per_key_order(rig) -> None:
     assert 2 <= len(groups) <= 4
 
 
-async def test_ac44_checkpoint_never_passes_an_unsettled_record(rig) -> None:
+async def test_checkpoint_never_passes_an_unsettled_record(rig) -> None:
     """PF 4: a failing key blocks the shard checkpoint behind its oldest unsettled record, while the other
     sub-shards carry on; once it succeeds, the checkpoint catches up."""
     await rig.stream()
