@@ -241,7 +241,10 @@ async def _project_case(tmp_path: Path) -> None:
             records = [PutRecordsRequestEntry(b"{}", "poison" if i == 12 else f"k{i}") for i in range(25)]
             await engine.put_records(records, stream_name="orders")
             [mapping] = project.mappings
-            totals = lambda: mapping.stats().totals  # noqa: E731
+
+            def totals() -> dict[str, int]:
+                return mapping.stats().totals
+
             await wait_for(lambda: totals()["invoked_records"] == 25 and totals()["succeeded"] == 15, "the batches")
             await wait_for(lambda: totals()["dead_lettered"] == 10, "the on-failure record")
             snap = monitor.tick()

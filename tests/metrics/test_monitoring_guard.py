@@ -101,7 +101,7 @@ def test_monitoring_access_from_the_command_line(tmp_path: Path) -> None:
         ({"mode": "closed"}, "--monitoring must be auto or open"),
     ):
         with pytest.raises(ValueError, match=message):
-            monitoring_access(environ=no_env, **kwargs)  # type: ignore[arg-type]
+            monitoring_access(environ=no_env, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------ bad requests

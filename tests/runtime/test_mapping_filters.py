@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from ._rig import Rig
+
 KEEP = '{"data": {"type": ["keep"]}}'
 
 
@@ -16,7 +18,7 @@ def alternating(n: int) -> list[bytes]:
     ]
 
 
-async def test_only_matching_records_are_delivered_with_their_bytes(rig) -> None:
+async def test_only_matching_records_are_delivered_with_their_bytes(rig: Rig) -> None:
     await rig.stream()
     sent = alternating(20)
     seqs = await rig.put(sent)
@@ -36,7 +38,7 @@ async def test_only_matching_records_are_delivered_with_their_bytes(rig) -> None
     assert (totals["filtered_out"], totals["invoked_records"], totals["polled"]) == (10, 10, 20)
 
 
-async def test_batch_size_counts_matching_records(rig) -> None:
+async def test_batch_size_counts_matching_records(rig: Rig) -> None:
     await rig.stream()
     sent = alternating(30)
     seqs = await rig.put(sent)
@@ -49,7 +51,7 @@ async def test_batch_size_counts_matching_records(rig) -> None:
     assert rec.delivered() == sent[0::2]
 
 
-async def test_filtered_records_are_not_retried_after_a_failure(rig) -> None:
+async def test_filtered_records_are_not_retried_after_a_failure(rig: Rig) -> None:
     """A failing kept record is retried alone; the dropped ones around it are never part of a batch."""
     await rig.stream()
     sent = alternating(6)
@@ -63,7 +65,7 @@ async def test_filtered_records_are_not_retried_after_a_failure(rig) -> None:
     assert rig.dlq() == []
 
 
-async def test_all_filtered_out_no_invocation_and_a_restart_does_not_redeliver(rig) -> None:
+async def test_all_filtered_out_no_invocation_and_a_restart_does_not_redeliver(rig: Rig) -> None:
     await rig.stream()
     drops = [f'{{"type":"drop","i":{i}}}'.encode() for i in range(50)]
     seqs = await rig.put(drops)
@@ -88,7 +90,7 @@ async def test_all_filtered_out_no_invocation_and_a_restart_does_not_redeliver(r
     assert again.stats().totals["polled"] == 1
 
 
-async def test_filter_on_data_drops_records_that_are_not_json(rig) -> None:
+async def test_filter_on_data_drops_records_that_are_not_json(rig: Rig) -> None:
     await rig.stream()
     sent = [b"\xff\xfe binary", b"not json", b'{"type": "keep"}']
     seqs = await rig.put(sent)
@@ -100,7 +102,7 @@ async def test_filter_on_data_drops_records_that_are_not_json(rig) -> None:
     assert rec.delivered() == [b'{"type": "keep"}']
 
 
-async def test_filter_on_metadata_keeps_records_that_are_not_json(rig) -> None:
+async def test_filter_on_metadata_keeps_records_that_are_not_json(rig: Rig) -> None:
     await rig.stream()
     sent = [b"\xff\xfe binary", b"not json", b"{}"]
     seqs = await rig.put(sent, pk=lambda i: "a" if i < 2 else "b")

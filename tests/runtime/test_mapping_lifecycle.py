@@ -11,11 +11,13 @@ import pytest
 from shardline import ManualClock
 from shardline.runtime.mapping import RuntimeTuning
 
+from ._rig import Call, Rig
+
 SHARD0 = "shardId-000000000000"
 T0_MS = 1_700_000_000_000
 
 
-async def test_state_and_last_processing_result(rig) -> None:
+async def test_state_and_last_processing_result(rig: Rig) -> None:
     await rig.stream()
     rec = rig.recorder(fail=lambda c: c.index == 1)
     m = rig.mapping(rec, maximum_retry_attempts=0, batch_size=1)
@@ -33,7 +35,7 @@ async def test_state_and_last_processing_result(rig) -> None:
 
 
 @pytest.mark.parametrize("offset_ms", [2000, 1500], ids=["exact-arrival", "between-arrivals"])
-async def test_at_timestamp_starts_at_the_first_record_at_or_after_it(rig, offset_ms: int) -> None:
+async def test_at_timestamp_starts_at_the_first_record_at_or_after_it(rig: Rig, offset_ms: int) -> None:
     clock = ManualClock(T0_MS)
     await rig.open(clock=clock)
     await rig.stream()
@@ -49,7 +51,7 @@ async def test_at_timestamp_starts_at_the_first_record_at_or_after_it(rig, offse
     assert rec.delivered() == [b"r3", b"r4", b"r5"]
 
 
-async def test_latest_skips_existing_records(rig) -> None:
+async def test_latest_skips_existing_records(rig: Rig) -> None:
     await rig.stream()
     await rig.put(rig.numbered(3))
     rec = rig.recorder()
@@ -64,7 +66,7 @@ async def test_latest_skips_existing_records(rig) -> None:
     assert rec.delivered() == [b"r4", b"r5", b"r6"]
 
 
-async def test_latest_survives_a_restart_without_skipping(rig) -> None:
+async def test_latest_survives_a_restart_without_skipping(rig: Rig) -> None:
     """LATEST applies only when no checkpoint exists; a restart resumes after the last settled record."""
     await rig.stream()
     rec = rig.recorder()
@@ -83,7 +85,7 @@ async def test_latest_survives_a_restart_without_skipping(rig) -> None:
     assert rec.delivered() == [b"r1", b"r2"]
 
 
-async def test_restart_resumes_after_the_last_settled_record(rig) -> None:
+async def test_restart_resumes_after_the_last_settled_record(rig: Rig) -> None:
     """[DESIGN] Checkpoints are durable: a new process (new lease store connection, same mapping UUID) resumes
     with AFTER_SEQUENCE_NUMBER of the checkpoint and re-delivers nothing."""
     await rig.stream()
@@ -107,13 +109,13 @@ async def test_restart_resumes_after_the_last_settled_record(rig) -> None:
     assert src.iterator_requests[0] == (SHARD0, "AFTER_SEQUENCE_NUMBER", seqs[-1])
 
 
-async def test_stop_lets_the_in_flight_batch_finish_and_checkpoints_it(rig) -> None:
+async def test_stop_lets_the_in_flight_batch_finish_and_checkpoints_it(rig: Rig) -> None:
     """[DESIGN] Stop waits for the invocation in flight and records its result: nothing is re-delivered."""
     await rig.stream()
     seqs = await rig.put(rig.numbered(30))
     release = rig.gate()
 
-    async def hold_second(call) -> None:
+    async def hold_second(call: Call) -> None:
         if call.index == 1:
             await release.wait()
 
@@ -138,7 +140,7 @@ async def test_stop_lets_the_in_flight_batch_finish_and_checkpoints_it(rig) -> N
     assert rec2.delivered() == rig.numbered(10, start=21)
 
 
-async def test_disabled_never_invokes_and_enable_resumes_from_the_checkpoint(rig) -> None:
+async def test_disabled_never_invokes_and_enable_resumes_from_the_checkpoint(rig: Rig) -> None:
     await rig.stream()
     seqs = await rig.put(rig.numbered(10))
     rec = rig.recorder()
@@ -160,7 +162,7 @@ async def test_disabled_never_invokes_and_enable_resumes_from_the_checkpoint(rig
     assert rec.delivered() == rig.numbered(20)
 
 
-async def test_created_disabled_never_invokes(rig) -> None:
+async def test_created_disabled_never_invokes(rig: Rig) -> None:
     await rig.stream()
     await rig.put(rig.numbered(5))
     rec = rig.recorder()
@@ -177,7 +179,7 @@ async def test_created_disabled_never_invokes(rig) -> None:
     assert rec.delivered() == rig.numbered(5)
 
 
-async def test_a_new_mapping_starts_at_its_own_starting_position(rig) -> None:
+async def test_a_new_mapping_starts_at_its_own_starting_position(rig: Rig) -> None:
     await rig.stream()
     await rig.put(rig.numbered(20))
     rec = rig.recorder()
@@ -194,12 +196,12 @@ async def test_a_new_mapping_starts_at_its_own_starting_position(rig) -> None:
     assert rec2.delivered() == rig.numbered(20)
 
 
-async def test_batch_size_update_applies_at_the_next_batch(rig) -> None:
+async def test_batch_size_update_applies_at_the_next_batch(rig: Rig) -> None:
     await rig.stream()
     await rig.put(rig.numbered(10))
     release = rig.gate()
 
-    async def hold_first(call) -> None:
+    async def hold_first(call: Call) -> None:
         if call.index == 0:
             await release.wait()
 
@@ -218,7 +220,7 @@ async def test_batch_size_update_applies_at_the_next_batch(rig) -> None:
     assert rec.delivered() == rig.numbered(30)
 
 
-async def test_several_mappings_on_one_stream_keep_independent_checkpoints(rig) -> None:
+async def test_several_mappings_on_one_stream_keep_independent_checkpoints(rig: Rig) -> None:
     await rig.stream()
     seqs = await rig.put(rig.numbered(10))
     healthy = rig.recorder()
@@ -240,7 +242,7 @@ async def test_several_mappings_on_one_stream_keep_independent_checkpoints(rig) 
     assert blocked.delivered() == rig.numbered(4) + [b"r5"] * len(blocked.calls[4:-5]) + rig.numbered(5, start=6)
 
 
-async def test_iterators_expiring_during_a_slow_invocation_neither_skip_nor_replay(rig) -> None:
+async def test_iterators_expiring_during_a_slow_invocation_neither_skip_nor_replay(rig: Rig) -> None:
     """[DESIGN] The first call takes "longer" than an iterator lives (the engine clock jumps past the TTL while it
     runs). Reading resumes after the last record fetched, never from the starting position."""
     clock = ManualClock(T0_MS)
@@ -249,7 +251,7 @@ async def test_iterators_expiring_during_a_slow_invocation_neither_skip_nor_repl
     sent = rig.numbered(20)
     await rig.put(sent)
 
-    async def slow_first(call) -> None:
+    async def slow_first(call: Call) -> None:
         if call.index == 0:
             clock.advance(5)
             await asyncio.sleep(0.1)
@@ -269,7 +271,7 @@ async def test_iterators_expiring_during_a_slow_invocation_neither_skip_nor_repl
     assert set(kinds[1:]) == {"AFTER_SEQUENCE_NUMBER"}
 
 
-async def test_latest_iterator_expiring_before_any_record_does_not_skip(rig) -> None:
+async def test_latest_iterator_expiring_before_any_record_does_not_skip(rig: Rig) -> None:
     """[DESIGN] Never go back to the starting position: a LATEST mapping whose iterator expires before it saw a
     record must still deliver a record written after it started polling."""
     clock = ManualClock(T0_MS)
@@ -288,7 +290,7 @@ async def test_latest_iterator_expiring_before_any_record_does_not_skip(rig) -> 
     await rig.stop(m)
 
 
-async def test_deleted_stream_reports_a_problem_without_crashing(rig) -> None:
+async def test_deleted_stream_reports_a_problem_without_crashing(rig: Rig) -> None:
     """[DESIGN] §3.2.7: the stream is gone; polling stops and LastProcessingResult says PROBLEM."""
     await rig.stream()
     await rig.put([b"r1"])
