@@ -1,8 +1,10 @@
-"""Running `shardline` as a real process in tests: start it on a free port, wait until it answers, always clean up."""
+"""What tests share besides fixtures: the manual clock's start, the boto3 client for a local endpoint, and running
+`shardline` as a real process (start it on a free port, wait until it answers, always clean up)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import re
 import subprocess
 import sys
@@ -19,6 +21,7 @@ import boto3
 import cbor2
 from botocore.config import Config
 
+START_MS = 1_700_000_000_000  # where ManualClocks start (November 2023)
 URL_RE = re.compile(r"serving Kinesis at (http://\S+)")
 # Headers with a signature of the shape AWS requires (without one it answers MissingAuthenticationToken, and so does
 # `shardline serve --auth none`), for raw requests; not a valid signature.
@@ -27,7 +30,13 @@ UNVERIFIED_SIGNATURE = {
     "Signature=0",
     "X-Amz-Date": "20260101T000000Z",
 }
-CLI = [sys.executable, "-m", "shardline.cli"]
+# The module when this interpreter has shardline; otherwise the script installed beside it (the conformance suite can
+# run from an environment that only has the command).
+CLI = (
+    [sys.executable, "-m", "shardline.cli"]
+    if importlib.util.find_spec("shardline") is not None
+    else [str(Path(sys.executable).with_name("shardline"))]
+)
 
 
 @dataclass
@@ -93,13 +102,14 @@ def _from_epoch_ms(value: Any, _immutable: bool) -> dt.datetime:
     return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
 
 
-def kinesis(url: str) -> Any:
-    """A boto3 Kinesis client for a local endpoint: dummy credentials, no retries (errors surface at once)."""
+def kinesis(url: str, *, region: str = "us-east-1", key_id: str = "x", secret: str = "x", **config: Any) -> Any:
+    """A boto3 Kinesis client for a local endpoint: dummy credentials unless given, no retries (errors surface at
+    once). ``config`` adds botocore Config options (``parameter_validation=False``, say)."""
     return boto3.client(
         "kinesis",
         endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(retries={"max_attempts": 0}),
+        region_name=region,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 0}, connect_timeout=10, read_timeout=60, **config),
     )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from _wire_cases import INTEGER, MAP, STRING, nest, one_error
+
+from ._asgi import Kinesis
+from ._wire_cases import INTEGER, MAP, STRING, nest, one_error
 
 ACCOUNT = "000000000000"
 ARN = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/"
@@ -34,12 +37,14 @@ SERIALIZATION = [
 
 
 @pytest.mark.parametrize(("op", "payload", "message"), SERIALIZATION)
-async def test_wrong_json_type_is_a_serialization_exception(kinesis, op, payload, message) -> None:
+async def test_wrong_json_type_is_a_serialization_exception(
+    kinesis: Kinesis, op: str, payload: Any, message: str
+) -> None:
     assert await kinesis.serialization(op, payload) == message
 
 
 # ======================================================================== 2. validation
-async def test_register_needs_stream_and_name(kinesis) -> None:
+async def test_register_needs_stream_and_name(kinesis: Kinesis) -> None:
     assert await kinesis.validation("RegisterStreamConsumer", {}) == (
         "2 validation errors detected: "
         "Value null at 'consumerName' failed to satisfy constraint: Member must not be null; "
@@ -47,7 +52,7 @@ async def test_register_needs_stream_and_name(kinesis) -> None:
     )
 
 
-async def test_empty_consumer_name(kinesis) -> None:
+async def test_empty_consumer_name(kinesis: Kinesis) -> None:
     payload = {"StreamARN": ARN + "s", "ConsumerName": ""}
     assert await kinesis.validation("RegisterStreamConsumer", payload) == (
         "2 validation errors detected: "
@@ -82,11 +87,13 @@ CONSUMER_VALIDATION = [
 
 
 @pytest.mark.parametrize(("op", "payload", "value", "path", "rule"), CONSUMER_VALIDATION)
-async def test_one_constraint_violation(kinesis, op, payload, *, value, path, rule) -> None:
+async def test_one_constraint_violation(
+    kinesis: Kinesis, op: str, payload: Any, *, value: Any, path: str, rule: Any
+) -> None:
     assert await kinesis.validation(op, payload) == one_error(value, path, rule)
 
 
-async def test_a_too_long_consumer_arn_breaks_only_the_length(kinesis) -> None:
+async def test_a_too_long_consumer_arn_breaks_only_the_length(kinesis: Kinesis) -> None:
     arn = ARN + "s/consumer/c:" + "1" * 2048
     msg = await kinesis.validation("DescribeStreamConsumer", {"ConsumerARN": arn})
     assert msg == (
@@ -100,7 +107,7 @@ def consumer_arn(stream: str, name: str, created_s: int = CREATED_S) -> str:
     return f"{ARN}{stream}/consumer/{name}:{created_s}"
 
 
-async def test_register_and_describe(kinesis) -> None:
+async def test_register_and_describe(kinesis: Kinesis) -> None:
     await kinesis.create("s")
     out = await kinesis.ok("RegisterStreamConsumer", {"StreamARN": ARN + "s", "ConsumerName": "c"})
     assert out == {
@@ -127,7 +134,7 @@ async def test_register_and_describe(kinesis) -> None:
     assert summary["StreamDescriptionSummary"]["ConsumerCount"] == 1
 
 
-async def test_register_twice(kinesis) -> None:
+async def test_register_twice(kinesis: Kinesis) -> None:
     await kinesis.create("s")
     payload = {"StreamARN": ARN + "s", "ConsumerName": "c"}
     await kinesis.ok("RegisterStreamConsumer", payload)
@@ -137,7 +144,7 @@ async def test_register_twice(kinesis) -> None:
     )
 
 
-async def test_register_on_a_missing_stream(kinesis) -> None:
+async def test_register_on_a_missing_stream(kinesis: Kinesis) -> None:
     payload = {"StreamARN": ARN + "gone", "ConsumerName": "c"}
     assert await kinesis.fail("RegisterStreamConsumer", payload) == kinesis.not_found("gone")
     other = {"StreamARN": "arn:aws:kinesis:us-east-1:123456789012:stream/s", "ConsumerName": "c"}
@@ -147,7 +154,7 @@ async def test_register_on_a_missing_stream(kinesis) -> None:
     )
 
 
-async def test_consumer_limit(make_kinesis) -> None:
+async def test_consumer_limit(make_kinesis: Callable[..., Awaitable[Kinesis]]) -> None:
     k = await make_kinesis(max_consumers_per_stream=2)
     await k.create("s")
     for name in ("a", "b"):
@@ -158,7 +165,7 @@ async def test_consumer_limit(make_kinesis) -> None:
     )
 
 
-async def test_describe_needs_an_arn_or_stream_and_name(kinesis) -> None:
+async def test_describe_needs_an_arn_or_stream_and_name(kinesis: Kinesis) -> None:
     await kinesis.create("s")
     message = "Either ConsumerARN or both StreamARN and ConsumerName should be provided."
     assert await kinesis.fail("DescribeStreamConsumer", {}) == ("InvalidArgumentException", message)
@@ -169,7 +176,7 @@ async def test_describe_needs_an_arn_or_stream_and_name(kinesis) -> None:
     )
 
 
-async def test_unknown_consumers(kinesis) -> None:
+async def test_unknown_consumers(kinesis: Kinesis) -> None:
     await kinesis.create("s")
     missing = ("ResourceNotFoundException", f"Consumer x under stream s not found for account {ACCOUNT}.")
     assert await kinesis.fail("DescribeStreamConsumer", {"StreamARN": ARN + "s", "ConsumerName": "x"}) == missing
@@ -183,7 +190,7 @@ async def test_unknown_consumers(kinesis) -> None:
     )
 
 
-async def test_list_stream_consumers(kinesis) -> None:
+async def test_list_stream_consumers(kinesis: Kinesis) -> None:
     await kinesis.create("s")
     assert await kinesis.ok("ListStreamConsumers", {"StreamARN": ARN + "s"}) == {"Consumers": []}
     for i, name in enumerate(["zeta", "alpha", "mid"]):
@@ -214,11 +221,11 @@ async def test_list_stream_consumers(kinesis) -> None:
     )
 
 
-async def test_list_consumers_of_a_missing_stream(kinesis) -> None:
+async def test_list_consumers_of_a_missing_stream(kinesis: Kinesis) -> None:
     assert await kinesis.fail("ListStreamConsumers", {"StreamARN": ARN + "gone"}) == kinesis.not_found("gone")
 
 
-async def test_deregister_by_arn_and_by_name(kinesis) -> None:
+async def test_deregister_by_arn_and_by_name(kinesis: Kinesis) -> None:
     await kinesis.create("s")
     for name in ("a", "b"):
         await kinesis.ok("RegisterStreamConsumer", {"StreamARN": ARN + "s", "ConsumerName": name})
@@ -232,7 +239,7 @@ async def test_deregister_by_arn_and_by_name(kinesis) -> None:
     await kinesis.ok("DeleteStream", {"StreamName": "s"})
 
 
-async def test_consumer_status_with_a_delay(make_kinesis) -> None:
+async def test_consumer_status_with_a_delay(make_kinesis: Callable[..., Awaitable[Kinesis]]) -> None:
     k = await make_kinesis(status_delay_s=2.0)
     await k.create("s")
     k.clock.advance(2)
@@ -252,7 +259,7 @@ async def test_consumer_status_with_a_delay(make_kinesis) -> None:
     assert (await k.fail("DescribeStreamConsumer", {"ConsumerARN": arn}))[0] == "ResourceNotFoundException"
 
 
-async def test_consumer_arns_are_not_taggable_streams(kinesis) -> None:
+async def test_consumer_arns_are_not_taggable_streams(kinesis: Kinesis) -> None:
     await kinesis.create("s")
     await kinesis.ok("RegisterStreamConsumer", {"StreamARN": ARN + "s", "ConsumerName": "c"})
     arn = consumer_arn("s", "c")

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,13 +20,16 @@ from botocore.auth import SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from _shardline import START_MS
 from shardline.api.actions import ACTIONS
+from shardline.api.app import KinesisApp
 from shardline.api.auth import SIGNATURE_MISMATCH, SigV4Verifier
+
+from ._asgi import Kinesis, Lifespan
 
 JSON_TYPE = "application/x-amz-json-1.1"
 CBOR_TYPE = "application/x-amz-cbor-1.1"
 ACCOUNT = "000000000000"
-START_MS = 1_700_000_000_000
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 NO_OPERATION = "Unable to determine service/operation name to be authorized"
 
@@ -34,14 +38,14 @@ NO_OPERATION = "Unable to determine service/operation name to be authorized"
 @pytest.mark.parametrize(
     "target", ["Kinesis_20131202.ListStream", "DynamoDB_20120810.ListTables", "ListStreams", "Kinesis_20131202."]
 )
-async def test_unknown_target(kinesis, target) -> None:
+async def test_unknown_target(kinesis: Kinesis, target: str) -> None:
     r = await kinesis.send(None, {}, headers={"x-amz-target": target})
     assert r.status == 400
     assert r.headers["content-type"] == JSON_TYPE
     assert r.json() == {"__type": "UnknownOperationException"}
 
 
-async def test_no_target(kinesis) -> None:
+async def test_no_target(kinesis: Kinesis) -> None:
     r = await kinesis.send(None, {})
     assert r.status == 400
     assert r.json() == {"__type": "UnknownOperationException"}
@@ -50,11 +54,11 @@ async def test_no_target(kinesis) -> None:
 
 
 @pytest.mark.parametrize("op", ["SubscribeToShard", "CreateQueue", "PutResourcePolicy"])
-async def test_modelled_but_unimplemented_operation(kinesis, op) -> None:
+async def test_modelled_but_unimplemented_operation(kinesis: Kinesis, op: str) -> None:
     assert await kinesis.fail(op, {}) == ("UnknownOperationException", f"shardline does not implement {op} yet.")
 
 
-async def test_every_registered_action_answers(kinesis) -> None:
+async def test_every_registered_action_answers(kinesis: Kinesis) -> None:
     # An empty body reaches each handler's shape check or the engine: none of them may crash the server.
     for op in sorted(ACTIONS):
         r = await kinesis.send(op, {})
@@ -62,20 +66,20 @@ async def test_every_registered_action_answers(kinesis) -> None:
 
 
 # ----------------------------------------------------------------- body syntax
-async def test_missing_body_with_a_known_target(kinesis) -> None:
+async def test_missing_body_with_a_known_target(kinesis: Kinesis) -> None:
     r = await kinesis.send("ListStreams")
     assert r.status == 400
     assert r.json() == {"__type": "SerializationException"}
 
 
 @pytest.mark.parametrize("body", [b"hello", b"{", b"[]", b"null", b"23", b'"x"', b"\xff\xfe", b'{"Limit": 1,}'])
-async def test_garbled_json(kinesis, body) -> None:
+async def test_garbled_json(kinesis: Kinesis, body: Any) -> None:
     r = await kinesis.send("ListStreams", body=body)
     assert r.status == 400
     assert r.json() == {"__type": "SerializationException"}
 
 
-async def test_body_in_chunks(kinesis) -> None:
+async def test_body_in_chunks(kinesis: Kinesis) -> None:
     await kinesis.create("s")
     body = json.dumps({"StreamName": "s", "Data": base64.b64encode(b"chunked").decode(), "PartitionKey": "a"}).encode()
     r = await kinesis.send("PutRecord", chunks=[body[:5], body[5:20], b"", body[20:]])
@@ -85,7 +89,7 @@ async def test_body_in_chunks(kinesis) -> None:
     assert base64.b64decode(out["Records"][0]["Data"]) == b"chunked"
 
 
-async def test_content_type_parameters_are_ignored(kinesis) -> None:
+async def test_content_type_parameters_are_ignored(kinesis: Kinesis) -> None:
     r = await kinesis.send("ListStreams", {}, content_type="application/x-amz-json-1.1; charset=UTF-8")
     assert r.status == 200
     assert r.json()["StreamNames"] == []
@@ -107,20 +111,22 @@ def assert_raw(r: Any, status: int, body: bytes, content_type: str | None = None
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "OPTIONS"])
-async def test_other_methods_are_access_denied_in_xml_without_a_content_type(kinesis, method) -> None:
+async def test_other_methods_are_access_denied_in_xml_without_a_content_type(kinesis: Kinesis, method: str) -> None:
     assert_raw(await kinesis.send(None, method=method, content_type=None), 403, ACCESS_DENIED_XML)
     assert_raw(await kinesis.send("ListStreams", {}, method=method), 403, ACCESS_DENIED_XML)
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", None, "application/x-amz-json-1.0", "application/cbor"])
-async def test_an_unusable_content_type_is_access_denied_without_a_target(kinesis, content_type) -> None:
+async def test_an_unusable_content_type_is_access_denied_without_a_target(kinesis: Kinesis, content_type: str) -> None:
     assert_raw(await kinesis.send(None, body=b"{}", content_type=content_type), 403, ACCESS_DENIED_XML)
     r = await kinesis.send(None, body=b"{}", content_type=content_type, headers={"x-amz-target": "Kinesis_20131202"})
     assert_raw(r, 403, ACCESS_DENIED_XML)
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", None, "application/x-amz-json-1.0", "application/cbor"])
-async def test_an_unusable_content_type_with_a_target_is_an_unknown_operation_in_xml(kinesis, content_type) -> None:
+async def test_an_unusable_content_type_with_a_target_is_an_unknown_operation_in_xml(
+    kinesis: Kinesis, content_type: str
+) -> None:
     for op in ("ListStreams", "Nope"):
         assert_raw(
             await kinesis.send(op, body=b"{}", content_type=content_type), 404, b"<UnknownOperationException/>\n"
@@ -137,7 +143,9 @@ async def test_an_unusable_content_type_with_a_target_is_an_unknown_operation_in
         ("application/json", "cbor"),
     ],
 )
-async def test_an_empty_body_is_answered_in_json_only_for_json_1_1(kinesis, content_type, protocol) -> None:
+async def test_an_empty_body_is_answered_in_json_only_for_json_1_1(
+    kinesis: Kinesis, content_type: str, protocol: str
+) -> None:
     for op, kind in (("ListStreams", "SerializationException"), ("Nope", "UnknownOperationException")):
         r = await kinesis.send(op, body=b"", content_type=content_type)
         assert r.status == 400
@@ -147,7 +155,7 @@ async def test_an_empty_body_is_answered_in_json_only_for_json_1_1(kinesis, cont
             assert (r.headers["content-type"], r.cbor()) == (CBOR_TYPE, {"__type": kind})
 
 
-async def test_application_json_gets_the_legacy_envelope_and_is_never_served(kinesis) -> None:
+async def test_application_json_gets_the_legacy_envelope_and_is_never_served(kinesis: Kinesis) -> None:
     r = await kinesis.send("ListStreams", body=b"{", content_type="application/json")
     assert_raw(
         r,
@@ -166,7 +174,7 @@ async def test_application_json_gets_the_legacy_envelope_and_is_never_served(kin
 
 
 # ----------------------------------------------------------------- CORS
-async def test_a_cors_preflight_is_answered_without_credentials(secured) -> None:
+async def test_a_cors_preflight_is_answered_without_credentials(secured: Any) -> None:
     r = await secured.send(
         None,
         method="OPTIONS",
@@ -186,7 +194,7 @@ async def test_a_cors_preflight_is_answered_without_credentials(secured) -> None
     assert r.headers["access-control-allow-headers"] == "content-type,x-amz-target,x-amz-date,authorization"
 
 
-async def test_a_request_with_an_origin_may_be_read_by_the_page(kinesis) -> None:
+async def test_a_request_with_an_origin_may_be_read_by_the_page(kinesis: Kinesis) -> None:
     for op, payload in (("ListStreams", {}), ("DescribeStream", {"StreamName": "gone"})):
         r = await kinesis.send(op, payload, headers={"origin": "http://localhost:3000"})
         assert r.headers["access-control-allow-origin"] == "*"
@@ -197,7 +205,7 @@ async def test_a_request_with_an_origin_may_be_read_by_the_page(kinesis) -> None
 
 
 # ----------------------------------------------------------------- size limit
-async def test_declared_oversized_body_is_413(make_kinesis) -> None:
+async def test_declared_oversized_body_is_413(make_kinesis: Callable[..., Awaitable[Kinesis]]) -> None:
     k = await make_kinesis(max_body_bytes=1024)
     r = await k.send("PutRecords", body=b"{" + b" " * 1998 + b"}")
     assert r.status == 413
@@ -209,7 +217,7 @@ async def test_declared_oversized_body_is_413(make_kinesis) -> None:
     }
 
 
-async def test_streamed_oversized_body_is_413_and_drained(make_kinesis) -> None:
+async def test_streamed_oversized_body_is_413_and_drained(make_kinesis: Callable[..., Awaitable[Kinesis]]) -> None:
     k = await make_kinesis(max_body_bytes=1024)
     chunks = [b"{" + b" " * 599, b" " * 600, b" " * 600, b" " * 599 + b"}"]
     messages = [{"type": "http.request", "body": c, "more_body": i < 3} for i, c in enumerate(chunks)]
@@ -219,8 +227,8 @@ async def test_streamed_oversized_body_is_413_and_drained(make_kinesis) -> None:
 
     sent: list[dict[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     scope = {
         "type": "http",
@@ -238,7 +246,7 @@ async def test_streamed_oversized_body_is_413_and_drained(make_kinesis) -> None:
     }
 
 
-async def test_body_at_the_limit_is_accepted(make_kinesis) -> None:
+async def test_body_at_the_limit_is_accepted(make_kinesis: Callable[..., Awaitable[Kinesis]]) -> None:
     k = await make_kinesis(max_body_bytes=1024)
     body = b'{"Limit": 5' + b" " * (1024 - 12) + b"}"
     assert len(body) == 1024
@@ -248,7 +256,7 @@ async def test_body_at_the_limit_is_accepted(make_kinesis) -> None:
     assert r.status == 200, r.body
 
 
-async def test_oversized_cbor_body_is_413(make_kinesis) -> None:
+async def test_oversized_cbor_body_is_413(make_kinesis: Callable[..., Awaitable[Kinesis]]) -> None:
     k = await make_kinesis(max_body_bytes=1024)
     payload = {"StreamName": "s", "Records": [{"Data": b"\0" * 2000, "PartitionKey": "a"}]}
     r = await k.send("PutRecords", payload, content_type=CBOR_TYPE)
@@ -257,7 +265,7 @@ async def test_oversized_cbor_body_is_413(make_kinesis) -> None:
 
 
 # ----------------------------------------------------------------- request ids and health
-async def test_every_kinesis_response_has_a_request_id(kinesis) -> None:
+async def test_every_kinesis_response_has_a_request_id(kinesis: Kinesis) -> None:
     replies = [
         await kinesis.send("ListStreams", {}),
         await kinesis.send("DescribeStream", {"StreamName": "gone"}),
@@ -271,20 +279,22 @@ async def test_every_kinesis_response_has_a_request_id(kinesis) -> None:
     assert len(set(ids)) == len(ids)
 
 
-async def test_content_length_matches_the_body(kinesis) -> None:
+async def test_content_length_matches_the_body(kinesis: Kinesis) -> None:
     for r in [await kinesis.send("ListStreams", {}), await kinesis.send("Nope", {})]:
         assert int(r.headers["content-length"]) == len(r.body)
 
 
 @pytest.mark.parametrize("path", ["/health", "/_shardline/health"])
-async def test_health(kinesis, path) -> None:
+async def test_health(kinesis: Kinesis, path: str) -> None:
     await kinesis.create("s")
     r = await kinesis.send(None, method="GET", path=path, content_type=None)
     assert r.status == 200
     assert r.json() == {"status": "ok", "streams": 1}
 
 
-async def test_health_follows_the_lifespan(make_kinesis, lifespan_of) -> None:
+async def test_health_follows_the_lifespan(
+    make_kinesis: Callable[..., Awaitable[Kinesis]], lifespan_of: Callable[[KinesisApp], Lifespan]
+) -> None:
     k = await make_kinesis(start=False)
     before = await k.send(None, method="GET", path="/health", content_type=None)
     assert before.status == 503
@@ -297,7 +307,9 @@ async def test_health_follows_the_lifespan(make_kinesis, lifespan_of) -> None:
     assert after.status == 503
 
 
-async def test_lifespan_shutdown_closes_the_engine_cleanly(make_kinesis, lifespan_of) -> None:
+async def test_lifespan_shutdown_closes_the_engine_cleanly(
+    make_kinesis: Callable[..., Awaitable[Kinesis]], lifespan_of: Callable[[KinesisApp], Lifespan]
+) -> None:
     first = await make_kinesis(start=False)
     span = lifespan_of(first.app)
     await span.start()
@@ -310,7 +322,9 @@ async def test_lifespan_shutdown_closes_the_engine_cleanly(make_kinesis, lifespa
     assert base64.b64decode(out["Records"][0]["Data"]) == b"durable"
 
 
-async def test_a_second_app_on_a_busy_data_dir_fails_startup(kinesis, make_kinesis, lifespan_of) -> None:
+async def test_a_second_app_on_a_busy_data_dir_fails_startup(
+    kinesis: Kinesis, make_kinesis: Callable[..., Awaitable[Kinesis]], lifespan_of: Callable[[KinesisApp], Lifespan]
+) -> None:
     second = await make_kinesis(start=False, data_dir=kinesis.engine.settings.data_dir)
     msg = await lifespan_of(second.app).start()
     assert msg["type"] == "lifespan.startup.failed"
@@ -319,7 +333,9 @@ async def test_a_second_app_on_a_busy_data_dir_fails_startup(kinesis, make_kines
     assert (await kinesis.send(None, method="GET", path="/health", content_type=None)).status == 200
 
 
-async def test_a_service_that_fails_to_start_stops_the_ones_started_before_it(make_kinesis, lifespan_of) -> None:
+async def test_a_service_that_fails_to_start_stops_the_ones_started_before_it(
+    make_kinesis: Callable[..., Awaitable[Kinesis]], lifespan_of: Callable[[KinesisApp], Lifespan]
+) -> None:
     events: list[str] = []
 
     class Service:
@@ -343,7 +359,7 @@ async def test_a_service_that_fails_to_start_stops_the_ones_started_before_it(ma
 
 
 # ----------------------------------------------------------------- CBOR
-async def test_cbor_put_and_get_round_trip(kinesis) -> None:
+async def test_cbor_put_and_get_round_trip(kinesis: Kinesis) -> None:
     await kinesis.create("s")
     kinesis.clock.advance(ms=1500)
     payloads = [b"\x00\xffbinary", b"", bytes(range(200))]
@@ -368,7 +384,7 @@ async def test_cbor_put_and_get_round_trip(kinesis) -> None:
     assert got["Records"][0]["ApproximateArrivalTimestamp"] == dt.datetime.fromtimestamp(arrival_ms / 1000, dt.UTC)
 
 
-async def test_cbor_timestamps_in_requests(kinesis) -> None:
+async def test_cbor_timestamps_in_requests(kinesis: Kinesis) -> None:
     await kinesis.create("s")
     await kinesis.put("s", b"old")
     kinesis.clock.advance(10)
@@ -392,7 +408,7 @@ async def test_cbor_timestamps_in_requests(kinesis) -> None:
         assert r.error[0] == "SerializationException"
 
 
-async def test_cbor_describe_summary(kinesis) -> None:
+async def test_cbor_describe_summary(kinesis: Kinesis) -> None:
     await kinesis.create("s")
     r = await kinesis.send("DescribeStreamSummary", {"StreamName": "s"}, content_type=CBOR_TYPE)
     summary = r.cbor()["StreamDescriptionSummary"]
@@ -400,7 +416,7 @@ async def test_cbor_describe_summary(kinesis) -> None:
     assert "StreamId" not in summary
 
 
-async def test_cbor_errors_are_cbor(kinesis) -> None:
+async def test_cbor_errors_are_cbor(kinesis: Kinesis) -> None:
     r = await kinesis.send("DescribeStream", {"StreamName": "gone"}, content_type=CBOR_TYPE)
     assert r.status == 400
     assert r.headers["content-type"] == CBOR_TYPE
@@ -417,7 +433,7 @@ async def test_cbor_errors_are_cbor(kinesis) -> None:
     assert (r.status, r.cbor()) == (400, {"__type": "SerializationException"})
 
 
-async def test_a_cbor_bignum_is_a_serialization_error_not_a_crash(kinesis) -> None:
+async def test_a_cbor_bignum_is_a_serialization_error_not_a_crash(kinesis: Kinesis) -> None:
     # 5,000 digits: past what Python will print, so it must never reach a validation message.
     huge = 10**5000
     for op, payload in [
@@ -431,7 +447,7 @@ async def test_a_cbor_bignum_is_a_serialization_error_not_a_crash(kinesis) -> No
     assert r.cbor()["__type"] == "ValidationException"
 
 
-async def test_serialization_exception_alone_spells_its_member_message(kinesis) -> None:
+async def test_serialization_exception_alone_spells_its_member_message(kinesis: Kinesis) -> None:
     # The raw bytes: boto3 reads either spelling, code that parses the body by hand does not.
     r = await kinesis.send("DescribeStream", {"StreamName": 23})
     assert r.body == (
@@ -445,7 +461,7 @@ async def test_serialization_exception_alone_spells_its_member_message(kinesis) 
     }
 
 
-async def test_operations_without_an_output_answer_an_empty_body(kinesis) -> None:
+async def test_operations_without_an_output_answer_an_empty_body(kinesis: Kinesis) -> None:
     for name, content_type in (("j", JSON_TYPE), ("c", CBOR_TYPE)):
         r = await kinesis.send("CreateStream", {"StreamName": name, "ShardCount": 1}, content_type=content_type)
         assert (r.status, r.body, r.headers["content-length"]) == (200, b"", "0")
@@ -454,7 +470,7 @@ async def test_operations_without_an_output_answer_an_empty_body(kinesis) -> Non
     assert r.json()["StreamNames"] == ["c", "j"]
 
 
-async def test_every_response_carries_an_x_amz_id_2(kinesis) -> None:
+async def test_every_response_carries_an_x_amz_id_2(kinesis: Kinesis) -> None:
     seen = set()
     for op, payload in [("ListStreams", {}), ("DescribeStream", {"StreamName": "gone"}), ("Nope", {})]:
         r = await kinesis.send(op, payload)
@@ -466,7 +482,7 @@ async def test_every_response_carries_an_x_amz_id_2(kinesis) -> None:
 
 # ----------------------------------------------------------------- the signature's shape (--auth none)
 @pytest.fixture
-def shaped(kinesis) -> Any:
+def shaped(kinesis: Kinesis) -> Kinesis:
     kinesis.app.signature_shape = True  # what `serve --auth none` runs with
     return kinesis
 
@@ -479,7 +495,7 @@ WELL_FORMED = {
 }
 
 
-async def test_an_unsigned_request_is_missing_its_authentication_token(shaped) -> None:
+async def test_an_unsigned_request_is_missing_its_authentication_token(shaped: Kinesis) -> None:
     assert (await shaped.send("ListStreams", {})).error == (
         "MissingAuthenticationTokenException",
         "Missing Authentication Token",
@@ -493,7 +509,7 @@ async def test_an_unsigned_request_is_missing_its_authentication_token(shaped) -
     assert (await shaped.send("ListStreams", {}, headers=WELL_FORMED)).status == 200
 
 
-async def test_a_signature_in_both_places_is_refused(shaped) -> None:
+async def test_a_signature_in_both_places_is_refused(shaped: Kinesis) -> None:
     r = await shaped.send("ListStreams", {}, headers=WELL_FORMED, query=b"X-Amz-Algorithm=AWS4-HMAC-SHA256")
     assert r.error == (
         "InvalidSignatureException",
@@ -513,7 +529,9 @@ async def test_a_signature_in_both_places_is_refused(shaped) -> None:
         ),
     ],
 )
-async def test_an_incomplete_authorization_header_names_what_it_lacks(shaped, authorization, dated, missing) -> None:
+async def test_an_incomplete_authorization_header_names_what_it_lacks(
+    shaped: Kinesis, authorization: str, dated: bool, missing: list[str]
+) -> None:
     headers = {"authorization": authorization, **(DATED if dated else {})}
     kind, message = (await shaped.send("ListStreams", {}, headers=headers)).error
     assert kind == "IncompleteSignatureException"
@@ -532,7 +550,9 @@ QUERY = {
 
 
 @pytest.mark.parametrize("absent", list(QUERY)[1:])
-async def test_a_presigned_request_must_carry_its_five_parameters(shaped, make_kinesis, absent) -> None:
+async def test_a_presigned_request_must_carry_its_five_parameters(
+    shaped: Kinesis, make_kinesis: Callable[..., Awaitable[Kinesis]], absent: str
+) -> None:
     query = urlencode({k: v for k, v in QUERY.items() if k != absent}).encode()
     message = f"AWS query-string parameters must include '{absent}'. Re-examine the query-string parameters."
     assert (await shaped.send("ListStreams", {}, query=query)).error == ("IncompleteSignatureException", message)
@@ -542,7 +562,7 @@ async def test_a_presigned_request_must_carry_its_five_parameters(shaped, make_k
     assert (await shaped.send("ListStreams", {}, query=urlencode(QUERY).encode())).status == 200
 
 
-async def test_auth_off_serves_unsigned_requests(kinesis) -> None:
+async def test_auth_off_serves_unsigned_requests(kinesis: Kinesis) -> None:
     assert kinesis.app.signature_shape is False
     assert (await kinesis.send("ListStreams", {})).status == 200
 
@@ -559,7 +579,7 @@ def presigned(op: str, body: bytes, *, expires: int = 300, secret: str = "secret
     return query, {k.lower(): v for k, v in request.headers.items()}
 
 
-async def test_a_presigned_request_is_verified(secured) -> None:
+async def test_a_presigned_request_is_verified(secured: Kinesis) -> None:
     # botocore moves a presigned request's JSON members into the query string; the body it signs is then empty.
     query, headers = presigned("ListStreams", b"")
     r = await secured.send("ListStreams", body=b"{}", content_type=None, headers=headers, query=query)
@@ -575,7 +595,7 @@ async def test_a_presigned_request_is_verified(secured) -> None:
 
 
 # ----------------------------------------------------------------- request log
-async def test_request_log(make_kinesis, caplog) -> None:
+async def test_request_log(make_kinesis: Callable[..., Awaitable[Kinesis]], caplog: pytest.LogCaptureFixture) -> None:
     k = await make_kinesis(log_requests=True)
     caplog.set_level(logging.INFO, logger="shardline.access")
     await k.send("ListStreams", {})
@@ -598,11 +618,11 @@ def signed(op: str, body: bytes, *, akid: str = "AKID", secret: str = "secret") 
 
 
 @pytest.fixture
-def secured(make_kinesis, loop: asyncio.AbstractEventLoop) -> Any:
+def secured(make_kinesis: Callable[..., Awaitable[Kinesis]], loop: asyncio.AbstractEventLoop) -> Any:
     return loop.run_until_complete(make_kinesis(verifier=SigV4Verifier({"AKID": "secret", "OTHER": "x"})))
 
 
-async def test_signed_requests_are_accepted(secured) -> None:
+async def test_signed_requests_are_accepted(secured: Any) -> None:
     body = json.dumps({"StreamName": "s", "ShardCount": 1}).encode()
     r = await secured.send("CreateStream", body=body, content_type=None, headers=signed("CreateStream", body))
     assert r.status == 200, r.body
@@ -611,7 +631,7 @@ async def test_signed_requests_are_accepted(secured) -> None:
     assert r.json()["StreamNames"] == ["s"]
 
 
-async def test_wrong_secret(secured) -> None:
+async def test_wrong_secret(secured: Any) -> None:
     body = b"{}"
     headers = signed("ListStreams", body, secret="wrong")
     r = await secured.send("ListStreams", body=body, content_type=None, headers=headers)
@@ -623,32 +643,32 @@ async def test_wrong_secret(secured) -> None:
     }
 
 
-async def test_a_body_changed_after_signing(secured) -> None:
+async def test_a_body_changed_after_signing(secured: Any) -> None:
     headers = signed("ListStreams", b'{"Limit": 1}')
     r = await secured.send("ListStreams", body=b'{"Limit": 2}', content_type=None, headers=headers)
     assert r.error[0] == "InvalidSignatureException"
 
 
-async def test_unknown_access_key(secured) -> None:
+async def test_unknown_access_key(secured: Any) -> None:
     body = b"{}"
     headers = signed("ListStreams", body, akid="NOBODY")
     r = await secured.send("ListStreams", body=body, content_type=None, headers=headers)
     assert r.error == ("UnrecognizedClientException", "The security token included in the request is invalid.")
 
 
-async def test_no_authorization(secured) -> None:
+async def test_no_authorization(secured: Any) -> None:
     r = await secured.send("ListStreams", {})
     assert r.status == 400
     assert r.json() == {"__type": "MissingAuthenticationTokenException", "message": "Missing Authentication Token"}
 
 
-async def test_header_checks_come_before_authentication(secured) -> None:
+async def test_header_checks_come_before_authentication(secured: Any) -> None:
     assert (await secured.send("Nope", {})).error[0] == "UnknownOperationException"
     assert (await secured.send("ListStreams", {}, method="GET")).body == ACCESS_DENIED_XML
     assert (await secured.send("ListStreams", {}, content_type="text/plain")).status == 404
 
 
-async def test_the_body_is_decoded_only_after_authentication(secured) -> None:
+async def test_the_body_is_decoded_only_after_authentication(secured: Any) -> None:
     # AWS reports a malformed body before a missing signature; with --auth a body from nobody is never parsed.
     assert (await secured.send("ListStreams", body=b"{")).error[0] == "MissingAuthenticationTokenException"
     headers = signed("ListStreams", b"{")
@@ -658,7 +678,7 @@ async def test_the_body_is_decoded_only_after_authentication(secured) -> None:
     )
 
 
-async def test_a_forged_payload_hash_does_not_let_another_body_through(secured) -> None:
+async def test_a_forged_payload_hash_does_not_let_another_body_through(secured: Any) -> None:
     # A captured signed request replayed with another body and an unsigned X-Amz-Content-SHA256 of the original body.
     original = json.dumps({"StreamName": "victim", "ShardCount": 1}).encode()
     headers = signed("CreateStream", original)
@@ -669,7 +689,7 @@ async def test_a_forged_payload_hash_does_not_let_another_body_through(secured) 
     assert "other" not in secured.engine.streams
 
 
-async def test_a_signed_payload_hash_must_match_the_body(secured) -> None:
+async def test_a_signed_payload_hash_must_match_the_body(secured: Any) -> None:
     body = b"{}"
     request = AWSRequest(
         method="POST",
@@ -704,7 +724,9 @@ async def test_a_signed_payload_hash_must_match_the_body(secured) -> None:
         ("us-east-1", "kinesis", -1, "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date"),
     ],
 )
-async def test_a_key_scoped_elsewhere_is_refused(secured, region, service, day_offset, message) -> None:
+async def test_a_key_scoped_elsewhere_is_refused(
+    secured: Any, region: str, service: str, day_offset: Any, message: str
+) -> None:
     # A key derived for another region, service or day signs correctly for its own scope, and is still refused.
     body = b"{}"
     now = dt.datetime.now(dt.UTC)
@@ -729,7 +751,7 @@ async def test_a_key_scoped_elsewhere_is_refused(secured, region, service, day_o
         assert text == f"{message} from HTTP: '{scope_day}' != '{stamp[:8]}', from '{stamp}'."
 
 
-async def test_malformed_authorization(secured) -> None:
+async def test_malformed_authorization(secured: Any) -> None:
     r = await secured.send("ListStreams", {}, headers={"authorization": "X"})
     assert r.json() == {
         "__type": "IncompleteSignatureException",
@@ -744,7 +766,7 @@ async def test_malformed_authorization(secured) -> None:
 @pytest.mark.parametrize(
     "auth", ["AWS4- Signature=b Credential=a", "AWS4- Signature=b,Credential=a", "AWS4- Signature=b, Credential=a"]
 )
-async def test_authorization_parameters_split_on_commas_or_spaces(secured, auth) -> None:
+async def test_authorization_parameters_split_on_commas_or_spaces(secured: Any, auth: str) -> None:
     r = await secured.send("ListStreams", {}, headers={"authorization": auth, "date": "a"})
     assert r.error == (
         "IncompleteSignatureException",
@@ -752,7 +774,7 @@ async def test_authorization_parameters_split_on_commas_or_spaces(secured, auth)
     )
 
 
-async def test_stale_signature(secured) -> None:
+async def test_stale_signature(secured: Any) -> None:
     body = b"{}"
     headers = signed("ListStreams", body)
     stale = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)).strftime("%Y%m%dT%H%M%SZ")

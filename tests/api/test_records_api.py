@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from _wire_cases import INTEGER, LIST, STRING, STRUCTURE, blob_cases, nest, one_error
+
+from _shardline import START_MS
+
+from ._asgi import Kinesis
+from ._wire_cases import INTEGER, LIST, STRING, STRUCTURE, blob_cases, nest, one_error
 
 ACCOUNT = "000000000000"
 ARN = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/"
-START_MS = 1_700_000_000_000
 HALF = 1 << 127
 MAX_KEY = (1 << 128) - 1
 HASH_KEY_PATTERN = r"^(0|([1-9]\d{0,38}))$"
@@ -71,11 +75,13 @@ SERIALIZATION = [
 
 
 @pytest.mark.parametrize(("op", "payload", "message"), SERIALIZATION)
-async def test_wrong_json_type_is_a_serialization_exception(kinesis, op, payload, message) -> None:
+async def test_wrong_json_type_is_a_serialization_exception(
+    kinesis: Kinesis, op: str, payload: Any, message: str
+) -> None:
     assert await kinesis.serialization(op, payload) == message
 
 
-async def test_bad_base64_is_reported_before_the_stream_lookup(kinesis) -> None:
+async def test_bad_base64_is_reported_before_the_stream_lookup(kinesis: Kinesis) -> None:
     msg = await kinesis.serialization("PutRecord", {"StreamName": "missing", "Data": "abc", "PartitionKey": "a"})
     assert (
         msg
@@ -84,14 +90,14 @@ async def test_bad_base64_is_reported_before_the_stream_lookup(kinesis) -> None:
 
 
 # ======================================================================== 2. validation
-async def test_get_records_needs_an_iterator(kinesis) -> None:
+async def test_get_records_needs_an_iterator(kinesis: Kinesis) -> None:
     assert await kinesis.validation("GetRecords", {}) == (
         "1 validation error detected: Value null at 'shardIterator' failed to satisfy constraint: "
         "Member must not be null"
     )
 
 
-async def test_get_shard_iterator_needs_shard_and_type(kinesis) -> None:
+async def test_get_shard_iterator_needs_shard_and_type(kinesis: Kinesis) -> None:
     assert await kinesis.validation("GetShardIterator", {"StreamName": "s"}) == (
         "2 validation errors detected: "
         "Value null at 'shardId' failed to satisfy constraint: Member must not be null; "
@@ -99,7 +105,7 @@ async def test_get_shard_iterator_needs_shard_and_type(kinesis) -> None:
     )
 
 
-async def test_put_records_entry_violations_name_their_position(kinesis) -> None:
+async def test_put_records_entry_violations_name_their_position(kinesis: Kinesis) -> None:
     payload = {"StreamName": "", "Records": [ENTRY, {"Data": "", "PartitionKey": "", "ExplicitHashKey": ""}]}
     assert await kinesis.validation("PutRecords", payload) == (
         "4 validation errors detected: "
@@ -113,7 +119,7 @@ async def test_put_records_entry_violations_name_their_position(kinesis) -> None
     )
 
 
-async def test_at_most_ten_violations_are_listed(kinesis) -> None:
+async def test_at_most_ten_violations_are_listed(kinesis: Kinesis) -> None:
     # AWS stops at ten violations and counts only those it lists.
     records = [{"Data": "", "PartitionKey": ""} for _ in range(12)]
     msg = await kinesis.validation("PutRecords", {"StreamName": "s", "Records": records})
@@ -125,7 +131,7 @@ async def test_at_most_ten_violations_are_listed(kinesis) -> None:
     assert msg == "10 validation errors detected: " + "; ".join(parts)
 
 
-async def test_no_more_than_ten_violations_are_listed(kinesis) -> None:
+async def test_no_more_than_ten_violations_are_listed(kinesis: Kinesis) -> None:
     records = [{"Data": "", "PartitionKey": ""} for _ in range(12)]
     msg = await kinesis.validation("PutRecords", {"StreamName": "s", "Records": records})
     assert msg is not None
@@ -134,7 +140,7 @@ async def test_no_more_than_ten_violations_are_listed(kinesis) -> None:
     assert "records.11.member" not in msg
 
 
-async def test_too_many_records(kinesis) -> None:
+async def test_too_many_records(kinesis: Kinesis) -> None:
     msg = await kinesis.validation("PutRecords", {"StreamName": "s", "Records": [ENTRY] * 501})
     assert msg is not None
     assert msg.startswith("1 validation error detected: Value '[")
@@ -183,11 +189,13 @@ RECORD_VALIDATION = [
 
 
 @pytest.mark.parametrize(("op", "payload", "value", "path", "rule"), RECORD_VALIDATION)
-async def test_one_constraint_violation(kinesis, op, payload, *, value, path, rule) -> None:
+async def test_one_constraint_violation(
+    kinesis: Kinesis, op: str, payload: Any, *, value: Any, path: str, rule: Any
+) -> None:
     assert await kinesis.validation(op, payload) == one_error(value, path, rule)
 
 
-async def test_empty_shard_id_breaks_two_constraints(kinesis) -> None:
+async def test_empty_shard_id_breaks_two_constraints(kinesis: Kinesis) -> None:
     payload = {"StreamName": "s", "ShardId": "", "ShardIteratorType": "LATEST"}
     assert await kinesis.validation("GetShardIterator", payload) == (
         "2 validation errors detected: "
@@ -197,7 +205,7 @@ async def test_empty_shard_id_breaks_two_constraints(kinesis) -> None:
     )
 
 
-async def test_data_over_the_record_limit(kinesis) -> None:
+async def test_data_over_the_record_limit(kinesis: Kinesis) -> None:
     await kinesis.create("s")
     data = b64(b"\0" * (1024 * 1024 + 1))
     msg = await kinesis.validation("PutRecord", {"StreamName": "s", "Data": data, "PartitionKey": "a"})
@@ -208,7 +216,7 @@ async def test_data_over_the_record_limit(kinesis) -> None:
     )
 
 
-async def test_put_record_without_partition_key_is_a_client_error(kinesis) -> None:
+async def test_put_record_without_partition_key_is_a_client_error(kinesis: Kinesis) -> None:
     # The model leaves PartitionKey optional (streams with the AUTO strategy ignore it); a stream with the default
     # USER_PARTITION_KEY strategy requires it, so leaving it out is the caller's error, never a server failure.
     await kinesis.create("s")
@@ -220,7 +228,7 @@ async def test_put_record_without_partition_key_is_a_client_error(kinesis) -> No
     assert msg.startswith("1 validation error detected: Value null at 'partitionKey' failed to satisfy constraint: ")
 
 
-async def test_put_records_without_partition_key_is_a_client_error(kinesis) -> None:
+async def test_put_records_without_partition_key_is_a_client_error(kinesis: Kinesis) -> None:
     await kinesis.create("s")
     r = await kinesis.send("PutRecords", {"StreamName": "s", "Records": [ENTRY, {"Data": b64(b"x")}]})
     assert r.status == 400, r.body
@@ -232,7 +240,7 @@ async def test_put_records_without_partition_key_is_a_client_error(kinesis) -> N
     )
 
 
-async def test_put_needs_a_stream(kinesis) -> None:
+async def test_put_needs_a_stream(kinesis: Kinesis) -> None:
     assert await kinesis.fail("PutRecord", {"Data": "", "PartitionKey": "a"}) == (
         "ValidationException",
         "Either StreamName or StreamARN should be provided.",
@@ -240,7 +248,7 @@ async def test_put_needs_a_stream(kinesis) -> None:
 
 
 # ======================================================================== 3. behaviour
-async def test_put_record_answers_shard_and_sequence(kinesis) -> None:
+async def test_put_record_answers_shard_and_sequence(kinesis: Kinesis) -> None:
     await kinesis.create("s", 2)
     low = await kinesis.put("s", b"a", key=key_in(0, HALF - 1))
     assert set(low) == {"ShardId", "SequenceNumber"}  # AWS quirk: no EncryptionType on an unencrypted stream
@@ -252,7 +260,7 @@ async def test_put_record_answers_shard_and_sequence(kinesis) -> None:
     assert int(again["SequenceNumber"]) > int(low["SequenceNumber"])
 
 
-async def test_explicit_hash_key_routes(kinesis) -> None:
+async def test_explicit_hash_key_routes(kinesis: Kinesis) -> None:
     await kinesis.create("s", 2)
     lo = key_in(0, HALF - 1)
     put = await kinesis.put("s", b"x", key=lo, ExplicitHashKey=str(MAX_KEY))
@@ -261,7 +269,7 @@ async def test_explicit_hash_key_routes(kinesis) -> None:
     assert put["ShardId"] == "shardId-000000000000"
 
 
-async def test_explicit_hash_key_out_of_range(kinesis) -> None:
+async def test_explicit_hash_key_out_of_range(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     payload = {"StreamName": "s", "Data": "", "PartitionKey": "a", "ExplicitHashKey": str(1 << 128)}
     assert await kinesis.fail("PutRecord", payload) == (
@@ -270,7 +278,7 @@ async def test_explicit_hash_key_out_of_range(kinesis) -> None:
     )
 
 
-async def test_sequence_number_for_ordering(kinesis) -> None:
+async def test_sequence_number_for_ordering(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     first = await kinesis.put("s", b"1")
     second = await kinesis.put("s", b"2", SequenceNumberForOrdering=first["SequenceNumber"])
@@ -282,19 +290,19 @@ async def test_sequence_number_for_ordering(kinesis) -> None:
     )
 
 
-async def test_put_record_to_a_missing_stream(kinesis) -> None:
+async def test_put_record_to_a_missing_stream(kinesis: Kinesis) -> None:
     payload = {"StreamName": "gone", "Data": "", "PartitionKey": "a"}
     assert await kinesis.fail("PutRecord", payload) == kinesis.not_found("gone")
     assert await kinesis.fail("PutRecords", {"StreamName": "gone", "Records": [ENTRY]}) == kinesis.not_found("gone")
 
 
-async def test_put_record_by_arn(kinesis) -> None:
+async def test_put_record_by_arn(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     out = await kinesis.ok("PutRecord", {"StreamARN": ARN + "s", "Data": b64(b"x"), "PartitionKey": "a"})
     assert out["ShardId"] == "shardId-000000000000"
 
 
-async def test_put_record_dry_run_writes_nothing(kinesis) -> None:
+async def test_put_record_dry_run_writes_nothing(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     r = await kinesis.send("PutRecord", {"StreamName": "s", "Data": b64(b"x"), "PartitionKey": "a", "DryRun": True})
     got = await kinesis.ok("GetRecords", {"ShardIterator": await kinesis.iterator("s")})
@@ -303,7 +311,7 @@ async def test_put_record_dry_run_writes_nothing(kinesis) -> None:
     assert r.error[0] == "DryRunOperationException"
 
 
-async def test_put_records_in_request_order(kinesis) -> None:
+async def test_put_records_in_request_order(kinesis: Kinesis) -> None:
     await kinesis.create("s", 2)
     lo, hi = key_in(0, HALF - 1), key_in(HALF, MAX_KEY)
     records = [
@@ -329,7 +337,7 @@ async def test_put_records_in_request_order(kinesis) -> None:
     assert [base64.b64decode(r["Data"]) for r in got["Records"]] == [b"1", b"3"]
 
 
-async def test_put_records_partial_failures_stay_in_place(make_kinesis) -> None:
+async def test_put_records_partial_failures_stay_in_place(make_kinesis: Callable[..., Awaitable[Kinesis]]) -> None:
     k = await make_kinesis(enforce_limits=True, shard_write_records_per_s=1)
     await k.create("s", 2)
     lo, hi = key_in(0, HALF - 1), key_in(HALF, MAX_KEY)
@@ -354,7 +362,7 @@ async def test_put_records_partial_failures_stay_in_place(make_kinesis) -> None:
     await k.put("s", b"later", key=lo)
 
 
-async def test_put_records_with_a_bad_hash_key_fails_whole(kinesis) -> None:
+async def test_put_records_with_a_bad_hash_key_fails_whole(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     records = [ENTRY, {"Data": "", "PartitionKey": "a", "ExplicitHashKey": str(1 << 128)}]
     kind, _ = await kinesis.fail("PutRecords", {"StreamName": "s", "Records": records})
@@ -363,7 +371,7 @@ async def test_put_records_with_a_bad_hash_key_fails_whole(kinesis) -> None:
     assert got["Records"] == []
 
 
-async def test_put_records_over_five_mib(kinesis) -> None:
+async def test_put_records_over_five_mib(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     big = b64(b"\1" * (900 * 1024))
     records = [{"Data": big, "PartitionKey": "a"} for _ in range(6)]
@@ -373,7 +381,7 @@ async def test_put_records_over_five_mib(kinesis) -> None:
     )
 
 
-async def test_get_records_returns_base64_data_and_epoch_seconds(kinesis) -> None:
+async def test_get_records_returns_base64_data_and_epoch_seconds(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     payloads = [bytes(range(256)), b"", b"hello"]
     seqs = []
@@ -410,7 +418,7 @@ async def test_get_records_returns_base64_data_and_epoch_seconds(kinesis) -> Non
     assert b'"ApproximateArrivalTimestamp":1700000001.234' in r.body
 
 
-async def test_get_records_limit_and_next_iterator(kinesis) -> None:
+async def test_get_records_limit_and_next_iterator(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     for i in range(5):
         await kinesis.put("s", str(i).encode())
@@ -426,7 +434,7 @@ async def test_get_records_limit_and_next_iterator(kinesis) -> None:
     assert [base64.b64decode(r["Data"]) for r in late["Records"]] == [b"5"]
 
 
-async def test_millis_behind_latest(kinesis) -> None:
+async def test_millis_behind_latest(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     for _ in range(3):
         await kinesis.put("s", b"x")
@@ -437,7 +445,7 @@ async def test_millis_behind_latest(kinesis) -> None:
     assert out["MillisBehindLatest"] == 9000
 
 
-async def test_iterator_types(kinesis) -> None:
+async def test_iterator_types(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     seqs = []
     for i in range(3):
@@ -485,12 +493,12 @@ GET_SHARD_ITERATOR_ERRORS = [
 
 
 @pytest.mark.parametrize(("payload", "kind", "message"), GET_SHARD_ITERATOR_ERRORS)
-async def test_get_shard_iterator_errors(kinesis, payload, kind, message) -> None:
+async def test_get_shard_iterator_errors(kinesis: Kinesis, payload: Any, kind: str, message: str) -> None:
     await kinesis.create("s", 1)
     assert await kinesis.fail("GetShardIterator", {"StreamName": "s", **payload}) == (kind, message)
 
 
-async def test_sequence_number_of_another_shard(kinesis) -> None:
+async def test_sequence_number_of_another_shard(kinesis: Kinesis) -> None:
     await kinesis.create("s", 2)
     seq = (await kinesis.put("s", b"x", key=key_in(HALF, MAX_KEY)))["SequenceNumber"]
     payload = {"StreamName": "s", "ShardId": "0", "ShardIteratorType": "AT_SEQUENCE_NUMBER"}
@@ -501,7 +509,7 @@ async def test_sequence_number_of_another_shard(kinesis) -> None:
     )
 
 
-async def test_iterator_of_a_missing_stream(kinesis) -> None:
+async def test_iterator_of_a_missing_stream(kinesis: Kinesis) -> None:
     payload = {"StreamName": "gone", "ShardId": "shardId-000000000000", "ShardIteratorType": "LATEST"}
     assert await kinesis.fail("GetShardIterator", payload) == (
         "ResourceNotFoundException",
@@ -509,7 +517,7 @@ async def test_iterator_of_a_missing_stream(kinesis) -> None:
     )
 
 
-async def test_get_records_with_a_forged_iterator(kinesis) -> None:
+async def test_get_records_with_a_forged_iterator(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     it = await kinesis.iterator("s")
     raw = bytearray(base64.b64decode(it))
@@ -521,7 +529,7 @@ async def test_get_records_with_a_forged_iterator(kinesis) -> None:
         )
 
 
-async def test_get_records_with_an_expired_iterator(kinesis) -> None:
+async def test_get_records_with_an_expired_iterator(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     it = await kinesis.iterator("s")
     kinesis.clock.advance(ms=300_000)
@@ -535,7 +543,7 @@ async def test_get_records_with_an_expired_iterator(kinesis) -> None:
     )
 
 
-async def test_get_records_after_the_stream_is_deleted(kinesis) -> None:
+async def test_get_records_after_the_stream_is_deleted(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     it = await kinesis.iterator("s")
     await kinesis.ok("DeleteStream", {"StreamName": "s"})
@@ -545,7 +553,7 @@ async def test_get_records_after_the_stream_is_deleted(kinesis) -> None:
     )
 
 
-async def test_closed_shard_ends_with_child_shards(kinesis) -> None:
+async def test_closed_shard_ends_with_child_shards(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     await kinesis.put("s", b"before")
     it = await kinesis.iterator("s")
@@ -571,7 +579,7 @@ async def test_closed_shard_ends_with_child_shards(kinesis) -> None:
     assert after["ShardId"] == "shardId-000000000001"
 
 
-async def test_after_the_last_sequence_number_of_a_closed_shard(kinesis) -> None:
+async def test_after_the_last_sequence_number_of_a_closed_shard(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     await kinesis.ok("SplitShard", {"StreamName": "s", "ShardToSplit": "0", "NewStartingHashKey": str(HALF)})
     shards = (await kinesis.ok("ListShards", {"StreamName": "s"}))["Shards"]
@@ -584,7 +592,7 @@ async def test_after_the_last_sequence_number_of_a_closed_shard(kinesis) -> None
     )
 
 
-async def test_data_plane_by_stream_arn(kinesis) -> None:
+async def test_data_plane_by_stream_arn(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     put = await kinesis.ok(
         "PutRecords", {"StreamARN": ARN + "s", "Records": [{"Data": b64(b"x"), "PartitionKey": "a"}]}

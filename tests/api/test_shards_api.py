@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from _wire_cases import INTEGER, STRING, STRUCTURE, nest, one_error
+
+from _shardline import START_MS
+
+from ._asgi import Kinesis
+from ._wire_cases import INTEGER, STRING, STRUCTURE, nest, one_error
 
 ACCOUNT = "000000000000"
 ARN = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/"
-START_MS = 1_700_000_000_000
 HALF = 1 << 127
 MAX_KEY = (1 << 128) - 1
 THIRD = (1 << 128) // 3
@@ -45,11 +49,13 @@ SERIALIZATION = [
 
 
 @pytest.mark.parametrize(("op", "payload", "message"), SERIALIZATION)
-async def test_wrong_json_type_is_a_serialization_exception(kinesis, op, payload, message) -> None:
+async def test_wrong_json_type_is_a_serialization_exception(
+    kinesis: Kinesis, op: str, payload: Any, message: str
+) -> None:
     assert await kinesis.serialization(op, payload) == message
 
 
-async def test_a_filter_timestamp_that_is_no_time(kinesis) -> None:
+async def test_a_filter_timestamp_that_is_no_time(kinesis: Kinesis) -> None:
     payload = {"StreamName": "s", "ShardFilter": {"Type": "AT_TIMESTAMP", "Timestamp": False}}
     assert await kinesis.serialization("ListShards", payload) == (
         "class java.lang.Boolean can not be converted to milliseconds since epoch"
@@ -85,11 +91,13 @@ SHARD_VALIDATION = [
 
 
 @pytest.mark.parametrize(("op", "payload", "value", "path", "rule"), SHARD_VALIDATION)
-async def test_one_constraint_violation(kinesis, op, payload, *, value, path, rule) -> None:
+async def test_one_constraint_violation(
+    kinesis: Kinesis, op: str, payload: Any, *, value: Any, path: str, rule: Any
+) -> None:
     assert await kinesis.validation(op, payload) == one_error(value, path, rule)
 
 
-async def test_split_shard_needs_both_members(kinesis) -> None:
+async def test_split_shard_needs_both_members(kinesis: Kinesis) -> None:
     assert await kinesis.validation("SplitShard", {"StreamName": "s"}) == (
         "2 validation errors detected: "
         "Value null at 'newStartingHashKey' failed to satisfy constraint: Member must not be null; "
@@ -97,7 +105,7 @@ async def test_split_shard_needs_both_members(kinesis) -> None:
     )
 
 
-async def test_merge_shards_needs_both_members(kinesis) -> None:
+async def test_merge_shards_needs_both_members(kinesis: Kinesis) -> None:
     assert await kinesis.validation("MergeShards", {"StreamName": "s"}) == (
         "2 validation errors detected: "
         "Value null at 'adjacentShardToMerge' failed to satisfy constraint: Member must not be null; "
@@ -105,7 +113,7 @@ async def test_merge_shards_needs_both_members(kinesis) -> None:
     )
 
 
-async def test_update_shard_count_needs_both_members(kinesis) -> None:
+async def test_update_shard_count_needs_both_members(kinesis: Kinesis) -> None:
     assert await kinesis.validation("UpdateShardCount", {"StreamName": "s"}) == (
         "2 validation errors detected: "
         "Value null at 'scalingType' failed to satisfy constraint: Member must not be null; "
@@ -115,7 +123,7 @@ async def test_update_shard_count_needs_both_members(kinesis) -> None:
 
 # ======================================================================== 3. behaviour
 # ----------------------------------------------------------------- ListShards
-async def test_list_shards(kinesis) -> None:
+async def test_list_shards(kinesis: Kinesis) -> None:
     await kinesis.create("s", 3)
     out = await kinesis.ok("ListShards", {"StreamName": "s"})
     assert "NextToken" not in out
@@ -149,7 +157,7 @@ async def test_list_shards(kinesis) -> None:
     )
 
 
-async def test_list_shards_pages_with_next_token(kinesis) -> None:
+async def test_list_shards_pages_with_next_token(kinesis: Kinesis) -> None:
     await kinesis.create("s", 5)
     seen: list[str] = []
     page = await kinesis.ok("ListShards", {"StreamName": "s", "MaxResults": 2})
@@ -163,13 +171,13 @@ async def test_list_shards_pages_with_next_token(kinesis) -> None:
     assert pages == 3
 
 
-async def test_list_shards_after_a_shard(kinesis) -> None:
+async def test_list_shards_after_a_shard(kinesis: Kinesis) -> None:
     await kinesis.create("s", 4)
     out = await kinesis.ok("ListShards", {"StreamName": "s", "ExclusiveStartShardId": sid(1)})
     assert [s["ShardId"] for s in out["Shards"]] == [sid(2), sid(3)]
 
 
-async def test_list_shards_argument_errors(kinesis) -> None:
+async def test_list_shards_argument_errors(kinesis: Kinesis) -> None:
     await kinesis.create("s", 2)
     token = (await kinesis.ok("ListShards", {"StreamName": "s", "MaxResults": 1}))["NextToken"]
     assert await kinesis.fail("ListShards", {}) == (
@@ -192,7 +200,7 @@ async def test_list_shards_argument_errors(kinesis) -> None:
     )
 
 
-async def test_list_shards_checks_the_creation_timestamp(kinesis) -> None:
+async def test_list_shards_checks_the_creation_timestamp(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     created = START_MS / 1000
     out = await kinesis.ok("ListShards", {"StreamName": "s", "StreamCreationTimestamp": created})
@@ -201,7 +209,7 @@ async def test_list_shards_checks_the_creation_timestamp(kinesis) -> None:
     assert await kinesis.fail("ListShards", payload) == kinesis.not_found("s")
 
 
-async def _split_at_ten_seconds(kinesis) -> None:
+async def _split_at_ten_seconds(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     kinesis.clock.advance(10)
     await kinesis.ok("SplitShard", {"StreamName": "s", "ShardToSplit": sid(0), "NewStartingHashKey": str(HALF)})
@@ -221,13 +229,13 @@ FILTERS = [
 
 
 @pytest.mark.parametrize(("shard_filter", "expected"), FILTERS, ids=str)
-async def test_list_shards_filters(kinesis, shard_filter, expected) -> None:
+async def test_list_shards_filters(kinesis: Kinesis, shard_filter: Any, expected: Any) -> None:
     await _split_at_ten_seconds(kinesis)
     out = await kinesis.ok("ListShards", {"StreamName": "s", "ShardFilter": shard_filter})
     assert [s["ShardId"] for s in out["Shards"]] == [sid(i) for i in expected]
 
 
-async def test_a_filter_survives_pagination(kinesis) -> None:
+async def test_a_filter_survives_pagination(kinesis: Kinesis) -> None:
     await _split_at_ten_seconds(kinesis)
     first = await kinesis.ok("ListShards", {"StreamName": "s", "ShardFilter": {"Type": "AT_LATEST"}, "MaxResults": 1})
     assert [s["ShardId"] for s in first["Shards"]] == [sid(1)]
@@ -236,7 +244,7 @@ async def test_a_filter_survives_pagination(kinesis) -> None:
     assert "NextToken" not in second
 
 
-async def test_filters_that_need_an_argument(kinesis) -> None:
+async def test_filters_that_need_an_argument(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     for ftype, message in [
         ("AFTER_SHARD_ID", "ShardId must be provided for the AFTER_SHARD_ID filter."),
@@ -248,7 +256,7 @@ async def test_filters_that_need_an_argument(kinesis) -> None:
 
 
 # ----------------------------------------------------------------- SplitShard
-async def test_split_shard(kinesis) -> None:
+async def test_split_shard(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     payload = {"StreamName": "s", "ShardToSplit": sid(0), "NewStartingHashKey": str(HALF)}
     assert await kinesis.ok("SplitShard", payload) == {}
@@ -266,7 +274,7 @@ async def test_split_shard(kinesis) -> None:
     )
 
 
-async def test_split_shard_by_arn_and_short_shard_id(kinesis) -> None:
+async def test_split_shard_by_arn_and_short_shard_id(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     await kinesis.ok("SplitShard", {"StreamARN": ARN + "s", "ShardToSplit": "0", "NewStartingHashKey": str(HALF)})
     assert len((await kinesis.ok("ListShards", {"StreamName": "s"}))["Shards"]) == 3
@@ -289,12 +297,12 @@ SPLIT_ERRORS = [
 
 
 @pytest.mark.parametrize(("payload", "kind", "message"), SPLIT_ERRORS)
-async def test_split_shard_errors(kinesis, payload, kind, message) -> None:
+async def test_split_shard_errors(kinesis: Kinesis, payload: Any, kind: str, message: str) -> None:
     await kinesis.create("s", 1)
     assert await kinesis.fail("SplitShard", {"StreamName": "s", **payload}) == (kind, message)
 
 
-async def test_split_a_closed_shard(kinesis) -> None:
+async def test_split_a_closed_shard(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     payload = {"StreamName": "s", "ShardToSplit": sid(0), "NewStartingHashKey": str(HALF)}
     await kinesis.ok("SplitShard", payload)
@@ -305,12 +313,12 @@ async def test_split_a_closed_shard(kinesis) -> None:
     )
 
 
-async def test_split_a_missing_stream(kinesis) -> None:
+async def test_split_a_missing_stream(kinesis: Kinesis) -> None:
     payload = {"StreamName": "gone", "ShardToSplit": sid(0), "NewStartingHashKey": str(HALF)}
     assert await kinesis.fail("SplitShard", payload) == kinesis.not_found("gone")
 
 
-async def test_split_while_updating(make_kinesis) -> None:
+async def test_split_while_updating(make_kinesis: Callable[..., Awaitable[Kinesis]]) -> None:
     k = await make_kinesis(status_delay_s=5.0)
     await k.create("s", 2)
     k.clock.advance(5)
@@ -324,7 +332,7 @@ async def test_split_while_updating(make_kinesis) -> None:
     await k.ok("SplitShard", payload)
 
 
-async def test_split_over_the_shard_limit(make_kinesis) -> None:
+async def test_split_over_the_shard_limit(make_kinesis: Callable[..., Awaitable[Kinesis]]) -> None:
     k = await make_kinesis(shard_limit=1)
     await k.create("s", 1)
     payload = {"StreamName": "s", "ShardToSplit": sid(0), "NewStartingHashKey": str(HALF)}
@@ -339,7 +347,7 @@ async def test_split_over_the_shard_limit(make_kinesis) -> None:
 
 
 # ----------------------------------------------------------------- MergeShards
-async def test_merge_shards(kinesis) -> None:
+async def test_merge_shards(kinesis: Kinesis) -> None:
     await kinesis.create("s", 2)
     payload = {"StreamName": "s", "ShardToMerge": sid(0), "AdjacentShardToMerge": sid(1)}
     assert await kinesis.ok("MergeShards", payload) == {}
@@ -355,7 +363,7 @@ async def test_merge_shards(kinesis) -> None:
 
 
 @pytest.mark.parametrize(("a", "b"), [(0, 2), (1, 0)])
-async def test_merge_shards_that_are_not_an_adjacent_pair(kinesis, a, b) -> None:
+async def test_merge_shards_that_are_not_an_adjacent_pair(kinesis: Kinesis, a: Any, b: Any) -> None:
     await kinesis.create("s", 3)
     payload = {"StreamName": "s", "ShardToMerge": sid(a), "AdjacentShardToMerge": sid(b)}
     assert await kinesis.fail("MergeShards", payload) == (
@@ -365,7 +373,7 @@ async def test_merge_shards_that_are_not_an_adjacent_pair(kinesis, a, b) -> None
     )
 
 
-async def test_merge_unknown_shards(kinesis) -> None:
+async def test_merge_unknown_shards(kinesis: Kinesis) -> None:
     await kinesis.create("s", 2)
     payload = {"StreamName": "s", "ShardToMerge": sid(0), "AdjacentShardToMerge": "x-y"}
     assert await kinesis.fail("MergeShards", payload) == (
@@ -380,7 +388,7 @@ async def test_merge_unknown_shards(kinesis) -> None:
 
 
 # ----------------------------------------------------------------- UpdateShardCount
-async def test_update_shard_count(kinesis) -> None:
+async def test_update_shard_count(kinesis: Kinesis) -> None:
     await kinesis.create("s", 2)
     payload = {"StreamName": "s", "TargetShardCount": 4, "ScalingType": "UNIFORM_SCALING"}
     assert await kinesis.ok("UpdateShardCount", payload) == {
@@ -407,7 +415,7 @@ async def test_update_shard_count(kinesis) -> None:
     assert ranges == [(0, THIRD - 1), (THIRD, 2 * THIRD - 1), (2 * THIRD, MAX_KEY)]
 
 
-async def test_update_shard_count_limits(make_kinesis) -> None:
+async def test_update_shard_count_limits(make_kinesis: Callable[..., Awaitable[Kinesis]]) -> None:
     k = await make_kinesis(shard_limit=10, max_scaling_ops_per_day=2)
     await k.create("s", 4)
 
@@ -445,7 +453,7 @@ async def test_update_shard_count_limits(make_kinesis) -> None:
     await k.ok("UpdateShardCount", {"StreamName": "s", "TargetShardCount": 5, "ScalingType": "UNIFORM_SCALING"})
 
 
-async def test_resharding_an_on_demand_stream(kinesis) -> None:
+async def test_resharding_an_on_demand_stream(kinesis: Kinesis) -> None:
     await kinesis.ok("CreateStream", {"StreamName": "od", "StreamModeDetails": {"StreamMode": "ON_DEMAND"}})
     on_demand = ("ValidationException", f"Request is invalid. Stream od under account {ACCOUNT} is in On-Demand mode.")
     payload = {"StreamName": "od", "TargetShardCount": 8, "ScalingType": "UNIFORM_SCALING"}
@@ -456,6 +464,6 @@ async def test_resharding_an_on_demand_stream(kinesis) -> None:
     assert await kinesis.fail("MergeShards", merge) == on_demand
 
 
-async def test_update_shard_count_of_a_missing_stream(kinesis) -> None:
+async def test_update_shard_count_of_a_missing_stream(kinesis: Kinesis) -> None:
     payload = {"StreamName": "gone", "TargetShardCount": 2, "ScalingType": "UNIFORM_SCALING"}
     assert await kinesis.fail("UpdateShardCount", payload) == kinesis.not_found("gone")

@@ -3,10 +3,13 @@ encryption and tags. Each family in three parts: wrong JSON types, constraint vi
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from _wire_cases import BOOLEAN, INTEGER, LIST, MAP, STRING, STRUCTURE, nest, one_error
+
+from ._asgi import Kinesis
+from ._wire_cases import BOOLEAN, INTEGER, LIST, MAP, STRING, STRUCTURE, nest, one_error
 
 ACCOUNT = "000000000000"
 ARN = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/"
@@ -69,28 +72,30 @@ SERIALIZATION = [
 
 
 @pytest.mark.parametrize(("op", "payload", "message"), SERIALIZATION)
-async def test_wrong_json_type_is_a_serialization_exception(kinesis, op, payload, message) -> None:
+async def test_wrong_json_type_is_a_serialization_exception(
+    kinesis: Kinesis, op: str, payload: Any, message: str
+) -> None:
     assert await kinesis.serialization(op, payload) == message
 
 
-async def test_the_first_mismatch_in_model_order_wins(kinesis) -> None:
+async def test_the_first_mismatch_in_model_order_wins(kinesis: Kinesis) -> None:
     msg = await kinesis.serialization("CreateStream", {"ShardCount": "1", "StreamName": 5})
     assert msg == "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an String"
 
 
-async def test_serialization_comes_before_validation(kinesis) -> None:
+async def test_serialization_comes_before_validation(kinesis: Kinesis) -> None:
     msg = await kinesis.serialization("CreateStream", {"StreamName": "", "ShardCount": 0, "Tags": []})
     assert msg == "Start of list found where not expected"
 
 
-async def test_fractional_integers_are_truncated(kinesis) -> None:
+async def test_fractional_integers_are_truncated(kinesis: Kinesis) -> None:
     # AWS reads JSON numbers as big decimals and truncates them for integer members.
     await kinesis.ok("CreateStream", {"StreamName": "s", "ShardCount": 2.9})
     d = await kinesis.ok("DescribeStream", {"StreamName": "s"})
     assert len(d["StreamDescription"]["Shards"]) == 2
 
 
-async def test_null_members_count_as_absent(kinesis) -> None:
+async def test_null_members_count_as_absent(kinesis: Kinesis) -> None:
     await kinesis.ok("CreateStream", {"StreamName": "s", "ShardCount": 1, "Tags": None, "StreamModeDetails": None})
     assert await kinesis.validation("CreateStream", {"StreamName": None}) == one_error(
         None, "streamName", "Member must not be null"
@@ -98,13 +103,13 @@ async def test_null_members_count_as_absent(kinesis) -> None:
 
 
 # ======================================================================== 2. validation
-async def test_missing_stream_name_is_null_without_quotes(kinesis) -> None:
+async def test_missing_stream_name_is_null_without_quotes(kinesis: Kinesis) -> None:
     assert await kinesis.validation("CreateStream", {"ShardCount": 1}) == (
         "1 validation error detected: Value null at 'streamName' failed to satisfy constraint: Member must not be null"
     )
 
 
-async def test_empty_stream_name_and_zero_shards_list_three_violations(kinesis) -> None:
+async def test_empty_stream_name_and_zero_shards_list_three_violations(kinesis: Kinesis) -> None:
     assert await kinesis.validation("CreateStream", {"StreamName": "", "ShardCount": 0}) == (
         "3 validation errors detected: "
         "Value '0' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1; "
@@ -183,11 +188,13 @@ STREAM_VALIDATION = [
 
 
 @pytest.mark.parametrize(("op", "payload", "value", "path", "rule"), STREAM_VALIDATION)
-async def test_one_constraint_violation(kinesis, op, payload, *, value, path, rule) -> None:
+async def test_one_constraint_violation(
+    kinesis: Kinesis, op: str, payload: Any, *, value: Any, path: str, rule: Any
+) -> None:
     assert await kinesis.validation(op, payload) == one_error(value, path, rule)
 
 
-async def test_violations_are_listed_in_member_order(kinesis) -> None:
+async def test_violations_are_listed_in_member_order(kinesis: Kinesis) -> None:
     msg = await kinesis.validation("StartStreamEncryption", {"StreamName": ""})
     assert msg == (
         "4 validation errors detected: "
@@ -199,7 +206,7 @@ async def test_violations_are_listed_in_member_order(kinesis) -> None:
     )
 
 
-async def test_two_missing_members_of_tag_resource(kinesis) -> None:
+async def test_two_missing_members_of_tag_resource(kinesis: Kinesis) -> None:
     assert await kinesis.validation("TagResource", {}) == (
         "2 validation errors detected: "
         "Value null at 'resourceARN' failed to satisfy constraint: Member must not be null; "
@@ -207,7 +214,7 @@ async def test_two_missing_members_of_tag_resource(kinesis) -> None:
     )
 
 
-async def test_update_stream_mode_needs_arn_and_details(kinesis) -> None:
+async def test_update_stream_mode_needs_arn_and_details(kinesis: Kinesis) -> None:
     assert await kinesis.validation("UpdateStreamMode", {}) == (
         "2 validation errors detected: "
         "Value null at 'streamARN' failed to satisfy constraint: Member must not be null; "
@@ -215,7 +222,7 @@ async def test_update_stream_mode_needs_arn_and_details(kinesis) -> None:
     )
 
 
-async def test_a_too_long_tag_key_is_reported_on_the_whole_list(kinesis) -> None:
+async def test_a_too_long_tag_key_is_reported_on_the_whole_list(kinesis: Kinesis) -> None:
     # AWS reports a constraint on the strings of a list once, on the list, listing every constraint of the member.
     long = "a" * 129
     msg = await kinesis.validation("RemoveTagsFromStream", {"StreamName": "s", "TagKeys": ["a", long, "b"]})
@@ -226,7 +233,7 @@ async def test_a_too_long_tag_key_is_reported_on_the_whole_list(kinesis) -> None
     )
 
 
-async def test_a_too_long_tag_map_key_is_reported_on_the_map(kinesis) -> None:
+async def test_a_too_long_tag_map_key_is_reported_on_the_map(kinesis: Kinesis) -> None:
     long = "k" * 129
     msg = await kinesis.validation("AddTagsToStream", {"StreamName": "s", "Tags": {long: "v"}})
     assert msg == (
@@ -236,7 +243,7 @@ async def test_a_too_long_tag_map_key_is_reported_on_the_map(kinesis) -> None:
     )
 
 
-async def test_an_unknown_metric_is_reported_on_the_metrics_list(kinesis) -> None:
+async def test_an_unknown_metric_is_reported_on_the_metrics_list(kinesis: Kinesis) -> None:
     # The engine words this violation the same way; the shape check must not pre-empt it with another wording.
     msg = await kinesis.validation("EnableEnhancedMonitoring", {"StreamName": "s", "ShardLevelMetrics": ["Bogus"]})
     assert msg == (
@@ -247,13 +254,13 @@ async def test_an_unknown_metric_is_reported_on_the_metrics_list(kinesis) -> Non
     )
 
 
-async def test_validation_comes_before_the_stream_lookup(kinesis) -> None:
+async def test_validation_comes_before_the_stream_lookup(kinesis: Kinesis) -> None:
     msg = await kinesis.validation("DescribeStream", {"StreamName": "missing", "Limit": 0})
     assert msg == one_error(0, "limit", "Member must have value greater than or equal to 1")
 
 
 # ======================================================================== 3. behaviour
-async def test_create_and_describe_three_shards(kinesis) -> None:
+async def test_create_and_describe_three_shards(kinesis: Kinesis) -> None:
     assert await kinesis.ok("CreateStream", {"StreamName": "s", "ShardCount": 3}) == {}
     d = (await kinesis.ok("DescribeStream", {"StreamName": "s"}))["StreamDescription"]
     starts = [s["SequenceNumberRange"].pop("StartingSequenceNumber") for s in d["Shards"]]
@@ -279,14 +286,14 @@ async def test_create_and_describe_three_shards(kinesis) -> None:
     }
 
 
-async def test_creation_timestamp_is_epoch_seconds(kinesis) -> None:
+async def test_creation_timestamp_is_epoch_seconds(kinesis: Kinesis) -> None:
     kinesis.clock.advance(ms=250)
     await kinesis.create("s")
     d = await kinesis.ok("DescribeStreamSummary", {"StreamName": "s"})
     assert d["StreamDescriptionSummary"]["StreamCreationTimestamp"] == 1_700_000_000.25
 
 
-async def test_summary_never_carries_a_stream_id(kinesis) -> None:
+async def test_summary_never_carries_a_stream_id(kinesis: Kinesis) -> None:
     await kinesis.create("s", 2)
     r = await kinesis.send("DescribeStreamSummary", {"StreamName": "s"})
     assert r.status == 200
@@ -308,7 +315,7 @@ async def test_summary_never_carries_a_stream_id(kinesis) -> None:
     }
 
 
-async def test_no_response_carries_a_stream_id(kinesis) -> None:
+async def test_no_response_carries_a_stream_id(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     for op, payload in [
         ("DescribeStream", {"StreamName": "s"}),
@@ -322,7 +329,7 @@ async def test_no_response_carries_a_stream_id(kinesis) -> None:
         assert b"StreamId" not in r.body, op
 
 
-async def test_create_an_existing_stream(kinesis) -> None:
+async def test_create_an_existing_stream(kinesis: Kinesis) -> None:
     await kinesis.create("s")
     assert await kinesis.fail("CreateStream", {"StreamName": "s", "ShardCount": 1}) == (
         "ResourceInUseException",
@@ -330,14 +337,14 @@ async def test_create_an_existing_stream(kinesis) -> None:
     )
 
 
-async def test_provisioned_create_needs_a_shard_count(kinesis) -> None:
+async def test_provisioned_create_needs_a_shard_count(kinesis: Kinesis) -> None:
     assert await kinesis.fail("CreateStream", {"StreamName": "s"}) == (
         "InvalidArgumentException",
         "ShardCount must be provided for streams in PROVISIONED mode.",
     )
 
 
-async def test_on_demand_create(kinesis) -> None:
+async def test_on_demand_create(kinesis: Kinesis) -> None:
     await kinesis.ok("CreateStream", {"StreamName": "od", "StreamModeDetails": {"StreamMode": "ON_DEMAND"}})
     s = (await kinesis.ok("DescribeStreamSummary", {"StreamName": "od"}))["StreamDescriptionSummary"]
     assert s["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"}
@@ -346,7 +353,7 @@ async def test_on_demand_create(kinesis) -> None:
     assert limits == {"ShardLimit": 500, "OpenShardCount": 4, "OnDemandStreamCount": 1, "OnDemandStreamCountLimit": 50}
 
 
-async def test_create_over_the_shard_limit(make_kinesis) -> None:
+async def test_create_over_the_shard_limit(make_kinesis: Callable[..., Awaitable[Kinesis]]) -> None:
     k = await make_kinesis(shard_limit=5)
     await k.create("a", 2)
     assert await k.fail("CreateStream", {"StreamName": "b", "ShardCount": 4}) == (
@@ -360,7 +367,7 @@ async def test_create_over_the_shard_limit(make_kinesis) -> None:
     assert await k.fail("DescribeStream", {"StreamName": "b"}) == k.not_found("b")
 
 
-async def test_describe_limits(kinesis) -> None:
+async def test_describe_limits(kinesis: Kinesis) -> None:
     assert await kinesis.ok("DescribeLimits") == {
         "ShardLimit": 500,
         "OpenShardCount": 0,
@@ -371,7 +378,7 @@ async def test_describe_limits(kinesis) -> None:
     assert (await kinesis.ok("DescribeLimits"))["OpenShardCount"] == 3
 
 
-async def test_describe_stream_pages_through_shards(kinesis) -> None:
+async def test_describe_stream_pages_through_shards(kinesis: Kinesis) -> None:
     await kinesis.create("s", 5)
     first = (await kinesis.ok("DescribeStream", {"StreamName": "s", "Limit": 2}))["StreamDescription"]
     assert [s["ShardId"] for s in first["Shards"]] == ["shardId-000000000000", "shardId-000000000001"]
@@ -383,7 +390,7 @@ async def test_describe_stream_pages_through_shards(kinesis) -> None:
 
 
 @pytest.mark.parametrize("op", ["DescribeStream", "DescribeStreamSummary", "DeleteStream", "ListTagsForStream"])
-async def test_missing_stream_is_not_found(kinesis, op) -> None:
+async def test_missing_stream_is_not_found(kinesis: Kinesis, op: str) -> None:
     r = await kinesis.send(op, {"StreamName": "missing"})
     assert r.status == 400
     assert r.json() == {
@@ -392,7 +399,7 @@ async def test_missing_stream_is_not_found(kinesis, op) -> None:
     }
 
 
-async def test_describe_needs_a_name_or_an_arn(kinesis) -> None:
+async def test_describe_needs_a_name_or_an_arn(kinesis: Kinesis) -> None:
     assert await kinesis.fail("DescribeStreamSummary", {}) == (
         "ValidationException",
         "Either StreamName or StreamARN should be provided.",
@@ -400,7 +407,7 @@ async def test_describe_needs_a_name_or_an_arn(kinesis) -> None:
 
 
 # ----------------------------------------------------------------- StreamARN forms
-async def test_stream_arn_names_the_stream(kinesis) -> None:
+async def test_stream_arn_names_the_stream(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     by_arn = await kinesis.ok("DescribeStreamSummary", {"StreamARN": ARN + "s"})
     by_both = await kinesis.ok("DescribeStreamSummary", {"StreamName": "s", "StreamARN": ARN + "s"})
@@ -408,7 +415,7 @@ async def test_stream_arn_names_the_stream(kinesis) -> None:
     assert by_arn == by_both == by_name
 
 
-async def test_stream_name_and_arn_must_agree(kinesis) -> None:
+async def test_stream_name_and_arn_must_agree(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     await kinesis.create("t", 1)
     assert await kinesis.fail("DescribeStream", {"StreamName": "t", "StreamARN": ARN + "s"}) == (
@@ -417,7 +424,7 @@ async def test_stream_name_and_arn_must_agree(kinesis) -> None:
     )
 
 
-async def test_arn_of_another_account_or_region_is_not_found(kinesis) -> None:
+async def test_arn_of_another_account_or_region_is_not_found(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     other = "arn:aws:kinesis:us-east-1:111111111111:stream/s"
     assert await kinesis.fail("DescribeStreamSummary", {"StreamARN": other}) == (
@@ -429,12 +436,12 @@ async def test_arn_of_another_account_or_region_is_not_found(kinesis) -> None:
     assert kind == "ResourceNotFoundException"
 
 
-async def test_arn_of_a_missing_stream(kinesis) -> None:
+async def test_arn_of_a_missing_stream(kinesis: Kinesis) -> None:
     assert await kinesis.fail("DeleteStream", {"StreamARN": ARN + "gone"}) == kinesis.not_found("gone")
 
 
 # ----------------------------------------------------------------- list / delete
-async def test_list_streams_pages(kinesis) -> None:
+async def test_list_streams_pages(kinesis: Kinesis) -> None:
     for name in ("c", "a", "b"):
         await kinesis.create(name, 1)
     everything = await kinesis.ok("ListStreams")
@@ -458,7 +465,7 @@ async def test_list_streams_pages(kinesis) -> None:
     assert after["StreamNames"] == ["b", "c"]
 
 
-async def test_list_streams_rejects_bad_and_stale_tokens(kinesis) -> None:
+async def test_list_streams_rejects_bad_and_stale_tokens(kinesis: Kinesis) -> None:
     for name in ("a", "b"):
         await kinesis.create(name, 1)
     token = (await kinesis.ok("ListStreams", {"Limit": 1}))["NextToken"]
@@ -473,7 +480,7 @@ async def test_list_streams_rejects_bad_and_stale_tokens(kinesis) -> None:
     )
 
 
-async def test_delete_stream(kinesis) -> None:
+async def test_delete_stream(kinesis: Kinesis) -> None:
     await kinesis.create("s", 2)
     assert await kinesis.ok("DeleteStream", {"StreamName": "s"}) == {}
     assert await kinesis.fail("DescribeStream", {"StreamName": "s"}) == kinesis.not_found("s")
@@ -483,13 +490,13 @@ async def test_delete_stream(kinesis) -> None:
     assert len(d["StreamDescription"]["Shards"]) == 1
 
 
-async def test_delete_by_arn(kinesis) -> None:
+async def test_delete_by_arn(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     await kinesis.ok("DeleteStream", {"StreamARN": ARN + "s"})
     assert await kinesis.fail("DescribeStreamSummary", {"StreamName": "s"}) == kinesis.not_found("s")
 
 
-async def test_delete_with_consumers_needs_enforce(kinesis) -> None:
+async def test_delete_with_consumers_needs_enforce(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     await kinesis.ok("RegisterStreamConsumer", {"StreamARN": ARN + "s", "ConsumerName": "c"})
     assert await kinesis.fail("DeleteStream", {"StreamName": "s"}) == (
@@ -501,7 +508,7 @@ async def test_delete_with_consumers_needs_enforce(kinesis) -> None:
     assert await kinesis.fail("DescribeStream", {"StreamName": "s"}) == kinesis.not_found("s")
 
 
-async def test_status_moves_through_creating_with_a_delay(make_kinesis) -> None:
+async def test_status_moves_through_creating_with_a_delay(make_kinesis: Callable[..., Awaitable[Kinesis]]) -> None:
     k = await make_kinesis(status_delay_s=1.0)
     await k.create("s", 1)
     s = await k.ok("DescribeStreamSummary", {"StreamName": "s"})
@@ -522,12 +529,12 @@ async def test_status_moves_through_creating_with_a_delay(make_kinesis) -> None:
 
 
 # ----------------------------------------------------------------- retention
-async def _retention(kinesis) -> int:
+async def _retention(kinesis: Kinesis) -> int:
     s = await kinesis.ok("DescribeStreamSummary", {"StreamName": "s"})
     return int(s["StreamDescriptionSummary"]["RetentionPeriodHours"])
 
 
-async def test_retention_up_and_down(kinesis) -> None:
+async def test_retention_up_and_down(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     assert await kinesis.ok("IncreaseStreamRetentionPeriod", {"StreamName": "s", "RetentionPeriodHours": 48}) == {}
     assert await _retention(kinesis) == 48
@@ -551,7 +558,7 @@ RETENTION_ERRORS = [
 
 
 @pytest.mark.parametrize(("op", "hours", "message"), RETENTION_ERRORS)
-async def test_retention_errors(kinesis, op, hours, message) -> None:
+async def test_retention_errors(kinesis: Kinesis, op: str, hours: Any, message: str) -> None:
     await kinesis.create("s", 1)
     await kinesis.ok("IncreaseStreamRetentionPeriod", {"StreamName": "s", "RetentionPeriodHours": 48})
     assert await kinesis.fail(op, {"StreamName": "s", "RetentionPeriodHours": hours}) == (
@@ -561,13 +568,13 @@ async def test_retention_errors(kinesis, op, hours, message) -> None:
     assert await _retention(kinesis) == 48
 
 
-async def test_retention_of_a_missing_stream(kinesis) -> None:
+async def test_retention_of_a_missing_stream(kinesis: Kinesis) -> None:
     payload = {"StreamName": "nope", "RetentionPeriodHours": 48}
     assert await kinesis.fail("IncreaseStreamRetentionPeriod", payload) == kinesis.not_found("nope")
 
 
 # ----------------------------------------------------------------- capacity mode
-async def test_update_stream_mode(make_kinesis) -> None:
+async def test_update_stream_mode(make_kinesis: Callable[..., Awaitable[Kinesis]]) -> None:
     k = await make_kinesis(max_mode_switches_per_day=2)
     await k.create("s", 2)
     details = {"StreamMode": "ON_DEMAND"}
@@ -587,13 +594,13 @@ async def test_update_stream_mode(make_kinesis) -> None:
     await k.ok("UpdateStreamMode", {"StreamARN": ARN + "s", "StreamModeDetails": details})
 
 
-async def test_update_stream_mode_of_a_missing_stream(kinesis) -> None:
+async def test_update_stream_mode_of_a_missing_stream(kinesis: Kinesis) -> None:
     payload = {"StreamARN": ARN + "gone", "StreamModeDetails": {"StreamMode": "ON_DEMAND"}}
     assert await kinesis.fail("UpdateStreamMode", payload) == kinesis.not_found("gone")
 
 
 # ----------------------------------------------------------------- enhanced monitoring
-async def test_enable_and_disable_enhanced_monitoring(kinesis) -> None:
+async def test_enable_and_disable_enhanced_monitoring(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     out = await kinesis.ok("EnableEnhancedMonitoring", {"StreamName": "s", "ShardLevelMetrics": ["IncomingBytes"]})
     assert out == {
@@ -617,13 +624,13 @@ async def test_enable_and_disable_enhanced_monitoring(kinesis) -> None:
     assert out["DesiredShardLevelMetrics"] == []
 
 
-async def test_enhanced_monitoring_of_a_missing_stream(kinesis) -> None:
+async def test_enhanced_monitoring_of_a_missing_stream(kinesis: Kinesis) -> None:
     payload = {"StreamName": "gone", "ShardLevelMetrics": ["ALL"]}
     assert await kinesis.fail("EnableEnhancedMonitoring", payload) == kinesis.not_found("gone")
 
 
 # ----------------------------------------------------------------- encryption
-async def test_start_and_stop_encryption(kinesis) -> None:
+async def test_start_and_stop_encryption(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     start = {"StreamName": "s", "EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
     assert await kinesis.ok("StartStreamEncryption", start) == {}
@@ -643,7 +650,7 @@ async def test_start_and_stop_encryption(kinesis) -> None:
     assert "EncryptionType" not in await kinesis.put("s", b"y")
 
 
-async def test_start_encryption_of_type_none(kinesis) -> None:
+async def test_start_encryption_of_type_none(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     payload = {"StreamName": "s", "EncryptionType": "NONE", "KeyId": "k"}
     assert await kinesis.fail("StartStreamEncryption", payload) == (
@@ -653,7 +660,7 @@ async def test_start_encryption_of_type_none(kinesis) -> None:
 
 
 # ----------------------------------------------------------------- tags
-async def test_stream_tags(kinesis) -> None:
+async def test_stream_tags(kinesis: Kinesis) -> None:
     await kinesis.ok("CreateStream", {"StreamName": "s", "ShardCount": 1, "Tags": {"team": "data"}})
     assert await kinesis.ok("AddTagsToStream", {"StreamName": "s", "Tags": {"a": "1", "b": ""}}) == {}
     assert await kinesis.ok("ListTagsForStream", {"StreamName": "s"}) == {
@@ -671,7 +678,7 @@ async def test_stream_tags(kinesis) -> None:
     assert [t["Key"] for t in tags] == ["b", "team"]
 
 
-async def test_tag_errors(kinesis) -> None:
+async def test_tag_errors(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     assert await kinesis.fail("AddTagsToStream", {"StreamName": "s", "Tags": {"a;b": "c"}}) == (
         "InvalidArgumentException",
@@ -702,21 +709,22 @@ TAG_CHARS = (
     "text",
     ["tab\there", "new\nline", "nul\x00", "bell\x07", "del\x7f", "colon:key", "semi;colon", "aws:cloudformation"],
 )
-async def test_tag_characters_outside_the_documented_set_are_refused(kinesis, text) -> None:
+async def test_tag_characters_outside_the_documented_set_are_refused(kinesis: Kinesis, text: str) -> None:
     # Source: the Kinesis API Reference, data type Tag ("Valid characters: Unicode letters, digits, white space,
     # _ . / = + - % @"): % is allowed, ':' is not; white space is Unicode separators, never control characters.
     await kinesis.create("s", 1)
-    for op, payload in [
+    cases: list[tuple[str, dict[str, Any]]] = [
         ("AddTagsToStream", {"StreamName": "s", "Tags": {text: "v"}}),
         ("AddTagsToStream", {"StreamName": "s", "Tags": {"k": text}}),
         ("RemoveTagsFromStream", {"StreamName": "s", "TagKeys": [text]}),
         ("TagResource", {"ResourceARN": ARN + "s", "Tags": {text: "v"}}),
         ("UntagResource", {"ResourceARN": ARN + "s", "TagKeys": [text]}),
-    ]:
+    ]
+    for op, payload in cases:
         assert await kinesis.fail(op, payload) == ("InvalidArgumentException", TAG_CHARS), op
 
 
-async def test_tag_characters_in_the_documented_set_are_accepted(kinesis) -> None:
+async def test_tag_characters_in_the_documented_set_are_accepted(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     tags = {"Ünïcödé 名前 ١٢": "a b\u00a0c", "_./=+-%@": "100%", "k": ""}
     await kinesis.ok("AddTagsToStream", {"StreamName": "s", "Tags": tags})
@@ -725,7 +733,7 @@ async def test_tag_characters_in_the_documented_set_are_accepted(kinesis) -> Non
     await kinesis.ok("RemoveTagsFromStream", {"StreamName": "s", "TagKeys": list(tags)})
 
 
-async def test_resource_tags(kinesis) -> None:
+async def test_resource_tags(kinesis: Kinesis) -> None:
     await kinesis.create("s", 1)
     arn = ARN + "s"
     assert await kinesis.ok("TagResource", {"ResourceARN": arn, "Tags": {"b": "2", "a": "1"}}) == {}
@@ -738,7 +746,7 @@ async def test_resource_tags(kinesis) -> None:
     assert stream_view["Tags"] == [{"Key": "b", "Value": "2"}]
 
 
-async def test_resource_tags_of_a_missing_stream(kinesis) -> None:
+async def test_resource_tags_of_a_missing_stream(kinesis: Kinesis) -> None:
     assert await kinesis.fail("ListTagsForResource", {"ResourceARN": ARN + "gone"}) == kinesis.not_found("gone")
     payload = {"ResourceARN": ARN + "gone", "Tags": {"a": "b"}}
     assert await kinesis.fail("TagResource", payload) == kinesis.not_found("gone")

@@ -7,15 +7,9 @@ format, its default limits) skip themselves.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import re
 import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -23,14 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from _shardline import kinesis as kinesis_client
+from _shardline import shardline
+
 ENDPOINT_ENV = "SHARDLINE_ENDPOINT"
-REGION = "us-east-1"
-URL_RE = re.compile(r"serving Kinesis at (http://\S+)")
 # A server that is up answers in well under a second; these bounds only turn a hang into a failure.
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
@@ -47,71 +40,24 @@ class Server:
         return self.data_dir is not None
 
 
-def _serve_command() -> list[str]:
-    if importlib.util.find_spec("shardline.cli") is not None:
-        return [sys.executable, "-m", "shardline.cli", "serve"]
-    return [str(Path(sys.executable).with_name("shardline")), "serve"]
-
-
 @contextmanager
 def running_server(data_dir: Path, *extra: str) -> Iterator[Server]:
     """Start `shardline serve` on a free port, wait until it is healthy, and on exit stop it with SIGTERM and check
     that it stopped cleanly: exit code 0, the CLEAN marker written, no traceback logged."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    out_path, err_path = data_dir.parent / f"{data_dir.name}.stdout", data_dir.parent / f"{data_dir.name}.stderr"
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        proc = subprocess.Popen(
-            [*_serve_command(), "--port", "0", "--data-dir", str(data_dir), *extra],
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-        url = _wait_for_url(proc, out_path, err_path)
-        _wait_healthy(proc, url, err_path)
-    except BaseException:
-        proc.kill()
-        proc.wait(timeout=STOP_TIMEOUT_S)
-        raise
-    try:
-        yield Server(url, data_dir)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+    err_path = data_dir.parent / f"{data_dir.name}.stderr"
+    args = ("serve", "--port", "0", "--data-dir", str(data_dir), *extra)
+    with err_path.open("w") as err, shardline(*args, stderr=err, wait_s=START_TIMEOUT_S) as running:
         try:
-            code = proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT_S)
-            raise
+            yield Server(running.url, data_dir)
+        finally:
+            if running.proc.poll() is None:
+                running.proc.send_signal(signal.SIGTERM)
+            code = running.proc.wait(timeout=STOP_TIMEOUT_S)
     log = err_path.read_text(errors="replace")
     assert code == 0, f"shardline serve exited with {code}:\n{log[-4000:]}"
     assert (data_dir / "CLEAN").exists(), "no CLEAN marker after SIGTERM"
     assert "Traceback" not in log, f"the server logged an exception:\n{log[-4000:]}"
-
-
-def _wait_for_url(proc: subprocess.Popen[bytes], out_path: Path, err_path: Path) -> str:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        match = URL_RE.search(out_path.read_text(errors="replace"))
-        if match:
-            return match.group(1)
-        if proc.poll() is not None:
-            pytest.fail(f"shardline serve exited with {proc.returncode}:\n{err_path.read_text(errors='replace')}")
-        time.sleep(0.02)
-    pytest.fail(f"shardline serve printed no URL:\n{err_path.read_text(errors='replace')}")
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], url: str, err_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        with suppress(urllib.error.URLError, ConnectionError), urllib.request.urlopen(f"{url}/health", timeout=5) as r:
-            if r.status == 200:
-                return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    pytest.fail(f"{url}/health never answered 200:\n{err_path.read_text(errors='replace')}")
 
 
 @pytest.fixture(scope="session")
@@ -144,32 +90,21 @@ def shardline_only(server: Server) -> None:
         pytest.skip(f"checks a fact only shardline promises ({ENDPOINT_ENV} is set)")
 
 
-def make_client(url: str, **config: Any) -> Any:
-    return boto3.client(
-        "kinesis",
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(retries={"max_attempts": 0}, connect_timeout=10, read_timeout=60, **config),
-    )
-
-
 @pytest.fixture(scope="session")
 def client_for() -> Any:
     """``client_for(url)``: a boto3 Kinesis client for another endpoint."""
-    return make_client
+    return kinesis_client
 
 
 @pytest.fixture(scope="session")
 def kinesis(endpoint: str) -> Any:
-    return make_client(endpoint)
+    return kinesis_client(endpoint)
 
 
 @pytest.fixture(scope="session")
 def unvalidated(endpoint: str) -> Any:
     """A client that sends what it is given, so the server's own validation answers."""
-    return make_client(endpoint, parameter_validation=False)
+    return kinesis_client(endpoint, parameter_validation=False)
 
 
 class Streams:

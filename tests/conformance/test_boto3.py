@@ -8,7 +8,7 @@ import itertools
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -190,7 +190,8 @@ def test_put_record_and_every_iterator_type(kinesis: Any, streams: Any) -> None:
     assert puts[0].get("EncryptionType", "NONE") == "NONE"
 
     def read(kind: str, **kw: Any) -> list[dict[str, Any]]:
-        return streams.read(streams.iterator(name, shard_num(0), kind, **kw))[0]
+        records: list[dict[str, Any]] = streams.read(streams.iterator(name, shard_num(0), kind, **kw))[0]
+        return records
 
     everything = read("TRIM_HORIZON")
     assert [r["Data"] for r in everything] == payloads
@@ -663,7 +664,7 @@ def test_resource_not_found(kinesis: Any, streams: Any) -> None:
     account = streams.account(streams.create(1, label="rnf"))
     missing = streams.name("missing")
     not_found = f"Stream {missing} under account {account} not found."
-    for call in (
+    calls: tuple[Callable[[], Any], ...] = (
         lambda: kinesis.describe_stream(StreamName=missing),
         lambda: kinesis.describe_stream_summary(StreamName=missing),
         lambda: kinesis.put_record(StreamName=missing, Data=b"x", PartitionKey="p"),
@@ -671,7 +672,8 @@ def test_resource_not_found(kinesis: Any, streams: Any) -> None:
         lambda: kinesis.delete_stream(StreamName=missing),
         lambda: kinesis.list_tags_for_stream(StreamName=missing),
         lambda: kinesis.increase_stream_retention_period(StreamName=missing, RetentionPeriodHours=48),
-    ):
+    )
+    for call in calls:
         with raises("ResourceNotFoundException", not_found):
             call()
     with raises(

@@ -1,29 +1,19 @@
 """End-to-end tests: real worker processes, real `shardline` processes, boto3 over loopback.
 
-``async def`` tests run on a fresh event loop each. Handlers live in ``handlers/`` beside this file and are loaded
-by the workers exactly as a project's handlers are (``module.function`` relative to the code directory).
+``async def`` tests run on a fresh event loop each (the root conftest's hook). Handlers live in ``handlers/`` beside
+this file and are loaded by the workers exactly as a project's handlers are (``module.function`` relative to the code
+directory).
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _e2e import HANDLERS, wait_for_no_workers
 
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    fn = pyfuncitem.obj
-    if not inspect.iscoroutinefunction(fn):
-        return None
-    kwargs = {name: pyfuncitem.funcargs[name] for name in inspect.signature(fn).parameters}
-    asyncio.run(fn(**kwargs))
-    return True
+from ._e2e import HANDLERS, wait_for_no_workers
 
 
 @pytest.fixture

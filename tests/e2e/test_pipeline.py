@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,20 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import orjson
 import pytest
-from _e2e import wait_for_no_workers, worker_pids
-from botocore.config import Config
 
+from _shardline import CLI, kinesis, shardline
 from shardline import Engine
 from shardline.runtime.redrive import read_messages
 from shardline.runtime.source import EngineSource
 
+from ._e2e import wait_for_no_workers, worker_pids
+
 pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parent / "project"
-URL_RE = re.compile(r"serving Kinesis at (http://\S+)")
 SHARDS = 3
 BATCH_SIZE = 100
 PARALLELIZATION = 1
@@ -109,19 +105,8 @@ def make_project(root: Path, *, gate: bool = False) -> Project:
     return p
 
 
-def shardline(*args: str) -> list[str]:
-    return [sys.executable, "-m", "shardline.cli", *args]
-
-
-def client(url: str) -> Any:
-    return boto3.client(
-        "kinesis",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(retries={"max_attempts": 0}),
-    )
+def command(*args: str) -> list[str]:
+    return [*CLI, *args]
 
 
 @dataclass
@@ -138,29 +123,9 @@ class Running:
 
 @contextmanager
 def up(project: Project) -> Iterator[Running]:
-    with project.log.open("a") as log:
-        proc = subprocess.Popen(
-            shardline("up", str(project.config), "--port", "0", "--data-dir", str(project.data), *QUIET),
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            cwd=project.root,
-        )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = URL_RE.search(line)
-        assert match, f"shardline up did not start: {line!r}; log: {project.log.read_text()[-2000:]}"
-        url = match.group(1)
-        with urllib.request.urlopen(f"{url}/health", timeout=10) as resp:
-            assert resp.status == 200
-        yield Running(proc, url, client(url))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    args = ("up", str(project.config), "--port", "0", "--data-dir", str(project.data), *QUIET)
+    with project.log.open("a") as log, shardline(*args, stderr=log, cwd=project.root) as running:
+        yield Running(running.proc, running.url, kinesis(running.url))
 
 
 def put_items(
@@ -299,7 +264,7 @@ def test_the_poison_invoke_count_is_its_own_tries(clean_run: CleanRun) -> None:
 
 def test_redrive_reprocesses_the_poison_with_the_fixed_handler(clean_run: CleanRun) -> None:
     project = clean_run.project
-    redrive = shardline(
+    redrive = command(
         "redrive",
         "stream:events-failed",
         "--config",
@@ -417,7 +382,7 @@ def test_invalid_config_is_refused_before_anything_starts(tmp_path: Path, replac
     project.config.write_text(text.replace(replace, by))
     port = free_port()
     out = subprocess.run(
-        shardline("up", str(project.config), "--port", str(port), "--data-dir", str(project.data)),
+        command("up", str(project.config), "--port", str(port), "--data-dir", str(project.data)),
         capture_output=True,
         text=True,
         timeout=60,

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _e2e import wait_for_no_workers, worker_pids
 
 from _shardline import kinesis, shardline
+
+from ._e2e import wait_for_no_workers, worker_pids
 
 pytestmark = pytest.mark.slow
 

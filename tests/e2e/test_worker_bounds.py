@@ -19,10 +19,11 @@ from typing import Any
 
 import orjson
 import pytest
-from _e2e import wait_for_no_workers, worker_pids
 
 from shardline.runtime._worker import EXIT_OVERRAN, MAX_ERROR_CHARS, MAX_LOG_CHARS, MAX_RESPONSE_BYTES
 from shardline.runtime.functions import FunctionConfig, FunctionPool, InvocationResult, Throttled, Worker, _WorkerDied
+
+from ._e2e import wait_for_no_workers, worker_pids
 
 pytestmark = pytest.mark.usefixtures("no_leaked_workers")
 

@@ -1,152 +1,20 @@
 """Engine behaviour tests: one event loop and one ManualClock per test, engines over tmp_path.
 
-``async def`` tests run through the hook below on the test's ``loop`` (the one the ``kit`` and ``engine`` fixtures
-open engines on), or on a fresh loop when they use neither. Nobody sleeps: tests move time with ``clock.advance``.
+``async def`` tests run on the test's ``loop`` (the one the ``kit`` and ``engine`` fixtures open engines on; the
+``loop`` and ``clock`` fixtures are the root conftest's). Nobody sleeps: tests move time with ``clock.advance``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from shardline import Engine, ManualClock, Record, Settings, Shard
+from shardline import Engine, ManualClock
 
-START_MS = 1_700_000_000_000
-MAX_KEY = (1 << 128) - 1
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    fn = pyfuncitem.obj
-    if not inspect.iscoroutinefunction(fn):
-        return None
-    kwargs = {name: pyfuncitem.funcargs[name] for name in inspect.signature(fn).parameters}
-    loop = pyfuncitem.funcargs.get("loop")
-    if isinstance(loop, asyncio.AbstractEventLoop):
-        loop.run_until_complete(fn(**kwargs))
-    else:
-        asyncio.run(fn(**kwargs))
-    return True
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    yield lp
-    pending = [t for t in asyncio.all_tasks(lp) if not t.done()]
-    for t in pending:
-        t.cancel()
-    if pending:
-        lp.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    lp.run_until_complete(lp.shutdown_default_executor())
-    lp.close()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START_MS)
-
-
-class Kit:
-    """Opens engines over one data directory with one clock (closing whatever is still open at teardown), and
-    holds the helpers the engine test files share."""
-
-    def __init__(self, data_dir: Path, clock: ManualClock) -> None:
-        self.data_dir = data_dir
-        self.clock = clock
-        self.opened: list[Engine] = []
-
-    def settings(self, **overrides: Any) -> Settings:
-        # Tests drive retention with enforce_retention(); the background pass runs only where a test asks for it.
-        base: dict[str, Any] = {"data_dir": self.data_dir, "fsync": "never", "retention_check_interval_s": 1e9}
-        base.update(overrides)
-        return Settings(**base)
-
-    async def open(self, **overrides: Any) -> Engine:
-        eng = Engine(self.settings(**overrides), clock=self.clock)
-        await eng.open()
-        self.opened.append(eng)
-        return eng
-
-    async def reopen(self, eng: Engine, **overrides: Any) -> Engine:
-        """Close ``eng`` cleanly and open the same directory again (same settings unless overridden)."""
-        await eng.close()
-        fields = {
-            name: getattr(eng.settings, name) for name in eng.settings.__dataclass_fields__ if name not in overrides
-        }
-        fields.update(overrides)
-        new = Engine(Settings(**fields), clock=self.clock)
-        await new.open()
-        self.opened.append(new)
-        return new
-
-    async def close_all(self) -> None:
-        for eng in self.opened:
-            await eng.close()
-
-    @staticmethod
-    async def read_all(
-        engine: Engine, stream: str, shard_id: str, iterator_type: str = "TRIM_HORIZON", **kw: Any
-    ) -> list[Record]:
-        """Every record from the given position up to the end of what is visible now."""
-        it: str | None = await engine.get_shard_iterator(
-            stream_name=stream, shard_id=shard_id, shard_iterator_type=iterator_type, **kw
-        )
-        return await Kit.drain(engine, it)
-
-    @staticmethod
-    async def drain(engine: Engine, iterator: str | None, limit: int | None = None) -> list[Record]:
-        out: list[Record] = []
-        while iterator is not None:
-            res = await engine.get_records(iterator, limit=limit)
-            out.extend(res.records)
-            iterator = res.next_shard_iterator
-            if not res.records and res.millis_behind_latest == 0:
-                break
-        return out
-
-    @staticmethod
-    async def all_shards(engine: Engine, stream: str) -> list[Shard]:
-        res = await engine.list_shards(stream)
-        shards = list(res.shards)
-        while res.next_token is not None:
-            res = await engine.list_shards(next_token=res.next_token)
-            shards.extend(res.shards)
-        return shards
-
-    @staticmethod
-    def open_shards(shards: list[Shard]) -> list[Shard]:
-        return sorted(
-            (s for s in shards if s.sequence_number_range.ending_sequence_number is None),
-            key=lambda s: s.hash_key_range.starting_hash_key,
-        )
-
-    @staticmethod
-    def shard_for_key(shards: list[Shard], key: int) -> str:
-        """The open shard whose inclusive hash range holds ``key``, computed without the engine's router."""
-        hits = [
-            s.shard_id
-            for s in Kit.open_shards(shards)
-            if s.hash_key_range.starting_hash_key <= key <= s.hash_key_range.ending_hash_key
-        ]
-        assert len(hits) == 1, hits
-        return hits[0]
-
-    @staticmethod
-    def assert_covers_key_space(shards: list[Shard]) -> None:
-        """Open shards cover 0 .. 2^128-1 with no gap and no overlap."""
-        opened = Kit.open_shards(shards)
-        assert opened, "no open shards"
-        assert opened[0].hash_key_range.starting_hash_key == 0
-        assert opened[-1].hash_key_range.ending_hash_key == MAX_KEY
-        for a, b in itertools.pairwise(opened):
-            assert a.hash_key_range.ending_hash_key + 1 == b.hash_key_range.starting_hash_key, (a, b)
+from ._kit import Kit
 
 
 @pytest.fixture

@@ -61,8 +61,8 @@ def _seed() -> int:
     return seed
 
 
-def _engine(data_dir: Path, clock_ms: int, **overrides: object) -> Engine:
-    settings: dict[str, object] = {
+def _engine(data_dir: Path, clock_ms: int, **overrides: Any) -> Engine:
+    settings: dict[str, Any] = {
         "segment_bytes": SEGMENT_BYTES,
         "index_interval_bytes": INDEX_INTERVAL_BYTES,
         **overrides,

@@ -8,12 +8,15 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from shardline import Engine
+from shardline import Engine, ManualClock
 from shardline.engine.hashing import hash_key
 from shardline.errors import ResourceInUseException, ResourceNotFoundException
+
+from ._kit import Kit
 
 MAX_KEY = (1 << 128) - 1
 
@@ -22,7 +25,7 @@ def _meta_file(engine: Engine, name: str) -> Path:
     return engine.catalog.stream_dir(engine.streams[name].stream_id) / "stream.json"
 
 
-async def _two_streams(kit, engine: Engine) -> tuple[Path, Path]:
+async def _two_streams(kit: Kit, engine: Engine) -> tuple[Path, Path]:
     for name in ("good", "bad"):
         await engine.create_stream(name, 2)
         await engine.put_record(stream_name=name, data=b"kept", partition_key="p")
@@ -30,7 +33,7 @@ async def _two_streams(kit, engine: Engine) -> tuple[Path, Path]:
 
 
 async def test_a_changed_digit_leaves_one_stream_out_and_the_others_serving(
-    kit, engine: Engine, caplog: pytest.LogCaptureFixture
+    kit: Kit, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     _, bad = await _two_streams(kit, engine)
     await engine.close()
@@ -62,7 +65,7 @@ async def test_a_changed_digit_leaves_one_stream_out_and_the_others_serving(
 
 
 async def test_a_file_from_before_checksums_is_checked_by_its_hash_ranges(
-    kit, engine: Engine, caplog: pytest.LogCaptureFixture
+    kit: Kit, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     good, bad = await _two_streams(kit, engine)
     await engine.close()
@@ -91,7 +94,7 @@ async def test_a_file_from_before_checksums_is_checked_by_its_hash_ranges(
         (lambda m: m.update(version=7), "unsupported metadata version 7"),
     ],
 )
-async def test_impossible_metadata_is_reported(kit, engine: Engine, change, reason: str) -> None:
+async def test_impossible_metadata_is_reported(kit: Kit, engine: Engine, change: Any, reason: str) -> None:
     _, bad = await _two_streams(kit, engine)
     await engine.close()
     meta = json.loads(bad.read_bytes())["meta"]
@@ -104,7 +107,9 @@ async def test_impossible_metadata_is_reported(kit, engine: Engine, change, reas
     assert reason in damage.reason
 
 
-async def test_an_unreadable_name_is_reported_by_file(kit, engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+async def test_an_unreadable_name_is_reported_by_file(
+    kit: Kit, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
     _, bad = await _two_streams(kit, engine)
     await engine.close()
     bad.write_bytes(b"\xff" * 40)
@@ -124,7 +129,7 @@ def _shard_of(engine: Engine, name: str) -> str:
 
 
 async def test_journal_records_of_a_damaged_stream_are_kept_aside_before_the_checkpoint(
-    kit, clock, caplog: pytest.LogCaptureFixture
+    kit: Kit, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Records acknowledged just before a crash exist only in the journal; if their stream's metadata is damaged at
     # the restart, no shard takes them, and the first checkpoint would drop the journal files that hold them.

@@ -16,6 +16,8 @@ import pytest
 from shardline import Engine
 from shardline.errors import ServiceUnavailable
 
+from ._kit import Kit
+
 
 class Disk:
     """Makes writes to the files under ``root`` fail as on a full disk while ``full``."""
@@ -38,7 +40,7 @@ class Disk:
 
 
 @pytest.fixture
-def disk(kit, monkeypatch: pytest.MonkeyPatch) -> Iterator[Disk]:
+def disk(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> Iterator[Disk]:
     yield Disk(kit.data_dir, monkeypatch)
 
 
@@ -51,7 +53,7 @@ async def _put(engine: Engine, n: int, start: int = 0) -> list[tuple[str, str, b
     return out
 
 
-async def _stored(kit, engine: Engine) -> list[tuple[str, str, bytes]]:
+async def _stored(kit: Kit, engine: Engine) -> list[tuple[str, str, bytes]]:
     out = []
     for shard in (await engine.describe_stream("s")).shards:
         for rec in await kit.read_all(engine, "s", shard.shard_id):
@@ -60,7 +62,7 @@ async def _stored(kit, engine: Engine) -> list[tuple[str, str, bytes]]:
 
 
 @pytest.mark.parametrize("fsync", ["always", "never"])
-async def test_reads_of_acknowledged_records_go_on_when_the_disk_is_full(kit, disk: Disk, fsync: str) -> None:
+async def test_reads_of_acknowledged_records_go_on_when_the_disk_is_full(kit: Kit, disk: Disk, fsync: str) -> None:
     engine = await kit.open(fsync=fsync, journal_checkpoint_ms=3_600_000)
     await engine.create_stream("s", 2)
     acked = await _put(engine, 20)
@@ -80,7 +82,7 @@ async def test_reads_of_acknowledged_records_go_on_when_the_disk_is_full(kit, di
 
 
 async def test_writes_are_refused_while_the_disk_is_full_and_work_again_after(
-    kit, disk: Disk, caplog: pytest.LogCaptureFixture
+    kit: Kit, disk: Disk, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine = await kit.open(fsync="always")
     await engine.create_stream("s", 2)
@@ -117,7 +119,9 @@ async def test_writes_are_refused_while_the_disk_is_full_and_work_again_after(
     assert await _stored(kit, engine) == sorted(acked)
 
 
-async def test_the_engine_opens_read_only_on_a_full_disk(kit, disk: Disk, caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_engine_opens_read_only_on_a_full_disk(
+    kit: Kit, disk: Disk, caplog: pytest.LogCaptureFixture
+) -> None:
     engine = await kit.open(fsync="always", journal_checkpoint_ms=3_600_000)
     await engine.create_stream("s", 3)
     acked = await _put(engine, 30)

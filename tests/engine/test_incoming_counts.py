@@ -12,6 +12,8 @@ import pytest
 import shardline.storage.journal as journal_module
 from shardline import Engine, PutRecordsEntry, PutRecordsRequestEntry
 
+from ._kit import Kit
+
 
 def _expected(results: list[PutRecordsEntry], entries: list[PutRecordsRequestEntry]) -> dict[str, tuple[int, int]]:
     out: dict[str, tuple[int, int]] = {}
@@ -39,7 +41,7 @@ def _add(a: dict[str, tuple[int, int]], b: dict[str, tuple[int, int]]) -> dict[s
     return out
 
 
-async def test_counts_match_what_each_shard_took_through_staging_and_materialising(kit) -> None:
+async def test_counts_match_what_each_shard_took_through_staging_and_materialising(kit: Kit) -> None:
     engine = await kit.open(shard_limit=200)
     await engine.create_stream("s", 100)
     rng = random.Random(7)
@@ -54,7 +56,7 @@ async def test_counts_match_what_each_shard_took_through_staging_and_materialisi
             assert _counts(engine, "s") == want
 
 
-async def test_records_of_a_failed_journal_write_are_not_counted(kit, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_records_of_a_failed_journal_write_are_not_counted(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = await kit.open()
     await engine.create_stream("s", 8)
     ok = [PutRecordsRequestEntry(b"x" * 10, f"a{i}") for i in range(50)]
@@ -73,7 +75,7 @@ async def test_records_of_a_failed_journal_write_are_not_counted(kit, monkeypatc
     assert _counts(engine, "s") == _add(want, _expected(again.records, bad))
 
 
-async def test_parents_keep_their_counts_after_a_split_and_children_count_from_zero(kit) -> None:
+async def test_parents_keep_their_counts_after_a_split_and_children_count_from_zero(kit: Kit) -> None:
     engine = await kit.open()
     await engine.create_stream("s", 1)
     first = [PutRecordsRequestEntry(b"p" * 5, f"k{i}") for i in range(30)]
@@ -88,7 +90,7 @@ async def test_parents_keep_their_counts_after_a_split_and_children_count_from_z
     assert _counts(engine, "s") == _add(want, _expected(res.records, later))
 
 
-async def test_a_clean_reopen_counts_from_zero(kit) -> None:
+async def test_a_clean_reopen_counts_from_zero(kit: Kit) -> None:
     engine = await kit.open()
     await engine.create_stream("s", 4)
     await engine.put_records([PutRecordsRequestEntry(b"z", f"k{i}") for i in range(40)], stream_name="s")
@@ -100,7 +102,7 @@ async def test_a_clean_reopen_counts_from_zero(kit) -> None:
     assert _counts(engine, "s") == _expected(res.records, entries)
 
 
-async def test_outgoing_counts_match_incoming_ones_in_utf8_bytes(kit) -> None:
+async def test_outgoing_counts_match_incoming_ones_in_utf8_bytes(kit: Kit) -> None:
     engine = await kit.open()
     await engine.create_stream("s", 1)
     entries = [PutRecordsRequestEntry(b"d" * (i % 7), f"ключ-{i}-é") for i in range(60)]

@@ -4,6 +4,8 @@ tampering, a recreated stream, a restart)."""
 from __future__ import annotations
 
 import base64
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,8 @@ from shardline.errors import (
     InvalidArgumentException,
     ResourceNotFoundException,
 )
+
+from ._kit import Kit
 
 ACCOUNT = "000000000000"
 S0 = "shardId-000000000000"
@@ -31,12 +35,12 @@ async def put_three_a_second_apart(engine: Engine, clock: ManualClock, stream: s
     return out
 
 
-async def data_from(kit, engine: Engine, **kw: object) -> list[bytes]:
+async def data_from(kit: Kit, engine: Engine, **kw: Any) -> list[bytes]:
     return [r.data for r in await kit.read_all(engine, "s", S0, **kw)]
 
 
 # ----------------------------------------------------------------- the five types
-async def test_trim_horizon_and_latest(kit, engine: Engine, clock: ManualClock) -> None:
+async def test_trim_horizon_and_latest(kit: Kit, engine: Engine, clock: ManualClock) -> None:
     await engine.create_stream("s", 1)
     await put_three_a_second_apart(engine, clock)
     latest = await engine.get_shard_iterator(stream_name="s", shard_id=S0, shard_iterator_type="LATEST")
@@ -46,7 +50,7 @@ async def test_trim_horizon_and_latest(kit, engine: Engine, clock: ManualClock) 
     assert [r.data for r in (await engine.get_records(latest)).records] == [b"new"]
 
 
-async def test_at_and_after_sequence_number_are_exact(kit, engine: Engine, clock: ManualClock) -> None:
+async def test_at_and_after_sequence_number_are_exact(kit: Kit, engine: Engine, clock: ManualClock) -> None:
     await engine.create_stream("s", 1)
     seqs = [s for s, _ in await put_three_a_second_apart(engine, clock)]
     for i, seq in enumerate(seqs):
@@ -63,7 +67,7 @@ async def test_at_and_after_sequence_number_are_exact(kit, engine: Engine, clock
     ]
 
 
-async def test_at_timestamp(kit, engine: Engine, clock: ManualClock) -> None:
+async def test_at_timestamp(kit: Kit, engine: Engine, clock: ManualClock) -> None:
     await engine.create_stream("s", 1)
     (_, t0), (_, t1), (_, t2) = await put_three_a_second_apart(engine, clock)
     clock.advance(5)
@@ -106,7 +110,7 @@ async def test_at_timestamp_errors(engine: Engine, clock: ManualClock) -> None:
 
 
 async def test_at_timestamp_before_the_trim_horizon_acts_as_trim_horizon(
-    kit, engine: Engine, clock: ManualClock
+    kit: Kit, engine: Engine, clock: ManualClock
 ) -> None:
     engine = await kit.reopen(engine, segment_bytes=4096, segment_max_age_s=60)
     await engine.create_stream("s", 1)
@@ -308,7 +312,7 @@ async def test_tampered_iterator(engine: Engine) -> None:
         await engine.get_records(it + "AAAA")
 
 
-async def test_iterator_from_another_data_directory_is_invalid(kit, engine: Engine, tmp_path) -> None:
+async def test_iterator_from_another_data_directory_is_invalid(kit: Kit, engine: Engine, tmp_path: Path) -> None:
     await engine.create_stream("s", 1)
     other = await kit.open(data_dir=tmp_path / "other")
     await other.create_stream("s", 1)
@@ -359,7 +363,7 @@ async def test_sequence_number_never_works_on_a_stream_recreated_in_the_same_sec
         )
 
 
-async def test_iterators_survive_close_and_reopen(kit, engine: Engine, clock: ManualClock) -> None:
+async def test_iterators_survive_close_and_reopen(kit: Kit, engine: Engine, clock: ManualClock) -> None:
     await engine.create_stream("s", 1)
     await engine.put_records([(b"%d" % i, "k") for i in range(6)], stream_name="s")
     it = await engine.get_shard_iterator(stream_name="s", shard_id=S0, shard_iterator_type="TRIM_HORIZON")
@@ -367,6 +371,7 @@ async def test_iterators_survive_close_and_reopen(kit, engine: Engine, clock: Ma
     engine = await kit.reopen(engine)
     clock.advance(10)
     assert [r.data for r in (await engine.get_records(it)).records] == [b"%d" % i for i in range(6)]
+    assert mid is not None
     assert [r.data for r in (await engine.get_records(mid)).records] == [b"%d" % i for i in range(2, 6)]
     # Expiry still counts from when the iterator was issued, not from the restart.
     clock.advance(300)

@@ -19,6 +19,8 @@ import pytest
 
 from shardline import Engine, ManualClock, PutRecordsRequestEntry, Settings
 
+from ._kit import Kit
+
 HOUR = 3600
 S0 = "shardId-000000000000"
 WAIT_S = 60.0  # only guards against a hung child; no assertion depends on timing
@@ -45,7 +47,7 @@ def staged(engine: Engine, stream: str) -> int:
 
 
 # ----------------------------------------------------------------- 1,000 shards
-async def test_put_records_to_1000_shards_reads_back_by_sequence_number_and_in_order(kit) -> None:
+async def test_put_records_to_1000_shards_reads_back_by_sequence_number_and_in_order(kit: Kit) -> None:
     engine = await kit.open(shard_limit=1000)
     await engine.create_stream("s", 1000)
     shards = await kit.all_shards(engine, "s")
@@ -83,7 +85,7 @@ async def test_put_records_to_1000_shards_reads_back_by_sequence_number_and_in_o
 
 # ----------------------------------------------------------------- visibility and durability
 @pytest.mark.parametrize("fsync", ["never", "always"])
-async def test_staged_records_are_readable_right_after_the_put(kit, fsync: str) -> None:
+async def test_staged_records_are_readable_right_after_the_put(kit: Kit, fsync: str) -> None:
     engine = await kit.open(fsync=fsync)
     await engine.create_stream("s", 2)
     latest = await engine.get_shard_iterator(stream_name="s", shard_id=S0, shard_iterator_type="LATEST")
@@ -104,7 +106,7 @@ async def test_staged_records_are_readable_right_after_the_put(kit, fsync: str) 
     assert batch.records[1].shard_id == "shardId-000000000001"
 
 
-async def test_fsync_always_returns_after_the_journal_is_fsynced(kit) -> None:
+async def test_fsync_always_returns_after_the_journal_is_fsynced(kit: Kit) -> None:
     engine = await kit.open(fsync="always")
     await engine.create_stream("s", 4)
     journal = engine.journal
@@ -121,7 +123,7 @@ async def test_fsync_always_returns_after_the_journal_is_fsynced(kit) -> None:
 
 @pytest.mark.parametrize("fsync", ["never", "always"])
 async def test_a_segment_roll_fsyncs_the_sealed_segment_unless_fsync_is_never(
-    kit, fsync: str, monkeypatch: pytest.MonkeyPatch
+    kit: Kit, fsync: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A checkpoint fsyncs only a log's active segment, so a roll makes the segment it seals durable, and the new
     segment's directory entry. With fsync=never nothing is fsynced, and a roll must not stall the loop to fsync
@@ -153,7 +155,7 @@ async def test_a_segment_roll_fsyncs_the_sealed_segment_unless_fsync_is_never(
     assert len(await kit.read_all(engine, "s", S0)) == 24
 
 
-async def test_journal_staged_bytes_zero_writes_every_put_to_its_segments(kit) -> None:
+async def test_journal_staged_bytes_zero_writes_every_put_to_its_segments(kit: Kit) -> None:
     engine = await kit.open(journal_staged_bytes=0)
     await engine.create_stream("s", 4)
     for i in range(5):
@@ -177,7 +179,7 @@ def test_journal_settings_are_validated(bad: dict[str, int]) -> None:
     Settings(journal_staged_bytes=0, journal_checkpoint_ms=1, journal_file_bytes=4096)
 
 
-async def test_clean_close_leaves_no_journal_files_and_reopen_replays_nothing(kit) -> None:
+async def test_clean_close_leaves_no_journal_files_and_reopen_replays_nothing(kit: Kit) -> None:
     engine = await kit.open()
     await engine.create_stream("s", 3)
     rng = random.Random(3)
@@ -281,7 +283,7 @@ def run_and_kill(data_dir: Path, count: int, deleted: int = 0) -> tuple[list[lis
     return [json.loads(line) for line in acks], json.loads(summary)
 
 
-async def test_sigkill_with_staged_records_loses_no_acknowledged_record(kit) -> None:
+async def test_sigkill_with_staged_records_loses_no_acknowledged_record(kit: Kit) -> None:
     acks, summary = run_and_kill(kit.data_dir, 1500)
     assert len(acks) == 1500
     assert summary["staged"] > 0 and summary["checkpointed"] == 0
@@ -309,7 +311,7 @@ async def test_sigkill_with_staged_records_loses_no_acknowledged_record(kit) -> 
     assert engine.journal_report.records == 0
 
 
-async def test_a_deleted_streams_journal_records_are_not_replayed_into_its_successor(kit) -> None:
+async def test_a_deleted_streams_journal_records_are_not_replayed_into_its_successor(kit: Kit) -> None:
     acks, summary = run_and_kill(kit.data_dir, 400, deleted=120)
     assert summary["staged"] > 0
 
@@ -328,7 +330,7 @@ async def test_a_deleted_streams_journal_records_are_not_replayed_into_its_succe
 
 
 # ----------------------------------------------------------------- retention
-async def test_records_put_hours_apart_land_in_separate_frames_and_expire_by_age(kit, clock: ManualClock) -> None:
+async def test_records_put_hours_apart_land_in_separate_frames_and_expire_by_age(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(segment_bytes=4096, segment_max_age_s=60)
     await engine.create_stream("s", 1)
     lg = engine.streams["s"].shards[0].log
@@ -354,7 +356,7 @@ async def test_records_put_hours_apart_land_in_separate_frames_and_expire_by_age
     assert [r.sequence_number for r in await kit.read_all(engine, "t", S0)] == [res.sequence_number]
 
 
-async def test_records_within_the_span_share_one_frame(kit, clock: ManualClock) -> None:
+async def test_records_within_the_span_share_one_frame(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(journal_batch_span_ms=600_000)
     await engine.create_stream("s", 1)
     lg = engine.streams["s"].shards[0].log

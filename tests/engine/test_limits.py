@@ -8,6 +8,8 @@ import pytest
 from shardline import Engine, ManualClock, PutRecordsRequestEntry
 from shardline.errors import ProvisionedThroughputExceededException
 
+from ._kit import Kit
+
 ACCOUNT = "000000000000"
 MIB = 1024 * 1024
 S0, S1 = "shardId-000000000000", "shardId-000000000001"
@@ -29,12 +31,12 @@ async def put_n(engine: Engine, n: int, ehk: str = LOW, stream: str = "s") -> in
     return failed
 
 
-async def open_limited(kit, **overrides: object) -> Engine:
+async def open_limited(kit: Kit, **overrides: object) -> Engine:
     return await kit.open(enforce_limits=True, **overrides)
 
 
 # ----------------------------------------------------------------- writes
-async def test_write_records_per_second(kit, clock: ManualClock) -> None:
+async def test_write_records_per_second(kit: Kit, clock: ManualClock) -> None:
     engine = await open_limited(kit)
     await engine.create_stream("s", 2)
     assert await put_n(engine, 1000) == 0
@@ -55,7 +57,7 @@ async def test_write_records_per_second(kit, clock: ManualClock) -> None:
     assert await put_n(engine, 1001) == 1
 
 
-async def test_write_bytes_per_second(kit, clock: ManualClock) -> None:
+async def test_write_bytes_per_second(kit: Kit, clock: ManualClock) -> None:
     engine = await open_limited(kit)
     await engine.create_stream("s", 1)
     big = b"\x00" * (600 * 1024)
@@ -69,7 +71,7 @@ async def test_write_bytes_per_second(kit, clock: ManualClock) -> None:
     await engine.put_record(stream_name="s", data=big, partition_key="k")
 
 
-async def test_partition_key_bytes_count_toward_the_write_limit(kit, clock: ManualClock) -> None:
+async def test_partition_key_bytes_count_toward_the_write_limit(kit: Kit, clock: ManualClock) -> None:
     engine = await open_limited(kit)
     await engine.create_stream("s", 1)
     key = "k" * 256
@@ -81,7 +83,7 @@ async def test_partition_key_bytes_count_toward_the_write_limit(kit, clock: Manu
     await engine.put_record(stream_name="s", data=b"", partition_key="k")
 
 
-async def test_throttled_put_records_entries_do_not_stop_the_rest(kit, clock: ManualClock) -> None:
+async def test_throttled_put_records_entries_do_not_stop_the_rest(kit: Kit, clock: ManualClock) -> None:
     engine = await open_limited(kit)
     await engine.create_stream("s", 2)
     entries = [PutRecordsRequestEntry(b"x", "k", LOW if i % 2 == 0 else HIGH) for i in range(500)]
@@ -99,7 +101,7 @@ async def test_throttled_put_records_entries_do_not_stop_the_rest(kit, clock: Ma
 
 
 # ----------------------------------------------------------------- reads
-async def test_read_calls_per_second(kit, clock: ManualClock) -> None:
+async def test_read_calls_per_second(kit: Kit, clock: ManualClock) -> None:
     engine = await open_limited(kit)
     await engine.create_stream("s", 2)
     await engine.put_record(stream_name="s", data=b"x", partition_key="k", explicit_hash_key=LOW)
@@ -121,7 +123,7 @@ async def test_read_calls_per_second(kit, clock: ManualClock) -> None:
     assert [r.data for r in res.records] == [b"x"]
 
 
-async def test_read_bytes_per_second(kit, clock: ManualClock) -> None:
+async def test_read_bytes_per_second(kit: Kit, clock: ManualClock) -> None:
     engine = await open_limited(kit)
     await engine.create_stream("s", 1)
     for _ in range(4):
@@ -131,15 +133,18 @@ async def test_read_bytes_per_second(kit, clock: ManualClock) -> None:
     res = await engine.get_records(it)  # 4 MB in one call: allowed, but it uses up the next seconds
     assert len(res.records) == 4
     with pytest.raises(ProvisionedThroughputExceededException):
+        assert res.next_shard_iterator is not None
         await engine.get_records(res.next_shard_iterator)
     clock.advance(0.5)
     with pytest.raises(ProvisionedThroughputExceededException):
+        assert res.next_shard_iterator is not None
         await engine.get_records(res.next_shard_iterator)
     clock.advance(1.5)  # 4 MB at 2 MiB/s is paid back within 2 s
+    assert res.next_shard_iterator is not None
     await engine.get_records(res.next_shard_iterator)
 
 
-async def test_a_10_mib_response_blocks_the_next_5_seconds(kit, clock: ManualClock) -> None:
+async def test_a_10_mib_response_blocks_the_next_5_seconds(kit: Kit, clock: ManualClock) -> None:
     """K-LIM: after a GetRecords call that returns 10 MiB, calls in the next 5 s throw."""
     engine = await open_limited(kit)
     await engine.create_stream("s", 1)
@@ -152,20 +157,22 @@ async def test_a_10_mib_response_blocks_the_next_5_seconds(kit, clock: ManualClo
     for wait_ms in (1, 2000, 2000, 900):  # +0.001 s, +2.001 s, +4.001 s, +4.901 s
         clock.advance(ms=wait_ms)
         with pytest.raises(ProvisionedThroughputExceededException):
+            assert res.next_shard_iterator is not None
             await engine.get_records(res.next_shard_iterator)
     clock.advance(ms=99)  # +5 s
+    assert res.next_shard_iterator is not None
     await engine.get_records(res.next_shard_iterator)
 
 
 # ----------------------------------------------------------------- ON_DEMAND and resharding
-async def test_on_demand_uses_stream_level_limits(kit) -> None:
+async def test_on_demand_uses_stream_level_limits(kit: Kit) -> None:
     engine = await open_limited(kit)
     await engine.create_stream("od", stream_mode="ON_DEMAND")
     # Far beyond one provisioned shard's 1000 records/s, all on one shard.
     assert await put_n(engine, 3000, stream="od") == 0
 
 
-async def test_on_demand_stream_budget_is_shared_by_its_shards(kit) -> None:
+async def test_on_demand_stream_budget_is_shared_by_its_shards(kit: Kit) -> None:
     engine = await open_limited(kit, on_demand_write_records_per_s=1500)
     await engine.create_stream("od", stream_mode="ON_DEMAND")
     shards = (await engine.describe_stream("od")).shards
@@ -177,7 +184,7 @@ async def test_on_demand_stream_budget_is_shared_by_its_shards(kit) -> None:
         await engine.put_record(stream_name="od", data=b"x", partition_key="k", explicit_hash_key=keys[3])
 
 
-async def test_switching_mode_switches_limits(kit) -> None:
+async def test_switching_mode_switches_limits(kit: Kit) -> None:
     engine = await open_limited(kit)
     await engine.create_stream("s", 1)
     arn = (await engine.describe_stream("s")).stream_arn
@@ -187,7 +194,7 @@ async def test_switching_mode_switches_limits(kit) -> None:
     assert await put_n(engine, 1000) == 0
 
 
-async def test_children_of_a_split_have_their_own_budget(kit) -> None:
+async def test_children_of_a_split_have_their_own_budget(kit: Kit) -> None:
     engine = await open_limited(kit)
     await engine.create_stream("s", 1)
     assert await put_n(engine, 1000) == 0

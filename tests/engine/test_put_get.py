@@ -14,6 +14,8 @@ from shardline.errors import (
     ValidationException,
 )
 
+from ._kit import Kit
+
 ACCOUNT = "000000000000"
 MAX_KEY = (1 << 128) - 1
 MIB = 1024 * 1024
@@ -24,7 +26,7 @@ def md5_key(partition_key: str) -> int:
 
 
 # ----------------------------------------------------------------- routing
-async def test_md5_routing_matches_an_independent_computation(kit, engine: Engine) -> None:
+async def test_md5_routing_matches_an_independent_computation(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 5)
     shards = (await engine.describe_stream("s")).shards
     keys = [f"key-{i}" for i in range(150)] + ["", "ü-ñicode-键", "x" * 256]
@@ -39,7 +41,7 @@ async def test_md5_routing_matches_an_independent_computation(kit, engine: Engin
 
 
 @pytest.mark.parametrize("count", [4, 7, 100])  # (7 and 100: boundaries inside the router's table slots)
-async def test_explicit_hash_key_routing(kit, engine: Engine, count: int) -> None:
+async def test_explicit_hash_key_routing(kit: Kit, engine: Engine, count: int) -> None:
     await engine.create_stream("s", count)
     shards = (await engine.describe_stream("s")).shards
     probes = [0, MAX_KEY]
@@ -49,10 +51,10 @@ async def test_explicit_hash_key_routing(kit, engine: Engine, count: int) -> Non
     for key in probes[:40]:
         res = await engine.put_record(stream_name="s", data=b"x", partition_key="same-key", explicit_hash_key=str(key))
         assert res.shard_id == kit.shard_for_key(shards, key), key
-    res = await engine.put_records([PutRecordsRequestEntry(b"x", "same-key", str(k)) for k in probes], stream_name="s")
-    assert [e.shard_id for e in res.records] == [kit.shard_for_key(shards, k) for k in probes]
-    assert res.records[0].shard_id == "shardId-000000000000"
-    assert res.records[1].shard_id == f"shardId-{count - 1:012d}"
+    many = await engine.put_records([PutRecordsRequestEntry(b"x", "same-key", str(k)) for k in probes], stream_name="s")
+    assert [e.shard_id for e in many.records] == [kit.shard_for_key(shards, k) for k in probes]
+    assert many.records[0].shard_id == "shardId-000000000000"
+    assert many.records[1].shard_id == f"shardId-{count - 1:012d}"
 
 
 async def test_explicit_hash_key_out_of_range(engine: Engine) -> None:
@@ -80,7 +82,7 @@ async def test_explicit_hash_key_out_of_range(engine: Engine) -> None:
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 7, 10])
-async def test_new_stream_hash_ranges_cover_the_key_space(kit, engine: Engine, count: int) -> None:
+async def test_new_stream_hash_ranges_cover_the_key_space(kit: Kit, engine: Engine, count: int) -> None:
     await engine.create_stream("s", count)
     shards = (await engine.describe_stream("s")).shards
     assert len(shards) == count
@@ -99,7 +101,7 @@ async def test_partition_key_length_limits(engine: Engine) -> None:
 
 
 # ----------------------------------------------------------------- PutRecords
-async def test_put_records_results_are_in_request_order(kit, engine: Engine) -> None:
+async def test_put_records_results_are_in_request_order(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 3)
     entries = [(b"d%03d" % i, f"pk-{i % 17}") for i in range(120)]
     res = await engine.put_records(entries, stream_name="s")
@@ -137,7 +139,7 @@ async def test_put_records_count_limits(engine: Engine) -> None:
     assert "Member must have length greater than or equal to 1" in exc.value.message
 
 
-async def test_put_records_total_size_limit(kit, engine: Engine) -> None:
+async def test_put_records_total_size_limit(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 1)
     # Exactly 5 MiB of key + data is accepted.
     exact = [(b"\x00" * (MIB - 1), "k")] * 5
@@ -161,7 +163,7 @@ async def test_record_size_limit(engine: Engine) -> None:
         await engine.put_records([(b"x", "k"), (b"\x00" * MIB, "kk")], stream_name="s")
 
 
-async def test_data_round_trips_byte_for_byte(kit, engine: Engine) -> None:
+async def test_data_round_trips_byte_for_byte(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 1)
     blobs = [b"", bytes(range(256)), b"\x00\xff" * 1000, "ü€😀".encode()]
     for i, blob in enumerate(blobs):
@@ -170,7 +172,7 @@ async def test_data_round_trips_byte_for_byte(kit, engine: Engine) -> None:
     assert [(r.data, r.partition_key) for r in got] == [(b, f"ключ-{i}") for i, b in enumerate(blobs)]
 
 
-async def test_put_and_get_with_durable_acks(kit) -> None:
+async def test_put_and_get_with_durable_acks(kit: Kit) -> None:
     engine = await kit.open(fsync="always")
     await engine.create_stream("s", 2)
     res = await engine.put_records([(b"d%d" % i, f"k{i}") for i in range(50)], stream_name="s")
@@ -183,7 +185,7 @@ async def test_put_and_get_with_durable_acks(kit) -> None:
     )
 
 
-async def test_put_records_throttling_fails_entries_in_place(kit, clock: ManualClock) -> None:
+async def test_put_records_throttling_fails_entries_in_place(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(enforce_limits=True)
     await engine.create_stream("s", 2)
     low, high = "0", str(MAX_KEY)  # shard 0 and shard 1
@@ -219,7 +221,7 @@ async def test_put_records_throttling_fails_entries_in_place(kit, clock: ManualC
 
 
 # ----------------------------------------------------------------- GetRecords
-async def test_get_records_limit(kit, engine: Engine) -> None:
+async def test_get_records_limit(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 1)
     await engine.put_records([(b"%d" % i, "k") for i in range(10)], stream_name="s")
     it = await engine.get_shard_iterator(
@@ -230,10 +232,13 @@ async def test_get_records_limit(kit, engine: Engine) -> None:
             await engine.get_records(it, limit=bad)
     res = await engine.get_records(it, limit=3)
     assert [r.data for r in res.records] == [b"0", b"1", b"2"]
+    assert res.next_shard_iterator is not None
     res = await engine.get_records(res.next_shard_iterator, limit=3)
     assert [r.data for r in res.records] == [b"3", b"4", b"5"]
+    assert res.next_shard_iterator is not None
     res = await engine.get_records(res.next_shard_iterator, limit=10000)
     assert [r.data for r in res.records] == [b"6", b"7", b"8", b"9"]
+    assert res.next_shard_iterator is not None
     res = await engine.get_records(res.next_shard_iterator, limit=1)
     assert res.records == [] and res.next_shard_iterator is not None and res.millis_behind_latest == 0
     # The same iterator can be read twice: it is a position, not a cursor.
@@ -241,14 +246,18 @@ async def test_get_records_limit(kit, engine: Engine) -> None:
     assert [r.data for r in again.records] == [b"0"]
 
 
-async def test_next_iterator_continues_exactly_with_new_writes(kit, engine: Engine) -> None:
+async def test_next_iterator_continues_exactly_with_new_writes(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 1)
-    it = await engine.get_shard_iterator(stream_name="s", shard_id="shardId-000000000000", shard_iterator_type="LATEST")
+    it: str | None = await engine.get_shard_iterator(
+        stream_name="s", shard_id="shardId-000000000000", shard_iterator_type="LATEST"
+    )
     seen: list[bytes] = []
     for round_ in range(5):
         await engine.put_records([(b"%d-%d" % (round_, i), "k") for i in range(7)], stream_name="s")
+        assert it is not None
         res = await engine.get_records(it, limit=4)
         seen += [r.data for r in res.records]
+        assert res.next_shard_iterator is not None
         res = await engine.get_records(res.next_shard_iterator)
         seen += [r.data for r in res.records]
         it = res.next_shard_iterator
@@ -269,9 +278,11 @@ async def test_millis_behind_latest(engine: Engine, clock: ManualClock) -> None:
     assert res.records[0].approximate_arrival_ms == arrivals[0]
     # Behind by the age of the oldest record not yet returned.
     assert res.millis_behind_latest == clock.now_ms() - arrivals[1] > 0
+    assert res.next_shard_iterator is not None
     res = await engine.get_records(res.next_shard_iterator)
     assert [r.data for r in res.records] == [b"1", b"2"]
     assert res.millis_behind_latest == 0
+    assert res.next_shard_iterator is not None
     empty = await engine.get_records(res.next_shard_iterator)
     assert empty.records == [] and empty.millis_behind_latest == 0
 
@@ -329,7 +340,9 @@ async def test_empty_closed_shard_ends_at_once(engine: Engine) -> None:
     assert (child.hash_key_range.starting_hash_key, child.hash_key_range.ending_hash_key) == (0, MAX_KEY)
 
 
-async def test_reading_parents_then_children_returns_every_record_once(kit, engine: Engine, clock: ManualClock) -> None:
+async def test_reading_parents_then_children_returns_every_record_once(
+    kit: Kit, engine: Engine, clock: ManualClock
+) -> None:
     await engine.create_stream("s", 2)
     written: dict[str, bytes] = {}
 
@@ -360,7 +373,9 @@ async def test_reading_parents_then_children_returns_every_record_once(kit, engi
         sh = shards[sid]
         parents = {p for p in (sh.parent_shard_id, sh.adjacent_parent_shard_id) if p is not None}
         assert parents <= done, f"{sid} read before its parents"
-        it = await engine.get_shard_iterator(stream_name="s", shard_id=sid, shard_iterator_type="TRIM_HORIZON")
+        it: str | None = await engine.get_shard_iterator(
+            stream_name="s", shard_id=sid, shard_iterator_type="TRIM_HORIZON"
+        )
         while it is not None:
             res = await engine.get_records(it, limit=7)
             read += [(r.sequence_number, r.data) for r in res.records]
@@ -379,7 +394,7 @@ async def test_reading_parents_then_children_returns_every_record_once(kit, engi
     assert dict(read) == written
 
 
-async def test_writes_after_a_split_go_to_the_children(kit, engine: Engine) -> None:
+async def test_writes_after_a_split_go_to_the_children(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 1)
     await engine.split_shard(
         stream_name="s", shard_to_split="shardId-000000000000", new_starting_hash_key=str(1 << 127)
@@ -392,7 +407,7 @@ async def test_writes_after_a_split_go_to_the_children(kit, engine: Engine) -> N
     assert await kit.read_all(engine, "s", "shardId-000000000000") == []
 
 
-async def test_positions_are_exact_across_many_segments(kit, clock: ManualClock) -> None:
+async def test_positions_are_exact_across_many_segments(kit: Kit, clock: ManualClock) -> None:
     """Small segments and a dense sparse index: every AT_SEQUENCE_NUMBER and AT_TIMESTAMP lands on its record."""
     # journal_staged_bytes=0: every put reaches its segment at once, one frame per put as this test needs.
     engine = await kit.open(segment_bytes=4096, segment_max_age_s=0.05, index_interval_bytes=64, journal_staged_bytes=0)
@@ -422,7 +437,7 @@ async def test_positions_are_exact_across_many_segments(kit, clock: ManualClock)
         assert [r.data for r in at] == all_data[i:]
 
 
-async def test_get_records_returns_at_most_10_mib(kit, engine: Engine) -> None:
+async def test_get_records_returns_at_most_10_mib(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 1)
     blob = b"\x07" * (MIB - 16)
     for _ in range(3):

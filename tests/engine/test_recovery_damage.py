@@ -21,6 +21,8 @@ from shardline import Engine, PutRecordsRequestEntry
 from shardline.runtime.source import EngineSource
 from shardline.storage.framing import parse_header
 
+from ._kit import Kit
+
 STREAM = "s"
 SHARDS = 2
 NO_CHECKPOINT_MS = 10**9  # the test checkpoints by hand
@@ -54,7 +56,7 @@ async def _put(engine: Engine, ledger: Ledger, rng: random.Random, n: int = 20) 
     ledger.puts += 1
 
 
-def _crash_copy(kit, name: str) -> Path:
+def _crash_copy(kit: Kit, name: str) -> Path:
     """The data directory as a kill of the (still open) engine leaves it."""
     copy = kit.data_dir.parent / name
     shutil.copytree(kit.data_dir, copy)
@@ -109,7 +111,7 @@ def _reported_lost(engine: Engine) -> set[tuple[str, int]]:
     return out
 
 
-async def _check(kit, engine: Engine, ledger: Ledger, lost: set[tuple[str, int]], rng: random.Random) -> None:
+async def _check(kit: Kit, engine: Engine, ledger: Ledger, lost: set[tuple[str, int]], rng: random.Random) -> None:
     """Every acknowledged record not in ``lost`` reads back byte-identical, in order, across the holes; the loss
     is reported exactly; new puts get sequence numbers above every one handed out before."""
     assert lost <= ledger.acks.keys()
@@ -136,7 +138,7 @@ async def _check(kit, engine: Engine, ledger: Ledger, lost: set[tuple[str, int]]
     assert reported == lost
 
 
-async def _open(kit, data: Path, **overrides: object) -> Engine:
+async def _open(kit: Kit, data: Path, **overrides: object) -> Engine:
     settings = {"fsync": "always", "journal_checkpoint_ms": NO_CHECKPOINT_MS, **overrides}
     return await kit.open(data_dir=data, **settings)
 
@@ -144,7 +146,7 @@ async def _open(kit, data: Path, **overrides: object) -> Engine:
 # ----------------------------------------------------------------- the journal
 @pytest.mark.parametrize("field_name", ["body", "length"])
 async def test_a_damaged_journal_frame_costs_its_own_records_at_most(
-    kit, caplog: pytest.LogCaptureFixture, field_name: str
+    kit: Kit, caplog: pytest.LogCaptureFixture, field_name: str
 ) -> None:
     """A flipped bit in a frame's records loses that frame's records only: every later frame, of the same shards
     too, comes back at its own offsets. A flipped bit in its length field loses nothing: the next frame is found
@@ -180,7 +182,7 @@ async def test_a_damaged_journal_frame_costs_its_own_records_at_most(
 # ----------------------------------------------------------------- segments
 @pytest.mark.parametrize("journal_tail", [False, True])
 async def test_a_damaged_last_frame_of_an_active_segment_is_reported_and_its_numbers_stay_unused(
-    kit, caplog: pytest.LogCaptureFixture, journal_tail: bool
+    kit: Kit, caplog: pytest.LogCaptureFixture, journal_tail: bool
 ) -> None:
     """The last frame of a shard's active segment rots after a checkpoint (its records are acknowledged, fsynced,
     and gone from the journal). Its records are lost; they are reported as such, not as a torn write; records
@@ -212,7 +214,7 @@ async def test_a_damaged_last_frame_of_an_active_segment_is_reported_and_its_num
 
 @pytest.mark.parametrize("which", ["middle", "active"])
 async def test_a_deleted_segment_file_is_reported_and_its_numbers_stay_unused(
-    kit, caplog: pytest.LogCaptureFixture, which: str
+    kit: Kit, caplog: pytest.LogCaptureFixture, which: str
 ) -> None:
     rng = random.Random(12)
     engine = await _open(kit, kit.data_dir, segment_bytes=4096)
@@ -228,7 +230,9 @@ async def test_a_deleted_segment_file_is_reported_and_its_numbers_stay_unused(
     assert len(segments) >= 3
     i = 1 if which == "middle" else len(segments) - 1
     first = int(segments[i].stem)
-    end = int(segments[i + 1].stem) if i + 1 < len(segments) else st.shards[0].log.next_offset
+    log = st.shards[0].log
+    assert log is not None
+    end = int(segments[i + 1].stem) if i + 1 < len(segments) else log.next_offset
     segments[i].unlink()
     lost = {("shardId-000000000000", st.shards[0].seq_prefix + o) for o in range(first, end)}
     assert lost and lost <= ledger.acks.keys()
@@ -243,7 +247,7 @@ async def test_a_deleted_segment_file_is_reported_and_its_numbers_stay_unused(
 
 
 @pytest.mark.parametrize("fsync", ["interval", "never"])
-async def test_a_journal_tail_lost_to_a_power_cut_keeps_its_numbers_unused(kit, fsync: str) -> None:
+async def test_a_journal_tail_lost_to_a_power_cut_keeps_its_numbers_unused(kit: Kit, fsync: str) -> None:
     """fsync=interval and never acknowledge a put before its journal frame is durable: a power cut may leave the
     last frame short. Its records are lost (the documented window), but their numbers were handed out, so the ones
     its surviving record headers name are never handed out again."""
@@ -277,7 +281,7 @@ async def _new_numbers_are_above(engine: Engine, ledger: Ledger, rng: random.Ran
         assert seq > highest.get(sid, -1), f"{sid} handed out {seq}, at or below {highest.get(sid)}"
 
 
-def _power_cut_copy(kit, durable: Path) -> None:
+def _power_cut_copy(kit: Kit, durable: Path) -> None:
     """After a power cut under fsync=never only the checkpoint file is as it was last (it alone is fsynced):
     ``durable`` (copied at an earlier checkpoint) gets the current one."""
     rel = Path("journal") / "checkpoint"
@@ -285,7 +289,9 @@ def _power_cut_copy(kit, durable: Path) -> None:
 
 
 @pytest.mark.parametrize("fsync", ["interval", "never"])
-async def test_a_power_cut_that_takes_the_whole_unsynced_tail_hands_out_none_of_its_numbers(kit, fsync: str) -> None:
+async def test_a_power_cut_that_takes_the_whole_unsynced_tail_hands_out_none_of_its_numbers(
+    kit: Kit, fsync: str
+) -> None:
     """A put is acknowledged (and readable) before its frame is durable: a power cut can take every frame after the
     last durable point and leave no trace. The numbers those records had are never handed out again: each log goes
     on after the offsets reserved for it beforehand."""
@@ -313,7 +319,7 @@ async def test_a_power_cut_that_takes_the_whole_unsynced_tail_hands_out_none_of_
 
 
 async def test_a_burst_past_the_reservation_is_reserved_durably_before_it_is_acknowledged(
-    kit, monkeypatch: pytest.MonkeyPatch
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A log that takes more records between two checkpoints than it reserved reserves again, durably, before the
     put that needs it goes on: the checkpoint file always covers every number handed out."""
@@ -334,7 +340,7 @@ async def test_a_burst_past_the_reservation_is_reserved_durably_before_it_is_ack
 
 
 @pytest.mark.parametrize("fsync", ["interval", "never"])
-async def test_a_clean_stop_leaves_no_gap(kit, fsync: str) -> None:
+async def test_a_clean_stop_leaves_no_gap(kit: Kit, fsync: str) -> None:
     rng = random.Random(23)
     engine = await _open(kit, kit.data_dir, fsync=fsync)
     await engine.create_stream(STREAM, SHARDS)

@@ -12,6 +12,8 @@ from shardline.errors import (
     ValidationException,
 )
 
+from ._kit import Kit
+
 ACCOUNT = "000000000000"
 MAX_KEY = (1 << 128) - 1
 S0, S1, S2, S3 = (f"shardId-{i:012d}" for i in range(4))
@@ -78,7 +80,7 @@ async def test_split_key_rules(engine: Engine) -> None:
     assert [rng(s) for s in shards[3:]] == [(2, MAX_KEY - 2), (MAX_KEY - 1, MAX_KEY)]
 
 
-async def test_split_creates_two_children(kit, engine: Engine) -> None:
+async def test_split_creates_two_children(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 2)
     mid = 1 << 127
     key = 1 << 125
@@ -99,15 +101,15 @@ async def test_split_creates_two_children(kit, engine: Engine) -> None:
 
 async def test_split_shard_lookup_errors(engine: Engine) -> None:
     await engine.create_stream("s", 1)
-    with pytest.raises(ResourceNotFoundException) as exc:
+    with pytest.raises(ResourceNotFoundException) as gone:
         await engine.split_shard(stream_name="s", shard_to_split="shardId-000000000007", new_starting_hash_key="5")
-    assert exc.value.message == f"Could not find shard shardId-000000000007 in stream s under account {ACCOUNT}."
-    with pytest.raises(ResourceNotFoundException) as exc:
+    assert gone.value.message == f"Could not find shard shardId-000000000007 in stream s under account {ACCOUNT}."
+    with pytest.raises(ResourceNotFoundException) as gone:
         await engine.split_shard(stream_name="s", shard_to_split="ABKLFD8", new_starting_hash_key="5")
-    assert exc.value.message == f"Could not find shard ABKLFD8 in stream s under account {ACCOUNT}."
-    with pytest.raises(ResourceNotFoundException) as exc:
+    assert gone.value.message == f"Could not find shard ABKLFD8 in stream s under account {ACCOUNT}."
+    with pytest.raises(ResourceNotFoundException) as gone:
         await engine.split_shard(stream_name="nope", shard_to_split=S0, new_starting_hash_key="5")
-    assert exc.value.message == f"Stream nope under account {ACCOUNT} not found."
+    assert gone.value.message == f"Stream nope under account {ACCOUNT} not found."
 
 
 async def test_closed_shard_cannot_be_split_or_merged(engine: Engine) -> None:
@@ -125,7 +127,7 @@ async def test_closed_shard_cannot_be_split_or_merged(engine: Engine) -> None:
 
 
 # ----------------------------------------------------------------- merge
-async def test_merge_adjacent_shards(kit, engine: Engine) -> None:
+async def test_merge_adjacent_shards(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 3)
     before = (await engine.describe_stream("s")).shards
     await engine.merge_shards(stream_name="s", shard_to_merge=S1, adjacent_shard_to_merge=S2)
@@ -148,15 +150,15 @@ async def test_merge_requires_an_adjacent_pair_in_order(engine: Engine) -> None:
             f"Shards {a} and {b} in stream s under account {ACCOUNT} are not an adjacent pair of shards "
             "eligible for merging"
         )
-    with pytest.raises(ResourceNotFoundException) as exc:
+    with pytest.raises(ResourceNotFoundException) as gone:
         await engine.merge_shards(stream_name="s", shard_to_merge=S0, adjacent_shard_to_merge="shardId-000000000009")
-    assert exc.value.message == f"Could not find shard shardId-000000000009 in stream s under account {ACCOUNT}."
+    assert gone.value.message == f"Could not find shard shardId-000000000009 in stream s under account {ACCOUNT}."
     assert len((await engine.describe_stream("s")).shards) == 3
 
 
 # ----------------------------------------------------------------- update_shard_count
 @pytest.mark.parametrize(("start", "target"), [(2, 4), (4, 2), (3, 5), (5, 3), (3, 6), (6, 3), (1, 2), (2, 1), (4, 7)])
-async def test_update_shard_count_scales_evenly(kit, engine: Engine, start: int, target: int) -> None:
+async def test_update_shard_count_scales_evenly(kit: Kit, engine: Engine, start: int, target: int) -> None:
     await engine.create_stream("s", start)
     res = await engine.put_records([(b"%d" % i, f"k{i}") for i in range(100)], stream_name="s")
     assert await engine.update_shard_count(stream_name="s", target_shard_count=target) == (start, target)
@@ -177,7 +179,7 @@ async def test_update_shard_count_scales_evenly(kit, engine: Engine, start: int,
     assert {e.shard_id for e in after.records} <= {s.shard_id for s in opened}
 
 
-async def test_update_shard_count_to_the_same_count_evens_out_the_ranges(kit, engine: Engine) -> None:
+async def test_update_shard_count_to_the_same_count_evens_out_the_ranges(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 2)
     await engine.split_shard(stream_name="s", shard_to_split=S0, new_starting_hash_key=str(1 << 120))
     uneven = kit.open_shards(await kit.all_shards(engine, "s"))
@@ -195,7 +197,7 @@ async def test_update_shard_count_to_the_same_count_evens_out_the_ranges(kit, en
     assert len(await kit.all_shards(engine, "s")) == count
 
 
-async def test_update_shard_count_limits(kit, clock: ManualClock) -> None:
+async def test_update_shard_count_limits(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(max_scaling_ops_per_day=3, shard_limit=20)
     await engine.create_stream("s", 4)
     with pytest.raises(LimitExceededException) as exc:
@@ -231,7 +233,7 @@ async def test_update_shard_count_limits(kit, clock: ManualClock) -> None:
     )
 
 
-async def test_scaling_operations_per_day(kit, clock: ManualClock) -> None:
+async def test_scaling_operations_per_day(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(max_scaling_ops_per_day=2)
     await engine.create_stream("s", 2)
     await engine.update_shard_count(stream_name="s", target_shard_count=3)
@@ -275,7 +277,7 @@ async def test_switching_to_provisioned_allows_resharding(engine: Engine) -> Non
     assert (await engine.describe_stream_summary("s")).open_shard_count == 2
 
 
-async def test_resharding_survives_reopen(kit, engine: Engine) -> None:
+async def test_resharding_survives_reopen(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 2)
     await engine.put_records([(b"%d" % i, f"k{i}") for i in range(50)], stream_name="s")
     await engine.update_shard_count(stream_name="s", target_shard_count=3)

@@ -9,6 +9,8 @@ import pytest
 from shardline import Engine, ManualClock
 from shardline.errors import InvalidArgumentException, ResourceNotFoundException
 
+from ._kit import Kit
+
 ACCOUNT = "000000000000"
 HOUR = 3600
 S0 = "shardId-000000000000"
@@ -68,13 +70,13 @@ async def test_increase_and_decrease_rules(engine: Engine) -> None:
     await engine.increase_stream_retention_period(8760, stream_name="s")
     await engine.decrease_stream_retention_period(24, stream_name="s")
     assert (await engine.describe_stream("s")).retention_period_hours == 24
-    with pytest.raises(ResourceNotFoundException) as exc:
+    with pytest.raises(ResourceNotFoundException) as gone:
         await engine.increase_stream_retention_period(48, stream_name="nope")
-    assert exc.value.message == f"Stream nope under account {ACCOUNT} not found."
+    assert gone.value.message == f"Stream nope under account {ACCOUNT} not found."
 
 
 # ----------------------------------------------------------------- enforcement
-async def test_enforce_retention_removes_expired_records(kit, clock: ManualClock) -> None:
+async def test_enforce_retention_removes_expired_records(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(**ROLLING)
     await engine.create_stream("s", 1)
     written = await put_hourly(engine, clock, 30)
@@ -93,7 +95,7 @@ async def test_enforce_retention_removes_expired_records(kit, clock: ManualClock
     assert (await engine.get_records(it, limit=1)).records[0].sequence_number == written[6][0]
 
 
-async def test_retention_keeps_records_younger_than_the_period(kit, clock: ManualClock) -> None:
+async def test_retention_keeps_records_younger_than_the_period(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(**ROLLING)
     await engine.create_stream("s", 1)
     await put_hourly(engine, clock, 24)  # the oldest is exactly 24 h old now
@@ -101,7 +103,7 @@ async def test_retention_keeps_records_younger_than_the_period(kit, clock: Manua
     assert len(await kit.read_all(engine, "s", S0)) == 24
 
 
-async def test_trim_horizon_after_a_trim_starts_at_the_new_horizon(kit, clock: ManualClock) -> None:
+async def test_trim_horizon_after_a_trim_starts_at_the_new_horizon(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(**ROLLING)
     await engine.create_stream("s", 1)
     written = await put_hourly(engine, clock, 5)
@@ -115,7 +117,7 @@ async def test_trim_horizon_after_a_trim_starts_at_the_new_horizon(kit, clock: M
     assert [r.data for r in (await engine.get_records(before_trim)).records] == [b"h3", b"h4"]
 
 
-async def test_shorter_retention_removes_more(kit, clock: ManualClock) -> None:
+async def test_shorter_retention_removes_more(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(**ROLLING)
     await engine.create_stream("s", 1)
     await engine.increase_stream_retention_period(72, stream_name="s")
@@ -127,7 +129,7 @@ async def test_shorter_retention_removes_more(kit, clock: ManualClock) -> None:
     assert await kit.read_all(engine, "s", S0) == []
 
 
-async def test_everything_expired_then_restart_keeps_numbers_growing(kit, clock: ManualClock) -> None:
+async def test_everything_expired_then_restart_keeps_numbers_growing(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(**ROLLING)
     await engine.create_stream("s", 1)
     written = await put_hourly(engine, clock, 3)
@@ -141,7 +143,7 @@ async def test_everything_expired_then_restart_keeps_numbers_growing(kit, clock:
     assert [r.data for r in await kit.read_all(engine, "s", S0)] == [b"new"]
 
 
-async def test_trim_survives_reopen(kit, clock: ManualClock) -> None:
+async def test_trim_survives_reopen(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(**ROLLING)
     await engine.create_stream("s", 1)
     written = await put_hourly(engine, clock, 10)
@@ -152,7 +154,7 @@ async def test_trim_survives_reopen(kit, clock: ManualClock) -> None:
     assert [r.sequence_number for r in await kit.read_all(engine, "s", S0)] == [s for s, _ in written[6:]]
 
 
-async def test_closed_shards_disappear_after_retention(kit, clock: ManualClock) -> None:
+async def test_closed_shards_disappear_after_retention(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(**ROLLING)
     await engine.create_stream("s", 1)
     await put_hourly(engine, clock, 3)
@@ -184,7 +186,7 @@ async def test_closed_shards_disappear_after_retention(kit, clock: ManualClock) 
     assert (await engine.describe_stream_summary("s")).open_shard_count == 2
 
 
-async def test_closed_shard_leaves_listings_even_before_enforcement(kit, clock: ManualClock) -> None:
+async def test_closed_shard_leaves_listings_even_before_enforcement(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(**ROLLING)
     await engine.create_stream("s", 1)
     await engine.split_shard(stream_name="s", shard_to_split=S0, new_starting_hash_key=str(1 << 127))
@@ -195,7 +197,7 @@ async def test_closed_shard_leaves_listings_even_before_enforcement(kit, clock: 
     ]
 
 
-async def test_retention_runs_in_the_background(kit, clock: ManualClock) -> None:
+async def test_retention_runs_in_the_background(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(retention_check_interval_s=60, **ROLLING)
     await asyncio.sleep(0)  # the retention task starts its first wait now
     await engine.create_stream("s", 1)
@@ -206,7 +208,7 @@ async def test_retention_runs_in_the_background(kit, clock: ManualClock) -> None
     assert await kit.read_all(engine, "s", S0) == []
 
 
-async def test_closed_shard_whose_data_expired_first(kit, clock: ManualClock) -> None:
+async def test_closed_shard_whose_data_expired_first(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(**ROLLING)
     await engine.create_stream("s", 1)
     await put_hourly(engine, clock, 2)

@@ -13,11 +13,13 @@ from shardline import Engine, ManualClock
 from shardline.engine import sequence
 from shardline.errors import InvalidArgumentException
 
+from ._kit import Kit
+
 SEQ_PATTERN = re.compile(r"0|([1-9]\d{0,128})")
 S0 = "shardId-000000000000"
 
 
-async def test_strictly_increasing_within_a_shard(kit, engine: Engine, clock: ManualClock) -> None:
+async def test_strictly_increasing_within_a_shard(kit: Kit, engine: Engine, clock: ManualClock) -> None:
     await engine.create_stream("s", 2)
     seqs: dict[str, list[str]] = {}
     for round_ in range(5):
@@ -38,7 +40,7 @@ async def test_strictly_increasing_within_a_shard(kit, engine: Engine, clock: Ma
         assert [r.sequence_number for r in await kit.read_all(engine, "s", sid)] == numbers
 
 
-async def test_numbers_keep_growing_across_a_restart(kit, engine: Engine) -> None:
+async def test_numbers_keep_growing_across_a_restart(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 1)
     before = [
         (await engine.put_record(stream_name="s", data=b"x", partition_key="k")).sequence_number for _ in range(3)
@@ -49,7 +51,7 @@ async def test_numbers_keep_growing_across_a_restart(kit, engine: Engine) -> Non
     assert ints == sorted(ints) and len(set(ints)) == 6
 
 
-async def test_children_numbers_exceed_every_parent_number(kit, engine: Engine) -> None:
+async def test_children_numbers_exceed_every_parent_number(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 2)
     await engine.put_records([(b"x", f"k{i}") for i in range(100)], stream_name="s")
     await engine.split_shard(stream_name="s", shard_to_split=S0, new_starting_hash_key=str(1 << 126))
@@ -72,7 +74,7 @@ async def test_children_numbers_exceed_every_parent_number(kit, engine: Engine) 
     assert shards["shardId-000000000004"].adjacent_parent_shard_id == "shardId-000000000001"
 
 
-async def test_describe_sequence_number_ranges(kit, engine: Engine) -> None:
+async def test_describe_sequence_number_ranges(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 1)
     res = await engine.put_records([(b"x", f"k{i}") for i in range(10)], stream_name="s")
     first, last = int(res.records[0].sequence_number or 0), int(res.records[-1].sequence_number or 0)

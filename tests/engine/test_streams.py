@@ -3,6 +3,8 @@ shard limit, delete and recreate, and what survives a close/reopen."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from shardline import Engine, ManualClock, StreamMode, StreamStatus
@@ -14,6 +16,8 @@ from shardline.errors import (
     ResourceNotFoundException,
     ValidationException,
 )
+
+from ._kit import Kit
 
 ACCOUNT = "000000000000"
 ARN_PREFIX = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/"
@@ -50,7 +54,7 @@ async def test_zero_shards_is_rejected(engine: Engine) -> None:
         await engine.create_stream("s", 0)
 
 
-async def test_on_demand_stream_gets_the_default_shard_count(kit, engine: Engine) -> None:
+async def test_on_demand_stream_gets_the_default_shard_count(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("od", stream_mode="ON_DEMAND")
     d = await engine.describe_stream("od")
     assert d.stream_mode is StreamMode.ON_DEMAND
@@ -70,7 +74,7 @@ async def test_duplicate_name_is_in_use(engine: Engine) -> None:
     assert len((await engine.describe_stream("s")).shards) == 1
 
 
-async def test_duplicate_name_while_deleting_is_in_use(kit, clock: ManualClock) -> None:
+async def test_duplicate_name_while_deleting_is_in_use(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(status_delay_s=5)
     await engine.create_stream("s", 1)
     clock.advance(5)
@@ -83,7 +87,7 @@ async def test_duplicate_name_while_deleting_is_in_use(kit, clock: ManualClock) 
 
 
 # ----------------------------------------------------------------- status machine
-async def test_status_machine_with_delays(kit, clock: ManualClock) -> None:
+async def test_status_machine_with_delays(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(status_delay_s=10)
     await engine.create_stream("s", 2)
     assert (await engine.describe_stream("s")).stream_status is StreamStatus.CREATING
@@ -134,13 +138,13 @@ async def test_status_machine_with_delays(kit, clock: ManualClock) -> None:
         await engine.put_record(stream_name="s", data=b"x", partition_key="k")
     assert exc.value.message == f"Stream s under account {ACCOUNT} not ACTIVE or UPDATING, instead in state DELETING"
     clock.advance(10)
-    with pytest.raises(ResourceNotFoundException) as exc:
+    with pytest.raises(ResourceNotFoundException) as gone:
         await engine.describe_stream("s")
-    assert exc.value.message == not_found("s")
+    assert gone.value.message == not_found("s")
     assert (await engine.list_streams()).stream_names == []
 
 
-async def test_transitions_continue_across_a_restart(kit, clock: ManualClock) -> None:
+async def test_transitions_continue_across_a_restart(kit: Kit, clock: ManualClock) -> None:
     engine = await kit.open(status_delay_s=10)
     await engine.create_stream("creating", 1)
     await engine.create_stream("deleting", 1)
@@ -157,7 +161,7 @@ async def test_transitions_continue_across_a_restart(kit, clock: ManualClock) ->
     await engine.put_record(stream_name="late", data=b"x", partition_key="k")
 
 
-async def test_on_demand_stream_count_limit(kit) -> None:
+async def test_on_demand_stream_count_limit(kit: Kit) -> None:
     engine = await kit.open(on_demand_stream_limit=1)
     await engine.create_stream("a", stream_mode="ON_DEMAND")
     with pytest.raises(LimitExceededException):
@@ -226,7 +230,7 @@ async def test_stream_arn_and_arn_addressing(engine: Engine) -> None:
         await engine.describe_stream("s")
 
 
-async def test_arn_uses_configured_region_and_account(kit) -> None:
+async def test_arn_uses_configured_region_and_account(kit: Kit) -> None:
     engine = await kit.open(region="eu-west-1", account_id="123456789012")
     await engine.create_stream("s", 1)
     arn = "arn:aws:kinesis:eu-west-1:123456789012:stream/s"
@@ -351,7 +355,7 @@ async def test_list_shards_filters(engine: Engine, clock: ManualClock) -> None:
     clock.advance(10)
     after_split = clock.now_ms()
 
-    async def ids(**kw: object) -> list[str]:
+    async def ids(**kw: Any) -> list[str]:
         res = await engine.list_shards("s", **kw)
         return [s.shard_id[-1] for s in res.shards]
 
@@ -379,7 +383,7 @@ async def test_list_shards_filters(engine: Engine, clock: ManualClock) -> None:
 
 
 # ----------------------------------------------------------------- limits
-async def test_shard_limit_message(kit) -> None:
+async def test_shard_limit_message(kit: Kit) -> None:
     engine = await kit.open(shard_limit=5)
     await engine.create_stream("a", 3)
     with pytest.raises(LimitExceededException) as exc:
@@ -406,7 +410,7 @@ async def test_shard_limit_message(kit) -> None:
 
 
 # ----------------------------------------------------------------- delete / recreate
-async def test_delete_and_recreate_gives_a_fresh_empty_stream(kit, engine: Engine, clock: ManualClock) -> None:
+async def test_delete_and_recreate_gives_a_fresh_empty_stream(kit: Kit, engine: Engine, clock: ManualClock) -> None:
     await engine.create_stream("s", 2)
     await engine.add_tags_to_stream({"team": "a"}, stream_name="s")
     await engine.increase_stream_retention_period(48, stream_name="s")
@@ -432,7 +436,7 @@ async def test_delete_and_recreate_gives_a_fresh_empty_stream(kit, engine: Engin
         assert await kit.read_all(engine, "s", s.shard_id) == []
 
 
-async def test_delete_and_recreate_in_the_same_millisecond(kit, engine: Engine) -> None:
+async def test_delete_and_recreate_in_the_same_millisecond(kit: Kit, engine: Engine) -> None:
     await engine.create_stream("s", 1)
     await engine.put_record(stream_name="s", data=b"old", partition_key="k")
     await engine.delete_stream("s")
@@ -451,7 +455,7 @@ async def test_delete_with_consumers_needs_enforcement(engine: Engine) -> None:
 
 
 # ----------------------------------------------------------------- persistence
-async def test_everything_survives_close_and_reopen(kit, engine: Engine, clock: ManualClock) -> None:
+async def test_everything_survives_close_and_reopen(kit: Kit, engine: Engine, clock: ManualClock) -> None:
     await engine.create_stream("s", 2, tags={"env": "test"})
     await engine.create_stream("od", stream_mode="ON_DEMAND")
     await engine.add_tags_to_stream({"team": "core"}, stream_name="s")

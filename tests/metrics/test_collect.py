@@ -34,7 +34,7 @@ def one(snap: Snapshot, name: str, **labels: str) -> float:
     return got[want]
 
 
-async def _engine_case(tmp_path: Path) -> None:
+async def test_engine_counters(tmp_path: Path) -> None:
     clock = ManualClock(START_MS)
     async with Engine(data_dir=tmp_path, fsync="never", clock=clock) as engine:
         await engine.create_stream("s", 2)
@@ -90,11 +90,8 @@ async def _engine_case(tmp_path: Path) -> None:
                 assert {k for k, _ in labels} == set(fam.metric.labels), fam.metric.name
 
 
-def test_engine_counters(tmp_path: Path) -> None:
-    asyncio.run(_engine_case(tmp_path))
-
-
-async def _storage_case(tmp_path: Path) -> None:
+async def test_storage_metrics(tmp_path: Path) -> None:
+    """The journal and the group committer are sampled like everything else."""
     async with Engine(data_dir=tmp_path, fsync="always") as engine:
         await engine.create_stream("s", 4)
         collector = Collector(engine)
@@ -117,12 +114,7 @@ async def _storage_case(tmp_path: Path) -> None:
         assert one(after, "shardline_journal_unreplayed_bytes") == 0
 
 
-def test_storage_metrics(tmp_path: Path) -> None:
-    """The journal and the group committer are sampled like everything else."""
-    asyncio.run(_storage_case(tmp_path))
-
-
-async def _shard_series_policy(tmp_path: Path) -> None:
+async def test_many_shards_get_shard_series_only_when_enhanced_monitoring_asks(tmp_path: Path) -> None:
     async with Engine(data_dir=tmp_path, fsync="never", clock=ManualClock(START_MS)) as engine:
         await engine.create_stream("big", 20)
         await engine.put_record(stream_name="big", data=b"x", partition_key="p")
@@ -136,11 +128,7 @@ async def _shard_series_policy(tmp_path: Path) -> None:
         assert values(snap, "shardline_shard_incoming_bytes_total") == {}  # not asked for
 
 
-def test_many_shards_get_shard_series_only_when_enhanced_monitoring_asks(tmp_path: Path) -> None:
-    asyncio.run(_shard_series_policy(tmp_path))
-
-
-async def _throttling(tmp_path: Path) -> None:
+async def test_write_throttling(tmp_path: Path) -> None:
     async with Engine(data_dir=tmp_path, fsync="never", enforce_limits=True, clock=ManualClock(START_MS)) as engine:
         await engine.create_stream("t", 1)
         for _ in range(3):
@@ -155,11 +143,7 @@ async def _throttling(tmp_path: Path) -> None:
         assert sum(failed.values()) == throttled
 
 
-def test_write_throttling(tmp_path: Path) -> None:
-    asyncio.run(_throttling(tmp_path))
-
-
-async def _monitor_store(tmp_path: Path) -> None:
+async def test_monitor_ticks_into_the_store(tmp_path: Path) -> None:
     clock = ManualClock(START_MS)
     async with Engine(data_dir=tmp_path / "data", fsync="never", clock=clock) as engine:
         monitor = Monitor(engine, clock=clock)
@@ -180,10 +164,6 @@ async def _monitor_store(tmp_path: Path) -> None:
         assert monitor.samples == 5 and monitor.sample_seconds > 0
         await monitor.stop()  # never started: still writes the store
         assert (tmp_path / "data" / "metrics" / "series.bin").exists()
-
-
-def test_monitor_ticks_into_the_store(tmp_path: Path) -> None:
-    asyncio.run(_monitor_store(tmp_path))
 
 
 HANDLER = """
@@ -227,7 +207,7 @@ async def wait_for(cond: Any, what: str, timeout_s: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _project_case(tmp_path: Path) -> None:
+async def test_project_functions_mappings_and_emf(tmp_path: Path) -> None:
     (tmp_path / "handlers").mkdir()
     (tmp_path / "handlers" / "billing.py").write_text(HANDLER)
     (tmp_path / "shardline.yml").write_text(CONFIG)
@@ -241,7 +221,10 @@ async def _project_case(tmp_path: Path) -> None:
             records = [PutRecordsRequestEntry(b"{}", "poison" if i == 12 else f"k{i}") for i in range(25)]
             await engine.put_records(records, stream_name="orders")
             [mapping] = project.mappings
-            totals = lambda: mapping.stats().totals  # noqa: E731
+
+            def totals() -> dict[str, int]:
+                return mapping.stats().totals
+
             await wait_for(lambda: totals()["invoked_records"] == 25 and totals()["succeeded"] == 15, "the batches")
             await wait_for(lambda: totals()["dead_lettered"] == 10, "the on-failure record")
             snap = monitor.tick()
@@ -274,11 +257,7 @@ async def _project_case(tmp_path: Path) -> None:
     assert "invoke" not in vars(project.pools["billing"])  # the EMF hook is gone after stop
 
 
-def test_project_functions_mappings_and_emf(tmp_path: Path) -> None:
-    asyncio.run(_project_case(tmp_path))
-
-
-async def _sampling_loop(tmp_path: Path) -> None:
+async def test_sampling_loop_persists_and_refreshes_alarm_rules(tmp_path: Path) -> None:
     clock = ManualClock(START_MS)
     async with Engine(data_dir=tmp_path / "data", fsync="never", clock=clock) as engine:
         await engine.create_stream("s", 1)
@@ -323,7 +302,3 @@ async def _sampling_loop(tmp_path: Path) -> None:
             stat="Sum",
         )
         assert got[0][1] == [(START_MS, 3.0)]
-
-
-def test_sampling_loop_persists_and_refreshes_alarm_rules(tmp_path: Path) -> None:
-    asyncio.run(_sampling_loop(tmp_path))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -20,15 +19,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import boto3
 import orjson
 import pytest
-from botocore.config import Config
+
+from _shardline import kinesis, shardline
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-URL_RE = re.compile(r"serving Kinesis at (http://\S+)")
-SHARDLINE = (sys.executable, "-m", "shardline.cli")
 WAIT_S = 30.0  # bound on waiting for the server's 1 s samples to cover two chart periods
 
 pytestmark = pytest.mark.skipif(
@@ -82,34 +79,9 @@ def up(tmp_path: Path) -> Iterator[Up]:
     (tmp_path / "handlers").mkdir()
     (tmp_path / "handlers" / "fn.py").write_text(HANDLER)
     (tmp_path / "shardline.yml").write_text(PROJECT)
-    log = tmp_path / "up.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [*SHARDLINE, "up", "shardline.yml", "--port", "0", "--data-dir", "data", "--log-level", "warning"],
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
-    try:
-        assert proc.stdout is not None
-        match = URL_RE.search(proc.stdout.readline())
-        assert match, f"shardline up did not start: {log.read_text()[-2000:]}"
-        url = match.group(1)
-        kinesis = boto3.client(
-            "kinesis",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
-            config=Config(retries={"max_attempts": 0}),
-        )
-        yield Up(url, kinesis)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    args = ("up", "shardline.yml", "--port", "0", "--data-dir", "data", "--log-level", "warning")
+    with (tmp_path / "up.log").open("w") as err, shardline(*args, stderr=err, cwd=tmp_path) as running:
+        yield Up(running.url, kinesis(running.url))
 
 
 def nonzero_periods(up: Up, name: str, **labels: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from aws_lambda_powertools import Metrics
@@ -11,8 +12,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from shardline.metrics.emf import EmfMetrics, metric_name, parse_line
 
 
-def emf(metrics: list[dict], dims: list[list[str]] | None = None, namespace: str = "shop", **root: object) -> str:
-    directive: dict = {"Namespace": namespace, "Metrics": metrics}
+def emf(
+    metrics: list[dict[str, Any]], dims: list[list[Any]] | None = None, namespace: str = "shop", **root: Any
+) -> str:
+    directive: dict[str, Any] = {"Namespace": namespace, "Metrics": metrics}
     if dims is not None:
         directive["Dimensions"] = dims
     return json.dumps({"_aws": {"Timestamp": 1_700_000_000_000, "CloudWatchMetrics": [directive]}, **root})
@@ -59,7 +62,7 @@ def test_each_dimension_set_is_its_own_series_and_labels_are_sanitized() -> None
         [{"Name": "Sold", "Unit": "Count"}],
         [[], ["service"], ["service", "Item Type"], ["function"], ["__x"]],
         service='shop "north"\\1',
-        **{"Item Type": 7, "function": "spoofed", "__x": "y"},
+        **{"Item Type": 7, "function": "spoofed", "__x": "y"},  # type: ignore[arg-type]
         Sold=4,
     )
     series = parse_line(line, "fn")

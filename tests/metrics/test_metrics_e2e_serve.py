@@ -13,10 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import boto3
-from botocore.config import Config
-
-from _shardline import shardline
+from _shardline import kinesis, shardline
 
 WAIT_S = 20.0  # bounds for polls that normally succeed within a second or two
 T = TypeVar("T")
@@ -47,17 +44,6 @@ def eventually(probe: Callable[[], T | None], what: str) -> T:
             return got
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
-
-
-def kinesis(url: str) -> Any:
-    return boto3.client(
-        "kinesis",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(retries={"max_attempts": 0}),
-    )
 
 
 def query_total(url: str) -> tuple[float, list[list[Any]]] | None:

@@ -10,13 +10,14 @@ from typing import Any
 
 import orjson
 import pytest
-from test_http import Rig, call, get_json, run
 
 from shardline.api import KinesisApp
 from shardline.metrics import http as metrics_http
 from shardline.metrics.access import CLOSED, OPEN, TOKEN_ENV, MonitoringAccess, monitoring_access
 from shardline.metrics.series import PreparedQuery
 from shardline.models import PutRecordsRequestEntry
+
+from .test_http import Rig, call, get_json
 
 TOKEN = "s3cr3t-t0ken_~+/=="
 DATA_PATHS = ("/metrics", "/api/overview", "/api/query?name=shardline_stream_shards", "/api/catalog", "/api/alarms")
@@ -41,41 +42,35 @@ async def call_with(app: Any, target: str, authorization: str | None) -> tuple[i
 
 
 # ------------------------------------------------------------------------------------------------ access
-def test_a_token_protects_metrics_and_the_api_but_not_the_page_or_health(tmp_path: Path) -> None:
-    async def case() -> None:
-        async with Rig(tmp_path) as rig:
-            rig.monitor.app.access = MonitoringAccess(token=TOKEN)
-            app = KinesisApp(rig.engine, extra_http=rig.monitor.app)
-            app.ready = True  # as after the lifespan's startup, for /health
-            for target in (*DATA_PATHS, "/api/streams/s/shards", "/api/nope"):
-                for auth in (None, "Bearer wrong", f"Basic {TOKEN}", f"Bearer {TOKEN}x", "Bearer", ""):
-                    status, headers, body = await call_with(app, target, auth)
-                    assert status == 401, (target, auth)
-                    assert headers["www-authenticate"] == 'Bearer realm="shardline monitoring"'
-                    assert "token" in orjson.loads(body)["error"]
-                for auth in (f"Bearer {TOKEN}", f"bearer  {TOKEN}"):
-                    status, _, body = await call_with(app, target, auth)
-                    assert status == (404 if target == "/api/nope" else 200), (target, auth, body)
-            # the page and its files are the same for everyone and hold no data; /health is a liveness probe
-            for target in ("/dashboard", "/dashboard/app.js", "/health"):
-                assert (await call_with(app, target, None))[0] == 200, target
-
-    run(case())
+async def test_a_token_protects_metrics_and_the_api_but_not_the_page_or_health(tmp_path: Path) -> None:
+    async with Rig(tmp_path) as rig:
+        rig.monitor.app.access = MonitoringAccess(token=TOKEN)
+        app = KinesisApp(rig.engine, extra_http=rig.monitor.app)
+        app.ready = True  # as after the lifespan's startup, for /health
+        for target in (*DATA_PATHS, "/api/streams/s/shards", "/api/nope"):
+            for auth in (None, "Bearer wrong", f"Basic {TOKEN}", f"Bearer {TOKEN}x", "Bearer", ""):
+                status, headers, body = await call_with(app, target, auth)
+                assert status == 401, (target, auth)
+                assert headers["www-authenticate"] == 'Bearer realm="shardline monitoring"'
+                assert "token" in orjson.loads(body)["error"]
+            for auth in (f"Bearer {TOKEN}", f"bearer  {TOKEN}"):
+                status, _, body = await call_with(app, target, auth)
+                assert status == (404 if target == "/api/nope" else 200), (target, auth, body)
+        # the page and its files are the same for everyone and hold no data; /health is a liveness probe
+        for target in ("/dashboard", "/dashboard/app.js", "/health"):
+            assert (await call_with(app, target, None))[0] == 200, target
 
 
-def test_closed_monitoring_refuses_everyone_and_says_how_to_open_it(tmp_path: Path) -> None:
-    async def case() -> None:
-        async with Rig(tmp_path) as rig:
-            rig.monitor.app.access = CLOSED
-            for target in DATA_PATHS:
-                for auth in (None, f"Bearer {TOKEN}"):
-                    status, headers, body = await call_with(rig.monitor.app, target, auth)
-                    assert status == 401 and headers["www-authenticate"].startswith("Bearer")
-                    error = orjson.loads(body)["error"]
-                    assert "--monitoring-token" in error and "--monitoring open" in error
-            assert (await call_with(rig.monitor.app, "/dashboard", None))[0] == 200
-
-    run(case())
+async def test_closed_monitoring_refuses_everyone_and_says_how_to_open_it(tmp_path: Path) -> None:
+    async with Rig(tmp_path) as rig:
+        rig.monitor.app.access = CLOSED
+        for target in DATA_PATHS:
+            for auth in (None, f"Bearer {TOKEN}"):
+                status, headers, body = await call_with(rig.monitor.app, target, auth)
+                assert status == 401 and headers["www-authenticate"].startswith("Bearer")
+                error = orjson.loads(body)["error"]
+                assert "--monitoring-token" in error and "--monitoring open" in error
+        assert (await call_with(rig.monitor.app, "/dashboard", None))[0] == 200
 
 
 def test_monitoring_access_from_the_command_line(tmp_path: Path) -> None:
@@ -100,49 +95,42 @@ def test_monitoring_access_from_the_command_line(tmp_path: Path) -> None:
         ({"mode": "closed"}, "--monitoring must be auto or open"),
     ):
         with pytest.raises(ValueError, match=message):
-            monitoring_access(environ=no_env, **kwargs)  # type: ignore[arg-type]
+            monitoring_access(environ=no_env, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------ bad requests
 @pytest.mark.parametrize("key", ["start", "end"])
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400", "-1e400", "1e300", "-1e306", "-1e12", "Infinity"])
-def test_non_finite_or_out_of_range_times_answer_400_naming_the_parameter(tmp_path: Path, key: str, value: str) -> None:
-    async def case() -> None:
-        async with Rig(tmp_path) as rig:
-            err = await get_json(rig.monitor.app, "/api/query", f"name=shardline_stream_shards&{key}={value}", 400)
-            assert err["error"].startswith(f"{key} must be epoch milliseconds") and repr(value) in err["error"]
+async def test_non_finite_or_out_of_range_times_answer_400_naming_the_parameter(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    async with Rig(tmp_path) as rig:
+        err = await get_json(rig.monitor.app, "/api/query", f"name=shardline_stream_shards&{key}={value}", 400)
+        assert err["error"].startswith(f"{key} must be epoch milliseconds") and repr(value) in err["error"]
 
-    run(case())
 
-
-def test_bad_periods_and_huge_ranges_answer_400(tmp_path: Path) -> None:
-    async def case() -> None:
-        async with Rig(tmp_path) as rig:
-            app = rig.monitor.app
-            for q, named in (
-                ("period=-5", "period"),
-                ("period=0", "period"),
-                ("period=1e400", "period"),
-                ("period=nan", "period"),
-                ("start=1", "period"),  # since 1970 at the longest automatic period: too many points
-                ("start=1&period=86400", "period"),
-            ):
-                err = await get_json(app, "/api/query", f"name=shardline_stream_shards&{q}", 400)
-                assert named in err["error"], (q, err)
-
-    run(case())
+async def test_bad_periods_and_huge_ranges_answer_400(tmp_path: Path) -> None:
+    async with Rig(tmp_path) as rig:
+        app = rig.monitor.app
+        for q, named in (
+            ("period=-5", "period"),
+            ("period=0", "period"),
+            ("period=1e400", "period"),
+            ("period=nan", "period"),
+            ("start=1", "period"),  # since 1970 at the longest automatic period: too many points
+            ("start=1&period=86400", "period"),
+        ):
+            err = await get_json(app, "/api/query", f"name=shardline_stream_shards&{q}", 400)
+            assert named in err["error"], (q, err)
 
 
 @pytest.mark.parametrize(
     "rel", ["\x00", "a\x00b", "app.js\x00.png", "..", "../http.py", "x" * 5000, ".", "/etc/passwd"]
 )
-def test_odd_dashboard_paths_answer_404(tmp_path: Path, rel: str) -> None:
-    async def case() -> None:
-        async with Rig(tmp_path) as rig:
-            err = await get_json(rig.monitor.app, f"/dashboard/{rel}", status=404)
-            assert "no such file" in err["error"]
-
-    run(case())
+async def test_odd_dashboard_paths_answer_404(tmp_path: Path, rel: str) -> None:
+    async with Rig(tmp_path) as rig:
+        err = await get_json(rig.monitor.app, f"/dashboard/{rel}", status=404)
+        assert "no such file" in err["error"]
 
 
 # ------------------------------------------------------------------------------------------------ off the loop
@@ -172,62 +160,52 @@ class Held:
                 await asyncio.sleep(0.01)
 
 
-def test_queries_run_on_worker_threads_while_the_loop_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_queries_run_on_worker_threads_while_the_loop_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     held = Held(monkeypatch)
-
-    async def case() -> None:
-        async with Rig(tmp_path) as rig:
-            app = rig.monitor.app
-            q = "name=shardline_stream_incoming_records_total&label.stream=s&start=-4&period=1&stat=Sum"
-            task = asyncio.create_task(get_json(app, "/api/query", q))
-            await held.wait_entered(1)
-            # The loop goes on: puts and samples while the query is being computed, over every slot it reads.
-            for _ in range(3):
-                await rig.engine.put_records([PutRecordsRequestEntry(b"x", "k")] * 7, stream_name="s")
-                rig.monitor.tick()
-                rig.clock.advance(1)
-            held.go.set()
-            data = await task
-            assert [v for _, v in data["series"][0]["points"]] == [10, 20, 30, 40]
-            assert held.threads and threading.get_ident() not in held.threads
-
-    run(case())
+    async with Rig(tmp_path) as rig:
+        app = rig.monitor.app
+        q = "name=shardline_stream_incoming_records_total&label.stream=s&start=-4&period=1&stat=Sum"
+        task = asyncio.create_task(get_json(app, "/api/query", q))
+        await held.wait_entered(1)
+        # The loop goes on: puts and samples while the query is being computed, over every slot it reads.
+        for _ in range(3):
+            await rig.engine.put_records([PutRecordsRequestEntry(b"x", "k")] * 7, stream_name="s")
+            rig.monitor.tick()
+            rig.clock.advance(1)
+        held.go.set()
+        data = await task
+        assert [v for _, v in data["series"][0]["points"]] == [10, 20, 30, 40]
+        assert held.threads and threading.get_ident() not in held.threads
 
 
-def test_running_and_waiting_queries_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_running_and_waiting_queries_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     held = Held(monkeypatch)
-
-    async def case() -> None:
-        async with Rig(tmp_path) as rig:
-            app = metrics_http.MetricsApp(rig.monitor, max_queries=2, max_waiting=1)
-            q = "name=shardline_stream_incoming_records_total&start=-4&period=1&stat=Sum"
-            tasks = [asyncio.create_task(call(app, "/api/query", q)) for _ in range(3)]
-            await held.wait_entered(2)  # two run, the third waits its turn
-            status, headers, body = await call(app, "/api/query", q)
-            assert status == 503 and headers["retry-after"] == "1"
-            assert "2 queries are running and 1 waiting" in orjson.loads(body)["error"]
-            # a bad query is refused before it waits
-            assert (await call(app, "/api/query", "name=x&start=nan"))[0] == 400
-            held.go.set()
-            assert [s for s, _, _ in await asyncio.gather(*tasks)] == [200, 200, 200]
-            assert len(held.threads) == 3
-            assert (await call(app, "/api/query", q))[0] == 200  # the slots are free again
-
-    run(case())
+    async with Rig(tmp_path) as rig:
+        app = metrics_http.MetricsApp(rig.monitor, max_queries=2, max_waiting=1)
+        q = "name=shardline_stream_incoming_records_total&start=-4&period=1&stat=Sum"
+        tasks = [asyncio.create_task(call(app, "/api/query", q)) for _ in range(3)]
+        await held.wait_entered(2)  # two run, the third waits its turn
+        status, headers, body = await call(app, "/api/query", q)
+        assert status == 503 and headers["retry-after"] == "1"
+        assert "2 queries are running and 1 waiting" in orjson.loads(body)["error"]
+        # a bad query is refused before it waits
+        assert (await call(app, "/api/query", "name=x&start=nan"))[0] == 400
+        held.go.set()
+        assert [s for s, _, _ in await asyncio.gather(*tasks)] == [200, 200, 200]
+        assert len(held.threads) == 3
+        assert (await call(app, "/api/query", q))[0] == 200  # the slots are free again
 
 
-def test_answers_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_answers_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metrics_http, "MAX_QUERY_VALUES", 3599)
-
-    async def case() -> None:
-        async with Rig(tmp_path) as rig:
-            app = rig.monitor.app
-            q = "name=shardline_stream_incoming_records_total&label.stream=s&start=-3600&stat=Sum"
-            err = await get_json(app, "/api/query", q + "&period=1", 400)
-            assert err["error"].startswith("1 series × 3600 points = 3600 values; at most 3599 per query")
-            assert len((await get_json(app, "/api/query", q + "&period=2"))["series"][0]["points"]) == 1800
-            monkeypatch.setattr(metrics_http, "MAX_QUERY_SERIES", 1)
-            err = await get_json(app, "/api/query", "name=shardline_stream_get_records_requests_total&period=60", 400)
-            assert err["error"].startswith("2 series match; at most 1 per query")
-
-    run(case())
+    async with Rig(tmp_path) as rig:
+        app = rig.monitor.app
+        q = "name=shardline_stream_incoming_records_total&label.stream=s&start=-3600&stat=Sum"
+        err = await get_json(app, "/api/query", q + "&period=1", 400)
+        assert err["error"].startswith("1 series × 3600 points = 3600 values; at most 3599 per query")
+        assert len((await get_json(app, "/api/query", q + "&period=2"))["series"][0]["points"]) == 1800
+        monkeypatch.setattr(metrics_http, "MAX_QUERY_SERIES", 1)
+        err = await get_json(app, "/api/query", "name=shardline_stream_get_records_requests_total&period=60", 400)
+        assert err["error"].startswith("2 series match; at most 1 per query")

@@ -9,6 +9,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,7 +99,9 @@ def parse(body: str) -> dict[str, ParsedFamily]:
             value = float(rest[1:])
             assert current is not None
             fam = fams[current]
-            suffixes = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}.get(fam.type, ("",))
+            suffixes = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}.get(
+                fam.type or "", ("",)
+            )
             assert any(name == current + s for s in suffixes), f"{name} under {current} ({fam.type})"
             fam.samples.append((name, labels, value))
     return fams
@@ -162,7 +165,7 @@ def test_render_parses_back(tmp_path: Path) -> None:
     for name, fam in fams.items():
         if fam.type != "histogram":
             continue
-        groups: dict[tuple, list] = {}
+        groups: dict[tuple[Any, ...], list[Any]] = {}
         for sample, labels, value in fam.samples:
             key = tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
             groups.setdefault(key, []).append((sample, labels.get("le"), value))

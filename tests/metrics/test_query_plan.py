@@ -3,6 +3,8 @@ store goes on recording, and the bounds on what one query may ask for."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from shardline.metrics.series import SeriesStore, series_key
@@ -67,7 +69,7 @@ def test_histogram_percentiles_are_prepared_too() -> None:
 def test_bounds_on_series_and_values() -> None:
     store = SeriesStore(None)
     feed(store, T0, T0 + 10)
-    args = {"start_ms": T0 * 1000, "end_ms": (T0 + 10) * 1000, "stat": "Sum"}
+    args: dict[str, Any] = {"start_ms": T0 * 1000, "end_ms": (T0 + 10) * 1000, "stat": "Sum"}
     assert len(store.prepare("in_total", None, period_s=1, max_series=3, max_values=30, **args).run()) == 3
     with pytest.raises(ValueError, match=r"^3 series match; at most 2 per query \(narrow it with label"):
         store.prepare("in_total", None, period_s=1, max_series=2, **args)

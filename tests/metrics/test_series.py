@@ -7,6 +7,7 @@ import math
 import random
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,7 +27,7 @@ def feed(
         store.record(t * 1000, sample)
 
 
-def points(store: SeriesStore, name: str, stat: str, start: int, end: int, *, period: int, **labels: str) -> list:
+def points(store: SeriesStore, name: str, stat: str, start: int, end: int, *, period: int, **labels: str) -> list[Any]:
     out = store.query(name, labels or None, start_ms=start * 1000, end_ms=end * 1000, period_s=period, stat=stat)
     assert len(out) == 1
     return [v for _, v in out[0][1]]
@@ -101,7 +102,7 @@ def test_histogram_average_and_percentiles_from_buckets() -> None:
     s = SeriesStore(None)
     lb = (("stream", "a"),)
 
-    def sample(le_counts: list[float], total: float) -> dict:
+    def sample(le_counts: list[float], total: float) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         out = {
             ("lat_seconds_bucket", tuple(sorted((*lb, ("le", le))))): c
             for le, c in zip(["0.1", "1", "+Inf"], le_counts, strict=True)
@@ -305,7 +306,7 @@ def test_file_round_trip_property(tmp_path: Path, data: list[tuple[int, dict[str
     assert again.last_t == s.last_t
     for key in sorted(s.keys()):
         for stat in ("Sum", "SampleCount", "Maximum"):
-            q = {"start_ms": T0 * 1000, "end_ms": (t + 1) * 1000, "period_s": 10, "stat": stat}
+            q: dict[str, Any] = {"start_ms": T0 * 1000, "end_ms": (t + 1) * 1000, "period_s": 10, "stat": stat}
             assert again.query(key[0], dict(key[1]), **q) == s.query(key[0], dict(key[1]), **q)
 
 

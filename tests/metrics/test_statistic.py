@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +47,11 @@ def rule_accepts(stat: str) -> bool:
 async def api_answer(monitor: Monitor, stat: str) -> tuple[int, dict[str, Any]]:
     sent: list[dict[str, Any]] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     query = f"name={HISTOGRAM}&stat={stat}&start=-60&period=60".replace("+", "%2B")
     scope = {"type": "http", "method": "GET", "path": "/api/query", "query_string": query.encode(), "headers": []}

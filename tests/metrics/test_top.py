@@ -263,7 +263,7 @@ def test_not_a_terminal_prints_a_snapshot_per_interval(
         if len(waits) == 2:
             raise KeyboardInterrupt  # Ctrl-C during the second wait
 
-    monkeypatch.setattr(top.time, "sleep", sleep)
+    monkeypatch.setattr("shardline.metrics.top.time.sleep", sleep)
     with fake_server(orjson.dumps(overview())) as url:
         assert top.main(argparse.Namespace(endpoint=url, interval=3.0, once=False)) == 0
     out = capsys.readouterr().out

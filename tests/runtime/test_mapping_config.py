@@ -1,4 +1,4 @@
-"""Mapping parameters (spec §2; AC-1..3): the CreateEventSourceMapping defaults and every range it rejects."""
+"""Mapping parameters (spec §2): the CreateEventSourceMapping defaults and every range it rejects."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def problem_params(cfg: MappingConfig) -> list[str]:
     return [p.param for p in cfg.problems(now_ms=NOW_MS)]
 
 
-def test_ac1_defaults_are_the_api_defaults() -> None:
+def test_defaults_are_the_api_defaults() -> None:
     cfg = MappingConfig("fn", ARN, "TRIM_HORIZON")
     assert cfg.batch_size == 100
     assert cfg.maximum_batching_window_s == 0
@@ -62,7 +62,7 @@ REJECTED = [
 
 
 @pytest.mark.parametrize(("param", "changes"), REJECTED, ids=[f"{p}={v}" for p, v in REJECTED])
-def test_ac2_out_of_range_values_are_rejected(param: str, changes: dict[str, Any]) -> None:
+def test_out_of_range_values_are_rejected(param: str, changes: dict[str, Any]) -> None:
     assert problem_params(config(**changes)) == [param]
 
 
@@ -80,14 +80,14 @@ def test_ac2_out_of_range_values_are_rejected(param: str, changes: dict[str, Any
         {"filter_patterns": ("{}",) * 5},
     ],
 )
-def test_ac2_boundary_values_are_accepted(changes: dict[str, Any]) -> None:
+def test_boundary_values_are_accepted(changes: dict[str, Any]) -> None:
     assert problem_params(config(**changes)) == []
 
 
-def test_ac2_a_filter_pattern_that_is_not_json_is_rejected() -> None:
+def test_a_filter_pattern_that_is_not_json_is_rejected() -> None:
     with pytest.raises(FilterError):
         RecordFilter(["{not json"])
 
 
-def test_ac3_large_batch_without_a_window_is_accepted_for_streams() -> None:
+def test_large_batch_without_a_window_is_accepted_for_streams() -> None:
     assert problem_params(config(batch_size=500, maximum_batching_window_s=0)) == []

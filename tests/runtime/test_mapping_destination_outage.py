@@ -18,6 +18,8 @@ from shardline.metrics.collect import Collector
 from shardline.metrics.series import SeriesStore
 from shardline.runtime.mapping import RuntimeTuning
 
+from ._rig import Rig
+
 SHARD0 = "shardId-000000000000"
 BACKOFF = RuntimeTuning(poll_interval_s=0.01, throttle_backoff_s=1.0, throttle_backoff_max_s=30.0)
 
@@ -36,13 +38,12 @@ async def poisoned(rig: Any) -> tuple[list[str], Any]:
     return seqs, rec
 
 
-async def test_the_checkpoint_never_passes_a_batch_whose_record_is_refused(rig) -> None:
+async def test_the_checkpoint_never_passes_a_batch_whose_record_is_refused(rig: Rig) -> None:
     """On the system clock and the test rig's short backoffs: many tries, and still nothing moves."""
     seqs, rec = await poisoned(rig)
     m = rig.mapping(rec, destination="dlq", maximum_retry_attempts=0, batch_size=1)
     m.start()
-    await rig.wait_for(lambda: rec.calls, "the poison to be invoked")
-    await rig.settle_time()
+    await rig.wait_for(lambda: m.stats().totals["destination_failures"] >= 1, "the first refused on-failure record")
     assert rec.batches() == [[b"poison"]]
     assert rig.checkpoint(m) == "TRIM_HORIZON"
     await rig.wait_for(lambda: m.stats().totals["destination_failures"] >= 10, "ten refused tries")
@@ -55,14 +56,17 @@ async def test_the_checkpoint_never_passes_a_batch_whose_record_is_refused(rig) 
     assert len(await dlq_messages(rig)) == 1
 
 
-async def test_the_shard_waits_for_the_destination_and_then_moves_on(rig) -> None:
+async def test_the_shard_waits_for_the_destination_and_then_moves_on(rig: Rig) -> None:
     seqs, rec = await poisoned(rig)
     clock = ManualClock()
     m = rig.mapping(rec, destination="dlq", clock=clock, tuning=BACKOFF, maximum_retry_attempts=0, batch_size=1)
-    failures = lambda: m.stats().totals["destination_failures"]  # noqa: E731
+
+    def failures() -> int:
+        return m.stats().totals["destination_failures"]
+
     m.start()
     await rig.wait_for(lambda: failures() == 1, "the first refused on-failure record")
-    await rig.settle_time()
+    await rig.read_again(m)
     # Nothing after the poison is processed, the checkpoint has not moved, and nothing counts as dropped.
     assert rec.batches() == [[b"poison"]]
     assert rig.checkpoint(m) == "TRIM_HORIZON"
@@ -75,7 +79,7 @@ async def test_the_shard_waits_for_the_destination_and_then_moves_on(rig) -> Non
     # The wait doubles up to 30 s: from then on, one try per 30 s, however long the outage lasts.
     for n in range(2, 9):
         clock.advance(30)
-        await rig.wait_for(lambda n=n: failures() == n, f"try {n}")
+        await rig.wait_for(lambda: failures() == n, f"try {n}")  # noqa: B023 (awaited here)
     assert rec.batches() == [[b"poison"]]
     assert rig.checkpoint(m) == "TRIM_HORIZON"
 
@@ -91,7 +95,7 @@ async def test_the_shard_waits_for_the_destination_and_then_moves_on(rig) -> Non
     assert (totals["discarded"], totals["dead_lettered"], totals["destination_failures"]) == (1, 1, 8)
 
 
-async def test_stop_ends_the_backoff_and_a_restart_delivers_the_batch_again(rig) -> None:
+async def test_stop_ends_the_backoff_and_a_restart_delivers_the_batch_again(rig: Rig) -> None:
     seqs, rec = await poisoned(rig)
     m = rig.mapping(rec, destination="dlq", clock=ManualClock(), tuning=BACKOFF, maximum_retry_attempts=0, batch_size=1)
     m.start()
@@ -109,7 +113,7 @@ async def test_stop_ends_the_backoff_and_a_restart_delivers_the_batch_again(rig)
     assert msg["KinesisBatchInfo"]["startSequenceNumber"] == seqs[0]
 
 
-async def test_a_refused_record_raises_the_destination_stuck_alarm_until_it_is_stored(rig) -> None:
+async def test_a_refused_record_raises_the_destination_stuck_alarm_until_it_is_stored(rig: Rig) -> None:
     seqs, rec = await poisoned(rig)
     clock = ManualClock()
     m = rig.mapping(rec, destination="dlq", clock=clock, tuning=BACKOFF, maximum_retry_attempts=0, batch_size=1)

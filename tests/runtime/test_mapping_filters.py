@@ -1,9 +1,11 @@
-"""FilterCriteria inside a running mapping (spec §3.9, AC-26..28, AC-53): filtered records are settled, never
+"""FilterCriteria inside a running mapping (spec §3.9): filtered records are settled, never
 invoked, and the checkpoint passes them; kept records reach the function with their original bytes."""
 
 from __future__ import annotations
 
 import json
+
+from ._rig import Rig
 
 KEEP = '{"data": {"type": ["keep"]}}'
 
@@ -16,7 +18,7 @@ def alternating(n: int) -> list[bytes]:
     ]
 
 
-async def test_ac26_only_matching_records_are_delivered_with_their_bytes(rig) -> None:
+async def test_only_matching_records_are_delivered_with_their_bytes(rig: Rig) -> None:
     await rig.stream()
     sent = alternating(20)
     seqs = await rig.put(sent)
@@ -24,19 +26,19 @@ async def test_ac26_only_matching_records_are_delivered_with_their_bytes(rig) ->
     m = rig.mapping(rec, filters=[KEEP], batch_size=10)
     m.start()
     await rig.wait_for(lambda: rig.checkpoint(m) == seqs[-1], "the checkpoint to pass r20")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     kept = sent[0::2]
     assert rec.delivered() == kept
     assert rec.sizes() == [10]
     assert all(json.loads(d)["type"] == "keep" for d in rec.delivered())
     assert rig.dlq() == []
-    # AC-53: the counters after AC-26.
+    # The mapping's counters agree: half the records were filtered out, half invoked.
     totals = m.stats().totals
     assert (totals["filtered_out"], totals["invoked_records"], totals["polled"]) == (10, 10, 20)
 
 
-async def test_ac26_batch_size_counts_matching_records(rig) -> None:
+async def test_batch_size_counts_matching_records(rig: Rig) -> None:
     await rig.stream()
     sent = alternating(30)
     seqs = await rig.put(sent)
@@ -49,7 +51,7 @@ async def test_ac26_batch_size_counts_matching_records(rig) -> None:
     assert rec.delivered() == sent[0::2]
 
 
-async def test_ac26_filtered_records_are_not_retried_after_a_failure(rig) -> None:
+async def test_filtered_records_are_not_retried_after_a_failure(rig: Rig) -> None:
     """A failing kept record is retried alone; the dropped ones around it are never part of a batch."""
     await rig.stream()
     sent = alternating(6)
@@ -63,7 +65,7 @@ async def test_ac26_filtered_records_are_not_retried_after_a_failure(rig) -> Non
     assert rig.dlq() == []
 
 
-async def test_ac28_all_filtered_out_no_invocation_and_a_restart_does_not_redeliver(rig) -> None:
+async def test_all_filtered_out_no_invocation_and_a_restart_does_not_redeliver(rig: Rig) -> None:
     await rig.stream()
     drops = [f'{{"type":"drop","i":{i}}}'.encode() for i in range(50)]
     seqs = await rig.put(drops)
@@ -71,7 +73,7 @@ async def test_ac28_all_filtered_out_no_invocation_and_a_restart_does_not_redeli
     m = rig.mapping(rec, filters=[KEEP])
     m.start()
     await rig.wait_for(lambda: rig.checkpoint(m) == seqs[-1], "the checkpoint to pass every record")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert rec.calls == []
 
@@ -88,7 +90,7 @@ async def test_ac28_all_filtered_out_no_invocation_and_a_restart_does_not_redeli
     assert again.stats().totals["polled"] == 1
 
 
-async def test_filter_on_data_drops_records_that_are_not_json(rig) -> None:
+async def test_filter_on_data_drops_records_that_are_not_json(rig: Rig) -> None:
     await rig.stream()
     sent = [b"\xff\xfe binary", b"not json", b'{"type": "keep"}']
     seqs = await rig.put(sent)
@@ -100,7 +102,7 @@ async def test_filter_on_data_drops_records_that_are_not_json(rig) -> None:
     assert rec.delivered() == [b'{"type": "keep"}']
 
 
-async def test_filter_on_metadata_keeps_records_that_are_not_json(rig) -> None:
+async def test_filter_on_metadata_keeps_records_that_are_not_json(rig: Rig) -> None:
     await rig.stream()
     sent = [b"\xff\xfe binary", b"not json", b"{}"]
     seqs = await rig.put(sent, pk=lambda i: "a" if i < 2 else "b")

@@ -7,16 +7,19 @@ asserts what must already have happened when ``idle()`` returns, so a signal tha
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+from ._rig import Rig
 
 SHARD0 = "shardId-000000000000"
 BOUND_S = 15.0  # only keeps a regression from hanging the suite
 
 
-async def idle(m) -> None:
+async def idle(m: Any) -> None:
     await asyncio.wait_for(m.idle(), BOUND_S)
 
 
-async def test_idle_returns_after_the_records_put_before_the_call_are_settled(rig) -> None:
+async def test_idle_returns_after_the_records_put_before_the_call_are_settled(rig: Rig) -> None:
     await rig.stream()
     rec = rig.recorder()
     m = rig.mapping(rec, batch_size=2)
@@ -31,7 +34,7 @@ async def test_idle_returns_after_the_records_put_before_the_call_are_settled(ri
     assert rec.delivered() == rig.numbered(5)
 
 
-async def test_idle_waits_out_retries_and_the_discard(rig) -> None:
+async def test_idle_waits_out_retries_and_the_discard(rig: Rig) -> None:
     await rig.stream()
     seqs = await rig.put(rig.numbered(3))
     rec = rig.recorder(fail=lambda c: True)
@@ -43,7 +46,7 @@ async def test_idle_waits_out_retries_and_the_discard(rig) -> None:
     assert rig.checkpoint(m) == seqs[-1]
 
 
-async def test_idle_negative_check_filtered_records_are_never_invoked(rig) -> None:
+async def test_idle_negative_check_filtered_records_are_never_invoked(rig: Rig) -> None:
     await rig.stream()
     seqs = await rig.put([b'{"type": "drop"}'] * 4)
     rec = rig.recorder()
@@ -55,7 +58,7 @@ async def test_idle_negative_check_filtered_records_are_never_invoked(rig) -> No
     assert m.stats().totals["filtered_out"] == 4
 
 
-async def test_idle_waits_for_a_batching_window(rig) -> None:
+async def test_idle_waits_for_a_batching_window(rig: Rig) -> None:
     await rig.stream()
     rec = rig.recorder()
     m = rig.mapping(rec, batch_size=100, maximum_batching_window_s=1)
@@ -66,7 +69,7 @@ async def test_idle_waits_for_a_batching_window(rig) -> None:
     assert rec.batches() == [rig.numbered(3)]
 
 
-async def test_idle_of_a_shard_processor_and_of_a_stopped_mapping(rig) -> None:
+async def test_idle_of_a_shard_processor_and_of_a_stopped_mapping(rig: Rig) -> None:
     await rig.stream()
     rec = rig.recorder()
     m = rig.mapping(rec)

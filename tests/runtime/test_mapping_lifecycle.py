@@ -1,5 +1,5 @@
-"""Starting positions, durable checkpoints and the mapping lifecycle (spec §3.1, §3.2, §3.10, §3.13;
-AC-1, AC-4, AC-31..37): restart, enable/disable, update, several mappings, iterator expiry, a deleted stream."""
+"""Starting positions, durable checkpoints and the mapping lifecycle (spec §3.1, §3.2, §3.10, §3.13): restart,
+enable/disable, update, several mappings, iterator expiry, a deleted stream."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import pytest
 from shardline import ManualClock
 from shardline.runtime.mapping import RuntimeTuning
 
+from ._rig import Call, Rig
+
 SHARD0 = "shardId-000000000000"
 T0_MS = 1_700_000_000_000
 
 
-async def test_ac1_state_and_last_processing_result(rig) -> None:
+async def test_state_and_last_processing_result(rig: Rig) -> None:
     await rig.stream()
     rec = rig.recorder(fail=lambda c: c.index == 1)
     m = rig.mapping(rec, maximum_retry_attempts=0, batch_size=1)
@@ -33,7 +35,7 @@ async def test_ac1_state_and_last_processing_result(rig) -> None:
 
 
 @pytest.mark.parametrize("offset_ms", [2000, 1500], ids=["exact-arrival", "between-arrivals"])
-async def test_ac31_at_timestamp_starts_at_the_first_record_at_or_after_it(rig, offset_ms: int) -> None:
+async def test_at_timestamp_starts_at_the_first_record_at_or_after_it(rig: Rig, offset_ms: int) -> None:
     clock = ManualClock(T0_MS)
     await rig.open(clock=clock)
     await rig.stream()
@@ -44,12 +46,12 @@ async def test_ac31_at_timestamp_starts_at_the_first_record_at_or_after_it(rig, 
     m = rig.mapping(rec, starting_position="AT_TIMESTAMP", starting_position_timestamp_ms=T0_MS + offset_ms)
     m.start()
     await rig.wait_for(lambda: len(rec.delivered()) >= 3, "r3..r5")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert rec.delivered() == [b"r3", b"r4", b"r5"]
 
 
-async def test_ac32_latest_skips_existing_records(rig) -> None:
+async def test_latest_skips_existing_records(rig: Rig) -> None:
     await rig.stream()
     await rig.put(rig.numbered(3))
     rec = rig.recorder()
@@ -59,12 +61,12 @@ async def test_ac32_latest_skips_existing_records(rig) -> None:
     await rig.wait_for(lambda: src.polls >= 1, "the mapping to poll its LATEST iterator")
     await rig.put(rig.numbered(3, start=4))
     await rig.wait_for(lambda: len(rec.delivered()) >= 3, "r4..r6")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert rec.delivered() == [b"r4", b"r5", b"r6"]
 
 
-async def test_ac32_latest_survives_a_restart_without_skipping(rig) -> None:
+async def test_latest_survives_a_restart_without_skipping(rig: Rig) -> None:
     """LATEST applies only when no checkpoint exists; a restart resumes after the last settled record."""
     await rig.stream()
     rec = rig.recorder()
@@ -83,7 +85,7 @@ async def test_ac32_latest_survives_a_restart_without_skipping(rig) -> None:
     assert rec.delivered() == [b"r1", b"r2"]
 
 
-async def test_ac33_restart_resumes_after_the_last_settled_record(rig) -> None:
+async def test_restart_resumes_after_the_last_settled_record(rig: Rig) -> None:
     """[DESIGN] Checkpoints are durable: a new process (new lease store connection, same mapping UUID) resumes
     with AFTER_SEQUENCE_NUMBER of the checkpoint and re-delivers nothing."""
     await rig.stream()
@@ -101,19 +103,19 @@ async def test_ac33_restart_resumes_after_the_last_settled_record(rig) -> None:
     await rig.put(rig.numbered(10, start=51))
     again.start()
     await rig.wait_for(lambda: len(rec2.delivered()) >= 10, "r51..r60")
-    await rig.settle_time()
+    await rig.caught_up(again)
     await rig.stop(again)
     assert rec2.delivered() == rig.numbered(10, start=51)
     assert src.iterator_requests[0] == (SHARD0, "AFTER_SEQUENCE_NUMBER", seqs[-1])
 
 
-async def test_ac33_stop_lets_the_in_flight_batch_finish_and_checkpoints_it(rig) -> None:
+async def test_stop_lets_the_in_flight_batch_finish_and_checkpoints_it(rig: Rig) -> None:
     """[DESIGN] Stop waits for the invocation in flight and records its result: nothing is re-delivered."""
     await rig.stream()
     seqs = await rig.put(rig.numbered(30))
     release = rig.gate()
 
-    async def hold_second(call) -> None:
+    async def hold_second(call: Call) -> None:
         if call.index == 1:
             await release.wait()
 
@@ -122,7 +124,7 @@ async def test_ac33_stop_lets_the_in_flight_batch_finish_and_checkpoints_it(rig)
     m.start()
     await rig.wait_for(lambda: len(rec.calls) == 2, "the second batch in flight")
     stopping = asyncio.create_task(rig.stop(m))
-    await rig.settle_time(0.05)
+    await rig.wait_for(lambda: not m.running(), "the stop to begin")
     assert not stopping.done()
     release.set()
     await asyncio.wait_for(stopping, 10)
@@ -133,12 +135,12 @@ async def test_ac33_stop_lets_the_in_flight_batch_finish_and_checkpoints_it(rig)
     again = rig.mapping(rec2, uuid=m.uuid, batch_size=10)
     again.start()
     await rig.wait_for(lambda: len(rec2.delivered()) >= 10, "r21..r30")
-    await rig.settle_time()
+    await rig.caught_up(again)
     await rig.stop(again)
     assert rec2.delivered() == rig.numbered(10, start=21)
 
 
-async def test_ac35_disabled_never_invokes_and_enable_resumes_from_the_checkpoint(rig) -> None:
+async def test_disabled_never_invokes_and_enable_resumes_from_the_checkpoint(rig: Rig) -> None:
     await rig.stream()
     seqs = await rig.put(rig.numbered(10))
     rec = rig.recorder()
@@ -149,18 +151,18 @@ async def test_ac35_disabled_never_invokes_and_enable_resumes_from_the_checkpoin
     assert m.state == "Disabled"
     calls = len(rec.calls)
     await rig.put(rig.numbered(10, start=11))
-    await rig.settle_time(0.3)
+    await rig.wait_for(lambda: not m.running(), "the disabled mapping to be stopped")
     assert len(rec.calls) == calls
     assert rig.checkpoint(m) == seqs[-1]
     await rig.update(m, enabled=True)
     assert m.state == "Enabled"
     await rig.wait_for(lambda: len(rec.delivered()) >= 20, "r11..r20")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert rec.delivered() == rig.numbered(20)
 
 
-async def test_ac35_created_disabled_never_invokes(rig) -> None:
+async def test_created_disabled_never_invokes(rig: Rig) -> None:
     await rig.stream()
     await rig.put(rig.numbered(5))
     rec = rig.recorder()
@@ -168,7 +170,7 @@ async def test_ac35_created_disabled_never_invokes(rig) -> None:
     m = rig.mapping(rec, source=src, enabled=False)
     assert m.state == "Disabled"
     m.start()
-    await rig.settle_time(0.3)
+    await rig.wait_for(lambda: m._task is not None and m._task.done(), "the disabled mapping's task to end")
     assert rec.calls == [] and src.polls == 0
     assert m.state == "Disabled"
     await rig.update(m, enabled=True)
@@ -177,7 +179,7 @@ async def test_ac35_created_disabled_never_invokes(rig) -> None:
     assert rec.delivered() == rig.numbered(5)
 
 
-async def test_ac36_a_new_mapping_starts_at_its_own_starting_position(rig) -> None:
+async def test_a_new_mapping_starts_at_its_own_starting_position(rig: Rig) -> None:
     await rig.stream()
     await rig.put(rig.numbered(20))
     rec = rig.recorder()
@@ -194,12 +196,12 @@ async def test_ac36_a_new_mapping_starts_at_its_own_starting_position(rig) -> No
     assert rec2.delivered() == rig.numbered(20)
 
 
-async def test_ac37_batch_size_update_applies_at_the_next_batch(rig) -> None:
+async def test_batch_size_update_applies_at_the_next_batch(rig: Rig) -> None:
     await rig.stream()
     await rig.put(rig.numbered(10))
     release = rig.gate()
 
-    async def hold_first(call) -> None:
+    async def hold_first(call: Call) -> None:
         if call.index == 0:
             await release.wait()
 
@@ -211,14 +213,14 @@ async def test_ac37_batch_size_update_applies_at_the_next_batch(rig) -> None:
     await m.update(batch_size=2)
     release.set()
     await rig.wait_for(lambda: len(rec.delivered()) >= 30, "r1..r30")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert rec.sizes()[0] == 10
     assert all(n <= 2 for n in rec.sizes()[1:])
     assert rec.delivered() == rig.numbered(30)
 
 
-async def test_ac4_several_mappings_on_one_stream_keep_independent_checkpoints(rig) -> None:
+async def test_several_mappings_on_one_stream_keep_independent_checkpoints(rig: Rig) -> None:
     await rig.stream()
     seqs = await rig.put(rig.numbered(10))
     healthy = rig.recorder()
@@ -240,7 +242,7 @@ async def test_ac4_several_mappings_on_one_stream_keep_independent_checkpoints(r
     assert blocked.delivered() == rig.numbered(4) + [b"r5"] * len(blocked.calls[4:-5]) + rig.numbered(5, start=6)
 
 
-async def test_ac34_iterators_expiring_during_a_slow_invocation_neither_skip_nor_replay(rig) -> None:
+async def test_iterators_expiring_during_a_slow_invocation_neither_skip_nor_replay(rig: Rig) -> None:
     """[DESIGN] The first call takes "longer" than an iterator lives (the engine clock jumps past the TTL while it
     runs). Reading resumes after the last record fetched, never from the starting position."""
     clock = ManualClock(T0_MS)
@@ -249,7 +251,7 @@ async def test_ac34_iterators_expiring_during_a_slow_invocation_neither_skip_nor
     sent = rig.numbered(20)
     await rig.put(sent)
 
-    async def slow_first(call) -> None:
+    async def slow_first(call: Call) -> None:
         if call.index == 0:
             clock.advance(5)
             await asyncio.sleep(0.1)
@@ -260,7 +262,7 @@ async def test_ac34_iterators_expiring_during_a_slow_invocation_neither_skip_nor
     m = rig.mapping(rec, source=src, batch_size=5, tuning=tuning)
     m.start()
     await rig.wait_for(lambda: len(rec.delivered()) >= 20, "r1..r20")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert src.expired >= 1
     assert rec.batches() == [sent[0:5], sent[5:10], sent[10:15], sent[15:20]]
@@ -269,7 +271,7 @@ async def test_ac34_iterators_expiring_during_a_slow_invocation_neither_skip_nor
     assert set(kinds[1:]) == {"AFTER_SEQUENCE_NUMBER"}
 
 
-async def test_ac34_latest_iterator_expiring_before_any_record_does_not_skip(rig) -> None:
+async def test_latest_iterator_expiring_before_any_record_does_not_skip(rig: Rig) -> None:
     """[DESIGN] Never go back to the starting position: a LATEST mapping whose iterator expires before it saw a
     record must still deliver a record written after it started polling."""
     clock = ManualClock(T0_MS)
@@ -288,7 +290,7 @@ async def test_ac34_latest_iterator_expiring_before_any_record_does_not_skip(rig
     await rig.stop(m)
 
 
-async def test_deleted_stream_reports_a_problem_without_crashing(rig) -> None:
+async def test_deleted_stream_reports_a_problem_without_crashing(rig: Rig) -> None:
     """[DESIGN] §3.2.7: the stream is gone; polling stops and LastProcessingResult says PROBLEM."""
     await rig.stream()
     await rig.put([b"r1"])
@@ -298,7 +300,7 @@ async def test_deleted_stream_reports_a_problem_without_crashing(rig) -> None:
     await rig.wait_for(lambda: rec.delivered() == [b"r1"], "r1")
     await rig.eng.delete_stream("s")
     await rig.wait_for(lambda: m.stats().last_processing_result.startswith("PROBLEM:"), "a PROBLEM result")
-    await rig.settle_time()
+    await rig.relisted(m)
     assert m._task is not None and not m._task.done()
     await rig.stop(m)
     assert m.stats().last_processing_result.startswith("PROBLEM:")

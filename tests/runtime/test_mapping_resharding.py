@@ -1,4 +1,4 @@
-"""Resharding and ParallelizationFactor (spec §3.4, §3.11; AC-38..44): parents are settled before any child record
+"""Resharding and ParallelizationFactor (spec §3.4, §3.11): parents are settled before any child record
 is invoked, per-key order holds across splits and merges, shards and sub-shards run concurrently, and the
 checkpoint never passes an unsettled record."""
 
@@ -11,6 +11,8 @@ from dataclasses import replace
 
 from shardline.models import PutRecordsRequestEntry
 from shardline.runtime.mapping import RuntimeTuning
+
+from ._rig import Call, Recorder, Rig
 
 MID = 1 << 127
 LOW_KEY, HIGH_KEY = "1", str(MID + 1)
@@ -31,7 +33,7 @@ def assert_per_key_order(delivered: list[bytes], expected_per_key: dict[str, int
     assert {k: v for k, v in seen.items()} == {k: list(range(1, n + 1)) for k, n in expected_per_key.items()}
 
 
-def parents_before_children(rec, parents: set[str], children: set[str]) -> None:
+def parents_before_children(rec: Recorder, parents: set[str], children: set[str]) -> None:
     """Every invocation of a parent ended before the first invocation of a child started; no batch mixes shards."""
     for c in rec.calls:
         assert len(c.shards) == 1, c.shards
@@ -46,18 +48,18 @@ def parents_before_children(rec, parents: set[str], children: set[str]) -> None:
     assert last_parent_end < first_child_start
 
 
-async def put_keyed(rig, key: str, numbers: range, *, ehk: str | None = None) -> None:
+async def put_keyed(rig: Rig, key: str, numbers: range, *, ehk: str | None = None) -> None:
     entries = [PutRecordsRequestEntry(f"{key}:{n}".encode(), key, ehk) for n in numbers]
     res = await rig.eng.put_records(entries, stream_name="s")
     assert res.failed_record_count == 0
 
 
-async def test_ac38_split_while_records_flow_keeps_order(rig) -> None:
+async def test_split_while_records_flow_keeps_order(rig: Rig) -> None:
     await rig.stream()
     await put_keyed(rig, "k", range(1, 101))
     release = rig.gate()
 
-    async def hold_first(call) -> None:
+    async def hold_first(call: Call) -> None:
         if call.index == 0:
             await release.wait()
 
@@ -72,17 +74,17 @@ async def test_ac38_split_while_records_flow_keeps_order(rig) -> None:
     release.set()
     expected = {"k": 200} | {key: 20 for key in "abcdef"}
     await rig.wait_for(lambda: len(rec.delivered()) >= 320, "every record")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert_per_key_order(rec.delivered(), expected)
     assert [parse(d)[1] for d in rec.delivered() if parse(d)[0] == "k"] == list(range(1, 201))
     children = {S[1], S[2]}
     assert {s for c in rec.calls for s in c.shards} == {S[0]} | children
     parents_before_children(rec, {S[0]}, children)
-    assert m.store.get(m.uuid, "s", S[0]).finished
+    assert rig.finished(m, S[0])
 
 
-async def test_ac40_trim_horizon_after_a_split_reads_the_closed_parent_first(rig) -> None:
+async def test_trim_horizon_after_a_split_reads_the_closed_parent_first(rig: Rig) -> None:
     await rig.stream()
     await put_keyed(rig, "p", range(1, 31))
     await rig.eng.split_shard(stream_name="s", shard_to_split=S[0], new_starting_hash_key=MID)
@@ -92,20 +94,20 @@ async def test_ac40_trim_horizon_after_a_split_reads_the_closed_parent_first(rig
     m = rig.mapping(rec, batch_size=10)
     m.start()
     await rig.wait_for(lambda: len(rec.delivered()) >= 70, "all 70 records")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert_per_key_order(rec.delivered(), {"p": 30, "lo": 20, "hi": 20})
     assert rec.delivered()[:30] == [f"p:{n}".encode() for n in range(1, 31)]
     parents_before_children(rec, {S[0]}, {S[1], S[2]})
 
 
-async def test_ac38_merge_waits_for_both_parents(rig) -> None:
+async def test_merge_waits_for_both_parents(rig: Rig) -> None:
     await rig.stream(shards=2)
     await put_keyed(rig, "a", range(1, 21), ehk=LOW_KEY)
     await put_keyed(rig, "b", range(1, 21), ehk=HIGH_KEY)
     release = rig.gate()
 
-    async def hold_shard1(call) -> None:
+    async def hold_shard1(call: Call) -> None:
         if S[1] in call.shards and not release.is_set():
             await release.wait()
 
@@ -116,18 +118,18 @@ async def test_ac38_merge_waits_for_both_parents(rig) -> None:
     await rig.eng.merge_shards(stream_name="s", shard_to_merge=S[0], adjacent_shard_to_merge=S[1])
     await put_keyed(rig, "a", range(21, 41), ehk=LOW_KEY)
     await put_keyed(rig, "b", range(21, 41), ehk=HIGH_KEY)
-    await rig.wait_for(lambda: m.store.get(m.uuid, "s", S[0]).finished, "shard 0 to reach SHARD_END")
-    await rig.settle_time(0.3)
+    await rig.wait_for(lambda: rig.finished(m, S[0]), "shard 0 to reach SHARD_END")
+    await rig.relisted(m)
     assert not any(S[2] in c.shards for c in rec.calls), "the child started before its second parent ended"
     release.set()
     await rig.wait_for(lambda: len(rec.delivered()) >= 80, "every record")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert_per_key_order(rec.delivered(), {"a": 40, "b": 40})
     parents_before_children(rec, {S[0], S[1]}, {S[2]})
 
 
-async def test_ac41_update_shard_count_while_records_flow(rig) -> None:
+async def test_update_shard_count_while_records_flow(rig: Rig) -> None:
     """1 -> 2 -> 4 shards: nothing lost or repeated, per-key order kept, and the four leaves run concurrently."""
     await rig.stream()
     keys = [f"k{i}" for i in range(16)]
@@ -136,7 +138,7 @@ async def test_ac41_update_shard_count_while_records_flow(rig) -> None:
     two_leaves = asyncio.Event()
     max_leaves = 0
 
-    async def meet_another_leaf(call) -> None:
+    async def meet_another_leaf(call: Call) -> None:
         nonlocal max_leaves
         shard = next(iter(call.shards))
         if shard not in leaves:
@@ -164,10 +166,10 @@ async def test_ac41_update_shard_count_while_records_flow(rig) -> None:
             await asyncio.sleep(0)
         per_key += 6
         if target is not None:
-            await rig.wait_for(lambda p=phase: len(rec.calls) > p, "the mapping to be reading")
+            await rig.wait_for(lambda: len(rec.calls) > phase, "the mapping to be reading")  # noqa: B023 (awaited here)
             await rig.eng.update_shard_count(stream_name="s", target_shard_count=target)
     await rig.wait_for(lambda: len(rec.delivered()) >= 16 * per_key, "every record")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert_per_key_order(rec.delivered(), dict.fromkeys(keys, per_key))
     assert max_leaves >= 2
@@ -176,7 +178,7 @@ async def test_ac41_update_shard_count_while_records_flow(rig) -> None:
     parents_before_children(rec, {S[2]}, {S[5], S[6]})
 
 
-async def test_ac42_every_shard_of_a_150_shard_stream_is_polled(rig) -> None:
+async def test_every_shard_of_a_150_shard_stream_is_polled(rig: Rig) -> None:
     await rig.open(shard_limit=500)
     await rig.stream(shards=150)
     shards = (await rig.eng.list_shards("s")).shards
@@ -197,7 +199,7 @@ async def test_ac42_every_shard_of_a_150_shard_stream_is_polled(rig) -> None:
         assert c.datas == [f"{shard}:1".encode()]
 
 
-async def test_ac44_parallelization_factor_keeps_per_key_order(rig) -> None:
+async def test_parallelization_factor_keeps_per_key_order(rig: Rig) -> None:
     """PF 4: batches of one shard run concurrently (at most 4), a key is never in two batches at once, and
     [DESIGN] a key always maps to the same sub-shard, so no batch mixes keys of two sub-shards."""
     await rig.stream()
@@ -208,7 +210,7 @@ async def test_ac44_parallelization_factor_keeps_per_key_order(rig) -> None:
     overlaps: list[set[str]] = []
     met = asyncio.Event()
 
-    async def slow(call) -> None:
+    async def slow(call: Call) -> None:
         mine = set(call.keys)
         for other in keys_in_flight:
             if other & mine:
@@ -228,7 +230,7 @@ async def test_ac44_parallelization_factor_keeps_per_key_order(rig) -> None:
     m = rig.mapping(rec, batch_size=10, parallelization_factor=4)
     m.start()
     await rig.wait_for(lambda: len(rec.delivered()) >= 400, "400 records")
-    await rig.settle_time()
+    await rig.caught_up(m)
     await rig.stop(m)
     assert_per_key_order(rec.delivered(), dict.fromkeys(keys, 50))
     assert 1 < rec.max_in_flight <= 4
@@ -243,7 +245,7 @@ async def test_ac44_parallelization_factor_keeps_per_key_order(rig) -> None:
     assert 2 <= len(groups) <= 4
 
 
-async def test_ac44_checkpoint_never_passes_an_unsettled_record(rig) -> None:
+async def test_checkpoint_never_passes_an_unsettled_record(rig: Rig) -> None:
     """PF 4: a failing key blocks the shard checkpoint behind its oldest unsettled record, while the other
     sub-shards carry on; once it succeeds, the checkpoint catches up."""
     await rig.stream()
@@ -258,7 +260,8 @@ async def test_ac44_checkpoint_never_passes_an_unsettled_record(rig) -> None:
     await rig.wait_for(lambda: sum(k == "k3" for c in rec.calls for k in c.keys) >= 11, "every k3 record")
     await rig.wait_for(lambda: sum("k1" in c.keys for c in rec.calls) >= 3, "k1 retried")
     assert rig.checkpoint(m) == first
-    assert int(rig.checkpoint(m)) < int(stuck)
+    checkpoint = rig.checkpoint(m)
+    assert checkpoint is not None and int(checkpoint) < int(stuck)
     failing["on"] = False
     await rig.wait_for(lambda: rig.checkpoint(m) == later[-1], "the checkpoint to catch up")
     await rig.stop(m)

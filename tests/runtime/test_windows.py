@@ -60,11 +60,7 @@ def mapping(engine: Engine, tmp_path: Path, fn: Any, **kw: Any) -> Mapping:
     )
 
 
-def test_state_flows_through_a_window_and_the_final_invoke_carries_it(tmp_path: Path) -> None:
-    asyncio.run(_test_state_flows_through_a_window_and_the_final_invoke_carries_it(tmp_path))
-
-
-async def _test_state_flows_through_a_window_and_the_final_invoke_carries_it(tmp_path: Path) -> None:
+async def test_state_flows_through_a_window_and_the_final_invoke_carries_it(tmp_path: Path) -> None:
     engine, clock = windowed_engine(tmp_path)
     events: list[dict[str, Any]] = []
     async with engine:
@@ -96,11 +92,7 @@ def _epoch_s(iso: str) -> int:
     return calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))
 
 
-def test_records_just_either_side_of_a_bound_land_in_whole_second_windows(tmp_path: Path) -> None:
-    asyncio.run(_test_records_just_either_side_of_a_bound_land_in_whole_second_windows(tmp_path))
-
-
-async def _test_records_just_either_side_of_a_bound_land_in_whole_second_windows(tmp_path: Path) -> None:
+async def test_records_just_either_side_of_a_bound_land_in_whole_second_windows(tmp_path: Path) -> None:
     engine, clock = windowed_engine(tmp_path)
     t0_s = clock.now_ms() // 1000
     events: list[dict[str, Any]] = []
@@ -117,11 +109,7 @@ async def _test_records_just_either_side_of_a_bound_land_in_whole_second_windows
     assert windows[:4] == [(*first, 1), (*first, 0), (*second, 1), (*second, 0)]
 
 
-def test_checkpoint_moves_only_after_the_final_invoke(tmp_path: Path) -> None:
-    asyncio.run(_test_checkpoint_moves_only_after_the_final_invoke(tmp_path))
-
-
-async def _test_checkpoint_moves_only_after_the_final_invoke(tmp_path: Path) -> None:
+async def test_checkpoint_moves_only_after_the_final_invoke(tmp_path: Path) -> None:
     engine, _clock = windowed_engine(tmp_path)
     events: list[dict[str, Any]] = []
     finals_fail = {"left": 3}
@@ -143,11 +131,7 @@ async def _test_checkpoint_moves_only_after_the_final_invoke(tmp_path: Path) -> 
     assert lease.checkpoint.isdigit()
 
 
-def test_a_response_without_state_fails_the_batch(tmp_path: Path) -> None:
-    asyncio.run(_test_a_response_without_state_fails_the_batch(tmp_path))
-
-
-async def _test_a_response_without_state_fails_the_batch(tmp_path: Path) -> None:
+async def test_a_response_without_state_fails_the_batch(tmp_path: Path) -> None:
     engine, _clock = windowed_engine(tmp_path)
     calls: list[dict[str, Any]] = []
 
@@ -163,11 +147,7 @@ async def _test_a_response_without_state_fails_the_batch(tmp_path: Path) -> None
     assert len([c for c in calls if c["Records"]]) == 2  # first attempt + one retry, then discarded
 
 
-def test_state_over_one_mib_ends_the_window_early(tmp_path: Path) -> None:
-    asyncio.run(_test_state_over_one_mib_ends_the_window_early(tmp_path))
-
-
-async def _test_state_over_one_mib_ends_the_window_early(tmp_path: Path) -> None:
+async def test_state_over_one_mib_ends_the_window_early(tmp_path: Path) -> None:
     engine, _clock = windowed_engine(tmp_path)
     events: list[dict[str, Any]] = []
 

@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import boto3
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
@@ -46,14 +44,7 @@ def secured(tmp_path: Path, credentials: Path, *extra: str) -> Iterator[Running]
 
 
 def signed_client(url: str, *, region: str = "us-east-1") -> Any:
-    return boto3.client(
-        "kinesis",
-        endpoint_url=url,
-        region_name=region,
-        aws_access_key_id=AKID,
-        aws_secret_access_key=SECRET,
-        config=Config(retries={"max_attempts": 0}),
-    )
+    return kinesis(url, region=region, key_id=AKID, secret=SECRET)
 
 
 def sign(url: str, op: str, body: bytes) -> dict[str, str]:

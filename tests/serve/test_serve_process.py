@@ -54,7 +54,9 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
         k = client(url)
         k.create_stream(StreamName="s", ShardCount=3)
         for batch in range(20):
-            records = [{"Data": os.urandom(50 + i), "PartitionKey": f"k{batch}-{i}"} for i in range(50)]
+            records: list[dict[str, Any]] = [
+                {"Data": os.urandom(50 + i), "PartitionKey": f"k{batch}-{i}"} for i in range(50)
+            ]
             out = k.put_records(StreamName="s", Records=records)
             assert out["FailedRecordCount"] == 0
             acked += [

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from shardline import _fsutil
 from shardline._fsutil import CutBackFailed, append_all
 from shardline.storage.journal import Journal
 from shardline.storage.log import FileCache, ShardLog
@@ -37,7 +36,7 @@ def test_pieces_are_written_back_to_back_and_a_short_write_is_finished(
 
     try:
         append_all(fd, (b"head", memoryview(b"body")), 0)
-        monkeypatch.setattr(_fsutil.os, "writev", short)
+        monkeypatch.setattr("shardline._fsutil.os.writev", short)
         append_all(fd, (b"HEAD", memoryview(b"xBODYx")[1:5]), 8)
     finally:
         monkeypatch.undo()
@@ -56,7 +55,7 @@ def test_a_failed_append_is_cut_back_off(tmp_path: Path, monkeypatch: pytest.Mon
             return real_write(fd, bytes(data[:4]))
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(_fsutil.os, "write", half_then_full)
+    monkeypatch.setattr("shardline._fsutil.os.write", half_then_full)
     try:
         with pytest.raises(OSError) as info:
             append_all(fd, b"0123456789", 4)
@@ -77,7 +76,7 @@ def test_a_failed_append_of_pieces_is_cut_back_off(tmp_path: Path, monkeypatch: 
         real_writev(fd, [buffers[0]])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(_fsutil.os, "writev", half_then_full)
+    monkeypatch.setattr("shardline._fsutil.os.writev", half_then_full)
     try:
         with pytest.raises(OSError) as info:
             append_all(fd, (b"head", b"body"), 4)

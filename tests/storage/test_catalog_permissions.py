@@ -8,6 +8,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from shardline import Engine, Settings
 from shardline.storage.catalog import Catalog
 
@@ -35,7 +37,7 @@ def test_a_new_data_directory_is_owner_only(tmp_path: Path) -> None:
     assert metadata and all(mode(p) == 0o600 for p in metadata)
 
 
-def test_a_world_readable_data_directory_is_tightened(tmp_path: Path, caplog) -> None:
+def test_a_world_readable_data_directory_is_tightened(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = tmp_path / "data"
     cat = Catalog(root)
     cat.open()

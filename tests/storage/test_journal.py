@@ -17,6 +17,7 @@ import pytest
 
 import shardline.storage.journal as journal_module
 import shardline.storage.segment as segment_module
+from shardline._fsutil import append_all
 from shardline.storage.framing import StoredRecord
 from shardline.storage.journal import HEADER_SIZE, Journal, JournalReport, Loss
 from shardline.storage.log import FileCache, LogTable, ShardLog
@@ -164,7 +165,7 @@ def _staged_count(lg: ShardLog) -> int:
 # ----------------------------------------------------------------- staging
 def test_put_stages_records_and_materialize_writes_one_frame_per_shard(rig: Rig) -> None:
     rng = random.Random(1)
-    items = [(i % 2, *rest) for i, (_, *rest) in enumerate(_items(rng, 6, 3))]  # shards 0 and 1
+    items = [(i % 2, pk, ehk, data) for i, (_, pk, ehk, data) in enumerate(_items(rng, 6, 3))]  # shards 0 and 1
     offsets = rig.put(1_000, items)
     assert offsets == [0, 0, 1, 1, 2, 2]
     more = rig.put(1_010, [(0, b"late", b"", b"x" * 10)])
@@ -192,7 +193,7 @@ def test_put_stages_records_and_materialize_writes_one_frame_per_shard(rig: Rig)
 
 def test_a_failed_segment_write_keeps_that_shard_and_the_rest_staged(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     rig.put(1_000, [(0, b"a", b"", b"1"), (1, b"b", b"", b"2"), (2, b"c", b"", b"3")])
-    real = segment_module.append_all
+    real = append_all
     broken = rig.logs[1]._segments[-1]._fd
 
     def full_disk(fd: int, data: bytes, size: int, total: int | None = None) -> None:
@@ -698,8 +699,8 @@ def test_a_failed_journal_write_leaves_no_trace(rig: Rig, monkeypatch: pytest.Mo
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_writev(fd, data)
 
-    monkeypatch.setattr(journal_module.os, "write", full_disk)
-    monkeypatch.setattr(journal_module.os, "writev", full_disk_v)
+    monkeypatch.setattr("shardline.storage.journal.os.write", full_disk)
+    monkeypatch.setattr("shardline.storage.journal.os.writev", full_disk_v)
     failed = [(0, b"c", b"", b"3"), (2, b"d", b"", b"4"), (0, b"e", b"", b"5")]
     with pytest.raises(OSError) as exc:
         rig.journal.put(TAG, 1_001, rig.table, list(failed))
@@ -769,8 +770,8 @@ def test_a_failed_put_leaves_the_batch_newest_arrival_alone(rig: Rig, monkeypatc
     def full_disk(fd: int, data: object) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(journal_module.os, "write", full_disk)
-    monkeypatch.setattr(journal_module.os, "writev", full_disk)
+    monkeypatch.setattr("shardline.storage.journal.os.write", full_disk)
+    monkeypatch.setattr("shardline.storage.journal.os.writev", full_disk)
     with pytest.raises(OSError):
         rig.journal.put(TAG, 1_500, rig.table, [(0, b"b", b"", b"2")])  # within the span
     monkeypatch.undo()

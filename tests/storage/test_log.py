@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -17,7 +18,7 @@ from shardline.storage.segment import Segment
 from ._util import Model, frame_positions, open_log, read_all, segment_files
 
 
-def _filled(tmp_path: Path, files: FileCache, frames: int = 120, **kw: int) -> Model:
+def _filled(tmp_path: Path, files: FileCache, frames: int = 120, **kw: Any) -> Model:
     lg, report = open_log(tmp_path, files, **kw)
     assert report.clean and report.segments == 0
     m = Model(lg)
@@ -186,7 +187,7 @@ def test_reads_match_a_model(
     files = FileCache(3)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        kw = {"segment_bytes": layout[0], "index_interval": layout[1]}
+        kw: dict[str, Any] = {"segment_bytes": layout[0], "index_interval": layout[1]}
         lg, _ = open_log(d, files, **kw)
         m = Model(lg, seed)
         t = 10_000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from shardline.storage.log import FileCache
 
 from ._util import Model, flip_byte, frame_positions, open_log, read_all, segment_files
 
-SEG = {"segment_bytes": 3000, "index_interval": 150}
+SEG: dict[str, Any] = {"segment_bytes": 3000, "index_interval": 150}
 
 
 def _closed_log(tmp_path: Path, files: FileCache, frames: int = 80) -> Model:

@@ -6,6 +6,7 @@ import shutil
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from shardline.storage.log import FileCache
 
 from ._util import Model, open_log, read_all, segment_files
 
-SEG = {"segment_bytes": 1500, "index_interval": 150}
+SEG: dict[str, Any] = {"segment_bytes": 1500, "index_interval": 150}
 
 
 def _log(tmp_path: Path, files: FileCache, *, sealed: bool = False) -> Model:

@@ -1,0 +1,1 @@
+"""The HTTP front end in-process: the ASGI app over an engine, requests as plain ASGI calls."""

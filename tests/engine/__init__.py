@@ -1,0 +1,1 @@
+"""Engine behaviour: streams, shards, records, resharding, retention, recovery, crashes."""

@@ -1,0 +1,1 @@
+"""Monitoring: collection, series, alarms, notifications, the dashboard and its HTTP API."""

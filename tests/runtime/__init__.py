@@ -1,0 +1,1 @@
+"""Stream functions: mappings over a real engine with scripted in-process handlers."""
