@@ -5,6 +5,7 @@ so it runs on a worker thread while the event loop goes on recording."""
 from __future__ import annotations
 
 import math
+import time
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -117,10 +118,12 @@ class PreparedQuery:
     def run(self) -> list[tuple[dict[str, str], list[tuple[int, float | None]]]]:
         g, ps, stat = self.geometry, self.period_s, self.stat
         periods = [self.first + i * ps for i in range(self.points)]
-        out = [
-            (dict(lb), [(p * 1000, statistic(stat, aggregate(g, c, p, ps))) for p in periods]) for lb, c in self.direct
-        ]
+        out = []
+        for lb, slots in self.direct:
+            out.append((dict(lb), [(p * 1000, statistic(stat, aggregate(g, slots, p, ps))) for p in periods]))
+            _yield_gil()
         for h in self.derived:
+            _yield_gil()
             pts: list[tuple[int, float | None]] = []
             for p in periods:
                 c = aggregate(g, h.count, p, ps)
@@ -251,3 +254,9 @@ def bucket_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float |
         if not math.isinf(upper):
             lower = upper
     return lower
+
+
+def _yield_gil() -> None:
+    """Between two series, let the event loop's thread run: a query computed on a worker thread would otherwise hold
+    the GIL for the interpreter's whole switch interval at a time, and every put waiting on the loop with it."""
+    time.sleep(0)
