@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 __all__ = [
+    "NO_RECORDS_PROCESSED",
     "ChildShard",
     "Consumer",
     "GetRecordsResult",
@@ -30,6 +31,9 @@ __all__ = [
     "StreamSummary",
     "Tag",
 ]
+
+# Lambda's LastProcessingResult of a mapping before its first batch (the runtime sets it, monitoring shows it).
+NO_RECORDS_PROCESSED = "No records processed"
 
 
 class StreamStatus(StrEnum):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..models import NO_RECORDS_PROCESSED
 from .access import TOKEN_ENV
 
 if TYPE_CHECKING:
@@ -246,7 +247,7 @@ def _mappings(mappings: list[Mapping[str, Any]]) -> Table:
                 Cell(fmt_num(_num(tot, "invoked_records"))),
                 Cell(fmt_num(failed), "red" if failed else ""),
                 Cell(fmt_num(dropped), "bold red" if dropped else ""),
-                Cell(result, "" if result in ("OK", "No records processed", "-") else "red"),
+                Cell(result, "" if result in ("OK", NO_RECORDS_PROCESSED, "-") else "red"),
             )
         )
     return t

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..models import NO_RECORDS_PROCESSED
+
 __all__ = ["COUNTERS", "NO_RESULT", "ShardStats"]
 
-NO_RESULT = "No records processed"  # Lambda's LastProcessingResult before the first batch
+NO_RESULT = NO_RECORDS_PROCESSED  # Lambda's LastProcessingResult before the first batch
 
 
 def _counter() -> Any:
