@@ -88,6 +88,13 @@ def _common(p: argparse.ArgumentParser, *, port: bool = True) -> None:
             help=f"seconds an idle connection is kept open (default {DEFAULT_LIMITS.idle_timeout_s:g})",
         )
         p.add_argument(
+            "--write-timeout",
+            type=float,
+            default=DEFAULT_LIMITS.write_timeout_s,
+            help=f"seconds a client may leave its response unread before it is dropped "
+            f"(default {DEFAULT_LIMITS.write_timeout_s:g})",
+        )
+        p.add_argument(
             "--monitoring-token",
             metavar="TOKEN",
             help=f"require this bearer token on /metrics and /api/* (also from ${TOKEN_ENV})",
@@ -178,7 +185,12 @@ def _verifier(args: argparse.Namespace) -> SigV4Verifier | None:
 
 
 def _limits(args: argparse.Namespace) -> ServerLimits:
-    limits = replace(DEFAULT_LIMITS, request_timeout_s=args.request_timeout, idle_timeout_s=args.idle_timeout)
+    limits = replace(
+        DEFAULT_LIMITS,
+        request_timeout_s=args.request_timeout,
+        idle_timeout_s=args.idle_timeout,
+        write_timeout_s=args.write_timeout,
+    )
     if args.max_connections is not None:
         limits = replace(limits, max_connections=args.max_connections)
     limits.check()

@@ -4,8 +4,10 @@ other machines without authentication."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import re
 import resource
 import socket
 import subprocess
@@ -369,3 +371,46 @@ def test_a_request_asking_to_upgrade_is_served_as_http_1_1_with_its_body(tmp_pat
                 assert status == 400 and b"partitionKey" in answer, answer
             status, answer = read_responses(replies)
             assert (status, json.loads(answer)["StreamNames"]) == (200, ["s"])
+
+
+def test_a_client_that_stops_reading_its_response_is_dropped(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    args = ["serve", "--port", "0", "--data-dir", str(tmp_path / "data"), "--fsync", "never", "--write-timeout", "1"]
+    with log.open("w") as err, shardline(*args, stderr=err) as running:
+        k = kinesis(running.url)
+        k.create_stream(StreamName="s", ShardCount=1)
+        for _ in range(12):  # about 12 MB, so a GetRecords answer is far larger than the socket buffers
+            k.put_records(StreamName="s", Records=[{"Data": b"x" * 2000, "PartitionKey": "p"} for _ in range(500)])
+        it = k.get_shard_iterator(StreamName="s", ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON")
+        body = json.dumps({"ShardIterator": it["ShardIterator"], "Limit": 10_000}).encode()
+        reader = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        where = urlparse(running.url)
+        assert where.hostname is not None and where.port is not None
+        reader.connect((where.hostname, where.port))
+        with reader:
+            head = "\r\n".join(
+                [
+                    "POST / HTTP/1.1",
+                    "Host: x",
+                    "X-Amz-Target: Kinesis_20131202.GetRecords",
+                    f"Content-Type: {JSON_TYPE}",
+                    *(f"{k}: {v}" for k, v in UNVERIFIED_SIGNATURE.items()),
+                    f"Content-Length: {len(body)}",
+                ]
+            )
+            reader.sendall(head.encode() + b"\r\n\r\n" + body)
+            # The client reads nothing: the server's writes stall, and after a second it drops the connection.
+            deadline = time.monotonic() + 30
+            while "stopped reading" not in log.read_text():
+                assert time.monotonic() < deadline, "the stalled connection was not dropped"
+                time.sleep(0.1)
+            got = b""
+            reader.settimeout(10)
+            with contextlib.suppress(ConnectionError):
+                while chunk := reader.recv(1 << 20):
+                    got += chunk
+            head_part, _, answer = got.partition(b"\r\n\r\n")
+            declared = int(re.search(rb"content-length: (\d+)", head_part, re.I).group(1))  # type: ignore[union-attr]
+            assert len(answer) < declared  # cut off: the rest was never sent
+        assert k.list_streams()["StreamNames"] == ["s"]  # and the server serves on
