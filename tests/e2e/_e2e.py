@@ -1,10 +1,18 @@
-"""Helpers the end-to-end tests share: where the handlers are, and finding execution-environment processes."""
+"""Helpers the end-to-end tests share: where the handlers are, a function pool to call them through, and finding
+execution-environment processes."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
+
+import orjson
+
+from shardline.runtime.functions import FunctionConfig, FunctionPool, InvocationResult
 
 HANDLERS = Path(__file__).resolve().parent / "handlers"
 
@@ -42,3 +50,18 @@ def wait_for_no_workers(*, parent: int | None = None, cwd: Path | None = None, t
         time.sleep(0.05)
         left = worker_pids(parent=parent, cwd=cwd)
     return left
+
+
+@asynccontextmanager
+async def pool_of(cfg: FunctionConfig) -> AsyncIterator[FunctionPool]:
+    """A function pool over ``cfg``, closed (its workers ended) on the way out."""
+    pool = FunctionPool(cfg)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def call(pool: FunctionPool, action: str, **fields: Any) -> InvocationResult:
+    """Invoke a test handler with ``{"action": action, **fields}`` as its event."""
+    return await pool.invoke(orjson.dumps({"action": action, **fields}))

@@ -11,16 +11,15 @@ import asyncio
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
-from shardline.runtime.functions import FunctionConfig, FunctionPool, InvocationResult, Throttled
+from shardline.runtime.functions import FunctionConfig, FunctionPool, Throttled
+
+from ._e2e import call, pool_of
 
 pytestmark = pytest.mark.usefixtures("no_leaked_workers")
 
@@ -30,19 +29,6 @@ LOG_STREAM = re.compile(r"^\d{4}/\d{2}/\d{2}/\[\$LATEST\][0-9a-f]{32}$")
 def config(handlers_dir: Path, **kw: Any) -> FunctionConfig:
     kw.setdefault("handler", "behaviours.handler")
     return FunctionConfig(name=kw.pop("name", "e2e-fn"), code_dir=handlers_dir, **kw)
-
-
-@asynccontextmanager
-async def pool_of(cfg: FunctionConfig) -> AsyncIterator[FunctionPool]:
-    pool = FunctionPool(cfg)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-async def call(pool: FunctionPool, action: str, **fields: Any) -> InvocationResult:
-    return await pool.invoke(orjson.dumps({"action": action, **fields}))
 
 
 def alive(pid: int) -> bool:

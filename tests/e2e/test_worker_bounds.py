@@ -12,8 +12,6 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +19,9 @@ import orjson
 import pytest
 
 from shardline.runtime._worker import EXIT_OVERRAN, MAX_ERROR_CHARS, MAX_LOG_CHARS, MAX_RESPONSE_BYTES
-from shardline.runtime.functions import FunctionConfig, FunctionPool, InvocationResult, Throttled, Worker, _WorkerDied
+from shardline.runtime.functions import FunctionConfig, FunctionPool, Throttled, Worker, _WorkerDied
 
-from ._e2e import wait_for_no_workers, worker_pids
+from ._e2e import call, pool_of, wait_for_no_workers, worker_pids
 
 pytestmark = pytest.mark.usefixtures("no_leaked_workers")
 
@@ -35,19 +33,6 @@ def config(handlers_dir: Path, **kw: Any) -> FunctionConfig:
     kw.setdefault("handler", "bounds.handler")
     kw.setdefault("memory_mb", 512)
     return FunctionConfig(name="bounds-fn", code_dir=handlers_dir, **kw)
-
-
-@asynccontextmanager
-async def pool_of(cfg: FunctionConfig) -> AsyncIterator[FunctionPool]:
-    pool = FunctionPool(cfg)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-async def call(pool: FunctionPool, action: str, **fields: Any) -> InvocationResult:
-    return await pool.invoke(orjson.dumps({"action": action, **fields}))
 
 
 async def until(cond: Any, what: str) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from shardline import Engine, PutRecordsRequestEntry
 from shardline.runtime.source import EngineSource
-from shardline.storage.framing import parse_header
+from storage._util import flip_byte, frame_positions
 
 from ._kit import Kit
 
@@ -74,24 +74,6 @@ def _journal_frames(journal_dir: Path) -> list[tuple[Path, int, int]]:
             out.append((wal, pos, 12 + length))
             pos += 12 + length
     return out
-
-
-def _segment_frames(path: Path) -> list[tuple[int, int, int, int]]:
-    """(byte position, size, base offset, record count) of every frame of a segment file."""
-    raw = path.read_bytes()
-    out = []
-    pos = 0
-    while pos < len(raw):
-        h = parse_header(raw, pos)
-        out.append((pos, h.total_size, h.base_offset, h.record_count))
-        pos += h.total_size
-    return out
-
-
-def _flip(path: Path, pos: int, mask: int = 0xFF) -> None:
-    raw = bytearray(path.read_bytes())
-    raw[pos] ^= mask
-    path.write_bytes(bytes(raw))
 
 
 def _reported_lost(engine: Engine) -> set[tuple[str, int]]:
@@ -162,10 +144,10 @@ async def test_a_damaged_journal_frame_costs_its_own_records_at_most(
     assert len(frames) == 8  # one frame a put
     wal, pos, size = frames[3]
     if field_name == "body":
-        _flip(wal, pos + size - 5)
+        flip_byte(wal, pos + size - 5)
         lost = ledger.of_put(3)
     else:
-        _flip(wal, pos + 10, 0x01)  # the length's second-lowest byte: 256 bytes off
+        flip_byte(wal, pos + 10, 0x01)  # the length's second-lowest byte: 256 bytes off
         lost = set()
 
     with caplog.at_level(logging.WARNING):
@@ -200,8 +182,8 @@ async def test_a_damaged_last_frame_of_an_active_segment_is_reported_and_its_num
     copy = _crash_copy(kit, "crashed")
     shard_dir = copy / engine.catalog.shard_dir(engine.streams[STREAM].stream_id, 0).relative_to(kit.data_dir)
     (segment,) = sorted(shard_dir.glob("*.log"))
-    pos, size, base, count = _segment_frames(segment)[-1]
-    _flip(segment, pos + size - 3)
+    pos, size, base, count = frame_positions(segment)[-1]
+    flip_byte(segment, pos + size - 3)
     prefix = engine.streams[STREAM].shards[0].seq_prefix
     lost = {("shardId-000000000000", prefix + o) for o in range(base, base + count)}
     assert lost == ledger.of_put(5, "shardId-000000000000")
