@@ -180,10 +180,10 @@ class KinesisApp:
                 codec = usable_codec(content_type, service, op) or JSON
                 if not op_known:
                     raise UnknownOperationException("")
-                self.verifier.check_headers(headers, query)
+                claim = self.verifier.check_headers(headers, query)
             body = await self._read_body(receive, headers)
-            if self.verifier is not None:
-                self.verifier.verify(method, path, query, headers, body)
+            if self.verifier is not None:  # (the headers were checked above: only the signature is left)
+                self.verifier.verify(method, path, query, headers, body, claim=claim)
             if not body:
                 codec = codec_for_empty_body(content_type)
                 raise SerializationException("") if op_known else UnknownOperationException("")

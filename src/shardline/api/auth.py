@@ -200,10 +200,12 @@ class SigV4Verifier:
         body: bytes,
         *,
         now: dt.datetime | None = None,
+        claim: _Claim | None = None,
     ) -> str:
         """Check the request's signature over its headers and the body received; returns the access key id, or
-        raises the error AWS gives."""
-        claim = self.check_headers(headers, query, now=now)
+        raises the error AWS gives. ``claim``: what ``check_headers`` already returned for these headers."""
+        if claim is None:
+            claim = self.check_headers(headers, query, now=now)
         signed = claim.signed_headers.split(";")
         canonical_headers = "".join(f"{h}:{_SPACES.sub(' ', headers.get(h, '').strip())}\n" for h in signed)
         # The payload hash is always the hash of the body received. An X-Amz-Content-SHA256 header is not trusted:
