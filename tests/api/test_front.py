@@ -24,6 +24,7 @@ from _shardline import START_MS
 from shardline.api.actions import ACTIONS
 from shardline.api.app import KinesisApp
 from shardline.api.auth import SIGNATURE_MISMATCH, SigV4Verifier
+from shardline.errors import InvalidSignatureException
 
 from ._asgi import Kinesis, Lifespan
 
@@ -592,6 +593,26 @@ async def test_a_presigned_request_is_verified(secured: Kinesis) -> None:
     query, headers = presigned("ListStreams", b"", secret="wrong")
     r = await secured.send("ListStreams", body=b"", content_type=None, headers=headers, query=query)
     assert r.error == ("InvalidSignatureException", SIGNATURE_MISMATCH)
+
+
+@pytest.mark.parametrize("expires", ["0", "604801", "x", "-5", "1e3"])
+async def test_a_presigned_request_with_an_impossible_lifetime_is_refused(secured: Kinesis, expires: str) -> None:
+    query, headers = presigned("ListStreams", b"")
+    forged = re.sub(rb"X-Amz-Expires=\d+", b"X-Amz-Expires=" + expires.encode(), query)
+    r = await secured.send("ListStreams", body=b"", content_type=None, headers=headers, query=forged)
+    assert r.error == (
+        "InvalidSignatureException",
+        f"X-Amz-Expires must be a number of seconds from 1 to 604800. Got '{expires}'.",
+    )
+
+
+async def test_an_expired_presigned_request_is_refused(secured: Kinesis) -> None:
+    query, headers = presigned("ListStreams", b"", expires=1)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
+    verifier = secured.app.verifier
+    assert verifier is not None
+    with pytest.raises(InvalidSignatureException, match=r"^Signature expired: "):
+        verifier.verify("POST", "/", query.decode(), headers, b"", now=later)
 
 
 # ----------------------------------------------------------------- request log
