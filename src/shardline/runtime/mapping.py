@@ -116,13 +116,12 @@ class MappingConfig:
                     "FunctionResponseTypes", list(self.function_response_types), "empty or [ReportBatchItemFailures]"
                 )
             )
+        # No rule ties ParallelizationFactor to TumblingWindowInSeconds: AWS documents neither parameter as limiting
+        # the other (Lambda Developer Guide, "Lambda parameters for Amazon Kinesis Data Streams event source
+        # mappings", docs.aws.amazon.com/lambda/latest/dg/services-kinesis-parameters.html, and "Implementing
+        # stateful Kinesis Data Streams processing in Lambda", .../services-kinesis-windows.html). Each concurrent
+        # batch of a shard keeps its own window state here.
         rng("TumblingWindowInSeconds", self.tumbling_window_s, 0, 900)
-        if self.tumbling_window_s > 0 and self.parallelization_factor > 1:
-            out.append(
-                ParamProblem(
-                    "ParallelizationFactor", self.parallelization_factor, "1 when TumblingWindowInSeconds is set"
-                )
-            )
         if len(self.filter_patterns) > MAX_FILTERS:
             out.append(ParamProblem("FilterCriteria", len(self.filter_patterns), f"at most {MAX_FILTERS} filters"))
         for i, p in enumerate(self.filter_patterns):
