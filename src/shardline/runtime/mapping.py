@@ -30,9 +30,11 @@ class ParamProblem:
 
 @dataclass(frozen=True, slots=True)
 class DestinationConfig:
-    """Where discarded batches are reported: ``stream`` (a stream name or ARN) or ``file`` (a JSONL path)."""
+    """Where discarded batches are reported: ``stream`` (a stream name or ARN), ``file`` (a JSONL path), ``sqs`` or
+    ``sns`` (a queue or topic ARN: sent there against AWS, kept in a local stream of that name by the embedded
+    engine)."""
 
-    kind: Literal["stream", "file"]
+    kind: Literal["stream", "file", "sqs", "sns"]
     target: str
 
 
@@ -133,7 +135,7 @@ class MappingConfig:
                 )
         if self.on_failure is not None:
             d = self.on_failure
-            if d.kind not in ("stream", "file") or not d.target:
+            if d.kind not in ("stream", "file", "sqs", "sns") or not d.target:
                 out.append(
                     ParamProblem(
                         "DestinationConfig.OnFailure",
