@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from _shardline import CLI, kinesis, shardline
 
 from ._files import CLOUDFORMATION, SAM, SERVERLESS, copy_project, write
@@ -177,13 +175,29 @@ def test_up_refuses_a_stream_neither_declared_nor_present(tmp_path: Path) -> Non
     ) in done.stderr
 
 
-@pytest.mark.parametrize("file", [SERVERLESS, SAM, CLOUDFORMATION], ids=["serverless", "sam", "cloudformation"])
-def test_validate_prints_the_resolved_project_without_starting_it(file: Path, tmp_path: Path) -> None:
+def test_validate_prints_the_resolved_project_without_starting_it(tmp_path: Path) -> None:
     done = subprocess.run(
-        [*CLI, "validate", str(file)], capture_output=True, text=True, timeout=WAIT_S, check=False, cwd=tmp_path
+        [*CLI, "validate", str(SAM), "--parameter-overrides", "Environment=prod", "BatchSize=200"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert "streams:" in done.stdout
-    assert "functions:" in done.stdout
-    assert "[AWS default]" in done.stdout
-    assert not (tmp_path / "shardline-data").exists()
+    lines = done.stdout.splitlines()
+    assert f"{SAM} (AWS SAM)" in lines
+    assert "  Environment = 'prod'  [--parameter-overrides Environment]" in lines
+    assert "    shards 4  [file: Resources.OrdersStream.Properties.ShardCount]" in lines
+    assert "    timeout 20 s  [Globals.Function.Timeout]" in lines
+    assert "      MaximumRecordAgeInSeconds -1  [AWS default]" in lines
+    assert not (tmp_path / "shardline-data").exists()  # nothing started
+    bad = subprocess.run(
+        [*CLI, "validate", str(SERVERLESS), "--param", "no-equals-sign"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "shardline validate: --param 'no-equals-sign': expected KEY=VALUE"
