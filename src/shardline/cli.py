@@ -349,7 +349,7 @@ def _project_banner(config: ProjectConfig, *, embedded: bool) -> list[str]:
     """What startup says beyond the mappings: where each SQS/SNS destination goes and what is not applied (once)."""
     lines: list[str] = []
     seen: set[str] = set()
-    for _fn, m in config.mappings:
+    for fn, m in config.mappings:
         d = m.on_failure
         if d is None or d.kind not in ("sqs", "sns") or d.target in seen:
             continue
@@ -357,12 +357,12 @@ def _project_banner(config: ProjectConfig, *, embedded: bool) -> list[str]:
         if embedded:
             name = local_stream_for(d.target)
             lines.append(
-                f"  on-failure {d.target} -> local stream {name} (read it with: shardline redrive stream:{name})"
+                f"  on-failure {d.target} -> local stream {name} (redrive: shardline redrive stream:{name} "
+                f"--config {config.path} --function {fn.config.name})"
             )
         else:
-            lines.append(
-                f"  on-failure {d.target} -> sent to that {d.kind.upper()} {'queue' if d.kind == 'sqs' else 'topic'}"
-            )
+            what = "queue" if d.kind == "sqs" else "topic"
+            lines.append(f"  on-failure {d.target} -> sent to that {d.kind.upper()} {what}")
     if config.notices:
         lines.append(f"  not applied locally ({config.dialect}):")
         lines += [f"    - {n}" for n in config.notices]

@@ -102,6 +102,36 @@ def test_serverless_yml_runs_as_written(tmp_path: Path) -> None:
     text = "\n".join(run.banner)
     assert "on-failure arn:aws:sqs:eu-west-1:000000000000:orders-dlq-dev -> local stream orders-dlq-dev" in text
     assert "not applied locally (Serverless Framework):" in text
+    # the queue's local stream is what `shardline redrive` reads: the fixed handler gets the poison record
+    (file.parent / "src" / "fixed.py").write_text(
+        "import os\n\ndef handler(event, context):\n"
+        "    open(os.environ['OBSERVED'] + '.fixed', 'a').write(str(len(event['Records'])))\n"
+    )
+    redrive = subprocess.run(
+        [
+            *CLI,
+            "redrive",
+            "stream:orders-dlq-dev",
+            "--config",
+            str(file),
+            "--function",
+            "processOrders",
+            "--handler",
+            "src/fixed.handler",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--log-level",
+            "warning",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+        env={**os.environ, "OBSERVED": str(run.observed)},
+    )
+    assert redrive.returncode == 0, redrive.stderr
+    assert "redrove 1 of 1 messages" in redrive.stdout
+    assert Path(f"{run.observed}.fixed").read_text() == "1"
     assert "plugins: serverless-python-requirements is not run locally" in text
     assert "enhanced fan-out delivery not applied: read by polling" in text
     assert text.count("provider.iam: not applied locally") == 1
