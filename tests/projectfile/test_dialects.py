@@ -316,3 +316,81 @@ def test_an_undeclared_stream_of_another_account_must_exist_at_start(tmp_path: P
     assert cfg.undeclared[m.uuid] == (
         f"{path}: functions.f.events[0].stream.arn: stream 'legacy' is neither declared in the file nor present"
     )
+
+
+CFN = """\
+AWSTemplateFormatVersion: "2010-09-09"
+Resources:
+  S:
+    Type: AWS::Kinesis::Stream
+    Properties: {{ShardCount: 1{stream}}}
+  F:
+    Type: AWS::Lambda::Function
+    Properties: {{Handler: app.handler, Runtime: {runtime}, Code: {{ZipFile: x}}}}
+  M:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      FunctionName: !Ref F
+      EventSourceArn: !GetAtt S.Arn
+      StartingPosition: LATEST
+{extra}"""
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "why"),
+    [
+        (
+            CFN.format(stream="", runtime="java21", extra=""),
+            "Resources.F.Properties.Runtime",
+            "function F uses runtime 'java21': only Python runtimes (python3.x) run here",
+        ),
+        (
+            CFN.format(stream=", Shards: 2", runtime="python3.12", extra=""),
+            "Resources.S.Properties.Shards",
+            "unknown AWS::Kinesis::Stream property",
+        ),
+        (
+            CFN.format(
+                stream="", runtime="python3.12", extra="      DestinationConfig: {OnSuccess: {Destination: x}}\n"
+            ),
+            "Resources.M.Properties.DestinationConfig.OnSuccess",
+            "Kinesis event source mappings have no on-success destination",
+        ),
+        (
+            CFN.format(stream="", runtime="python3.12", extra="      SelfManagedEventSource: {}\n"),
+            "Resources.M.Properties.SelfManagedEventSource",
+            "SelfManagedEventSource does not apply to a Kinesis stream",
+        ),
+        (
+            CFN.format(stream="", runtime="python3.12", extra="      TumblingWindowInSeconds: 901\n"),
+            "Resources.M.Properties.TumblingWindowInSeconds",
+            "901 is not allowed (allowed: an integer from 0 to 900)",
+        ),
+        (
+            SAM_FN.format(runtime="python3.12", event=EVENT).replace(
+                "      Handler: app.handler\n", "      Handler: app.handler\n      InlineCode: 'x'\n"
+            ),
+            "Resources.F.Properties.InlineCode",
+            "InlineCode is not run locally: put the code in a file and set CodeUri",
+        ),
+        (
+            "Globals:\n  Function:\n    Timeuot: 3\n" + SAM_FN.format(runtime="python3.12", event=EVENT),
+            "Globals.Function.Timeuot",
+            "not a property Globals.Function can set",
+        ),
+        (
+            SLS.format(runtime="python3.12", event=SLS_EVENT).replace("name: aws", "name: azure"),
+            "provider.name",
+            "'azure': only the aws provider runs here",
+        ),
+    ],
+)
+def test_more_rejections(tmp_path: Path, text: str, where: str, why: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert str(err.value).startswith(f"{path}: {where}: {why}")
+
+
+def test_a_native_file_with_service_and_provider_stays_native() -> None:
+    assert detect({"service": "s", "provider": {"name": "aws"}, "streams": {}, "functions": {}}) == "shardline"

@@ -50,8 +50,8 @@ class Loaded:
 
 def detect(doc: Any) -> str:
     """``serverless``, ``sam``, ``cloudformation`` or ``shardline`` from what the file holds."""
-    if not isinstance(doc, dict):
-        return "shardline"
+    if not isinstance(doc, dict) or "streams" in doc:
+        return "shardline"  # only shardline.yml has a top-level `streams`
     transform = doc.get("Transform")
     transforms = transform if isinstance(transform, list) else [transform]
     resources = doc.get("Resources")

@@ -42,6 +42,9 @@ def load_sam(
     gfn = tpl.resolver.resolve(globals_.get("Function") or {}, "Globals.Function")
     if not isinstance(gfn, dict):
         raise ctx.fail("Globals.Function", "must be a mapping")
+    for key in gfn:
+        if key not in _SAM_FUNCTION_KEYS or key == "Events":
+            raise ctx.fail(f"Globals.Function.{key}", "not a property Globals.Function can set")
     names: dict[str, str] = {}
     for lid, res in tpl.resources.items():
         if res["Type"] != "AWS::Serverless::Function" or not tpl.active(lid, res):

@@ -40,19 +40,8 @@ _SILENT_TOP = {
     "console",
     "dashboard",
 }
-_PROVIDER_APPLIED = {
-    "name",
-    "runtime",
-    "stage",
-    "region",
-    "memorySize",
-    "timeout",
-    "environment",
-    "architecture",
-    "tags",
-    "stackTags",
-    "profile",
-}
+_PROVIDER_APPLIED = {"name", "runtime", "stage", "region", "memorySize", "timeout", "environment", "architecture",
+                     "tags"}
 _FUNCTION_APPLIED = {
     "handler",
     "runtime",
@@ -175,6 +164,8 @@ def _function(
     for key in spec:
         if key not in _FUNCTION_APPLIED:
             t.note(f"{where}.{key}: not applied locally")
+    if "name" in spec:
+        t.note(f"{where}.name: the function is named {name!r} locally, not {spec['name']!r}")
     runtime, origin = _inherit(spec, provider, "runtime", None)
     if runtime is None:
         raise ctx.fail(f"{where}.runtime", f"function {name}: no runtime (set provider.runtime or the function's)")
