@@ -61,6 +61,10 @@ def test_serverless_provider_defaults_variables_and_resources() -> None:
     assert "timeout 30 s  [provider.timeout]" in text
     assert "memorySize 512 MB  [provider.memorySize]" in text
     assert "BatchSize 10  [Serverless default]" in text
+    assert (
+        "BatchSize 25  [file: functions.processOrders.events[0].stream.batchSize, via ${sls:stage} (sls:stage), "
+        "${self:custom.batchSizes.dev} (self:custom.batchSizes.dev)]"
+    ) in text
     assert "MaximumRecordAgeInSeconds -1  [AWS default]" in text
     notices = "\n".join(cfg.notices)
     assert "plugins: serverless-python-requirements is not run locally" in notices
@@ -102,6 +106,11 @@ def test_sam_globals_parameters_and_events() -> None:
     assert "timeout 20 s  [Globals.Function.Timeout]" in text
     assert "Architectures ['arm64']  [Globals.Function.Architectures]" in text
     assert "BatchSize 50  [file: Resources.ProcessOrdersFunction.Properties.Events.OrdersStreamEvent" in text
+    over_text = "\n".join(load(SAM, overrides={"BatchSize": "500"}).describe())
+    assert (
+        "BatchSize 500  [file: Resources.ProcessOrdersFunction.Properties.Events.OrdersStreamEvent.Properties."
+        "BatchSize, via Parameters.BatchSize (--parameter-overrides BatchSize)]"
+    ) in over_text
     over = load(SAM, overrides={"Environment": "prod", "BatchSize": "500"}).config
     assert over.streams["orders-prod"].shards == 4
     assert over.functions["ProcessOrdersFunction"].mappings[0].batch_size == 500

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from .._config import ConfigFile
 from ..runtime.config import ConsumerSpec
+from .functions import CFN_FUNCTION_KEYS, function
 from .intrinsics import Resolver
 from .provenance import Translation
 
@@ -366,144 +366,6 @@ def _bool(value: Any) -> Any:
     return value
 
 
-# ----------------------------------------------------------------- functions (CloudFormation and SAM)
-FUNCTION_NOT_APPLIED = {
-    "Role",
-    "Policies",
-    "VpcConfig",
-    "Layers",
-    "ProvisionedConcurrencyConfig",
-    "TracingConfig",
-    "Tracing",
-    "DeadLetterConfig",
-    "DeadLetterQueue",
-    "KmsKeyArn",
-    "FileSystemConfigs",
-    "ImageConfig",
-    "CodeSigningConfigArn",
-    "EphemeralStorage",
-    "SnapStart",
-    "LoggingConfig",
-    "RuntimeManagementConfig",
-    "AutoPublishAlias",
-    "DeploymentPreference",
-    "EventInvokeConfig",
-    "PermissionsBoundary",
-    "Description",
-    "PackageType",
-    "RecursiveLoop",
-    "FunctionUrlConfig",
-    "AutoPublishCodeSha256",
-    "VersionDescription",
-    "AssumeRolePolicyDocument",
-}
-
-
-def function(
-    ctx: ConfigFile,
-    t: Translation,
-    *,
-    name: str,
-    props: Mapping[str, Any],
-    where: Mapping[str, str],
-    origins: Mapping[str, str],
-    base: Path,
-    code: str | None,
-    dialect_default: str,
-) -> dict[str, Any]:
-    """A function in shardline.yml's form from CloudFormation-named properties (``Handler``, ``Runtime``, ``Timeout``,
-    ``MemorySize``, ``Environment.Variables``...). ``where``/``origins``: each property's key path and origin;
-    ``code``: the code directory relative to the file (SAM's CodeUri)."""
-    native = f"functions.{name}"
-    out: dict[str, Any] = {}
-    runtime = props.get("Runtime")
-    if runtime is None:
-        raise ctx.fail(where.get("Runtime", where["_"]), f"function {name}: Runtime is required")
-    if not str(runtime).startswith("python3"):
-        raise ctx.fail(
-            where.get("Runtime", where["_"]),
-            f"function {name} uses runtime {runtime!r}: only Python runtimes (python3.x) run here",
-        )
-    t.extras.setdefault(name, {})["runtime"] = (runtime, _o(origins, where, "Runtime"))
-    handler = props.get("Handler")
-    if not isinstance(handler, str) or "." not in handler:
-        raise ctx.fail(where.get("Handler", where["_"]), f"function {name}: Handler must be 'module.function'")
-    module, _, attr = handler.rpartition(".")
-    path = module.replace(".", "/")
-    if code:
-        path = f"{code.strip('/').removeprefix('./')}/{path}" if code.strip("/.") else path
-    t.put(
-        out,
-        native,
-        "handler",
-        f"{path}.{attr}",
-        source=where.get("Handler", where["_"]),
-        origin=_o(origins, where, "Handler"),
-    )
-    for key, native_key in (("Timeout", "timeout"), ("MemorySize", "memorySize")):
-        if key in props:
-            t.put(out, native, native_key, _int(props[key]), source=where[key], origin=_o(origins, where, key))
-        else:
-            default = 3 if key == "Timeout" else 128
-            t.put(out, native, native_key, default, source=where["_"], origin=dialect_default)
-    if "ReservedConcurrentExecutions" in props:
-        value = _int(props["ReservedConcurrentExecutions"])
-        src = where["ReservedConcurrentExecutions"]
-        t.put(
-            out,
-            native,
-            "reservedConcurrency",
-            value,
-            source=src,
-            origin=_o(origins, where, "ReservedConcurrentExecutions"),
-        )
-    env = props.get("Environment")
-    if env is not None:
-        variables = env.get("Variables") if isinstance(env, dict) else None
-        if not isinstance(variables, dict):
-            raise ctx.fail(where["Environment"], "must be {Variables: {NAME: value}}")
-        values = {str(k): _env(v) for k, v in variables.items()}
-        t.put(
-            out,
-            native,
-            "environment",
-            values,
-            source=f"{where['Environment']}.Variables",
-            origin=origins.get("Environment", "file"),
-        )
-    for key in ("Architectures", "Tags"):
-        if key in props:
-            t.extras.setdefault(name, {})[key] = (props[key], _o(origins, where, key))
-    for key in props:
-        if key in FUNCTION_NOT_APPLIED:
-            t.note(f"{where.get(key, where['_'])}: not applied locally (function {name})")
-    return out
-
-
-def _o(origins: Mapping[str, str], where: Mapping[str, str], key: str) -> str:
-    return origins.get(key, f"file: {where.get(key, where['_'])}")
-
-
-def _env(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-_CFN_FUNCTION_KEYS = {
-    "Handler",
-    "Runtime",
-    "Timeout",
-    "MemorySize",
-    "Environment",
-    "FunctionName",
-    "Code",
-    "ReservedConcurrentExecutions",
-    "Architectures",
-    "Tags",
-} | FUNCTION_NOT_APPLIED
-
-
 def load_cloudformation(
     ctx: ConfigFile,
     doc: Mapping[str, Any],
@@ -522,7 +384,7 @@ def load_cloudformation(
         props = tpl.properties(lid)
         prefix = f"Resources.{lid}.Properties"
         for key in props:
-            if key not in _CFN_FUNCTION_KEYS:
+            if key not in CFN_FUNCTION_KEYS:
                 raise ctx.fail(f"{prefix}.{key}", "unknown AWS::Lambda::Function property")
         name = tpl.resolver.names.get(lid, lid)
         code = props.get("Code")
@@ -537,7 +399,6 @@ def load_cloudformation(
             props=props,
             where=where,
             origins={},
-            base=ctx.path.parent,
             code=code_dir,
             dialect_default="CloudFormation default",
         )
@@ -545,4 +406,5 @@ def load_cloudformation(
         names[name] = name
     tpl.event_source_mappings(names)
     tpl.others({"AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping"})
+    t.link_parameters(tpl.resolver.refs)
     return t

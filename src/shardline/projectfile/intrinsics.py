@@ -112,6 +112,8 @@ class Resolver:
     conditions: Mapping[str, Any] = field(default_factory=dict)
     resources: Mapping[str, Any] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+    # key path -> the parameter a Ref there read (for provenance)
+    refs: dict[str, str] = field(default_factory=dict)
     _conditions_done: dict[str, bool] = field(default_factory=dict)
 
     # ----------------------------------------------------------------- walking
@@ -164,6 +166,7 @@ class Resolver:
         if arg in pseudo:
             return pseudo[arg]
         if arg in self.parameters:
+            self.refs[where.removesuffix(".Ref")] = arg
             return self.parameters[arg]
         if arg in self.resources:
             return self._ref_resource(arg, where)

@@ -52,6 +52,12 @@ class Translation:
     extras: dict[str, dict[str, tuple[Any, str]]] = field(default_factory=dict)
     # how the file was resolved: parameter or variable -> (value, origin)
     inputs: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    # the file's key path -> the parameters or variables its value was read through
+    via: dict[str, list[str]] = field(default_factory=dict)
+
+    def link_parameters(self, refs: Mapping[str, str]) -> None:
+        for path, name in refs.items():
+            self.via.setdefault(path, []).append(f"Parameters.{name}")
 
     def put(self, target: dict[str, Any], native: str, key: str, value: Any, *, source: str, origin: str) -> None:
         """Set ``target[key] = value``; ``native`` is the shardline.yml path of ``target``."""
@@ -94,7 +100,23 @@ def _origin(t: Translation, native: str, default: str) -> str:
     if origin is None:
         return default
     source = t.paths.get(native)
-    return f"{origin}: {source}" if origin == "file" and source else origin
+    text = f"{origin}: {source}" if origin == "file" and source else origin
+    through = _through(t, source or native if origin == "file" else origin)
+    return f"{text}, via {', '.join(through)}" if through else text
+
+
+def _through(t: Translation, source: str) -> list[str]:
+    """The parameters and variables behind the value at ``source``, each with its value's origin."""
+    out: list[str] = []
+    for path, names in t.via.items():
+        if path == source or path.startswith((source + ".", source + "[")):
+            for name in names:
+                key = name.removeprefix("Parameters.")
+                origin = t.inputs.get(key, t.inputs.get(name, (None, "")))[1]
+                item = f"{name} ({origin})" if origin else name
+                if item not in out:
+                    out.append(item)
+    return out
 
 
 def describe(config: ProjectConfig, t: Translation) -> list[str]:

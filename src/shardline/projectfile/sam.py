@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._config import ConfigFile
-from .cloudformation import _CFN_FUNCTION_KEYS, Template, esm_event, function
+from .cloudformation import Template, esm_event
+from .functions import CFN_FUNCTION_KEYS, function
 from .provenance import Translation
 
 __all__ = ["load_sam"]
 
-_SAM_FUNCTION_KEYS = _CFN_FUNCTION_KEYS | {"CodeUri", "InlineCode", "Events", "Handler", "Runtime"}
+_SAM_FUNCTION_KEYS = CFN_FUNCTION_KEYS | {"CodeUri", "InlineCode", "Events", "Handler", "Runtime"}
 _MERGED = ("Environment", "Tags")
 
 
@@ -89,7 +90,6 @@ def load_sam(
             props=props,
             where=where,
             origins=origins,
-            base=ctx.path.parent,
             code=str(code) if code else None,
             dialect_default="SAM default",
         )
@@ -120,6 +120,7 @@ def load_sam(
             )
     tpl.event_source_mappings(names)
     tpl.others({"AWS::Serverless::Function", "AWS::Lambda::EventSourceMapping"})
+    t.link_parameters(tpl.resolver.refs)
     return t
 
 

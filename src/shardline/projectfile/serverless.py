@@ -40,8 +40,17 @@ _SILENT_TOP = {
     "console",
     "dashboard",
 }
-_PROVIDER_APPLIED = {"name", "runtime", "stage", "region", "memorySize", "timeout", "environment", "architecture",
-                     "tags"}
+_PROVIDER_APPLIED = {
+    "name",
+    "runtime",
+    "stage",
+    "region",
+    "memorySize",
+    "timeout",
+    "environment",
+    "architecture",
+    "tags",
+}
 _FUNCTION_APPLIED = {
     "handler",
     "runtime",
@@ -109,6 +118,8 @@ def load_serverless(
     for note in variables.notes:
         t.note(note)
     t.inputs.update(variables.used)
+    for path, names in variables.at.items():
+        t.via.setdefault(path, []).extend(names)
     for key in resolved:
         if key not in _SILENT_TOP:
             t.note(f"{key}: not applied locally")

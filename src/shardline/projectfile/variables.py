@@ -38,6 +38,7 @@ class Variables:
     params: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     used: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    at: dict[str, list[str]] = field(default_factory=dict)  # key path -> the variables read there
     notes: list[str] = field(default_factory=list)
 
     def resolve(self, value: Any, where: str, depth: int = 0) -> Any:
@@ -107,6 +108,7 @@ class Variables:
             return _UNSET
         if value is not _UNSET:
             self.used[f"${{{ref}}}"] = (value, _origin(source, address, self))
+            self.at.setdefault(where, []).append(f"${{{ref}}}")
         return value
 
     def _self(self, address: str, where: str, depth: int) -> Any:
