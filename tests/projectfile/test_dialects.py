@@ -403,3 +403,17 @@ def test_more_rejections(tmp_path: Path, text: str, where: str, why: str) -> Non
 
 def test_a_native_file_with_service_and_provider_stays_native() -> None:
     assert detect({"service": "s", "provider": {"name": "aws"}, "streams": {}, "functions": {}}) == "shardline"
+
+
+def test_a_mapping_on_a_stream_consumer_registers_it_and_reads_by_polling(tmp_path: Path) -> None:
+    text = CFN.format(stream="", runtime="python3.12", extra="").replace(
+        "      EventSourceArn: !GetAtt S.Arn\n", "      EventSourceArn: !GetAtt C.ConsumerARN\n"
+    ) + (
+        "  C:\n    Type: AWS::Kinesis::StreamConsumer\n"
+        "    Properties: {StreamARN: !GetAtt S.Arn, ConsumerName: fanout}\n"
+    )
+    cfg = load(write(tmp_path, text)).config
+    (m,) = cfg.functions["F"].mappings
+    assert m.event_source_arn == "arn:aws:kinesis:us-east-1:000000000000:stream/S"  # polled from the stream itself
+    assert [(c.stream, c.name) for c in cfg.consumers] == [("S", "fanout")]
+    assert any("enhanced fan-out delivery not applied: read by polling" in n for n in cfg.notices)

@@ -231,3 +231,21 @@ def test_validate_prints_the_resolved_project_without_starting_it(tmp_path: Path
     )
     assert bad.returncode == 2
     assert bad.stderr.strip() == "shardline validate: --param 'no-equals-sign': expected KEY=VALUE"
+
+
+def test_run_refuses_a_stream_missing_on_the_endpoint(tmp_path: Path) -> None:
+    file = write(
+        tmp_path,
+        "service: s\nprovider: {name: aws, runtime: python3.12}\nfunctions:\n  f:\n    handler: app.handler\n"
+        "    events:\n      - stream: arn:aws:kinesis:eu-west-1:123456789012:stream/legacy\n",
+        name="serverless.yml",
+    )
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+    with shardline("serve", "--port", "0", "--data-dir", str(tmp_path / "serve")) as srv:
+        cmd = [*CLI, "run", str(file), "--endpoint-url", srv.url, "--state-dir", str(tmp_path / "state")]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=WAIT_S, check=False, env=env)
+        assert done.returncode == 2
+        assert done.stderr.strip().endswith(
+            f"shardline run: {file}: functions.f.events[0].stream.arn: stream 'legacy' is neither declared in the "
+            "file nor present"
+        )

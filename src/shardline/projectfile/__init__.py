@@ -105,6 +105,6 @@ def load_project(path: Path, options: LoadOptions | None = None) -> Loaded:
         strict=dialect == "shardline",
         dialect=t.dialect,
         notices=tuple(t.notices),
-        consumers=tuple(t.consumers),
+        consumers=tuple(dict.fromkeys(t.consumers)),  # a consumer both declared and mapped is one
     )
     return Loaded(config, t)
