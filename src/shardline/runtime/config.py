@@ -76,7 +76,9 @@ _EVENT_KEYS: dict[str, tuple[str, str]] = {
 }
 _PARAM_TO_KEY = {api: key for key, (_f, api) in _EVENT_KEYS.items()}
 _OTHER_EVENT_KEYS = {"arn", "type", "stream"}
-_STREAM_ARN = re.compile(r"^arn:aws[a-z-]*:kinesis:([a-z0-9-]+):\d{12}:stream/([a-zA-Z0-9_.-]{1,128})$")
+_STREAM_ARN = re.compile(
+    r"^arn:aws[a-z-]*:kinesis:([a-z0-9-]+):\d{12}:stream/([a-zA-Z0-9_.-]{1,128})(/consumer/[a-zA-Z0-9_.-]+:\d+)?$"
+)
 _FUNCTION_KEYS = {"handler", "timeout", "memorySize", "environment", "reservedConcurrency", "events", "description"}
 _QUEUE_ARN = re.compile(r"^arn:aws[a-z-]*:(sqs|sns):[a-z0-9-]+:\d{12}:([a-zA-Z0-9_.-]{1,256})$")
 _STREAM_KEYS = {"shards", "retentionHours", "mode"}
@@ -311,6 +313,9 @@ def _mapping(
     prefix = f"arn:aws:kinesis:{region}:{account_id}:stream/"
     arn = target if target.startswith("arn:") else prefix + target
     foreign = _STREAM_ARN.match(arn)
+    if foreign and foreign.group(3):
+        arn = arn.removesuffix(foreign.group(3))
+        seen.note(f"{where}.arn: {target} is read by polling the stream (enhanced fan-out delivery not applied)")
     if foreign and not arn.startswith(prefix):
         # an ARN of another region or account (a real file's): served as the stream of that name here
         local = prefix + foreign.group(2)
