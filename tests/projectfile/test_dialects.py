@@ -417,3 +417,22 @@ def test_a_mapping_on_a_stream_consumer_registers_it_and_reads_by_polling(tmp_pa
     assert m.event_source_arn == "arn:aws:kinesis:us-east-1:000000000000:stream/S"  # polled from the stream itself
     assert [(c.stream, c.name) for c in cfg.consumers] == [("S", "fanout")]
     assert any("enhanced fan-out delivery not applied: read by polling" in n for n in cfg.notices)
+
+
+def test_shardline_yml_provider_is_inherited_not_ignored(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "service: s\n"
+        "provider: {runtime: python3.12, timeout: 30, memorySize: 1024, environment: {STAGE: dev}, vpc: {}}\n"
+        "streams: {orders: {shards: 1}}\n"
+        "functions:\n  f:\n    handler: app.handler\n    memorySize: 256\n    environment: {LEVEL: INFO}\n",
+        name="shardline.yml",
+    )
+    loaded = load(path)
+    cfg = loaded.config.functions["f"].config
+    assert (cfg.timeout_s, cfg.memory_mb) == (30, 256)
+    assert cfg.environment == {"STAGE": "dev", "LEVEL": "INFO"}
+    assert loaded.config.notices == ("provider.vpc: not applied locally",)
+    text = "\n".join(loaded.describe())
+    assert "timeout 30 s  [provider.timeout]" in text
+    assert "memorySize 256 MB  [file: functions.f.memorySize]" in text

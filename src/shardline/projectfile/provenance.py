@@ -157,7 +157,9 @@ def describe(config: ProjectConfig, t: Translation) -> list[str]:
                     value = _destination(value.kind, value.target)
                 elif isinstance(value, tuple):
                     value = list(value)
-                out.append(f"      {api} {value}  [{_origin(t, f'{ev}.{key}', 'AWS default')}]")
+                # the API has no default StartingPosition: only shardline.yml gives one (TRIM_HORIZON)
+                default = f"{t.dialect} default" if api == "StartingPosition" else "AWS default"
+                out.append(f"      {api} {value}  [{_origin(t, f'{ev}.{key}', default)}]")
     if config.notices:
         out.append("not applied locally:")
         out += [f"  - {n}" for n in config.notices]
