@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .._config import ConfigError, ConfigFile
-from ..runtime.config import ProjectConfig, build_config
+from ..runtime.config import TOP_KEYS, ProjectConfig, build_config
 from .cloudformation import load_cloudformation
 from .intrinsics import read_yaml
 from .native import load_native
@@ -81,7 +81,7 @@ def load_project(path: Path, options: LoadOptions | None = None) -> Loaded:
         )
     dialect = detect(doc)
     if dialect == "shardline":
-        plain.check_keys("", doc, {"streams", "functions", "service", "provider", "alarms"})
+        plain.check_keys("", doc, TOP_KEYS)
         t = load_native(plain, doc)
     elif dialect == "serverless":
         t = load_serverless(

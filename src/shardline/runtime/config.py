@@ -82,6 +82,8 @@ _STREAM_ARN = re.compile(
 _FUNCTION_KEYS = {"handler", "timeout", "memorySize", "environment", "reservedConcurrency", "events", "description"}
 _QUEUE_ARN = re.compile(r"^arn:aws[a-z-]*:(sqs|sns):[a-z0-9-]+:\d{12}:([a-zA-Z0-9_.-]{1,256})$")
 _STREAM_KEYS = {"shards", "retentionHours", "mode"}
+# the top-level keys of shardline.yml (shardline.projectfile checks the same set)
+TOP_KEYS = {"streams", "functions", "service", "provider", "alarms"}
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ def load_config(
     if not isinstance(raw, dict):
         raise ctx.fail("", "the file must be a mapping with 'streams' and 'functions'")
     # `alarms` belongs to monitoring (shardline.metrics.alarms.parse_alarms); it is kept here as written.
-    ctx.check_keys("", raw, {"streams", "functions", "service", "provider", "alarms"})
+    ctx.check_keys("", raw, TOP_KEYS)
     return build_config(ctx, raw, region=region, account_id=account_id, now_ms=now_ms)
 
 
