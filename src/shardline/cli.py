@@ -281,7 +281,9 @@ def _up(args: argparse.Namespace) -> int:
     try:
         verifier = _verifier(args)
         settings = _settings(args)
-        config = _load(args, args.file).config
+        loaded = _load(args, args.file)
+        loaded.check_embedded()
+        config = loaded.config
         alarms = parse_alarms(config.alarms, args.file)
         access = _access(args, api_protected=verifier is not None)
         if config.undeclared:

@@ -436,3 +436,20 @@ def test_shardline_yml_provider_is_inherited_not_ignored(tmp_path: Path) -> None
     text = "\n".join(loaded.describe())
     assert "timeout 30 s  [provider.timeout]" in text
     assert "memorySize 256 MB  [file: functions.f.memorySize]" in text
+
+
+def test_up_refuses_a_queue_named_like_a_stream_of_the_project(tmp_path: Path) -> None:
+    path = copy_project(SAM, tmp_path)
+    path.write_text(
+        path.read_text().replace(
+            'QueueName: !Sub "orders-dlq-${Environment}"', 'QueueName: !Sub "orders-${Environment}"'
+        )
+    )
+    loaded = load(path)  # fine for `shardline run`: the real queue
+    with pytest.raises(ConfigError) as err:
+        loaded.check_embedded()
+    assert str(err.value) == (
+        f"{path}: Resources.ProcessOrdersFunction.Properties.Events.OrdersStreamEvent.Properties.DestinationConfig: "
+        "arn:aws:sqs:us-east-1:000000000000:orders-dev is kept in a local stream named 'orders-dev', which is a "
+        "stream of this project: name the queue or topic differently"
+    )

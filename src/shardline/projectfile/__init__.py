@@ -16,6 +16,7 @@ from typing import Any
 
 from .._config import ConfigError, ConfigFile
 from ..runtime.config import TOP_KEYS, ProjectConfig, build_config
+from ..runtime.destinations import local_stream_for
 from .cloudformation import load_cloudformation
 from .intrinsics import read_yaml
 from .native import load_native
@@ -46,6 +47,21 @@ class Loaded:
 
     def describe(self) -> list[str]:
         return describe(self.config, self.translation)
+
+    def check_embedded(self) -> None:
+        """What only the embedded engine refuses: an SQS queue or SNS topic whose local stream would be one of the
+        project's own streams (`shardline run` sends to the real queue or topic instead)."""
+        config = self.config
+        ctx = MappedFile(config.path, paths=self.translation.paths)
+        for fname, fn in config.functions.items():
+            for i, m in enumerate(fn.mappings):
+                d = m.on_failure
+                if d is not None and d.kind in ("sqs", "sns") and local_stream_for(d.target) in config.streams:
+                    raise ctx.fail(
+                        f"functions.{fname}.events[{i}].stream.destinations",
+                        f"{d.target} is kept in a local stream named '{local_stream_for(d.target)}', which is a "
+                        "stream of this project: name the queue or topic differently",
+                    )
 
 
 def detect(doc: Any) -> str:
