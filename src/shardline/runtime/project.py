@@ -62,7 +62,7 @@ class EngineWiring:
     async def prepare(self, config: ProjectConfig) -> None:
         for spec in config.streams.values():
             try:
-                await self.engine.create_stream(spec.name, spec.shards, stream_mode=spec.mode)
+                await self.engine.create_stream(spec.name, spec.shards, stream_mode=spec.mode, active=True)
                 if spec.retention_hours != 24:
                     await self.engine.increase_stream_retention_period(spec.retention_hours, stream_name=spec.name)
                 log.info("created stream %s", spec.name)
@@ -72,7 +72,7 @@ class EngineWiring:
         for _fn, mc in config.mappings:
             if mc.on_failure is not None and mc.on_failure.kind in ("sqs", "sns"):
                 with contextlib.suppress(ResourceInUseException):
-                    await self.engine.create_stream(local_stream_for(mc.on_failure.target), 1)
+                    await self.engine.create_stream(local_stream_for(mc.on_failure.target), 1, active=True)
         present = set(self.engine.view.stream_names())
         for _fn, mc in config.mappings:
             if mc.uuid in config.undeclared and mc.stream_name not in present:
