@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import re
+import ssl
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ import cbor2
 from botocore.config import Config
 
 START_MS = 1_700_000_000_000  # where ManualClocks start (November 2023)
-URL_RE = re.compile(r"serving Kinesis at (http://\S+)")
+URL_RE = re.compile(r"serving Kinesis at (https?://\S+)")
 # Headers with a signature of the shape AWS requires (without one it answers MissingAuthenticationToken, and so does
 # `shardline serve --auth none`), for raw requests; not a valid signature.
 UNVERIFIED_SIGNATURE = {
@@ -76,7 +77,9 @@ def shardline(
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
+                # (a TLS test's certificate is its own, self-signed: readiness is all that is asked here)
+                context = ssl._create_unverified_context() if url.startswith("https:") else None
+                with urllib.request.urlopen(f"{url}/health", timeout=5, context=context) as resp:
                     if resp.status == 200:
                         break
             except (urllib.error.URLError, ConnectionError):
