@@ -116,3 +116,32 @@ def kinesis(url: str, *, region: str = "us-east-1", key_id: str = "x", secret: s
         aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": 0}, connect_timeout=10, read_timeout=60, **config),
     )
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, and its key, made with the openssl command (for
+    `serve --tls-cert/--tls-key`)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

@@ -1,12 +1,10 @@
-"""A raw HTTP/2 client for the server's bounds (built on the h2 library's client side, which, unlike a real SDK,
-can be made to break the rules), and a self-signed certificate for the TLS tests (made with the openssl command)."""
+"""A raw HTTP/2 client for the server's bounds, built on the h2 library's client side, which, unlike a real SDK, can
+be made to break the rules."""
 
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
-from pathlib import Path
 from urllib.parse import urlparse
 
 import h2.config
@@ -84,31 +82,3 @@ class RawH2:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and localhost, and its key."""
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key

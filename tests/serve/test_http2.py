@@ -24,9 +24,9 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from _shardline import CLI, UNVERIFIED_SIGNATURE, Running, kinesis, shardline
+from _shardline import CLI, UNVERIFIED_SIGNATURE, Running, kinesis, self_signed, shardline
 
-from ._h2 import JSON_TYPE, RawH2, request_headers, self_signed
+from ._h2 import JSON_TYPE, RawH2, request_headers
 
 AKID, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 SHARD0 = "shardId-000000000000"

@@ -62,8 +62,12 @@ class Client:
 
     async def next_event(self) -> h2.events.Event:
         while True:
-            events = self.conn.receive_data(await asyncio.wait_for(self.reader.read(65536), 30))
-            pending = [e for e in events if isinstance(e, (h2.events.DataReceived, h2.events.StreamEnded))]
+            data = await asyncio.wait_for(self.reader.read(65536), 30)
+            assert data, "the server closed the connection"
+            events = self.conn.receive_data(data)
+            pending: list[h2.events.Event] = [
+                e for e in events if isinstance(e, (h2.events.DataReceived, h2.events.StreamEnded))
+            ]
             for event in events:
                 if isinstance(event, h2.events.DataReceived):
                     self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
@@ -137,3 +141,31 @@ async def test_a_reset_stream_is_a_disconnect_to_the_app() -> None:
         c.conn.reset_stream(1)
         c.flush()
         assert await asyncio.wait_for(seen.get(), 30) == "http.disconnect"
+
+
+async def test_a_client_goaway_lets_its_open_stream_run_to_its_end() -> None:
+    # What the JavaScript SDK v3 does with an event stream: GOAWAY (no error) once the response starts, then read
+    # the stream to its end, returning window as it goes.
+    release = asyncio.Event()
+    big = bytes(range(256)) * 200
+
+    async def app(scope: Message, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await release.wait()
+        await send({"type": "http.response.body", "body": big, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async with serving(app) as port, client(port, window=4_096) as c:
+        c.conn.send_headers(1, REQUEST, end_stream=True)
+        c.flush()
+        c.conn.close_connection()
+        c.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN  # (h2 would refuse to read on)
+        c.flush()
+        release.set()
+        received = b""
+        while not isinstance(event := await c.data(), h2.events.StreamEnded):
+            assert isinstance(event, h2.events.DataReceived)
+            received += event.data
+        assert received == big
+        assert await asyncio.wait_for(c.reader.read(), 30) == b""  # and then the server closes the connection

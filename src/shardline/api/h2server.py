@@ -55,6 +55,30 @@ Message = MutableMapping[str, Any]
 App = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Any]
 
 
+class _Connection(h2.connection.H2Connection):
+    """h2's connection, keeping its streams alive through a graceful GOAWAY. h2 closes its state machine on any
+    GOAWAY, sent or received, and refuses every frame after it; RFC 9113 (6.8) lets the streams already open run to
+    their end. The JavaScript SDK v3 closes an event-stream session (GOAWAY, no error) as soon as its response
+    starts, then reads the stream to its end, returning flow-control credit as it goes; a stopping server answers
+    its streams in flight after its GOAWAY too. New streams after a GOAWAY are refused by ``Http2Connection``."""
+
+    def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
+        if frame.error_code != ErrorCodes.NO_ERROR:
+            return super()._receive_goaway_frame(frame)
+        event = h2.events.ConnectionTerminated()
+        event.error_code = ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+    def close_connection(
+        self, error_code: int = 0, additional_data: bytes | None = None, last_stream_id: int | None = None
+    ) -> None:
+        super().close_connection(error_code, additional_data, last_stream_id)
+        if error_code == ErrorCodes.NO_ERROR:
+            self.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
+
+
 class _Stream:
     __slots__ = (
         "body",
@@ -106,7 +130,7 @@ class Http2Connection(asyncio.Protocol):
         self.app_state = app_state
         self.root_path = root_path
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-        self.conn = h2.connection.H2Connection(config=config)
+        self.conn = _Connection(config=config)
         self.conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -219,9 +243,16 @@ class Http2Connection(asyncio.Protocol):
             for stream in self.streams.values():  # the connection's window, or every stream's initial one
                 stream.window.set()
         elif isinstance(event, h2.events.ConnectionTerminated):
-            self._close_transport()
+            if event.error_code != ErrorCodes.NO_ERROR or not self.streams:
+                self._close_transport()
+            else:
+                self._closing = True  # (the client's streams in flight run to their end, then the connection closes)
 
     def _start(self, event: h2.events.RequestReceived) -> None:
+        if self._closing:
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.conn.reset_stream(event.stream_id, ErrorCodes.REFUSED_STREAM)
+            return
         stream = _Stream(event.stream_id)
         self.streams[stream.id] = stream
         if self._idle_timer is not None:
