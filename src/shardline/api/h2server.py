@@ -38,6 +38,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 from h2.errors import ErrorCodes
 from uvicorn.protocols.utils import is_ssl
 
@@ -77,6 +78,14 @@ class _Connection(h2.connection.H2Connection):
         super().close_connection(error_code, additional_data, last_stream_id)
         if error_code == ErrorCodes.NO_ERROR:
             self.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
+
+
+class _PlainEncoder(hpack.Encoder):
+    """HPACK without Huffman coding of literals: a response's fresh values (request ids, dates) are not worth the
+    pure-Python Huffman coder's time on loopback and LAN links (RFC 7541 makes it optional)."""
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        return super().encode(headers, huffman=False)
 
 
 class _Stream:
@@ -139,6 +148,7 @@ class Http2Connection(asyncio.Protocol):
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             },
         )
+        self.conn.encoder = _PlainEncoder()
         self.conn.decoder.max_header_list_size = limits.max_header_bytes  # before the client acknowledges it
         self.streams: dict[int, _Stream] = {}
         self.transport: asyncio.Transport | None = None
@@ -317,7 +327,7 @@ class Http2Connection(asyncio.Protocol):
             if stream.closed or stream.responded:
                 return
             if message["type"] == "http.response.start":
-                self._send_headers(stream, message["status"], message.get("headers", ()), end=False)
+                self._send_headers(stream, message["status"], message.get("headers", ()), end=False, flush=False)
             elif message["type"] == "http.response.body":
                 if not stream.started:
                     raise RuntimeError("http.response.body before http.response.start")
@@ -334,7 +344,9 @@ class Http2Connection(asyncio.Protocol):
                 self._reset(stream, ErrorCodes.INTERNAL_ERROR)
             self._forget(stream)
 
-    def _send_headers(self, stream: _Stream, status: int, headers: Any, *, end: bool) -> None:
+    def _send_headers(self, stream: _Stream, status: int, headers: Any, *, end: bool, flush: bool = True) -> None:
+        """The response's HEADERS frame; with ``flush=False`` it waits to go out with the first DATA frames (as
+        uvicorn's HTTP/1.1 protocol holds a response's head until its body)."""
         out = [(b":status", str(status).encode("ascii"))]
         names = set()
         for raw_name, value in headers:
@@ -351,39 +363,45 @@ class Http2Connection(asyncio.Protocol):
         stream.started = True
         if end:
             self._responded(stream)
-        self._flush()
+        if flush or end:
+            self._flush()
 
     async def _send_body(self, stream: _Stream, body: bytes, *, end: bool) -> None:
+        """``body`` in DATA frames as the windows allow, written together; then wait for more window, or for the
+        socket to drain, before the rest."""
         view = memoryview(body)
+        if not view and not end:
+            self._flush()  # (the head, if it is still waiting)
+            return
         while True:
             if stream.closed:
                 return
             try:
-                window = self.conn.local_flow_control_window(stream.id)
+                while True:
+                    window = self.conn.local_flow_control_window(stream.id)
+                    size = min(len(view), window, self.conn.max_outbound_frame_size)
+                    if size == 0 and len(view) > 0:
+                        break
+                    last = end and size == len(view)
+                    self.conn.send_data(stream.id, view[:size].tobytes(), end_stream=last)
+                    view = view[size:]
+                    if last:
+                        self._flush()
+                        self._responded(stream)
+                        return
+                    if not len(view):
+                        self._flush()
+                        return
             except h2.exceptions.ProtocolError:
                 self._close_stream(stream)
                 return
-            size = min(len(view), window, self.conn.max_outbound_frame_size)
-            if size == 0 and len(view) > 0:
-                stream.window.clear()
-                try:
-                    await asyncio.wait_for(stream.window.wait(), self.limits.write_timeout_s)
-                except TimeoutError:
-                    log.warning("reset an HTTP/2 stream left without window for %gs", self.limits.write_timeout_s)
-                    self._reset(stream, ErrorCodes.CANCEL)
-                    return
-                continue
-            last = end and size == len(view)
-            try:
-                self.conn.send_data(stream.id, view[:size].tobytes(), end_stream=last)
-            except h2.exceptions.ProtocolError:
-                self._close_stream(stream)
-                return
-            view = view[size:]
             self._flush()
-            if last:
-                self._responded(stream)
-            if not len(view):
+            stream.window.clear()
+            try:
+                await asyncio.wait_for(stream.window.wait(), self.limits.write_timeout_s)
+            except TimeoutError:
+                log.warning("reset an HTTP/2 stream left without window for %gs", self.limits.write_timeout_s)
+                self._reset(stream, ErrorCodes.CANCEL)
                 return
             await self._writable.wait()
 
