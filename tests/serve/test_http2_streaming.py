@@ -6,6 +6,7 @@ run in-process around a small app whose pace the test controls."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -13,11 +14,12 @@ from typing import Any
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.settings
 import uvicorn
 
-from shardline.api.server import DEFAULT_LIMITS, _protocol_for, _Server
+from shardline.api.server import DEFAULT_LIMITS, ServerLimits, _protocol_for, _Server
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -25,11 +27,15 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 @asynccontextmanager
-async def serving(app: Callable[[Message, Receive, Send], Awaitable[None]]) -> AsyncIterator[int]:
+async def serving(
+    app: Callable[[Message, Receive, Send], Awaitable[None]], limits: ServerLimits = DEFAULT_LIMITS
+) -> AsyncIterator[int]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
-    config = uvicorn.Config(app, http=_protocol_for(DEFAULT_LIMITS), lifespan="off", log_config=None)
+    config = uvicorn.Config(
+        app, http=_protocol_for(limits), lifespan="off", log_config=None, timeout_graceful_shutdown=5
+    )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
@@ -75,6 +81,16 @@ class Client:
             if pending:
                 self.pending = pending[1:]
                 return pending[0]
+
+    async def next_reset(self) -> h2.events.StreamReset:
+        while True:
+            data = await asyncio.wait_for(self.reader.read(65536), 30)
+            assert data, "the server closed the connection"
+            events = self.conn.receive_data(data)
+            self.flush()
+            for event in events:
+                if isinstance(event, h2.events.StreamReset):
+                    return event
 
     async def data(self) -> h2.events.Event:
         if self.pending:
@@ -169,3 +185,39 @@ async def test_a_client_goaway_lets_its_open_stream_run_to_its_end() -> None:
             received += event.data
         assert received == big
         assert await asyncio.wait_for(c.reader.read(), 30) == b""  # and then the server closes the connection
+
+
+async def test_reset_streams_count_until_their_app_calls_end() -> None:
+    # "Rapid reset": streams a client resets at once are closed for h2, but their app calls still run.
+    release = asyncio.Event()
+    running = 0
+
+    async def app(scope: Message, receive: Receive, send: Send) -> None:
+        nonlocal running
+        running += 1
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+        running -= 1
+
+    limits = dataclasses.replace(DEFAULT_LIMITS, max_streams=3)
+    async with serving(app, limits) as port, client(port, window=65_535) as c:
+        for stream_id in (1, 3, 5):
+            c.conn.send_headers(stream_id, REQUEST, end_stream=True)
+            c.conn.reset_stream(stream_id)
+        c.conn.send_headers(7, REQUEST, end_stream=True)  # a fourth while three app calls run
+        c.flush()
+        refused = await c.next_reset()
+        assert (refused.stream_id, refused.error_code) == (7, h2.errors.ErrorCodes.REFUSED_STREAM)
+        assert running == 3
+        release.set()
+        async with asyncio.timeout(30):
+            while running:
+                await asyncio.sleep(0.01)
+        c.conn.send_headers(9, REQUEST, end_stream=True)
+        c.flush()
+        received = b""
+        while not isinstance(event := await c.data(), h2.events.StreamEnded):
+            assert isinstance(event, h2.events.DataReceived)
+            received += event.data
+        assert received == b"done"

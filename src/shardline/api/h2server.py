@@ -9,7 +9,8 @@ request:
 
 - a request's header list: at most ``max_header_bytes`` (advertised as SETTINGS_MAX_HEADER_LIST_SIZE; a larger one
   ends the connection, as h2 decodes it);
-- concurrent streams: ``max_streams`` (advertised; a client that opens more loses the connection);
+- concurrent streams: ``max_streams`` (advertised; a client that opens more loses the connection), and a stream
+  counts until its app call ends, even once reset (past that, new streams are refused with REFUSED_STREAM);
 - request bodies: a stream's unread bytes at most ``STREAM_WINDOW`` and a connection's at most
   ``CONNECTION_WINDOW``: flow-control credit is returned only as the app reads, so a client cannot make the server
   hold more, however many streams it opens; the app itself caps a body's size, as over HTTP/1.1;
@@ -18,6 +19,7 @@ request:
 - a connection with no open stream: ``idle_timeout_s`` (GOAWAY and close);
 - a response the client does not read: when the socket stops draining, or a stream's or the connection's window
   stays shut, for ``write_timeout_s``, the connection is dropped (the stream is reset, for a shut stream window);
+  while the socket does not drain, nothing more is read from the client;
 - connections: they were counted as HTTP/1.1 ones when accepted, and stay counted.
 
 Responses, streamed ones (``more_body``) included, go out frame by frame as the app sends them, within the
@@ -202,11 +204,17 @@ class Http2Connection(asyncio.Protocol):
         return None  # (the transport closes)
 
     def pause_writing(self) -> None:
+        # Nothing more is read from a client that does not read: its PINGs and SETTINGS (which h2 answers) and its
+        # requests cannot grow what waits to be written.
+        if self.transport is not None:
+            self.transport.pause_reading()
         self._writable.clear()
         if self._write_timer is None:
             self._write_timer = self.loop.call_later(self.limits.write_timeout_s, self._write_stalled)
 
     def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
         self._writable.set()
         if self._write_timer is not None:
             self._write_timer.cancel()
@@ -259,7 +267,9 @@ class Http2Connection(asyncio.Protocol):
                 self._closing = True  # (the client's streams in flight run to their end, then the connection closes)
 
     def _start(self, event: h2.events.RequestReceived) -> None:
-        if self._closing:
+        # A stream counts until its app call ends, not only while h2 sees it open: a client that resets its streams
+        # at once ("rapid reset") could otherwise start app calls without bound.
+        if self._closing or len(self.streams) >= self.limits.max_streams:
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self.conn.reset_stream(event.stream_id, ErrorCodes.REFUSED_STREAM)
             return
