@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import h2.errors
 import h2.events
 import h2.settings
 import httpx
@@ -248,3 +249,20 @@ def test_tls_files_are_checked_before_serving(tmp_path: Path, args: list[str], m
     )
     assert done.returncode != 0
     assert message in done.stderr
+
+
+def test_a_response_left_without_window_is_reset(tmp_path: Path) -> None:
+    with serve(tmp_path, "--write-timeout", "0.5") as running:
+        # A 10-byte stream window the client never reopens: the answer to ListStreams does not fit.
+        raw = RawH2(running.url, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10})
+        try:
+            raw.conn.send_headers(1, request_headers(running.url, "ListStreams"), end_stream=False)
+            raw.conn.send_data(1, b"{}", end_stream=True)
+            raw.send_now()
+            reset = raw.wait_for(h2.events.StreamReset)
+            assert isinstance(reset, h2.events.StreamReset)
+            assert (reset.stream_id, reset.error_code) == (1, h2.errors.ErrorCodes.CANCEL)
+            data = [e for e in raw.events if isinstance(e, h2.events.DataReceived)]
+            assert sum(len(e.data) for e in data) == 10
+        finally:
+            raw.close()
