@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 import h2.config
@@ -43,6 +43,9 @@ import h2.settings
 import hpack
 from h2.errors import ErrorCodes
 from uvicorn.protocols.utils import is_ssl
+
+if TYPE_CHECKING:
+    from .server import ServerLimits  # (server.py imports this module)
 
 __all__ = ["CONNECTION_WINDOW", "PREFACE", "STREAM_WINDOW", "Http2Connection"]
 
@@ -126,7 +129,7 @@ class Http2Connection(asyncio.Protocol):
         self,
         *,
         app: App,
-        limits: Any,  # server.ServerLimits (not imported: server.py imports this module)
+        limits: ServerLimits,
         connections: set[Any],
         tasks: set[asyncio.Task[None]],
         default_headers: list[tuple[bytes, bytes]],
