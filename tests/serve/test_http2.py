@@ -266,3 +266,21 @@ def test_a_response_left_without_window_is_reset(tmp_path: Path) -> None:
             assert sum(len(e.data) for e in data) == 10
         finally:
             raw.close()
+
+
+def test_a_stopping_server_sends_goaway_and_exits(tmp_path: Path) -> None:
+    with serve(tmp_path) as running:
+        raw = RawH2(running.url)
+        try:
+            raw.conn.send_headers(1, request_headers(running.url, "ListStreams"), end_stream=False)
+            raw.conn.send_data(1, b"{}", end_stream=True)
+            raw.send_now()
+            assert raw.wait_for(h2.events.StreamEnded) is not None
+            running.proc.terminate()
+            ended = raw.wait_for(h2.events.ConnectionTerminated)
+            assert isinstance(ended, h2.events.ConnectionTerminated)
+            assert (ended.error_code, ended.last_stream_id) == (0, 1)
+            raw.drain_until_closed()
+            assert running.proc.wait(timeout=30) == 0
+        finally:
+            raw.close()
