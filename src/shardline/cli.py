@@ -15,7 +15,7 @@ from typing import Any
 from . import __version__
 from .api import KinesisApp
 from .api.auth import SigV4Verifier, load_credentials
-from .api.server import DEFAULT_LIMITS, ServerLimits, bind, is_loopback, run
+from .api.server import DEFAULT_LIMITS, ServerLimits, TlsFiles, bind, is_loopback, run
 from .engine import Engine
 from .errors import KinesisError
 from .metrics import Monitor
@@ -95,6 +95,13 @@ def _common(p: argparse.ArgumentParser, *, port: bool = True) -> None:
             help=f"seconds a client may leave its response unread before it is dropped "
             f"(default {DEFAULT_LIMITS.write_timeout_s:g})",
         )
+        p.add_argument(
+            "--tls-cert",
+            type=Path,
+            metavar="PEM",
+            help="serve https with this certificate chain (with --tls-key); ALPN offers HTTP/2 and HTTP/1.1",
+        )
+        p.add_argument("--tls-key", type=Path, metavar="PEM", help="the private key of --tls-cert (unencrypted PEM)")
         p.add_argument(
             "--monitoring-token",
             metavar="TOKEN",
@@ -257,9 +264,20 @@ def _limits(args: argparse.Namespace) -> ServerLimits:
     return limits
 
 
+def _tls(args: argparse.Namespace) -> TlsFiles | None:
+    if args.tls_cert is None and args.tls_key is None:
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ValueError("--tls-cert and --tls-key go together")
+    tls = TlsFiles(args.tls_cert, args.tls_key)
+    tls.check()
+    return tls
+
+
 def _listen(args: argparse.Namespace, app: KinesisApp, banner: list[str]) -> int:
     try:
         limits = _limits(args)
+        tls = _tls(args)
     except ValueError as exc:
         return _fail(args.command, str(exc))
     try:
@@ -270,7 +288,7 @@ def _listen(args: argparse.Namespace, app: KinesisApp, banner: list[str]) -> int
     host, port = sock.getsockname()[:2]
     if not is_loopback(args.host):
         log.warning("listening on %s: reachable from other machines", args.host)
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    url = f"{'https' if tls else 'http'}://{'[' + host + ']' if ':' in host else host}:{port}"
 
     def ready() -> None:
         print(
@@ -280,7 +298,7 @@ def _listen(args: argparse.Namespace, app: KinesisApp, banner: list[str]) -> int
         for line in banner:
             print(line, flush=True)
 
-    run(app, sock, limits=limits, on_ready=ready)
+    run(app, sock, limits=limits, tls=tls, on_ready=ready)
     if app.startup_error is not None:
         return _fail(args.command, app.startup_error)
     return 0
