@@ -189,6 +189,8 @@ class StreamDescriptionSummary:
     open_shard_count: int
     consumer_count: int
     max_record_size_kib: int
+    warm_throughput: tuple[int, int] | None = None  # (target, current) MiB/s, when one was set
+    record_distribution_strategy: str = "USER_PARTITION_KEY"
 
 
 @dataclass(frozen=True, slots=True)

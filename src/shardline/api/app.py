@@ -50,7 +50,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 SERVICE = "Kinesis_20131202"
-DEFAULT_MAX_BODY = 8 * 1024 * 1024  # a full 5 MiB PutRecords in base64 JSON, with room for keys
+DEFAULT_MAX_BODY = 16 * 1024 * 1024  # a full 10 MiB PutRecords (large records) in base64 JSON, with room for keys
 _KNOWN = set(operations())
 _OUTPUTLESS = outputless()  # AWS quirk: these answer 200 with Content-Length 0, not "{}"
 

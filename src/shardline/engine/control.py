@@ -46,14 +46,20 @@ class ControlPlane(EngineBase):
         stream_mode: StreamMode | str = StreamMode.PROVISIONED,
         tags: dict[str, str] | None = None,
         active: bool = False,
+        max_record_size_kib: int | None = None,
+        warm_throughput_mibps: int | None = None,
+        record_distribution_strategy: str | None = None,
     ) -> None:
         """Create a stream; it is CREATING for settings.creating_delay_s, unless ``active`` (a stream a project
-        declares, made ready before anything can use it)."""
+        declares, made ready before anything can use it). The last three are the settings of stream_settings.py."""
         mode = StreamMode(stream_mode)
         self._tick()
         if stream_name in self.streams:
             raise ResourceInUseException(self._fmt(m.STREAM_EXISTS, stream_name))
         self._refuse_damaged(stream_name)
+        self._check_new_stream(
+            stream_name, mode, max_record_size_kib, warm_throughput_mibps, record_distribution_strategy
+        )
         if mode is StreamMode.ON_DEMAND:
             count = shard_count or self.settings.on_demand_initial_shards
             if self._on_demand_count() + 1 > self.settings.on_demand_stream_limit:
@@ -83,7 +89,9 @@ class ControlPlane(EngineBase):
             mode=mode,
             tag=secrets.randbits(36),
             tags=dict(tags or {}),
-            max_record_size_kib=self.settings.max_record_bytes // 1024,
+            max_record_size_kib=max_record_size_kib or self.settings.max_record_bytes // 1024,
+            distribution=record_distribution_strategy or "USER_PARTITION_KEY",
+            warm_target_mibps=warm_throughput_mibps,
         )
         st.shards = [ShardState(i, lo, hi, now) for i, (lo, hi) in enumerate(even_ranges(count))]
         # Shard logs first, metadata last: a crash in between leaves a directory without stream.json, which the
@@ -95,6 +103,7 @@ class ControlPlane(EngineBase):
             st.status = StreamStatus.ACTIVE
         else:
             self._set_status(st, StreamStatus.CREATING)
+        st.warm_until_ms = st.status_until_ms  # (a warm throughput given at creation is in force once ACTIVE)
         st.rebuild_router()
         try:
             self._save(st)
@@ -106,6 +115,12 @@ class ControlPlane(EngineBase):
             self.catalog.delete_stream(st.stream_id)
             raise
         self.streams[stream_name] = st
+
+    def _check_new_stream(
+        self, name: str, mode: StreamMode, max_record_kib: int | None, warm_mibps: int | None, strategy: str | None
+    ) -> None:
+        """Refuse CreateStream's optional settings that the stream cannot take (stream_settings.py checks them)."""
+        raise NotImplementedError
 
     async def delete_stream(
         self,
@@ -171,6 +186,12 @@ class ControlPlane(EngineBase):
             open_shard_count=len(st.open_shards()) if self._has_shards(st) else 0,
             consumer_count=len(st.consumers),
             max_record_size_kib=st.max_record_size_kib,
+            warm_throughput=(
+                None
+                if st.warm_target_mibps is None
+                else (st.warm_target_mibps, st.warm_current(self.clock.now_ms()) or 0)
+            ),
+            record_distribution_strategy=st.distribution,
         )
 
     async def list_streams(

@@ -87,6 +87,8 @@ class DataPlane(EngineBase):
     ) -> PutRecordResult:
         st = self._stream(stream_name, stream_arn)
         self._writable(st)
+        if sequence_number_for_ordering is not None and st.distribution == "AUTO":
+            raise InvalidArgumentException(self._fmt(m.ORDERING_WITH_AUTO, st.name))
         if sequence_number_for_ordering is not None and sequence.decode(sequence_number_for_ordering) is None:
             raise InvalidArgumentException(self._fmt(m.ORDERING_SEQ, st.name, seq=sequence_number_for_ordering))
         # Our sequence numbers only grow within a shard, so every later record already sorts after the given one.
@@ -160,6 +162,8 @@ class DataPlane(EngineBase):
         route_shift = router.shift
         straddles = router.straddles
         from_bytes = int.from_bytes
+        # AUTO distribution (stream_settings.py): records go to the open shards in turn, whatever their keys.
+        auto = st.auto_slots() if st.distribution == "AUTO" else None
         for i, rec in enumerate(records):
             data, pk = rec[0], rec[1]
             ehk = rec[2] if len(rec) > 2 else None
@@ -185,6 +189,11 @@ class DataPlane(EngineBase):
                     continue
                 raise InvalidArgumentException(m.RECORD_TOO_LARGE.format(size=size, limit=max_record))
             total += size
+            if auto is not None:
+                slot = auto[st.auto_next % len(auto)]
+                st.auto_next += 1
+                plan.append((slot, pkb, b"", data))
+                continue
             if ehk is None:
                 key = from_bytes(md5(pkb).digest(), "big")  # hashing.hash_key, inline: a call per record saved
                 ehkb = b""
@@ -212,8 +221,13 @@ class DataPlane(EngineBase):
             plan.append((slot, pkb, ehkb, data))
         if violations:
             raise validation_error(violations)
-        if total > self.settings.max_put_records_bytes and not single:
-            raise InvalidArgumentException(m.RECORDS_TOO_LARGE)
+        # A stream that takes records over 1 MiB takes PutRecords requests of up to 10 MiB, as AWS does.
+        if (
+            total > self.settings.max_put_records_bytes
+            and not single
+            and (max_record <= 1 << 20 or total > m.LARGE_RECORDS_REQUEST_BYTES)
+        ):
+            raise InvalidArgumentException(m.RECORDS_TOO_LARGE if max_record <= 1 << 20 else m.LARGE_RECORDS_TOO_LARGE)
 
         now = self.clock.now_ms()
         results: list[PutRecordsEntry] = [_PENDING] * len(records)

@@ -22,6 +22,7 @@ from .control import ControlPlane
 from .data import DataPlane
 from .iterators import IteratorCodec
 from .resharding import Resharding
+from .stream_settings import StreamSettings
 from .streams import StreamState
 from .view import EngineView
 
@@ -30,7 +31,7 @@ __all__ = ["Engine"]
 log = logging.getLogger("shardline.engine")
 
 
-class Engine(DataPlane, ControlPlane, Resharding, Admin, Account):
+class Engine(DataPlane, StreamSettings, ControlPlane, Resharding, Admin, Account):
     """An embedded Kinesis engine over one data directory.
 
     ```python

@@ -43,6 +43,12 @@ ORDERING_SEQ = (
     "ExclusiveMinimumSequenceNumber {seq} used in PutRecord on stream {stream} under account {account} is invalid."
 )
 RECORDS_TOO_LARGE = "Records size exceeds 5 MB limit"
+LARGE_RECORDS_TOO_LARGE = "Records size exceeds 10 MB limit"
+LARGE_RECORDS_REQUEST_BYTES = 10 * 1024 * 1024
+ORDERING_WITH_AUTO = (
+    "SequenceNumberForOrdering is not supported for stream {stream} under account {account}: its record distribution "
+    "strategy is AUTO."
+)
 RECORD_TOO_LARGE = (
     "Record size {size} bytes (partition key + data) exceeds the stream's maximum record size of {limit} bytes"
 )

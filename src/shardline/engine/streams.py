@@ -30,6 +30,16 @@ def shard_id_of(index: int) -> str:
     return f"shardId-{index:012d}"
 
 
+def _optional_int(value: object) -> int | None:
+    return None if value is None else int(value)  # type: ignore[call-overload]
+
+
+def _distribution(value: object) -> str:
+    if value not in ("AUTO", "USER_PARTITION_KEY"):
+        raise ValueError(f"unknown record distribution strategy {value!r}")
+    return str(value)
+
+
 @dataclass(eq=False, slots=True)
 class ShardState:
     index: int
@@ -124,6 +134,13 @@ class StreamState:
     scaling_ops_ms: list[int] = field(default_factory=list)
     mode_switches_ms: list[int] = field(default_factory=list)
     max_record_size_kib: int = 1024
+    # stream_settings.py: the warm throughput (target, the value before its last change, when that change ends) and
+    # the record distribution strategy, with ``auto_next``, the shard position AUTO distribution puts to next.
+    warm_target_mibps: int | None = None
+    warm_current_mibps: int | None = None
+    warm_until_ms: int = 0
+    distribution: str = "USER_PARTITION_KEY"
+    auto_next: int = 0
     # Reshards accepted while the stream is UPDATING, carried out (in order) when it becomes ACTIVE: until then the
     # shard map, the routing of puts and every reader see the shards as they were, as on AWS. Each is a dict:
     # {"op": "split", "shard": index, "key": str}, {"op": "merge", "shard": index, "adjacent": index} or
@@ -162,6 +179,19 @@ class StreamState:
     def pending_shards(self) -> int:
         """How many open shards the pending reshards add (or remove, when negative)."""
         return sum(int(op.get("delta", 0)) for op in self.pending)
+
+    def warm_current(self, now_ms: int) -> int | None:
+        """The warm throughput in force: the target once its change has ended (UPDATING), the previous value until
+        then; None when none was ever set."""
+        if self.warm_target_mibps is None:
+            return None
+        if now_ms >= self.warm_until_ms:
+            return self.warm_target_mibps
+        return self.warm_current_mibps or 0
+
+    def auto_slots(self) -> list[int]:
+        """The open shards' indexes, in hash key order: where AUTO distribution puts records in turn."""
+        return [s.index for s in sorted(self.open_shards(), key=lambda s: s.start_key)]
 
     def rebuild_router(self) -> None:
         """Route to the open shards (after a create, an open or a reshard)."""
@@ -206,6 +236,10 @@ class StreamState:
             "scaling_ops_ms": self.scaling_ops_ms,
             "mode_switches_ms": self.mode_switches_ms,
             "max_record_size_kib": self.max_record_size_kib,
+            "warm_target_mibps": self.warm_target_mibps,
+            "warm_current_mibps": self.warm_current_mibps,
+            "warm_until_ms": self.warm_until_ms,
+            "distribution": self.distribution,
             "pending": self.pending,
         }
 
@@ -231,6 +265,10 @@ class StreamState:
             scaling_ops_ms=list(d.get("scaling_ops_ms", [])),
             mode_switches_ms=list(d.get("mode_switches_ms", [])),
             max_record_size_kib=int(d.get("max_record_size_kib", 1024)),
+            warm_target_mibps=_optional_int(d.get("warm_target_mibps")),
+            warm_current_mibps=_optional_int(d.get("warm_current_mibps")),
+            warm_until_ms=int(d.get("warm_until_ms", 0)),
+            distribution=_distribution(d.get("distribution", "USER_PARTITION_KEY")),
             pending=[dict(op) for op in d.get("pending", [])],
         )
         for c in d.get("consumers", []):

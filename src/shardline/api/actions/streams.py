@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ...engine import Engine
 from ...errors import ResourceNotFoundException
+from ...models import StreamMode
 from ..shapes import Timestamp
 from ._registry import Params, Response, action, mode_out, shard_out, stream_ref
 
@@ -11,7 +12,15 @@ from ._registry import Params, Response, action, mode_out, shard_out, stream_ref
 @action("CreateStream")
 async def create_stream(engine: Engine, p: Params) -> Response:
     mode = p.get("StreamModeDetails", {}).get("StreamMode", "PROVISIONED")
-    await engine.create_stream(p["StreamName"], p.get("ShardCount"), stream_mode=mode, tags=p.get("Tags"))
+    await engine.create_stream(
+        p["StreamName"],
+        p.get("ShardCount"),
+        stream_mode=mode,
+        tags=p.get("Tags"),
+        max_record_size_kib=p.get("MaxRecordSizeInKiB"),
+        warm_throughput_mibps=p.get("WarmThroughputMiBps"),
+        record_distribution_strategy=p.get("RecordDistributionStrategy"),
+    )
     return {}
 
 
@@ -71,6 +80,10 @@ async def describe_stream_summary(engine: Engine, p: Params) -> Response:
         "ConsumerCount": d.consumer_count,
         "MaxRecordSizeInKiB": d.max_record_size_kib,
     }
+    if d.stream_mode is StreamMode.ON_DEMAND:  # (the strategy is a setting of on-demand streams only)
+        out["RecordDistributionStrategy"] = d.record_distribution_strategy
+    if d.warm_throughput is not None:
+        out["WarmThroughput"] = {"TargetMiBps": d.warm_throughput[0], "CurrentMiBps": d.warm_throughput[1]}
     if d.key_id:
         out["KeyId"] = d.key_id
     return {"StreamDescriptionSummary": out}
