@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from shardline import Engine, ManualClock, StreamStatus
-from shardline.errors import InvalidArgumentException, LimitExceededException, ValidationException
+from shardline.errors import (
+    InvalidArgumentException,
+    LimitExceededException,
+    ProvisionedThroughputExceededException,
+    ValidationException,
+)
 
 from ._kit import Kit
 
@@ -126,3 +131,19 @@ async def test_auto_distribution_needs_on_demand(engine: Engine) -> None:
         await engine.create_stream("p2", 1, record_distribution_strategy="AUTO")
     with pytest.raises(ValidationException, match=r"enum value set: \[USER_PARTITION_KEY, AUTO\]"):
         await engine.update_stream_record_distribution_strategy(ARN + "prov", "RANDOM")
+
+
+async def test_a_large_record_bursts_past_the_shard_write_rate(kit: Kit, clock: ManualClock) -> None:
+    # A shard writes 1 MiB/s; a 3 MiB record goes through from a full bucket (1 MiB), which then owes 2 MiB.
+    engine = await kit.open(enforce_limits=True)
+    await engine.create_stream("s", 1, max_record_size_kib=4096, active=True)
+    await engine.put_record(stream_name="s", data=b"x" * (3 * MIB), partition_key="k")
+    with pytest.raises(ProvisionedThroughputExceededException):
+        await engine.put_record(stream_name="s", data=b"y", partition_key="k")
+    clock.advance(1.5)  # (still in debt)
+    with pytest.raises(ProvisionedThroughputExceededException):
+        await engine.put_record(stream_name="s", data=b"y", partition_key="k")
+    clock.advance(1)
+    await engine.put_record(stream_name="s", data=b"y", partition_key="k")
+    with pytest.raises(ProvisionedThroughputExceededException):  # a second large record waits for a full second
+        await engine.put_record(stream_name="s", data=b"x" * (3 * MIB), partition_key="k")

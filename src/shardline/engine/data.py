@@ -321,7 +321,7 @@ class DataPlane(EngineBase):
                 kept_plan.append(entry)
                 kept_positions.append(i)
                 continue
-            if bytes_bucket.take(size, now):
+            if bytes_bucket.take_burst(size, now):
                 if recs_bucket.take(1, now):
                     kept_plan.append(entry)
                     kept_positions.append(i)

@@ -27,6 +27,17 @@ class TokenBucket:
             return True
         return False
 
+    def take_burst(self, amount: float, now_s: float) -> bool:
+        """``take``, except that an amount larger than a second's capacity (a large record) succeeds from a full
+        bucket and leaves it in debt, paid back at the rate: AWS bursts past a shard's write rate for a large record,
+        then throttles until its capacity has refilled."""
+        if self.take(amount, now_s):
+            return True
+        if amount > self._rate and self._level >= self._rate:
+            self._level -= amount
+            return True
+        return False
+
     def refund(self, amount: float) -> None:
         self._level = min(self._rate, self._level + amount)
 
