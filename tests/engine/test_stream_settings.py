@@ -115,11 +115,19 @@ async def test_auto_distribution_spreads_records_over_the_open_shards(kit: Kit) 
     assert all(shards.count(s) == 2 for s in set(shards))
     with pytest.raises(InvalidArgumentException, match="strategy is AUTO"):
         await engine.put_record(stream_name="od", data=b"x", partition_key="k", sequence_number_for_ordering="1")
+    # The key is optional: a record put without one is read back without one.
+    keyless = await engine.put_record(stream_name="od", data=b"no key", partition_key=None)
+    batch = await engine.put_records([(b"a", None), (b"b", "k")], stream_name="od")  # type: ignore[list-item]
+    assert batch.failed_record_count == 0
     engine = await kit.reopen(engine)
     assert (await engine.describe_stream_summary("od")).record_distribution_strategy == "AUTO"
+    got = [r for r in await kit.read_all(engine, "od", keyless.shard_id) if r.data == b"no key"]
+    assert [r.partition_key for r in got] == [""]
     await engine.update_stream_record_distribution_strategy(ARN + "od", "USER_PARTITION_KEY")
     keyed = {(await engine.put_record(stream_name="od", data=b"x", partition_key="same")).shard_id for _ in range(4)}
     assert len(keyed) == 1
+    with pytest.raises(ValidationException, match="Member must not be null"):
+        await engine.put_record(stream_name="od", data=b"x", partition_key=None)
 
 
 async def test_auto_distribution_needs_on_demand(engine: Engine) -> None:

@@ -132,6 +132,18 @@ def test_warm_throughput_and_auto_distribution(tmp_path: Path) -> None:
         k.update_stream_record_distribution_strategy(StreamARN=s["StreamARN"], RecordDistributionStrategy="AUTO")
         shards = {k.put_record(StreamName="od", Data=b"x", PartitionKey="same")["ShardId"] for _ in range(8)}
         assert len(shards) == s["OpenShardCount"] > 1
+        # Without a partition key (optional on an AUTO stream), read back without one.
+        put = k.put_record(StreamName="od", Data=b"keyless")
+        assert k.put_records(StreamName="od", Records=[{"Data": b"a"}, {"Data": b"b"}])["FailedRecordCount"] == 0
+        it = k.get_shard_iterator(
+            StreamName="od",
+            ShardId=put["ShardId"],
+            ShardIteratorType="AT_SEQUENCE_NUMBER",
+            StartingSequenceNumber=put["SequenceNumber"],
+        )["ShardIterator"]
+        rec = k.get_records(ShardIterator=it, Limit=1)["Records"][0]
+        assert rec["Data"] == b"keyless"
+        assert "PartitionKey" not in rec
         running.proc.terminate()
         running.proc.wait(timeout=30)
     with shardline(*args) as running:

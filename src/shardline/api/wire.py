@@ -44,6 +44,8 @@ def _json_default(obj: Any) -> Any:
                 "Data": b2a(r[2], newline=False).decode("ascii"),
                 "PartitionKey": r[3],
             }
+            if not r[3]:  # (a record put without a key, on an AUTO distribution stream, is read without one)
+                del item["PartitionKey"]
             if r[4]:
                 item["EncryptionType"] = r[4]
             out.append(item)
@@ -78,6 +80,8 @@ def _cbor_default(encoder: cbor2.CBOREncoder, obj: Any) -> None:
                 "Data": r[2],
                 "PartitionKey": r[3],
             }
+            if not r[3]:
+                del item["PartitionKey"]
             if r[4]:
                 item["EncryptionType"] = r[4]
             items.append(item)

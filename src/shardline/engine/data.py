@@ -79,7 +79,7 @@ class DataPlane(EngineBase):
         self,
         *,
         data: bytes,
-        partition_key: str,
+        partition_key: str | None,
         stream_name: str | None = None,
         stream_arn: str | None = None,
         explicit_hash_key: str | None = None,
@@ -95,7 +95,8 @@ class DataPlane(EngineBase):
         started = time.perf_counter()
         st.counters.put_record_calls += 1
         try:
-            result = await self._put(st, [PutRecordsRequestEntry(data, partition_key, explicit_hash_key)], single=True)
+            entry_in = PutRecordsRequestEntry(data, partition_key, explicit_hash_key)  # type: ignore[arg-type]  # (None: AUTO)
+            result = await self._put(st, [entry_in], single=True)
         except KinesisError as exc:
             st.counters.put_errors += 1
             st.counters.put_record_errors += 1
@@ -173,8 +174,10 @@ class DataPlane(EngineBase):
                     continue
                 data = bytes(data)
             if type(pk) is not str or not 0 < len(pk) <= 256:
-                violations.append(_pk_violation(pk, _member(single, i, "partitionKey")))
-                continue
+                if auto is None or pk is not None:
+                    violations.append(_pk_violation(pk, _member(single, i, "partitionKey")))
+                    continue
+                pk = ""  # AUTO distribution makes the key optional: stored empty, and read back without one
             pkb = pk.encode()
             size = len(pkb) + len(data)
             if size > max_record:

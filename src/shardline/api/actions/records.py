@@ -21,7 +21,7 @@ async def put_record(engine: Engine, p: Params) -> Response:
     await _dry_run(engine, p)
     r = await engine.put_record(
         data=p["Data"],
-        partition_key=p.get("PartitionKey"),  # type: ignore[arg-type]  # the engine reports a missing key
+        partition_key=p.get("PartitionKey"),  # (optional on AUTO distribution streams; the engine checks)
         explicit_hash_key=p.get("ExplicitHashKey"),
         sequence_number_for_ordering=p.get("SequenceNumberForOrdering"),
         **stream_ref(p),
