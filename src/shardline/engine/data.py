@@ -192,11 +192,6 @@ class DataPlane(EngineBase):
                     continue
                 raise InvalidArgumentException(m.RECORD_TOO_LARGE.format(size=size, limit=max_record))
             total += size
-            if auto is not None:
-                slot = auto[st.auto_next % len(auto)]
-                st.auto_next += 1
-                plan.append((slot, pkb, b"", data))
-                continue
             if ehk is None:
                 key = from_bytes(md5(pkb).digest(), "big")  # hashing.hash_key, inline: a call per record saved
                 ehkb = b""
@@ -224,6 +219,8 @@ class DataPlane(EngineBase):
             plan.append((slot, pkb, ehkb, data))
         if violations:
             raise validation_error(violations)
+        if auto is not None:  # (placed here, not in the loop above: keyed puts pay nothing for it)
+            plan = self._distribute(st, auto, plan)
         # A stream that takes records over 1 MiB takes PutRecords requests of up to 10 MiB, as AWS does.
         if (
             total > self.settings.max_put_records_bytes
@@ -337,6 +334,13 @@ class DataPlane(EngineBase):
             st.counters.put_records_throttled_records += 1
             results[i] = PutRecordsEntry(None, None, "ProvisionedThroughputExceededException", msg)
         return kept_plan, kept_positions
+
+    @staticmethod
+    def _distribute(st: StreamState, slots: list[int], plan: list[Entry]) -> list[Entry]:
+        """AUTO distribution: the records go to the open shards in turn, without their explicit hash keys."""
+        first, n = st.auto_next, len(slots)
+        st.auto_next = first + len(plan)
+        return [(slots[(first + j) % n], e[1], b"", e[3]) for j, e in enumerate(plan)]
 
     def data_signal(self, stream_name: str, shard_id: str) -> asyncio.Event | None:
         """An event set whenever the shard gets new readable records or closes (None if there is no such shard).

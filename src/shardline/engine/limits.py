@@ -31,9 +31,8 @@ class TokenBucket:
         """``take``, except that an amount larger than a second's capacity (a large record) succeeds from a full
         bucket and leaves it in debt, paid back at the rate: AWS bursts past a shard's write rate for a large record,
         then throttles until its capacity has refilled."""
-        if self.take(amount, now_s):
-            return True
-        if amount > self._rate and self._level >= self._rate:
+        self._refill(now_s)
+        if amount <= self._level or (amount > self._rate and self._level >= self._rate):
             self._level -= amount
             return True
         return False
