@@ -3,6 +3,16 @@ resharding, limits and consumers."""
 
 from ..storage.catalog import DataDirLocked
 from .engine import Engine
+from .queues import EntryFailure, QueueDelivery, QueueInfo
 from .view import EngineView, ShardView, StreamView
 
-__all__ = ["DataDirLocked", "Engine", "EngineView", "ShardView", "StreamView"]
+__all__ = [
+    "DataDirLocked",
+    "Engine",
+    "EngineView",
+    "EntryFailure",
+    "QueueDelivery",
+    "QueueInfo",
+    "ShardView",
+    "StreamView",
+]

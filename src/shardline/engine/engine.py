@@ -21,6 +21,7 @@ from .admin import Admin
 from .control import ControlPlane
 from .data import DataPlane
 from .iterators import IteratorCodec
+from .queues import Queues
 from .resharding import Resharding
 from .streams import StreamState
 from .view import EngineView
@@ -30,7 +31,7 @@ __all__ = ["Engine"]
 log = logging.getLogger("shardline.engine")
 
 
-class Engine(DataPlane, ControlPlane, Resharding, Admin, Account):
+class Engine(DataPlane, ControlPlane, Resharding, Admin, Account, Queues):
     """An embedded Kinesis engine over one data directory.
 
     ```python
