@@ -265,3 +265,16 @@ async def test_pending_state_stays_bounded(kit: Kit, monkeypatch: pytest.MonkeyP
     assert nxt.record.data == b"d"
     q = await engine.describe_queue(arn)
     assert q.pending == 3
+
+
+async def test_a_stream_with_queues_is_neither_deleted_nor_made_provisioned(kit: Kit, clock: ManualClock) -> None:
+    engine = await kit.open()
+    arn, _ = await _setup(engine)
+    with pytest.raises(ResourceInUseException, match="has queues"):
+        await engine.delete_stream("s")
+    with pytest.raises(ResourceInUseException, match="has queues"):
+        await engine.update_stream_mode(engine.stream_arn("s"), "PROVISIONED")
+    await engine.delete_queue(arn)
+    await engine.delete_stream("s")
+    clock.advance(1)
+    assert await engine.list_queues() == ([], None)

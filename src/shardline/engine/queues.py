@@ -47,6 +47,7 @@ SUPERSEDED = "The receipt handle has expired: the record was received again sinc
 GONE = "The record is no longer in the queue (acknowledged, or past the stream's retention period)."
 NOT_IN_FLIGHT = "The record is not in flight: its visibility timeout has already expired."
 NOT_DEAD = "The record is not a dead-letter record."
+HAS_QUEUES = "Stream {stream} under account {account} has queues. Delete them before {what}."
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +234,12 @@ class Queues(EngineBase):
         self._ready(q)[1].clear()
         self._wake(q)
         log.info("queue %s deleted", q.name)
+
+    def _refuse_queues(self, st: StreamState, what: str) -> None:
+        # (documented: every queue on a stream must be deleted before the stream is deleted or switched to
+        # PROVISIONED; the text is shardline's, worded as the one for registered consumers)
+        if any(q.stream_id == st.stream_id and q.status != "DELETING" for q in self._queues().values()):
+            raise ResourceInUseException(self._fmt(HAS_QUEUES, st.name, what=what))
 
     # ----------------------------------------------------------------- data plane
     async def receive_queue_records(
