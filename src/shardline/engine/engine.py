@@ -18,6 +18,7 @@ from ..storage.log import FileCache, RecoveryReport, ShardLog
 from ..storage.sync import GroupCommitter
 from .account import Account
 from .admin import Admin
+from .channels import Channels
 from .control import ControlPlane
 from .data import DataPlane
 from .iterators import IteratorCodec
@@ -31,7 +32,7 @@ __all__ = ["Engine"]
 log = logging.getLogger("shardline.engine")
 
 
-class Engine(DataPlane, ControlPlane, Resharding, Admin, Account, Queues):
+class Engine(DataPlane, ControlPlane, Resharding, Admin, Account, Channels, Queues):
     """An embedded Kinesis engine over one data directory.
 
     ```python
