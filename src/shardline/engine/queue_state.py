@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 __all__ = ["MAX_PENDING", "Handle", "Pending", "QueueState", "decode_handle", "encode_handle"]
 
-MAX_PENDING = 100_000
+MAX_PENDING = 10_000
 _HANDLE = struct.Struct(">B16sIQIB")
 _MAC_BYTES = 12
 _VERSION = 1

@@ -83,6 +83,7 @@ class Queues(EngineBase):
     _queue_map: dict[str, QueueState] | None = None
     _queue_ready: dict[str, tuple[dict[tuple[int, int], None], dict[tuple[int, int], None]]]
     _queue_changed: dict[str, asyncio.Event]
+    _queue_locks: dict[str, asyncio.Lock]
 
     # ----------------------------------------------------------------- control plane
     async def create_queue(
@@ -159,8 +160,12 @@ class Queues(EngineBase):
                     q.cursors[sh.index] = unwritten.offset_for_time(lg, start_ms)
                 else:
                     q.cursors[sh.index] = lg.log_start
-        self._store_queue(q)
-        queues[q.queue_id] = q
+        queues[q.queue_id] = q  # (first: the name is taken while the file is written)
+        try:
+            await self._store_queue(q)
+        except BaseException:
+            del queues[q.queue_id]
+            raise
         log.info("queue %s created on stream %s (%s)", name, st.name, start_type)
         return self._info(q)
 
@@ -217,15 +222,13 @@ class Queues(EngineBase):
             q.visibility_s = visibility_s  # (records in flight keep the timeout they were received with)
         q.status = "UPDATING"
         q.status_until_ms = self.clock.now_ms() + int(self._delay_s("UPDATING") * 1000)
-        self._store_queue(q)
+        await self._store_queue(q)
         return self._info(q)
 
     async def delete_queue(self, queue_arn: str) -> None:
         q = self._queue(queue_arn)
         if q.status == "DELETING":
             return
-        path = self._queue_dir() / f"{q.queue_id}.json"
-        path.unlink(missing_ok=True)
         q.status = "DELETING"
         q.status_until_ms = self.clock.now_ms() + int(self._delay_s("DELETING") * 1000)
         q.pending.clear()  # (its receipt handles stop being valid)
@@ -233,6 +236,8 @@ class Queues(EngineBase):
         self._ready(q)[0].clear()
         self._ready(q)[1].clear()
         self._wake(q)
+        async with self._queue_lock(q):
+            (self._queue_dir() / f"{q.queue_id}.json").unlink(missing_ok=True)
         log.info("queue %s deleted", q.name)
 
     def _refuse_queues(self, st: StreamState, what: str) -> None:
@@ -263,6 +268,8 @@ class Queues(EngineBase):
             changed = self._queue_changed.setdefault(q.queue_id, asyncio.Event())
             changed.clear()
             got = self._deliver(q, limit, visibility_s, dead_letter)
+            if got:
+                await self._store_queue(q)
             now = self.clock.now_ms()
             if got or now >= deadline or q.status == "DELETING":
                 return got
@@ -304,7 +311,7 @@ class Queues(EngineBase):
                 ready.pop(key, None)
             ok.append(text)
         if ok:
-            self._store_queue(q)
+            await self._store_queue(q)
         return ok, failed
 
     async def update_queue_records_visibility(
@@ -326,7 +333,7 @@ class Queues(EngineBase):
             q.schedule(key[0], key[1], p)
             ok.append(text)
         if ok:
-            self._store_queue(q)
+            await self._store_queue(q)
             self._wake(q)
         return ok, failed
 
@@ -350,7 +357,7 @@ class Queues(EngineBase):
             q.schedule(key[0], key[1], p)
             ok.append(text)
         if ok:
-            self._store_queue(q)
+            await self._store_queue(q)
             self._wake(q)
         return ok, failed
 
@@ -383,8 +390,6 @@ class Queues(EngineBase):
             out.append(self._delivery(q, key, p, rec))
         if not dead:
             self._deliver_new(q, st, limit - len(out), now=now, timeout_ms=timeout_ms, out=out)
-        if out:
-            self._store_queue(q)
         return out
 
     def _deliver_new(
@@ -528,6 +533,7 @@ class Queues(EngineBase):
         if self._queue_map is None:
             self._queue_ready = {}
             self._queue_changed = {}
+            self._queue_locks = {}
             found: dict[str, QueueState] = {}
             d = self._queue_dir()
             for path in sorted(d.glob("*.json")) if d.is_dir() else []:
@@ -543,16 +549,33 @@ class Queues(EngineBase):
             self._queue_map = found
         return self._queue_map
 
-    def _store_queue(self, q: QueueState) -> None:
-        d = self._queue_dir()
-        try:
-            d.mkdir(mode=0o700, exist_ok=True)
-            atomic_write(d / f"{q.queue_id}.json", seal(q.to_dict()))
-        except OSError as exc:
-            full = self._no_space(exc)
-            if full is None:
-                raise
-            raise full from exc
+    def _queue_lock(self, q: QueueState) -> asyncio.Lock:
+        lock = self._queue_locks.get(q.queue_id)
+        if lock is None:
+            lock = self._queue_locks[q.queue_id] = asyncio.Lock()
+        return lock
+
+    async def _store_queue(self, q: QueueState) -> None:
+        """Write the queue's state before the reply that reports it. The file is written off the event loop (its
+        size grows with the records outstanding); one write per queue at a time, each of the state when it starts,
+        so the last one holds every change."""
+        async with self._queue_lock(q):
+            if q.status == "DELETING":
+                return
+            data = seal(q.to_dict())
+            d = self._queue_dir()
+            try:
+                await asyncio.to_thread(_write, d, f"{q.queue_id}.json", data)
+            except OSError as exc:
+                full = self._no_space(exc)
+                if full is None:
+                    raise
+                raise full from exc
+
+
+def _write(d: Path, name: str, data: bytes) -> None:
+    d.mkdir(mode=0o700, exist_ok=True)
+    atomic_write(d / name, data)
 
 
 def _dead_letter(target: str | None, count: int | None, dead: bool, default: int) -> tuple[bool, int]:
