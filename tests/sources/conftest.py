@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ._mariadb import MariaDB, mariadb_server
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+    """One private server for the whole session; each test gets its own database (``schema``)."""
+    with mariadb_server(tmp_path_factory.mktemp("mariadb")) as db:
+        yield db
+
+
+@pytest.fixture
+def schema(mariadb: MariaDB) -> Iterator[str]:
+    name = f"cdc{next(_names)}"
+    mariadb.execute(f"CREATE DATABASE {name}")
+    yield name
+    mariadb.execute(f"DROP DATABASE {name}")
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
