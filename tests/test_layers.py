@@ -23,8 +23,9 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"storage", "leaf"},
     "api": {"engine", "leaf"},
     "runtime": {"engine", "storage", "leaf"},
-    "metrics": {"engine", "storage", "runtime", "leaf"},
-    "cli": {"package", "api", "engine", "storage", "runtime", "metrics", "leaf"},
+    "sources": {"engine", "leaf"},  # CDC sources: at the runtime's level, writing through the engine or boto3
+    "metrics": {"engine", "storage", "runtime", "sources", "leaf"},
+    "cli": {"package", "api", "engine", "storage", "runtime", "sources", "metrics", "leaf"},
     "package": {"api", "engine", "storage", "runtime", "metrics", "leaf"},
 }
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pymysql
 
-__all__ = ["MariaDB", "mariadb_server", "server_binaries"]
+__all__ = ["MariaDB", "install_datadir", "mariadb_server", "server_binaries"]
 
 BINLOG_FLAGS = (
     "--log-bin=binlog",
@@ -71,19 +71,32 @@ class MariaDB:
                 cur.execute(sql)
 
 
-@contextlib.contextmanager
-def mariadb_server(base: Path, *extra: str, binlog: bool = True) -> Iterator[MariaDB]:
+def install_datadir(datadir: Path) -> Path:
+    """A fresh server data directory (system tables only); servers start from copies of it."""
     found = server_binaries()
     if found is None:
         raise RuntimeError("mariadbd and mariadb-install-db are needed for the CDC tests")
-    server, install = found
-    datadir = base / "data"
-    user = ["--user=root"] if os.geteuid() == 0 else []
     subprocess.run(
-        [install, "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
-         "--skip-test-db", *user],
+        [found[1], "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
+         "--skip-test-db", *_user()],
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
+    return datadir
+
+
+def _user() -> list[str]:
+    return ["--user=root"] if os.geteuid() == 0 else []
+
+
+@contextlib.contextmanager
+def mariadb_server(base: Path, template: Path, *extra: str, binlog: bool = True) -> Iterator[MariaDB]:
+    """A server on a copy of ``template`` (see ``install_datadir``) under ``base``."""
+    found = server_binaries()
+    assert found is not None
+    server = found[0]
+    datadir = base / "data"
+    shutil.copytree(template, datadir)
+    user = _user()
     port = _free_port()
     args = [
         server, "--no-defaults", f"--datadir={datadir}", f"--socket={base / 'mysqld.sock'}", f"--port={port}",

@@ -6,15 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from ._mariadb import MariaDB, mariadb_server
+from ._mariadb import MariaDB, install_datadir, mariadb_server
 
 _names = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+def mariadb_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install_datadir(tmp_path_factory.mktemp("mariadb-template") / "data")
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory, mariadb_template: Path) -> Iterator[MariaDB]:
     """One private server for the whole session; each test gets its own database (``schema``)."""
-    with mariadb_server(tmp_path_factory.mktemp("mariadb")) as db:
+    with mariadb_server(tmp_path_factory.mktemp("mariadb"), mariadb_template) as db:
         yield db
 
 

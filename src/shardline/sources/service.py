@@ -1,0 +1,94 @@
+"""Running a project's sources: beside the streams and functions (``shardline up``) or alone (``shardline cdc``).
+
+``start`` checks every source's server and tables first, so a setting that cannot give correct events fails the
+command with its message before anything runs. Afterwards a source that loses its server (a restart, a network
+error) is started again from its checkpoint after a growing pause; ``stop`` ends every source and waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from .._tasks import cancel_and_wait
+from ..clock import Clock, SystemClock
+from .config import SourceConfig
+from .mysql import MySqlSource
+from .server import SourceSetupError, check_server, connect, list_tables
+from .sink import Sink
+
+__all__ = ["SourceSetupError", "Sources"]
+
+log = logging.getLogger("shardline.sources")
+
+_RESTART_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class Sources:
+    """Every source of a project, each writing through the sink ``sink_for(stream_name)`` gives."""
+
+    def __init__(
+        self,
+        configs: dict[str, SourceConfig],
+        sink_for: Callable[[str], Sink],
+        state_dir: Path,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.configs = configs
+        self.sink_for = sink_for
+        self.state_dir = state_dir
+        self.clock = clock or SystemClock()
+        self.running: dict[str, MySqlSource] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        for cfg in self.configs.values():
+            await asyncio.to_thread(_preflight, cfg)
+        for cfg in self.configs.values():
+            self._tasks.append(asyncio.create_task(self._supervise(cfg), name=f"source {cfg.name}"))
+
+    async def _supervise(self, cfg: SourceConfig) -> None:
+        failures = 0
+        while True:
+            source = MySqlSource(cfg, self.sink_for(cfg.stream), self.state_dir, clock=self.clock)
+            self.running[cfg.name] = source
+            try:
+                await source.run()
+                return
+            except asyncio.CancelledError:
+                await source.stop()
+                raise
+            except Exception as exc:
+                pause = _RESTART_S[min(failures, len(_RESTART_S) - 1)]
+                failures += 1
+                log.error(
+                    "source %s (%s) failed: %s: %s; starting again from its checkpoint in %.0fs",
+                    cfg.name, cfg.where, type(exc).__name__, exc, pause,
+                )  # fmt: skip
+                await asyncio.sleep(pause)
+
+    async def stop(self) -> None:
+        for source in list(self.running.values()):
+            await source.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 5.0)
+        await cancel_and_wait(self._tasks)
+
+
+def _preflight(cfg: SourceConfig) -> None:
+    try:
+        conn = connect(cfg)
+    except Exception as exc:
+        raise SourceSetupError(f"source {cfg.name}: cannot connect to {cfg.where}: {exc}") from None
+    try:
+        check_server(conn)
+        if not list_tables(conn, cfg):
+            log.warning("source %s: no table on %s matches its tables/include/exclude yet", cfg.name, cfg.where)
+    except SourceSetupError as exc:
+        raise SourceSetupError(f"source {cfg.name} ({cfg.where}): {exc}") from None
+    finally:
+        conn.close()
