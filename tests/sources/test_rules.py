@@ -125,6 +125,9 @@ class FlakySink:
         self.stored: list[tuple[bytes, str]] = []
         self.requests: list[list[str]] = []
 
+    async def check(self) -> None:
+        pass
+
     async def put_records(self, entries: Sequence[tuple[bytes, str]]) -> list[str | None]:
         self.requests.append([k for _d, k in entries])
         out: list[str | None] = []

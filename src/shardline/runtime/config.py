@@ -97,6 +97,7 @@ class ProjectConfig:
     streams: dict[str, StreamSpec]
     functions: dict[str, FunctionSpec]
     alarms: object = None  # the raw `alarms:` section, parsed by the monitoring layer
+    sources: object = None  # CDC: the raw `sources:` section, parsed by shardline.sources.config.parse_sources
 
     @property
     def mappings(self) -> list[tuple[FunctionSpec, MappingConfig]]:
@@ -119,7 +120,8 @@ def load_config(
     if not isinstance(raw, dict):
         raise ctx.fail("", "the file must be a mapping with 'streams' and 'functions'")
     # `alarms` belongs to monitoring (shardline.metrics.alarms.parse_alarms); it is kept here as written.
-    ctx.check_keys("", raw, {"streams", "functions", "service", "provider", "alarms"})
+    # CDC: `sources` is kept as written for shardline.sources.config (it is parsed there, beside the sources).
+    ctx.check_keys("", raw, {"streams", "functions", "service", "provider", "alarms", "sources"})
     streams = _streams(ctx, raw.get("streams") or {})
     functions: dict[str, FunctionSpec] = {}
     fns = raw.get("functions") or {}
@@ -129,7 +131,7 @@ def load_config(
         functions[str(name)] = _function(
             ctx, str(name), spec, streams=streams, region=region, account_id=account_id, now_ms=now_ms
         )
-    return ProjectConfig(path, streams, functions, raw.get("alarms"))
+    return ProjectConfig(path, streams, functions, raw.get("alarms"), raw.get("sources"))
 
 
 def _streams(ctx: ConfigFile, data: Any) -> dict[str, StreamSpec]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,9 +19,9 @@ from ..clock import Clock, SystemClock
 from .config import SourceConfig
 from .mysql import MySqlSource
 from .server import SourceSetupError, check_server, connect, list_tables
-from .sink import Sink
+from .sink import EngineSink, KinesisSink, Sink
 
-__all__ = ["SourceSetupError", "Sources"]
+__all__ = ["EngineSink", "KinesisSink", "SourceSetupError", "Sources", "run_sources"]
 
 log = logging.getLogger("shardline.sources")
 
@@ -48,6 +49,7 @@ class Sources:
     async def start(self) -> None:
         for cfg in self.configs.values():
             await asyncio.to_thread(_preflight, cfg)
+            await self.sink_for(cfg.stream).check()
         for cfg in self.configs.values():
             self._tasks.append(asyncio.create_task(self._supervise(cfg), name=f"source {cfg.name}"))
 
@@ -71,6 +73,10 @@ class Sources:
                 )  # fmt: skip
                 await asyncio.sleep(pause)
 
+    async def wait_ended(self) -> None:
+        """Return when every source has ended (none runs for good unless stopped)."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def stop(self) -> None:
         for source in list(self.running.values()):
             await source.stop()
@@ -92,3 +98,24 @@ def _preflight(cfg: SourceConfig) -> None:
         raise SourceSetupError(f"source {cfg.name} ({cfg.where}): {exc}") from None
     finally:
         conn.close()
+
+
+async def run_sources(sources: Sources, *, on_ready: Callable[[], None] | None = None) -> None:
+    """Start the sources, then run until SIGINT or SIGTERM (``shardline cdc``)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await sources.start()
+    try:
+        if on_ready is not None:
+            on_ready()
+        tasks = [asyncio.create_task(sources.wait_ended()), asyncio.create_task(_wait(stop))]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await cancel_and_wait(tasks)
+    finally:
+        await sources.stop()
+
+
+async def _wait(event: asyncio.Event) -> None:
+    await event.wait()

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ..engine import Engine
-from ..errors import KinesisError
+from ..errors import KinesisError, ResourceNotFoundException
 
 __all__ = ["EngineSink", "KinesisSink", "Sink", "put_ordered"]
 
@@ -32,6 +32,10 @@ _BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 class Sink(Protocol):
     stream_name: str
 
+    async def check(self) -> None:
+        """Raise ResourceNotFoundException when the stream does not exist."""
+        ...
+
     async def put_records(self, entries: Sequence[tuple[bytes, str]]) -> list[str | None]:
         """Put one request; return, per entry in order, None when stored or the error code when not."""
         ...
@@ -41,6 +45,9 @@ class EngineSink:
     def __init__(self, engine: Engine, stream_name: str) -> None:
         self.engine = engine
         self.stream_name = stream_name
+
+    async def check(self) -> None:
+        await self.engine.describe_stream_summary(self.stream_name)
 
     async def put_records(self, entries: Sequence[tuple[bytes, str]]) -> list[str | None]:
         try:
@@ -58,6 +65,14 @@ class KinesisSink:
     def __init__(self, client: Any, stream_name: str) -> None:
         self.client = client
         self.stream_name = stream_name
+
+    async def check(self) -> None:
+        try:
+            await asyncio.to_thread(self.client.describe_stream_summary, StreamName=self.stream_name)
+        except Exception as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") == "ResourceNotFoundException":
+                raise ResourceNotFoundException(f"stream {self.stream_name} does not exist on the endpoint") from None
+            raise
 
     async def put_records(self, entries: Sequence[tuple[bytes, str]]) -> list[str | None]:
         request = [{"Data": d, "PartitionKey": k} for d, k in entries]
