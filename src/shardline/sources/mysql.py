@@ -24,7 +24,16 @@ from .binlog import Batch, BinlogReader
 from .checkpoint import Checkpoint, TableProgress
 from .config import SourceConfig
 from .envelope import Change, Position, record
-from .server import ServerInfo, Table, check_server, connect, list_tables
+from .server import (
+    ServerInfo,
+    SourceSetupError,
+    Table,
+    binary_logs,
+    check_server,
+    connect,
+    list_tables,
+    row_estimates,
+)
 from .sink import Sink, put_ordered
 from .snapshot import begin_consistent_read, current_position, read_chunk
 from .stats import SourceStats
@@ -96,6 +105,7 @@ class MySqlSource:
             if cp.snapshot_start is None:
                 cp.snapshot_start = at
             self.stats.snapshot_started({n: t.rows for n, t in cp.tables.items()}, list(self.tables))
+            self.stats.snapshot_estimates = await asyncio.to_thread(row_estimates, conn, list(self.tables.values()))
             for name, table in self.tables.items():
                 progress = cp.tables.setdefault(name, TableProgress())
                 if progress.done:
@@ -154,6 +164,17 @@ class MySqlSource:
     async def _stream(self) -> None:
         cp = self.checkpoint
         assert cp.binlog is not None
+        conn = await asyncio.to_thread(connect, self.cfg)
+        try:
+            logs = await asyncio.to_thread(binary_logs, conn)
+        finally:
+            await asyncio.to_thread(conn.close)
+        if cp.binlog.file not in [name for name, _size in logs]:
+            raise SourceSetupError(
+                f"source {self.cfg.name}: the server no longer has {cp.binlog.file}, where its checkpoint is (the "
+                f"binary log was purged); remove {cp.path} to start over with a snapshot"
+            )
+        self.stats.checkpointed(cp.binlog)
         reader = self._reader = BinlogReader(self.cfg, cp.binlog)
         reader.begin()
         try:

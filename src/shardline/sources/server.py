@@ -150,3 +150,24 @@ def list_tables(conn: Any, cfg: SourceConfig) -> list[Table]:
                 ))
             )  # fmt: skip
     return out
+
+
+def row_estimates(conn: Any, tables: list[Table]) -> dict[str, int]:
+    """The server's estimate of each table's row count (information_schema: cheap, approximate for InnoDB)."""
+    out: dict[str, int] = {}
+    with conn.cursor() as cur:
+        for t in tables:
+            cur.execute(
+                "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                (t.db, t.name),
+            )
+            row = cur.fetchone()
+            out[t.full_name] = int(row[0] or 0) if row else 0
+    return out
+
+
+def binary_logs(conn: Any) -> list[tuple[str, int]]:
+    """The server's binary-log files, oldest first, with their sizes in bytes."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW BINARY LOGS")
+        return [(str(r[0]), int(r[1])) for r in cur.fetchall()]

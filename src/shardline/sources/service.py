@@ -17,8 +17,9 @@ from pathlib import Path
 from .._tasks import cancel_and_wait
 from ..clock import Clock, SystemClock
 from .config import SourceConfig
+from .monitor import SourceMonitor
 from .mysql import MySqlSource
-from .server import SourceSetupError, check_server, connect, list_tables
+from .server import SourceSetupError, binary_logs, check_server, connect, list_tables
 from .sink import EngineSink, KinesisSink, Sink
 
 __all__ = ["EngineSink", "KinesisSink", "SourceSetupError", "Sources", "run_sources"]
@@ -38,6 +39,8 @@ class Sources:
         state_dir: Path,
         *,
         clock: Clock | None = None,
+        report_s: float = 5.0,
+        lag_alarm_s: float = 60.0,
     ) -> None:
         self.configs = configs
         self.sink_for = sink_for
@@ -45,6 +48,27 @@ class Sources:
         self.clock = clock or SystemClock()
         self.running: dict[str, MySqlSource] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self.monitor = SourceMonitor(
+            lambda: [s.stats for s in self.running.values()],
+            self._binary_logs,
+            self.clock,
+            interval_s=report_s,
+            lag_alarm_s=lag_alarm_s,
+        )
+        self._monitor_task: asyncio.Task[None] | None = None
+        self.failed: dict[str, str] = {}  # source -> why it stopped for good
+
+    def _binary_logs(self, name: str) -> list[tuple[str, int]] | None:
+        try:
+            conn = connect(self.configs[name])
+        except Exception:
+            return None  # (the source's own reconnects report an unreachable server)
+        try:
+            return binary_logs(conn)
+        except Exception:
+            return None
+        finally:
+            conn.close()
 
     async def start(self) -> None:
         for cfg in self.configs.values():
@@ -52,6 +76,7 @@ class Sources:
             await self.sink_for(cfg.stream).check()
         for cfg in self.configs.values():
             self._tasks.append(asyncio.create_task(self._supervise(cfg), name=f"source {cfg.name}"))
+        self._monitor_task = asyncio.create_task(self.monitor.run(), name="source monitor")
 
     async def _supervise(self, cfg: SourceConfig) -> None:
         failures = 0
@@ -64,6 +89,10 @@ class Sources:
             except asyncio.CancelledError:
                 await source.stop()
                 raise
+            except SourceSetupError as exc:
+                log.error("source %s stopped: %s", cfg.name, exc)  # (needs the user: starting again cannot help)
+                self.failed[cfg.name] = str(exc)
+                return
             except Exception as exc:
                 pause = _RESTART_S[min(failures, len(_RESTART_S) - 1)]
                 failures += 1
@@ -78,6 +107,9 @@ class Sources:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def stop(self) -> None:
+        if self._monitor_task is not None:
+            await cancel_and_wait([self._monitor_task])
+            self._monitor_task = None
         for source in list(self.running.values()):
             await source.stop()
         with contextlib.suppress(TimeoutError):
@@ -113,6 +145,8 @@ async def run_sources(sources: Sources, *, on_ready: Callable[[], None] | None =
         tasks = [asyncio.create_task(sources.wait_ended()), asyncio.create_task(_wait(stop))]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         await cancel_and_wait(tasks)
+        if sources.failed:
+            raise SourceSetupError("; ".join(sources.failed.values()))
     finally:
         await sources.stop()
 

@@ -18,6 +18,7 @@ class SourceStats:
     rows_total: dict[str, int] = field(default_factory=dict)  # table -> rows put (snapshot and binary log)
     snapshot_rows: dict[str, int] = field(default_factory=dict)
     snapshot_tables: list[str] = field(default_factory=list)
+    snapshot_estimates: dict[str, int] = field(default_factory=dict)  # table -> the server's row estimate
     snapshot_running: bool = False
     snapshot_done: bool = False
     checkpoint: Position | None = None
