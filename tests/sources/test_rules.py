@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -187,3 +189,12 @@ def test_config(tmp_path: Path) -> None:
     os.chmod(tmp_path / "pw", 0o644)
     with pytest.raises(ConfigError, match=r"readable by others \(chmod 600 it\)"):
         parse_sources({"s": {"dsn": "mysql://u@h/db", "stream": "x", "passwordFile": "pw"}}, path)
+
+
+def test_the_mysql_libraries_are_imported_only_when_a_source_runs() -> None:
+    code = (
+        "import sys, shardline, shardline.cli, shardline.sources.config\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in ('pymysql', 'pymysqlreplication')]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
