@@ -35,12 +35,14 @@ from .server import (
     row_estimates,
 )
 from .sink import Sink, put_ordered
-from .snapshot import begin_consistent_read, current_position, read_chunk
+from .snapshot import begin_consistent_read, current_position, fetch_rows, read_chunk, scan
 from .stats import SourceStats
 
 __all__ = ["MySqlSource"]
 
 log = logging.getLogger("shardline.sources")
+
+MAX_TAKE_ROWS = 5000  # changes put (and held in memory) at once at most, beyond one transaction's batch
 
 
 class MySqlSource:
@@ -128,8 +130,19 @@ class MySqlSource:
             await asyncio.to_thread(conn.close)
 
     async def _snapshot_table(self, conn: Any, table: Table, progress: TableProgress, at: Position) -> None:
+        cursor = await asyncio.to_thread(scan, conn, table) if not table.key else None
+        try:
+            await self._snapshot_rows(conn, cursor, table, progress, at)
+        finally:
+            if cursor is not None:
+                await asyncio.to_thread(cursor.close)
+
+    async def _snapshot_rows(self, conn: Any, cursor: Any, table: Table, progress: TableProgress, at: Position) -> None:
         while not self._stopping:
-            rows = await asyncio.to_thread(read_chunk, conn, table, progress.after, self.cfg.chunk_size)
+            if cursor is not None:
+                rows = await asyncio.to_thread(fetch_rows, cursor, table, self.cfg.chunk_size)
+            else:
+                rows = await asyncio.to_thread(read_chunk, conn, table, progress.after, self.cfg.chunk_size)
             now = self.clock.now_ms()
             key_cols = tuple(c for c in table.columns if c in table.key)  # (key columns in column order)
             changes = [
@@ -140,9 +153,9 @@ class MySqlSource:
                 await put_ordered(self.sink, [self._record(c) for c in changes])
                 progress.rows += len(rows)
                 self.stats.rows(table.full_name, len(rows), snapshot=True)
-            if not table.key or len(rows) < self.cfg.chunk_size:
+            if len(rows) < self.cfg.chunk_size:
                 progress.done = True
-            else:
+            elif table.key:
                 progress.after = [rows[-1][k] for k in table.key]
             await asyncio.to_thread(self.checkpoint.save)
             if progress.done:
@@ -207,6 +220,7 @@ class MySqlSource:
 def _take(q: queue.Queue[Batch | BaseException], timeout_s: float) -> list[Batch]:
     """Wait up to ``timeout_s`` for a batch, then take every batch already queued (a reader error is raised)."""
     out: list[Batch] = []
+    rows = 0
     try:
         item = q.get(timeout=timeout_s)
     except queue.Empty:
@@ -215,7 +229,8 @@ def _take(q: queue.Queue[Batch | BaseException], timeout_s: float) -> list[Batch
         if isinstance(item, BaseException):
             raise item
         out.append(item)
-        if len(out) >= 256:
+        rows += len(item.changes)
+        if rows >= MAX_TAKE_ROWS:
             return out
         try:
             item = q.get_nowait()

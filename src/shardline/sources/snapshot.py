@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pymysql.cursors
+
 from .envelope import Position
 from .server import Table
 
-__all__ = ["begin_consistent_read", "current_position", "read_chunk"]
+__all__ = ["begin_consistent_read", "current_position", "fetch_rows", "read_chunk", "scan"]
 
 
 def _quote(name: str) -> str:
@@ -48,20 +50,34 @@ def begin_consistent_read(conn: Any, flavour: str) -> Position:
             cur.execute("UNLOCK TABLES")
 
 
-def read_chunk(conn: Any, table: Table, after: list[Any] | None, limit: int) -> list[dict[str, Any]]:
-    """The next ``limit`` rows of ``table`` after the key ``after`` (None: from the first), in key order.
-
-    A table without a primary key is read whole (``limit`` ignored); it cannot be resumed in the middle."""
+def _select(table: Table) -> str:
     cols = ", ".join(_quote(c) for c in table.columns)
-    sql = f"SELECT {cols} FROM {_quote(table.db)}.{_quote(table.name)}"
+    return f"SELECT {cols} FROM {_quote(table.db)}.{_quote(table.name)}"
+
+
+def read_chunk(conn: Any, table: Table, after: list[Any] | None, limit: int) -> list[dict[str, Any]]:
+    """The next ``limit`` rows of ``table`` (which has a primary key) after the key ``after`` (None: from the
+    first), in key order."""
+    sql = _select(table)
     args: list[Any] = []
-    if table.key:
-        keys = ", ".join(_quote(k) for k in table.key)
-        if after is not None:
-            sql += f" WHERE ({keys}) > ({', '.join(['%s'] * len(after))})"
-            args = list(after)
-        sql += f" ORDER BY {keys} LIMIT {int(limit)}"
+    keys = ", ".join(_quote(k) for k in table.key)
+    if after is not None:
+        sql += f" WHERE ({keys}) > ({', '.join(['%s'] * len(after))})"
+        args = list(after)
+    sql += f" ORDER BY {keys} LIMIT {int(limit)}"
     with conn.cursor() as cur:
         cur.execute(sql, args)
         rows = cur.fetchall()
     return [dict(zip(table.columns, r, strict=True)) for r in rows]
+
+
+def scan(conn: Any, table: Table) -> Any:
+    """An unbuffered cursor over a table without a primary key (read once, ``fetch_rows`` at a time: memory stays
+    bounded; such a table cannot be resumed in the middle)."""
+    cur = conn.cursor(pymysql.cursors.SSCursor)
+    cur.execute(_select(table))
+    return cur
+
+
+def fetch_rows(cur: Any, table: Table, limit: int) -> list[dict[str, Any]]:
+    return [dict(zip(table.columns, r, strict=True)) for r in cur.fetchmany(limit)]
