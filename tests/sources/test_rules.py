@@ -176,6 +176,7 @@ def test_config(tmp_path: Path) -> None:
     assert cfg.tables("shop", "orders") and not cfg.tables("shop", "tmp_1") and not cfg.tables("other", "orders")
     listed = parse_sources({"s": {"dsn": "mysql://u@h/db", "stream": "x", "tables": ["db.a"]}}, path)["s"]
     assert listed.tables("db", "a") and not listed.tables("db", "b") and listed.password_env == "S_DB_PASSWORD"
+    assert listed.server_id != cfg.server_id and 1_000_000 <= listed.server_id < 2_000_000
     bad = {
         "mysql://u:pw@h/db": "sources.s.dsn: holds a password: put it in $S_DB_PASSWORD or a passwordFile instead",
         "postgres://u@h/db": "sources.s.dsn: must look like mysql://USER@HOST:PORT/DATABASE",

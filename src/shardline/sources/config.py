@@ -11,7 +11,7 @@ sources:
     format: debezium                  # or dms
     snapshot: initial                 # initial | never
     keyless: refuse                   # refuse | table (a table without a primary key goes to one shard)
-    serverId: 4243                    # the replica id this source uses (unique among the server's replicas)
+    serverId: 1004243                 # the replica id this source uses (default: derived from the source's name)
     chunkSize: 1000                   # rows per snapshot query
 ```
 The password never appears in the file (a DSN with one is refused) and is never logged.
@@ -23,6 +23,7 @@ import fnmatch
 import os
 import re
 import stat
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,11 +173,16 @@ def _source(ctx: ConfigFile, name: str, spec: Any) -> SourceConfig:
         format=picked["format"],
         snapshot=picked["snapshot"],
         keyless=picked["keyless"],
-        server_id=ctx.integer(f"{where}.serverId", spec.get("serverId", 4243), 1, 2**32 - 1),
+        # Two readers with one id make the server drop the older connection: each source gets its own by default.
+        server_id=ctx.integer(f"{where}.serverId", spec.get("serverId", default_server_id(name)), 1, 2**32 - 1),
         chunk_size=ctx.integer(f"{where}.chunkSize", spec.get("chunkSize", 1000), 1, 100_000),
         password_env=password_env,
         password_file=password_file,
     )
+
+
+def default_server_id(name: str) -> int:
+    return 1_000_000 + zlib.crc32(name.encode()) % 1_000_000
 
 
 def _env_name(name: str) -> str:
