@@ -25,8 +25,10 @@ ALLOWED: dict[str, set[str]] = {
     "runtime": {"engine", "storage", "leaf"},
     "sources": {"engine", "leaf"},  # CDC sources: at the runtime's level, writing through the engine or boto3
     "metrics": {"engine", "storage", "runtime", "sources", "leaf"},
-    "cli": {"package", "api", "engine", "storage", "runtime", "sources", "metrics", "leaf"},
-    "package": {"api", "engine", "storage", "runtime", "metrics", "leaf"},
+    # project files (serverless.yml, SAM, CloudFormation) resolved into the runtime's ProjectConfig
+    "projectfile": {"runtime", "engine", "storage", "leaf"},
+    "cli": {"package", "api", "engine", "storage", "runtime", "sources", "metrics", "projectfile", "leaf"},
+    "package": {"api", "engine", "storage", "runtime", "metrics", "projectfile", "leaf"},
 }
 
 
