@@ -35,12 +35,13 @@ from ..errors import (
 )
 from ..models import Record
 from . import onfailure
-from .checkpoints import Lease, LeaseLost, LeaseStore
 from .destinations import Destination
 from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
 from .functions import InvocationResult, Throttled
+from .leases import ChildShard, Lease, LeaseLost, LeaseStore
 from .mapping import MappingConfig, RuntimeTuning
 from .policy import ErrorPolicy
+from .position import Position
 from .settling import Entry, Settler
 from .source import ShardSource
 from .stats import ShardStats
@@ -82,6 +83,10 @@ class MappingContext(Protocol):
     recent_failures: deque[dict[str, Any]]  # the latest on-failure records, for monitoring
 
     def running(self) -> bool: ...
+
+    async def child_shards(self, shard_ids: tuple[str, ...]) -> list[ChildShard]:
+        """The shards a finished shard ended into, each with all of its parents."""
+        ...
 
 
 class _SubShard:
@@ -134,7 +139,7 @@ class ShardProcessor:
                     await w
             if self._ended and self.ctx.running() and self._settler.outstanding == 0:
                 self._write_checkpoint()
-                self.ctx.store.finish(self.lease, self.children)
+                self.ctx.store.finish(self.lease, await self.ctx.child_shards(self.children))
                 self.finished = True
                 log.info("mapping %s %s: settled to SHARD_END", self.ctx.config.uuid, self.shard_id)
             else:
@@ -178,29 +183,30 @@ class ShardProcessor:
 
     def _write_checkpoint(self) -> None:
         if self._settler.dirty and self._settler.checkpoint is not None:
-            self.ctx.store.checkpoint(self.lease, self._settler.checkpoint)
+            self.ctx.store.checkpoint(self.lease, Position.sequence(self._settler.checkpoint))
             self._settler.dirty = False
             self.stats.checkpoint_moved_ms = self.ctx.clock.now_ms()
-        self.stats.lag_records = self.ctx.source.lag(self.shard_id, self._settler.checkpoint or self.lease.checkpoint)
+        cp = self._settler.checkpoint
+        self.stats.lag_records = self.ctx.source.lag(
+            self.shard_id, Position.sequence(cp) if cp is not None else self.lease.position
+        )
 
     def _buffered(self) -> int:
         return sum(len(s.queue) for s in self._subs)
 
     # ----------------------------------------------------------------- fetching
     async def _start_iterator(self) -> str:
-        cp = self.lease.checkpoint
+        pos = self.lease.position
         src = self.ctx.source
-        if cp == "LATEST":
+        if pos.kind == "LATEST":
             # Pin LATEST to a concrete position at once and keep it: an iterator that expires before the first
             # record arrives must never be replaced by a later LATEST (that would skip what came in between).
-            cp = src.tip(self.shard_id) or f"AT_TIMESTAMP:{self.ctx.clock.now_ms()}"
-            self.ctx.store.checkpoint(self.lease, cp)
-            self.lease = dataclasses.replace(self.lease, checkpoint=cp)
-        if cp.isdigit():
-            return await src.get_iterator(self.shard_id, "AFTER_SEQUENCE_NUMBER", sequence_number=cp)
-        if cp.startswith("AT_TIMESTAMP:"):
-            return await src.get_iterator(self.shard_id, "AT_TIMESTAMP", timestamp_ms=int(cp.split(":", 1)[1]))
-        return await src.get_iterator(self.shard_id, cp)
+            tip = src.tip(self.shard_id)
+            pos = Position.parse(tip) if tip is not None else Position.at_timestamp(self.ctx.clock.now_ms())
+            self.ctx.store.checkpoint(self.lease, pos)
+            self.lease = dataclasses.replace(self.lease, position=pos)
+        kind, sequence_number, timestamp_ms = pos.iterator()
+        return await src.get_iterator(self.shard_id, kind, sequence_number=sequence_number, timestamp_ms=timestamp_ms)
 
     async def _fetch_loop(self) -> None:
         try:

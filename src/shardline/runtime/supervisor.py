@@ -16,10 +16,11 @@ from typing import Any
 
 from ..clock import Clock, SystemClock
 from ..errors import KinesisError
-from .checkpoints import LeaseStore
 from .destinations import Destination
 from .functions import FunctionPool
+from .leases import ChildShard, LeaseStore
 from .mapping import MappingConfig, RuntimeTuning
+from .position import TRIM_HORIZON, Position
 from .processor import Invoker, RecordMatcher, ShardProcessor
 from .source import ShardSource, SourceShard
 from .stats import COUNTERS, NO_RESULT, ShardStats
@@ -72,6 +73,7 @@ class Mapping:
         self._task: asyncio.Task[None] | None = None
         self._processors: dict[str, ShardProcessor] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._parents: dict[str, tuple[str, ...]] = {}  # shard -> its parents, as last listed
         self._resync = asyncio.Event()
         self._finished_stats = ShardStats()
         self._syncs_started = 0
@@ -156,8 +158,17 @@ class Mapping:
                 self.state = "Disabled"
             self._pulse_synced()
 
+    async def child_shards(self, shard_ids: tuple[str, ...]) -> list[ChildShard]:
+        """The shards a finished shard ended into, with their parents (listed again when one is not known yet)."""
+        if any(sid not in self._parents for sid in shard_ids):
+            for s in await self.source.list_shards():
+                self._parents[s.shard_id] = s.parent_ids
+        return [ChildShard(sid, self._parents.get(sid, ())) for sid in shard_ids]
+
     async def _sync(self, first_pass: bool) -> None:
         shards = await self.source.list_shards()
+        for s in shards:
+            self._parents[s.shard_id] = s.parent_ids
         listed = {s.shard_id for s in shards}
         for s in shards:
             if s.shard_id in self._tasks:
@@ -173,13 +184,14 @@ class Mapping:
             self._processors[s.shard_id] = proc
             self._tasks[s.shard_id] = asyncio.create_task(self._run_shard(proc), name=f"{self.uuid}-{s.shard_id}")
 
-    def _initial_position(self, shard: SourceShard, first_pass: bool) -> str:
+    def _initial_position(self, shard: SourceShard, first_pass: bool) -> Position:
         cfg = self._config
         if not first_pass and shard.parent_ids:
-            return "TRIM_HORIZON"
+            return TRIM_HORIZON
         if cfg.starting_position == "AT_TIMESTAMP":
-            return f"AT_TIMESTAMP:{cfg.starting_position_timestamp_ms}"
-        return cfg.starting_position
+            assert cfg.starting_position_timestamp_ms is not None
+            return Position.at_timestamp(cfg.starting_position_timestamp_ms)
+        return Position(cfg.starting_position)
 
     def _parents_done(self, shard: SourceShard, listed: set[str]) -> bool:
         for parent in shard.parent_ids:
