@@ -120,10 +120,49 @@ class ShardProcessor:
         self._caught_up_at = 0  # the number of the latest read, if it found no new record
         self._idle_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._done = False
+        # Lease hooks (many workers): a local deadline (monotonic) past which no batch starts until a renew moves
+        # it; ``drain`` (a handoff) ends processing after the in-flight sub-batches; ``lose`` ends it at once.
+        self.deadline: float | None = None
+        self.lost = False
+        self._halted = False
+        self._renewed = asyncio.Event()
 
     def interrupt(self) -> None:
         """The mapping is stopping: end any backoff now (what it waited to retry stays unsettled)."""
         self._stopped.set()
+
+    # ----------------------------------------------------------------- lease hooks
+    @property
+    def epoch(self) -> int:
+        """The lease epoch this processor runs under (the fencing token)."""
+        return self.lease.epoch
+
+    def drain(self) -> None:
+        """Hand the shard over: start no new batch; the in-flight sub-batches finish and checkpoint, then ``run``
+        returns (and the owner releases the lease)."""
+        self._halted = True
+        self._wake_all()
+
+    def lose(self) -> None:
+        """The lease is gone: stop at once; nothing more is written (a write would be fenced anyway)."""
+        self.lost = True
+        self._halted = True
+        self._stopped.set()
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        self.ctx.source.wake(self.shard_id)
+        self._space.set()
+        self._renewed.set()
+        for sub in self._subs:
+            sub.wakeup.set()
+
+    def _active(self) -> bool:
+        return self.ctx.running() and not self._halted
+
+    def _may_dispatch(self) -> bool:
+        """A batch may start now: the lease is held and its local deadline has not passed."""
+        return self._active() and (self.deadline is None or self.ctx.clock.monotonic() < self.deadline)
 
     # ----------------------------------------------------------------- main loop
     async def run(self) -> None:
@@ -137,7 +176,9 @@ class ShardProcessor:
                     sub.wakeup.set()
                 for w in workers:
                     await w
-            if self._ended and self.ctx.running() and self._settler.outstanding == 0:
+            if self.lost:
+                pass
+            elif self._ended and self.ctx.running() and self._settler.outstanding == 0:
                 self._write_checkpoint()
                 self.ctx.store.finish(self.lease, await self.ctx.child_shards(self.children))
                 self.finished = True
@@ -182,6 +223,8 @@ class ShardProcessor:
         self._idle_waiters = waiting
 
     def _write_checkpoint(self) -> None:
+        if self.lost:
+            return
         if self._settler.dirty and self._settler.checkpoint is not None:
             self.ctx.store.checkpoint(self.lease, Position.sequence(self._settler.checkpoint))
             self._settler.dirty = False
@@ -224,7 +267,7 @@ class ShardProcessor:
         last_fetched: str | None = None
         throttle_delay = tuning.throttle_backoff_s
         cap = max(2 * ctx.config.batch_size, tuning.read_limit)
-        while ctx.running() and iterator is not None:
+        while self._active() and iterator is not None:
             room = cap - self._buffered()
             if room <= 0:
                 self._space.clear()
@@ -302,7 +345,12 @@ class ShardProcessor:
     async def _sub_loop(self, sub: _SubShard) -> None:
         ctx = self.ctx
         window_opened = ctx.clock.monotonic()
-        while ctx.running():
+        while self._active():
+            if not self._may_dispatch():
+                # Past the lease's local deadline: wait for a renew (or the lease's loss) before any batch.
+                self._renewed.clear()
+                await self._wait(self._renewed, 0.1)
+                continue
             cfg = ctx.config
             tumbling_ms = cfg.tumbling_window_s * 1000
             if sub.window is not None and self._window_over(sub, sub.window):
@@ -425,13 +473,13 @@ class ShardProcessor:
         decides. In a tumbling window, handled records are held until the window's final invocation succeeds."""
         ctx = self.ctx
         work: deque[tuple[list[Entry], int]] = deque([(batch, 0)])
-        while work and ctx.running():
+        while work and self._active():
             cur, attempts = work.popleft()
             retries = 0
             delay = ctx.tuning.retry_backoff_s
             last: InvocationResult | None = None
             throttle_delay = ctx.tuning.throttle_backoff_s
-            while cur and ctx.running():
+            while cur and self._active():
                 cfg = ctx.config
                 policy = ErrorPolicy.of(cfg)
                 expired = policy.expired((e.record.approximate_arrival_ms for e in cur), ctx.clock.now_ms())

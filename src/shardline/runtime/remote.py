@@ -20,6 +20,7 @@ from botocore.config import Config
 from ..errors import KinesisError, ResourceNotFoundException
 from .config import ProjectConfig
 from .destinations import Destination, KinesisStreamDestination
+from .leases.coordinator import LeaseTiming
 from .mapping import RuntimeTuning
 from .project import Project
 from .source import KinesisSource, ShardSource
@@ -91,10 +92,21 @@ class RemoteProject(Project):
         create_streams: bool = False,
         tuning: RuntimeTuning | None = None,
         region: str = "us-east-1",
+        leasing: LeaseTiming | None = None,
+        leases: str | None = None,
+        worker_id: str | None = None,
     ) -> None:
         wiring = KinesisWiring(client, create_streams=create_streams, region=region)
         # AWS's cadence: remote shards are polled.
-        super().__init__(config, wiring, state_dir=state_dir, tuning=tuning or RuntimeTuning(poll_interval_s=1.0))
+        super().__init__(
+            config,
+            wiring,
+            state_dir=state_dir,
+            tuning=tuning or RuntimeTuning(poll_interval_s=1.0),
+            leasing=leasing,
+            leases=leases,
+            worker_id=worker_id,
+        )
         self.client = client
 
 

@@ -18,7 +18,8 @@ from ..clock import Clock, SystemClock
 from ..errors import KinesisError
 from .destinations import Destination
 from .functions import FunctionPool
-from .leases import ChildShard, LeaseStore
+from .leases import ChildShard, Lease, LeaseStore, LeaseUnavailable
+from .leases.coordinator import LeaseTiming, LeaseWorker
 from .mapping import MappingConfig, RuntimeTuning
 from .position import TRIM_HORIZON, Position
 from .processor import Invoker, RecordMatcher, ShardProcessor
@@ -57,8 +58,13 @@ class Mapping:
         tuning: RuntimeTuning | None = None,
         clock: Clock | None = None,
         region: str = "us-east-1",
+        leasing: LeaseTiming | None = None,
     ) -> None:
         self._config = config
+        # With ``leasing``, shards are shared with other worker processes through the lease store (a LeaseWorker
+        # takes, renews and hands over leases); without, this process holds every lease of the mapping.
+        self.leasing = leasing
+        self.lease_worker: LeaseWorker | None = None
         self.function = function
         self.function_arn = function_arn
         self.role_arn = role_arn
@@ -132,6 +138,9 @@ class Mapping:
     async def _run(self) -> None:
         self.state = "Enabled"
         first_pass = not self.store.leases(self.uuid)
+        worker_task: asyncio.Task[None] | None = None
+        if self.leasing is not None:
+            self.lease_worker = LeaseWorker(self.store, self.uuid, self.leasing, self.clock, self._launch)
         try:
             while self.running():
                 self._syncs_started += 1
@@ -140,7 +149,11 @@ class Mapping:
                     first_pass = False
                 except KinesisError as exc:
                     log.error("mapping %s: cannot list shards of %s: %s", self.uuid, self.source.stream_name, exc)
+                except LeaseUnavailable as exc:
+                    log.error("mapping %s: cannot record the shards of %s: %s", self.uuid, self.source.stream_name, exc)
                 self._syncs_done = self._syncs_started
+                if self.lease_worker is not None and worker_task is None:
+                    worker_task = asyncio.create_task(self.lease_worker.run(), name=f"leases-{self.uuid}")
                 self._pulse_synced()
                 self._resync.clear()
                 with contextlib.suppress(TimeoutError):
@@ -151,6 +164,11 @@ class Mapping:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await t
             self._tasks.clear()
+            if self.lease_worker is not None:
+                self.lease_worker.stop()
+                if worker_task is not None:
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await worker_task
             for p in self._processors.values():
                 self._absorb(p.stats)
             self._processors.clear()
@@ -174,6 +192,12 @@ class Mapping:
             if s.shard_id in self._tasks:
                 continue
             initial = self._initial_position(s, first_pass)
+            if self.lease_worker is not None:
+                # Shared: only make sure every shard has a lease; the lease worker decides who runs it.
+                await asyncio.to_thread(
+                    self.store.ensure, self.uuid, self.source.stream_name, s.shard_id, s.parent_ids, initial
+                )
+                continue
             lease = self.store.ensure(self.uuid, self.source.stream_name, s.shard_id, s.parent_ids, initial)
             if lease.finished:
                 continue
@@ -202,6 +226,14 @@ class Mapping:
                 return False
         return True
 
+    def _launch(self, lease: Lease, deadline: float) -> ShardProcessor:
+        """Start processing a lease the lease worker took (many-worker mode)."""
+        proc = ShardProcessor(self, lease.shard_id, lease)
+        proc.deadline = deadline
+        self._processors[lease.shard_id] = proc
+        self._tasks[lease.shard_id] = asyncio.create_task(self._run_shard(proc), name=f"{self.uuid}-{lease.shard_id}")
+        return proc
+
     async def _run_shard(self, proc: ShardProcessor) -> None:
         try:
             await proc.run()
@@ -209,8 +241,11 @@ class Mapping:
             log.exception(
                 "mapping %s %s: shard processor failed; it restarts from its checkpoint", self.uuid, proc.shard_id
             )
-            await asyncio.sleep(self.tuning.throttle_backoff_s)
+            if self.lease_worker is None:
+                await asyncio.sleep(self.tuning.throttle_backoff_s)
         finally:
+            if self.lease_worker is not None:
+                await self.lease_worker.ended(proc.lease, lost=proc.lost)
             self._tasks.pop(proc.shard_id, None)
             done = self._processors.pop(proc.shard_id, None)
             if done is not None:

@@ -67,7 +67,13 @@ class PostgresLeaseStore:
         self._lock = threading.Lock()
         self._conn: Any = None
         self.statements = 0
-        self._run(lambda cur: cur.execute(SCHEMA))
+        self._run(self._create_schema, transaction=True)
+
+    @staticmethod
+    def _create_schema(cur: Any) -> None:
+        # Workers starting together would race on CREATE TABLE IF NOT EXISTS: one transaction-scoped lock orders them.
+        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended('shardline-lease-schema', 0))")
+        cur.execute(SCHEMA)
 
     # ----------------------------------------------------------------- connection
     def _connect(self) -> Any:
@@ -163,7 +169,12 @@ class PostgresLeaseStore:
                 "cp": str(initial),
             },
         )
-        return self._lease(app, rows[0])
+        if rows:
+            return self._lease(app, rows[0])
+        # Inserted by another worker after this statement's snapshot: read it now.
+        lease = self.get(app, stream, shard_id)
+        assert lease is not None
+        return lease
 
     def take(self, app: str, stream: str, shard_id: str, *, ttl_s: float = 10.0) -> Lease:
         rows = self._rows(
