@@ -1,0 +1,176 @@
+"""Acceptance checks of spec §5 with real processes: one `shardline serve`, several `shardline run` workers sharing
+a PostgreSQL (or SQLite) lease table. Each prints the counts it asserts."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from _shardline import kinesis, shardline
+
+from ._cluster import Cluster, Producer, Sampler, delivery_counts, overlaps, owners, wait_for, write_project
+from ._pg import scratch_database
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    with scratch_database() as url:
+        yield url
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path) -> Iterator[str]:
+    with shardline("serve", "--port", "0", "--data-dir", str(tmp_path / "server"), "--fsync", "never") as running:
+        yield running.url
+        running.proc.terminate()
+        running.proc.wait(timeout=15)
+
+
+def _cluster(tmp_path: Path, endpoint: str, dsn: str, shards: int, leases: str | None = None) -> Cluster:
+    project = write_project(tmp_path / "proj", shards, dsn)
+    client = kinesis(endpoint)
+    client.create_stream(StreamName="events", ShardCount=shards)
+    client.get_waiter("stream_exists").wait(StreamName="events")
+    return Cluster(tmp_path, endpoint, project, leases or dsn)
+
+
+def _table_exists(dsn: str) -> bool:
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute("SELECT to_regclass('shard_lease') IS NOT NULL").fetchone() == (True,)
+
+
+def _balanced(dsn: str, workers: int, shards: int) -> dict[str, list[str]] | None:
+    got = owners(dsn)
+    counts = [len(v) for v in got.values()]
+    if len(got) == workers and sum(counts) == shards and max(counts) - min(counts) <= 1:
+        return got
+    return None
+
+
+def test_cold_start_three_workers_share_eight_shards(tmp_path: Path, endpoint: str, dsn: str) -> None:
+    """Check 1: all 8 leases owned, then split 3/3/2; the sampler never sees an epoch go down."""
+    c = _cluster(tmp_path, endpoint, dsn, 8)
+    try:
+        for name in ("w1", "w2", "w3"):
+            c.start_worker(name)
+        wait_for("the lease table", lambda: _table_exists(dsn))
+        sampler = Sampler(dsn)
+        sampler.start()
+        wait_for("all 8 leases owned", lambda: sum(len(v) for v in owners(dsn).values()) == 8)
+        split = wait_for("a 3/3/2 split", lambda: _balanced(dsn, 3, 8))
+        sampler.stop()
+        print(
+            f"cold start: split {sorted(len(v) for v in split.values())}, epoch regressions {len(sampler.regressions)}"
+        )
+        assert sorted(len(v) for v in split.values()) == [2, 3, 3]
+        assert sampler.regressions == []
+    finally:
+        c.stop_all()
+
+
+def _load_until_balanced(c: Cluster, dsn: str, workers: int, shards: int) -> Producer:
+    producer = Producer(kinesis(c.endpoint), rate=200 * shards)
+    producer.start()
+    wait_for("a balanced split", lambda: _balanced(dsn, workers, shards))
+    return producer
+
+
+def test_sigkill_one_of_three_under_load(tmp_path: Path, endpoint: str, dsn: str) -> None:
+    """Check 2: a SIGKILLed worker's leases go to the survivors; 0 lost, duplicates <= 100 x its leases, 0 overlaps."""
+    c = _cluster(tmp_path, endpoint, dsn, 6)
+    try:
+        w = [c.start_worker(name) for name in ("w1", "w2", "w3")]
+        producer = _load_until_balanced(c, dsn, 3, 6)
+        victim_leases = owners(dsn)["w2"]
+        w[1].signal(signal.SIGKILL)
+        wait_for(
+            "the killed worker's leases owned by survivors",
+            lambda: all(s in owners(dsn).get("w1", []) + owners(dsn).get("w3", []) for s in victim_leases),
+        )
+        sent = producer.stop()
+        wait_for("every record delivered", lambda: delivery_counts(dsn, sent)[0] == 0, timeout=120)
+        lost, dups, per = delivery_counts(dsn, sent)
+        both = overlaps(dsn)
+        print(f"SIGKILL 1 of 3: sent {sent}, lost {lost}, duplicates {dups} (bound {100 * len(victim_leases)}), "
+              f"overlapping owners {both}, per worker {per}")  # fmt: skip
+        assert lost == 0
+        assert dups <= 100 * len(victim_leases)
+        assert both == 0
+    finally:
+        c.stop_all()
+
+
+def test_graceful_stop_hands_leases_over_without_duplicates(tmp_path: Path, endpoint: str, dsn: str) -> None:
+    """Check 4: SIGTERM releases the leases (taken by the others), exit 0, 0 duplicates, 0 lost, 0 overlaps."""
+    c = _cluster(tmp_path, endpoint, dsn, 6)
+    try:
+        w = [c.start_worker(name) for name in ("w1", "w2", "w3")]
+        producer = _load_until_balanced(c, dsn, 3, 6)
+        w[2].signal(signal.SIGTERM)
+        assert w[2].proc.wait(timeout=30) == 0
+        wait_for("the stopped worker's leases taken", lambda: _balanced(dsn, 2, 6))
+        sent = producer.stop()
+        wait_for("every record delivered", lambda: delivery_counts(dsn, sent)[0] == 0, timeout=120)
+        lost, dups, per = delivery_counts(dsn, sent)
+        both = overlaps(dsn)
+        print(f"SIGTERM 1 of 3: sent {sent}, lost {lost}, duplicates {dups}, overlapping owners {both}, per {per}")
+        assert (lost, dups, both) == (0, 0, 0)
+    finally:
+        c.stop_all()
+
+
+def _sqlite_owners(path: Path) -> dict[str, list[str]]:
+    if not path.exists():
+        return {}
+    with sqlite3.connect(path) as db:
+        if db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'shard_lease'").fetchone() == (0,):
+            return {}
+        now = time.time_ns() // 1_000_000  # the workers' store clock: this host's wall clock
+        rows = db.execute(
+            "SELECT owner, shard_id FROM shard_lease WHERE finished_at_ms IS NULL AND owner IS NOT NULL "
+            "AND expires_at_ms > ? ORDER BY shard_id",
+            (now,),
+        ).fetchall()
+    out: dict[str, list[str]] = {}
+    for o, s in rows:
+        out.setdefault(o, []).append(s)
+    return out
+
+
+def test_sqlite_one_machine_kill_and_stop(tmp_path: Path, endpoint: str, dsn: str) -> None:
+    """Check 15 (part): 4 workers share one SQLite file; SIGKILL one, SIGTERM another; 0 lost, duplicates bounded."""
+    path = tmp_path / "shared" / "leases.db"
+    c = _cluster(tmp_path, endpoint, dsn, 8, leases=f"sqlite:{path}")
+    try:
+        w = [c.start_worker(f"w{i}") for i in range(1, 5)]
+        producer = Producer(kinesis(c.endpoint), rate=800)
+        producer.start()
+
+        def balanced(n: int) -> bool:
+            counts = [len(v) for v in _sqlite_owners(path).values()] if path.exists() else []
+            return len(counts) == n and sum(counts) == 8 and max(counts) - min(counts) <= 1
+
+        wait_for("4 workers balanced", lambda: balanced(4))
+        killed = _sqlite_owners(path)["w1"]
+        w[0].signal(signal.SIGKILL)
+        wait_for("3 workers balanced", lambda: balanced(3))
+        w[1].signal(signal.SIGTERM)
+        assert w[1].proc.wait(timeout=30) == 0
+        wait_for("2 workers balanced", lambda: balanced(2))
+        sent = producer.stop()
+        wait_for("every record delivered", lambda: delivery_counts(dsn, sent)[0] == 0, timeout=120)
+        lost, dups, per = delivery_counts(dsn, sent)
+        both = overlaps(dsn)
+        locked = sum(x.log.read_text().count("database is locked") for x in w)
+        print(f"SQLite, 4 workers: sent {sent}, lost {lost}, duplicates {dups} (bound {100 * len(killed)}), "
+              f"overlapping owners {both}, 'database is locked' {locked}, per {per}")  # fmt: skip
+        assert lost == 0 and dups <= 100 * len(killed) and both == 0 and locked == 0
+    finally:
+        c.stop_all()
