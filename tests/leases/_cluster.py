@@ -40,12 +40,13 @@ def handler(event, context):
     for r in event["Records"]:
         k = r["kinesis"]
         shard = r["eventID"].split(":")[0]
-        rows.append((shard, k["sequenceNumber"], base64.b64decode(k["data"]).decode(), os.getppid()))
+        rows.append((shard, k["sequenceNumber"], base64.b64decode(k["data"]).decode(), os.getppid(),
+                     context.lease_epoch))
     time.sleep(float(os.environ.get("HANDLER_SLEEP", "0")))
     t_end = time.time()
     with _conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO delivered (shard_id, seq, n, worker, t_start, t_end) VALUES (%s, %s, %s, %s, "
+            "INSERT INTO delivered (shard_id, seq, n, worker, epoch, t_start, t_end) VALUES (%s, %s, %s, %s, %s, "
             "to_timestamp(%s), to_timestamp(%s))",
             [row + (t_start, t_end) for row in rows],
         )
@@ -71,7 +72,7 @@ functions:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS delivered (id bigserial PRIMARY KEY, shard_id text, seq text, n text, "
-            "worker int, t_start timestamptz, t_end timestamptz)"
+            "worker int, epoch bigint, t_start timestamptz, t_end timestamptz)"
         )
     return cfg
 
@@ -215,6 +216,18 @@ def delivery_counts(dsn: str, sent: int) -> tuple[int, int, dict[str, int]]:
     lost = sum(1 for i in range(sent) if i not in seen)
     dups = sum(c - 1 for c in seen.values() if c > 1)
     return lost, dups, {str(w): int(c) for w, c in per}
+
+
+def same_epoch_duplicates(dsn: str) -> int:
+    """Records delivered twice under one epoch (a duplicate must come from an ownership change), plus deliveries
+    without an epoch in the handler's context."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM (SELECT n FROM delivered GROUP BY n, shard_id, epoch HAVING count(*) > 1) d)"
+            " + (SELECT count(*) FROM delivered WHERE epoch IS NULL)"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def overlaps(dsn: str) -> int:

@@ -13,7 +13,17 @@ import pytest
 
 from _shardline import kinesis, shardline
 
-from ._cluster import Cluster, Producer, Sampler, delivery_counts, overlaps, owners, wait_for, write_project
+from ._cluster import (
+    Cluster,
+    Producer,
+    Sampler,
+    delivery_counts,
+    overlaps,
+    owners,
+    same_epoch_duplicates,
+    wait_for,
+    write_project,
+)
 from ._pg import scratch_database
 
 
@@ -102,6 +112,7 @@ def test_sigkill_one_of_three_under_load(tmp_path: Path, endpoint: str, dsn: str
               f"overlapping owners {both}, per worker {per}")  # fmt: skip
         assert lost == 0
         assert dups <= 100 * len(victim_leases)
+        assert same_epoch_duplicates(dsn) == 0
         assert both == 0
     finally:
         c.stop_all()
@@ -172,5 +183,118 @@ def test_sqlite_one_machine_kill_and_stop(tmp_path: Path, endpoint: str, dsn: st
         print(f"SQLite, 4 workers: sent {sent}, lost {lost}, duplicates {dups} (bound {100 * len(killed)}), "
               f"overlapping owners {both}, 'database is locked' {locked}, per {per}")  # fmt: skip
         assert lost == 0 and dups <= 100 * len(killed) and both == 0 and locked == 0
+    finally:
+        c.stop_all()
+
+
+def _epochs(dsn: str) -> dict[str, int]:
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return {s: int(e) for s, e in conn.execute("SELECT shard_id, epoch FROM shard_lease").fetchall()}
+
+
+def _switches(dsn: str) -> int:
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT max(owner_switches_since_checkpoint) FROM shard_lease").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.slow
+def test_a_fourth_worker_joins_through_graceful_handoffs(tmp_path: Path, endpoint: str, dsn: str) -> None:
+    """Check 3: a 4th worker joins 3 holding 8 shards: 2/2/2/2 through graceful handoffs, 0 duplicates, 0 overlaps,
+    owner_switches_since_checkpoint <= 1."""
+    c = _cluster(tmp_path, endpoint, dsn, 8)
+    try:
+        for name in ("w1", "w2", "w3"):
+            c.start_worker(name)
+        producer = _load_until_balanced(c, dsn, 3, 8)
+        c.start_worker("w4")
+        wait_for("a 2/2/2/2 split", lambda: _balanced(dsn, 4, 8))
+        switches = _switches(dsn)
+        sent = producer.stop()
+        wait_for("every record delivered", lambda: delivery_counts(dsn, sent)[0] == 0, timeout=120)
+        lost, dups, per = delivery_counts(dsn, sent)
+        both = overlaps(dsn)
+        print(f"join: sent {sent}, lost {lost}, duplicates {dups}, overlapping owners {both}, "
+              f"max owner switches since checkpoint {switches}, per {per}")  # fmt: skip
+        assert (lost, dups, both) == (0, 0, 0)
+        assert switches <= 1
+    finally:
+        c.stop_all()
+
+
+@pytest.mark.slow
+def test_a_paused_worker_loses_its_leases_and_starts_no_batch_on_resume(
+    tmp_path: Path, endpoint: str, dsn: str
+) -> None:
+    """Check 5: SIGSTOP for ttl + 2 renew (5 s): its leases change owner; on SIGCONT its checkpoint is refused
+    (LeaseLost) and it starts no batch for a stolen lease; duplicates only from the batch in flight at the stop."""
+    import psycopg  # noqa: PLC0415
+
+    c = _cluster(tmp_path, endpoint, dsn, 6)
+    try:
+        w = [c.start_worker(name) for name in ("w1", "w2", "w3")]
+        producer = _load_until_balanced(c, dsn, 3, 6)
+        held = owners(dsn)["w2"]
+        w[1].signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        wait_for("the paused worker's leases taken", lambda: not owners(dsn).get("w2"))
+        while time.monotonic() < stopped + 5:  # the pause itself is what the check prescribes
+            time.sleep(0.1)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            resumed_at = conn.execute("SELECT now()").fetchone()
+        assert resumed_at is not None
+        w[1].signal(signal.SIGCONT)
+        wait_for("the resumed worker noticing the loss", lambda: "lost" in w[1].log.read_text())
+        sent = producer.stop()
+        wait_for("every record delivered", lambda: delivery_counts(dsn, sent)[0] == 0, timeout=120)
+        lost, dups, per = delivery_counts(dsn, sent)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            late = conn.execute(
+                "SELECT count(*) FROM delivered WHERE worker = %s AND t_start > %s", (w[1].pid, resumed_at[0])
+            ).fetchone()
+        assert late is not None
+        print(f"pause: sent {sent}, lost {lost}, duplicates {dups} (bound {100 * len(held)}), "
+              f"batches started after resume by the paused worker {late[0]}, per {per}")  # fmt: skip
+        assert lost == 0 and dups <= 100 * len(held) and late[0] == 0
+        assert same_epoch_duplicates(dsn) == 0
+    finally:
+        c.stop_all()
+
+
+def test_brief_database_drops_change_no_owner(tmp_path: Path, endpoint: str, dsn: str) -> None:
+    """Check 7: every lease session terminated 3 times, 2 s apart: epochs do not move, 0 duplicates, 0 lost."""
+    import psycopg  # noqa: PLC0415
+
+    c = _cluster(tmp_path, endpoint, dsn, 6)
+    try:
+        for name in ("w1", "w2", "w3"):
+            c.start_worker(name)
+        producer = _load_until_balanced(c, dsn, 3, 6)
+        before = _epochs(dsn)
+        killed = 0
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for i in range(3):
+                if i:
+                    time.sleep(2)  # the check's own cadence: drops 2 s apart
+                row = conn.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name LIKE 'shardline-lease:%%'"
+                ).fetchone()
+                assert row is not None
+                killed += int(row[0])
+        sent = producer.stop()
+        wait_for("every record delivered", lambda: delivery_counts(dsn, sent)[0] == 0, timeout=120)
+        after = _epochs(dsn)
+        lost, dups, per = delivery_counts(dsn, sent)
+        moved = sum(1 for k in before if after.get(k) != before[k])
+        print(f"DB drops: {killed} sessions terminated, epochs moved {moved}, sent {sent}, lost {lost}, "
+              f"duplicates {dups}, per {per}")  # fmt: skip
+        assert killed >= 3
+        assert (moved, lost, dups) == (0, 0, 0)
     finally:
         c.stop_all()

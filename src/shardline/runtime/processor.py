@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import random
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ..clock import Clock
 from ..engine.hashing import md5
@@ -38,7 +38,7 @@ from . import onfailure
 from .destinations import Destination
 from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
 from .functions import InvocationResult, Throttled
-from .leases import ChildShard, Lease, LeaseLost, LeaseStore
+from .leases import ChildShard, Lease, LeaseLost, LeaseStore, LeaseUnavailable
 from .mapping import MappingConfig, RuntimeTuning
 from .policy import ErrorPolicy
 from .position import Position
@@ -55,6 +55,12 @@ log = logging.getLogger("shardline.runtime")
 
 class Invoker(Protocol):
     async def invoke(self, event: bytes) -> InvocationResult: ...
+
+
+class EpochInvoker(Protocol):
+    """An invoker that hands the lease epoch to the handler (``context.lease_epoch``): FunctionPool does."""
+
+    async def invoke(self, event: bytes, *, lease_epoch: int | None = None) -> InvocationResult: ...
 
 
 class RecordMatcher(Protocol):
@@ -226,7 +232,13 @@ class ShardProcessor:
         if self.lost:
             return
         if self._settler.dirty and self._settler.checkpoint is not None:
-            self.ctx.store.checkpoint(self.lease, Position.sequence(self._settler.checkpoint))
+            try:
+                self.ctx.store.checkpoint(self.lease, Position.sequence(self._settler.checkpoint))
+            except LeaseUnavailable as exc:
+                # Nothing was written: the checkpoint stays due and the next batch writes it (the lease's local
+                # deadline stops the batches if the store stays away).
+                log.warning("mapping %s %s: checkpoint not written: %s", self.ctx.config.uuid, self.shard_id, exc)
+                return
             self._settler.dirty = False
             self.stats.checkpoint_moved_ms = self.ctx.clock.now_ms()
         cp = self._settler.checkpoint
@@ -443,7 +455,7 @@ class ShardProcessor:
         while ctx.running():
             event = encode_event([], window.extra(self.shard_id, ctx.source.stream_arn, final=True))
             try:
-                last = await ctx.function.invoke(event)
+                last = await self._invoke(event)
             except Throttled:
                 self.stats.throttles += 1
                 await self._sleep(ctx.tuning.throttle_backoff_s)
@@ -495,7 +507,7 @@ class ShardProcessor:
                     await self._discard(cur, "RetryAttemptsExhausted", 0, None, None)
                     break
                 try:
-                    last = await ctx.function.invoke(event_bytes)
+                    last = await self._invoke(event_bytes)
                 except Throttled:
                     self.stats.throttles += 1
                     await self._sleep(throttle_delay * (0.5 + random.random()))
@@ -531,6 +543,11 @@ class ShardProcessor:
                     continue
                 await self._discard(cur, "RetryAttemptsExhausted", attempts, last, verdict.function_error)
                 break
+
+    async def _invoke(self, event: bytes) -> InvocationResult:
+        if self.deadline is None:  # this process holds every lease: no epoch to hand over
+            return await self.ctx.function.invoke(event)
+        return await cast(EpochInvoker, self.ctx.function).invoke(event, lease_epoch=self.lease.epoch)
 
     def _invoked(self, batch: list[Entry]) -> None:
         stats = self.stats

@@ -93,6 +93,15 @@ class PostgresLeaseStore:
         )
 
     def _run(self, body: Callable[[Any], T], *, transaction: bool = False) -> T:
+        """Run ``body`` on the connection. A connection the server dropped (a restart, a terminated session) is
+        reopened and the statement tried once more: every statement here is a compare-and-set, so running one twice
+        changes nothing the first run did not (a repeated take or steal finds the lease already taken)."""
+        try:
+            return self._attempt(body, transaction)
+        except LeaseUnavailable:
+            return self._attempt(body, transaction)
+
+    def _attempt(self, body: Callable[[Any], T], transaction: bool) -> T:
         import psycopg  # noqa: PLC0415
 
         with self._lock:
