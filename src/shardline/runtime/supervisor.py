@@ -194,9 +194,7 @@ class Mapping:
             initial = self._initial_position(s, first_pass)
             if self.lease_worker is not None:
                 # Shared: only make sure every shard has a lease; the lease worker decides who runs it.
-                await asyncio.to_thread(
-                    self.store.ensure, self.uuid, self.source.stream_name, s.shard_id, s.parent_ids, initial
-                )
+                await asyncio.to_thread(self._ensure_shared, s, shards, initial)
                 continue
             lease = self.store.ensure(self.uuid, self.source.stream_name, s.shard_id, s.parent_ids, initial)
             if lease.finished:
@@ -207,6 +205,16 @@ class Mapping:
             proc = ShardProcessor(self, s.shard_id, lease)
             self._processors[s.shard_id] = proc
             self._tasks[s.shard_id] = asyncio.create_task(self._run_shard(proc), name=f"{self.uuid}-{s.shard_id}")
+
+    def _ensure_shared(self, shard: SourceShard, shards: list[SourceShard], initial: Position) -> None:
+        """Create the lease of ``shard`` if it has none, except for a closed shard whose child already has a lease:
+        that shard was finished and its lease cleaned up (it must not start over from its beginning)."""
+        stream = self.source.stream_name
+        if shard.closed and self.store.get(self.uuid, stream, shard.shard_id) is None:
+            children = [c.shard_id for c in shards if shard.shard_id in c.parent_ids]
+            if any(self.store.get(self.uuid, stream, c) is not None for c in children):
+                return
+        self.store.ensure(self.uuid, stream, shard.shard_id, shard.parent_ids, initial)
 
     def _initial_position(self, shard: SourceShard, first_pass: bool) -> Position:
         cfg = self._config
