@@ -98,12 +98,12 @@ class Cluster:
     leases: str
     workers: list[Worker] = field(default_factory=list)
 
-    def start_worker(self, name: str, *extra: str) -> Worker:
+    def start_worker(self, name: str, *extra: str, leases: str | None = None) -> Worker:
         log = self.root / f"{name}.log"
         env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [*CLI, "run", str(self.project), "--endpoint-url", self.endpoint, "--leases", self.leases,
+                [*CLI, "run", str(self.project), "--endpoint-url", self.endpoint, "--leases", leases or self.leases,
                  "--state-dir", str(self.root / f"state-{name}"), "--worker-id", name, *TIMINGS, *extra],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
             )  # fmt: skip

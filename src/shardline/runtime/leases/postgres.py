@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -106,9 +108,15 @@ class PostgresLeaseStore:
 
         with self._lock:
             self.statements += 1
+            watchdog: threading.Timer | None = None
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = self._connect()
+                # A peer that accepts bytes and never answers (a half-open path, a stuck proxy) defeats TCP's own
+                # timeouts: past twice the statement timeout the socket is shut down, which ends the wait at once.
+                watchdog = threading.Timer(2 * self.timeout_ms / 1000, _shut_down, (self._conn.fileno(),))
+                watchdog.daemon = True
+                watchdog.start()
                 if transaction:
                     with self._conn.transaction(), self._conn.cursor() as cur:
                         return body(cur)
@@ -120,6 +128,9 @@ class PostgresLeaseStore:
                     with contextlib.suppress(Exception):
                         conn.close()
                 raise LeaseUnavailable(f"lease store unreachable: {type(exc).__name__}: {str(exc).strip()}") from exc
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
 
     def close(self) -> None:
         with self._lock:
@@ -276,9 +287,6 @@ class PostgresLeaseStore:
 
     # ----------------------------------------------------------------- many workers
     def register(self, app: str, ttl_s: float, load: Mapping[str, float] | None = None) -> None:
-        import os  # noqa: PLC0415
-        import socket  # noqa: PLC0415
-
         self._rows(
             "INSERT INTO lease_worker (app, worker_id, host, pid, expires_at, load) "
             f"VALUES (%(app)s, %(me)s, %(host)s, %(pid)s, now() + {_TTL}, %(load)s) "
@@ -390,3 +398,13 @@ class PostgresLeaseStore:
         )
         self._rows("DELETE FROM lease_worker WHERE app=%(app)s AND expires_at < now() - interval '1 day'", {"app": app})
         return len(rows)
+
+
+def _shut_down(fd: int) -> None:
+    """Shut the connection's socket down (both directions) without closing the descriptor psycopg owns."""
+    with contextlib.suppress(OSError):
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
