@@ -98,9 +98,11 @@ class Cluster:
     leases: str
     workers: list[Worker] = field(default_factory=list)
 
-    def start_worker(self, name: str, *extra: str, leases: str | None = None) -> Worker:
+    def start_worker(
+        self, name: str, *extra: str, leases: str | None = None, env: dict[str, str] | None = None
+    ) -> Worker:
         log = self.root / f"{name}.log"
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", **(env or {})}
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [*CLI, "run", str(self.project), "--endpoint-url", self.endpoint, "--leases", leases or self.leases,
@@ -117,6 +119,26 @@ class Cluster:
                 w.proc.send_signal(signal.SIGCONT)
                 w.proc.kill()
             w.proc.wait(timeout=30)
+
+
+# Loaded through PYTHONPATH by a worker (and its handler processes): shifts the wall clock by
+# SHARDLINE_TEST_WALLCLOCK_OFFSET_S seconds, as a machine with a wrong clock would have it.
+SKEW = """
+import os, time
+_offset = float(os.environ.get("SHARDLINE_TEST_WALLCLOCK_OFFSET_S", "0"))
+if _offset:
+    _time, _time_ns = time.time, time.time_ns
+    time.time = lambda: _time() + _offset
+    time.time_ns = lambda: _time_ns() + int(_offset * 1e9)
+"""
+
+
+def skewed_env(root: Path, offset_s: float) -> dict[str, str]:
+    site = root / "skew"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(SKEW)
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "SHARDLINE_TEST_WALLCLOCK_OFFSET_S": str(offset_s)}
 
 
 def wait_for(what: str, cond: Callable[[], Any], timeout: float = 60.0, step: float = 0.1) -> Any:

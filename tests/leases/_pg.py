@@ -39,15 +39,16 @@ AUDIT = """
 CREATE TABLE IF NOT EXISTS lease_audit (
   id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), op text NOT NULL,
   app text, lease_key text, old_owner text, new_owner text, old_epoch bigint, new_epoch bigint,
-  old_checkpoint text, new_checkpoint text);
+  old_checkpoint text, new_checkpoint text, old_handoff_to text);
 CREATE OR REPLACE FUNCTION lease_audit_fn() RETURNS trigger AS $$
 BEGIN
   IF TG_OP = 'UPDATE' THEN
     IF NEW.owner IS DISTINCT FROM OLD.owner OR NEW.epoch <> OLD.epoch OR NEW.checkpoint <> OLD.checkpoint
        OR NEW.checkpoint_sub <> OLD.checkpoint_sub THEN
       INSERT INTO lease_audit (op, app, lease_key, old_owner, new_owner, old_epoch, new_epoch, old_checkpoint,
-                               new_checkpoint)
-      VALUES ('U', NEW.app, NEW.lease_key, OLD.owner, NEW.owner, OLD.epoch, NEW.epoch, OLD.checkpoint, NEW.checkpoint);
+                               new_checkpoint, old_handoff_to)
+      VALUES ('U', NEW.app, NEW.lease_key, OLD.owner, NEW.owner, OLD.epoch, NEW.epoch, OLD.checkpoint, NEW.checkpoint,
+              OLD.handoff_to);
     END IF;
     RETURN NEW;
   ELSIF TG_OP = 'DELETE' THEN
