@@ -53,7 +53,7 @@ def handler(event, context):
 """
 
 
-def write_project(root: Path, shards: int, dsn: str, sleep_s: float = 0.0) -> Path:
+def write_project(root: Path, shards: int, dsn: str, sleep_s: float = 0.0, parallelization: int = 1) -> Path:
     (root / "handlers").mkdir(parents=True, exist_ok=True)
     (root / "handlers" / "app.py").write_text(HANDLER)
     cfg = root / "shardline.yml"
@@ -66,7 +66,8 @@ functions:
     handler: handlers/app.handler
     environment: {{DELIVERED_DSN: "{dsn}", HANDLER_SLEEP: "{sleep_s}"}}
     events:
-      - stream: {{stream: events, batchSize: 100, startingPosition: TRIM_HORIZON}}
+      - stream: {{stream: events, batchSize: 100, startingPosition: TRIM_HORIZON,
+                  parallelizationFactor: {parallelization}}}
 """
     )
     with psycopg.connect(dsn, autocommit=True) as conn:

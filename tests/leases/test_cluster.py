@@ -46,8 +46,10 @@ def endpoint(tmp_path: Path) -> Iterator[str]:
         running.proc.wait(timeout=15)
 
 
-def _cluster(tmp_path: Path, endpoint: str, dsn: str, shards: int, leases: str | None = None) -> Cluster:
-    project = write_project(tmp_path / "proj", shards, dsn)
+def _cluster(
+    tmp_path: Path, endpoint: str, dsn: str, shards: int, *, leases: str | None = None, parallelization: int = 1
+) -> Cluster:
+    project = write_project(tmp_path / "proj", shards, dsn, parallelization=parallelization)
     client = kinesis(endpoint)
     client.create_stream(StreamName="events", ShardCount=shards)
     client.get_waiter("stream_exists").wait(StreamName="events")
@@ -123,10 +125,13 @@ def test_sigkill_one_of_three_under_load(tmp_path: Path, endpoint: str, dsn: str
         c.stop_all()
 
 
-@pytest.mark.slow
-def test_graceful_stop_hands_leases_over_without_duplicates(tmp_path: Path, endpoint: str, dsn: str) -> None:
-    """Check 4: SIGTERM releases the leases (taken by the others), exit 0, 0 duplicates, 0 lost, 0 overlaps."""
-    c = _cluster(tmp_path, endpoint, dsn, 6)
+@pytest.mark.parametrize("parallelization", [pytest.param(1, marks=pytest.mark.slow), 2], ids=["factor1", "factor2"])
+def test_graceful_stop_hands_leases_over_without_duplicates(
+    tmp_path: Path, endpoint: str, dsn: str, parallelization: int
+) -> None:
+    """Check 4: SIGTERM releases the leases (taken by the others), exit 0, 0 duplicates, 0 lost, 0 overlaps; with
+    ParallelizationFactor 2 every in-flight sub-batch of a shard finishes before its lease is released."""
+    c = _cluster(tmp_path, endpoint, dsn, 6, parallelization=parallelization)
     try:
         w = [c.start_worker(name) for name in ("w1", "w2", "w3")]
         producer = _load_until_balanced(c, dsn, 3, 6)
@@ -137,7 +142,8 @@ def test_graceful_stop_hands_leases_over_without_duplicates(tmp_path: Path, endp
         wait_for("every record delivered", lambda: delivery_counts(dsn, sent)[0] == 0, timeout=120)
         lost, dups, per = delivery_counts(dsn, sent)
         both = overlaps(dsn)
-        print(f"SIGTERM 1 of 3: sent {sent}, lost {lost}, duplicates {dups}, overlapping owners {both}, per {per}")
+        print(f"SIGTERM 1 of 3 (ParallelizationFactor {parallelization}): sent {sent}, lost {lost}, "
+              f"duplicates {dups}, overlapping owners {both}, per {per}")  # fmt: skip
         assert (lost, dups, both) == (0, 0, 0)
     finally:
         c.stop_all()

@@ -144,8 +144,10 @@ class ShardProcessor:
         return self.lease.epoch
 
     def drain(self) -> None:
-        """Hand the shard over: start no new batch; the in-flight sub-batches finish and checkpoint, then ``run``
-        returns (and the owner releases the lease)."""
+        """Hand the shard over: stop reading; every sub-shard (ParallelizationFactor > 1 has several) processes
+        what it already fetched and checkpoints, then ``run`` returns and the owner releases the lease. Records are
+        fetched in order and dealt to sub-shards, so only a drained buffer leaves a checkpoint with nothing
+        processed after it (no duplicate for the next owner)."""
         self._halted = True
         self._wake_all()
 
@@ -163,8 +165,11 @@ class ShardProcessor:
         for sub in self._subs:
             sub.wakeup.set()
 
-    def _active(self) -> bool:
+    def _reading(self) -> bool:
         return self.ctx.running() and not self._halted
+
+    def _active(self) -> bool:
+        return self.ctx.running() and not self.lost
 
     def _may_dispatch(self) -> bool:
         """A batch may start now: the lease is held and its local deadline has not passed."""
@@ -279,7 +284,7 @@ class ShardProcessor:
         last_fetched: str | None = None
         throttle_delay = tuning.throttle_backoff_s
         cap = max(2 * ctx.config.batch_size, tuning.read_limit)
-        while self._active() and iterator is not None:
+        while self._reading() and iterator is not None:
             room = cap - self._buffered()
             if room <= 0:
                 self._space.clear()

@@ -102,7 +102,8 @@ class RemoteProject(Project):
             config,
             wiring,
             state_dir=state_dir,
-            tuning=tuning or RuntimeTuning(poll_interval_s=1.0),
+            # Shared shards read ahead less: what a shard has fetched is processed before it is handed over.
+            tuning=tuning or RuntimeTuning(poll_interval_s=1.0, read_limit=10_000 if leasing is None else 1_000),
             leasing=leasing,
             leases=leases,
             worker_id=worker_id,

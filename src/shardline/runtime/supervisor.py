@@ -107,7 +107,17 @@ class Mapping:
 
     async def stop(self) -> None:
         """Stop polling; in-flight invocations finish and their results are checkpointed. Backoffs end at once:
-        what they waited to retry stays unsettled and is processed again after a restart."""
+        what they waited to retry stays unsettled and is processed again after a restart.
+
+        With shared leases, every shard first hands over as in a handoff (what was fetched is processed, up to the
+        handoff timeout), so the workers that take the leases next redeliver nothing."""
+        if self.leasing is not None and self._tasks:
+            for proc in list(self._processors.values()):
+                proc.drain()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*list(self._tasks.values()), return_exceptions=True), self.leasing.handoff_timeout_s
+                )
         self._stopping = True
         self._resync.set()
         for shard_id, proc in list(self._processors.items()):
@@ -169,6 +179,7 @@ class Mapping:
                 if worker_task is not None:
                     with contextlib.suppress(Exception, asyncio.CancelledError):
                         await worker_task
+                self.lease_worker.close()
             for p in self._processors.values():
                 self._absorb(p.stats)
             self._processors.clear()

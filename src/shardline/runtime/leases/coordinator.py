@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import ParamSpec, Protocol, TypeVar
 
 from ...clock import Clock
-from .base import Lease, LeaseLost, LeaseStore, LeaseUnavailable
+from .base import Lease, LeaseLost, LeaseStore, LeaseUnavailable, Renewal
 
 __all__ = ["LeaseCounters", "LeaseTiming", "LeaseWorker", "ShardHandle"]
 
@@ -137,12 +140,20 @@ class LeaseWorker:
         self._dropped: set[tuple[str, int]] = set()  # (key, epoch) given up here: never adopted again
         self._requested: tuple[str, str, int] | None = None  # (key, victim, epoch) of my handoff request
         self._stop = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"leases-{app[:8]}")
+        # Renewals run on their own thread and timer, so a busy event loop cannot let a held lease expire.
+        self._epochs: dict[str, int] = {}  # what the renew thread renews: key -> epoch (under _epochs_lock)
+        self._epochs_lock = threading.Lock()
+        self._renew_stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ----------------------------------------------------------------- the store, timed
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         started = time.perf_counter()
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            # The lease loop's own thread: renewals must never queue behind reads in the shared default executor.
+            call = functools.partial(fn, *args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         finally:
             took = time.perf_counter() - started
             c = self.counters
@@ -161,62 +172,97 @@ class LeaseWorker:
 
     async def run(self) -> None:
         t = self.timing
+        self._loop = asyncio.get_running_loop()
+        renewer = threading.Thread(target=self._renew_thread, name=f"lease-renew-{self.app[:8]}", daemon=True)
+        renewer.start()
         now = self.clock.monotonic()
-        next_renew = next_take = now
+        next_take = now
         next_balance = now + t.balance * random.uniform(0.8, 1.2)
         next_cleanup = now + t.cleanup_s
-        while not self._stop.is_set():
-            now = self.clock.monotonic()
+        try:
+            while not self._stop.is_set():
+                now = self.clock.monotonic()
+                try:
+                    if now >= next_take:
+                        await self._take()
+                        next_take = now + t.take
+                    if now >= next_balance and not self._stop.is_set():
+                        await self._balance()
+                        next_balance = now + t.balance * random.uniform(0.8, 1.2)
+                    if now >= next_cleanup and not self._stop.is_set():
+                        self.counters.cleaned += await self._call(self.store.cleanup, self.app, t.completed_delay_s)
+                        next_cleanup = now + t.cleanup_s
+                except LeaseUnavailable as exc:
+                    self.counters.store_errors += 1
+                    log.warning("mapping %s: lease store: %s", self.app, exc)
+                except Exception:
+                    self.counters.store_errors += 1
+                    log.exception("mapping %s: lease pass failed; the next pass tries again", self.app)
+                self.counters.owned = len(self._held)
+                wait = max(0.01, min(next_take, next_balance, next_cleanup) - self.clock.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), wait)
+        finally:
+            self._renew_stop.set()
+            await asyncio.get_running_loop().run_in_executor(self._executor, renewer.join)
+        with contextlib.suppress(LeaseUnavailable):
+            await self._call(self.store.deregister, self.app)
+
+    def close(self) -> None:
+        """After ``run`` returned and every processor ended: the lease loop's thread ends."""
+        self._executor.shutdown(wait=False)
+
+    # ----------------------------------------------------------------- renewals (their own thread)
+    def _renew_thread(self) -> None:
+        while not self._renew_stop.is_set():
+            t_send = self.clock.monotonic()
+            with self._epochs_lock:
+                held = dict(self._epochs)
+            started = time.perf_counter()
             try:
-                if now >= next_renew:
-                    await self._renew()
-                    next_renew = now + t.renew * random.uniform(0.9, 1.1)
-                if now >= next_take and not self._stop.is_set():
-                    await self._take()
-                    next_take = now + t.take
-                if now >= next_balance and not self._stop.is_set():
-                    await self._balance()
-                    next_balance = now + t.balance * random.uniform(0.8, 1.2)
-                if now >= next_cleanup and not self._stop.is_set():
-                    self.counters.cleaned += await self._call(self.store.cleanup, self.app, t.completed_delay_s)
-                    next_cleanup = now + t.cleanup_s
+                self.store.register(self.app, self.timing.ttl_s)
+                renewal = self.store.renew(self.app, held, self.timing.ttl_s)
             except LeaseUnavailable as exc:
                 self.counters.store_errors += 1
                 log.warning("mapping %s: lease store: %s", self.app, exc)
             except Exception:
                 self.counters.store_errors += 1
-                log.exception("mapping %s: lease pass failed; the next pass tries again", self.app)
-            self.counters.owned = len(self._held)
-            wait = max(0.01, min(next_renew, next_take, next_balance, next_cleanup) - self.clock.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), wait)
-        with contextlib.suppress(LeaseUnavailable):
-            await self._call(self.store.deregister, self.app)
+                log.exception("mapping %s: renew failed; the next renew tries again", self.app)
+            else:
+                took = time.perf_counter() - started
+                self.counters.statements += 2
+                self.counters.statement_seconds += took
+                assert self._loop is not None
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    self._loop.call_soon_threadsafe(self._renewed, held, renewal, t_send)
+            self._renew_stop.wait(self.timing.renew * random.uniform(0.9, 1.1))
 
-    async def _renew(self) -> None:
-        t_send = self.clock.monotonic()
-        await self._call(self.store.register, self.app, self.timing.ttl_s)
-        held = {k: h.lease.epoch for k, h in self._held.items()}
-        if not held:
-            return
-        renewal = await self._call(self.store.renew, self.app, held, self.timing.ttl_s)
+    def _renewed(self, held: dict[str, int], renewal: Renewal, t_send: float) -> None:
+        """On the event loop: apply what a renew found (only to the leases at the epochs it renewed)."""
         deadline = t_send + self.timing.ttl_s - self.timing.margin
         for key in renewal.lost:
-            h = self._held.pop(key, None)
-            if h is not None:
-                self.counters.lost += 1
-                self._dropped.add((key, h.lease.epoch))
-                log.warning("mapping %s: lease %s lost (epoch %d): the shard stops", self.app, key, h.lease.epoch)
-                h.handle.lose()
+            h = self._held.get(key)
+            if h is None or h.lease.epoch != held[key]:
+                continue
+            self._forget(key)
+            self.counters.lost += 1
+            self._dropped.add((key, h.lease.epoch))
+            log.warning("mapping %s: lease %s lost (epoch %d): the shard stops", self.app, key, h.lease.epoch)
+            h.handle.lose()
         for key, handoff_to in renewal.kept.items():
             h = self._held.get(key)
-            if h is None:
+            if h is None or h.lease.epoch != held[key]:
                 continue
             h.handle.deadline = deadline
             if handoff_to is not None and not h.draining:
                 h.draining = True
                 log.info("mapping %s: handing %s over to %s", self.app, key, handoff_to)
                 h.handle.drain()
+
+    def _forget(self, key: str) -> _Held | None:
+        with self._epochs_lock:
+            self._epochs.pop(key, None)
+        return self._held.pop(key, None)
 
     async def _take(self) -> None:
         snap = await self._call(self.store.snapshot, self.app)
@@ -251,6 +297,8 @@ class LeaseWorker:
         deadline = t_send + self.timing.ttl_s - self.timing.margin
         log.info("mapping %s: took %s at epoch %d from %s", self.app, lease.key, lease.epoch, lease.checkpoint)
         self._held[lease.key] = _Held(lease, self.launch(lease, deadline))
+        with self._epochs_lock:
+            self._epochs[lease.key] = lease.epoch
 
     async def _balance(self) -> None:
         snap = await self._call(self.store.snapshot, self.app)
@@ -295,7 +343,11 @@ class LeaseWorker:
     async def ended(self, lease: Lease, *, lost: bool) -> None:
         """The processor of ``lease`` returned (finished, drained, stopped or failed): release the lease unless it
         was lost (to the handoff requester if there is one, else to nobody)."""
-        h = self._held.pop(lease.key, None)
+        h = self._held.get(lease.key)
+        if h is not None and h.lease.epoch == lease.epoch:
+            self._forget(lease.key)
+        else:
+            h = None
         self._dropped.add((lease.key, lease.epoch))
         if lost or h is None:
             return
