@@ -247,9 +247,7 @@ class ShardProcessor:
             self._settler.dirty = False
             self.stats.checkpoint_moved_ms = self.ctx.clock.now_ms()
         cp = self._settler.checkpoint
-        self.stats.lag_records = self.ctx.source.lag(
-            self.shard_id, Position.sequence(cp) if cp is not None else self.lease.position
-        )
+        self.stats.lag_records = self.ctx.source.lag(self.shard_id, cp if cp is not None else self.lease.checkpoint)
 
     def _buffered(self) -> int:
         return sum(len(s.queue) for s in self._subs)

@@ -59,8 +59,9 @@ class ShardSource(Protocol):
         tell: a sequence number, or TRIM_HORIZON for a shard that never had a record."""
         ...
 
-    def lag(self, shard_id: str, checkpoint: Position | str) -> int | None:
-        """Records after ``checkpoint`` (a position, or its stored text) up to the shard's tip, if known."""
+    def lag(self, shard_id: str, checkpoint: str) -> int | None:
+        """Records after ``checkpoint`` (a position's stored text, read with ``Position.parse``) up to the shard's
+        tip, if known."""
         ...
 
     async def wait_for_data(self, shard_id: str, timeout_s: float) -> None:
@@ -130,20 +131,19 @@ class EngineSource:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(signal.wait(), max(timeout_s, IDLE_WAIT_S))
 
-    def lag(self, shard_id: str, checkpoint: Position | str) -> int | None:
+    def lag(self, shard_id: str, checkpoint: str) -> int | None:
         shard = self._shard(shard_id)
         log_start = shard.log_start if shard is not None else None
         end = shard.visible_end if shard is not None else None
         if shard is None or log_start is None or end is None:
             return None
-        if isinstance(checkpoint, str):
-            checkpoint = Position.parse(checkpoint)
-        if checkpoint.sequence_number is not None:
-            decoded = sequence.decode(checkpoint.sequence_number)
+        position = Position.parse(checkpoint)
+        if position.sequence_number is not None:
+            decoded = sequence.decode(position.sequence_number)
             if decoded is None:
                 return None
             start = max(decoded.offset + 1, log_start)
-        elif checkpoint.is_shard_end:
+        elif position.is_shard_end:
             return 0
         else:
             start = log_start
@@ -213,7 +213,7 @@ class KinesisSource:
     async def wait_for_data(self, shard_id: str, timeout_s: float) -> None:
         await asyncio.sleep(timeout_s)  # a remote endpoint has to be polled
 
-    def lag(self, shard_id: str, checkpoint: Position | str) -> int | None:
+    def lag(self, shard_id: str, checkpoint: str) -> int | None:
         return None  # a remote endpoint does not tell how many records a shard holds
 
     async def get_records(self, iterator: str, limit: int) -> Page:
