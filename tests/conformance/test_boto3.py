@@ -857,7 +857,7 @@ def test_raw_malformed_requests_get_a_4xx_and_keep_the_connection(endpoint: str,
 def test_raw_oversized_body_is_refused_without_dropping_the_connection(endpoint: str, server: Any) -> None:
     conn = _connect(endpoint)
     try:
-        body = b'{"StreamName": "' + b"a" * (9 * 1024 * 1024) + b'"}'
+        body = b'{"StreamName": "' + b"a" * (17 * 1024 * 1024) + b'"}'
         status, headers, data = _exchange(conn, "POST", body, {"Content-Type": JSON_CT, "X-Amz-Target": LIST})
         assert 400 <= status < 500, (status, data[:200])
         assert headers.get("x-amzn-requestid")
