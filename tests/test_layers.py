@@ -24,7 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "api": {"engine", "leaf"},
     "runtime": {"engine", "storage", "leaf"},
     "metrics": {"engine", "storage", "runtime", "leaf"},
-    "cli": {"package", "api", "engine", "storage", "runtime", "metrics", "leaf"},
+    # compose: what serve and up run (engine, project, monitor, app on one clock); only the cli imports it
+    "compose": {"package", "api", "engine", "storage", "runtime", "metrics", "leaf"},
+    "cli": {"compose", "package", "api", "engine", "storage", "runtime", "metrics", "leaf"},
     "package": {"api", "engine", "storage", "runtime", "metrics", "leaf"},
 }
 
@@ -97,6 +99,13 @@ def test_nothing_imports_cli() -> None:
         if path.name in ("cli.py", "__main__.py"):  # (__main__ is ``python -m shardline``: the cli itself)
             continue
         assert not any(layer_of(t) == "cli" for t in imports_of(path)), path
+
+
+def test_only_the_cli_imports_the_composition() -> None:
+    for path in FILES:
+        if layer_of(module_name(path) + ".x" * (path.stem == "__init__")) == "cli" or path == PKG / "compose.py":
+            continue
+        assert not any(layer_of(t) == "compose" for t in imports_of(path)), path
 
 
 # ----------------------------------------------------------------- one way in to the engine
