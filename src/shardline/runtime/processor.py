@@ -12,7 +12,8 @@ A discarded batch is settled only once its on-failure record is stored, so while
 shard waits and keeps its checkpoint before the batch.
 
 ``idle()`` tells a caller (a test's negative check) when the processor has read to the end of the records available
-and has nothing queued or in flight, so "nothing more happens" can be waited for instead of slept on.
+and has nothing queued or in flight, so "nothing more happens" can be waited for instead of slept on; ``fetched()``
+only when it has read to that end (for a shard held back from settling, which is never idle).
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class ShardProcessor:
         self._stopped = asyncio.Event()
         self._reads = 0  # GetRecords calls started
         self._caught_up_at = 0  # the number of the latest read, if it found no new record
-        self._idle_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._idle_waiters: list[tuple[int, bool, asyncio.Future[None]]] = []  # (read number, settled too, future)
         self._done = False
 
     def interrupt(self) -> None:
@@ -153,27 +154,38 @@ class ShardProcessor:
         open tumbling window waiting for its end is idle. Returns at once when the processor has stopped.
 
         For negative checks ("nothing more happens"): wait for this instead of sleeping."""
+        await self._wait_idle(settled=True)
+
+    async def fetched(self) -> None:
+        """Return once a read started after the call found no new record, or reading ended: every record available
+        when called has been fetched, though it may still be queued or in flight. Returns at once when the processor
+        has stopped.
+
+        For negative checks on a shard held back from settling (its batch retried or its on-failure record refused),
+        which is never idle: whatever the fetcher had to read, it has read."""
+        await self._wait_idle(settled=False)
+
+    async def _wait_idle(self, *, settled: bool) -> None:
         if self._done:
             return
         fut = asyncio.get_running_loop().create_future()
-        self._idle_waiters.append((self._reads + 1, fut))
+        self._idle_waiters.append((self._reads + 1, settled, fut))
         self.ctx.source.wake(self.shard_id)  # end a wait for data at once, so that the fresh read happens now
         self._poke()
         await fut
 
     def _poke(self) -> None:
-        """Release the ``idle()`` callers whose condition holds now."""
+        """Release the ``idle()`` and ``fetched()`` callers whose condition holds now."""
         if not self._idle_waiters:
             return
-        if not self._done and any(s.busy or s.closing or s.queue for s in self._subs):
-            return
-        waiting: list[tuple[int, asyncio.Future[None]]] = []
-        for want, fut in self._idle_waiters:
-            if self._done or self._fetch_done or self._caught_up_at >= want:
+        busy = not self._done and any(s.busy or s.closing or s.queue for s in self._subs)
+        waiting: list[tuple[int, bool, asyncio.Future[None]]] = []
+        for want, settled, fut in self._idle_waiters:
+            if (self._done or self._fetch_done or self._caught_up_at >= want) and not (settled and busy):
                 if not fut.done():
                     fut.set_result(None)
             else:
-                waiting.append((want, fut))
+                waiting.append((want, settled, fut))
         self._idle_waiters = waiting
 
     def _write_checkpoint(self) -> None:
