@@ -24,10 +24,12 @@ ALLOWED: dict[str, set[str]] = {
     "api": {"engine", "leaf"},
     "runtime": {"engine", "storage", "leaf"},
     "metrics": {"engine", "storage", "runtime", "leaf"},
+    # project files (serverless.yml, SAM, CloudFormation) resolved into the runtime's ProjectConfig
+    "projectfile": {"runtime", "engine", "storage", "leaf"},
     # compose: what serve and up run (engine, project, monitor, app on one clock); only the cli imports it
-    "compose": {"package", "api", "engine", "storage", "runtime", "metrics", "leaf"},
-    "cli": {"compose", "package", "api", "engine", "storage", "runtime", "metrics", "leaf"},
-    "package": {"api", "engine", "storage", "runtime", "metrics", "leaf"},
+    "compose": {"package", "api", "engine", "storage", "runtime", "metrics", "projectfile", "leaf"},
+    "cli": {"compose", "package", "api", "engine", "storage", "runtime", "metrics", "projectfile", "leaf"},
+    "package": {"api", "engine", "storage", "runtime", "metrics", "projectfile", "leaf"},
 }
 
 
