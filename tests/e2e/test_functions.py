@@ -359,16 +359,22 @@ async def test_reserved_concurrency_zero_throttles_everything(handlers_dir: Path
 
 @pytest.mark.slow
 async def test_the_runtime_survives_every_failure(handlers_dir: Path) -> None:
-    async with pool_of(config(handlers_dir, timeout_s=1.0, memory_mb=128)) as pool:
+    # The time-out has a pool of its own: a 1 s limit in this pool would race the other failures' own work (a cold
+    # start and a 128 MiB allocation on a loaded machine), and one of them could time out instead of failing its way.
+    async with (
+        pool_of(config(handlers_dir, timeout_s=60.0, memory_mb=128)) as pool,
+        pool_of(config(handlers_dir, name="e2e-slow", timeout_s=1.0)) as slow,
+    ):
         failures = [
             await call(pool, "exit"),
             await call(pool, "system_exit"),
             await call(pool, "hoard", mib=256),
-            await call(pool, "sleep", seconds=60),
+            await call(slow, "sleep", seconds=60),
             await call(pool, "unserializable"),
             await call(pool, "raise"),
         ]
         ok = await call(pool, "echo")
+        slow_ok = await call(slow, "echo")
     assert [f.error["errorType"] for f in failures if f.error] == [
         "Runtime.ExitError",
         "Runtime.ExitError",
@@ -377,7 +383,7 @@ async def test_the_runtime_survives_every_failure(handlers_dir: Path) -> None:
         "Runtime.MarshalError",
         "ValueError",
     ]
-    assert ok.ok
+    assert ok.ok and slow_ok.ok
     assert ok.json()["invocations"] == 3  # same environment as the marshal error and the exception
-    assert pool.errors == 6
-    assert pool.invocations == 7
+    assert (pool.errors, pool.invocations) == (5, 6)
+    assert (slow.errors, slow.invocations) == (1, 2)
