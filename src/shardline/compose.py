@@ -9,6 +9,7 @@ with a ManualClock and drive that lifespan in-process, so what they advance is t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,14 @@ def compose(
     *,
     clock: Clock,
     project: ProjectConfig | None = None,
+    beside: Callable[[Engine], Sequence[Service]] | None = None,
     alarms: AlarmsConfig | None = None,
     metrics: bool = True,
     access: MonitoringAccess = OPEN,
     front: Front | None = None,
 ) -> Composition:
-    """The engine over ``settings``, the project of ``project`` when given, and (with ``metrics``) the monitor: it
+    """The engine over ``settings``, the project of ``project`` when given, the services ``beside`` makes over the
+    engine (the project's CDC sources; they start after the project), and (with ``metrics``) the monitor: it
     samples into <data dir>/metrics and alarms with the built-in rules for every stream, mapping and function
     (re-derived as they come and go) plus the rules and notifiers of ``alarms``. Nothing runs until the app's
     lifespan starts."""
@@ -69,7 +72,11 @@ def compose(
     running = Project(project, engine, clock=clock) if project is not None else None
     monitor = _monitor(engine, running, alarms or NO_ALARMS, access) if metrics else None
     front = front or Front()
-    services: list[Service] = [s for s in (running, monitor) if s is not None]
+    services: list[Service] = [
+        *([running] if running else []),
+        *(beside(engine) if beside else []),
+        *([monitor] if monitor else []),
+    ]
     app = KinesisApp(
         engine,
         verifier=front.verifier,
