@@ -204,25 +204,13 @@ class ShardProcessor:
             self._poke()
 
     # ----------------------------------------------------------------- the idle signal
-    async def idle(self) -> None:
+    async def idle(self, *, settled: bool = True) -> None:
         """Return once this processor has read to the end of the records available when called (a read started
         after the call found no new record, or reading ended) and has nothing queued or in flight: no batch waiting
         for its batching window, being invoked, retried, backing off or discarded, and no window being closed. An
         open tumbling window waiting for its end is idle. Returns at once when the processor has stopped.
 
         For negative checks ("nothing more happens"): wait for this instead of sleeping."""
-        await self._wait_idle(settled=True)
-
-    async def fetched(self) -> None:
-        """Return once a read started after the call found no new record, or reading ended: every record available
-        when called has been fetched, though it may still be queued or in flight. Returns at once when the processor
-        has stopped.
-
-        For negative checks on a shard held back from settling (its batch retried or its on-failure record refused),
-        which is never idle: whatever the fetcher had to read, it has read."""
-        await self._wait_idle(settled=False)
-
-    async def _wait_idle(self, *, settled: bool) -> None:
         if self._done:
             return
         fut = asyncio.get_running_loop().create_future()
@@ -230,6 +218,11 @@ class ShardProcessor:
         self.ctx.source.wake(self.shard_id)  # end a wait for data at once, so that the fresh read happens now
         self._poke()
         await fut
+
+    async def fetched(self) -> None:
+        """``idle`` without "nothing queued or in flight", for a shard held back from settling (its batch retried or
+        its on-failure record refused), which is never idle: whatever the fetcher had to read, it has read."""
+        await self.idle(settled=False)
 
     def _poke(self) -> None:
         """Release the ``idle()`` and ``fetched()`` callers whose condition holds now."""
