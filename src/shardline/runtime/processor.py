@@ -1,7 +1,7 @@
 """One shard of one mapping: fetch, filter, batch, invoke through the error path, checkpoint.
 
 A fetcher reads the shard into a bounded buffer and deals records to ``ParallelizationFactor`` sub-shards by the
-MD5 of their partition key (so per-key order holds). Each sub-shard forms batches (count, batching window,
+MD5 of their partition key (so per-key order holds; batching.py). Each sub-shard forms batches (count, batching window,
 6 MiB payload), invokes one batch at a time and settles it: success, filtered out, or discarded to the
 on-failure destination after retries or record age. What happens after each invocation is the error policy's
 decision (policy.py); on-failure records are stored by onfailure.py and tumbling windows kept by windows.py. The
@@ -24,10 +24,8 @@ import dataclasses
 import logging
 import random
 from collections import deque
-from typing import Any, Protocol, cast
+from typing import cast
 
-from ..clock import Clock
-from ..engine.hashing import md5
 from ..errors import (
     ExpiredIteratorException,
     InvalidArgumentException,
@@ -36,15 +34,14 @@ from ..errors import (
 )
 from ..models import Record
 from . import onfailure
-from .destinations import Destination
-from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
+from .batching import SubShard, payload_full, sub_index, take_batch
+from .context import EpochInvoker, MappingContext
+from .event import MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
 from .functions import InvocationResult, Throttled
-from .leases import ChildShard, Lease, LeaseLost, LeaseStore, LeaseUnavailable
-from .mapping import MappingConfig, RuntimeTuning
+from .leases import Lease, LeaseLost, LeaseUnavailable
 from .policy import ErrorPolicy
 from .position import Position
 from .settling import Entry, Settler
-from .source import ShardSource
 from .stats import ShardStats
 from .verdict import judge
 from .windows import Window
@@ -52,57 +49,6 @@ from .windows import Window
 __all__ = ["MappingContext", "ShardProcessor", "ShardStats"]
 
 log = logging.getLogger("shardline.runtime")
-
-
-class Invoker(Protocol):
-    async def invoke(self, event: bytes) -> InvocationResult: ...
-
-
-class EpochInvoker(Protocol):
-    """An invoker that hands the lease epoch to the handler (``context.lease_epoch``): FunctionPool does."""
-
-    async def invoke(self, event: bytes, *, lease_epoch: int | None = None) -> InvocationResult: ...
-
-
-class RecordMatcher(Protocol):
-    @property
-    def active(self) -> bool: ...
-
-    def matches(self, partition_key: str, sequence_number: str, arrival_ms: int, data: bytes) -> bool: ...
-
-
-class MappingContext(Protocol):
-    """What a shard processor needs from its mapping (see supervisor.Mapping)."""
-
-    @property
-    def config(self) -> MappingConfig: ...
-
-    tuning: RuntimeTuning
-    clock: Clock
-    source: ShardSource
-    store: LeaseStore
-    function: Invoker
-    function_arn: str
-    role_arn: str
-    region: str
-    destination: Destination | None
-    matcher: RecordMatcher | None
-    recent_failures: deque[dict[str, Any]]  # the latest on-failure records, for monitoring
-
-    def running(self) -> bool: ...
-
-    async def child_shards(self, shard_ids: tuple[str, ...]) -> list[ChildShard]:
-        """The shards a finished shard ended into, each with all of its parents."""
-        ...
-
-
-class _SubShard:
-    def __init__(self) -> None:
-        self.queue: deque[Entry] = deque()
-        self.wakeup = asyncio.Event()
-        self.busy = False  # a batch is being invoked, retried or discarded
-        self.closing = False  # a window's final invocation is under way
-        self.window: Window | None = None
 
 
 class ShardProcessor:
@@ -119,7 +65,7 @@ class ShardProcessor:
         self._event_ctx = EventContext(
             region=ctx.region, stream_arn=ctx.source.stream_arn, role_arn=ctx.role_arn, shard_id=shard_id
         )
-        self._subs = [_SubShard() for _ in range(max(1, ctx.config.parallelization_factor))]
+        self._subs = [SubShard() for _ in range(max(1, ctx.config.parallelization_factor))]
         self._space = asyncio.Event()
         self._space.set()
         self._stopped = asyncio.Event()
@@ -352,7 +298,7 @@ class ShardProcessor:
                 self.stats.filtered_out += 1
                 filtered.append(entry)
                 continue
-            sub = self._subs[0] if pf == 1 else self._subs[_sub_index(rec.partition_key, pf)]
+            sub = self._subs[0] if pf == 1 else self._subs[sub_index(rec.partition_key, pf)]
             sub.queue.append(entry)
             sub.wakeup.set()
         if filtered:
@@ -362,7 +308,7 @@ class ShardProcessor:
                 self._write_checkpoint()
 
     # ----------------------------------------------------------------- batching
-    async def _sub_loop(self, sub: _SubShard) -> None:
+    async def _sub_loop(self, sub: SubShard) -> None:
         ctx = self.ctx
         window_opened = ctx.clock.monotonic()
         while self._active():
@@ -390,7 +336,7 @@ class ShardProcessor:
                 await self._wait(sub.wakeup, 0.5 if sub.window is None else 0.05)
                 continue
             window_s = cfg.maximum_batching_window_s
-            full = len(sub.queue) >= cfg.batch_size or self._payload_full(sub, cfg.batch_size)
+            full = len(sub.queue) >= cfg.batch_size or payload_full(sub.queue, cfg.batch_size)
             waited = ctx.clock.monotonic() - window_opened
             if window_s and not full and not self._fetch_done and waited < window_s:
                 sub.wakeup.clear()
@@ -401,7 +347,7 @@ class ShardProcessor:
                 if sub.window is None:
                     sub.window = Window.of(sub.queue[0].record.approximate_arrival_ms, tumbling_ms)
                 window = sub.window
-            batch = self._take_batch(sub, cfg.batch_size, window)
+            batch = take_batch(sub.queue, cfg.batch_size, window)
             self._space.set()
             sub.busy = True
             try:
@@ -415,34 +361,8 @@ class ShardProcessor:
                 self._write_checkpoint()
             self._poke()
 
-    def _payload_full(self, sub: _SubShard, batch_size: int) -> bool:
-        size = EMPTY_EVENT_BYTES
-        for i, e in enumerate(sub.queue):
-            if i >= batch_size:
-                return True
-            assert e.body is not None
-            size += len(e.body) + (1 if i else 0)
-            if size > MAX_PAYLOAD_BYTES:
-                return True
-        return False
-
-    def _take_batch(self, sub: _SubShard, batch_size: int, window: Window | None = None) -> list[Entry]:
-        batch: list[Entry] = []
-        size = EMPTY_EVENT_BYTES
-        while sub.queue and len(batch) < batch_size:
-            e = sub.queue[0]
-            if window is not None and not window.holds(e.record.approximate_arrival_ms):
-                break  # a batch never mixes two windows
-            assert e.body is not None
-            add = len(e.body) + (1 if batch else 0)
-            if batch and size + add > MAX_PAYLOAD_BYTES:
-                break
-            batch.append(sub.queue.popleft())
-            size += add
-        return batch
-
     # ----------------------------------------------------------------- tumbling windows
-    def _window_over(self, sub: _SubShard, window: Window) -> bool:
+    def _window_over(self, sub: SubShard, window: Window) -> bool:
         head = sub.queue[0].record.approximate_arrival_ms if sub.queue else None
         return window.over(
             head,
@@ -451,7 +371,7 @@ class ShardProcessor:
             batching_window_s=self.ctx.config.maximum_batching_window_s,
         )
 
-    async def _close_window(self, sub: _SubShard) -> None:
+    async def _close_window(self, sub: SubShard) -> None:
         """The final invocation (no records, the final state). Its records settle only once it succeeds; until
         then the shard waits, retrying under the mapping's retry policy."""
         window = sub.window
@@ -620,7 +540,3 @@ class ShardProcessor:
     async def _wait(self, event: asyncio.Event, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
-
-
-def _sub_index(partition_key: str, n: int) -> int:
-    return int.from_bytes(md5(partition_key.encode()).digest()[:8], "big") % n

@@ -16,13 +16,14 @@ from typing import Any
 
 from ..clock import Clock, SystemClock
 from ..errors import KinesisError
+from .context import Invoker, RecordMatcher
 from .destinations import Destination
 from .functions import FunctionPool
 from .leases import ChildShard, Lease, LeaseStore, LeaseUnavailable
 from .leases.coordinator import LeaseTiming, LeaseWorker
 from .mapping import MappingConfig, RuntimeTuning
 from .position import TRIM_HORIZON, Position
-from .processor import Invoker, RecordMatcher, ShardProcessor
+from .processor import ShardProcessor
 from .source import ShardSource, SourceShard
 from .stats import COUNTERS, NO_RESULT, ShardStats
 
