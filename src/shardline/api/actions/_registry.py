@@ -7,6 +7,7 @@ from typing import Any
 
 from ...engine import Engine
 from ...models import Shard, StreamMode
+from ..shapes import Timestamp
 
 Params = dict[str, Any]
 Response = dict[str, Any]
@@ -26,6 +27,24 @@ def action(name: str) -> Callable[[Action], Action]:
 def stream_ref(p: Params) -> dict[str, Any]:
     """The StreamName / StreamARN pair most actions accept, as engine keyword arguments."""
     return {"stream_name": p.get("StreamName"), "stream_arn": p.get("StreamARN")}
+
+
+def stream_filter(p: Params) -> list[tuple[str, int | None]] | None:
+    """A list request's StreamFilter as (stream ARN, stream creation time or None) pairs; None without one."""
+    filters = p.get("StreamFilter")
+    return None if filters is None else [(f["StreamARN"], f.get("StreamCreationTimestamp")) for f in filters]
+
+
+def stream_out(stream_arn: str, stream_created_ms: int) -> Response:
+    return {"StreamARN": stream_arn, "StreamCreationTimestamp": Timestamp(stream_created_ms)}
+
+
+def page_out(key: str, items: list[Response], next_token: str | None) -> Response:
+    """A page of a list response: its items under ``key``, and NextToken when there are more."""
+    out: Response = {key: items}
+    if next_token is not None:
+        out["NextToken"] = next_token
+    return out
 
 
 def shard_out(s: Shard) -> Response:
