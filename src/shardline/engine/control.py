@@ -27,8 +27,7 @@ from ..models import (
     StreamSummary,
 )
 from . import messages as m
-from ._base import EngineBase
-from .data import parse_shard_id
+from ._base import EngineBase, parse_shard_id
 from .hashing import even_ranges
 from .streams import ShardState, StreamState
 

@@ -26,6 +26,7 @@ import random
 from collections import deque
 from typing import cast
 
+from .._tasks import first_of
 from ..errors import (
     ExpiredIteratorException,
     InvalidArgumentException,
@@ -529,13 +530,7 @@ class ShardProcessor:
         """Sleep on the mapping's clock, or less when the mapping stops (shutdown never waits out a backoff)."""
         if self._stopped.is_set():
             return
-        waits = [asyncio.ensure_future(self.ctx.clock.sleep(seconds)), asyncio.ensure_future(self._stopped.wait())]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
+        await first_of(self.ctx.clock.sleep(seconds), self._stopped.wait())
 
     async def _wait(self, event: asyncio.Event, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
