@@ -283,9 +283,7 @@ class Queues(EngineBase):
             for ready in self._ready(q):
                 ready.pop(key, None)
             ok.append(text)
-        if ok:
-            await self._store_queue(q)
-        return ok, failed
+        return await self._changed(q, ok, failed, wake=False)
 
     async def update_queue_records_visibility(
         self, queue_arn: str, entries: Sequence[tuple[str, int]], *, dead_letter: bool = False
@@ -301,10 +299,7 @@ class Queues(EngineBase):
             p.visible_ms = now + entries[i][1] * 1000
             q.schedule(key[0], key[1], p)
             ok.append(text)
-        if ok:
-            await self._store_queue(q)
-            self._wake(q)
-        return ok, failed
+        return await self._changed(q, ok, failed, wake=True)
 
     async def restore_dead_letter_queue_records(
         self, queue_arn: str, handles: Sequence[str]
@@ -321,10 +316,7 @@ class Queues(EngineBase):
             p.visible_ms = now
             q.schedule(key[0], key[1], p)
             ok.append(text)
-        if ok:
-            await self._store_queue(q)
-            self._wake(q)
-        return ok, failed
+        return await self._changed(q, ok, failed, wake=True)
 
     # ----------------------------------------------------------------- delivery
     def _deliver(self, q: QueueState, limit: int, visibility_s: int | None, dead: bool) -> list[QueueDelivery]:
@@ -413,6 +405,17 @@ class Queues(EngineBase):
     def _delivery(self, q: QueueState, key: tuple[int, int], p: Pending, rec: Record) -> QueueDelivery:
         handle = encode_handle(self.catalog.secret, Handle(q.queue_id, key[0], key[1], p.delivery, p.dead))
         return QueueDelivery(handle, rec, p.first_receive_ms, p.receive_count)
+
+    async def _changed(
+        self, q: QueueState, ok: list[str], failed: list[EntryFailure], *, wake: bool
+    ) -> tuple[list[str], list[EntryFailure]]:
+        """An entry-by-entry call's answer, the queue written first when any entry changed it (and its receivers
+        woken with ``wake``: records became visible)."""
+        if ok:
+            await self._store_queue(q)
+            if wake:
+                self._wake(q)
+        return ok, failed
 
     def _found(
         self, q: QueueState, texts: Sequence[str], dead: bool, failed: list[EntryFailure]
