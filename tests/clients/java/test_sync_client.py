@@ -303,3 +303,26 @@ def test_split_and_merge(java: JavaKinesis, boto: Any) -> None:
     assert put["ShardId"] == "shardId-000000000003"
     assert java.call("DescribeStreamSummary", StreamName="reshard")["StreamDescriptionSummary"]["OpenShardCount"] == 1
     assert len(boto.list_shards(StreamName="reshard")["Shards"]) == 4
+
+
+def test_records_of_the_largest_size(java: JavaKinesis) -> None:
+    make_stream(java, "large")
+    mib = 1 << 20
+    largest = (bytes(range(256)) * 4096)[: mib - 1]  # with its one-character partition key: 1 MiB, the most allowed
+    java.call("PutRecord", StreamName="large", PartitionKey="p", Data=largest)
+    java.call("PutRecords", StreamName="large", Records=[{"Data": largest[::-1], "PartitionKey": "p"}])
+    got = records_of(java, "large", "shardId-000000000000")["Records"]
+    assert [r["Data"] for r in got] == [largest, largest[::-1]]
+
+    with pytest.raises(JavaServiceError) as over:
+        java.call("PutRecord", StreamName="large", PartitionKey="p", Data=largest + b"!")
+    assert over.value.simple_name == "InvalidArgumentException"
+    assert over.value.error_message == (
+        f"Record size {mib + 1} bytes (partition key + data) exceeds the stream's maximum record size of {mib} bytes"
+    )
+    with pytest.raises(JavaServiceError) as too_long:
+        java.call("PutRecord", StreamName="large", PartitionKey="p", Data=largest + b"!!")
+    assert too_long.value.simple_name == "ValidationException"
+    assert "at 'data' failed to satisfy constraint: Member must have length less than or equal to 1048576" in str(
+        too_long.value.error_message
+    )
