@@ -48,6 +48,7 @@ def _common(p: argparse.ArgumentParser, *, port: bool = True) -> None:
         p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, loopback only)")
         p.add_argument("--port", type=int, default=4567, help="TCP port (default 4567; 0 picks a free port)")
         p.add_argument("--enforce-limits", action="store_true", help="apply Kinesis per-shard throughput limits")
+        _status_delays(p)
         p.add_argument("--log-requests", action="store_true", help="write a JSON access-log line per request")
         p.add_argument(
             "--no-metrics",
@@ -111,6 +112,30 @@ def _common(p: argparse.ArgumentParser, *, port: bool = True) -> None:
         )
 
 
+# How long a stream is CREATING, UPDATING or DELETING (and a consumer CREATING or DELETING) unless told otherwise:
+# long enough that code which uses a stream before it is ACTIVE fails here as it would on AWS (kinesalite's choice
+# too), short enough for a development loop. The streams of `shardline up`'s project file are ACTIVE at once.
+DEFAULT_STATUS_DELAY_S = 0.5
+
+
+def _status_delays(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--status-delay",
+        type=float,
+        default=DEFAULT_STATUS_DELAY_S,
+        metavar="SECONDS",
+        help=f"how long streams stay CREATING, UPDATING and DELETING, and consumers CREATING and DELETING "
+        f"(default {DEFAULT_STATUS_DELAY_S:g}; 0: every change at once)",
+    )
+    for state in ("creating", "updating", "deleting"):
+        p.add_argument(
+            f"--{state}-delay",
+            type=float,
+            metavar="SECONDS",
+            help=f"how long {state.upper()} lasts (default: --status-delay)",
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shardline", description="Self-hosted streams with Kinesis semantics.")
     p.add_argument("--version", action="version", version=f"shardline {__version__}")
@@ -162,6 +187,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         account_id=args.account_id,
         enforce_limits=getattr(args, "enforce_limits", False),
         fsync=args.fsync,
+        status_delay_s=getattr(args, "status_delay", 0.0),
+        creating_delay_s=getattr(args, "creating_delay", None),
+        updating_delay_s=getattr(args, "updating_delay", None),
+        deleting_delay_s=getattr(args, "deleting_delay", None),
     )
 
 
