@@ -10,8 +10,8 @@ import pytest
 
 from _shardline import shardline
 
-from ._java import JavaKinesis, JavaServiceError
-from .test_sync_client import CBOR, make_stream, records_of
+from ._java import JavaKinesis, JavaServiceError, java_kinesis
+from .test_client import CBOR, make_stream, records_of
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +20,13 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("data")
     with shardline("serve", "--port", "0", "--data-dir", str(data), "--fsync", "never", "--enforce-limits") as running:
         yield running.url
+
+
+@pytest.fixture(scope="module")
+def java(endpoint: str) -> Iterator[JavaKinesis]:
+    """The sync client only: the async one makes the same calls through the same marshallers (test_client.py)."""
+    with java_kinesis(endpoint, "sync") as client:
+        yield client
 
 
 def test_describe_limits(java: JavaKinesis) -> None:
