@@ -27,6 +27,7 @@ from .projectfile import Loaded, LoadOptions, load_project
 from .runtime.config import ConfigError, ProjectConfig
 from .runtime.destinations import local_stream_for
 from .runtime.functions import FunctionPool
+from .runtime.leases.coordinator import LeaseTiming
 from .runtime.project import Project
 from .runtime.redrive import RedriveResult, load_messages, redrive_all
 from .runtime.remote import RemoteProject, kinesis_client, run_until_stopped
@@ -209,6 +210,7 @@ def _parser() -> argparse.ArgumentParser:
     rn.add_argument("--account-id", default="000000000000")
     rn.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _project_options(rn)
+    _lease_options(rn)
 
     cdc = sub.add_parser(
         "cdc", help="run a project's change-data-capture sources into a Kinesis endpoint (a shardline serve, or AWS)"
@@ -232,6 +234,33 @@ def _parser() -> argparse.ArgumentParser:
     top.add_argument("--token", help=f"the server's monitoring token (default: ${TOKEN_ENV})")
     top.add_argument("--token-file", type=Path, help="a file holding the server's monitoring token")
     return p
+
+
+def _lease_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("shard leases (several workers sharing the shards; see docs/leases.md)")
+    g.add_argument("--leases", help="postgresql://... or sqlite:PATH (default: sqlite:<state-dir>/leases.db)")
+    g.add_argument("--worker-id", help="this worker's name in the lease table (default host:pid:random)")
+    g.add_argument("--lease-ttl", type=float, default=10.0, help="seconds a lease lasts without renewal (default 10)")
+    g.add_argument("--lease-renew", type=float, help="seconds between renewals (default TTL/3 - 0.025)")
+    g.add_argument("--lease-take", type=float, help="seconds between take passes (default: the renew interval)")
+    g.add_argument("--lease-balance", type=float, help="seconds between balance passes (default: the TTL)")
+    g.add_argument("--handoff-timeout", type=float, default=30.0, help="seconds before a handoff is forced (30)")
+    g.add_argument("--hard-steal", action="store_true", help="steal leases at once instead of asking for a handoff")
+    g.add_argument("--lease-cleanup", type=float, default=60.0, help="seconds between cleanups of finished leases")
+    g.add_argument("--completed-delay", type=float, default=300.0, help="keep finished parents this long (300)")
+
+
+def _lease_timing(args: argparse.Namespace) -> LeaseTiming:
+    return LeaseTiming(
+        ttl_s=args.lease_ttl,
+        renew_s=args.lease_renew,
+        take_s=args.lease_take,
+        balance_s=args.lease_balance,
+        handoff_timeout_s=args.handoff_timeout,
+        graceful=not args.hard_steal,
+        cleanup_s=args.lease_cleanup,
+        completed_delay_s=args.completed_delay,
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -583,8 +612,22 @@ def _run(args: argparse.Namespace) -> int:
         config = _load(args, args.file).config
     except (ValueError, ConfigError) as exc:
         return _fail("run", str(exc))
+    timing = _lease_timing(args)
+    if problems := timing.problems():
+        return _fail("run", "; ".join(problems))
+    if args.leases is not None and not args.leases.startswith(("postgresql://", "postgres://", "sqlite:")):
+        return _fail("run", "--leases must be postgresql://... or sqlite:PATH")
     client = kinesis_client(args.endpoint_url, args.region)
-    project = RemoteProject(config, client, args.state_dir, create_streams=args.create_streams, region=args.region)
+    project = RemoteProject(
+        config,
+        client,
+        args.state_dir,
+        create_streams=args.create_streams,
+        region=args.region,
+        leasing=timing,
+        leases=args.leases,
+        worker_id=args.worker_id,
+    )
 
     def ready() -> None:
         where = args.endpoint_url or "the endpoint boto3 resolves"
