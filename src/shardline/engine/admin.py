@@ -153,6 +153,7 @@ class Admin(EngineBase):
         c.status = "DELETING"
         c.status_until_ms = self._transition_deadline()
         self._save(st)
+        self._end_subscriptions(st, c.name)
         self._tick()
 
     async def describe_stream_consumer(

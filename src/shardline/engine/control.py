@@ -115,6 +115,7 @@ class ControlPlane(EngineBase):
             raise ResourceInUseException(self._fmt(m.HAS_CONSUMERS, st.name))
         self._set_status(st, StreamStatus.DELETING)
         self._save(st)
+        self._end_subscriptions(st)
         self._tick()
 
     async def describe_stream(

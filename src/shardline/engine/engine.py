@@ -22,6 +22,7 @@ from .data import DataPlane
 from .iterators import IteratorCodec
 from .resharding import Resharding
 from .streams import StreamState
+from .subscriptions import Subscriptions
 from .view import EngineView
 
 __all__ = ["Engine"]
@@ -29,7 +30,7 @@ __all__ = ["Engine"]
 log = logging.getLogger("shardline.engine")
 
 
-class Engine(DataPlane, ControlPlane, Resharding, Admin):
+class Engine(DataPlane, ControlPlane, Resharding, Admin, Subscriptions):
     """An embedded Kinesis engine over one data directory.
 
     ```python
@@ -60,6 +61,8 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         self._next_yield_ms = 0.0
         self._closed = True
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscriptions = {}  # SubscribeToShard: who reads each consumer and shard (engine/subscriptions.py)
+        self._subscription_buckets = {}
         self.view = EngineView(self)  # what the layers above read (engine/view.py)
 
     # ----------------------------------------------------------------- lifecycle
@@ -198,6 +201,7 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin):
         if self._closed:
             return
         self._closed = True
+        self._end_all_subscriptions()
         await cancel_and_wait(self._tasks)
         await self.committer.close()
         try:
