@@ -97,6 +97,24 @@ async def test_records_already_there_then_each_put_pushed_without_the_clock_movi
     sub.close()
 
 
+async def test_another_reader_of_the_shard_clearing_its_signal_swallows_no_push(engine: Engine) -> None:
+    arn = await setup(engine)
+    sub = await subscribe(engine, arn)
+    await event(sub)
+    waiting = asyncio.ensure_future(sub.next_event())
+    await settle()
+    shared = engine.data_signal("s", S0)
+    assert shared is not None
+    put = engine.put_record(stream_name="s", data=b"x", partition_key="k")
+    # A polling reader arms the shard's shared signal for its next read right after the put set it, before the
+    # subscription ran: the subscription is woken all the same.
+    seq = (await put).sequence_number
+    shared.clear()
+    ev = await asyncio.wait_for(waiting, DEADLINE_S)
+    assert ev is not None and [r.sequence_number for r in ev.records] == [seq]
+    sub.close()
+
+
 async def test_every_starting_position(engine: Engine, clock: ManualClock) -> None:
     arn = await setup(engine)
     seqs = []

@@ -45,7 +45,7 @@ from . import sequence
 from ._base import EngineBase
 from .data import parse_shard_id
 from .limits import TokenBucket
-from .streams import ConsumerState, ShardState, StreamState, shard_id_of
+from .streams import ConsumerState, ShardSignal, ShardState, StreamState, shard_id_of
 
 __all__ = ["HEARTBEAT_MS", "MAX_EVENT_BYTES", "MAX_EVENT_RECORDS", "TAKEOVER_MS", "ShardEvent", "Subscription"]
 
@@ -100,6 +100,14 @@ class Subscription:
         self._heartbeat_due = now  # the first event goes out at once, records or not
         self._ended = False
         self._error: KinesisError | None = None
+        # Woken by the shard's signal (every put that makes records readable, the shard's close) and by ``end``;
+        # an event of its own, so other readers of the shard clearing theirs never swallow a wake-up.
+        self._wake = asyncio.Event()
+        signal = st.signals.get(shard.index)
+        if signal is None:
+            signal = st.signals[shard.index] = ShardSignal()
+        self._signal = signal
+        signal.listeners.add(self._wake)
 
     @property
     def ended(self) -> bool:
@@ -125,9 +133,8 @@ class Subscription:
             return
         self._ended, self._error = True, error
         self._owner._forget_subscription(self)
-        signal = self._st.signals.get(self._shard.index)
-        if signal is not None:
-            signal.set()
+        self._signal.listeners.discard(self._wake)
+        self._wake.set()
 
     async def next_event(self) -> ShardEvent | None:
         clock = self._owner.clock
@@ -149,10 +156,7 @@ class Subscription:
                 raise ResourceNotFoundException(
                     self._owner._fmt(m.SHARD_NOT_EXIST, self._st.name, shard=self._shard.shard_id)
                 )
-            signal = self._st.signals.get(sh.index)
-            if signal is None:
-                signal = self._st.signals[sh.index] = asyncio.Event()
-            signal.clear()  # before reading: a put from here on wakes the wait below
+            self._wake.clear()  # before reading: a put from here on wakes the wait below
             end = lg.visible_offset
             wait_ms = max(0, min(self._heartbeat_due, self.expires_ms) - now)
             if self._offset < end:
@@ -172,7 +176,7 @@ class Subscription:
             if now >= self._heartbeat_due:
                 self._heartbeat_due = now + HEARTBEAT_MS
                 return ShardEvent([], self.continuation, 0)
-            await self._wait(signal, wait_ms)
+            await self._wait(wait_ms)
 
     def _check(self) -> None:
         """End the subscription when its engine closed, or its stream or consumer went away."""
@@ -223,15 +227,15 @@ class Subscription:
         behind = max(0, now - arrival) if arrival is not None else 0
         return ShardEvent(records, self.continuation, behind)
 
-    async def _wait(self, signal: asyncio.Event, timeout_ms: int) -> None:
-        """Until the shard's signal is set or ``timeout_ms`` passes on the engine's clock."""
+    async def _wait(self, timeout_ms: int) -> None:
+        """Until woken (new records, the shard's close, ``end``) or ``timeout_ms`` passes on the engine's clock."""
         clock = self._owner.clock
         if type(clock) is SystemClock:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout_ms / 1000):
-                    await signal.wait()
+                    await self._wake.wait()
             return
-        waiter = asyncio.ensure_future(signal.wait())
+        waiter = asyncio.ensure_future(self._wake.wait())
         sleeper = asyncio.ensure_future(clock.sleep(timeout_ms / 1000))
         try:
             await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
