@@ -104,6 +104,10 @@ class Exchange:
             self.gate.set()
         await self.finished()
 
+    def cancel(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
     async def finished(self) -> None:
         assert self._task is not None
         await asyncio.wait_for(self._task, DEADLINE_S)

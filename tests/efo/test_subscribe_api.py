@@ -144,3 +144,26 @@ async def test_a_client_that_stops_reading_holds_one_event_not_a_backlog(app: Ki
     assert got == puts
     assert events <= 2
     await ex.disconnect()
+
+
+async def test_end_streams_ends_open_subscriptions_as_their_lifetime_would(app: Kinesis) -> None:
+    arn = await consumer(app)
+    ex = await Exchange(app.app, request(arn)).start()
+    await ex.message()
+    await ex.event()
+    app.app.end_streams()  # what a server does when asked to stop
+    assert await ex.message() is None  # the body ends, with no exception message
+    await ex.finished()
+    again = await Exchange(app.app, request(arn)).start()  # and the consumer and shard are free
+    assert again.status == 200
+    await again.disconnect()
+
+
+async def test_a_request_cancelled_by_the_server_ends_its_body_without_an_error(app: Kinesis) -> None:
+    arn = await consumer(app)
+    ex = await Exchange(app.app, request(arn)).start()
+    await ex.message()
+    await ex.event()
+    ex.cancel()  # a server's shutdown past its grace period
+    assert await ex.message() is None
+    await ex.finished()  # the app returned normally

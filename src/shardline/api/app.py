@@ -103,6 +103,7 @@ class KinesisApp:
         self.log_requests = log_requests
         self.ready = False
         self.startup_error: str | None = None
+        self._streams: set[StreamingBody] = set()  # responses being streamed (SubscribeToShard)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -259,10 +260,18 @@ class KinesisApp:
                 ).decode()
             )
 
+    def end_streams(self) -> None:
+        """End every response being streamed, as their own end would (a SubscribeToShard subscription ends as at
+        the end of its lifetime, and the client resubscribes). For a server that stops: call it when the stop is
+        requested, so open subscriptions do not hold the shutdown until its grace period runs out."""
+        for stream in list(self._streams):
+            stream.close()
+
     async def _send_stream(self, stream: StreamingBody, receive: Receive, send: Send) -> int:
         """Send ``stream``'s chunks as they are produced (``more_body``), until it ends or the client disconnects;
         returns the bytes sent. Each send waits while the client is not reading (the server's flow control), and the
-        stream produces its next chunk only then: a slow reader holds one chunk, never a backlog."""
+        stream produces its next chunk only then: a slow reader holds one chunk, never a backlog. A server that
+        cancels the request (its shutdown's grace period over) ends the stream without an error."""
         sent = 0
 
         async def pump() -> None:
@@ -276,20 +285,28 @@ class KinesisApp:
             while (await receive())["type"] != "http.disconnect":
                 pass
 
+        self._streams.add(stream)
         pumping = asyncio.ensure_future(pump())
         gone = asyncio.ensure_future(disconnected())
         try:
             await asyncio.wait((pumping, gone), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            log.info("a streamed response was cut short by the server's shutdown")
         finally:
+            self._streams.discard(stream)
+            client_gone = gone.done() and not gone.cancelled()
             for task in (pumping, gone):
                 task.cancel()
             for task in (pumping, gone):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             stream.close()
-        exc = pumping.exception() if pumping.done() and not pumping.cancelled() else None
+        exc = pumping.exception() if not pumping.cancelled() else None
         if exc is not None and not isinstance(exc, OSError):  # (a client gone mid-write is no failure)
             log.error("streaming a response failed", exc_info=exc)
+        if (pumping.cancelled() or exc is not None) and not client_gone:
+            with contextlib.suppress(Exception):  # end the body the stream could not end itself
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         return sent
 
     async def _preflight(self, headers: dict[str, str], request_id: str, send: Send) -> None:
