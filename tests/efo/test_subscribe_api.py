@@ -9,6 +9,8 @@ import datetime as dt
 import json
 from typing import Any
 
+import cbor2
+
 from _shardline import kinesis_cbor
 from api._asgi import ACCOUNT, CBOR_TYPE, JSON_TYPE, Kinesis
 
@@ -70,6 +72,16 @@ async def test_a_cbor_request_gets_cbor_payloads(app: Kinesis) -> None:
     [rec] = ev["Records"]
     assert rec["Data"] == b"bytes"  # a byte string, not base64
     assert rec["ApproximateArrivalTimestamp"] == dt.datetime.fromtimestamp(app.clock.now_ms() / 1000, dt.UTC)
+    await ex.disconnect()
+    # AT_TIMESTAMP as the Java SDK writes it: tag 1 holding epoch milliseconds.
+    app.clock.advance(1)
+    later = await app.put("s", b"later")
+    at = request(arn, "AT_TIMESTAMP", Timestamp=cbor2.CBORTag(1, app.clock.now_ms()))
+    ex = await Exchange(app.app, at, content_type=CBOR_TYPE).start()
+    await ex.message()
+    msg = await ex.message()
+    assert msg is not None
+    assert [r["SequenceNumber"] for r in kinesis_cbor(msg.payload)["Records"]] == [later["SequenceNumber"]]
     await ex.disconnect()
 
 
