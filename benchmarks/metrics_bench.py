@@ -81,6 +81,10 @@ class Server:
         self.host, self.port = m.group(1), int(m.group(2))
         self.conn = http.client.HTTPConnection(self.host, self.port)
         self.call("CreateStream", {"StreamName": "b", "ShardCount": 4})
+        while self.call("DescribeStreamSummary", {"StreamName": "b"})["StreamDescriptionSummary"]["StreamStatus"] != (
+            "ACTIVE"
+        ):
+            time.sleep(0.05)  # a new stream is CREATING for a moment, as on AWS
         rng = random.Random(1)
         recs = [
             {"Data": base64.b64encode(rng.randbytes(100)).decode(), "PartitionKey": f"{rng.getrandbits(64):x}"}

@@ -71,6 +71,7 @@ class Kinesis:
     def __init__(self, url: str) -> None:
         host, port = url.removeprefix("http://").rsplit(":", 1)
         self.conn = http.client.HTTPConnection(host, int(port))
+        self.last = b""
 
     def call(self, op: str, payload: object) -> float:
         t0 = time.perf_counter()
@@ -79,7 +80,12 @@ class Kinesis:
         r = self.conn.getresponse()
         body = r.read()
         assert r.status == 200, body
+        self.last = body
         return time.perf_counter() - t0
+
+    def status(self, stream: str) -> str:
+        self.call("DescribeStreamSummary", {"StreamName": stream})
+        return str(orjson.loads(self.last)["StreamDescriptionSummary"]["StreamStatus"])
 
 
 def main() -> None:
@@ -97,6 +103,8 @@ def main() -> None:
         url = match.group(1)
         k = Kinesis(url)
         k.call("CreateStream", {"StreamName": "big", "ShardCount": SHARDS})
+        while k.status("big") != "ACTIVE":
+            time.sleep(0.05)  # a new stream is CREATING for a moment, as on AWS
         k.call("EnableEnhancedMonitoring", {"StreamName": "big", "ShardLevelMetrics": ["IncomingRecords"]})
         data = base64.b64encode(b"x" * 100).decode()
         put = {"StreamName": "big", "Data": data, "PartitionKey": "k"}

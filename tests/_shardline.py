@@ -53,10 +53,15 @@ def shardline(
     env: dict[str, str] | None = None,
     wait_s: float = 20.0,
     preexec_fn: Callable[[], None] | None = None,
+    status_delay: float | None = 0.0,
 ) -> Iterator[Running]:
     """`shardline <args>` (a `serve` or `up` that prints its URL first); yields once GET /health answers 200. The
     process is killed on the way out if the test did not stop it. ``preexec_fn`` runs in the child before shardline
-    (to lower a resource limit, say)."""
+    (to lower a resource limit, say). ``status_delay`` is passed as --status-delay (0 by default: streams created
+    through the API are ACTIVE at once, for tests whose subject is not the status machine; None keeps the command's
+    own default, which code must wait out as on AWS)."""
+    if status_delay is not None and args[:1] in (("serve",), ("up",)) and "--status-delay" not in args:
+        args = (*args, "--status-delay", str(status_delay))
     proc = subprocess.Popen(
         [*CLI, *args],
         stdout=subprocess.PIPE,

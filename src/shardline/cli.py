@@ -56,6 +56,7 @@ def _common(p: argparse.ArgumentParser, *, port: bool = True) -> None:
             help="how long a SubscribeToShard subscription lasts before the client must resubscribe (default 300, "
             "as AWS)",
         )
+        _status_delays(p)
         p.add_argument("--log-requests", action="store_true", help="write a JSON access-log line per request")
         p.add_argument(
             "--no-metrics",
@@ -119,6 +120,30 @@ def _common(p: argparse.ArgumentParser, *, port: bool = True) -> None:
         )
 
 
+# How long a stream is CREATING, UPDATING or DELETING (and a consumer CREATING or DELETING) unless told otherwise:
+# long enough that code which uses a stream before it is ACTIVE fails here as it would on AWS (kinesalite's choice
+# too), short enough for a development loop. The streams of `shardline up`'s project file are ACTIVE at once.
+DEFAULT_STATUS_DELAY_S = 0.5
+
+
+def _status_delays(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--status-delay",
+        type=float,
+        default=DEFAULT_STATUS_DELAY_S,
+        metavar="SECONDS",
+        help=f"how long streams stay CREATING, UPDATING and DELETING, and consumers CREATING and DELETING "
+        f"(default {DEFAULT_STATUS_DELAY_S:g}; 0: every change at once)",
+    )
+    for state in ("creating", "updating", "deleting"):
+        p.add_argument(
+            f"--{state}-delay",
+            type=float,
+            metavar="SECONDS",
+            help=f"how long {state.upper()} lasts (default: --status-delay)",
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shardline", description="Self-hosted streams with Kinesis semantics.")
     p.add_argument("--version", action="version", version=f"shardline {__version__}")
@@ -171,6 +196,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         enforce_limits=getattr(args, "enforce_limits", False),
         subscription_lifetime_s=getattr(args, "subscription_lifetime", 300.0),
         fsync=args.fsync,
+        status_delay_s=getattr(args, "status_delay", 0.0),
+        creating_delay_s=getattr(args, "creating_delay", None),
+        updating_delay_s=getattr(args, "updating_delay", None),
+        deleting_delay_s=getattr(args, "deleting_delay", None),
     )
 
 

@@ -43,7 +43,14 @@ class Settings:
     open_read_files: int = 256  # bound on cached read descriptors across all shards
 
     # Kinesis behaviour.
-    status_delay_s: float = 0.0  # CREATING/UPDATING/DELETING last this long (AWS: seconds to minutes)
+    # How long a stream stays CREATING, UPDATING (a reshard, a mode or encryption change) or DELETING, and a consumer
+    # CREATING or DELETING; None takes status_delay_s. While CREATING or DELETING a stream has no shards to use, and a
+    # reshard shows its result only when UPDATING ends, as on AWS (where each takes seconds). 0 (the engine's default,
+    # for embedded use and tests) makes every change at once; `shardline serve` and `up` default to 0.5 s.
+    status_delay_s: float = 0.0
+    creating_delay_s: float | None = None
+    updating_delay_s: float | None = None
+    deleting_delay_s: float | None = None
     iterator_ttl_ms: int = 300_000
     shard_limit: int = 500  # account-wide open shards (AWS default in the large regions)
     on_demand_stream_limit: int = 50
@@ -93,5 +100,9 @@ class Settings:
             raise ValueError("subscription_lifetime_s must be between 0 and 86400 seconds")
         if self.subscription_bytes_per_s < 1:
             raise ValueError("subscription_bytes_per_s must be positive")
+        for name in ("status_delay_s", "creating_delay_s", "updating_delay_s", "deleting_delay_s"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 86_400:
+                raise ValueError(f"{name} must be between 0 and 86400 seconds, not {value!r}")
         if not (self.account_id.isdigit() and len(self.account_id) == 12):
             raise ValueError(f"account_id must be 12 digits, not {self.account_id!r}")

@@ -513,8 +513,10 @@ async def test_status_moves_through_creating_with_a_delay(make_kinesis: Callable
     await k.create("s", 1)
     s = await k.ok("DescribeStreamSummary", {"StreamName": "s"})
     assert s["StreamDescriptionSummary"]["StreamStatus"] == "CREATING"
-    kind, msg = await k.fail("PutRecord", {"StreamName": "s", "Data": "", "PartitionKey": "a"})
-    assert (kind, msg) == (
+    assert await k.fail("PutRecord", {"StreamName": "s", "Data": "", "PartitionKey": "a"}) == k.not_found("s")
+    d = await k.ok("DescribeStream", {"StreamName": "s"})
+    assert (d["StreamDescription"]["Shards"], d["StreamDescription"]["HasMoreShards"]) == ([], False)
+    assert await k.fail("ListShards", {"StreamName": "s"}) == (
         "ResourceInUseException",
         f"Stream s under account {ACCOUNT} not ACTIVE or UPDATING, instead in state CREATING",
     )

@@ -20,6 +20,8 @@ from botocore.exceptions import ClientError
 
 from _shardline import UNVERIFIED_SIGNATURE, kinesis_cbor
 
+from .conftest import Streams
+
 MAX_KEY = (1 << 128) - 1
 ALL_METRICS = {
     "IncomingBytes",
@@ -314,7 +316,7 @@ def test_put_records_partial_failure_under_throttling(throttled_endpoint: str, c
     client = client_for(throttled_endpoint)
     name = f"conf-throttle-{uuid.uuid4().hex[:12]}"
     client.create_stream(StreamName=name, ShardCount=1)
-    account = client.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"].split(":")[4]
+    account = Streams(client).wait_active(name)["StreamARN"].split(":")[4]
     # 500 records of 4 KB into one shard: about a quarter fit in the shard's 1 MiB/s write allowance.
     records = [{"Data": bytes([i % 256]) * 4000, "PartitionKey": f"p{i}"} for i in range(500)]
     out = client.put_records(StreamName=name, Records=records)
@@ -625,6 +627,11 @@ def test_consumers_register_describe_list_deregister(kinesis: Any, streams: Any)
 
 
 def test_describe_limits(kinesis: Any, streams: Any) -> None:
+    # Shards of a DELETING stream count until it is gone: let earlier tests' deletions finish first.
+    streams.until(
+        "earlier deletions to finish",
+        lambda: all(s["StreamStatus"] != "DELETING" for s in kinesis.list_streams()["StreamSummaries"]),
+    )
     before = kinesis.describe_limits()
     assert before["ShardLimit"] >= 1
     streams.create(2, label="lim")

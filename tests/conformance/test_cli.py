@@ -17,6 +17,8 @@ import botocore
 import pytest
 from botocore.config import Config
 
+from .conftest import Streams
+
 AWS = Path(sys.executable).with_name("aws")
 MAX_KEY = (1 << 128) - 1
 CLI_TIMEOUT_S = 120.0
@@ -164,7 +166,7 @@ def test_boto3_finds_the_endpoint_in_the_environment(
     name = f"conf-env-{uuid.uuid4().hex[:12]}"
     client.create_stream(StreamName=name, ShardCount=1)
     try:
-        arn = client.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+        arn = Streams(client).wait_active(name)["StreamARN"]
         # Calls that carry a StreamARN go through botocore's ARN endpoint rules; they must still stay local.
         put = client.put_record(StreamARN=arn, Data=b"env", PartitionKey="p")
         it = client.get_shard_iterator(StreamARN=arn, ShardId=put["ShardId"], ShardIteratorType="TRIM_HORIZON")

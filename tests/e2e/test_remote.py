@@ -37,7 +37,9 @@ def handler(event, context):
 
 @pytest.fixture
 def endpoint(tmp_path: Path) -> Iterator[str]:
-    with shardline("serve", "--port", "0", "--data-dir", str(tmp_path / "server"), "--fsync", "never") as running:
+    # The server's own status delays: the remote runtime creates its streams and must wait until they are ACTIVE.
+    args = ("serve", "--port", "0", "--data-dir", str(tmp_path / "server"), "--fsync", "never")
+    with shardline(*args, status_delay=None) as running:
         yield running.url
         running.proc.terminate()
         running.proc.wait(timeout=15)

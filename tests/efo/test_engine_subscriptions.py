@@ -441,3 +441,24 @@ async def test_under_enforce_limits_a_consumer_reads_a_shard_at_the_configured_r
     assert got == seqs
     assert seconds >= 1
     sub.close()
+
+
+async def test_a_reshard_that_completes_while_nobody_calls_the_engine_still_ends_the_parent(
+    kit: Kit, clock: ManualClock
+) -> None:
+    """The shard map changes when UPDATING ends, applied by whoever looks next: a subscription looks itself."""
+    engine = await kit.open(status_delay_s=1)
+    await engine.create_stream("s", 1)
+    clock.advance(1)
+    arn = (await engine.register_stream_consumer(ARN, "c")).consumer_arn
+    clock.advance(1)
+    sub = await subscribe(engine, arn)
+    await event(sub)
+    await engine.split_shard(stream_name="s", shard_to_split=S0, new_starting_hash_key=1 << 127)
+    waiting = asyncio.ensure_future(sub.next_event())
+    await settle()
+    assert not waiting.done()  # UPDATING: the parent is still open
+    clock.advance(1)
+    final = await asyncio.wait_for(waiting, DEADLINE_S)
+    assert final is not None and final.continuation_sequence_number is None
+    assert [c.shard_id for c in final.child_shards] == [S1, S2]

@@ -92,13 +92,13 @@ async def test_status_machine_with_delays(kit: Kit, clock: ManualClock) -> None:
     await engine.create_stream("s", 2)
     assert (await engine.describe_stream("s")).stream_status is StreamStatus.CREATING
 
-    creating = f"Stream s under account {ACCOUNT} not ACTIVE or UPDATING, instead in state CREATING"
-    with pytest.raises(ResourceInUseException) as exc:
+    # AWS answers a put to a CREATING stream as if the stream did not exist yet.
+    with pytest.raises(ResourceNotFoundException) as missing:
         await engine.put_record(stream_name="s", data=b"x", partition_key="k")
-    assert exc.value.message == creating
-    with pytest.raises(ResourceInUseException) as exc:
+    assert missing.value.message == not_found("s")
+    with pytest.raises(ResourceNotFoundException) as missing:
         await engine.put_records([(b"x", "k")], stream_name="s")
-    assert exc.value.message == creating
+    assert missing.value.message == not_found("s")
 
     clock.advance(9.999)
     assert (await engine.describe_stream("s")).stream_status is StreamStatus.CREATING
@@ -122,7 +122,7 @@ async def test_status_machine_with_delays(kit: Kit, clock: ManualClock) -> None:
     assert exc.value.message == updating
     with pytest.raises(ResourceInUseException) as exc:
         await engine.merge_shards(
-            stream_name="s", shard_to_merge="shardId-000000000002", adjacent_shard_to_merge="shardId-000000000003"
+            stream_name="s", shard_to_merge="shardId-000000000000", adjacent_shard_to_merge="shardId-000000000001"
         )
     assert exc.value.message == updating
     with pytest.raises(ResourceInUseException) as exc:
@@ -134,9 +134,9 @@ async def test_status_machine_with_delays(kit: Kit, clock: ManualClock) -> None:
 
     await engine.delete_stream("s")
     assert (await engine.describe_stream("s")).stream_status is StreamStatus.DELETING
-    with pytest.raises(ResourceInUseException) as exc:
+    with pytest.raises(ResourceNotFoundException) as missing:
         await engine.put_record(stream_name="s", data=b"x", partition_key="k")
-    assert exc.value.message == f"Stream s under account {ACCOUNT} not ACTIVE or UPDATING, instead in state DELETING"
+    assert missing.value.message == not_found("s")
     clock.advance(10)
     with pytest.raises(ResourceNotFoundException) as gone:
         await engine.describe_stream("s")

@@ -115,7 +115,22 @@ class EngineBase:
                 raise ResourceInUseException(self._fmt(m.STREAM_DAMAGED, name, path=path, reason=damage.reason))
 
     def _writable(self, st: StreamState) -> None:
-        if st.status not in (StreamStatus.ACTIVE, StreamStatus.UPDATING):
+        # AWS quirk: a put to a stream that is CREATING or DELETING is answered as if the stream did not exist
+        # (kinesalite's PutRecord and PutRecords, recorded against AWS, and the ResourceNotFoundException users see
+        # right after CreateStream, localstack/localstack#231); UPDATING streams take writes.
+        if not self._has_shards(st):
+            self._not_found(st.name)
+
+    @staticmethod
+    def _has_shards(st: StreamState) -> bool:
+        """Whether the stream's shards can be used: not while it is CREATING or DELETING (DescribeStream lists none)."""
+        return st.status is StreamStatus.ACTIVE or st.status is StreamStatus.UPDATING
+
+    def _require_shards(self, st: StreamState) -> None:
+        """Refuse an action on the shard map of a stream that has none yet (or any more)."""
+        # AWS quirk: ListShards on a CREATING stream answers with this text (aws/aws-sdk-java-v2#5949, where a
+        # stream just reported ACTIVE by DescribeStream was still CREATING for the next calls).
+        if not self._has_shards(st):
             raise ResourceInUseException(self._fmt(m.NOT_WRITABLE, st.name, state=st.status.value))
 
     def _require_active(self, st: StreamState) -> None:
@@ -123,16 +138,30 @@ class EngineBase:
             raise ResourceInUseException(self._fmt(m.NOT_ACTIVE, st.name, state=st.status.value))
 
     # ----------------------------------------------------------------- time-driven state
-    def _transition_deadline(self) -> int:
-        """When a transitional status entered now ends (settings.status_delay_s); _tick applies it lazily."""
-        until = self.clock.now_ms() + int(self.settings.status_delay_s * 1000)
+    def _delay_s(self, status: StreamStatus | str) -> float:
+        """How long a stream or consumer stays in a transitional ``status`` (settings, per status)."""
+        s = self.settings
+        per_status = {
+            "CREATING": s.creating_delay_s,
+            "UPDATING": s.updating_delay_s,
+            "DELETING": s.deleting_delay_s,
+        }.get(status.value if isinstance(status, StreamStatus) else status)
+        return s.status_delay_s if per_status is None else per_status
+
+    def _transition_deadline(self, status: StreamStatus | str) -> int:
+        """When ``status``, entered now, ends; _tick applies it lazily."""
+        until = self.clock.now_ms() + int(self._delay_s(status) * 1000)
         self._next_transition_ms = min(self._next_transition_ms, until)
         return until
 
     def _set_status(self, st: StreamState, status: StreamStatus) -> None:
-        """Enter a transitional status; it ends after settings.status_delay_s."""
+        """Enter a transitional status; it ends after its delay (settings)."""
         st.status = status
-        st.status_until_ms = self._transition_deadline()
+        st.status_until_ms = self._transition_deadline(status)
+
+    def _apply_pending(self, st: StreamState) -> None:
+        """Carry out the stream's pending reshards (Resharding does; a stream without them has nothing to do)."""
+        st.pending.clear()
 
     def _tick(self) -> None:
         """Finish every transition whose time has come. Cheap when none is due."""
@@ -147,8 +176,16 @@ class EngineBase:
                     if st.status is StreamStatus.DELETING:
                         self._finish_delete(st)
                         continue
-                    st.status = StreamStatus.ACTIVE
                     changed = True
+                    if st.pending:
+                        try:
+                            self._apply_pending(st)
+                        except (OSError, ServiceUnavailable) as exc:
+                            # The shard map stays as it was (the stream stays UPDATING); the next request tries again.
+                            log.error("stream %s: cannot finish its reshard: %s", st.name, exc)
+                            nxt = min(nxt, now + 1000)
+                            continue
+                    st.status = StreamStatus.ACTIVE
                 else:
                     nxt = min(nxt, st.status_until_ms)
             for c in list(st.consumers.values()):
@@ -267,7 +304,8 @@ class EngineBase:
 
     # ----------------------------------------------------------------- limits
     def _open_shard_total(self) -> int:
-        return sum(len(st.open_shards()) for st in self.streams.values())
+        """Open shards across streams, counting those a pending reshard will open (and not those it will close)."""
+        return sum(len(st.open_shards()) + st.pending_shards() for st in self.streams.values())
 
     def _check_shard_limit(self, additional: int) -> None:
         current = self._open_shard_total()

@@ -129,13 +129,14 @@ class Admin(EngineBase):
     # ----------------------------------------------------------------- consumers (enhanced fan-out registry)
     async def register_stream_consumer(self, stream_arn: str, consumer_name: str) -> Consumer:
         st = self._stream(None, stream_arn)
+        self._require_shards(st)
         if consumer_name in st.consumers:
             raise ResourceInUseException(self._fmt(m.CONSUMER_EXISTS, st.name, consumer=consumer_name))
         if len(st.consumers) >= self.settings.max_consumers_per_stream:
             raise LimitExceededException(
                 self._fmt(m.CONSUMER_LIMIT, st.name, limit=self.settings.max_consumers_per_stream)
             )
-        c = ConsumerState(consumer_name, self.clock.now_ms(), "CREATING", self._transition_deadline())
+        c = ConsumerState(consumer_name, self.clock.now_ms(), "CREATING", self._transition_deadline("CREATING"))
         st.consumers[consumer_name] = c
         self._save(st)
         model = self._consumer_model(st, c)
@@ -150,8 +151,10 @@ class Admin(EngineBase):
         consumer_arn: str | None = None,
     ) -> None:
         st, c = self._find_consumer(stream_arn, consumer_name, consumer_arn)
+        if c.status == "DELETING":
+            return  # already on its way out: asking again does not push its end back
         c.status = "DELETING"
-        c.status_until_ms = self._transition_deadline()
+        c.status_until_ms = self._transition_deadline("DELETING")
         self._save(st)
         self._end_subscriptions(st, c.name)
         self._tick()

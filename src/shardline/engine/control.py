@@ -45,7 +45,10 @@ class ControlPlane(EngineBase):
         *,
         stream_mode: StreamMode | str = StreamMode.PROVISIONED,
         tags: dict[str, str] | None = None,
+        active: bool = False,
     ) -> None:
+        """Create a stream; it is CREATING for settings.creating_delay_s, unless ``active`` (a stream a project
+        declares, made ready before anything can use it)."""
         mode = StreamMode(stream_mode)
         self._tick()
         if stream_name in self.streams:
@@ -88,7 +91,10 @@ class ControlPlane(EngineBase):
         for sh in st.shards:
             self._open_shard(st, sh)
         self._make_buckets(st)
-        self._set_status(st, StreamStatus.CREATING)
+        if active:
+            st.status = StreamStatus.ACTIVE
+        else:
+            self._set_status(st, StreamStatus.CREATING)
         st.rebuild_router()
         try:
             self._save(st)
@@ -129,7 +135,8 @@ class ControlPlane(EngineBase):
         if not 1 <= limit <= 10000:
             raise validation_error([(limit, "limit", "Member must have value between 1 and 10000")])
         st = self._stream(stream_name, stream_arn)
-        shards = self._live_shards(st)
+        # While CREATING or DELETING, AWS lists no shards (and HasMoreShards is false).
+        shards = self._live_shards(st) if self._has_shards(st) else []
         if exclusive_start_shard_id is not None:
             after = parse_shard_id(exclusive_start_shard_id)
             shards = [s for s in shards if after is None or s.index > after]
@@ -162,7 +169,7 @@ class ControlPlane(EngineBase):
             shard_level_metrics=tuple(st.shard_level_metrics),
             encryption_type=st.encryption_type,
             key_id=st.key_id,
-            open_shard_count=len(st.open_shards()),
+            open_shard_count=len(st.open_shards()) if self._has_shards(st) else 0,
             consumer_count=len(st.consumers),
             max_record_size_kib=st.max_record_size_kib,
         )
@@ -221,6 +228,7 @@ class ControlPlane(EngineBase):
             st = self._stream(str(tok["stream"]))
             if st.tag != tok["tag"]:
                 raise ResourceNotFoundException(self._fmt(m.STREAM_NOT_FOUND, st.name))
+            self._require_shards(st)
             after: int | None = int(str(tok["after"]))
             ftype = tok.get("ftype")
             fts = tok.get("fts")
@@ -228,6 +236,7 @@ class ControlPlane(EngineBase):
             st = self._stream(stream_name, stream_arn)
             if stream_creation_timestamp_ms is not None and stream_creation_timestamp_ms // 1000 != st.created_s:
                 self._not_found(st.name)
+            self._require_shards(st)
             after = parse_shard_id(exclusive_start_shard_id) if exclusive_start_shard_id else None
             ftype = ShardFilterType(shard_filter_type).value if shard_filter_type is not None else None
             fts = shard_filter_timestamp_ms

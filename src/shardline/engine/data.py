@@ -354,7 +354,8 @@ class DataPlane(EngineBase):
             st = self._stream(name)
         except ResourceNotFoundException:
             raise ResourceNotFoundException(self._fmt(m.SHARD_NOT_EXIST, name, shard=norm)) from None
-        shard = st.shard(index)
+        # (no shard exists while the stream is CREATING or DELETING: DescribeStream lists none)
+        shard = st.shard(index) if self._has_shards(st) else None
         if shard is None or shard.log is None:
             raise ResourceNotFoundException(self._fmt(m.SHARD_NOT_EXIST, name, shard=norm))
         try:
@@ -428,7 +429,8 @@ class DataPlane(EngineBase):
             raise validation_error([(limit, "limit", f"Member must have value {rule}")])
         self._tick()
         st = self.streams.get(pos.stream_name)
-        shard = st.shard(pos.shard_index) if st is not None and st.tag == pos.stream_tag else None
+        usable = st is not None and st.tag == pos.stream_tag and self._has_shards(st)
+        shard = st.shard(pos.shard_index) if st is not None and usable else None
         if st is None or shard is None or shard.log is None:
             raise ResourceNotFoundException(
                 self._fmt(m.SHARD_NOT_EXIST, pos.stream_name, shard=shard_id_of(pos.shard_index))

@@ -1,8 +1,11 @@
 """SplitShard, MergeShards and UpdateShardCount.
 
-A reshard seals the parents (no more appends; their logs stay readable until retention) and opens fresh logs for
-the children. Children get new, higher shard indexes, so their sequence numbers sort after every parent's. The
-parent/child change lands in one atomic metadata write.
+A reshard is checked against the shard map when it is asked for, and carried out when the stream's UPDATING time
+ends (settings.updating_delay_s; at once without a delay): until then DescribeStream and ListShards show the map as it
+was (no children, parents without an EndingSequenceNumber), puts go to the parents, and another reshard is refused,
+as on AWS. Carrying it out seals the parents (no more appends; their logs stay readable until retention) and opens
+fresh logs for the children. Children get new, higher shard indexes, so their sequence numbers sort after every
+parent's. The parent/child change lands in one atomic metadata write.
 """
 
 from __future__ import annotations
@@ -64,8 +67,7 @@ class Resharding(EngineBase):
             )
         self._require_active(st)
         self._require_open(st, shard)
-        self._split(st, shard, key)
-        self._commit_reshard(st)
+        self._commit_reshard(st, {"op": "split", "shard": shard.index, "key": str(key), "delta": 1})
 
     async def merge_shards(
         self,
@@ -88,8 +90,7 @@ class Resharding(EngineBase):
         self._require_active(st)
         self._require_open(st, a)
         self._require_open(st, b)
-        self._merge(st, a, b)
-        self._commit_reshard(st)
+        self._commit_reshard(st, {"op": "merge", "shard": a.index, "adjacent": b.index, "delta": -1})
 
     async def update_shard_count(
         self,
@@ -131,16 +132,15 @@ class Resharding(EngineBase):
         if len(st.scaling_ops_ms) >= self.settings.max_scaling_ops_per_day:
             raise LimitExceededException(self._fmt(m.SCALE_OPS, st.name, limit=self.settings.max_scaling_ops_per_day))
         st.scaling_ops_ms.append(self.clock.now_ms())
-        if target != n or any((s.start_key, s.end_key) != r for s, r in zip(opened, even_ranges(target), strict=False)):
-            self._scale_uniformly(st, target)
-        self._commit_reshard(st)
+        self._commit_reshard(st, {"op": "scale", "target": target, "delta": target - n})
         return n, target
 
     # ----------------------------------------------------------------- mechanics
     def _reshard_target(self, st: StreamState, index: int) -> ShardState:
         if st.mode is StreamMode.ON_DEMAND:
             raise ValidationException(self._fmt(m.ON_DEMAND_RESHARD, st.name))
-        shard = st.shard(index)
+        # (a CREATING or DELETING stream has no shards to name: DescribeStream lists none)
+        shard = st.shard(index) if self._has_shards(st) else None
         if shard is None or shard.log is None:
             raise ResourceNotFoundException(self._fmt(m.COULD_NOT_FIND_SHARD, st.name, shard=shard_id_of(index)))
         return shard
@@ -194,8 +194,35 @@ class Resharding(EngineBase):
             for nxt in parts[1:]:
                 acc = self._merge(st, acc, nxt)
 
-    def _commit_reshard(self, st: StreamState) -> None:
-        st.rebuild_router()
+    def _commit_reshard(self, st: StreamState, op: dict[str, object]) -> None:
+        """Accept a checked reshard: the stream is UPDATING until it is carried out (by _tick)."""
+        st.pending.append(op)
         self._set_status(st, StreamStatus.UPDATING)
-        self._save(st)
+        try:
+            self._save(st)
+        except BaseException:
+            st.pending.pop()
+            st.status = StreamStatus.ACTIVE
+            raise
         self._tick()
+
+    def _apply_pending(self, st: StreamState) -> None:
+        """Carry out the reshards accepted while UPDATING, in order, and route puts to the new open shards."""
+        for op in st.pending:
+            kind = op["op"]
+            if kind == "split":
+                shard = st.shards[int(op["shard"])]
+                if shard.is_open and shard.start_key + 1 < int(op["key"]) < shard.end_key:
+                    self._split(st, shard, int(op["key"]))
+            elif kind == "merge":
+                a, b = st.shards[int(op["shard"])], st.shards[int(op["adjacent"])]
+                if a.is_open and b.is_open and a.end_key + 1 == b.start_key:
+                    self._merge(st, a, b)
+            elif kind == "scale":
+                target = int(op["target"])
+                opened = sorted(st.open_shards(), key=lambda s: s.start_key)
+                even = [(s.start_key, s.end_key) for s in opened] == even_ranges(target)
+                if not even:
+                    self._scale_uniformly(st, target)
+        st.pending.clear()
+        st.rebuild_router()

@@ -139,6 +139,11 @@ class StreamState:
     scaling_ops_ms: list[int] = field(default_factory=list)
     mode_switches_ms: list[int] = field(default_factory=list)
     max_record_size_kib: int = 1024
+    # Reshards accepted while the stream is UPDATING, carried out (in order) when it becomes ACTIVE: until then the
+    # shard map, the routing of puts and every reader see the shards as they were, as on AWS. Each is a dict:
+    # {"op": "split", "shard": index, "key": str}, {"op": "merge", "shard": index, "adjacent": index} or
+    # {"op": "scale", "target": count}, with "delta", the change in open shards it makes.
+    pending: list[dict[str, Any]] = field(default_factory=list)
     router: HashRouter | None = None  # hash key -> index of the open shard that takes it
     # What a put touches per record, kept per stream and indexed by shard index so that no per-shard object is on
     # the hot path (see LogTable): the shard logs' write state, which also makes each record's PutRecords result
@@ -168,6 +173,10 @@ class StreamState:
 
     def open_shards(self) -> list[ShardState]:
         return [s for s in self.shards if s.is_open]
+
+    def pending_shards(self) -> int:
+        """How many open shards the pending reshards add (or remove, when negative)."""
+        return sum(int(op.get("delta", 0)) for op in self.pending)
 
     def rebuild_router(self) -> None:
         """Route to the open shards (after a create, an open or a reshard)."""
@@ -212,6 +221,7 @@ class StreamState:
             "scaling_ops_ms": self.scaling_ops_ms,
             "mode_switches_ms": self.mode_switches_ms,
             "max_record_size_kib": self.max_record_size_kib,
+            "pending": self.pending,
         }
 
     @classmethod
@@ -236,6 +246,7 @@ class StreamState:
             scaling_ops_ms=list(d.get("scaling_ops_ms", [])),
             mode_switches_ms=list(d.get("mode_switches_ms", [])),
             max_record_size_kib=int(d.get("max_record_size_kib", 1024)),
+            pending=[dict(op) for op in d.get("pending", [])],
         )
         for c in d.get("consumers", []):
             st.consumers[c["name"]] = ConsumerState(
@@ -261,6 +272,8 @@ class StreamState:
                     raise ValueError(f"{sh.shard_id}: impossible parent {parent!r}")
             if sh.expired and sh.is_open:
                 raise ValueError(f"{sh.shard_id}: expired but open")
+        for op in self.pending:
+            self._check_pending(op)
         expect = 0
         for sh in sorted(self.open_shards(), key=lambda s: s.start_key):
             if sh.start_key != expect:
@@ -269,3 +282,23 @@ class StreamState:
             expect = sh.end_key + 1
         if expect != MAX_HASH_KEY + 1:
             raise ValueError(f"open shards leave a hole in the hash key range at {expect}")
+
+    def _check_pending(self, op: dict[str, Any]) -> None:
+        def index(key: str) -> None:
+            value = op.get(key)
+            if not (isinstance(value, int) and 0 <= value < len(self.shards)):
+                raise ValueError(f"pending {op.get('op')}: impossible shard {value!r}")
+
+        kind = op.get("op")
+        if kind == "split":
+            index("shard")
+            if not (isinstance(op.get("key"), str) and str(op["key"]).isdigit()):
+                raise ValueError(f"pending split: impossible hash key {op.get('key')!r}")
+        elif kind == "merge":
+            index("shard")
+            index("adjacent")
+        elif kind == "scale":
+            if not (isinstance(op.get("target"), int) and op["target"] >= 1):
+                raise ValueError(f"pending scale: impossible target {op.get('target')!r}")
+        else:
+            raise ValueError(f"unknown pending operation {kind!r}")

@@ -139,6 +139,9 @@ class Subscription:
     async def next_event(self) -> ShardEvent | None:
         clock = self._owner.clock
         while True:
+            # Transitions are applied lazily, by whoever looks (engine/_base.py): a subscription looks too, so a
+            # reshard that completes while nobody calls the engine still closes its shard, and its deletion ends it.
+            self._owner._tick()
             self._check()
             if self._ended:
                 if self._error is not None:
@@ -158,7 +161,7 @@ class Subscription:
                 )
             self._wake.clear()  # before reading: a put from here on wakes the wait below
             end = lg.visible_offset
-            wait_ms = max(0, min(self._heartbeat_due, self.expires_ms) - now)
+            wait_ms = max(0, min(self._heartbeat_due, self.expires_ms, self._owner._next_transition_ms) - now)
             if self._offset < end:
                 throttled_s = self._throttled_s()
                 if throttled_s:

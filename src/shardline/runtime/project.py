@@ -57,7 +57,7 @@ class EngineWiring:
     async def prepare(self, config: ProjectConfig) -> None:
         for spec in config.streams.values():
             try:
-                await self.engine.create_stream(spec.name, spec.shards, stream_mode=spec.mode)
+                await self.engine.create_stream(spec.name, spec.shards, stream_mode=spec.mode, active=True)
                 if spec.retention_hours != 24:
                     await self.engine.increase_stream_retention_period(spec.retention_hours, stream_name=spec.name)
                 log.info("created stream %s", spec.name)

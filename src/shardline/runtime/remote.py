@@ -69,7 +69,10 @@ class KinesisWiring:
             except Exception as exc:
                 if _code(exc) != "ResourceInUseException":
                     raise
-            await asyncio.to_thread(self.client.get_waiter("stream_exists").wait, StreamName=spec.name)
+            # Polled every second (the waiter's default is every 10 s): a new stream is ACTIVE in half a second on a
+            # shardline serve, in seconds on AWS; ten minutes at most.
+            waiter = self.client.get_waiter("stream_exists")
+            await asyncio.to_thread(waiter.wait, StreamName=spec.name, WaiterConfig={"Delay": 1, "MaxAttempts": 600})
             log.info("created stream %s on the endpoint", spec.name)
 
     async def source(self, stream_name: str) -> ShardSource:
