@@ -9,15 +9,18 @@
     --dir PATH        parent of the scratch directory (shardline's data dir); always removed at the end
     --fsync MODE      shardline's --fsync (default always, the mode the targets are set for)
     --profile FILE    run shardline under cProfile, save the stats to FILE and print the top functions
+    --h2              also the raw client's requests over HTTP/2 (h2c with prior knowledge); shardline alone
 ```
 
 Both servers run as child processes (shardline with `--fsync always` unless --fsync says otherwise; kinesalite keeps
 everything in memory). Each is loaded by one sequential client at a time: boto3, and a raw keep-alive http.client
-connection sending hand-built JSON 1.1 bodies. Per client: PutRecords (500 records of 100 B, 4 shards) until the
-stream holds the record count, GetRecords (Limit 10,000) over every shard from TRIM_HORIZON, then single PutRecord
-calls timed one by one. Every phase runs in slices with the servers taking turns, so load from elsewhere on the
-machine falls on both alike. Server CPU is utime+stime from /proc/<pid>/stat over each phase; resident memory is
-VmRSS from /proc/<pid>/status, sampled when the server is idle and after every tenth of each fill.
+connection sending hand-built JSON 1.1 bodies (with --h2, also those bodies over one HTTP/2 connection, a stream at
+a time: kinesalite speaks HTTP/1.1 only, so shardline runs alone). Per client: PutRecords (500 records of 100 B,
+4 shards) until the stream holds the record count, GetRecords (Limit 10,000) over every shard from TRIM_HORIZON,
+then single PutRecord calls timed one by one. Every phase runs in slices with the servers taking turns, so load
+from elsewhere on the machine falls on both alike. Server CPU is utime+stime from /proc/<pid>/stat over each phase;
+resident memory is VmRSS from /proc/<pid>/status, sampled when the server is idle and after every tenth of each
+fill.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import boto3
 import orjson
 from botocore.config import Config
 
+import _h2client
 import _peer
 from _peer import Server, log
 
@@ -56,7 +60,7 @@ QUICK = (20_000, 300)
 TARGET_RATIO = 3.0
 FLAT_GROWTH = 0.10  # resident memory may grow by this share of its warm value while the stream fills
 MIB = 1024 * 1024
-KINDS = ("boto3", "raw")
+KINDS: tuple[str, ...] = ("boto3", "raw")
 _PCT = ("server_cpu_pct", "server CPU %", "%", "")
 _PER_1K = [
     _PCT,
@@ -159,6 +163,16 @@ class RawClient:
         if now - self.last_used > IDLE_RECONNECT_S:
             self.conn.close()
         self.last_used = now
+        headers = self.op_headers(op)
+        self.conn.request("POST", "/", body, headers)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"{op}: HTTP {resp.status}: {data[:300]!r}")
+        self.last_used = time.monotonic()
+        return orjson.loads(data) if data else {}
+
+    def op_headers(self, op: str) -> dict[str, str]:
         headers = self.headers.get(op)
         if headers is None:
             headers = self.headers[op] = {
@@ -168,13 +182,7 @@ class RawClient:
                 "Authorization": "AWS4-HMAC-SHA256 Credential=x/20200101/us-east-1/kinesis/aws4_request, "
                 "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0",
             }
-        self.conn.request("POST", "/", body, headers)
-        resp = self.conn.getresponse()
-        data = resp.read()
-        if resp.status != 200:
-            raise RuntimeError(f"{op}: HTTP {resp.status}: {data[:300]!r}")
-        self.last_used = time.monotonic()
-        return orjson.loads(data) if data else {}
+        return headers
 
     def create_stream(self, name: str, shards: int) -> None:
         self.call("CreateStream", orjson.dumps({"StreamName": name, "ShardCount": shards}))
@@ -211,6 +219,22 @@ class RawClient:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class H2Client(RawClient):
+    """The raw client's requests over one HTTP/2 connection (h2c with prior knowledge), one stream at a time."""
+
+    def __init__(self, host: str, port: int, pool: list[Batch], singles: list[tuple[bytes, str]]) -> None:
+        super().__init__(host, port, pool, singles)
+        self.h2 = _h2client.H2Connection(host, port)
+        self.h2_last_used = [time.monotonic()]
+
+    def call(self, op: str, body: bytes) -> Any:
+        return _h2client.call(self.h2, op, self.op_headers(op), body, self.h2_last_used)
+
+    def close(self) -> None:
+        self.h2.close()
+        super().close()
 
 
 # ----------------------------------------------------------------------------- phases
@@ -251,6 +275,8 @@ class Target:
             "boto3": Boto3Client(server.url, pool, single_pool),
             "raw": RawClient(server.host, server.port, pool, single_pool),
         }
+        if "h2" in KINDS:
+            self.clients["h2"] = H2Client(server.host, server.port, pool, single_pool)
         self.meters = {(k, ph): Meter(server) for k in KINDS for ph in ("put_records", "get_records", "put_record")}
         self.shards: dict[str, Counter[str]] = {k: Counter() for k in KINDS}
         self.read = dict.fromkeys(KINDS, 0)
@@ -459,7 +485,14 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, default=None, help="parent of the scratch directory")
     ap.add_argument("--fsync", choices=["always", "interval", "never"], default="always", help="shardline's mode")
     ap.add_argument("--profile", type=Path, default=None, help="cProfile shardline; stats to this file")
+    ap.add_argument(
+        "--h2", action="store_true", help="a third client: the raw one over HTTP/2 (h2c); implies --no-peer"
+    )
     args = ap.parse_args()
+    if args.h2:
+        global KINDS  # noqa: PLW0603 (the clients every phase runs, fixed before any runs)
+        KINDS = (*KINDS, "h2")
+        args.no_peer = True
     records, singles = QUICK if args.quick else FULL
 
     peer_problem = "--no-peer given" if args.no_peer else _peer.ensure_kinesalite(args.peer_dir)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import re
+import ssl
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ import cbor2
 from botocore.config import Config
 
 START_MS = 1_700_000_000_000  # where ManualClocks start (November 2023)
-URL_RE = re.compile(r"serving Kinesis at (http://\S+)")
+URL_RE = re.compile(r"serving Kinesis at (https?://\S+)")
 # Headers with a signature of the shape AWS requires (without one it answers MissingAuthenticationToken, and so does
 # `shardline serve --auth none`), for raw requests; not a valid signature.
 UNVERIFIED_SIGNATURE = {
@@ -81,7 +82,9 @@ def shardline(
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
+                # (a TLS test's certificate is its own, self-signed: readiness is all that is asked here)
+                context = ssl._create_unverified_context() if url.startswith("https:") else None
+                with urllib.request.urlopen(f"{url}/health", timeout=5, context=context) as resp:
                     if resp.status == 200:
                         break
             except (urllib.error.URLError, ConnectionError):
@@ -118,3 +121,32 @@ def kinesis(url: str, *, region: str = "us-east-1", key_id: str = "x", secret: s
         aws_secret_access_key=secret,
         config=Config(**{"retries": {"max_attempts": 0}, "connect_timeout": 10, "read_timeout": 60, **config}),
     )
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, and its key, made with the openssl command (for
+    `serve --tls-cert/--tls-key`)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

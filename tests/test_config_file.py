@@ -83,3 +83,93 @@ def test_the_project_loader_and_the_alarm_parser_word_a_wrong_key_alike(tmp_path
     assert str(project.value) == f"{path}: streams.s.retention: unknown key (did you mean 'retentionHours'?)"
     assert str(alarms.value) == f"{path}: alarms.defaults.retention: unknown key (did you mean 'iteratorAgeRetention'?)"
     assert isinstance(alarms.value, ConfigError)  # the CLI reports both kinds the same way
+
+
+NATIVE = """\
+streams:
+  orders: {shards: 1}
+functions:
+  f:
+    handler: app.handler
+    events:
+      - stream:
+          arn: %s
+          destinations:
+            onFailure: %s
+"""
+LOCAL_ARN = "arn:aws:kinesis:us-east-1:000000000000:stream/orders"
+
+
+def native(tmp_path: Path, arn: str, on_failure: str) -> Path:
+    (tmp_path / "app.py").write_text("def handler(event, context):\n    return None\n")
+    path = tmp_path / "shardline.yml"
+    path.write_text(NATIVE % (arn, on_failure))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("written", "kind", "target"),
+    [
+        ("arn:aws:sqs:us-east-1:123456789012:orders-dlq", "sqs", "arn:aws:sqs:us-east-1:123456789012:orders-dlq"),
+        (
+            "{type: sns, arn: 'arn:aws:sns:eu-west-1:123456789012:alerts'}",
+            "sns",
+            "arn:aws:sns:eu-west-1:123456789012:alerts",
+        ),
+        ("arn:aws:kinesis:us-east-1:000000000000:stream/orders", "stream", "orders"),
+    ],
+)
+def test_sqs_and_sns_destinations_in_shardline_yml(tmp_path: Path, written: str, kind: str, target: str) -> None:
+    (m,) = load_config(native(tmp_path, LOCAL_ARN, written)).functions["f"].mappings
+    assert m.on_failure is not None
+    assert (m.on_failure.kind, m.on_failure.target) == (kind, target)
+
+
+@pytest.mark.parametrize(
+    ("written", "where", "why"),
+    [
+        (
+            "{type: sqs, arn: 'arn:aws:sns:us-east-1:123456789012:t'}",
+            "onFailure.arn",
+            "'arn:aws:sns:us-east-1:123456789012:t' is not the ARN of an SQS queue",
+        ),
+        (
+            "arn:aws:s3:::bucket",
+            "onFailure",
+            "'arn:aws:s3:::bucket' is not an SQS queue, SNS topic or Kinesis stream ARN, nor "
+            "{type: stream|file|sqs|sns, ...}",
+        ),
+        ("{type: kafka}", "onFailure.type", "'kafka' is not supported (allowed: stream, file, sqs, sns)"),
+    ],
+)
+def test_bad_destinations_name_the_key(tmp_path: Path, written: str, where: str, why: str) -> None:
+    path = native(tmp_path, LOCAL_ARN, written)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: functions.f.events[0].stream.destinations.{where}: {why}"
+
+
+def test_an_arn_of_another_account_is_served_locally_and_said(tmp_path: Path) -> None:
+    path = native(tmp_path, "arn:aws:kinesis:eu-west-1:123456789012:stream/orders", "arn:aws:sqs:us-east-1:1:q")
+    path.write_text(
+        path.read_text().replace("          destinations:\n            onFailure: arn:aws:sqs:us-east-1:1:q\n", "")
+    )
+    cfg = load_config(path)
+    (m,) = cfg.functions["f"].mappings
+    assert m.event_source_arn == LOCAL_ARN
+    assert cfg.notices == (
+        f"arn:aws:kinesis:eu-west-1:123456789012:stream/orders is served as {LOCAL_ARN} (region us-east-1, account "
+        "000000000000)",
+    )
+
+
+def test_a_consumer_arn_is_read_by_polling_its_stream_and_said(tmp_path: Path) -> None:
+    consumer = f"{LOCAL_ARN}/consumer/c1:1700000000"
+    path = native(tmp_path, consumer, "x")
+    path.write_text(path.read_text().replace("          destinations:\n            onFailure: x\n", ""))
+    cfg = load_config(path)
+    assert cfg.functions["f"].mappings[0].event_source_arn == LOCAL_ARN
+    assert cfg.notices == (
+        f"functions.f.events[0].stream.arn: {consumer} is read by polling the stream (enhanced fan-out delivery not "
+        "applied)",
+    )

@@ -24,8 +24,10 @@ ALLOWED: dict[str, set[str]] = {
     "api": {"engine", "leaf"},
     "runtime": {"engine", "storage", "leaf"},
     "metrics": {"engine", "storage", "runtime", "leaf"},
-    "cli": {"package", "api", "engine", "storage", "runtime", "metrics", "leaf"},
-    "package": {"api", "engine", "storage", "runtime", "metrics", "leaf"},
+    # project files (serverless.yml, SAM, CloudFormation) resolved into the runtime's ProjectConfig
+    "projectfile": {"runtime", "engine", "storage", "leaf"},
+    "cli": {"package", "api", "engine", "storage", "runtime", "metrics", "projectfile", "leaf"},
+    "package": {"api", "engine", "storage", "runtime", "metrics", "projectfile", "leaf"},
 }
 
 

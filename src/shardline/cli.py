@@ -1,4 +1,4 @@
-"""The ``shardline`` command: serve, up, redrive, top."""
+"""The ``shardline`` command: serve, up, validate, redrive, run, top."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import __version__
 from .api import KinesisApp
 from .api.auth import SigV4Verifier, load_credentials
-from .api.server import DEFAULT_LIMITS, ServerLimits, bind, is_loopback, run
+from .api.server import DEFAULT_LIMITS, ServerLimits, TlsFiles, bind, is_loopback, run
 from .engine import Engine
 from .errors import KinesisError
 from .metrics import Monitor
@@ -25,7 +23,9 @@ from .metrics.access import TOKEN_ENV, MonitoringAccess, monitoring_access
 from .metrics.alarms import AlarmManager, AlarmsConfig, default_rules_for, merge_rules, parse_alarms
 from .metrics.notify import build_notifiers
 from .metrics.series import SeriesStore
-from .runtime.config import ConfigError, load_config
+from .projectfile import Loaded, LoadOptions, load_project
+from .runtime.config import ConfigError, ProjectConfig
+from .runtime.destinations import local_stream_for
 from .runtime.functions import FunctionPool
 from .runtime.project import Project
 from .runtime.redrive import RedriveResult, load_messages, redrive_all
@@ -104,6 +104,13 @@ def _common(p: argparse.ArgumentParser, *, port: bool = True) -> None:
             f"(default {DEFAULT_LIMITS.write_timeout_s:g})",
         )
         p.add_argument(
+            "--tls-cert",
+            type=Path,
+            metavar="PEM",
+            help="serve https with this certificate chain (with --tls-key); ALPN offers HTTP/2 and HTTP/1.1",
+        )
+        p.add_argument("--tls-key", type=Path, metavar="PEM", help="the private key of --tls-cert (unencrypted PEM)")
+        p.add_argument(
             "--monitoring-token",
             metavar="TOKEN",
             help=f"require this bearer token on /metrics and /api/* (also from ${TOKEN_ENV})",
@@ -118,6 +125,22 @@ def _common(p: argparse.ArgumentParser, *, port: bool = True) -> None:
             help="auto (default): monitoring is open, or needs the token when one is given, and is closed under "
             "--auth sigv4 until a token is given; open: everyone may read it, even under --auth sigv4",
         )
+
+
+def _project_options(p: argparse.ArgumentParser) -> None:
+    """How a serverless.yml or a SAM/CloudFormation template is resolved."""
+    p.add_argument("--stage", help="serverless.yml: the stage (${opt:stage}, ${sls:stage}; default provider.stage)")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="serverless.yml: ${param:KEY} (repeatable)"
+    )
+    p.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="SAM/CloudFormation: values of the template's Parameters",
+    )
 
 
 # How long a stream is CREATING, UPDATING or DELETING (and a consumer CREATING or DELETING) unless told otherwise:
@@ -153,8 +176,21 @@ def _parser() -> argparse.ArgumentParser:
     _common(srv)
 
     up = sub.add_parser("up", help="run a project: its streams, the Kinesis endpoint and every stream function")
-    up.add_argument("file", nargs="?", type=Path, default=Path("shardline.yml"), help="default: ./shardline.yml")
+    up.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        default=Path("shardline.yml"),
+        help="shardline.yml (default), serverless.yml, or a SAM/CloudFormation template",
+    )
     _common(up)
+    _project_options(up)
+
+    va = sub.add_parser("validate", help="print what a project file means after resolution, without starting anything")
+    va.add_argument("file", nargs="?", type=Path, default=Path("shardline.yml"), help="default: ./shardline.yml")
+    va.add_argument("--region", default="us-east-1")
+    va.add_argument("--account-id", default="000000000000")
+    _project_options(va)
 
     rd = sub.add_parser("redrive", help="re-process the records that on-failure messages point to")
     rd.add_argument(
@@ -165,6 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     rd.add_argument("--handler", help="use this handler instead of the one in the project file (the fixed one)")
     rd.add_argument("--again", action="store_true", help="also redrive messages that were redriven successfully")
     _common(rd, port=False)
+    _project_options(rd)
 
     rn = sub.add_parser(
         "run", help="run a project's functions against a Kinesis endpoint (a shardline serve, or AWS itself)"
@@ -178,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     rn.add_argument("--region", default="us-east-1")
     rn.add_argument("--account-id", default="000000000000")
     rn.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _project_options(rn)
 
     top = sub.add_parser("top", help="a live terminal view of a running server's streams, mappings and alarms")
     top.add_argument("--endpoint", default="http://127.0.0.1:4567", help="default: http://127.0.0.1:4567")
@@ -235,9 +273,20 @@ def _limits(args: argparse.Namespace) -> ServerLimits:
     return limits
 
 
+def _tls(args: argparse.Namespace) -> TlsFiles | None:
+    if args.tls_cert is None and args.tls_key is None:
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ValueError("--tls-cert and --tls-key go together")
+    tls = TlsFiles(args.tls_cert, args.tls_key)
+    tls.check()
+    return tls
+
+
 def _listen(args: argparse.Namespace, app: KinesisApp, banner: list[str]) -> int:
     try:
         limits = _limits(args)
+        tls = _tls(args)
     except ValueError as exc:
         return _fail(args.command, str(exc))
     try:
@@ -248,7 +297,7 @@ def _listen(args: argparse.Namespace, app: KinesisApp, banner: list[str]) -> int
     host, port = sock.getsockname()[:2]
     if not is_loopback(args.host):
         log.warning("listening on %s: reachable from other machines", args.host)
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    url = f"{'https' if tls else 'http'}://{'[' + host + ']' if ':' in host else host}:{port}"
 
     def ready() -> None:
         print(
@@ -258,7 +307,7 @@ def _listen(args: argparse.Namespace, app: KinesisApp, banner: list[str]) -> int
         for line in banner:
             print(line, flush=True)
 
-    run(app, sock, limits=limits, on_ready=ready)
+    run(app, sock, limits=limits, tls=tls, on_ready=ready)
     if app.startup_error is not None:
         return _fail(args.command, app.startup_error)
     return 0
@@ -288,10 +337,16 @@ def _up(args: argparse.Namespace) -> int:
     try:
         verifier = _verifier(args)
         settings = _settings(args)
-        alarms = parse_alarms(_alarms_section(args.file), args.file)
-        config = load_config(args.file, region=args.region, account_id=args.account_id)
+        loaded = _load(args, args.file)
+        loaded.check_embedded()
+        config = loaded.config
+        alarms = parse_alarms(config.alarms, args.file)
         access = _access(args, api_protected=verifier is not None)
+        if config.undeclared:
+            asyncio.run(_check_present(settings, config))
     except (ValueError, ConfigError) as exc:
+        return _fail("up", str(exc))
+    except DataDirLocked as exc:
         return _fail("up", str(exc))
     engine = Engine(settings)
     project = Project(config, engine)
@@ -303,6 +358,7 @@ def _up(args: argparse.Namespace) -> int:
     for fn, m in config.mappings:
         dest = f", on failure -> {m.on_failure.kind} {m.on_failure.target}" if m.on_failure else ""
         banner.append(f"  {m.stream_name} -> {fn.config.name} ({fn.config.handler}){dest}")
+    banner += _project_banner(config, embedded=True)
     app = KinesisApp(
         engine,
         verifier=verifier,
@@ -314,12 +370,71 @@ def _up(args: argparse.Namespace) -> int:
     return _listen(args, app, banner + _monitor_banner(monitor))
 
 
-def _alarms_section(path: Path) -> Any:
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{option} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _load(args: argparse.Namespace, path: Path) -> Loaded:
+    """The project of ``path`` in whichever dialect it is written (raises ConfigError or ValueError)."""
+    return load_project(
+        path,
+        LoadOptions(
+            region=args.region,
+            account_id=args.account_id,
+            stage=args.stage,
+            params=_pairs(args.param, "--param"),
+            overrides=_pairs(args.parameter_overrides, "--parameter-overrides"),
+        ),
+    )
+
+
+async def _check_present(settings: Settings, config: ProjectConfig) -> None:
+    """Streams the file uses without declaring them must already be in the data directory (before anything starts)."""
+    async with Engine(settings) as engine:
+        present = set(engine.view.stream_names())
+    for _fn, m in config.mappings:
+        if m.uuid in config.undeclared and m.stream_name not in present:
+            raise ConfigError(config.undeclared[m.uuid])
+
+
+def _project_banner(config: ProjectConfig, *, embedded: bool) -> list[str]:
+    """What startup says beyond the mappings: where each SQS/SNS destination goes and what is not applied (once)."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for fn, m in config.mappings:
+        d = m.on_failure
+        if d is None or d.kind not in ("sqs", "sns") or d.target in seen:
+            continue
+        seen.add(d.target)
+        if embedded:
+            name = local_stream_for(d.target)
+            lines.append(
+                f"  on-failure {d.target} -> local stream {name} (redrive: shardline redrive stream:{name} "
+                f"--config {config.path} --function {fn.config.name})"
+            )
+        else:
+            what = "queue" if d.kind == "sqs" else "topic"
+            lines.append(f"  on-failure {d.target} -> sent to that {d.kind.upper()} {what}")
+    if config.notices:
+        lines.append(f"  not applied locally ({config.dialect}):")
+        lines += [f"    - {n}" for n in config.notices]
+    return lines
+
+
+def _validate(args: argparse.Namespace) -> int:
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return None  # load_config reports an unreadable file in its own words
-    return raw.get("alarms") if isinstance(raw, dict) else None
+        loaded = _load(args, args.file)
+    except (ValueError, ConfigError) as exc:
+        return _fail("validate", str(exc))
+    for line in loaded.describe():
+        print(line)
+    return 0
 
 
 def _access(args: argparse.Namespace, *, api_protected: bool) -> MonitoringAccess:
@@ -370,7 +485,7 @@ def _top(args: argparse.Namespace) -> int:
 
 async def _redrive(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.config, region=args.region, account_id=args.account_id)
+        config = _load(args, args.config).config
         from_stream = args.messages.startswith("stream:")
         messages = None if from_stream else load_messages(Path(args.messages))
     except (ValueError, ConfigError, OSError) as exc:
@@ -414,8 +529,8 @@ def _print_redriven(result: RedriveResult) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.file, region=args.region, account_id=args.account_id)
-    except ConfigError as exc:
+        config = _load(args, args.file).config
+    except (ValueError, ConfigError) as exc:
         return _fail("run", str(exc))
     client = kinesis_client(args.endpoint_url, args.region)
     project = RemoteProject(config, client, args.state_dir, create_streams=args.create_streams, region=args.region)
@@ -425,11 +540,15 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"shardline {__version__} running {len(config.mappings)} mappings from {args.file} on {where}", flush=True
         )
+        for line in _project_banner(config, embedded=False):
+            print(line, flush=True)
 
     try:
         asyncio.run(run_until_stopped(project, on_ready=ready))
     except KinesisError as exc:
         return _fail("run", exc.message or type(exc).__name__)
+    except ConfigError as exc:
+        return _fail("run", str(exc))
     return 0
 
 
@@ -447,6 +566,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _top(args)
     if args.command == "run":
         return _run(args)
+    if args.command == "validate":
+        return _validate(args)
     return 2
 
 

@@ -10,7 +10,6 @@ import http.client
 import json
 import time
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,55 +21,12 @@ from botocore.exceptions import ClientError, EventStreamError
 
 from _shardline import UNVERIFIED_SIGNATURE, kinesis
 
-from .conftest import serving
-
-S0, S1, S2 = (f"shardId-{i:012d}" for i in range(3))
-DEADLINE_S = 60.0  # only turns a hang into a failure
+from ._rig import DEADLINE_S, S0, S1, S2, Rig, serving
 
 
 @pytest.fixture(scope="module")
 def client(endpoint: str) -> Any:
     return kinesis(endpoint)
-
-
-class Rig:
-    """A stream with consumers on the shared server, deleted at the end."""
-
-    def __init__(self, client: Any, shards: int = 1) -> None:
-        self.client = client
-        self.name = f"efo-{uuid.uuid4().hex[:10]}"
-        client.create_stream(StreamName=self.name, ShardCount=shards)
-        self.until(lambda: self.summary()["StreamStatus"] == "ACTIVE")
-        self.arn: str = self.summary()["StreamARN"]
-
-    def summary(self) -> dict[str, Any]:
-        return self.client.describe_stream_summary(StreamName=self.name)["StreamDescriptionSummary"]  # type: ignore[no-any-return]
-
-    @staticmethod
-    def until(check: Any) -> Any:
-        deadline = time.monotonic() + DEADLINE_S
-        while not (got := check()):
-            assert time.monotonic() < deadline, "timed out"
-            time.sleep(0.02)
-        return got
-
-    def consumer(self, name: str = "c") -> str:
-        arn: str = self.client.register_stream_consumer(StreamARN=self.arn, ConsumerName=name)["Consumer"][
-            "ConsumerARN"
-        ]
-        self.until(
-            lambda: (
-                self.client.describe_stream_consumer(ConsumerARN=arn)["ConsumerDescription"]["ConsumerStatus"]
-                == "ACTIVE"
-            )
-        )
-        return arn
-
-    def put(self, data: bytes, key: str = "k") -> str:
-        return self.client.put_record(StreamName=self.name, Data=data, PartitionKey=key)["SequenceNumber"]  # type: ignore[no-any-return]
-
-    def delete(self) -> None:
-        self.client.delete_stream(StreamName=self.name, EnforceConsumerDeletion=True)
 
 
 @pytest.fixture

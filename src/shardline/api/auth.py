@@ -133,6 +133,14 @@ def _hmac(key: bytes, msg: str) -> bytes:
     return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 
 
+def _signed_value(headers: dict[str, str], name: str) -> str:
+    """A signed header's value. The JavaScript SDK v3 signs HTTP/2 requests over the ``:authority`` pseudo-header
+    (as AWS accepts); the server hands it to the app as ``host``."""
+    if name == ":authority":
+        return headers.get(name, headers.get("host", ""))
+    return headers.get(name, "")
+
+
 class SigV4Verifier:
     """Verifies requests signed for ``service`` in ``region`` with one of ``keys`` (access key id -> secret)."""
 
@@ -207,7 +215,7 @@ class SigV4Verifier:
         if claim is None:
             claim = self.check_headers(headers, query, now=now)
         signed = claim.signed_headers.split(";")
-        canonical_headers = "".join(f"{h}:{_SPACES.sub(' ', headers.get(h, '').strip())}\n" for h in signed)
+        canonical_headers = "".join(f"{h}:{_SPACES.sub(' ', _signed_value(headers, h).strip())}\n" for h in signed)
         # The payload hash is always the hash of the body received. An X-Amz-Content-SHA256 header is not trusted:
         # when signed, its value is covered by the signature like any header, and it must then match the body too.
         payload_hash = hashlib.sha256(body).hexdigest()

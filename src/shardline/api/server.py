@@ -14,6 +14,11 @@ lets one client without credentials hold memory, sockets or open files forever, 
 - a response the client does not read: the connection is dropped once writing has stalled for ``write_timeout_s``;
 - open connections: ``max_connections`` at most, and never more than half the open-file limit, so the storage engine
   keeps files whatever the clients do (a connection past the cap gets 503 and is closed at once).
+
+HTTP/2 shares the port: a connection whose first bytes are the HTTP/2 preface (h2c with prior knowledge, as the AWS
+SDKs speak to an ``http://`` endpoint), or whose TLS handshake chose ALPN ``h2``, is handed to ``h2server``, which
+runs the same app within the same bounds. Only a connection's first bytes are looked at; an HTTP/1.1 request's path
+is unchanged. ``Upgrade: h2c`` is not taken up: such a request is served as HTTP/1.1 (see ``_ignore_upgrade``).
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .app import KinesisApp
+from .h2server import PREFACE, Http2Connection
+from .tls import TlsFiles, alpn_context
 
-__all__ = ["DEFAULT_LIMITS", "ServerLimits", "bind", "is_loopback", "serve"]
+__all__ = ["DEFAULT_LIMITS", "ServerLimits", "TlsFiles", "bind", "is_loopback", "serve"]
 
 log = logging.getLogger("shardline.api")
 
@@ -51,9 +58,10 @@ class ServerLimits:
     idle_timeout_s: float = 75.0
     write_timeout_s: float = 60.0
     max_connections: int = 1024
+    max_streams: int = 100  # concurrent HTTP/2 streams of one connection
 
     def check(self) -> None:
-        for name in ("max_header_bytes", "max_connections"):
+        for name in ("max_header_bytes", "max_connections", "max_streams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1")
         for name in ("request_timeout_s", "idle_timeout_s", "write_timeout_s"):
@@ -103,6 +111,7 @@ class _BoundedProtocol(HttpToolsProtocol):
         self._request_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         self._upgrade_body: int | None = None  # body bytes still due of a request whose Upgrade is ignored
+        self._first: bytes | None = b""  # the connection's first bytes, until they show HTTP/1.1 or the preface
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -111,6 +120,10 @@ class _BoundedProtocol(HttpToolsProtocol):
                 "refused a connection: %d open, the limit is %d", len(self.connections) - 1, self.max_connections
             )
             self._reject(_TOO_MANY)
+            return
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            self._to_http2(b"")
             return
         self._start_request_timer()
 
@@ -122,6 +135,15 @@ class _BoundedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._first is not None:
+            data = self._first + data
+            if len(data) < len(PREFACE) and PREFACE.startswith(data):
+                self._first = data  # (so far, the preface's start)
+                return
+            self._first = None
+            if data.startswith(PREFACE):
+                self._to_http2(data)
+                return
         if self._request_timer is None:
             self._start_request_timer()  # the first byte of a request on a kept-alive connection
         self._received_any = True
@@ -169,6 +191,25 @@ class _BoundedProtocol(HttpToolsProtocol):
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
+
+    def _to_http2(self, data: bytes) -> None:
+        """Hand the connection to an HTTP/2 protocol: it takes this one's place among the connections counted."""
+        self._cancel_request_timer()
+        self._first = None
+        self.connections.discard(self)
+        h2 = Http2Connection(
+            app=self.app,
+            limits=self.limits,
+            connections=self.connections,
+            tasks=self.tasks,
+            default_headers=self.server_state.default_headers,
+            app_state=self.app_state,
+            root_path=self.root_path,
+        )
+        self.transport.set_protocol(h2)
+        h2.connection_made(self.transport)
+        if data:
+            h2.data_received(data)
 
     # ----------------------------------------------------------------- Upgrade
     def _should_upgrade(self) -> bool:
@@ -292,10 +333,12 @@ async def serve(
     sock: socket.socket,
     *,
     limits: ServerLimits = DEFAULT_LIMITS,
+    tls: TlsFiles | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM: then stop accepting, let in-flight requests finish, close the engine. A second
-    signal forces the exit without waiting for open connections."""
+    """Serve (over TLS with ``tls``, ALPN offering h2 and http/1.1) until SIGINT/SIGTERM: then stop accepting, let
+    in-flight requests finish, close the engine. A second signal forces the exit without waiting for open
+    connections."""
     limits.check()
     _raise_open_file_limit()
     config = uvicorn.Config(
@@ -307,6 +350,9 @@ async def serve(
         timeout_graceful_shutdown=10,
         timeout_keep_alive=max(1, round(limits.idle_timeout_s)),
         backlog=1024,
+        ssl_certfile=None if tls is None else str(tls.cert),
+        ssl_keyfile=None if tls is None else str(tls.key),
+        ssl_context_factory=None if tls is None else alpn_context,
     )
     server = _Server(config)
     loop = asyncio.get_running_loop()
@@ -331,6 +377,7 @@ def run(
     sock: socket.socket,
     *,
     limits: ServerLimits = DEFAULT_LIMITS,
+    tls: TlsFiles | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
-    uvloop.run(serve(app, sock, limits=limits, on_ready=on_ready))
+    uvloop.run(serve(app, sock, limits=limits, tls=tls, on_ready=on_ready))

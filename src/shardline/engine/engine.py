@@ -16,6 +16,7 @@ from ..storage.catalog import Catalog, DamagedStream
 from ..storage.journal import Journal, JournalReport
 from ..storage.log import FileCache, RecoveryReport, ShardLog
 from ..storage.sync import GroupCommitter
+from .account import Account
 from .admin import Admin
 from .control import ControlPlane
 from .data import DataPlane
@@ -30,7 +31,7 @@ __all__ = ["Engine"]
 log = logging.getLogger("shardline.engine")
 
 
-class Engine(DataPlane, ControlPlane, Resharding, Admin, Subscriptions):
+class Engine(DataPlane, ControlPlane, Resharding, Admin, Account, Subscriptions):
     """An embedded Kinesis engine over one data directory.
 
     ```python

@@ -30,6 +30,9 @@ functions:
 ```
 Omitted keys take the CreateEventSourceMapping API defaults (not the Serverless plugin's). Every problem is
 reported with the file, the key path and what is allowed, before anything starts.
+
+serverless.yml, SAM and CloudFormation templates are translated into this form by ``shardline.projectfile`` and built
+here by ``build_config`` (their key paths mapped back to the file's own); the runtime never sees a dialect.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from .filters import FilterError, RecordFilter
 from .functions import FunctionConfig
 from .mapping import DestinationConfig, MappingConfig
 
-__all__ = ["ConfigError", "FunctionSpec", "ProjectConfig", "StreamSpec", "load_config"]
+__all__ = ["ConfigError", "ConsumerSpec", "FunctionSpec", "ProjectConfig", "StreamSpec", "build_config", "load_config"]
 
 _NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 _FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -73,8 +76,14 @@ _EVENT_KEYS: dict[str, tuple[str, str]] = {
 }
 _PARAM_TO_KEY = {api: key for key, (_f, api) in _EVENT_KEYS.items()}
 _OTHER_EVENT_KEYS = {"arn", "type", "stream"}
+_STREAM_ARN = re.compile(
+    r"^arn:aws[a-z-]*:kinesis:([a-z0-9-]+):\d{12}:stream/([a-zA-Z0-9_.-]{1,128})(/consumer/[a-zA-Z0-9_.-]+:\d+)?$"
+)
 _FUNCTION_KEYS = {"handler", "timeout", "memorySize", "environment", "reservedConcurrency", "events", "description"}
+_QUEUE_ARN = re.compile(r"^arn:aws[a-z-]*:(sqs|sns):[a-z0-9-]+:\d{12}:([a-zA-Z0-9_.-]{1,256})$")
 _STREAM_KEYS = {"shards", "retentionHours", "mode"}
+# the top-level keys of shardline.yml (shardline.projectfile checks the same set)
+TOP_KEYS = {"streams", "functions", "service", "provider", "alarms"}
 
 
 @dataclass(frozen=True)
@@ -92,11 +101,26 @@ class FunctionSpec:
 
 
 @dataclass(frozen=True)
+class ConsumerSpec:
+    """An enhanced fan-out consumer the project registers on ``stream`` (``consumer:``, a StreamConsumer)."""
+
+    stream: str
+    name: str
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     path: Path
     streams: dict[str, StreamSpec]
     functions: dict[str, FunctionSpec]
     alarms: object = None  # the raw `alarms:` section, parsed by the monitoring layer
+    dialect: str = "shardline.yml"
+    # what a local run does not apply, or applies differently (said once at startup)
+    notices: tuple[str, ...] = ()
+    consumers: tuple[ConsumerSpec, ...] = ()
+    # mapping uuid -> the error to raise when its stream, used by the file but not declared in it, does not exist when
+    # the project starts
+    undeclared: dict[str, str] = field(default_factory=dict)
 
     @property
     def mappings(self) -> list[tuple[FunctionSpec, MappingConfig]]:
@@ -108,8 +132,6 @@ def load_config(
 ) -> ProjectConfig:
     """``now_ms`` (default: the wall clock) is what a StartingPositionTimestamp must not be after."""
     ctx = ConfigFile(path)
-    if now_ms is None:
-        now_ms = time.time_ns() // 1_000_000
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -119,17 +141,60 @@ def load_config(
     if not isinstance(raw, dict):
         raise ctx.fail("", "the file must be a mapping with 'streams' and 'functions'")
     # `alarms` belongs to monitoring (shardline.metrics.alarms.parse_alarms); it is kept here as written.
-    ctx.check_keys("", raw, {"streams", "functions", "service", "provider", "alarms"})
+    ctx.check_keys("", raw, TOP_KEYS)
+    return build_config(ctx, raw, region=region, account_id=account_id, now_ms=now_ms)
+
+
+def build_config(
+    ctx: ConfigFile,
+    raw: dict[str, Any],
+    *,
+    region: str,
+    account_id: str,
+    now_ms: int | None = None,
+    strict: bool = True,
+    dialect: str = "shardline.yml",
+    notices: tuple[str, ...] = (),
+    consumers: tuple[ConsumerSpec, ...] = (),
+) -> ProjectConfig:
+    """The project of ``raw`` (this file's form). ``strict``: a stream ARN of this region and account must name a
+    declared stream; otherwise an undeclared stream is only required to exist when the project starts. Either way, an
+    ARN of another region or account is served under the local ones, and said in ``notices``."""
+    if now_ms is None:
+        now_ms = time.time_ns() // 1_000_000
     streams = _streams(ctx, raw.get("streams") or {})
     functions: dict[str, FunctionSpec] = {}
     fns = raw.get("functions") or {}
     if not isinstance(fns, dict):
         raise ctx.fail("functions", "must be a mapping of function name to settings")
+    seen = _Seen(strict=strict)
     for name, spec in fns.items():
         functions[str(name)] = _function(
-            ctx, str(name), spec, streams=streams, region=region, account_id=account_id, now_ms=now_ms
+            ctx, str(name), spec, streams=streams, region=region, account_id=account_id, now_ms=now_ms, seen=seen
         )
-    return ProjectConfig(path, streams, functions, raw.get("alarms"))
+    return ProjectConfig(
+        ctx.path,
+        streams,
+        functions,
+        raw.get("alarms"),
+        dialect=dialect,
+        notices=(*notices, *seen.notices),
+        consumers=consumers,
+        undeclared=seen.undeclared,
+    )
+
+
+@dataclass
+class _Seen:
+    """What building the mappings learnt beyond the mappings themselves."""
+
+    strict: bool
+    notices: list[str] = field(default_factory=list)
+    undeclared: dict[str, str] = field(default_factory=dict)
+
+    def note(self, text: str) -> None:
+        if text not in self.notices:
+            self.notices.append(text)
 
 
 def _streams(ctx: ConfigFile, data: Any) -> dict[str, StreamSpec]:
@@ -164,6 +229,7 @@ def _function(
     region: str,
     account_id: str,
     now_ms: int,
+    seen: _Seen,
 ) -> FunctionSpec:
     where = f"functions.{name}"
     if not _FUNCTION_NAME.match(name):
@@ -217,6 +283,7 @@ def _function(
                 region=region,
                 account_id=account_id,
                 now_ms=now_ms,
+                seen=seen,
             )
         )
     return FunctionSpec(config, mappings)
@@ -233,6 +300,7 @@ def _mapping(
     region: str,
     account_id: str,
     now_ms: int,
+    seen: _Seen,
 ) -> MappingConfig:
     if isinstance(ev, str):
         ev = {"arn": ev}
@@ -246,9 +314,28 @@ def _mapping(
         raise ctx.fail(f"{where}.arn", "the stream to read: a name declared under 'streams', or its ARN")
     prefix = f"arn:aws:kinesis:{region}:{account_id}:stream/"
     arn = target if target.startswith("arn:") else prefix + target
-    stream_name = arn.rsplit("/", 1)[-1] if arn.startswith(prefix) else None
-    if stream_name is not None and stream_name not in streams:
-        raise ctx.fail(f"{where}.arn", f"stream '{stream_name}' is not declared under 'streams'")
+    foreign = _STREAM_ARN.match(arn)
+    if foreign and foreign.group(3):
+        arn = arn.removesuffix(foreign.group(3))
+        seen.note(f"{where}.arn: {target} is read by polling the stream (enhanced fan-out delivery not applied)")
+    if foreign and not arn.startswith(prefix):
+        # an ARN of another region or account (a real file's): served as the stream of that name here
+        local = prefix + foreign.group(2)
+        seen.note(f"{arn} is served as {local} (region {region}, account {account_id})")
+        arn = local
+    elif arn.startswith("arn:") and not foreign:
+        raise ctx.fail(
+            f"{where}.arn", f"{arn!r} is not a Kinesis stream ARN (arn:aws:kinesis:<region>:<account>:stream/<name>)"
+        )
+    stream_name = arn[len(prefix) :].split("/", 1)[0]
+    mapping_id = str(uuid.uuid5(_NAMESPACE, f"{function}:{arn}:{index}"))
+    if stream_name not in streams:
+        if seen.strict:
+            raise ctx.fail(f"{where}.arn", f"stream '{stream_name}' is not declared under 'streams'")
+        # the error the project raises at start unless the stream exists by then
+        seen.undeclared[mapping_id] = str(
+            ctx.fail(f"{where}.arn", f"stream '{stream_name}' is neither declared in the file nor present")
+        )
     kwargs: dict[str, Any] = {}
     for key, (fld, _api) in _EVENT_KEYS.items():
         if key not in ev:
@@ -268,7 +355,6 @@ def _mapping(
             value = round(value * 1000)
         kwargs[fld] = value
     kwargs.setdefault("starting_position", "TRIM_HORIZON")
-    mapping_id = str(uuid.uuid5(_NAMESPACE, f"{function}:{arn}:{index}"))
     cfg = MappingConfig(function_name=function, event_source_arn=arn, uuid=mapping_id, **kwargs)
     problems = cfg.problems()
     if problems:
@@ -298,10 +384,26 @@ def _destination(
         raise ctx.fail(where, "must be {onFailure: {type: stream, name: ...}} or {onFailure: {type: file, path: ...}}")
     d = value["onFailure"]
     if isinstance(d, str):
-        d = {"type": "stream", "name": d.rsplit("/", 1)[-1]} if d.startswith("arn:aws:kinesis:") else d
+        queue = _QUEUE_ARN.match(d)
+        if d.startswith("arn:aws:kinesis:"):
+            d = {"type": "stream", "name": d.rsplit("/", 1)[-1]}
+        elif queue:
+            d = {"type": queue.group(1), "arn": d}
     if not isinstance(d, dict):
-        raise ctx.fail(f"{where}.onFailure", "must be {type: stream, name: ...} or {type: file, path: ...}")
+        raise ctx.fail(
+            f"{where}.onFailure",
+            f"{d!r} is not an SQS queue, SNS topic or Kinesis stream ARN, nor {{type: stream|file|sqs|sns, ...}}",
+        )
     kind = d.get("type")
+    if kind in ("sqs", "sns"):
+        ctx.check_keys(f"{where}.onFailure", d, {"type", "arn"})
+        arn = d.get("arn")
+        queue = _QUEUE_ARN.match(arn) if isinstance(arn, str) else None
+        if queue is None or queue.group(1) != kind:
+            service = "an SQS queue" if kind == "sqs" else "an SNS topic"
+            raise ctx.fail(f"{where}.onFailure.arn", f"{arn!r} is not the ARN of {service}")
+        assert isinstance(arn, str)
+        return DestinationConfig(kind, arn)
     if kind == "stream":
         ctx.check_keys(f"{where}.onFailure", d, {"type", "name", "arn"})
         name = d.get("name") or str(d.get("arn", "")).rsplit("/", 1)[-1]
@@ -314,4 +416,4 @@ def _destination(
         if not isinstance(path, str) or not path:
             raise ctx.fail(f"{where}.onFailure.path", "the JSONL file to append failure records to")
         return DestinationConfig("file", str((base / path).resolve()))
-    raise ctx.fail(f"{where}.onFailure.type", f"{kind!r} is not supported (allowed: stream, file)")
+    raise ctx.fail(f"{where}.onFailure.type", f"{kind!r} is not supported (allowed: stream, file, sqs, sns)")

@@ -19,7 +19,16 @@ import orjson
 from ..engine import Engine
 from ..models import Record
 
-__all__ = ["Destination", "FileDestination", "StreamDestination", "failure_record", "iso_ms"]
+__all__ = [
+    "Destination",
+    "FileDestination",
+    "SnsDestination",
+    "SqsDestination",
+    "StreamDestination",
+    "failure_record",
+    "iso_ms",
+    "local_stream_for",
+]
 
 log = logging.getLogger("shardline.runtime")
 
@@ -125,3 +134,45 @@ class KinesisStreamDestination:
             Data=orjson.dumps(message),
             PartitionKey=str(message["KinesisBatchInfo"]["shardId"]),
         )
+
+
+def local_stream_for(arn: str) -> str:
+    """The stream the embedded engine keeps an SQS queue's or SNS topic's on-failure records in: the queue's or
+    topic's name (``arn:aws:sqs:us-east-1:123456789012:orders-dlq`` -> ``orders-dlq``; a FIFO queue loses
+    ``.fifo``'s dot, which a stream name allows, so it is kept)."""
+    return arn.rsplit(":", 1)[-1][:128]
+
+
+class SqsDestination:
+    """Sends each message to an SQS queue (the body is the on-failure record's JSON), as Lambda does."""
+
+    def __init__(self, client: Any, arn: str) -> None:
+        self.client = client
+        self.arn = arn
+        self.description = f"SQS queue {arn}"
+        self._url: str | None = None
+
+    def _send(self, body: str) -> None:
+        if self._url is None:
+            parts = self.arn.split(":")
+            self._url = self.client.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
+        kwargs: dict[str, Any] = {"QueueUrl": self._url, "MessageBody": body}
+        if self.arn.endswith(".fifo"):
+            kwargs["MessageGroupId"] = "shardline"
+            kwargs["MessageDeduplicationId"] = str(uuid.uuid4())
+        self.client.send_message(**kwargs)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await asyncio.to_thread(self._send, orjson.dumps(message).decode())
+
+
+class SnsDestination:
+    """Publishes each message to an SNS topic (the message is the on-failure record's JSON), as Lambda does."""
+
+    def __init__(self, client: Any, arn: str) -> None:
+        self.client = client
+        self.arn = arn
+        self.description = f"SNS topic {arn}"
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await asyncio.to_thread(self.client.publish, TopicArn=self.arn, Message=orjson.dumps(message).decode())

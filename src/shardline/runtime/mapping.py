@@ -30,9 +30,11 @@ class ParamProblem:
 
 @dataclass(frozen=True, slots=True)
 class DestinationConfig:
-    """Where discarded batches are reported: ``stream`` (a stream name or ARN) or ``file`` (a JSONL path)."""
+    """Where discarded batches are reported: ``stream`` (a stream name or ARN), ``file`` (a JSONL path), ``sqs`` or
+    ``sns`` (a queue or topic ARN: sent there against AWS, kept in a local stream of that name by the embedded
+    engine)."""
 
-    kind: Literal["stream", "file"]
+    kind: Literal["stream", "file", "sqs", "sns"]
     target: str
 
 
@@ -116,13 +118,12 @@ class MappingConfig:
                     "FunctionResponseTypes", list(self.function_response_types), "empty or [ReportBatchItemFailures]"
                 )
             )
+        # No rule ties ParallelizationFactor to TumblingWindowInSeconds: AWS documents neither parameter as limiting
+        # the other (Lambda Developer Guide, "Lambda parameters for Amazon Kinesis Data Streams event source
+        # mappings", docs.aws.amazon.com/lambda/latest/dg/services-kinesis-parameters.html, and "Implementing
+        # stateful Kinesis Data Streams processing in Lambda", .../services-kinesis-windows.html). Each concurrent
+        # batch of a shard keeps its own window state here.
         rng("TumblingWindowInSeconds", self.tumbling_window_s, 0, 900)
-        if self.tumbling_window_s > 0 and self.parallelization_factor > 1:
-            out.append(
-                ParamProblem(
-                    "ParallelizationFactor", self.parallelization_factor, "1 when TumblingWindowInSeconds is set"
-                )
-            )
         if len(self.filter_patterns) > MAX_FILTERS:
             out.append(ParamProblem("FilterCriteria", len(self.filter_patterns), f"at most {MAX_FILTERS} filters"))
         for i, p in enumerate(self.filter_patterns):
@@ -134,7 +135,7 @@ class MappingConfig:
                 )
         if self.on_failure is not None:
             d = self.on_failure
-            if d.kind not in ("stream", "file") or not d.target:
+            if d.kind not in ("stream", "file", "sqs", "sns") or not d.target:
                 out.append(
                     ParamProblem(
                         "DestinationConfig.OnFailure",

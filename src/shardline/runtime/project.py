@@ -8,6 +8,7 @@ destination factory). ``EngineWiring`` is the embedded engine (``Project(config,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Protocol
@@ -16,8 +17,8 @@ from ..clock import Clock, SystemClock
 from ..engine import Engine
 from ..errors import ResourceInUseException
 from .checkpoints import LeaseStore
-from .config import ProjectConfig
-from .destinations import Destination, FileDestination, StreamDestination
+from .config import ConfigError, ProjectConfig
+from .destinations import Destination, FileDestination, StreamDestination, local_stream_for
 from .filters import RecordFilter
 from .functions import FunctionPool
 from .mapping import MappingConfig, RuntimeTuning
@@ -46,6 +47,10 @@ class Wiring(Protocol):
         """An on-failure destination that puts its records into ``stream_name``."""
         ...
 
+    def notification_destination(self, kind: str, arn: str) -> Destination:
+        """An on-failure destination for an SQS queue or SNS topic ARN (``kind`` ``sqs`` or ``sns``)."""
+        ...
+
 
 class EngineWiring:
     """The embedded engine: missing streams are created; sources and destinations call it in-process."""
@@ -63,12 +68,29 @@ class EngineWiring:
                 log.info("created stream %s", spec.name)
             except ResourceInUseException:
                 pass  # exists from an earlier run: its data and shards are kept as they are
+        # SQS queues and SNS topics named as on-failure destinations are kept in a local stream of their name
+        for _fn, mc in config.mappings:
+            if mc.on_failure is not None and mc.on_failure.kind in ("sqs", "sns"):
+                with contextlib.suppress(ResourceInUseException):
+                    await self.engine.create_stream(local_stream_for(mc.on_failure.target), 1, active=True)
+        present = set(self.engine.view.stream_names())
+        for _fn, mc in config.mappings:
+            if mc.uuid in config.undeclared and mc.stream_name not in present:
+                raise ConfigError(config.undeclared[mc.uuid])
+        for consumer in config.consumers:
+            summary = await self.engine.describe_stream_summary(consumer.stream)
+            arn = summary.stream_arn
+            with contextlib.suppress(ResourceInUseException):  # registered by an earlier run
+                await self.engine.register_stream_consumer(arn, consumer.name)
 
     async def source(self, stream_name: str) -> ShardSource:
         return EngineSource(self.engine, stream_name)
 
     def stream_destination(self, stream_name: str) -> Destination:
         return StreamDestination(self.engine, stream_name)
+
+    def notification_destination(self, kind: str, arn: str) -> Destination:
+        return StreamDestination(self.engine, local_stream_for(arn))
 
 
 class Project:
@@ -127,6 +149,8 @@ class Project:
         if mc.on_failure is not None:
             if mc.on_failure.kind == "stream":
                 destination = self.wiring.stream_destination(mc.on_failure.target)
+            elif mc.on_failure.kind in ("sqs", "sns"):
+                destination = self.wiring.notification_destination(mc.on_failure.kind, mc.on_failure.target)
             else:
                 destination = FileDestination(Path(mc.on_failure.target))
         return Mapping(

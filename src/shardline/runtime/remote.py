@@ -18,8 +18,8 @@ import boto3
 from botocore.config import Config
 
 from ..errors import KinesisError, ResourceNotFoundException
-from .config import ProjectConfig
-from .destinations import Destination, KinesisStreamDestination
+from .config import ConfigError, ProjectConfig
+from .destinations import Destination, KinesisStreamDestination, SnsDestination, SqsDestination
 from .mapping import RuntimeTuning
 from .project import Project
 from .source import KinesisSource, ShardSource
@@ -74,12 +74,35 @@ class KinesisWiring:
             waiter = self.client.get_waiter("stream_exists")
             await asyncio.to_thread(waiter.wait, StreamName=spec.name, WaiterConfig={"Delay": 1, "MaxAttempts": 600})
             log.info("created stream %s on the endpoint", spec.name)
+        for _fn, mc in config.mappings:
+            if mc.uuid not in config.undeclared:
+                continue
+            try:
+                await asyncio.to_thread(self.client.describe_stream_summary, StreamName=mc.stream_name)
+            except Exception as exc:
+                if _code(exc) != "ResourceNotFoundException":
+                    raise
+                raise ConfigError(config.undeclared[mc.uuid]) from None
+        for consumer in config.consumers:
+            summary = await asyncio.to_thread(self.client.describe_stream_summary, StreamName=consumer.stream)
+            arn = summary["StreamDescriptionSummary"]["StreamARN"]
+            try:
+                await asyncio.to_thread(self.client.register_stream_consumer, StreamARN=arn, ConsumerName=consumer.name)
+            except Exception as exc:
+                if _code(exc) != "ResourceInUseException":
+                    raise
 
     async def source(self, stream_name: str) -> ShardSource:
         return await asyncio.to_thread(KinesisSource, self.client, stream_name)
 
     def stream_destination(self, stream_name: str) -> Destination:
         return KinesisStreamDestination(self.client, stream_name)
+
+    def notification_destination(self, kind: str, arn: str) -> Destination:
+        """The real queue or topic, through boto3's usual endpoint resolution (AWS, AWS_ENDPOINT_URL_SQS/_SNS) in the
+        ARN's region."""
+        client = boto3.client(kind, region_name=arn.split(":")[3], config=Config(retries={"mode": "standard"}))
+        return SqsDestination(client, arn) if kind == "sqs" else SnsDestination(client, arn)
 
 
 class RemoteProject(Project):

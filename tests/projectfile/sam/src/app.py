@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> Any:
+    failures = []
+    for record in event["Records"]:
+        body = json.loads(base64.b64decode(record["kinesis"]["data"]))
+        out = os.environ.get("OBSERVED")
+        if out:
+            with open(out, "a") as f:
+                seen = {
+                    "id": body.get("id"),
+                    "memory": context.memory_limit_in_mb,
+                    "remaining_ms": context.get_remaining_time_in_millis(),
+                    "function": context.function_name,
+                    "environment": os.environ.get("ENVIRONMENT"),
+                    "table": os.environ.get("TABLE_NAME"),
+                    "service": os.environ.get("POWERTOOLS_SERVICE_NAME"),
+                }
+                f.write(json.dumps(seen) + "\n")
+        if body.get("poison"):
+            failures.append({"itemIdentifier": record["kinesis"]["sequenceNumber"]})
+    return {"batchItemFailures": failures}
