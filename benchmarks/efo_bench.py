@@ -230,7 +230,17 @@ def read_by_subscription(server: Server, consumer: str, total: int) -> int:
 
 
 def read_by_boto3(client: Any, consumer: str, total: int) -> int:
-    resp = client.subscribe_to_shard(ConsumerARN=consumer, ShardId=S0, StartingPosition={"Type": "TRIM_HORIZON"})
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            resp = client.subscribe_to_shard(
+                ConsumerARN=consumer, ShardId=S0, StartingPosition={"Type": "TRIM_HORIZON"}
+            )
+            break
+        except client.exceptions.ResourceInUseException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # the previous subscription is still being let go
     n = 0
     stream = resp["EventStream"]
     try:
@@ -290,6 +300,11 @@ def main() -> int:
         )
         for name in ("lat", "tput"):
             client.create_stream(StreamName=name, ShardCount=1)
+        for name in ("lat", "tput"):
+            while (
+                client.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE"
+            ):
+                time.sleep(0.05)
         arns = {
             n: client.describe_stream_summary(StreamName=n)["StreamDescriptionSummary"]["StreamARN"]
             for n in ("lat", "tput")
