@@ -23,10 +23,11 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"storage", "leaf"},
     "api": {"engine", "leaf"},
     "runtime": {"engine", "storage", "leaf"},
-    "metrics": {"engine", "storage", "runtime", "leaf"},
+    "sources": {"engine", "leaf"},  # CDC sources: at the runtime's level, writing through the engine or boto3
+    "metrics": {"engine", "storage", "runtime", "sources", "leaf"},
     # project files (serverless.yml, SAM, CloudFormation) resolved into the runtime's ProjectConfig
     "projectfile": {"runtime", "engine", "storage", "leaf"},
-    "cli": {"package", "api", "engine", "storage", "runtime", "metrics", "projectfile", "leaf"},
+    "cli": {"package", "api", "engine", "storage", "runtime", "sources", "metrics", "projectfile", "leaf"},
     "package": {"api", "engine", "storage", "runtime", "metrics", "projectfile", "leaf"},
 }
 

@@ -1,4 +1,4 @@
-"""The ``shardline`` command: serve, up, validate, redrive, run, top."""
+"""The ``shardline`` command: serve, up, validate, redrive, run, top, cdc."""
 
 from __future__ import annotations
 
@@ -27,10 +27,12 @@ from .projectfile import Loaded, LoadOptions, load_project
 from .runtime.config import ConfigError, ProjectConfig
 from .runtime.destinations import local_stream_for
 from .runtime.functions import FunctionPool
+from .runtime.leases.coordinator import LeaseTiming
 from .runtime.project import Project
 from .runtime.redrive import RedriveResult, load_messages, redrive_all
 from .runtime.remote import RemoteProject, kinesis_client, run_until_stopped
 from .settings import Settings
+from .sources.config import SourceConfig, parse_sources
 from .storage.catalog import DataDirLocked
 
 __all__ = ["main"]
@@ -216,6 +218,22 @@ def _parser() -> argparse.ArgumentParser:
     rn.add_argument("--account-id", default="000000000000")
     rn.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _project_options(rn)
+    _lease_options(rn)
+
+    cdc = sub.add_parser(
+        "cdc", help="run a project's change-data-capture sources into a Kinesis endpoint (a shardline serve, or AWS)"
+    )
+    cdc.add_argument("file", nargs="?", type=Path, default=Path("shardline.yml"), help="default: ./shardline.yml")
+    cdc.add_argument(
+        "--endpoint-url", help="the Kinesis endpoint; without it boto3 resolves one (AWS, AWS_ENDPOINT_URL_KINESIS)"
+    )
+    cdc.add_argument(
+        "--state-dir", type=Path, default=Path("shardline-data/sources"), help="checkpoints (one file per source)"
+    )
+    cdc.add_argument("--region", default="us-east-1")
+    cdc.add_argument("--account-id", default="000000000000")
+    cdc.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _project_options(cdc)
 
     top = sub.add_parser("top", help="a live terminal view of a running server's streams, mappings and alarms")
     top.add_argument("--endpoint", default="http://127.0.0.1:4567", help="default: http://127.0.0.1:4567")
@@ -224,6 +242,33 @@ def _parser() -> argparse.ArgumentParser:
     top.add_argument("--token", help=f"the server's monitoring token (default: ${TOKEN_ENV})")
     top.add_argument("--token-file", type=Path, help="a file holding the server's monitoring token")
     return p
+
+
+def _lease_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("shard leases (several workers sharing the shards; see docs/leases.md)")
+    g.add_argument("--leases", help="postgresql://... or sqlite:PATH (default: sqlite:<state-dir>/leases.db)")
+    g.add_argument("--worker-id", help="this worker's name in the lease table (default host:pid:random)")
+    g.add_argument("--lease-ttl", type=float, default=10.0, help="seconds a lease lasts without renewal (default 10)")
+    g.add_argument("--lease-renew", type=float, help="seconds between renewals (default TTL/3 - 0.025)")
+    g.add_argument("--lease-take", type=float, help="seconds between take passes (default: the renew interval)")
+    g.add_argument("--lease-balance", type=float, help="seconds between balance passes (default: the TTL)")
+    g.add_argument("--handoff-timeout", type=float, default=30.0, help="seconds before a handoff is forced (30)")
+    g.add_argument("--hard-steal", action="store_true", help="steal leases at once instead of asking for a handoff")
+    g.add_argument("--lease-cleanup", type=float, default=60.0, help="seconds between cleanups of finished leases")
+    g.add_argument("--completed-delay", type=float, default=300.0, help="keep finished parents this long (300)")
+
+
+def _lease_timing(args: argparse.Namespace) -> LeaseTiming:
+    return LeaseTiming(
+        ttl_s=args.lease_ttl,
+        renew_s=args.lease_renew,
+        take_s=args.lease_take,
+        balance_s=args.lease_balance,
+        handoff_timeout_s=args.handoff_timeout,
+        graceful=not args.hard_steal,
+        cleanup_s=args.lease_cleanup,
+        completed_delay_s=args.completed_delay,
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -351,6 +396,11 @@ def _up(args: argparse.Namespace) -> int:
     engine = Engine(settings)
     project = Project(config, engine)
     monitor = _monitor(args, engine, project, alarms, access)
+    try:
+        source_configs = parse_sources(config.sources, args.file)
+        sources = _sources_beside(config, source_configs, args, engine)
+    except ValueError as exc:
+        return _fail("up", str(exc))
     banner = [
         f"  {len(config.streams)} streams, {len(config.functions)} functions, {len(config.mappings)} mappings "
         f"from {args.file}"
@@ -364,10 +414,49 @@ def _up(args: argparse.Namespace) -> int:
         verifier=verifier,
         signature_shape=args.auth == "none",
         log_requests=args.log_requests,
-        services=[project, monitor] if monitor else [project],
+        services=[project, *sources, monitor] if monitor else [project, *sources],
         extra_http=monitor.app if monitor else None,
     )
+    banner += [f"  source {c.name} ({c.where}) -> {c.stream} ({c.format})" for c in source_configs.values()]
     return _listen(args, app, banner + _monitor_banner(monitor))
+
+
+def _sources_beside(
+    config: Any, configs: dict[str, SourceConfig], args: argparse.Namespace, engine: Engine
+) -> list[Any]:
+    """The project's CDC sources, writing into the embedded engine (none: nothing to import or start)."""
+    if not configs:
+        return []
+    for c in configs.values():
+        if c.stream not in config.streams:
+            where = f"sources.{c.name}.stream"
+            raise ValueError(f"{args.file}: {where}: stream '{c.stream}' is not declared under 'streams'")
+    service = importlib.import_module("shardline.sources.service")
+    return [service.Sources(configs, lambda s: service.EngineSink(engine, s), Path(args.data_dir) / "sources")]
+
+
+def _cdc(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args, args.file).config
+        configs = parse_sources(config.sources, args.file)
+    except (ValueError, ConfigError) as exc:
+        return _fail("cdc", str(exc))
+    if not configs:
+        return _fail("cdc", f"{args.file} has no sources")
+    service = importlib.import_module("shardline.sources.service")
+    client = kinesis_client(args.endpoint_url, args.region)
+    sources = service.Sources(configs, lambda s: service.KinesisSink(client, s), args.state_dir)
+
+    def ready() -> None:
+        where = args.endpoint_url or "the endpoint boto3 resolves"
+        for c in configs.values():
+            print(f"shardline {__version__} source {c.name} ({c.where}) -> stream {c.stream} on {where}", flush=True)
+
+    try:
+        asyncio.run(service.run_sources(sources, on_ready=ready))
+    except (KinesisError, service.SourceSetupError) as exc:
+        return _fail("cdc", getattr(exc, "message", None) or str(exc))
+    return 0
 
 
 def _pairs(values: list[str], option: str) -> dict[str, str]:
@@ -532,8 +621,22 @@ def _run(args: argparse.Namespace) -> int:
         config = _load(args, args.file).config
     except (ValueError, ConfigError) as exc:
         return _fail("run", str(exc))
+    timing = _lease_timing(args)
+    if problems := timing.problems():
+        return _fail("run", "; ".join(problems))
+    if args.leases is not None and not args.leases.startswith(("postgresql://", "postgres://", "sqlite:")):
+        return _fail("run", "--leases must be postgresql://... or sqlite:PATH")
     client = kinesis_client(args.endpoint_url, args.region)
-    project = RemoteProject(config, client, args.state_dir, create_streams=args.create_streams, region=args.region)
+    project = RemoteProject(
+        config,
+        client,
+        args.state_dir,
+        create_streams=args.create_streams,
+        region=args.region,
+        leasing=timing,
+        leases=args.leases,
+        worker_id=args.worker_id,
+    )
 
     def ready() -> None:
         where = args.endpoint_url or "the endpoint boto3 resolves"
@@ -566,6 +669,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _top(args)
     if args.command == "run":
         return _run(args)
+    if args.command == "cdc":
+        return _cdc(args)
     if args.command == "validate":
         return _validate(args)
     return 2

@@ -2,8 +2,22 @@
 resharding, limits and consumers."""
 
 from ..storage.catalog import DataDirLocked
+from .channels import ChannelInfo
 from .engine import Engine
+from .queues import EntryFailure, QueueDelivery, QueueInfo
 from .subscriptions import ShardEvent, Subscription
 from .view import EngineView, ShardView, StreamView
 
-__all__ = ["DataDirLocked", "Engine", "EngineView", "ShardEvent", "ShardView", "StreamView", "Subscription"]
+__all__ = [
+    "ChannelInfo",
+    "DataDirLocked",
+    "Engine",
+    "EngineView",
+    "EntryFailure",
+    "QueueDelivery",
+    "QueueInfo",
+    "ShardEvent",
+    "ShardView",
+    "StreamView",
+    "Subscription",
+]

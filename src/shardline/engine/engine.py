@@ -18,9 +18,11 @@ from ..storage.log import FileCache, RecoveryReport, ShardLog
 from ..storage.sync import GroupCommitter
 from .account import Account
 from .admin import Admin
+from .channels import Channels
 from .control import ControlPlane
 from .data import DataPlane
 from .iterators import IteratorCodec
+from .queues import Queues
 from .resharding import Resharding
 from .streams import StreamState
 from .subscriptions import Subscriptions
@@ -31,7 +33,7 @@ __all__ = ["Engine"]
 log = logging.getLogger("shardline.engine")
 
 
-class Engine(DataPlane, ControlPlane, Resharding, Admin, Account, Subscriptions):
+class Engine(DataPlane, ControlPlane, Resharding, Admin, Account, Channels, Queues, Subscriptions):
     """An embedded Kinesis engine over one data directory.
 
     ```python

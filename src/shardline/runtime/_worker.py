@@ -5,7 +5,7 @@ Started by ``functions.Worker``. It talks to its parent over two inherited pipe 
 ```
  u32 header length | header (JSON) | u32 body length | body (bytes)
 ```
-Parent -> worker: header {"id", "deadline_ms", "timeout_ms"}, body = the event as JSON bytes.
+Parent -> worker: header {"id", "deadline_ms", "timeout_ms", optional "lease_epoch"}, body = the event as JSON bytes.
 Worker -> parent: first an init frame {"init_ms", "error"?}; then per invocation {"id", "error"?, "logs",
 "duration_ms", "max_rss_kb"} with body = the handler's return value as JSON bytes.
 
@@ -119,6 +119,10 @@ class LambdaContext:
         self.identity = Identity()
         self.client_context = None
         self.tenant_id = None
+        # shardline's own: the shard lease's epoch when `shardline run` shares shards between workers (None
+        # otherwise). It goes up on every change of the shard's owner, so a sink can refuse writes that carry an
+        # epoch lower than one it has already seen for that shard (a fencing token).
+        self.lease_epoch: int | None = None
         self._deadline_ms = deadline_ms
 
     @classmethod
@@ -318,6 +322,7 @@ def main() -> None:
         request_id = header["id"]
         request_filter.request_id = request_id
         ctx = LambdaContext.from_environment(request_id, header["deadline_ms"])
+        ctx.lease_epoch = header.get("lease_epoch")
         out: dict[str, Any] = {"id": request_id}
         result = b""
         start = time.perf_counter()

@@ -83,7 +83,8 @@ _FUNCTION_KEYS = {"handler", "timeout", "memorySize", "environment", "reservedCo
 _QUEUE_ARN = re.compile(r"^arn:aws[a-z-]*:(sqs|sns):[a-z0-9-]+:\d{12}:([a-zA-Z0-9_.-]{1,256})$")
 _STREAM_KEYS = {"shards", "retentionHours", "mode"}
 # the top-level keys of shardline.yml (shardline.projectfile checks the same set)
-TOP_KEYS = {"streams", "functions", "service", "provider", "alarms"}
+# CDC: `sources` is kept as written for shardline.sources.config (it is parsed there, beside the sources).
+TOP_KEYS = {"streams", "functions", "service", "provider", "alarms", "sources"}
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class ProjectConfig:
     streams: dict[str, StreamSpec]
     functions: dict[str, FunctionSpec]
     alarms: object = None  # the raw `alarms:` section, parsed by the monitoring layer
+    sources: object = None  # CDC: the raw `sources:` section, parsed by shardline.sources.config.parse_sources
     dialect: str = "shardline.yml"
     # what a local run does not apply, or applies differently (said once at startup)
     notices: tuple[str, ...] = ()
@@ -177,6 +179,7 @@ def build_config(
         streams,
         functions,
         raw.get("alarms"),
+        raw.get("sources"),
         dialect=dialect,
         notices=(*notices, *seen.notices),
         consumers=consumers,

@@ -198,10 +198,15 @@ class Worker:
             raise _WorkerDied from exc
         return header, body
 
-    async def invoke(self, request_id: str, event: bytes, deadline_ms: int) -> tuple[dict[str, Any], bytes]:
+    async def invoke(
+        self, request_id: str, event: bytes, deadline_ms: int, lease_epoch: int | None = None
+    ) -> tuple[dict[str, Any], bytes]:
         assert self._transport is not None
         timeout_ms = int(self.config.timeout_s * 1000)
-        header = orjson.dumps({"id": request_id, "deadline_ms": deadline_ms, "timeout_ms": timeout_ms})
+        fields: dict[str, Any] = {"id": request_id, "deadline_ms": deadline_ms, "timeout_ms": timeout_ms}
+        if lease_epoch is not None:
+            fields["lease_epoch"] = lease_epoch
+        header = orjson.dumps(fields)
         # writelines: no copy of a multi-megabyte event just to prefix it
         self._transport.writelines((_LEN.pack(len(header)), header, _LEN.pack(len(event)), event))
         self.invocations += 1
@@ -311,8 +316,9 @@ class FunctionPool:
     def in_flight(self) -> int:
         return self._busy
 
-    async def invoke(self, event: bytes) -> InvocationResult:
-        """Run the function once on ``event`` (JSON bytes). Raises Throttled when no execution environment is free."""
+    async def invoke(self, event: bytes, *, lease_epoch: int | None = None) -> InvocationResult:
+        """Run the function once on ``event`` (JSON bytes). Raises Throttled when no execution environment is free.
+        ``lease_epoch`` reaches the handler as ``context.lease_epoch``."""
         if self._closed:
             raise Throttled("FunctionClosed")
         if self._busy >= self.concurrency:
@@ -325,7 +331,7 @@ class FunctionPool:
             raise Throttled(reason)
         self._busy += 1
         try:
-            result = await self._invoke(event)
+            result = await self._invoke(event, lease_epoch)
         finally:
             self._busy -= 1
         self.duration.observe(result.duration_ms)
@@ -340,7 +346,7 @@ class FunctionPool:
                 log.exception("function %s: a result listener failed", self.config.name)
         return result
 
-    async def _invoke(self, event: bytes) -> InvocationResult:
+    async def _invoke(self, event: bytes, lease_epoch: int | None = None) -> InvocationResult:
         request_id = str(uuid.uuid4())
         init_ms: float | None = None
         worker = self._idle.pop() if self._idle else None
@@ -359,18 +365,22 @@ class FunctionPool:
                 self.errors += 1
                 return self._failed(request_id, err, 0.0, init_ms, "")
         try:
-            return await self._run(worker, request_id, event, init_ms)
+            return await self._run(worker, request_id, event, init_ms, lease_epoch)
         except BaseException:  # cancelled mid-invocation: the worker's state is unknown, so it goes
             await asyncio.shield(self._end(worker.kill()))
             raise
 
-    async def _run(self, worker: Worker, request_id: str, event: bytes, init_ms: float | None) -> InvocationResult:
+    async def _run(
+        self, worker: Worker, request_id: str, event: bytes, init_ms: float | None, lease_epoch: int | None = None
+    ) -> InvocationResult:
         timeout = self.config.timeout_s
         deadline_ms = self.clock.now_ms() + int(timeout * 1000)
         started = time.perf_counter()
         self.invocations += 1
         try:
-            header, body = await asyncio.wait_for(worker.invoke(request_id, event, deadline_ms), timeout=timeout)
+            header, body = await asyncio.wait_for(
+                worker.invoke(request_id, event, deadline_ms, lease_epoch), timeout=timeout
+            )
         except TimeoutError:
             await self._end(worker.kill())
             self.errors += 1
@@ -509,7 +519,7 @@ class InProcessFunction:
         self.errors = 0
         self._stream_suffix = uuid.uuid4().hex  # one log stream per environment, as in a worker
 
-    async def invoke(self, event: bytes) -> InvocationResult:
+    async def invoke(self, event: bytes, *, lease_epoch: int | None = None) -> InvocationResult:
         request_id = str(uuid.uuid4())
         cfg = self.config
         ctx = LambdaContext(
@@ -521,6 +531,7 @@ class InProcessFunction:
             log_group_name=f"/aws/lambda/{cfg.name}",
             log_stream_name=f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{self._stream_suffix}",
         )
+        ctx.lease_epoch = lease_epoch
         started = time.perf_counter()
         self.invocations += 1
         try:

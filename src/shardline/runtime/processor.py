@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import random
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ..clock import Clock
 from ..engine.hashing import md5
@@ -35,12 +35,13 @@ from ..errors import (
 )
 from ..models import Record
 from . import onfailure
-from .checkpoints import Lease, LeaseLost, LeaseStore
 from .destinations import Destination
 from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
 from .functions import InvocationResult, Throttled
+from .leases import ChildShard, Lease, LeaseLost, LeaseStore, LeaseUnavailable
 from .mapping import MappingConfig, RuntimeTuning
 from .policy import ErrorPolicy
+from .position import Position
 from .settling import Entry, Settler
 from .source import ShardSource
 from .stats import ShardStats
@@ -54,6 +55,12 @@ log = logging.getLogger("shardline.runtime")
 
 class Invoker(Protocol):
     async def invoke(self, event: bytes) -> InvocationResult: ...
+
+
+class EpochInvoker(Protocol):
+    """An invoker that hands the lease epoch to the handler (``context.lease_epoch``): FunctionPool does."""
+
+    async def invoke(self, event: bytes, *, lease_epoch: int | None = None) -> InvocationResult: ...
 
 
 class RecordMatcher(Protocol):
@@ -82,6 +89,10 @@ class MappingContext(Protocol):
     recent_failures: deque[dict[str, Any]]  # the latest on-failure records, for monitoring
 
     def running(self) -> bool: ...
+
+    async def child_shards(self, shard_ids: tuple[str, ...]) -> list[ChildShard]:
+        """The shards a finished shard ended into, each with all of its parents."""
+        ...
 
 
 class _SubShard:
@@ -115,10 +126,54 @@ class ShardProcessor:
         self._caught_up_at = 0  # the number of the latest read, if it found no new record
         self._idle_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._done = False
+        # Lease hooks (many workers): a local deadline (monotonic) past which no batch starts until a renew moves
+        # it; ``drain`` (a handoff) ends processing after the in-flight sub-batches; ``lose`` ends it at once.
+        self.deadline: float | None = None
+        self.lost = False
+        self._halted = False
+        self._renewed = asyncio.Event()
 
     def interrupt(self) -> None:
         """The mapping is stopping: end any backoff now (what it waited to retry stays unsettled)."""
         self._stopped.set()
+
+    # ----------------------------------------------------------------- lease hooks
+    @property
+    def epoch(self) -> int:
+        """The lease epoch this processor runs under (the fencing token)."""
+        return self.lease.epoch
+
+    def drain(self) -> None:
+        """Hand the shard over: stop reading; every sub-shard (ParallelizationFactor > 1 has several) processes
+        what it already fetched and checkpoints, then ``run`` returns and the owner releases the lease. Records are
+        fetched in order and dealt to sub-shards, so only a drained buffer leaves a checkpoint with nothing
+        processed after it (no duplicate for the next owner)."""
+        self._halted = True
+        self._wake_all()
+
+    def lose(self) -> None:
+        """The lease is gone: stop at once; nothing more is written (a write would be fenced anyway)."""
+        self.lost = True
+        self._halted = True
+        self._stopped.set()
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        self.ctx.source.wake(self.shard_id)
+        self._space.set()
+        self._renewed.set()
+        for sub in self._subs:
+            sub.wakeup.set()
+
+    def _reading(self) -> bool:
+        return self.ctx.running() and not self._halted
+
+    def _active(self) -> bool:
+        return self.ctx.running() and not self.lost
+
+    def _may_dispatch(self) -> bool:
+        """A batch may start now: the lease is held and its local deadline has not passed."""
+        return self._active() and (self.deadline is None or self.ctx.clock.monotonic() < self.deadline)
 
     # ----------------------------------------------------------------- main loop
     async def run(self) -> None:
@@ -132,9 +187,11 @@ class ShardProcessor:
                     sub.wakeup.set()
                 for w in workers:
                     await w
-            if self._ended and self.ctx.running() and self._settler.outstanding == 0:
+            if self.lost:
+                pass
+            elif self._ended and self.ctx.running() and self._settler.outstanding == 0:
                 self._write_checkpoint()
-                self.ctx.store.finish(self.lease, self.children)
+                self.ctx.store.finish(self.lease, await self.ctx.child_shards(self.children))
                 self.finished = True
                 log.info("mapping %s %s: settled to SHARD_END", self.ctx.config.uuid, self.shard_id)
             else:
@@ -177,30 +234,37 @@ class ShardProcessor:
         self._idle_waiters = waiting
 
     def _write_checkpoint(self) -> None:
+        if self.lost:
+            return
         if self._settler.dirty and self._settler.checkpoint is not None:
-            self.ctx.store.checkpoint(self.lease, self._settler.checkpoint)
+            try:
+                self.ctx.store.checkpoint(self.lease, Position.sequence(self._settler.checkpoint))
+            except LeaseUnavailable as exc:
+                # Nothing was written: the checkpoint stays due and the next batch writes it (the lease's local
+                # deadline stops the batches if the store stays away).
+                log.warning("mapping %s %s: checkpoint not written: %s", self.ctx.config.uuid, self.shard_id, exc)
+                return
             self._settler.dirty = False
             self.stats.checkpoint_moved_ms = self.ctx.clock.now_ms()
-        self.stats.lag_records = self.ctx.source.lag(self.shard_id, self._settler.checkpoint or self.lease.checkpoint)
+        cp = self._settler.checkpoint
+        self.stats.lag_records = self.ctx.source.lag(self.shard_id, cp if cp is not None else self.lease.checkpoint)
 
     def _buffered(self) -> int:
         return sum(len(s.queue) for s in self._subs)
 
     # ----------------------------------------------------------------- fetching
     async def _start_iterator(self) -> str:
-        cp = self.lease.checkpoint
+        pos = self.lease.position
         src = self.ctx.source
-        if cp == "LATEST":
+        if pos.kind == "LATEST":
             # Pin LATEST to a concrete position at once and keep it: an iterator that expires before the first
             # record arrives must never be replaced by a later LATEST (that would skip what came in between).
-            cp = src.tip(self.shard_id) or f"AT_TIMESTAMP:{self.ctx.clock.now_ms()}"
-            self.ctx.store.checkpoint(self.lease, cp)
-            self.lease = dataclasses.replace(self.lease, checkpoint=cp)
-        if cp.isdigit():
-            return await src.get_iterator(self.shard_id, "AFTER_SEQUENCE_NUMBER", sequence_number=cp)
-        if cp.startswith("AT_TIMESTAMP:"):
-            return await src.get_iterator(self.shard_id, "AT_TIMESTAMP", timestamp_ms=int(cp.split(":", 1)[1]))
-        return await src.get_iterator(self.shard_id, cp)
+            tip = src.tip(self.shard_id)
+            pos = Position.parse(tip) if tip is not None else Position.at_timestamp(self.ctx.clock.now_ms())
+            self.ctx.store.checkpoint(self.lease, pos)
+            self.lease = dataclasses.replace(self.lease, position=pos)
+        kind, sequence_number, timestamp_ms = pos.iterator()
+        return await src.get_iterator(self.shard_id, kind, sequence_number=sequence_number, timestamp_ms=timestamp_ms)
 
     async def _fetch_loop(self) -> None:
         try:
@@ -218,7 +282,7 @@ class ShardProcessor:
         last_fetched: str | None = None
         throttle_delay = tuning.throttle_backoff_s
         cap = max(2 * ctx.config.batch_size, tuning.read_limit)
-        while ctx.running() and iterator is not None:
+        while self._reading() and iterator is not None:
             room = cap - self._buffered()
             if room <= 0:
                 self._space.clear()
@@ -296,7 +360,12 @@ class ShardProcessor:
     async def _sub_loop(self, sub: _SubShard) -> None:
         ctx = self.ctx
         window_opened = ctx.clock.monotonic()
-        while ctx.running():
+        while self._active():
+            if not self._may_dispatch():
+                # Past the lease's local deadline: wait for a renew (or the lease's loss) before any batch.
+                self._renewed.clear()
+                await self._wait(self._renewed, 0.1)
+                continue
             cfg = ctx.config
             tumbling_ms = cfg.tumbling_window_s * 1000
             if sub.window is not None and self._window_over(sub, sub.window):
@@ -389,7 +458,7 @@ class ShardProcessor:
         while ctx.running():
             event = encode_event([], window.extra(self.shard_id, ctx.source.stream_arn, final=True))
             try:
-                last = await ctx.function.invoke(event)
+                last = await self._invoke(event)
             except Throttled:
                 self.stats.throttles += 1
                 await self._sleep(ctx.tuning.throttle_backoff_s)
@@ -419,13 +488,13 @@ class ShardProcessor:
         decides. In a tumbling window, handled records are held until the window's final invocation succeeds."""
         ctx = self.ctx
         work: deque[tuple[list[Entry], int]] = deque([(batch, 0)])
-        while work and ctx.running():
+        while work and self._active():
             cur, attempts = work.popleft()
             retries = 0
             delay = ctx.tuning.retry_backoff_s
             last: InvocationResult | None = None
             throttle_delay = ctx.tuning.throttle_backoff_s
-            while cur and ctx.running():
+            while cur and self._active():
                 cfg = ctx.config
                 policy = ErrorPolicy.of(cfg)
                 expired = policy.expired((e.record.approximate_arrival_ms for e in cur), ctx.clock.now_ms())
@@ -441,7 +510,7 @@ class ShardProcessor:
                     await self._discard(cur, "RetryAttemptsExhausted", 0, None, None)
                     break
                 try:
-                    last = await ctx.function.invoke(event_bytes)
+                    last = await self._invoke(event_bytes)
                 except Throttled:
                     self.stats.throttles += 1
                     await self._sleep(throttle_delay * (0.5 + random.random()))
@@ -477,6 +546,11 @@ class ShardProcessor:
                     continue
                 await self._discard(cur, "RetryAttemptsExhausted", attempts, last, verdict.function_error)
                 break
+
+    async def _invoke(self, event: bytes) -> InvocationResult:
+        if self.deadline is None:  # this process holds every lease: no epoch to hand over
+            return await self.ctx.function.invoke(event)
+        return await cast(EpochInvoker, self.ctx.function).invoke(event, lease_epoch=self.lease.epoch)
 
     def _invoked(self, batch: list[Entry]) -> None:
         stats = self.stats

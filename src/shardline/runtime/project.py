@@ -8,6 +8,7 @@ destination factory). ``EngineWiring`` is the embedded engine (``Project(config,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from pathlib import Path
@@ -16,11 +17,13 @@ from typing import Protocol
 from ..clock import Clock, SystemClock
 from ..engine import Engine
 from ..errors import ResourceInUseException
-from .checkpoints import LeaseStore
+from .checkpoints import LeaseStore as SqliteStore
 from .config import ConfigError, ProjectConfig
 from .destinations import Destination, FileDestination, StreamDestination, local_stream_for
 from .filters import RecordFilter
 from .functions import FunctionPool
+from .leases import LeaseStore, open_lease_store
+from .leases.coordinator import LeaseTiming
 from .mapping import MappingConfig, RuntimeTuning
 from .source import EngineSource, ShardSource
 from .supervisor import Mapping, stop_all
@@ -97,7 +100,11 @@ class Project:
     """Makes the streams ready, starts a warm pool per function and a Mapping per stream event.
 
     ``over`` is the embedded engine, or any ``Wiring``; without ``state_dir`` the lease store lives in the engine's
-    data directory (a Wiring other than the engine's needs one)."""
+    data directory (a Wiring other than the engine's needs one).
+
+    Without ``leasing`` this process holds every lease of its SQLite file. With it, shards are shared with every
+    other worker on the same lease store (``leases``: ``postgresql://...`` or ``sqlite:PATH``, default the SQLite
+    file in ``state_dir``) under the given timings; ``worker_id`` names this worker (default host:pid:random)."""
 
     def __init__(
         self,
@@ -107,8 +114,14 @@ class Project:
         tuning: RuntimeTuning | None = None,
         clock: Clock | None = None,
         state_dir: Path | None = None,
+        leasing: LeaseTiming | None = None,
+        leases: str | None = None,
+        worker_id: str | None = None,
     ) -> None:
         self.config = config
+        self.leasing = leasing
+        self.leases_url = leases
+        self.worker_id = worker_id
         self.wiring: Wiring = EngineWiring(over) if isinstance(over, Engine) else over
         if state_dir is None:
             if not isinstance(over, Engine):
@@ -132,7 +145,13 @@ class Project:
 
     async def _start(self) -> None:
         await self.wiring.prepare(self.config)
-        self.store = LeaseStore(self.state_dir / "leases.db")
+        if self.leasing is None:
+            self.store = SqliteStore(self.state_dir / "leases.db", clock=self.clock)
+        else:
+            url = self.leases_url or f"sqlite:{self.state_dir / 'leases.db'}"
+            self.store = await asyncio.to_thread(
+                open_lease_store, url, owner=self.worker_id, clock=self.clock, timeout_s=self.leasing.renew
+            )
         for fn in self.config.functions.values():
             pool = FunctionPool(fn.config, clock=self.clock)
             self.pools[fn.config.name] = pool
@@ -165,6 +184,7 @@ class Project:
             tuning=self.tuning,
             clock=self.clock,
             region=self.wiring.region,
+            leasing=self.leasing,
         )
 
     async def stop(self) -> None:

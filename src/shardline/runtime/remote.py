@@ -20,6 +20,7 @@ from botocore.config import Config
 from ..errors import KinesisError, ResourceNotFoundException
 from .config import ConfigError, ProjectConfig
 from .destinations import Destination, KinesisStreamDestination, SnsDestination, SqsDestination
+from .leases.coordinator import LeaseTiming
 from .mapping import RuntimeTuning
 from .project import Project
 from .source import KinesisSource, ShardSource
@@ -117,10 +118,22 @@ class RemoteProject(Project):
         create_streams: bool = False,
         tuning: RuntimeTuning | None = None,
         region: str = "us-east-1",
+        leasing: LeaseTiming | None = None,
+        leases: str | None = None,
+        worker_id: str | None = None,
     ) -> None:
         wiring = KinesisWiring(client, create_streams=create_streams, region=region)
         # AWS's cadence: remote shards are polled.
-        super().__init__(config, wiring, state_dir=state_dir, tuning=tuning or RuntimeTuning(poll_interval_s=1.0))
+        super().__init__(
+            config,
+            wiring,
+            state_dir=state_dir,
+            # Shared shards read ahead less: what a shard has fetched is processed before it is handed over.
+            tuning=tuning or RuntimeTuning(poll_interval_s=1.0, read_limit=10_000 if leasing is None else 1_000),
+            leasing=leasing,
+            leases=leases,
+            worker_id=worker_id,
+        )
         self.client = client
 
 

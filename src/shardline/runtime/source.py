@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 from .. import errors
 from ..engine import Engine, ShardView, sequence
 from ..models import Record
+from .position import Position
 
 __all__ = ["EngineSource", "KinesisSource", "Page", "ShardSource", "SourceShard"]
 
@@ -59,7 +60,8 @@ class ShardSource(Protocol):
         ...
 
     def lag(self, shard_id: str, checkpoint: str) -> int | None:
-        """Records after ``checkpoint`` (a sequence number or a sentinel) up to the shard's tip, if known."""
+        """Records after ``checkpoint`` (a position's stored text, read with ``Position.parse``) up to the shard's
+        tip, if known."""
         ...
 
     async def wait_for_data(self, shard_id: str, timeout_s: float) -> None:
@@ -135,12 +137,13 @@ class EngineSource:
         end = shard.visible_end if shard is not None else None
         if shard is None or log_start is None or end is None:
             return None
-        if checkpoint.isdigit():
-            decoded = sequence.decode(checkpoint)
+        position = Position.parse(checkpoint)
+        if position.sequence_number is not None:
+            decoded = sequence.decode(position.sequence_number)
             if decoded is None:
                 return None
             start = max(decoded.offset + 1, log_start)
-        elif checkpoint == "SHARD_END":
+        elif position.is_shard_end:
             return 0
         else:
             start = log_start

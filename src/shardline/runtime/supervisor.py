@@ -16,10 +16,12 @@ from typing import Any
 
 from ..clock import Clock, SystemClock
 from ..errors import KinesisError
-from .checkpoints import LeaseStore
 from .destinations import Destination
 from .functions import FunctionPool
+from .leases import ChildShard, Lease, LeaseStore, LeaseUnavailable
+from .leases.coordinator import LeaseTiming, LeaseWorker
 from .mapping import MappingConfig, RuntimeTuning
+from .position import TRIM_HORIZON, Position
 from .processor import Invoker, RecordMatcher, ShardProcessor
 from .source import ShardSource, SourceShard
 from .stats import COUNTERS, NO_RESULT, ShardStats
@@ -56,8 +58,13 @@ class Mapping:
         tuning: RuntimeTuning | None = None,
         clock: Clock | None = None,
         region: str = "us-east-1",
+        leasing: LeaseTiming | None = None,
     ) -> None:
         self._config = config
+        # With ``leasing``, shards are shared with other worker processes through the lease store (a LeaseWorker
+        # takes, renews and hands over leases); without, this process holds every lease of the mapping.
+        self.leasing = leasing
+        self.lease_worker: LeaseWorker | None = None
         self.function = function
         self.function_arn = function_arn
         self.role_arn = role_arn
@@ -72,6 +79,7 @@ class Mapping:
         self._task: asyncio.Task[None] | None = None
         self._processors: dict[str, ShardProcessor] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._parents: dict[str, tuple[str, ...]] = {}  # shard -> its parents, as last listed
         self._resync = asyncio.Event()
         self._finished_stats = ShardStats()
         self._syncs_started = 0
@@ -99,7 +107,17 @@ class Mapping:
 
     async def stop(self) -> None:
         """Stop polling; in-flight invocations finish and their results are checkpointed. Backoffs end at once:
-        what they waited to retry stays unsettled and is processed again after a restart."""
+        what they waited to retry stays unsettled and is processed again after a restart.
+
+        With shared leases, every shard first hands over as in a handoff (what was fetched is processed, up to the
+        handoff timeout), so the workers that take the leases next redeliver nothing."""
+        if self.leasing is not None and self._tasks:
+            for proc in list(self._processors.values()):
+                proc.drain()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*list(self._tasks.values()), return_exceptions=True), self.leasing.handoff_timeout_s
+                )
         self._stopping = True
         self._resync.set()
         for shard_id, proc in list(self._processors.items()):
@@ -130,6 +148,9 @@ class Mapping:
     async def _run(self) -> None:
         self.state = "Enabled"
         first_pass = not self.store.leases(self.uuid)
+        worker_task: asyncio.Task[None] | None = None
+        if self.leasing is not None:
+            self.lease_worker = LeaseWorker(self.store, self.uuid, self.leasing, self.clock, self._launch)
         try:
             while self.running():
                 self._syncs_started += 1
@@ -138,7 +159,11 @@ class Mapping:
                     first_pass = False
                 except KinesisError as exc:
                     log.error("mapping %s: cannot list shards of %s: %s", self.uuid, self.source.stream_name, exc)
+                except LeaseUnavailable as exc:
+                    log.error("mapping %s: cannot record the shards of %s: %s", self.uuid, self.source.stream_name, exc)
                 self._syncs_done = self._syncs_started
+                if self.lease_worker is not None and worker_task is None:
+                    worker_task = asyncio.create_task(self.lease_worker.run(), name=f"leases-{self.uuid}")
                 self._pulse_synced()
                 self._resync.clear()
                 with contextlib.suppress(TimeoutError):
@@ -149,6 +174,12 @@ class Mapping:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await t
             self._tasks.clear()
+            if self.lease_worker is not None:
+                self.lease_worker.stop()
+                if worker_task is not None:
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await worker_task
+                self.lease_worker.close()
             for p in self._processors.values():
                 self._absorb(p.stats)
             self._processors.clear()
@@ -156,13 +187,26 @@ class Mapping:
                 self.state = "Disabled"
             self._pulse_synced()
 
+    async def child_shards(self, shard_ids: tuple[str, ...]) -> list[ChildShard]:
+        """The shards a finished shard ended into, with their parents (listed again when one is not known yet)."""
+        if any(sid not in self._parents for sid in shard_ids):
+            for s in await self.source.list_shards():
+                self._parents[s.shard_id] = s.parent_ids
+        return [ChildShard(sid, self._parents.get(sid, ())) for sid in shard_ids]
+
     async def _sync(self, first_pass: bool) -> None:
         shards = await self.source.list_shards()
+        for s in shards:
+            self._parents[s.shard_id] = s.parent_ids
         listed = {s.shard_id for s in shards}
         for s in shards:
             if s.shard_id in self._tasks:
                 continue
             initial = self._initial_position(s, first_pass)
+            if self.lease_worker is not None:
+                # Shared: only make sure every shard has a lease; the lease worker decides who runs it.
+                await asyncio.to_thread(self._ensure_shared, s, shards, initial)
+                continue
             lease = self.store.ensure(self.uuid, self.source.stream_name, s.shard_id, s.parent_ids, initial)
             if lease.finished:
                 continue
@@ -173,13 +217,24 @@ class Mapping:
             self._processors[s.shard_id] = proc
             self._tasks[s.shard_id] = asyncio.create_task(self._run_shard(proc), name=f"{self.uuid}-{s.shard_id}")
 
-    def _initial_position(self, shard: SourceShard, first_pass: bool) -> str:
+    def _ensure_shared(self, shard: SourceShard, shards: list[SourceShard], initial: Position) -> None:
+        """Create the lease of ``shard`` if it has none, except for a closed shard whose child already has a lease:
+        that shard was finished and its lease cleaned up (it must not start over from its beginning)."""
+        stream = self.source.stream_name
+        if shard.closed and self.store.get(self.uuid, stream, shard.shard_id) is None:
+            children = [c.shard_id for c in shards if shard.shard_id in c.parent_ids]
+            if any(self.store.get(self.uuid, stream, c) is not None for c in children):
+                return
+        self.store.ensure(self.uuid, stream, shard.shard_id, shard.parent_ids, initial)
+
+    def _initial_position(self, shard: SourceShard, first_pass: bool) -> Position:
         cfg = self._config
         if not first_pass and shard.parent_ids:
-            return "TRIM_HORIZON"
+            return TRIM_HORIZON
         if cfg.starting_position == "AT_TIMESTAMP":
-            return f"AT_TIMESTAMP:{cfg.starting_position_timestamp_ms}"
-        return cfg.starting_position
+            assert cfg.starting_position_timestamp_ms is not None
+            return Position.at_timestamp(cfg.starting_position_timestamp_ms)
+        return Position(cfg.starting_position)
 
     def _parents_done(self, shard: SourceShard, listed: set[str]) -> bool:
         for parent in shard.parent_ids:
@@ -190,6 +245,14 @@ class Mapping:
                 return False
         return True
 
+    def _launch(self, lease: Lease, deadline: float) -> ShardProcessor:
+        """Start processing a lease the lease worker took (many-worker mode)."""
+        proc = ShardProcessor(self, lease.shard_id, lease)
+        proc.deadline = deadline
+        self._processors[lease.shard_id] = proc
+        self._tasks[lease.shard_id] = asyncio.create_task(self._run_shard(proc), name=f"{self.uuid}-{lease.shard_id}")
+        return proc
+
     async def _run_shard(self, proc: ShardProcessor) -> None:
         try:
             await proc.run()
@@ -197,8 +260,11 @@ class Mapping:
             log.exception(
                 "mapping %s %s: shard processor failed; it restarts from its checkpoint", self.uuid, proc.shard_id
             )
-            await asyncio.sleep(self.tuning.throttle_backoff_s)
+            if self.lease_worker is None:
+                await asyncio.sleep(self.tuning.throttle_backoff_s)
         finally:
+            if self.lease_worker is not None:
+                await self.lease_worker.ended(proc.lease, lost=proc.lost)
             self._tasks.pop(proc.shard_id, None)
             done = self._processors.pop(proc.shard_id, None)
             if done is not None:

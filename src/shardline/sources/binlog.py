@@ -1,0 +1,171 @@
+"""Reading the binary log: row events grouped by transaction, from a file/position, in a thread of its own.
+
+mysql-replication's ``BinLogStreamReader`` is blocking, so one thread owns it and hands ``Batch``es (the changes
+of one transaction, or of a part of a large one) to the source through a bounded queue; the source takes whatever
+is queued at once, which batches many small transactions into one put when the stream is the slower side. The
+server sends a heartbeat every second while idle, so the thread notices a stop request within about a second.
+
+Column names come from the row events' own metadata (``binlog_row_metadata=FULL``), so a row logged before an
+ALTER TABLE is decoded with the columns it had then. The reader is started with ``is_mariadb=False`` on both
+servers: that is the mode that honours a file/position start (see the library's MariaDB notes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.event import GtidEvent, HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, RotateEvent, XidEvent
+from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+from .config import SourceConfig
+from .envelope import Change, Position
+
+__all__ = ["Batch", "BinlogReader"]
+
+log = logging.getLogger("shardline.sources")
+
+MAX_BATCH_ROWS = 1000
+
+
+@dataclass
+class Batch:
+    changes: list[Change] = field(default_factory=list)
+    end: Position | None = None  # set on a transaction's last batch: where the next transaction starts
+    gtid: str | None = None
+    event_ts_ms: int = 0  # the newest event's timestamp (for lag)
+
+
+class _Stop(Exception):
+    pass
+
+
+class BinlogReader:
+    def __init__(self, cfg: SourceConfig, start: Position, *, max_queued: int = 64) -> None:
+        self.cfg = cfg
+        self.start = start
+        self.queue: queue.Queue[Batch | BaseException] = queue.Queue(max_queued)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"cdc-binlog-{cfg.name}", daemon=True)
+        self.position = start  # the reader's own position (ahead of the checkpoint)
+
+    def begin(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _put(self, item: Batch | BaseException) -> None:
+        while True:
+            try:
+                self.queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self.stopping.is_set():
+                    raise _Stop from None
+
+    def _run(self) -> None:
+        try:
+            self._read()
+        except _Stop:
+            pass
+        except BaseException as exc:
+            with contextlib.suppress(_Stop):
+                self._put(exc)
+
+    def _stream(self) -> Any:
+
+        cfg = self.cfg
+        return BinLogStreamReader(
+            connection_settings={
+                "host": cfg.host, "port": cfg.port, "user": cfg.user, "password": cfg.password(), "charset": "utf8mb4",
+            },
+            server_id=cfg.server_id,
+            log_file=self.start.file,
+            log_pos=self.start.pos,
+            resume_stream=True,
+            blocking=True,
+            slave_heartbeat=1.0,
+            only_events=[
+                WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, QueryEvent, GtidEvent, MariadbGtidEvent,
+                RotateEvent, HeartbeatLogEvent,
+            ],
+            enable_logging=False,
+        )  # fmt: skip
+
+    def _read(self) -> None:
+
+        stream = self._stream()
+        try:
+            batch = Batch()
+            gtid: str | None = None
+            for event in stream:
+                if self.stopping.is_set():
+                    return
+                if isinstance(event, HeartbeatLogEvent):
+                    continue
+                file = str(stream.log_file)
+                start = int(event.packet.log_pos) - int(event.event_size)
+                batch.event_ts_ms = int(event.timestamp) * 1000
+                if isinstance(event, GtidEvent | MariadbGtidEvent):
+                    gtid = str(event.gtid)
+                elif isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
+                    if not self.cfg.tables(event.schema, event.table):
+                        continue
+                    batch.changes += self._changes(event, file, start, gtid)
+                    if len(batch.changes) >= MAX_BATCH_ROWS:
+                        self._put(batch)
+                        batch = Batch()
+                    continue
+                elif isinstance(event, XidEvent) or (
+                    isinstance(event, QueryEvent) and _query(event) not in ("BEGIN", "")
+                ):
+                    if isinstance(event, QueryEvent) and _query(event) != "COMMIT":
+                        # (only the statement's first words: a statement's text can hold secrets)
+                        words = " ".join(_query(event).split()[:3])
+                        log.info("source %s: %s ... at %s:%d", self.cfg.name, words, file, start)
+                    self.position = Position(file, int(stream.log_pos))
+                    batch.end, batch.gtid = self.position, gtid
+                    self._put(batch)
+                    batch = Batch()
+        finally:
+            stream.close()
+
+    def _changes(self, event: Any, file: str, pos: int, gtid: str | None) -> list[Change]:
+
+        pk = event.primary_key
+        key = (pk,) if isinstance(pk, str) and pk else tuple(pk or ())
+        if not key and self.cfg.keyless != "table":
+            raise RuntimeError(
+                f"table {event.schema}.{event.table} has no primary key, so its rows cannot be keyed: add one, "
+                "exclude the table, or set keyless: table"
+            )
+        ts_ms = int(event.timestamp) * 1000
+        out: list[Change] = []
+
+        def add(op: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
+            out.append(Change(op, event.schema, event.table, key, before, after, ts_ms, file, pos, len(out), gtid))
+
+        for row in event.rows:
+            if isinstance(event, WriteRowsEvent):
+                add("c", None, row["values"])
+            elif isinstance(event, DeleteRowsEvent):
+                add("d", row["values"], None)
+            else:
+                before, after = row["before_values"], row["after_values"]
+                if key and any(before[k] != after[k] for k in key):
+                    add("d", before, None)  # a primary-key change: the old row goes, a new one comes
+                    add("c", None, after)
+                else:
+                    add("u", before, after)
+        return out
+
+
+def _query(event: Any) -> str:
+    q = event.query
+    return (q.decode(errors="replace") if isinstance(q, bytes) else str(q)).strip().upper() if q else ""

@@ -1,0 +1,155 @@
+"""Running a project's sources: beside the streams and functions (``shardline up``) or alone (``shardline cdc``).
+
+``start`` checks every source's server and tables first, so a setting that cannot give correct events fails the
+command with its message before anything runs. Afterwards a source that loses its server (a restart, a network
+error) is started again from its checkpoint after a growing pause; ``stop`` ends every source and waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from .._tasks import cancel_and_wait
+from ..clock import Clock, SystemClock
+from .config import SourceConfig
+from .monitor import SourceMonitor
+from .mysql import MySqlSource
+from .server import SourceSetupError, binary_logs, check_server, connect, list_tables
+from .sink import EngineSink, KinesisSink, Sink
+
+__all__ = ["EngineSink", "KinesisSink", "SourceSetupError", "Sources", "run_sources"]
+
+log = logging.getLogger("shardline.sources")
+
+_RESTART_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class Sources:
+    """Every source of a project, each writing through the sink ``sink_for(stream_name)`` gives."""
+
+    def __init__(
+        self,
+        configs: dict[str, SourceConfig],
+        sink_for: Callable[[str], Sink],
+        state_dir: Path,
+        *,
+        clock: Clock | None = None,
+        report_s: float = 5.0,
+        lag_alarm_s: float = 60.0,
+    ) -> None:
+        self.configs = configs
+        self.sink_for = sink_for
+        self.state_dir = state_dir
+        self.clock = clock or SystemClock()
+        self.running: dict[str, MySqlSource] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.monitor = SourceMonitor(
+            lambda: [s.stats for s in self.running.values()],
+            self._binary_logs,
+            self.clock,
+            interval_s=report_s,
+            lag_alarm_s=lag_alarm_s,
+        )
+        self._monitor_task: asyncio.Task[None] | None = None
+        self.failed: dict[str, str] = {}  # source -> why it stopped for good
+
+    def _binary_logs(self, name: str) -> list[tuple[str, int]] | None:
+        try:
+            conn = connect(self.configs[name])
+        except Exception:
+            return None  # (the source's own reconnects report an unreachable server)
+        try:
+            return binary_logs(conn)
+        except Exception:
+            return None
+        finally:
+            conn.close()
+
+    async def start(self) -> None:
+        for cfg in self.configs.values():
+            await asyncio.to_thread(_preflight, cfg)
+            await self.sink_for(cfg.stream).check()
+        for cfg in self.configs.values():
+            self._tasks.append(asyncio.create_task(self._supervise(cfg), name=f"source {cfg.name}"))
+        self._monitor_task = asyncio.create_task(self.monitor.run(), name="source monitor")
+
+    async def _supervise(self, cfg: SourceConfig) -> None:
+        failures = 0
+        while True:
+            source = MySqlSource(cfg, self.sink_for(cfg.stream), self.state_dir, clock=self.clock)
+            self.running[cfg.name] = source
+            try:
+                await source.run()
+                return
+            except asyncio.CancelledError:
+                await source.stop()
+                raise
+            except SourceSetupError as exc:
+                log.error("source %s stopped: %s", cfg.name, exc)  # (needs the user: starting again cannot help)
+                self.failed[cfg.name] = str(exc)
+                return
+            except Exception as exc:
+                pause = _RESTART_S[min(failures, len(_RESTART_S) - 1)]
+                failures += 1
+                log.error(
+                    "source %s (%s) failed: %s: %s; starting again from its checkpoint in %.0fs",
+                    cfg.name, cfg.where, type(exc).__name__, exc, pause,
+                )  # fmt: skip
+                await asyncio.sleep(pause)
+
+    async def wait_ended(self) -> None:
+        """Return when every source has ended (none runs for good unless stopped)."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def stop(self) -> None:
+        if self._monitor_task is not None:
+            await cancel_and_wait([self._monitor_task])
+            self._monitor_task = None
+        for source in list(self.running.values()):
+            await source.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 5.0)
+        await cancel_and_wait(self._tasks)
+
+
+def _preflight(cfg: SourceConfig) -> None:
+    try:
+        conn = connect(cfg)
+    except Exception as exc:
+        raise SourceSetupError(f"source {cfg.name}: cannot connect to {cfg.where}: {exc}") from None
+    try:
+        check_server(conn)
+        if not list_tables(conn, cfg):
+            log.warning("source %s: no table on %s matches its tables/include/exclude yet", cfg.name, cfg.where)
+    except SourceSetupError as exc:
+        raise SourceSetupError(f"source {cfg.name} ({cfg.where}): {exc}") from None
+    finally:
+        conn.close()
+
+
+async def run_sources(sources: Sources, *, on_ready: Callable[[], None] | None = None) -> None:
+    """Start the sources, then run until SIGINT or SIGTERM (``shardline cdc``)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await sources.start()
+    try:
+        if on_ready is not None:
+            on_ready()
+        tasks = [asyncio.create_task(sources.wait_ended()), asyncio.create_task(_wait(stop))]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await cancel_and_wait(tasks)
+        if sources.failed:
+            raise SourceSetupError("; ".join(sources.failed.values()))
+    finally:
+        await sources.stop()
+
+
+async def _wait(event: asyncio.Event) -> None:
+    await event.wait()
