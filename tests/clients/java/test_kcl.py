@@ -36,7 +36,7 @@ def put(boto: Any, stream: str, tag: str, n: int) -> list[bytes]:
 
 
 # FANOUT is the KCL's default (SubscribeToShard through a consumer it registers); POLLING reads with GetRecords.
-@pytest.mark.parametrize("retrieval", ["POLLING"])
+@pytest.mark.parametrize("retrieval", ["FANOUT", "POLLING"])
 def test_kcl_reads_every_record_once_through_a_split_and_a_merge(
     endpoint: str, boto: Any, tmp_path: Path, retrieval: str
 ) -> None:
