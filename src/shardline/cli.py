@@ -49,6 +49,14 @@ def _common(p: argparse.ArgumentParser, *, port: bool = True) -> None:
         p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, loopback only)")
         p.add_argument("--port", type=int, default=4567, help="TCP port (default 4567; 0 picks a free port)")
         p.add_argument("--enforce-limits", action="store_true", help="apply Kinesis per-shard throughput limits")
+        p.add_argument(
+            "--subscription-lifetime",
+            type=float,
+            default=300.0,
+            metavar="SECONDS",
+            help="how long a SubscribeToShard subscription lasts before the client must resubscribe (default 300, "
+            "as AWS)",
+        )
         _status_delays(p)
         p.add_argument("--log-requests", action="store_true", help="write a JSON access-log line per request")
         p.add_argument(
@@ -268,6 +276,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         region=args.region,
         account_id=args.account_id,
         enforce_limits=getattr(args, "enforce_limits", False),
+        subscription_lifetime_s=getattr(args, "subscription_lifetime", 300.0),
         fsync=args.fsync,
         status_delay_s=getattr(args, "status_delay", 0.0),
         creating_delay_s=getattr(args, "creating_delay", None),

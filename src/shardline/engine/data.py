@@ -34,9 +34,9 @@ from . import sequence
 from ._base import EngineBase, parse_shard_id
 from .hashing import MAX_HASH_KEY, md5
 from .iterators import IteratorPosition
-from .streams import ShardState, StreamState, shard_id_of
+from .streams import ShardSignal, ShardState, StreamState, shard_id_of
 
-__all__ = ["DataPlane"]
+__all__ = ["DataPlane", "parse_shard_id"]  # (parse_shard_id: defined in _base.py, where EngineBase uses it)
 
 log = logging.getLogger("shardline.engine")
 
@@ -321,7 +321,7 @@ class DataPlane(EngineBase):
             return None
         event = st.signals.get(shard.index)
         if event is None:
-            event = st.signals[shard.index] = asyncio.Event()
+            event = st.signals[shard.index] = ShardSignal()
         return event
 
     # ----------------------------------------------------------------- iterators
