@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from ...engine import Engine
 from ...models import Shard, StreamMode
@@ -12,6 +12,7 @@ from ..wire import Codec
 
 Params = dict[str, Any]
 Response = dict[str, Any]
+T = TypeVar("T")
 Action = Callable[[Engine, Params], Awaitable[Response]]
 
 ACTIONS: dict[str, Action] = {}
@@ -54,22 +55,37 @@ def stream_ref(p: Params) -> dict[str, Any]:
     return {"stream_name": p.get("StreamName"), "stream_arn": p.get("StreamARN")}
 
 
-def stream_filter(p: Params) -> list[tuple[str, int | None]] | None:
-    """A list request's StreamFilter as (stream ARN, stream creation time or None) pairs; None without one."""
+class StreamLister(Protocol[T]):
+    """Engine.list_queues or Engine.list_channels: a page of what was created on streams, and the next token."""
+
+    def __call__(
+        self,
+        *,
+        stream_filter: Sequence[tuple[str, int | None]] | None = None,
+        max_results: int | None = None,
+        next_token: str | None = None,
+    ) -> Awaitable[tuple[list[T], str | None]]: ...
+
+
+async def list_page(p: Params, lister: StreamLister[T], key: str, summary: Callable[[T], Response]) -> Response:
+    """A List* action over what was created on streams: StreamFilter, MaxResults and NextToken in, a page of
+    summaries under ``key`` and NextToken (when there are more) out."""
     filters = p.get("StreamFilter")
-    return None if filters is None else [(f["StreamARN"], f.get("StreamCreationTimestamp")) for f in filters]
+    page, token = await lister(
+        stream_filter=None
+        if filters is None
+        else [(f["StreamARN"], f.get("StreamCreationTimestamp")) for f in filters],
+        max_results=p.get("MaxResults"),
+        next_token=p.get("NextToken"),
+    )
+    out: Response = {key: [summary(item) for item in page]}
+    if token is not None:
+        out["NextToken"] = token
+    return out
 
 
 def stream_out(stream_arn: str, stream_created_ms: int) -> Response:
     return {"StreamARN": stream_arn, "StreamCreationTimestamp": Timestamp(stream_created_ms)}
-
-
-def page_out(key: str, items: list[Response], next_token: str | None) -> Response:
-    """A page of a list response: its items under ``key``, and NextToken when there are more."""
-    out: Response = {key: items}
-    if next_token is not None:
-        out["NextToken"] = next_token
-    return out
 
 
 def shard_out(s: Shard) -> Response:

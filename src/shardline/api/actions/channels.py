@@ -7,7 +7,7 @@ from typing import Any
 
 from ...engine import ChannelInfo, Engine
 from ..shapes import Timestamp
-from ._registry import Params, Response, action, page_out, stream_filter, stream_out
+from ._registry import Params, Response, action, list_page, stream_out
 
 DATA_FRESHNESS_S = 300  # (documented default)
 ERROR_PREFIX = "error/"  # AWS documents "the destination bucket with an error prefix", not the prefix: shardline's
@@ -74,24 +74,19 @@ async def describe_channel(engine: Engine, p: Params) -> Response:
 
 @action("ListChannels")
 async def list_channels(engine: Engine, p: Params) -> Response:
-    page, token = await engine.list_channels(
-        stream_filter=stream_filter(p),
-        max_results=p.get("MaxResults"),
-        next_token=p.get("NextToken"),
-    )
-    summaries = [
-        {
-            "ChannelName": c.name,
-            "ChannelARN": c.channel_arn,
-            "ChannelId": c.channel_id,
-            "ChannelStatus": c.status,
-            "ChannelCreationTimestamp": Timestamp(c.created_ms),
-            "ChannelDestinationType": c.destination_type,
-            "Streams": [stream_out(c.stream_arn, c.stream_created_ms)],
-        }
-        for c in page
-    ]
-    return page_out("ChannelSummaries", summaries, token)
+    return await list_page(p, engine.list_channels, "ChannelSummaries", _summary)
+
+
+def _summary(c: ChannelInfo) -> Response:
+    return {
+        "ChannelName": c.name,
+        "ChannelARN": c.channel_arn,
+        "ChannelId": c.channel_id,
+        "ChannelStatus": c.status,
+        "ChannelCreationTimestamp": Timestamp(c.created_ms),
+        "ChannelDestinationType": c.destination_type,
+        "Streams": [stream_out(c.stream_arn, c.stream_created_ms)],
+    }
 
 
 @action("UpdateChannel")
