@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from ...engine import Engine
-from ...models import Shard, StreamMode
+from ...models import ChildShard, HashKeyRange, Shard, StreamMode
 from ..shapes import Timestamp
 from ..wire import Codec
 
@@ -88,16 +88,29 @@ def stream_out(stream_arn: str, stream_created_ms: int) -> Response:
     return {"StreamARN": stream_arn, "StreamCreationTimestamp": Timestamp(stream_created_ms)}
 
 
+def hash_key_range_out(r: HashKeyRange) -> Response:
+    return {"StartingHashKey": str(r.starting_hash_key), "EndingHashKey": str(r.ending_hash_key)}
+
+
+def child_shards_out(children: Iterable[ChildShard]) -> list[Response]:
+    """ChildShards as GetRecords and SubscribeToShard answer them."""
+    return [
+        {
+            "ShardId": c.shard_id,
+            "ParentShards": list(c.parent_shards),
+            "HashKeyRange": hash_key_range_out(c.hash_key_range),
+        }
+        for c in children
+    ]
+
+
 def shard_out(s: Shard) -> Response:
     out: Response = {"ShardId": s.shard_id}
     if s.parent_shard_id:
         out["ParentShardId"] = s.parent_shard_id
     if s.adjacent_parent_shard_id:
         out["AdjacentParentShardId"] = s.adjacent_parent_shard_id
-    out["HashKeyRange"] = {
-        "StartingHashKey": str(s.hash_key_range.starting_hash_key),
-        "EndingHashKey": str(s.hash_key_range.ending_hash_key),
-    }
+    out["HashKeyRange"] = hash_key_range_out(s.hash_key_range)
     rng: Response = {"StartingSequenceNumber": s.sequence_number_range.starting_sequence_number}
     if s.sequence_number_range.ending_sequence_number is not None:
         rng["EndingSequenceNumber"] = s.sequence_number_range.ending_sequence_number

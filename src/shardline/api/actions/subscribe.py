@@ -16,7 +16,7 @@ from ...errors import InternalFailureException, KinesisError
 from ..eventstream import event_message, exception_message
 from ..shapes import RecordList
 from ..wire import Codec
-from ._registry import Params, Response, streaming_action
+from ._registry import Params, Response, child_shards_out, streaming_action
 
 __all__ = ["EVENT_STREAM_TYPE", "ShardEventStream"]
 
@@ -59,17 +59,7 @@ def event_out(ev: ShardEvent) -> Response:
     if ev.continuation_sequence_number is not None:
         out["ContinuationSequenceNumber"] = ev.continuation_sequence_number
     if ev.child_shards:
-        out["ChildShards"] = [
-            {
-                "ShardId": c.shard_id,
-                "ParentShards": list(c.parent_shards),
-                "HashKeyRange": {
-                    "StartingHashKey": str(c.hash_key_range.starting_hash_key),
-                    "EndingHashKey": str(c.hash_key_range.ending_hash_key),
-                },
-            }
-            for c in ev.child_shards
-        ]
+        out["ChildShards"] = child_shards_out(ev.child_shards)
     return out
 
 
