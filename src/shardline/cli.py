@@ -23,6 +23,7 @@ from .metrics.access import TOKEN_ENV, MonitoringAccess, monitoring_access
 from .metrics.alarms import AlarmManager, AlarmsConfig, default_rules_for, merge_rules, parse_alarms
 from .metrics.notify import build_notifiers
 from .metrics.series import SeriesStore
+from .metrics.sources import SourcesLike, source_hook, source_rules
 from .projectfile import Loaded, LoadOptions, load_project
 from .runtime.config import ConfigError, ProjectConfig
 from .runtime.destinations import local_stream_for
@@ -386,12 +387,12 @@ def _up(args: argparse.Namespace) -> int:
         return _fail("up", str(exc))
     engine = Engine(settings)
     project = Project(config, engine)
-    monitor = _monitor(args, engine, project, alarms, access)
     try:
         source_configs = parse_sources(config.sources, args.file)
         sources = _sources_beside(config, source_configs, args, engine)
     except ValueError as exc:
         return _fail("up", str(exc))
+    monitor = _monitor(args, engine, project, alarms, access, sources=sources[0] if sources else None)
     banner = [
         f"  {len(config.streams)} streams, {len(config.functions)} functions, {len(config.mappings)} mappings "
         f"from {args.file}"
@@ -527,7 +528,13 @@ def _access(args: argparse.Namespace, *, api_protected: bool) -> MonitoringAcces
 
 
 def _monitor(
-    args: argparse.Namespace, engine: Engine, project: Project | None, alarms: AlarmsConfig, access: MonitoringAccess
+    args: argparse.Namespace,
+    engine: Engine,
+    project: Project | None,
+    alarms: AlarmsConfig,
+    access: MonitoringAccess,
+    *,
+    sources: SourcesLike | None = None,
 ) -> Monitor | None:
     """The monitoring service: samples into <data dir>/metrics, alarms with the built-in rules for every stream,
     mapping and function (re-derived as they come and go) plus the rules declared in the project file."""
@@ -537,12 +544,16 @@ def _monitor(
     notifiers = build_notifiers(alarms.notify)
 
     def rules() -> list[Any]:
-        return merge_rules(default_rules_for(engine, project, alarms.defaults), alarms.rules)
+        builtin = default_rules_for(engine, project, alarms.defaults)
+        if sources is not None:
+            builtin += source_rules(sources.names(), sources.lag_alarm_s, alarms.defaults)
+        return merge_rules(builtin, alarms.rules)
 
     def manager(store: SeriesStore) -> AlarmManager:
         return AlarmManager(store, rules(), notifiers, engine.clock, state)
 
-    return Monitor(engine, project=project, alarms_factory=manager, rules=rules, access=access)
+    hooks = [] if sources is None else [source_hook(sources)]
+    return Monitor(engine, project=project, alarms_factory=manager, rules=rules, access=access, hooks=hooks)
 
 
 def _monitor_banner(monitor: Monitor | None) -> list[str]:

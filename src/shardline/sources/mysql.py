@@ -46,12 +46,21 @@ MAX_TAKE_ROWS = 5000  # changes put (and held in memory) at once at most, beyond
 
 
 class MySqlSource:
-    def __init__(self, cfg: SourceConfig, sink: Sink, state_dir: Path, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        cfg: SourceConfig,
+        sink: Sink,
+        state_dir: Path,
+        *,
+        clock: Clock | None = None,
+        stats: SourceStats | None = None,
+    ) -> None:
         self.cfg = cfg
         self.sink = sink
         self.checkpoint = Checkpoint.load(state_dir / f"{cfg.name}.json")
         self.clock = clock or SystemClock()
-        self.stats = SourceStats(cfg.name, cfg.stream, self.clock)
+        # (a source started again after a failure keeps counting into the same stats: its counters never go back)
+        self.stats = stats or SourceStats(cfg.name, cfg.stream, self.clock)
         self.info: ServerInfo | None = None
         self.tables: dict[str, Table] = {}
         self._reader: BinlogReader | None = None
