@@ -7,7 +7,10 @@ server sends a heartbeat every second while idle, so the thread notices a stop r
 
 Column names come from the row events' own metadata (``binlog_row_metadata=FULL``), so a row logged before an
 ALTER TABLE is decoded with the columns it had then. The reader is started with ``is_mariadb=False`` on both
-servers: that is the mode that honours a file/position start (see the library's MariaDB notes).
+servers when it starts at a file/position: that is the mode that honours one (see the library's MariaDB notes).
+Given a MariaDB GTID position instead, it connects with ``is_mariadb=True`` and ``auto_position`` (the server's
+``@slave_connect_state``), and the server starts after that position in whichever file holds it; a position the
+server no longer has is a SourceSetupError (error 1236), since starting again cannot help.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import pymysql
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import GtidEvent, HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, RotateEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from .config import SourceConfig
 from .envelope import Change, Position
+from .server import SourceSetupError
 
 __all__ = ["Batch", "BinlogReader"]
 
@@ -46,9 +51,10 @@ class _Stop(Exception):
 
 
 class BinlogReader:
-    def __init__(self, cfg: SourceConfig, start: Position, *, max_queued: int = 64) -> None:
+    def __init__(self, cfg: SourceConfig, start: Position, *, gtid: str | None = None, max_queued: int = 64) -> None:
         self.cfg = cfg
         self.start = start
+        self.gtid = gtid  # a MariaDB GTID position to start after (instead of ``start``)
         self.queue: queue.Queue[Batch | BaseException] = queue.Queue(max_queued)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"cdc-binlog-{cfg.name}", daemon=True)
@@ -74,6 +80,16 @@ class BinlogReader:
             self._read()
         except _Stop:
             pass
+        except pymysql.err.OperationalError as exc:
+            err: BaseException = exc
+            if exc.args and exc.args[0] == 1236 and self.gtid is not None:
+                err = SourceSetupError(
+                    f"source {self.cfg.name}: the server cannot resume after GTID {self.gtid}: {exc.args[-1]} "
+                    "(the binary log holding the next transaction was purged); remove the source's checkpoint "
+                    "file to start over with a snapshot"
+                )
+            with contextlib.suppress(_Stop):
+                self._put(err)
         except BaseException as exc:
             with contextlib.suppress(_Stop):
                 self._put(exc)
@@ -81,14 +97,17 @@ class BinlogReader:
     def _stream(self) -> Any:
 
         cfg = self.cfg
+        start: dict[str, Any] = (
+            {"is_mariadb": True, "auto_position": self.gtid}
+            if self.gtid is not None
+            else {"log_file": self.start.file, "log_pos": self.start.pos, "resume_stream": True}
+        )
         return BinLogStreamReader(
             connection_settings={
                 "host": cfg.host, "port": cfg.port, "user": cfg.user, "password": cfg.password(), "charset": "utf8mb4",
             },
             server_id=cfg.server_id,
-            log_file=self.start.file,
-            log_pos=self.start.pos,
-            resume_stream=True,
+            **start,
             blocking=True,
             slave_heartbeat=1.0,
             only_events=[
