@@ -213,6 +213,7 @@ class Collector:
         # More families read from components beside the engine and the project (CDC sources: metrics.sources),
         # each called with the sample's time
         self.hooks: list[Callable[[int], Iterable[Family]]] = []
+        self._failed_hooks: list[Callable[[int], Iterable[Family]]] = []
 
     def collect(self, now_ms: int) -> Snapshot:
         fams = {name: Family(m) for name, m in METRICS.items()}
@@ -255,7 +256,9 @@ class Collector:
             try:
                 out += hook(now_ms)
             except Exception:
-                log.exception("metrics: a collector hook failed")
+                if hook not in self._failed_hooks:  # (once: a hook that keeps failing must not flood the log)
+                    self._failed_hooks.append(hook)
+                    log.exception("metrics: a collector hook failed")
         if self.emf is not None:
             for family, series in self.emf.families():
                 unit = self.emf.units.get(family, "None")
