@@ -27,6 +27,7 @@ from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import GtidEvent, HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, RotateEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
+from .checkpoint import is_mariadb_gtid, merge_gtid
 from .config import SourceConfig
 from .envelope import Change, Position
 from .server import SourceSetupError
@@ -133,6 +134,10 @@ class BinlogReader:
                 batch.event_ts_ms = int(event.timestamp) * 1000
                 if isinstance(event, GtidEvent | MariadbGtidEvent):
                     gtid = str(event.gtid)
+                    if self.gtid is not None and batch.changes:
+                        # The library reconnected mid-transaction and the server started that transaction again
+                        # (after ``auto_position``): its rows read so far come again.
+                        batch = Batch()
                 elif isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
                     if not self.cfg.tables(event.schema, event.table):
                         continue
@@ -150,6 +155,10 @@ class BinlogReader:
                         log.info("source %s: %s ... at %s:%d", self.cfg.name, words, file, start)
                     self.position = Position(file, int(stream.log_pos))
                     batch.end, batch.gtid = self.position, gtid
+                    if self.gtid is not None and gtid is not None and is_mariadb_gtid(gtid):
+                        # (the library reconnects by itself after a lost connection, from ``auto_position``: keep it
+                        # at the last transaction read, or a reconnect would read everything since the start again)
+                        self.gtid = stream.auto_position = merge_gtid(self.gtid, gtid)
                     self._put(batch)
                     batch = Batch()
         finally:
