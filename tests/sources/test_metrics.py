@@ -163,6 +163,9 @@ def test_source_alarms_go_through_the_alarm_manager(mariadb: MariaDB, schema: st
     states = minutes(2, event_age_s=None)
     assert states["source:shop:binlog-purged"] == "ALARM"
     assert sources.figures()[0].binlog_bytes_behind is None
+    stats.checkpointed(Position("mysql-bin.000003", 80))  # resumed by GTID in a file the server has
+    assert minutes(2, event_age_s=None)["source:shop:binlog-purged"] == "OK"
+    assert sources.figures()[0].binlog_bytes_behind == 0
     history = sorted(manager.history(), key=lambda h: int(h["seq"]))
     assert [(h["alarm"], h["new_state"]) for h in history if h["new_state"] == "ALARM"] == [
         ("source:shop:falling-behind", "ALARM"),

@@ -103,8 +103,8 @@ class SourceMonitor:
             if st.checkpoint is not None and server_logs is not None:
                 h.bytes_behind = bytes_behind(server_logs, st.checkpoint)
                 h.at_risk = at_risk(server_logs, st.checkpoint)
-                if h.bytes_behind is None and not h.purged:
-                    h.purged = True
+                was_purged, h.purged = h.purged, h.bytes_behind is None  # (a source resumed by GTID moves on)
+                if h.purged and not was_purged:
                     out.append((
                         f"ALARM source {st.name}: binlog purged: the server no longer has {st.checkpoint.file}, "
                         "where the source's checkpoint is; remove its checkpoint file to start over with a snapshot",

@@ -198,8 +198,8 @@ class MySqlSource:
                 f"source {self.cfg.name}: the server no longer has {cp.binlog.file}, where its checkpoint is (the "
                 f"binary log was purged); remove {cp.path} to start over with a snapshot"
             )
-        if have_file:  # (resumed by GTID from a purged file: no binary-log figures until the next commit)
-            self.stats.checkpointed(cp.binlog)
+        # (resumed by GTID from a purged file: no binary-log figures until the next commit)
+        self.stats.checkpoint = cp.binlog if have_file else None
         if by_gtid:
             log.info("source %s: resuming after GTID %s", self.cfg.name, cp.gtid)
         reader = self._reader = BinlogReader(self.cfg, cp.binlog, gtid=cp.gtid if by_gtid else None)
