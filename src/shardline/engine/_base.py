@@ -221,6 +221,10 @@ class EngineBase:
         self.streams.pop(st.name, None)
         log.info("stream %s deleted", st.name)
 
+    def _end_subscriptions(self, st: StreamState, consumer: str | None = None) -> None:
+        """End the SubscribeToShard subscriptions of a stream going away, or of one of its consumers
+        (engine/subscriptions.py)."""
+
     # ----------------------------------------------------------------- persistence
     def _save(self, st: StreamState) -> None:
         try:

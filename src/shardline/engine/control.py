@@ -122,6 +122,7 @@ class ControlPlane(EngineBase):
         self._refuse_queues(st, "deleting it")
         self._set_status(st, StreamStatus.DELETING)
         self._save(st)
+        self._end_subscriptions(st)
         self._tick()
 
     async def describe_stream(

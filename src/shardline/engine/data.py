@@ -34,7 +34,7 @@ from . import sequence
 from ._base import EngineBase
 from .hashing import MAX_HASH_KEY, md5
 from .iterators import IteratorPosition
-from .streams import ShardState, StreamState, shard_id_of
+from .streams import ShardSignal, ShardState, StreamState, shard_id_of
 
 __all__ = ["DataPlane"]
 
@@ -331,7 +331,7 @@ class DataPlane(EngineBase):
             return None
         event = st.signals.get(shard.index)
         if event is None:
-            event = st.signals[shard.index] = asyncio.Event()
+            event = st.signals[shard.index] = ShardSignal()
         return event
 
     # ----------------------------------------------------------------- iterators

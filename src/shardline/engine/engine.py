@@ -25,6 +25,7 @@ from .iterators import IteratorCodec
 from .queues import Queues
 from .resharding import Resharding
 from .streams import StreamState
+from .subscriptions import Subscriptions
 from .view import EngineView
 
 __all__ = ["Engine"]
@@ -32,7 +33,7 @@ __all__ = ["Engine"]
 log = logging.getLogger("shardline.engine")
 
 
-class Engine(DataPlane, ControlPlane, Resharding, Admin, Account, Channels, Queues):
+class Engine(DataPlane, ControlPlane, Resharding, Admin, Account, Channels, Queues, Subscriptions):
     """An embedded Kinesis engine over one data directory.
 
     ```python
@@ -63,6 +64,8 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin, Account, Channels, Queu
         self._next_yield_ms = 0.0
         self._closed = True
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscriptions = {}  # SubscribeToShard: who reads each consumer and shard (engine/subscriptions.py)
+        self._subscription_buckets = {}
         self.view = EngineView(self)  # what the layers above read (engine/view.py)
 
     # ----------------------------------------------------------------- lifecycle
@@ -201,6 +204,7 @@ class Engine(DataPlane, ControlPlane, Resharding, Admin, Account, Channels, Queu
         if self._closed:
             return
         self._closed = True
+        self._end_all_subscriptions()
         await cancel_and_wait(self._tasks)
         await self.committer.close()
         try:

@@ -31,7 +31,7 @@ from ..storage import unwritten
 from ..storage.catalog import DamagedMetadata, read_sealed, seal
 from ._base import EngineBase
 from .queue_state import MAX_PENDING, Handle, Pending, QueueState, decode_handle, encode_handle
-from .streams import ShardState, StreamState
+from .streams import ShardSignal, ShardState, StreamState
 
 __all__ = ["EntryFailure", "QueueDelivery", "QueueInfo", "Queues"]
 
@@ -474,7 +474,7 @@ class Queues(EngineBase):
         st = self.streams.get(q.stream_name)
         if st is None or st.stream_id != q.stream_id:
             return []
-        return [st.signals.setdefault(sh.index, asyncio.Event()) for sh in st.shards if sh.log is not None]
+        return [st.signals.setdefault(sh.index, ShardSignal()) for sh in st.shards if sh.log is not None]
 
     def _wake(self, q: QueueState) -> None:
         ev = self._queue_changed.get(q.queue_id)

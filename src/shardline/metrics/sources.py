@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .alarms import AlarmDefaults, AlarmRule
 from .catalog import Metric
@@ -64,6 +64,7 @@ class SourceFiguresLike(Protocol):
     def binlog_purged(self) -> bool: ...
 
 
+@runtime_checkable
 class SourcesLike(Protocol):
     """What the monitor reads from a process's sources."""
 

@@ -12,7 +12,8 @@ A discarded batch is settled only once its on-failure record is stored, so while
 shard waits and keeps its checkpoint before the batch.
 
 ``idle()`` tells a caller (a test's negative check) when the processor has read to the end of the records available
-and has nothing queued or in flight, so "nothing more happens" can be waited for instead of slept on.
+and has nothing queued or in flight, so "nothing more happens" can be waited for instead of slept on; ``fetched()``
+only when it has read to that end (for a shard held back from settling, which is never idle).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ class ShardProcessor:
         self._stopped = asyncio.Event()
         self._reads = 0  # GetRecords calls started
         self._caught_up_at = 0  # the number of the latest read, if it found no new record
-        self._idle_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._idle_waiters: list[tuple[int, bool, asyncio.Future[None]]] = []  # (read number, settled too, future)
         self._done = False
         # Lease hooks (many workers): a local deadline (monotonic) past which no batch starts until a renew moves
         # it; ``drain`` (a handoff) ends processing after the in-flight sub-batches; ``lose`` ends it at once.
@@ -203,7 +204,7 @@ class ShardProcessor:
             self._poke()
 
     # ----------------------------------------------------------------- the idle signal
-    async def idle(self) -> None:
+    async def idle(self, *, settled: bool = True) -> None:
         """Return once this processor has read to the end of the records available when called (a read started
         after the call found no new record, or reading ended) and has nothing queued or in flight: no batch waiting
         for its batching window, being invoked, retried, backing off or discarded, and no window being closed. An
@@ -213,24 +214,28 @@ class ShardProcessor:
         if self._done:
             return
         fut = asyncio.get_running_loop().create_future()
-        self._idle_waiters.append((self._reads + 1, fut))
+        self._idle_waiters.append((self._reads + 1, settled, fut))
         self.ctx.source.wake(self.shard_id)  # end a wait for data at once, so that the fresh read happens now
         self._poke()
         await fut
 
+    async def fetched(self) -> None:
+        """``idle`` without "nothing queued or in flight", for a shard held back from settling (its batch retried or
+        its on-failure record refused), which is never idle: whatever the fetcher had to read, it has read."""
+        await self.idle(settled=False)
+
     def _poke(self) -> None:
-        """Release the ``idle()`` callers whose condition holds now."""
+        """Release the ``idle()`` and ``fetched()`` callers whose condition holds now."""
         if not self._idle_waiters:
             return
-        if not self._done and any(s.busy or s.closing or s.queue for s in self._subs):
-            return
-        waiting: list[tuple[int, asyncio.Future[None]]] = []
-        for want, fut in self._idle_waiters:
-            if self._done or self._fetch_done or self._caught_up_at >= want:
+        busy = not self._done and any(s.busy or s.closing or s.queue for s in self._subs)
+        waiting: list[tuple[int, bool, asyncio.Future[None]]] = []
+        for want, settled, fut in self._idle_waiters:
+            if (self._done or self._fetch_done or self._caught_up_at >= want) and not (settled and busy):
                 if not fut.done():
                     fut.set_result(None)
             else:
-                waiting.append((want, fut))
+                waiting.append((want, settled, fut))
         self._idle_waiters = waiting
 
     def _write_checkpoint(self) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
 
 from ...engine import Engine
 from ...models import Shard, StreamMode
+from ..wire import Codec
 
 Params = dict[str, Any]
 Response = dict[str, Any]
@@ -15,9 +16,33 @@ Action = Callable[[Engine, Params], Awaitable[Response]]
 ACTIONS: dict[str, Action] = {}
 
 
+class StreamingBody(Protocol):
+    """A response sent as it is produced (SubscribeToShard's event stream): ``chunks`` yields the body's parts,
+    ``close`` ends what produces them (the client went away, or the body ended)."""
+
+    content_type: str
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+# Actions whose response is a stream: they also receive the request's codec, which sets the payloads' protocol.
+StreamingAction = Callable[[Engine, Params, Codec], Awaitable[StreamingBody]]
+STREAMING_ACTIONS: dict[str, StreamingAction] = {}
+
+
 def action(name: str) -> Callable[[Action], Action]:
     def register(fn: Action) -> Action:
         ACTIONS[name] = fn
+        return fn
+
+    return register
+
+
+def streaming_action(name: str) -> Callable[[StreamingAction], StreamingAction]:
+    def register(fn: StreamingAction) -> StreamingAction:
+        STREAMING_ACTIONS[name] = fn
         return fn
 
     return register
