@@ -24,6 +24,7 @@ from .metrics.access import OPEN, MonitoringAccess
 from .metrics.alarms import AlarmManager, AlarmsConfig, default_rules_for, merge_rules, parse_alarms
 from .metrics.notify import build_notifiers
 from .metrics.series import SeriesStore
+from .metrics.sources import SourcesLike, source_hook, source_rules
 from .runtime.config import ProjectConfig
 from .runtime.project import Project
 from .settings import Settings
@@ -70,13 +71,11 @@ def compose(
     lifespan starts."""
     engine = Engine(settings, clock=clock)
     running = Project(project, engine, clock=clock) if project is not None else None
-    monitor = _monitor(engine, running, alarms or NO_ALARMS, access) if metrics else None
+    extra = list(beside(engine)) if beside else []
+    sources = next((s for s in extra if isinstance(s, SourcesLike)), None)  # (read by the monitor, if any)
+    monitor = _monitor(engine, running, alarms or NO_ALARMS, access, sources) if metrics else None
     front = front or Front()
-    services: list[Service] = [
-        *([running] if running else []),
-        *(beside(engine) if beside else []),
-        *([monitor] if monitor else []),
-    ]
+    services: list[Service] = [*([running] if running else []), *extra, *([monitor] if monitor else [])]
     app = KinesisApp(
         engine,
         verifier=front.verifier,
@@ -88,14 +87,24 @@ def compose(
     return Composition(engine, running, monitor, app)
 
 
-def _monitor(engine: Engine, project: Project | None, alarms: AlarmsConfig, access: MonitoringAccess) -> Monitor:
+def _monitor(
+    engine: Engine,
+    project: Project | None,
+    alarms: AlarmsConfig,
+    access: MonitoringAccess,
+    sources: SourcesLike | None = None,
+) -> Monitor:
     state = Path(engine.settings.data_dir) / "metrics" / "alarms.json"
     notifiers = build_notifiers(alarms.notify)
 
     def rules() -> list[Any]:
-        return merge_rules(default_rules_for(engine, project, alarms.defaults), alarms.rules)
+        builtin = default_rules_for(engine, project, alarms.defaults)
+        if sources is not None:
+            builtin += source_rules(sources.names(), sources.lag_alarm_s, alarms.defaults)
+        return merge_rules(builtin, alarms.rules)
 
     def manager(store: SeriesStore) -> AlarmManager:
         return AlarmManager(store, rules(), notifiers, engine.clock, state)
 
-    return Monitor(engine, project=project, alarms_factory=manager, rules=rules, access=access)
+    hooks = [] if sources is None else [source_hook(sources)]
+    return Monitor(engine, project=project, alarms_factory=manager, rules=rules, access=access, hooks=hooks)
