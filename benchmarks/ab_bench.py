@@ -4,7 +4,7 @@
 .venv/bin/python benchmarks/ab_bench.py --base REF                 # api_bench and engine_bench, --quick, 3 rounds
 .venv/bin/python benchmarks/ab_bench.py --base REF --bench api_bench --rounds 5 --full
     --base REF        the commit to compare with (a tag, a branch, a hash)
-    --bench NAME      api_bench, engine_bench or runtime_bench (repeatable; default the first two)
+    --bench NAME      api_bench, engine_bench, runtime_bench or put_path_bench (repeatable; default the first two)
     --rounds N        rounds per side (default 3); the two sides alternate, the first side alternating too
     --full            each benchmark's full run instead of --quick
     --json FILE       also write every round's figures as JSON
@@ -92,7 +92,12 @@ def run_once(bench: str, src: Path, full: bool, scratch: Path) -> dict[str, floa
 def main() -> int:
     ap = argparse.ArgumentParser(description="one benchmark, two versions of shardline, alternating in one run")
     ap.add_argument("--base", required=True, help="the commit to compare with")
-    ap.add_argument("--bench", action="append", choices=["api_bench", "engine_bench", "runtime_bench"], default=None)
+    ap.add_argument(
+        "--bench",
+        action="append",
+        choices=["api_bench", "engine_bench", "runtime_bench", "put_path_bench"],
+        default=None,
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--json", type=Path, default=None)

@@ -112,14 +112,14 @@ def _from_epoch_ms(value: Any, _immutable: bool) -> dt.datetime:
 
 def kinesis(url: str, *, region: str = "us-east-1", key_id: str = "x", secret: str = "x", **config: Any) -> Any:
     """A boto3 Kinesis client for a local endpoint: dummy credentials unless given, no retries (errors surface at
-    once). ``config`` adds botocore Config options (``parameter_validation=False``, say)."""
+    once). ``config`` adds or overrides botocore Config options (``parameter_validation=False``, say)."""
     return boto3.client(
         "kinesis",
         endpoint_url=url,
         region_name=region,
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": 0}, connect_timeout=10, read_timeout=60, **config),
+        config=Config(**{"retries": {"max_attempts": 0}, "connect_timeout": 10, "read_timeout": 60, **config}),
     )
 
 

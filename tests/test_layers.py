@@ -27,7 +27,9 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": {"engine", "storage", "runtime", "sources", "leaf"},
     # project files (serverless.yml, SAM, CloudFormation) resolved into the runtime's ProjectConfig
     "projectfile": {"runtime", "engine", "storage", "leaf"},
-    "cli": {"package", "api", "engine", "storage", "runtime", "sources", "metrics", "projectfile", "leaf"},
+    # compose: what serve and up run (engine, project, monitor, app on one clock); only the cli imports it
+    "compose": {"package", "api", "engine", "storage", "runtime", "sources", "metrics", "projectfile", "leaf"},
+    "cli": {"compose", "package", "api", "engine", "storage", "runtime", "sources", "metrics", "projectfile", "leaf"},
     "package": {"api", "engine", "storage", "runtime", "metrics", "projectfile", "leaf"},
 }
 
@@ -100,6 +102,13 @@ def test_nothing_imports_cli() -> None:
         if path.name in ("cli.py", "__main__.py"):  # (__main__ is ``python -m shardline``: the cli itself)
             continue
         assert not any(layer_of(t) == "cli" for t in imports_of(path)), path
+
+
+def test_only_the_cli_imports_the_composition() -> None:
+    for path in FILES:
+        if layer_of(module_name(path) + ".x" * (path.stem == "__init__")) == "cli" or path == PKG / "compose.py":
+            continue
+        assert not any(layer_of(t) == "compose" for t in imports_of(path)), path
 
 
 # ----------------------------------------------------------------- one way in to the engine

@@ -16,19 +16,18 @@ from . import __version__
 from .api import KinesisApp
 from .api.auth import SigV4Verifier, load_credentials
 from .api.server import DEFAULT_LIMITS, ServerLimits, TlsFiles, bind, is_loopback, run
+from .clock import SystemClock
+from .compose import Front, compose
 from .engine import Engine
 from .errors import KinesisError
 from .metrics import Monitor
 from .metrics.access import TOKEN_ENV, MonitoringAccess, monitoring_access
-from .metrics.alarms import AlarmManager, AlarmsConfig, default_rules_for, merge_rules, parse_alarms
-from .metrics.notify import build_notifiers
-from .metrics.series import SeriesStore
+from .metrics.alarms import parse_alarms
 from .projectfile import Loaded, LoadOptions, load_project
 from .runtime.config import ConfigError, ProjectConfig
 from .runtime.destinations import local_stream_for
 from .runtime.functions import FunctionPool
 from .runtime.leases.coordinator import LeaseTiming
-from .runtime.project import Project
 from .runtime.redrive import RedriveResult, load_messages, redrive_all
 from .runtime.remote import RemoteProject, kinesis_client, run_until_stopped
 from .settings import Settings
@@ -50,6 +49,14 @@ def _common(p: argparse.ArgumentParser, *, port: bool = True) -> None:
         p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, loopback only)")
         p.add_argument("--port", type=int, default=4567, help="TCP port (default 4567; 0 picks a free port)")
         p.add_argument("--enforce-limits", action="store_true", help="apply Kinesis per-shard throughput limits")
+        p.add_argument(
+            "--subscription-lifetime",
+            type=float,
+            default=300.0,
+            metavar="SECONDS",
+            help="how long a SubscribeToShard subscription lasts before the client must resubscribe (default 300, "
+            "as AWS)",
+        )
         _status_delays(p)
         p.add_argument("--log-requests", action="store_true", help="write a JSON access-log line per request")
         p.add_argument(
@@ -269,6 +276,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         region=args.region,
         account_id=args.account_id,
         enforce_limits=getattr(args, "enforce_limits", False),
+        subscription_lifetime_s=getattr(args, "subscription_lifetime", 300.0),
         fsync=args.fsync,
         status_delay_s=getattr(args, "status_delay", 0.0),
         creating_delay_s=getattr(args, "creating_delay", None),
@@ -356,17 +364,10 @@ def _serve(args: argparse.Namespace) -> int:
         access = _access(args, api_protected=verifier is not None)
     except ValueError as exc:
         return _fail("serve", str(exc))
-    engine = Engine(settings)
-    monitor = _monitor(args, engine, None, parse_alarms(None, Path("shardline.yml")), access)
-    app = KinesisApp(
-        engine,
-        verifier=verifier,
-        signature_shape=args.auth == "none",
-        log_requests=args.log_requests,
-        services=[monitor] if monitor else [],
-        extra_http=monitor.app if monitor else None,
+    parts = compose(
+        settings, clock=SystemClock(), metrics=not args.no_metrics, access=access, front=_front(args, verifier)
     )
-    return _listen(args, app, _monitor_banner(monitor))
+    return _listen(args, parts.app, _monitor_banner(parts.monitor))
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -384,12 +385,18 @@ def _up(args: argparse.Namespace) -> int:
         return _fail("up", str(exc))
     except DataDirLocked as exc:
         return _fail("up", str(exc))
-    engine = Engine(settings)
-    project = Project(config, engine)
-    monitor = _monitor(args, engine, project, alarms, access)
     try:
         source_configs = parse_sources(config.sources, args.file)
-        sources = _sources_beside(config, source_configs, args, engine)
+        parts = compose(
+            settings,
+            clock=SystemClock(),
+            project=config,
+            beside=lambda engine: _sources_beside(config, source_configs, args, engine),
+            alarms=alarms,
+            metrics=not args.no_metrics,
+            access=access,
+            front=_front(args, verifier),
+        )
     except ValueError as exc:
         return _fail("up", str(exc))
     banner = [
@@ -400,16 +407,8 @@ def _up(args: argparse.Namespace) -> int:
         dest = f", on failure -> {m.on_failure.kind} {m.on_failure.target}" if m.on_failure else ""
         banner.append(f"  {m.stream_name} -> {fn.config.name} ({fn.config.handler}){dest}")
     banner += _project_banner(config, embedded=True)
-    app = KinesisApp(
-        engine,
-        verifier=verifier,
-        signature_shape=args.auth == "none",
-        log_requests=args.log_requests,
-        services=[project, *sources, monitor] if monitor else [project, *sources],
-        extra_http=monitor.app if monitor else None,
-    )
     banner += [f"  source {c.name} ({c.where}) -> {c.stream} ({c.format})" for c in source_configs.values()]
-    return _listen(args, app, banner + _monitor_banner(monitor))
+    return _listen(args, parts.app, banner + _monitor_banner(parts.monitor))
 
 
 def _sources_beside(
@@ -526,23 +525,8 @@ def _access(args: argparse.Namespace, *, api_protected: bool) -> MonitoringAcces
     )
 
 
-def _monitor(
-    args: argparse.Namespace, engine: Engine, project: Project | None, alarms: AlarmsConfig, access: MonitoringAccess
-) -> Monitor | None:
-    """The monitoring service: samples into <data dir>/metrics, alarms with the built-in rules for every stream,
-    mapping and function (re-derived as they come and go) plus the rules declared in the project file."""
-    if args.no_metrics:
-        return None
-    state = Path(args.data_dir) / "metrics" / "alarms.json"
-    notifiers = build_notifiers(alarms.notify)
-
-    def rules() -> list[Any]:
-        return merge_rules(default_rules_for(engine, project, alarms.defaults), alarms.rules)
-
-    def manager(store: SeriesStore) -> AlarmManager:
-        return AlarmManager(store, rules(), notifiers, engine.clock, state)
-
-    return Monitor(engine, project=project, alarms_factory=manager, rules=rules, access=access)
+def _front(args: argparse.Namespace, verifier: SigV4Verifier | None) -> Front:
+    return Front(verifier=verifier, signature_shape=args.auth == "none", log_requests=args.log_requests)
 
 
 def _monitor_banner(monitor: Monitor | None) -> list[str]:

@@ -72,6 +72,12 @@ class Settings:
     on_demand_write_records_per_s: int = 200_000
     on_demand_read_bytes_per_s: int = 400 * 1024 * 1024
 
+    # Enhanced fan-out (SubscribeToShard). A subscription ends after subscription_lifetime_s (AWS: 5 minutes; the
+    # client resubscribes from its last ContinuationSequenceNumber). Under enforce_limits each consumer reads each
+    # shard at subscription_bytes_per_s at most (AWS: 2 MiB/s); records past it are pushed later, not refused.
+    subscription_lifetime_s: float = 300.0
+    subscription_bytes_per_s: int = 2 * 1024 * 1024
+
     # Background work.
     retention_check_interval_s: float = 30.0
 
@@ -90,6 +96,10 @@ class Settings:
             raise ValueError("segment_bytes must be at least 4096")
         if self.index_interval_bytes < 1:
             raise ValueError("index_interval_bytes must be positive")
+        if not 0 < self.subscription_lifetime_s <= 86_400:
+            raise ValueError("subscription_lifetime_s must be between 0 and 86400 seconds")
+        if self.subscription_bytes_per_s < 1:
+            raise ValueError("subscription_bytes_per_s must be positive")
         for name in ("status_delay_s", "creating_delay_s", "updating_delay_s", "deleting_delay_s"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 86_400:

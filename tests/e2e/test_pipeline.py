@@ -226,13 +226,16 @@ def clean_run(tmp_path_factory: pytest.TempPathFactory) -> CleanRun:
         assert {shard for shard, _seq in tail_where.values()} == {where[POISON_ID][0]}
         wait_until(lambda: {x["id"] for x in tail} <= set(project.processed_ids()), "the records after the poison")
         run.stop()
-    # A restart after a clean stop resumes from the checkpoints: only the new record is delivered.
+    # A restart after a clean stop resumes from the checkpoints: only the new records are delivered. There is one on
+    # every shard, and a shard delivers in order, so once they are processed anything delivered again would be too.
+    after = [{"id": i} for i in range(20_000, 20_030)]
     with up(project) as run:
-        put_items(run.kinesis, [{"id": 20_000}], by_id)
-        wait_until(lambda: 20_000 in project.processed_ids(), "the record put after the restart")
+        after_where = put_items(run.kinesis, after, by_id)
+        assert len({shard for shard, _seq in after_where.values()}) == SHARDS
+        wait_until(lambda: set(after_where) <= set(project.processed_ids()), "the records put after the restart")
         run.stop()
     assert worker_pids(cwd=project.root.resolve()) == set()  # a clean stop ends every environment
-    expected = good | {x["id"] for x in tail} | {20_000}
+    expected = good | {x["id"] for x in tail} | set(after_where)
     return CleanRun(project, where, expected, project.processed_ids(), failures_on_disk(project.data))
 
 

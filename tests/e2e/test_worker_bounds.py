@@ -32,6 +32,7 @@ WAIT_S = 60.0
 def config(handlers_dir: Path, **kw: Any) -> FunctionConfig:
     kw.setdefault("handler", "bounds.handler")
     kw.setdefault("memory_mb", 512)
+    kw.setdefault("timeout_s", 60.0)  # no slow call here may time out on a loaded machine; time-out tests set theirs
     return FunctionConfig(name="bounds-fn", code_dir=handlers_dir, **kw)
 
 

@@ -8,7 +8,6 @@ import base64
 import contextlib
 import time
 import uuid as uuidlib
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from shardline.runtime.destinations import Destination, FileDestination, StreamD
 from shardline.runtime.filters import RecordFilter
 from shardline.runtime.functions import InProcessFunction, InvocationResult, Throttled
 from shardline.runtime.mapping import MappingConfig, RuntimeTuning
-from shardline.runtime.source import EngineSource, Page, ShardSource, SourceShard
+from shardline.runtime.source import EngineSource, Page, ShardSource
 from shardline.runtime.supervisor import Mapping
 
 SHARD0 = "shardId-000000000000"
@@ -171,20 +170,6 @@ class WatchedSource(EngineSource):
         self.iterator_requests: list[tuple[str, str, str | None]] = []  # (shard, type, sequence number)
         self.expired = 0
         self.polls = 0
-        self.listings = 0  # shard listings (the mapping's discovery passes)
-        self.idle_waits: Counter[str] = Counter()  # per shard: waits for data after an empty page at the tip
-
-    async def list_shards(self) -> list[SourceShard]:
-        self.listings += 1
-        return await super().list_shards()
-
-    async def shard_ids(self) -> list[str]:
-        """The stream's shards, read without counting as a listing of the mapping's."""
-        return [s.shard_id for s in await super().list_shards()]
-
-    async def wait_for_data(self, shard_id: str, timeout_s: float) -> None:
-        self.idle_waits[shard_id] += 1
-        await super().wait_for_data(shard_id, timeout_s)
 
     async def get_iterator(
         self, shard_id: str, kind: str, *, sequence_number: str | None = None, timestamp_ms: int | None = None
@@ -366,45 +351,29 @@ class Rig:
                 raise AssertionError(f"timed out waiting for {what}")
             await asyncio.sleep(0.01)
 
-    async def caught_up(self, m: Mapping) -> None:
-        """Until every open shard of ``m``'s stream is settled up to its tip and has, after that, read the tip again
-        and found nothing (the processor then waits for data). A negative check asserted after this ("nothing more
-        was invoked") gave the mapping every chance to do what it must not. Polls public state with a deadline (the
-        mapping's source must be a WatchedSource)."""
-        src = m.source
-        assert isinstance(src, WatchedSource), "caught_up needs the mapping's source to be a WatchedSource"
-        deadline = time.monotonic() + WAIT_S
-        seen: dict[str, int] | None = None
-        while True:
-            shards = await src.shard_ids()
-            checkpoints = {sid: self.checkpoint(m, sid) or "TRIM_HORIZON" for sid in shards}
-            settled = all(src.lag(sid, cp) == 0 for sid, cp in checkpoints.items())
-            reading = [sid for sid, cp in checkpoints.items() if cp != "SHARD_END"]
-            if not settled:
-                seen = None
-            elif seen is None:
-                seen = {sid: src.idle_waits[sid] for sid in reading}
-            elif all(src.idle_waits[sid] > seen.get(sid, 0) for sid in reading):
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for mapping {m.uuid} to catch up (checkpoints {checkpoints})")
-            await asyncio.sleep(0.01)
+    @staticmethod
+    async def idle(m: Mapping) -> None:
+        """Until the mapping is idle (``Mapping.idle``): a shard sync has run since the call, and every shard has read
+        to the end of what was available and has nothing queued or in flight. A negative check asserted after this
+        ("nothing more was invoked") gave the mapping every chance to do what it must not."""
+        await asyncio.wait_for(m.idle(), WAIT_S)
 
-    async def read_again(self, m: Mapping, shard: str = SHARD0) -> None:
-        """Until ``shard`` has, from now, read its tip again and found nothing new (for a shard held back from
-        settling, where ``caught_up`` would never return): whatever the fetcher had to read, it has read."""
-        src = m.source
-        assert isinstance(src, WatchedSource), "read_again needs the mapping's source to be a WatchedSource"
-        target = src.idle_waits[shard] + 1
-        await self.wait_for(lambda: src.idle_waits[shard] >= target, f"{shard} to read its tip again")
+    @staticmethod
+    async def fetched(m: Mapping, shard: str = SHARD0) -> None:
+        """Until ``shard`` has, from now, read to the end of what was available (``ShardProcessor.fetched``), for a
+        shard held back from settling, which is never idle: whatever the fetcher had to read, it has read."""
+        if m.processor(shard) is None:  # not started yet: the next shard sync starts it
+            await asyncio.wait_for(m.synced(), WAIT_S)
+        proc = m.processor(shard)
+        assert proc is not None, f"{shard} is not being processed"
+        await asyncio.wait_for(proc.fetched(), WAIT_S)
 
-    async def relisted(self, m: Mapping, passes: int = 2) -> None:
-        """Until the mapping has listed its stream's shards ``passes`` more times (each discovery pass decides which
-        shards to start): what a pass would wrongly start has then been started. Polls with a deadline."""
-        src = m.source
-        assert isinstance(src, WatchedSource), "relisted needs the mapping's source to be a WatchedSource"
-        target = src.listings + passes
-        await self.wait_for(lambda: src.listings >= target, f"{passes} more shard listings")
+    @staticmethod
+    async def synced(m: Mapping, passes: int = 1) -> None:
+        """Until the mapping has run ``passes`` more shard syncs (``Mapping.synced``; each decides which shards to
+        start): what a sync would wrongly start has then been started."""
+        for _ in range(passes):
+            await asyncio.wait_for(m.synced(), WAIT_S)
 
     async def stop(self, m: Mapping) -> None:
         await self._waking(m, m.stop())

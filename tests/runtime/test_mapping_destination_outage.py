@@ -66,7 +66,7 @@ async def test_the_shard_waits_for_the_destination_and_then_moves_on(rig: Rig) -
 
     m.start()
     await rig.wait_for(lambda: failures() == 1, "the first refused on-failure record")
-    await rig.read_again(m)
+    await rig.fetched(m)
     # Nothing after the poison is processed, the checkpoint has not moved, and nothing counts as dropped.
     assert rec.batches() == [[b"poison"]]
     assert rig.checkpoint(m) == "TRIM_HORIZON"

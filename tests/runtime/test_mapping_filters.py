@@ -26,7 +26,7 @@ async def test_only_matching_records_are_delivered_with_their_bytes(rig: Rig) ->
     m = rig.mapping(rec, filters=[KEEP], batch_size=10)
     m.start()
     await rig.wait_for(lambda: rig.checkpoint(m) == seqs[-1], "the checkpoint to pass r20")
-    await rig.caught_up(m)
+    await rig.idle(m)
     await rig.stop(m)
     kept = sent[0::2]
     assert rec.delivered() == kept
@@ -73,7 +73,7 @@ async def test_all_filtered_out_no_invocation_and_a_restart_does_not_redeliver(r
     m = rig.mapping(rec, filters=[KEEP])
     m.start()
     await rig.wait_for(lambda: rig.checkpoint(m) == seqs[-1], "the checkpoint to pass every record")
-    await rig.caught_up(m)
+    await rig.idle(m)
     await rig.stop(m)
     assert rec.calls == []
 

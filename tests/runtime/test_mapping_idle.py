@@ -83,3 +83,33 @@ async def test_idle_of_a_shard_processor_and_of_a_stopped_mapping(rig: Rig) -> N
     await rig.stop(m)
     await asyncio.wait_for(proc.idle(), BOUND_S)
     await asyncio.wait_for(m.idle(), BOUND_S)
+
+
+async def test_fetched_returns_while_a_batch_is_held_in_flight(rig: Rig) -> None:
+    """A shard held back from settling is never idle; ``fetched`` still says that every record has been read."""
+    await rig.stream()
+    release = rig.gate()
+
+    async def hold(call: Any) -> None:
+        await release.wait()
+
+    rec = rig.recorder(before=hold)
+    m = rig.mapping(rec, batch_size=1)
+    m.start()
+    await rig.put(rig.numbered(3))
+    await rig.fetched(m)
+    assert m.stats().totals["polled"] == 3
+    assert rig.checkpoint(m) == "TRIM_HORIZON"  # the first batch is still in flight
+    release.set()
+    await idle(m)
+    assert rec.delivered() == rig.numbered(3)
+
+
+async def test_synced_returns_once_a_shard_sync_has_started_the_shards(rig: Rig) -> None:
+    await rig.stream(shards=2)
+    m = rig.mapping(rig.recorder())
+    m.start()
+    await asyncio.wait_for(m.synced(), BOUND_S)
+    assert m.processor(SHARD0) is not None and m.processor("shardId-000000000001") is not None
+    await rig.stop(m)
+    await asyncio.wait_for(m.synced(), BOUND_S)  # not running: at once

@@ -46,7 +46,7 @@ async def test_at_timestamp_starts_at_the_first_record_at_or_after_it(rig: Rig, 
     m = rig.mapping(rec, starting_position="AT_TIMESTAMP", starting_position_timestamp_ms=T0_MS + offset_ms)
     m.start()
     await rig.wait_for(lambda: len(rec.delivered()) >= 3, "r3..r5")
-    await rig.caught_up(m)
+    await rig.idle(m)
     await rig.stop(m)
     assert rec.delivered() == [b"r3", b"r4", b"r5"]
 
@@ -61,7 +61,7 @@ async def test_latest_skips_existing_records(rig: Rig) -> None:
     await rig.wait_for(lambda: src.polls >= 1, "the mapping to poll its LATEST iterator")
     await rig.put(rig.numbered(3, start=4))
     await rig.wait_for(lambda: len(rec.delivered()) >= 3, "r4..r6")
-    await rig.caught_up(m)
+    await rig.idle(m)
     await rig.stop(m)
     assert rec.delivered() == [b"r4", b"r5", b"r6"]
 
@@ -103,7 +103,7 @@ async def test_restart_resumes_after_the_last_settled_record(rig: Rig) -> None:
     await rig.put(rig.numbered(10, start=51))
     again.start()
     await rig.wait_for(lambda: len(rec2.delivered()) >= 10, "r51..r60")
-    await rig.caught_up(again)
+    await rig.idle(again)
     await rig.stop(again)
     assert rec2.delivered() == rig.numbered(10, start=51)
     assert src.iterator_requests[0] == (SHARD0, "AFTER_SEQUENCE_NUMBER", seqs[-1])
@@ -135,7 +135,7 @@ async def test_stop_lets_the_in_flight_batch_finish_and_checkpoints_it(rig: Rig)
     again = rig.mapping(rec2, uuid=m.uuid, batch_size=10)
     again.start()
     await rig.wait_for(lambda: len(rec2.delivered()) >= 10, "r21..r30")
-    await rig.caught_up(again)
+    await rig.idle(again)
     await rig.stop(again)
     assert rec2.delivered() == rig.numbered(10, start=21)
 
@@ -157,7 +157,7 @@ async def test_disabled_never_invokes_and_enable_resumes_from_the_checkpoint(rig
     await rig.update(m, enabled=True)
     assert m.state == "Enabled"
     await rig.wait_for(lambda: len(rec.delivered()) >= 20, "r11..r20")
-    await rig.caught_up(m)
+    await rig.idle(m)
     await rig.stop(m)
     assert rec.delivered() == rig.numbered(20)
 
@@ -213,7 +213,7 @@ async def test_batch_size_update_applies_at_the_next_batch(rig: Rig) -> None:
     await m.update(batch_size=2)
     release.set()
     await rig.wait_for(lambda: len(rec.delivered()) >= 30, "r1..r30")
-    await rig.caught_up(m)
+    await rig.idle(m)
     await rig.stop(m)
     assert rec.sizes()[0] == 10
     assert all(n <= 2 for n in rec.sizes()[1:])
@@ -262,7 +262,7 @@ async def test_iterators_expiring_during_a_slow_invocation_neither_skip_nor_repl
     m = rig.mapping(rec, source=src, batch_size=5, tuning=tuning)
     m.start()
     await rig.wait_for(lambda: len(rec.delivered()) >= 20, "r1..r20")
-    await rig.caught_up(m)
+    await rig.idle(m)
     await rig.stop(m)
     assert src.expired >= 1
     assert rec.batches() == [sent[0:5], sent[5:10], sent[10:15], sent[15:20]]
@@ -300,7 +300,7 @@ async def test_deleted_stream_reports_a_problem_without_crashing(rig: Rig) -> No
     await rig.wait_for(lambda: rec.delivered() == [b"r1"], "r1")
     await rig.eng.delete_stream("s")
     await rig.wait_for(lambda: m.stats().last_processing_result.startswith("PROBLEM:"), "a PROBLEM result")
-    await rig.relisted(m)
+    await rig.synced(m, passes=2)
     assert m._task is not None and not m._task.done()
     await rig.stop(m)
     assert m.stats().last_processing_result.startswith("PROBLEM:")

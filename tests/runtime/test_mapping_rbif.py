@@ -55,7 +55,7 @@ async def test_rbif_table_full_success(rig: Rig, body: Any) -> None:
     m = rig.mapping(rec, function_response_types=RBIF, maximum_retry_attempts=1, batch_size=3)
     m.start()
     await rig.wait_for(lambda: rig.checkpoint(m) == seqs[-1], "the checkpoint to pass r3")
-    await rig.caught_up(m)
+    await rig.idle(m)
     await rig.stop(m)
     assert rec.batches() == [rig.numbered(3)]
     assert rig.dlq() == []
@@ -226,7 +226,7 @@ async def test_without_rbif_a_failure_list_is_ignored(rig: Rig) -> None:
     m = rig.mapping(rec, batch_size=10, maximum_retry_attempts=2)
     m.start()
     await rig.wait_for(lambda: rig.checkpoint(m) == seqs[-1], "checkpoint at r3")
-    await rig.caught_up(m)
+    await rig.idle(m)
     await rig.stop(m)
     assert rec.batches() == [rig.numbered(3)]
     assert rig.dlq() == []

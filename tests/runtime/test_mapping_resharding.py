@@ -74,7 +74,7 @@ async def test_split_while_records_flow_keeps_order(rig: Rig) -> None:
     release.set()
     expected = {"k": 200} | {key: 20 for key in "abcdef"}
     await rig.wait_for(lambda: len(rec.delivered()) >= 320, "every record")
-    await rig.caught_up(m)
+    await rig.idle(m)
     await rig.stop(m)
     assert_per_key_order(rec.delivered(), expected)
     assert [parse(d)[1] for d in rec.delivered() if parse(d)[0] == "k"] == list(range(1, 201))
@@ -94,7 +94,7 @@ async def test_trim_horizon_after_a_split_reads_the_closed_parent_first(rig: Rig
     m = rig.mapping(rec, batch_size=10)
     m.start()
     await rig.wait_for(lambda: len(rec.delivered()) >= 70, "all 70 records")
-    await rig.caught_up(m)
+    await rig.idle(m)
     await rig.stop(m)
     assert_per_key_order(rec.delivered(), {"p": 30, "lo": 20, "hi": 20})
     assert rec.delivered()[:30] == [f"p:{n}".encode() for n in range(1, 31)]
@@ -119,11 +119,12 @@ async def test_merge_waits_for_both_parents(rig: Rig) -> None:
     await put_keyed(rig, "a", range(21, 41), ehk=LOW_KEY)
     await put_keyed(rig, "b", range(21, 41), ehk=HIGH_KEY)
     await rig.wait_for(lambda: rig.finished(m, S[0]), "shard 0 to reach SHARD_END")
-    await rig.relisted(m)
-    assert not any(S[2] in c.shards for c in rec.calls), "the child started before its second parent ended"
+    await rig.synced(m)
+    assert m.processor(S[2]) is None, "the child started before its second parent ended"
+    assert not any(S[2] in c.shards for c in rec.calls)
     release.set()
     await rig.wait_for(lambda: len(rec.delivered()) >= 80, "every record")
-    await rig.caught_up(m)
+    await rig.idle(m)
     await rig.stop(m)
     assert_per_key_order(rec.delivered(), {"a": 40, "b": 40})
     parents_before_children(rec, {S[0], S[1]}, {S[2]})
@@ -169,7 +170,7 @@ async def test_update_shard_count_while_records_flow(rig: Rig) -> None:
             await rig.wait_for(lambda: len(rec.calls) > phase, "the mapping to be reading")  # noqa: B023 (awaited here)
             await rig.eng.update_shard_count(stream_name="s", target_shard_count=target)
     await rig.wait_for(lambda: len(rec.delivered()) >= 16 * per_key, "every record")
-    await rig.caught_up(m)
+    await rig.idle(m)
     await rig.stop(m)
     assert_per_key_order(rec.delivered(), dict.fromkeys(keys, per_key))
     assert max_leaves >= 2
@@ -230,7 +231,7 @@ async def test_parallelization_factor_keeps_per_key_order(rig: Rig) -> None:
     m = rig.mapping(rec, batch_size=10, parallelization_factor=4)
     m.start()
     await rig.wait_for(lambda: len(rec.delivered()) >= 400, "400 records")
-    await rig.caught_up(m)
+    await rig.idle(m)
     await rig.stop(m)
     assert_per_key_order(rec.delivered(), dict.fromkeys(keys, 50))
     assert 1 < rec.max_in_flight <= 4

@@ -6,6 +6,7 @@ give: method, body presence, content type, body syntax, operation, signature, ty
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import logging
@@ -25,7 +26,7 @@ from ..errors import (
     SerializationException,
     UnknownOperationException,
 )
-from .actions import ACTIONS
+from .actions import ACTIONS, STREAMING_ACTIONS, StreamingBody
 from .auth import SigV4Verifier, signature_shape
 from .negotiation import (
     CORS_EXPOSED,
@@ -102,6 +103,7 @@ class KinesisApp:
         self.log_requests = log_requests
         self.ready = False
         self.startup_error: str | None = None
+        self._streams: set[StreamingBody] = set()  # responses being streamed (SubscribeToShard)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -169,6 +171,7 @@ class KinesisApp:
         op_known = service == SERVICE and op in _KNOWN
         codec: Codec = JSON
         response_type: str | None = JSON.content_type
+        stream: StreamingBody | None = None
         try:
             if method != "POST":
                 raise access_denied()
@@ -204,10 +207,15 @@ class KinesisApp:
                 signature_shape(headers, query)
             handler = ACTIONS.get(op)
             if handler is None:
-                raise UnknownOperationException(f"shardline does not implement {op} yet.")
-            params = check_request(op, payload, cbor=codec.cbor)
-            result = await handler(self.engine, params)
-            status, out = 200, b"" if op in _OUTPUTLESS else codec.encode(result)
+                streaming = STREAMING_ACTIONS.get(op)
+                if streaming is None:
+                    raise UnknownOperationException(f"shardline does not implement {op} yet.")
+                stream = await streaming(self.engine, check_request(op, payload, cbor=codec.cbor), codec)
+                status, out = 200, b""
+            else:
+                params = check_request(op, payload, cbor=codec.cbor)
+                result = await handler(self.engine, params)
+                status, out = 200, b"" if op in _OUTPUTLESS else codec.encode(result)
         except RawAnswer as raw:
             status, out, response_type = raw.status, raw.body, raw.content_type
         except _Disconnected:
@@ -221,16 +229,23 @@ class KinesisApp:
         if response_type is JSON.content_type:
             response_type = codec.content_type
         out_headers = [
-            (b"content-length", str(len(out)).encode()),
             (b"x-amzn-requestid", request_id.encode()),
             (b"x-amz-id-2", base64.b64encode(os.urandom(72))),
         ]
+        if stream is not None:
+            response_type = stream.content_type  # no length: the body is sent as it is produced
+        else:
+            out_headers.append((b"content-length", str(len(out)).encode()))
         if response_type is not None:
             out_headers.append((b"content-type", response_type.encode()))
         if "origin" in headers:
             out_headers += [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", CORS_EXPOSED)]
         await send({"type": "http.response.start", "status": status, "headers": out_headers})
-        await send({"type": "http.response.body", "body": out})
+        if stream is not None:
+            sent = await self._send_stream(stream, receive, send)
+        else:
+            await send({"type": "http.response.body", "body": out})
+            sent = len(out)
         if self.log_requests:
             access_log.info(
                 orjson.dumps(
@@ -240,10 +255,59 @@ class KinesisApp:
                         "status": status,
                         "ms": round((time.perf_counter() - started) * 1000, 3),
                         "in": int(headers.get("content-length", 0) or 0),
-                        "out": len(out),
+                        "out": sent,
                     }
                 ).decode()
             )
+
+    def end_streams(self) -> None:
+        """End every response being streamed, as their own end would (a SubscribeToShard subscription ends as at
+        the end of its lifetime, and the client resubscribes). For a server that stops: call it when the stop is
+        requested, so open subscriptions do not hold the shutdown until its grace period runs out."""
+        for stream in list(self._streams):
+            stream.close()
+
+    async def _send_stream(self, stream: StreamingBody, receive: Receive, send: Send) -> int:
+        """Send ``stream``'s chunks as they are produced (``more_body``), until it ends or the client disconnects;
+        returns the bytes sent. Each send waits while the client is not reading (the server's flow control), and the
+        stream produces its next chunk only then: a slow reader holds one chunk, never a backlog. A server that
+        cancels the request (its shutdown's grace period over) ends the stream without an error."""
+        sent = 0
+
+        async def pump() -> None:
+            nonlocal sent
+            async for chunk in stream.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sent += len(chunk)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        self._streams.add(stream)
+        pumping = asyncio.ensure_future(pump())
+        gone = asyncio.ensure_future(disconnected())
+        try:
+            await asyncio.wait((pumping, gone), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            log.info("a streamed response was cut short by the server's shutdown")
+        finally:
+            self._streams.discard(stream)
+            client_gone = gone.done() and not gone.cancelled()
+            for task in (pumping, gone):
+                task.cancel()
+            for task in (pumping, gone):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            stream.close()
+        exc = pumping.exception() if not pumping.cancelled() else None
+        if exc is not None and not isinstance(exc, OSError):  # (a client gone mid-write is no failure)
+            log.error("streaming a response failed", exc_info=exc)
+        if (pumping.cancelled() or exc is not None) and not client_gone:
+            with contextlib.suppress(Exception):  # end the body the stream could not end itself
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return sent
 
     async def _preflight(self, headers: dict[str, str], request_id: str, send: Send) -> None:
         """A browser's CORS preflight: answered before and without authentication (browsers send no credentials

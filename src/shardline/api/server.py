@@ -361,6 +361,7 @@ async def serve(
         if server.should_exit:
             server.force_exit = True
         server.should_exit = True
+        app.end_streams()  # open subscriptions end now, as at their lifetime's end, instead of holding the stop
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)

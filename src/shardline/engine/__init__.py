@@ -5,6 +5,7 @@ from ..storage.catalog import DataDirLocked
 from .channels import ChannelInfo
 from .engine import Engine
 from .queues import EntryFailure, QueueDelivery, QueueInfo
+from .subscriptions import ShardEvent, Subscription
 from .view import EngineView, ShardView, StreamView
 
 __all__ = [
@@ -15,6 +16,8 @@ __all__ = [
     "EntryFailure",
     "QueueDelivery",
     "QueueInfo",
+    "ShardEvent",
     "ShardView",
     "StreamView",
+    "Subscription",
 ]

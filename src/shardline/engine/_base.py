@@ -45,6 +45,15 @@ def valid_tag_text(text: str) -> bool:
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
+def parse_shard_id(text: str) -> int | None:
+    """AWS accepts any prefix before the first '-' ('shardId-000000000001', 'shard-1', '1')."""
+    tail = text.split("-", 1)[1] if "-" in text else text
+    if not tail.isdigit() or not tail.isascii():
+        return None
+    value = int(tail)
+    return value if value <= 0x7FFFFFFF else None
+
+
 class EngineBase:
     settings: Settings
     clock: Clock
@@ -86,6 +95,13 @@ class EngineBase:
                 f"Stream {arn.rsplit('/', 1)[-1]} under account {arn.split(':')[4]} not found."
             )
         return arn[len(prefix) :].split("/", 1)[0]
+
+    def _shard_index(self, stream: str, shard_id: str) -> int:
+        """The index ``shard_id`` names, or AWS's ResourceNotFoundException for an id that names none."""
+        index = parse_shard_id(shard_id)
+        if index is None:
+            raise ResourceNotFoundException(self._fmt(m.COULD_NOT_FIND_SHARD, stream, shard=shard_id))
+        return index
 
     def _stream_name(self, stream_name: str | None, stream_arn: str | None) -> str:
         if stream_arn is not None:
@@ -220,6 +236,10 @@ class EngineBase:
         self.catalog.delete_stream(st.stream_id)
         self.streams.pop(st.name, None)
         log.info("stream %s deleted", st.name)
+
+    def _end_subscriptions(self, st: StreamState, consumer: str | None = None) -> None:
+        """End the SubscribeToShard subscriptions of a stream going away, or of one of its consumers
+        (engine/subscriptions.py)."""
 
     # ----------------------------------------------------------------- persistence
     def _save(self, st: StreamState) -> None:

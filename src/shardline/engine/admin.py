@@ -158,6 +158,7 @@ class Admin(EngineBase):
         c.status = "DELETING"
         c.status_until_ms = self._transition_deadline("DELETING")
         self._save(st)
+        self._end_subscriptions(st, c.name)
         self._tick()
 
     async def describe_stream_consumer(

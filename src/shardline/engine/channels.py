@@ -12,7 +12,6 @@ atomically).
 
 from __future__ import annotations
 
-import base64
 import logging
 import secrets
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from ..errors import InvalidArgumentException, ResourceInUseException, ResourceN
 from ..models import StreamMode
 from ..storage.catalog import read_sealed, seal
 from ._base import EngineBase
+from .paging import page_of
 from .streams import StreamState
 
 __all__ = ["ChannelInfo", "Channels"]
@@ -31,7 +31,6 @@ __all__ = ["ChannelInfo", "Channels"]
 log = logging.getLogger("shardline.engine")
 
 _FILE = "channels.json"
-LIST_DEFAULT = 100
 # The texts of these checks are shardline's: AWS documents the rules, not their messages.
 ONE_DESTINATION = "Specify either S3DestinationConfiguration or S3TablesDestinationConfiguration, but not both."
 ONE_STREAM = "StreamConfigurationList must contain exactly one entry: one stream is supported per channel."
@@ -147,25 +146,12 @@ class Channels(EngineBase):
         max_results: int | None = None,
         next_token: str | None = None,
     ) -> tuple[list[ChannelInfo], str | None]:
-        entries = sorted(self._channels().values(), key=lambda c: (c["created_ms"], c["id"]))
-        for c in entries:
+        for c in list(self._channels().values()):
             self._tick_channel(c)
-        entries = [c for c in entries if c["id"] in self._channels()]
-        if stream_filter is not None:
-            wanted = [(self._name_from_arn(arn), ts) for arn, ts in stream_filter]
-            entries = [c for c in entries if any(_matches(c, n, ts) for n, ts in wanted)]
-        if next_token is not None:
-            try:
-                created, cid = base64.urlsafe_b64decode(next_token.encode()).decode().split(":")
-                after = (int(created), cid)
-            except (ValueError, UnicodeDecodeError):
-                raise InvalidArgumentException(f"Invalid NextToken: {next_token}") from None
-            entries = [c for c in entries if (c["created_ms"], c["id"]) > after]
-        limit = min(max_results or LIST_DEFAULT, LIST_DEFAULT)
-        page = entries[:limit]
-        token = None
-        if len(entries) > limit:
-            token = base64.urlsafe_b64encode(f"{page[-1]['created_ms']}:{page[-1]['id']}".encode()).decode()
+        wanted = None if stream_filter is None else [(self._name_from_arn(arn), ts) for arn, ts in stream_filter]
+        page, token = page_of(
+            self._channels().values(), _key, _stream_of, wanted, max_results=max_results, next_token=next_token
+        )
         return [self._channel_info(c) for c in page], token
 
     async def update_channel(
@@ -271,5 +257,9 @@ class Channels(EngineBase):
             raise full from exc
 
 
-def _matches(c: dict[str, Any], stream: str, created_ms: int | None) -> bool:
-    return c["stream"] == stream and (created_ms is None or created_ms // 1000 == c["stream_created_ms"] // 1000)
+def _key(c: dict[str, Any]) -> tuple[int, str]:
+    return c["created_ms"], c["id"]
+
+
+def _stream_of(c: dict[str, Any]) -> tuple[str, int]:
+    return (c["stream"], c["stream_created_ms"])

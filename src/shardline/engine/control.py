@@ -27,8 +27,7 @@ from ..models import (
     StreamSummary,
 )
 from . import messages as m
-from ._base import EngineBase
-from .data import parse_shard_id
+from ._base import EngineBase, parse_shard_id
 from .hashing import even_ranges
 from .streams import ShardState, StreamState
 
@@ -137,6 +136,7 @@ class ControlPlane(EngineBase):
         self._refuse_queues(st, "deleting it")
         self._set_status(st, StreamStatus.DELETING)
         self._save(st)
+        self._end_subscriptions(st)
         self._tick()
 
     async def describe_stream(

@@ -31,12 +31,12 @@ from ..storage import unwritten
 from ..storage.staging import Entry
 from . import messages as m
 from . import sequence
-from ._base import EngineBase
+from ._base import EngineBase, parse_shard_id
 from .hashing import MAX_HASH_KEY, md5
 from .iterators import IteratorPosition
-from .streams import ShardState, StreamState, shard_id_of
+from .streams import ShardSignal, ShardState, StreamState, shard_id_of
 
-__all__ = ["DataPlane"]
+__all__ = ["DataPlane", "parse_shard_id"]  # (parse_shard_id: defined in _base.py, where EngineBase uses it)
 
 log = logging.getLogger("shardline.engine")
 
@@ -45,16 +45,6 @@ MAX_GET_BYTES = 10 * 1024 * 1024
 # background tasks (journal checkpoints, interval fsyncs). A put yields to the event loop once this often.
 YIELD_EVERY_MS = 50
 _HASH_KEY_RE = re.compile(r"0|[1-9]\d{0,38}", re.ASCII)
-_SHARD_ID_RE = re.compile(r"^[^-]*-?(\d+)$")
-
-
-def parse_shard_id(text: str) -> int | None:
-    """AWS accepts any prefix before the first '-' ('shardId-000000000001', 'shard-1', '1')."""
-    tail = text.split("-", 1)[1] if "-" in text else text
-    if not tail.isdigit() or not tail.isascii():
-        return None
-    value = int(tail)
-    return value if value <= 0x7FFFFFFF else None
 
 
 _PENDING = PutRecordsEntry(None, None, "InternalFailure", "Internal Service Failure")
@@ -352,7 +342,7 @@ class DataPlane(EngineBase):
             return None
         event = st.signals.get(shard.index)
         if event is None:
-            event = st.signals[shard.index] = asyncio.Event()
+            event = st.signals[shard.index] = ShardSignal()
         return event
 
     # ----------------------------------------------------------------- iterators
@@ -367,9 +357,7 @@ class DataPlane(EngineBase):
         timestamp_ms: int | None = None,
     ) -> str:
         name = self._stream_name(stream_name, stream_arn)
-        index = parse_shard_id(shard_id)
-        if index is None:
-            raise ResourceNotFoundException(self._fmt(m.COULD_NOT_FIND_SHARD, name, shard=shard_id))
+        index = self._shard_index(name, shard_id)
         norm = shard_id_of(index)
         try:
             st = self._stream(name)

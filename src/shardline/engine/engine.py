@@ -26,6 +26,7 @@ from .queues import Queues
 from .resharding import Resharding
 from .stream_settings import StreamSettings
 from .streams import StreamState
+from .subscriptions import Subscriptions
 from .view import EngineView
 
 __all__ = ["Engine"]
@@ -33,7 +34,7 @@ __all__ = ["Engine"]
 log = logging.getLogger("shardline.engine")
 
 
-class Engine(DataPlane, StreamSettings, ControlPlane, Resharding, Admin, Account, Channels, Queues):
+class Engine(DataPlane, StreamSettings, ControlPlane, Resharding, Admin, Account, Channels, Queues, Subscriptions):
     """An embedded Kinesis engine over one data directory.
 
     ```python
@@ -64,6 +65,8 @@ class Engine(DataPlane, StreamSettings, ControlPlane, Resharding, Admin, Account
         self._next_yield_ms = 0.0
         self._closed = True
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscriptions = {}  # SubscribeToShard: who reads each consumer and shard (engine/subscriptions.py)
+        self._subscription_buckets = {}
         self.view = EngineView(self)  # what the layers above read (engine/view.py)
 
     # ----------------------------------------------------------------- lifecycle
@@ -202,6 +205,7 @@ class Engine(DataPlane, StreamSettings, ControlPlane, Resharding, Admin, Account
         if self._closed:
             return
         self._closed = True
+        self._end_all_subscriptions()
         await cancel_and_wait(self._tasks)
         await self.committer.close()
         try:

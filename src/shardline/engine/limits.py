@@ -37,6 +37,16 @@ class TokenBucket:
             return True
         return False
 
+    def level(self, now_s: float) -> float:
+        """What may be taken now (negative while a debt from ``spend`` is being paid back)."""
+        self._refill(now_s)
+        return self._level
+
+    def seconds_until(self, amount: float, now_s: float) -> float:
+        """How long until ``amount`` fits (0 when it fits now)."""
+        self._refill(now_s)
+        return max(0.0, (amount - self._level) / self._rate) if self._rate > 0 else float("inf")
+
     def refund(self, amount: float) -> None:
         self._level = min(self._rate, self._level + amount)
 

@@ -154,6 +154,22 @@ CONSUMER_EXISTS = "Consumer {consumer} under stream {stream} already exists for 
 CONSUMER_NOT_FOUND = "Consumer {consumer} under stream {stream} not found for account {account}."
 CONSUMER_LIMIT = "Stream {stream} under account {account} has reached the maximum of {limit} registered consumers."
 CONSUMER_ARGS = "Either ConsumerARN or both StreamARN and ConsumerName should be provided."
+# SubscribeToShard. AWS documents only the error codes; the two texts AWS is seen to send are kept as sent (AWS quirk:
+# " , account" with its space before the comma), the others are ours and say the same things as GetShardIterator's.
+SUBSCRIPTION_IN_USE = "Another active subscription exists for this consumer: {account}:{stream}:{shard}:{consumer}"
+CONSUMER_NOT_ACTIVE = (
+    "Consumer {consumer} with creation timestamp {created} under stream: {stream} , account {account} is not in "
+    "ACTIVE status."
+)
+SUBSCRIBE_NO_SEQ = "StartingPosition of type {type} needs a SequenceNumber."
+SUBSCRIBE_BAD_SEQ = (
+    "StartingSequenceNumber {seq} used in SubscribeToShard on shard {shard} in stream {stream} under account "
+    "{account} is invalid."
+)
+SUBSCRIBE_OTHER_STREAM = (
+    "StartingSequenceNumber {seq} used in SubscribeToShard on shard {shard} in stream {stream} under account "
+    "{account} is invalid because it did not come from this stream."
+)
 MODE_SWITCH_LIMIT = (
     "Stream {stream} under account {account} has exceeded the limit of {limit} capacity mode switches in a rolling "
     "24-hour period."

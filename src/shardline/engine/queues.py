@@ -9,16 +9,15 @@ acknowledgement, a visibility change, a restore) is written before the reply, so
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .._fsutil import atomic_write
+from .._tasks import first_of
 from ..errors import (
     InvalidArgumentException,
     LimitExceededException,
@@ -30,8 +29,9 @@ from ..models import Record, StreamMode
 from ..storage import unwritten
 from ..storage.catalog import DamagedMetadata, read_sealed, seal
 from ._base import EngineBase
+from .paging import page_of
 from .queue_state import MAX_PENDING, Handle, Pending, QueueState, decode_handle, encode_handle
-from .streams import ShardState, StreamState
+from .streams import ShardSignal, ShardState, StreamState
 
 __all__ = ["EntryFailure", "QueueDelivery", "QueueInfo", "Queues"]
 
@@ -40,7 +40,6 @@ log = logging.getLogger("shardline.engine")
 _DIR = "queues"
 _ID_RE = re.compile(r"[0-9a-f]{32}")
 _MAX_BYTES = 10 * 1024 * 1024
-LIST_DEFAULT = 100
 # Entry failures. AWS names the codes (ErrorCode) but documents no texts: these are shardline's.
 NOT_ISSUED = "The receipt handle was not issued by this queue."
 SUPERSEDED = "The receipt handle has expired: the record was received again since it was issued."
@@ -180,27 +179,12 @@ class Queues(EngineBase):
         next_token: str | None = None,
     ) -> tuple[list[QueueInfo], str | None]:
         """A page of queues in creation order, and the token of the next page (None after the last)."""
-        queues = sorted(self._queues().values(), key=lambda q: (q.created_ms, q.queue_id))
-        for q in queues:
+        for q in list(self._queues().values()):
             self._tick_queue(q)
-        if stream_filter is not None:
-            wanted = [(self._name_from_arn(arn), ts) for arn, ts in stream_filter]
-            queues = [
-                q
-                for q in queues
-                if any(
-                    q.stream_name == n and (ts is None or ts // 1000 == q.stream_created_ms // 1000) for n, ts in wanted
-                )
-            ]
-        if next_token is not None:
-            after = _token_key(next_token)
-            queues = [q for q in queues if (q.created_ms, q.queue_id) > after]
-        limit = min(max_results or LIST_DEFAULT, LIST_DEFAULT)
-        page = [q for q in queues[:limit] if q.queue_id in self._queues()]
-        token = None
-        if len(queues) > limit:
-            last = page[-1]
-            token = base64.urlsafe_b64encode(f"{last.created_ms}:{last.queue_id}".encode()).decode()
+        wanted = None if stream_filter is None else [(self._name_from_arn(arn), ts) for arn, ts in stream_filter]
+        page, token = page_of(
+            self._queues().values(), _key, _stream_of, wanted, max_results=max_results, next_token=next_token
+        )
         return [self._info(q) for q in page], token
 
     async def update_queue(
@@ -279,14 +263,7 @@ class Queues(EngineBase):
                 wake = min(wake, max(nxt, now))
             if q.status in ("CREATING",):
                 wake = min(wake, max(q.status_until_ms, now))
-            waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(ev.wait()) for ev in [*signals, changed]]
-            waits.append(asyncio.ensure_future(self._sleep_until(wake)))
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waits:
-                    w.cancel()
-                await asyncio.gather(*waits, return_exceptions=True)
+            await first_of(*(ev.wait() for ev in [*signals, changed]), self._sleep_until(wake))
             if q.queue_id not in self._queues():
                 return []
 
@@ -301,18 +278,12 @@ class Queues(EngineBase):
         q = self._queue(queue_arn)
         ok: list[str] = []
         failed: list[EntryFailure] = []
-        for text in handles:
-            found = self._entry(q, text, dead_letter, failed)
-            if found is None:
-                continue
-            key, _ = found
+        for _, text, key, _ in self._found(q, handles, dead_letter, failed):
             del q.pending[key]
             for ready in self._ready(q):
                 ready.pop(key, None)
             ok.append(text)
-        if ok:
-            await self._store_queue(q)
-        return ok, failed
+        return await self._changed(q, ok, failed, wake=False)
 
     async def update_queue_records_visibility(
         self, queue_arn: str, entries: Sequence[tuple[str, int]], *, dead_letter: bool = False
@@ -321,21 +292,14 @@ class Queues(EngineBase):
         now = self.clock.now_ms()
         ok: list[str] = []
         failed: list[EntryFailure] = []
-        for text, seconds in entries:
-            found = self._entry(q, text, dead_letter, failed)
-            if found is None:
-                continue
-            key, p = found
+        for i, text, key, p in self._found(q, [text for text, _ in entries], dead_letter, failed):
             if p.visible_ms <= now:
                 failed.append((text, "InvalidArgumentException", NOT_IN_FLIGHT))
                 continue
-            p.visible_ms = now + seconds * 1000
+            p.visible_ms = now + entries[i][1] * 1000
             q.schedule(key[0], key[1], p)
             ok.append(text)
-        if ok:
-            await self._store_queue(q)
-            self._wake(q)
-        return ok, failed
+        return await self._changed(q, ok, failed, wake=True)
 
     async def restore_dead_letter_queue_records(
         self, queue_arn: str, handles: Sequence[str]
@@ -345,21 +309,14 @@ class Queues(EngineBase):
         now = self.clock.now_ms()
         ok: list[str] = []
         failed: list[EntryFailure] = []
-        for text in handles:
-            found = self._entry(q, text, True, failed)
-            if found is None:
-                continue
-            key, p = found
+        for _, text, key, p in self._found(q, handles, True, failed):
             self._ready(q)[1].pop(key, None)
             p.dead = False
             p.receive_count = 0
             p.visible_ms = now
             q.schedule(key[0], key[1], p)
             ok.append(text)
-        if ok:
-            await self._store_queue(q)
-            self._wake(q)
-        return ok, failed
+        return await self._changed(q, ok, failed, wake=True)
 
     # ----------------------------------------------------------------- delivery
     def _deliver(self, q: QueueState, limit: int, visibility_s: int | None, dead: bool) -> list[QueueDelivery]:
@@ -449,6 +406,27 @@ class Queues(EngineBase):
         handle = encode_handle(self.catalog.secret, Handle(q.queue_id, key[0], key[1], p.delivery, p.dead))
         return QueueDelivery(handle, rec, p.first_receive_ms, p.receive_count)
 
+    async def _changed(
+        self, q: QueueState, ok: list[str], failed: list[EntryFailure], *, wake: bool
+    ) -> tuple[list[str], list[EntryFailure]]:
+        """An entry-by-entry call's answer, the queue written first when any entry changed it (and its receivers
+        woken with ``wake``: records became visible)."""
+        if ok:
+            await self._store_queue(q)
+            if wake:
+                self._wake(q)
+        return ok, failed
+
+    def _found(
+        self, q: QueueState, texts: Sequence[str], dead: bool, failed: list[EntryFailure]
+    ) -> Iterator[tuple[int, str, tuple[int, int], Pending]]:
+        """The pending records the receipt handles ``texts`` name, as (index in ``texts``, handle, key, record); a
+        handle that names none is left out, its failure added to ``failed``."""
+        for i, text in enumerate(texts):
+            found = self._entry(q, text, dead, failed)
+            if found is not None:
+                yield i, text, *found
+
     def _entry(
         self, q: QueueState, text: str, dead: bool, failed: list[EntryFailure]
     ) -> tuple[tuple[int, int], Pending] | None:
@@ -474,7 +452,7 @@ class Queues(EngineBase):
         st = self.streams.get(q.stream_name)
         if st is None or st.stream_id != q.stream_id:
             return []
-        return [st.signals.setdefault(sh.index, asyncio.Event()) for sh in st.shards if sh.log is not None]
+        return [st.signals.setdefault(sh.index, ShardSignal()) for sh in st.shards if sh.log is not None]
 
     def _wake(self, q: QueueState) -> None:
         ev = self._queue_changed.get(q.queue_id)
@@ -593,9 +571,9 @@ def _dead_letter(target: str | None, count: int | None, dead: bool, default: int
     return False, default
 
 
-def _token_key(token: str) -> tuple[int, str]:
-    try:
-        created, qid = base64.urlsafe_b64decode(token.encode()).decode().split(":")
-        return int(created), qid
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgumentException(f"Invalid NextToken: {token}") from None
+def _key(q: QueueState) -> tuple[int, str]:
+    return q.created_ms, q.queue_id
+
+
+def _stream_of(q: QueueState) -> tuple[str, int]:
+    return (q.stream_name, q.stream_created_ms)

@@ -23,7 +23,6 @@ from ..errors import (
 from ..models import StreamMode, StreamStatus
 from . import messages as m
 from ._base import EngineBase
-from .data import parse_shard_id
 from .hashing import even_ranges
 from .streams import ShardState, StreamState, shard_id_of
 
@@ -42,9 +41,7 @@ class Resharding(EngineBase):
         stream_arn: str | None = None,
     ) -> None:
         name = self._stream_name(stream_name, stream_arn)
-        index = parse_shard_id(shard_to_split)
-        if index is None:
-            raise ResourceNotFoundException(self._fmt(m.COULD_NOT_FIND_SHARD, name, shard=shard_to_split))
+        index = self._shard_index(name, shard_to_split)
         st = self._stream(name)
         shard = self._reshard_target(st, index)
         self._check_shard_limit(1)
@@ -78,11 +75,7 @@ class Resharding(EngineBase):
         stream_arn: str | None = None,
     ) -> None:
         name = self._stream_name(stream_name, stream_arn)
-        ia, ib = parse_shard_id(shard_to_merge), parse_shard_id(adjacent_shard_to_merge)
-        for text, idx in ((shard_to_merge, ia), (adjacent_shard_to_merge, ib)):
-            if idx is None:
-                raise ResourceNotFoundException(self._fmt(m.COULD_NOT_FIND_SHARD, name, shard=text))
-        assert ia is not None and ib is not None
+        ia, ib = self._shard_index(name, shard_to_merge), self._shard_index(name, adjacent_shard_to_merge)
         st = self._stream(name)
         a, b = self._reshard_target(st, ia), self._reshard_target(st, ib)
         if a.end_key + 1 != b.start_key:

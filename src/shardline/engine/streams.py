@@ -21,7 +21,7 @@ from .hashing import MAX_HASH_KEY, HashRouter
 from .limits import TokenBucket
 from .stats import IncomingCounts, ShardCounters, StreamCounters
 
-__all__ = ["ShardState", "StreamState", "shard_id_of"]
+__all__ = ["ShardSignal", "ShardState", "StreamState", "shard_id_of"]
 
 META_VERSION = 1
 
@@ -106,6 +106,21 @@ class ShardState:
         )
 
 
+class ShardSignal(asyncio.Event):
+    """Set whenever new records become readable in a shard, or it closes. Readers that share it clear it before a
+    read that may come back empty, then wait on it; a reader that must not lose a wake-up to another's clear (a
+    SubscribeToShard subscription) adds an event of its own to ``listeners``, which is set with it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listeners: set[asyncio.Event] = set()
+
+    def set(self) -> None:
+        super().set()
+        for event in self.listeners:
+            event.set()
+
+
 @dataclass(eq=False)
 class ConsumerState:
     name: str
@@ -153,8 +168,8 @@ class StreamState:
     table: LogTable = field(default_factory=lambda: LogTable(PutRecordsEntry))
     incoming: IncomingCounts = field(init=False)
     # Set whenever new records become readable in a shard (or it closes), by shard index; consumers in this process
-    # wait on it instead of polling. Created by the first waiter.
-    signals: dict[int, asyncio.Event] = field(default_factory=dict)
+    # wait on it instead of polling. Created by the first waiter (ShardSignal).
+    signals: dict[int, ShardSignal] = field(default_factory=dict)
     write_bytes: TokenBucket | None = None
     write_records: TokenBucket | None = None
     read_bytes: TokenBucket | None = None

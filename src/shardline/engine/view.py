@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..models import StreamMode, StreamStatus
 from . import sequence
-from .data import parse_shard_id
+from ._base import parse_shard_id
 from .streams import ShardState, StreamState, shard_id_of
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import itertools
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -210,6 +210,10 @@ class Collector:
         self._shards_seen: dict[tuple[str, str], _ShardSeen] = {}
         self._dropped_window: dict[str, deque[tuple[int, float]]] = {}
         self._failed: set[str] = set()
+        # More families read from components beside the engine and the project (CDC sources: metrics.sources),
+        # each called with the sample's time
+        self.hooks: list[Callable[[int], Iterable[Family]]] = []
+        self._failed_hooks: list[Callable[[int], Iterable[Family]]] = []
 
     def collect(self, now_ms: int) -> Snapshot:
         fams = {name: Family(m) for name, m in METRICS.items()}
@@ -248,6 +252,13 @@ class Collector:
                 ((("result", "invalid"),), float(self.emf.invalid_lines)),
             ]
         out = [f for f in fams.values() if f.samples or f.histograms]
+        for hook in self.hooks:
+            try:
+                out += hook(now_ms)
+            except Exception:
+                if hook not in self._failed_hooks:  # (once: a hook that keeps failing must not flood the log)
+                    self._failed_hooks.append(hook)
+                    log.exception("metrics: a collector hook failed")
         if self.emf is not None:
             for family, series in self.emf.families():
                 unit = self.emf.units.get(family, "None")

@@ -24,6 +24,7 @@ from ..engine import EngineView, StreamView
 from .collect import HistogramValue, ProjectLike, Snapshot, read_age_ms, waiting
 from .emf import EmfMetrics
 from .series import SeriesStore, bucket_quantile
+from .sources import source_overview
 
 __all__ = ["AlarmReads", "MonitoringSource", "NoSuchStream", "alarms", "failures", "overview", "shard_map"]
 
@@ -107,7 +108,8 @@ def _labels(**kw: str) -> Labels:
 # ----------------------------------------------------------------- /api/overview
 def overview(m: MonitoringSource) -> dict[str, Any]:
     now = m.clock.now_ms()
-    fig = _Figures(m.snapshot(now))
+    snap = m.snapshot(now)
+    fig = _Figures(snap)
     project = m.project
     return {
         "now_ms": now,
@@ -115,6 +117,7 @@ def overview(m: MonitoringSource) -> dict[str, Any]:
         "functions": [_function(m.store, fig, name, pool) for name, pool in project.pools.items()] if project else [],
         "mappings": [_mapping(fig, mp) for mp in project.mappings] if project else [],
         "alarms": m.alarms.states() if m.alarms is not None else [],
+        "sources": source_overview(snap),
         "metrics": {
             "series": len(m.store),
             "samples": m.samples,

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,7 +21,7 @@ from ..clock import Clock
 from ..engine import Engine
 from ..runtime.functions import FunctionPool, InvocationResult
 from .access import OPEN, MonitoringAccess
-from .collect import Collector, ProjectLike, Snapshot
+from .collect import Collector, Family, ProjectLike, Snapshot
 from .emf import EmfMetrics
 from .http import MetricsApp
 from .series import SeriesStore, peek_coarse_points
@@ -75,6 +75,7 @@ class Monitor:
         max_series: int = 1000,
         max_bytes: int = 128 * 1024 * 1024,
         access: MonitoringAccess = OPEN,
+        hooks: Sequence[Callable[[int], Iterable[Family]]] = (),
     ) -> None:
         self.view = engine.view
         self.project = project
@@ -92,6 +93,7 @@ class Monitor:
         self._rules = rules
         self._topology: object = None
         self.collector = Collector(engine, project=project, emf=self.emf, alarms=alarms)
+        self.collector.hooks += hooks  # more families (CDC sources: metrics.sources.source_families)
         self.app = MetricsApp(self, access)
         self.sample_seconds = 0.0
         self.samples = 0

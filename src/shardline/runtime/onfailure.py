@@ -19,7 +19,7 @@ from .functions import InvocationResult
 from .stats import ShardStats
 
 if TYPE_CHECKING:
-    from .processor import MappingContext
+    from .context import MappingContext
 
 __all__ = ["discard"]
 

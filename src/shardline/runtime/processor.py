@@ -1,7 +1,7 @@
 """One shard of one mapping: fetch, filter, batch, invoke through the error path, checkpoint.
 
 A fetcher reads the shard into a bounded buffer and deals records to ``ParallelizationFactor`` sub-shards by the
-MD5 of their partition key (so per-key order holds). Each sub-shard forms batches (count, batching window,
+MD5 of their partition key (so per-key order holds; batching.py). Each sub-shard forms batches (count, batching window,
 6 MiB payload), invokes one batch at a time and settles it: success, filtered out, or discarded to the
 on-failure destination after retries or record age. What happens after each invocation is the error policy's
 decision (policy.py); on-failure records are stored by onfailure.py and tumbling windows kept by windows.py. The
@@ -12,7 +12,8 @@ A discarded batch is settled only once its on-failure record is stored, so while
 shard waits and keeps its checkpoint before the batch.
 
 ``idle()`` tells a caller (a test's negative check) when the processor has read to the end of the records available
-and has nothing queued or in flight, so "nothing more happens" can be waited for instead of slept on.
+and has nothing queued or in flight, so "nothing more happens" can be waited for instead of slept on; ``fetched()``
+only when it has read to that end (for a shard held back from settling, which is never idle).
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ import dataclasses
 import logging
 import random
 from collections import deque
-from typing import Any, Protocol, cast
+from typing import cast
 
-from ..clock import Clock
-from ..engine.hashing import md5
+from .._tasks import first_of
 from ..errors import (
     ExpiredIteratorException,
     InvalidArgumentException,
@@ -35,15 +35,14 @@ from ..errors import (
 )
 from ..models import Record
 from . import onfailure
-from .destinations import Destination
-from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
+from .batching import SubShard, payload_full, sub_index, take_batch
+from .context import EpochInvoker, MappingContext
+from .event import MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
 from .functions import InvocationResult, Throttled
-from .leases import ChildShard, Lease, LeaseLost, LeaseStore, LeaseUnavailable
-from .mapping import MappingConfig, RuntimeTuning
+from .leases import Lease, LeaseLost, LeaseUnavailable
 from .policy import ErrorPolicy
 from .position import Position
 from .settling import Entry, Settler
-from .source import ShardSource
 from .stats import ShardStats
 from .verdict import judge
 from .windows import Window
@@ -51,57 +50,6 @@ from .windows import Window
 __all__ = ["MappingContext", "ShardProcessor", "ShardStats"]
 
 log = logging.getLogger("shardline.runtime")
-
-
-class Invoker(Protocol):
-    async def invoke(self, event: bytes) -> InvocationResult: ...
-
-
-class EpochInvoker(Protocol):
-    """An invoker that hands the lease epoch to the handler (``context.lease_epoch``): FunctionPool does."""
-
-    async def invoke(self, event: bytes, *, lease_epoch: int | None = None) -> InvocationResult: ...
-
-
-class RecordMatcher(Protocol):
-    @property
-    def active(self) -> bool: ...
-
-    def matches(self, partition_key: str, sequence_number: str, arrival_ms: int, data: bytes) -> bool: ...
-
-
-class MappingContext(Protocol):
-    """What a shard processor needs from its mapping (see supervisor.Mapping)."""
-
-    @property
-    def config(self) -> MappingConfig: ...
-
-    tuning: RuntimeTuning
-    clock: Clock
-    source: ShardSource
-    store: LeaseStore
-    function: Invoker
-    function_arn: str
-    role_arn: str
-    region: str
-    destination: Destination | None
-    matcher: RecordMatcher | None
-    recent_failures: deque[dict[str, Any]]  # the latest on-failure records, for monitoring
-
-    def running(self) -> bool: ...
-
-    async def child_shards(self, shard_ids: tuple[str, ...]) -> list[ChildShard]:
-        """The shards a finished shard ended into, each with all of its parents."""
-        ...
-
-
-class _SubShard:
-    def __init__(self) -> None:
-        self.queue: deque[Entry] = deque()
-        self.wakeup = asyncio.Event()
-        self.busy = False  # a batch is being invoked, retried or discarded
-        self.closing = False  # a window's final invocation is under way
-        self.window: Window | None = None
 
 
 class ShardProcessor:
@@ -118,13 +66,13 @@ class ShardProcessor:
         self._event_ctx = EventContext(
             region=ctx.region, stream_arn=ctx.source.stream_arn, role_arn=ctx.role_arn, shard_id=shard_id
         )
-        self._subs = [_SubShard() for _ in range(max(1, ctx.config.parallelization_factor))]
+        self._subs = [SubShard() for _ in range(max(1, ctx.config.parallelization_factor))]
         self._space = asyncio.Event()
         self._space.set()
         self._stopped = asyncio.Event()
         self._reads = 0  # GetRecords calls started
         self._caught_up_at = 0  # the number of the latest read, if it found no new record
-        self._idle_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._idle_waiters: list[tuple[int, bool, asyncio.Future[None]]] = []  # (read number, settled too, future)
         self._done = False
         # Lease hooks (many workers): a local deadline (monotonic) past which no batch starts until a renew moves
         # it; ``drain`` (a handoff) ends processing after the in-flight sub-batches; ``lose`` ends it at once.
@@ -203,7 +151,7 @@ class ShardProcessor:
             self._poke()
 
     # ----------------------------------------------------------------- the idle signal
-    async def idle(self) -> None:
+    async def idle(self, *, settled: bool = True) -> None:
         """Return once this processor has read to the end of the records available when called (a read started
         after the call found no new record, or reading ended) and has nothing queued or in flight: no batch waiting
         for its batching window, being invoked, retried, backing off or discarded, and no window being closed. An
@@ -213,24 +161,28 @@ class ShardProcessor:
         if self._done:
             return
         fut = asyncio.get_running_loop().create_future()
-        self._idle_waiters.append((self._reads + 1, fut))
+        self._idle_waiters.append((self._reads + 1, settled, fut))
         self.ctx.source.wake(self.shard_id)  # end a wait for data at once, so that the fresh read happens now
         self._poke()
         await fut
 
+    async def fetched(self) -> None:
+        """``idle`` without "nothing queued or in flight", for a shard held back from settling (its batch retried or
+        its on-failure record refused), which is never idle: whatever the fetcher had to read, it has read."""
+        await self.idle(settled=False)
+
     def _poke(self) -> None:
-        """Release the ``idle()`` callers whose condition holds now."""
+        """Release the ``idle()`` and ``fetched()`` callers whose condition holds now."""
         if not self._idle_waiters:
             return
-        if not self._done and any(s.busy or s.closing or s.queue for s in self._subs):
-            return
-        waiting: list[tuple[int, asyncio.Future[None]]] = []
-        for want, fut in self._idle_waiters:
-            if self._done or self._fetch_done or self._caught_up_at >= want:
+        busy = not self._done and any(s.busy or s.closing or s.queue for s in self._subs)
+        waiting: list[tuple[int, bool, asyncio.Future[None]]] = []
+        for want, settled, fut in self._idle_waiters:
+            if (self._done or self._fetch_done or self._caught_up_at >= want) and not (settled and busy):
                 if not fut.done():
                     fut.set_result(None)
             else:
-                waiting.append((want, fut))
+                waiting.append((want, settled, fut))
         self._idle_waiters = waiting
 
     def _write_checkpoint(self) -> None:
@@ -347,7 +299,7 @@ class ShardProcessor:
                 self.stats.filtered_out += 1
                 filtered.append(entry)
                 continue
-            sub = self._subs[0] if pf == 1 else self._subs[_sub_index(rec.partition_key, pf)]
+            sub = self._subs[0] if pf == 1 else self._subs[sub_index(rec.partition_key, pf)]
             sub.queue.append(entry)
             sub.wakeup.set()
         if filtered:
@@ -357,7 +309,7 @@ class ShardProcessor:
                 self._write_checkpoint()
 
     # ----------------------------------------------------------------- batching
-    async def _sub_loop(self, sub: _SubShard) -> None:
+    async def _sub_loop(self, sub: SubShard) -> None:
         ctx = self.ctx
         window_opened = ctx.clock.monotonic()
         while self._active():
@@ -385,7 +337,7 @@ class ShardProcessor:
                 await self._wait(sub.wakeup, 0.5 if sub.window is None else 0.05)
                 continue
             window_s = cfg.maximum_batching_window_s
-            full = len(sub.queue) >= cfg.batch_size or self._payload_full(sub, cfg.batch_size)
+            full = len(sub.queue) >= cfg.batch_size or payload_full(sub.queue, cfg.batch_size)
             waited = ctx.clock.monotonic() - window_opened
             if window_s and not full and not self._fetch_done and waited < window_s:
                 sub.wakeup.clear()
@@ -396,7 +348,7 @@ class ShardProcessor:
                 if sub.window is None:
                     sub.window = Window.of(sub.queue[0].record.approximate_arrival_ms, tumbling_ms)
                 window = sub.window
-            batch = self._take_batch(sub, cfg.batch_size, window)
+            batch = take_batch(sub.queue, cfg.batch_size, window)
             self._space.set()
             sub.busy = True
             try:
@@ -410,34 +362,8 @@ class ShardProcessor:
                 self._write_checkpoint()
             self._poke()
 
-    def _payload_full(self, sub: _SubShard, batch_size: int) -> bool:
-        size = EMPTY_EVENT_BYTES
-        for i, e in enumerate(sub.queue):
-            if i >= batch_size:
-                return True
-            assert e.body is not None
-            size += len(e.body) + (1 if i else 0)
-            if size > MAX_PAYLOAD_BYTES:
-                return True
-        return False
-
-    def _take_batch(self, sub: _SubShard, batch_size: int, window: Window | None = None) -> list[Entry]:
-        batch: list[Entry] = []
-        size = EMPTY_EVENT_BYTES
-        while sub.queue and len(batch) < batch_size:
-            e = sub.queue[0]
-            if window is not None and not window.holds(e.record.approximate_arrival_ms):
-                break  # a batch never mixes two windows
-            assert e.body is not None
-            add = len(e.body) + (1 if batch else 0)
-            if batch and size + add > MAX_PAYLOAD_BYTES:
-                break
-            batch.append(sub.queue.popleft())
-            size += add
-        return batch
-
     # ----------------------------------------------------------------- tumbling windows
-    def _window_over(self, sub: _SubShard, window: Window) -> bool:
+    def _window_over(self, sub: SubShard, window: Window) -> bool:
         head = sub.queue[0].record.approximate_arrival_ms if sub.queue else None
         return window.over(
             head,
@@ -446,7 +372,7 @@ class ShardProcessor:
             batching_window_s=self.ctx.config.maximum_batching_window_s,
         )
 
-    async def _close_window(self, sub: _SubShard) -> None:
+    async def _close_window(self, sub: SubShard) -> None:
         """The final invocation (no records, the final state). Its records settle only once it succeeds; until
         then the shard waits, retrying under the mapping's retry policy."""
         window = sub.window
@@ -604,18 +530,8 @@ class ShardProcessor:
         """Sleep on the mapping's clock, or less when the mapping stops (shutdown never waits out a backoff)."""
         if self._stopped.is_set():
             return
-        waits = [asyncio.ensure_future(self.ctx.clock.sleep(seconds)), asyncio.ensure_future(self._stopped.wait())]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
+        await first_of(self.ctx.clock.sleep(seconds), self._stopped.wait())
 
     async def _wait(self, event: asyncio.Event, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
-
-
-def _sub_index(partition_key: str, n: int) -> int:
-    return int.from_bytes(md5(partition_key.encode()).digest()[:8], "big") % n

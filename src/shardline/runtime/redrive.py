@@ -22,8 +22,8 @@ import orjson
 from ..engine import Engine
 from ..errors import KinesisError, ResourceNotFoundException
 from ..models import Record
+from .context import Invoker
 from .event import EMPTY_EVENT_BYTES, MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
-from .processor import Invoker
 from .source import EngineSource, ShardSource
 from .verdict import judge
 

@@ -16,13 +16,14 @@ from typing import Any
 
 from ..clock import Clock, SystemClock
 from ..errors import KinesisError
+from .context import Invoker, RecordMatcher
 from .destinations import Destination
 from .functions import FunctionPool
 from .leases import ChildShard, Lease, LeaseStore, LeaseUnavailable
 from .leases.coordinator import LeaseTiming, LeaseWorker
 from .mapping import MappingConfig, RuntimeTuning
 from .position import TRIM_HORIZON, Position
-from .processor import Invoker, RecordMatcher, ShardProcessor
+from .processor import ShardProcessor
 from .source import ShardSource, SourceShard
 from .stats import COUNTERS, NO_RESULT, ShardStats
 
@@ -279,14 +280,21 @@ class Mapping:
 
         For negative checks ("nothing more happens"): wait for this instead of sleeping."""
         while self._alive():
-            want = self._syncs_started + 1
-            while self._syncs_done < want and self._alive():
-                self._resync.set()
-                await self._synced.wait()
+            await self.synced()
             procs = list(self._processors.values())
             await asyncio.gather(*(p.idle() for p in procs))
             if list(self._processors.values()) == procs:
                 return
+
+    async def synced(self) -> None:
+        """Return once a shard sync started after the call has run (one is started at once): every shard that sync
+        would start has been started. Returns at once when the mapping is not running.
+
+        For negative checks ("this shard is not started"): wait for this instead of sleeping."""
+        want = self._syncs_started + 1
+        while self._syncs_done < want and self._alive():
+            self._resync.set()
+            await self._synced.wait()
 
     def processor(self, shard_id: str) -> ShardProcessor | None:
         """The processor of ``shard_id`` while the shard is being processed."""

@@ -7,7 +7,10 @@ server sends a heartbeat every second while idle, so the thread notices a stop r
 
 Column names come from the row events' own metadata (``binlog_row_metadata=FULL``), so a row logged before an
 ALTER TABLE is decoded with the columns it had then. The reader is started with ``is_mariadb=False`` on both
-servers: that is the mode that honours a file/position start (see the library's MariaDB notes).
+servers when it starts at a file/position: that is the mode that honours one (see the library's MariaDB notes).
+Given a MariaDB GTID position instead, it connects with ``is_mariadb=True`` and ``auto_position`` (the server's
+``@slave_connect_state``), and the server starts after that position in whichever file holds it; a position the
+server no longer has is a SourceSetupError (error 1236), since starting again cannot help.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import pymysql
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import GtidEvent, HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, RotateEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
+from .checkpoint import is_mariadb_gtid, merge_gtid
 from .config import SourceConfig
 from .envelope import Change, Position
+from .server import SourceSetupError
 
 __all__ = ["Batch", "BinlogReader"]
 
@@ -46,9 +52,10 @@ class _Stop(Exception):
 
 
 class BinlogReader:
-    def __init__(self, cfg: SourceConfig, start: Position, *, max_queued: int = 64) -> None:
+    def __init__(self, cfg: SourceConfig, start: Position, *, gtid: str | None = None, max_queued: int = 64) -> None:
         self.cfg = cfg
         self.start = start
+        self.gtid = gtid  # a MariaDB GTID position to start after (instead of ``start``)
         self.queue: queue.Queue[Batch | BaseException] = queue.Queue(max_queued)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"cdc-binlog-{cfg.name}", daemon=True)
@@ -74,6 +81,16 @@ class BinlogReader:
             self._read()
         except _Stop:
             pass
+        except pymysql.err.OperationalError as exc:
+            err: BaseException = exc
+            if exc.args and exc.args[0] == 1236 and self.gtid is not None:
+                err = SourceSetupError(
+                    f"source {self.cfg.name}: the server cannot resume after GTID {self.gtid}: {exc.args[-1]} "
+                    "(the binary log holding the next transaction was purged); remove the source's checkpoint "
+                    "file to start over with a snapshot"
+                )
+            with contextlib.suppress(_Stop):
+                self._put(err)
         except BaseException as exc:
             with contextlib.suppress(_Stop):
                 self._put(exc)
@@ -81,14 +98,17 @@ class BinlogReader:
     def _stream(self) -> Any:
 
         cfg = self.cfg
+        start: dict[str, Any] = (
+            {"is_mariadb": True, "auto_position": self.gtid}
+            if self.gtid is not None
+            else {"log_file": self.start.file, "log_pos": self.start.pos, "resume_stream": True}
+        )
         return BinLogStreamReader(
             connection_settings={
                 "host": cfg.host, "port": cfg.port, "user": cfg.user, "password": cfg.password(), "charset": "utf8mb4",
             },
             server_id=cfg.server_id,
-            log_file=self.start.file,
-            log_pos=self.start.pos,
-            resume_stream=True,
+            **start,
             blocking=True,
             slave_heartbeat=1.0,
             only_events=[
@@ -114,6 +134,10 @@ class BinlogReader:
                 batch.event_ts_ms = int(event.timestamp) * 1000
                 if isinstance(event, GtidEvent | MariadbGtidEvent):
                     gtid = str(event.gtid)
+                    if self.gtid is not None and batch.changes:
+                        # The library reconnected mid-transaction and the server started that transaction again
+                        # (after ``auto_position``): its rows read so far come again.
+                        batch = Batch()
                 elif isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
                     if not self.cfg.tables(event.schema, event.table):
                         continue
@@ -131,6 +155,10 @@ class BinlogReader:
                         log.info("source %s: %s ... at %s:%d", self.cfg.name, words, file, start)
                     self.position = Position(file, int(stream.log_pos))
                     batch.end, batch.gtid = self.position, gtid
+                    if self.gtid is not None and gtid is not None and is_mariadb_gtid(gtid):
+                        # (the library reconnects by itself after a lost connection, from ``auto_position``: keep it
+                        # at the last transaction read, or a reconnect would read everything since the start again)
+                        self.gtid = stream.auto_position = merge_gtid(self.gtid, gtid)
                     self._put(batch)
                     batch = Batch()
         finally:

@@ -4,8 +4,11 @@ One JSON file per source, replaced atomically (temp, fsync, rename, fsync direct
 record it covers was acknowledged by the stream. Fields:
 
 - ``binlog``: ``{file, pos, gtid}``, the end of the last transaction whose records are all on the stream
-  (``gtid`` is the transaction's global id where the server logs one: MariaDB ``domain-server-seq``, MySQL
-  ``uuid:n``). The source resumes at ``file``/``pos``, which both servers accept.
+  (``gtid`` is that transaction's global id where the server logs one: MySQL ``uuid:n``; on MariaDB the GTID
+  position, ``domain-server-seq`` of the last transaction of every replication domain seen, comma-separated, as
+  ``gtid_slave_pos`` holds it). A MariaDB source with a GTID position resumes by GTID (the server finds the next
+  transaction in whichever binary log holds it, so rotated and purged files do not matter as long as that
+  transaction is kept); otherwise, and on MySQL, it resumes at ``file``/``pos``.
 - ``snapshot``: ``{start, done, tables}``. ``start`` is the binary-log position the first snapshot read was
   consistent with (streaming starts there). Per table: ``done``, ``after`` (the key of the last row put; the
   snapshot goes on after it) and ``segments``: ``[[lower, position], ...]``, saying that the rows with a key above
@@ -16,6 +19,7 @@ record it covers was acknowledged by the stream. Fields:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,21 @@ import orjson
 from .._fsutil import atomic_write
 from .envelope import Position
 
-__all__ = ["Checkpoint", "TableProgress"]
+__all__ = ["Checkpoint", "TableProgress", "is_mariadb_gtid", "merge_gtid"]
+
+_MARIADB_GTID = re.compile(r"^\d+-\d+-\d+$")
+
+
+def is_mariadb_gtid(position: str | None) -> bool:
+    """Whether ``position`` is a MariaDB GTID position (``domain-server-seq`` items, comma-separated)."""
+    return bool(position) and all(_MARIADB_GTID.match(g.strip()) for g in str(position).split(","))
+
+
+def merge_gtid(position: str | None, gtid: str) -> str:
+    """The MariaDB GTID position after transaction ``gtid``: its domain's item replaced, the others kept."""
+    items = {g.split("-", 1)[0]: g for g in (position or "").split(",") if _MARIADB_GTID.match(g)}
+    items[gtid.split("-", 1)[0]] = gtid
+    return ",".join(items[d] for d in sorted(items, key=int))
 
 
 @dataclass

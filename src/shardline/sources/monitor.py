@@ -21,7 +21,7 @@ from ..clock import Clock
 from .envelope import Position
 from .stats import SourceStats
 
-__all__ = ["SourceHealth", "SourceMonitor", "bytes_behind", "progress_bar"]
+__all__ = ["SourceHealth", "SourceMonitor", "at_risk", "bytes_behind", "progress_bar"]
 
 log = logging.getLogger("shardline.sources")
 
@@ -41,6 +41,12 @@ def bytes_behind(logs: list[tuple[str, int]], at: Position) -> int | None:
     return max(0, logs[i][1] - at.pos) + sum(size for _, size in logs[i + 1 :])
 
 
+def at_risk(logs: list[tuple[str, int]], at: Position) -> bool:
+    """Whether ``at`` is in the oldest binary log the server keeps while a newer one is being written: the next
+    purge (``binlog_expire_logs_seconds``, ``expire_logs_days``, ``PURGE BINARY LOGS``) removes it first."""
+    return len(logs) > 1 and logs[0][0] == at.file
+
+
 @dataclass
 class SourceHealth:
     """One source's figures at the last sample (what the log line and the alarms are made from)."""
@@ -48,6 +54,7 @@ class SourceHealth:
     rows_per_s: dict[str, float] = field(default_factory=dict)
     lag_ms: int = 0
     bytes_behind: int | None = 0
+    at_risk: bool = False
     behind_samples: int = 0
     falling_behind: bool = False
     purged: bool = False
@@ -95,8 +102,9 @@ class SourceMonitor:
             server_logs = logs.get(st.name)
             if st.checkpoint is not None and server_logs is not None:
                 h.bytes_behind = bytes_behind(server_logs, st.checkpoint)
-                if h.bytes_behind is None and not h.purged:
-                    h.purged = True
+                h.at_risk = at_risk(server_logs, st.checkpoint)
+                was_purged, h.purged = h.purged, h.bytes_behind is None  # (a source resumed by GTID moves on)
+                if h.purged and not was_purged:
                     out.append((
                         f"ALARM source {st.name}: binlog purged: the server no longer has {st.checkpoint.file}, "
                         "where the source's checkpoint is; remove its checkpoint file to start over with a snapshot",

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..clock import Clock, SystemClock
 from .binlog import Batch, BinlogReader
-from .checkpoint import Checkpoint, TableProgress
+from .checkpoint import Checkpoint, TableProgress, is_mariadb_gtid, merge_gtid
 from .config import SourceConfig
 from .envelope import Change, Position, record
 from .server import (
@@ -46,12 +46,21 @@ MAX_TAKE_ROWS = 5000  # changes put (and held in memory) at once at most, beyond
 
 
 class MySqlSource:
-    def __init__(self, cfg: SourceConfig, sink: Sink, state_dir: Path, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        cfg: SourceConfig,
+        sink: Sink,
+        state_dir: Path,
+        *,
+        clock: Clock | None = None,
+        stats: SourceStats | None = None,
+    ) -> None:
         self.cfg = cfg
         self.sink = sink
         self.checkpoint = Checkpoint.load(state_dir / f"{cfg.name}.json")
         self.clock = clock or SystemClock()
-        self.stats = SourceStats(cfg.name, cfg.stream, self.clock)
+        # (a source started again after a failure keeps counting into the same stats: its counters never go back)
+        self.stats = stats or SourceStats(cfg.name, cfg.stream, self.clock)
         self.info: ServerInfo | None = None
         self.tables: dict[str, Table] = {}
         self._reader: BinlogReader | None = None
@@ -182,13 +191,18 @@ class MySqlSource:
             logs = await asyncio.to_thread(binary_logs, conn)
         finally:
             await asyncio.to_thread(conn.close)
-        if cp.binlog.file not in [name for name, _size in logs]:
+        by_gtid = self.info is not None and self.info.flavour == "mariadb" and is_mariadb_gtid(cp.gtid)
+        have_file = cp.binlog.file in [name for name, _size in logs]
+        if not have_file and not by_gtid:
             raise SourceSetupError(
                 f"source {self.cfg.name}: the server no longer has {cp.binlog.file}, where its checkpoint is (the "
                 f"binary log was purged); remove {cp.path} to start over with a snapshot"
             )
-        self.stats.checkpointed(cp.binlog)
-        reader = self._reader = BinlogReader(self.cfg, cp.binlog)
+        # (resumed by GTID from a purged file: no binary-log figures until the next commit)
+        self.stats.checkpoint = cp.binlog if have_file else None
+        if by_gtid:
+            log.info("source %s: resuming after GTID %s", self.cfg.name, cp.gtid)
+        reader = self._reader = BinlogReader(self.cfg, cp.binlog, gtid=cp.gtid if by_gtid else None)
         reader.begin()
         try:
             while not self._stopping:
@@ -209,7 +223,12 @@ class MySqlSource:
                 if entries:
                     await put_ordered(self.sink, entries)
                 if end is not None and end.end is not None:
-                    cp.binlog, cp.gtid = end.end, end.gtid or cp.gtid
+                    cp.binlog = end.end
+                    if end.gtid is not None:
+                        mariadb = is_mariadb_gtid(end.gtid)
+                        cp.gtid = (
+                            merge_gtid(cp.gtid if is_mariadb_gtid(cp.gtid) else None, end.gtid) if mariadb else end.gtid
+                        )
                     await asyncio.to_thread(cp.save)
                     self.stats.checkpointed(end.end)
         finally:

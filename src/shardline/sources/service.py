@@ -21,8 +21,9 @@ from .monitor import SourceMonitor
 from .mysql import MySqlSource
 from .server import SourceSetupError, binary_logs, check_server, connect, list_tables
 from .sink import EngineSink, KinesisSink, Sink
+from .stats import SourceFigures, SourceStats
 
-__all__ = ["EngineSink", "KinesisSink", "SourceSetupError", "Sources", "run_sources"]
+__all__ = ["EngineSink", "KinesisSink", "SourceFigures", "SourceSetupError", "Sources", "run_sources"]
 
 log = logging.getLogger("shardline.sources")
 
@@ -47,9 +48,10 @@ class Sources:
         self.state_dir = state_dir
         self.clock = clock or SystemClock()
         self.running: dict[str, MySqlSource] = {}
+        self.stats = {name: SourceStats(name, cfg.stream, self.clock) for name, cfg in configs.items()}
         self._tasks: list[asyncio.Task[None]] = []
         self.monitor = SourceMonitor(
-            lambda: [s.stats for s in self.running.values()],
+            lambda: list(self.stats.values()),
             self._binary_logs,
             self.clock,
             interval_s=report_s,
@@ -70,6 +72,39 @@ class Sources:
         finally:
             conn.close()
 
+    # ----------------------------------------------------------------- figures for the metrics layer
+    @property
+    def lag_alarm_s(self) -> float:
+        return self.monitor.lag_alarm_ms / 1000
+
+    def names(self) -> list[str]:
+        return list(self.configs)
+
+    def figures(self) -> list[SourceFigures]:
+        """Every source's figures now (lag from the clock; binary-log figures from the last sample)."""
+        out: list[SourceFigures] = []
+        for name in list(self.stats):
+            st = self.stats[name]
+            h = self.monitor.health.get(name)
+            done = dict(st.snapshot_rows)
+            estimates = {t: max(st.snapshot_estimates.get(t, 0), done.get(t, 0)) for t in st.snapshot_tables}
+            out.append(
+                SourceFigures(
+                    name=name,
+                    stream=st.stream,
+                    rows_total=dict(st.rows_total),
+                    snapshot_rows=done,
+                    snapshot_estimates=estimates,
+                    snapshot_running=st.snapshot_running,
+                    snapshot_done=st.snapshot_done,
+                    lag_seconds=st.lag_ms() / 1000,
+                    binlog_bytes_behind=None if h is None else h.bytes_behind,
+                    binlog_at_risk=h is not None and h.at_risk,
+                    binlog_purged=h is not None and h.purged,
+                )
+            )
+        return out
+
     async def start(self) -> None:
         for cfg in self.configs.values():
             await asyncio.to_thread(_preflight, cfg)
@@ -81,7 +116,8 @@ class Sources:
     async def _supervise(self, cfg: SourceConfig) -> None:
         failures = 0
         while True:
-            source = MySqlSource(cfg, self.sink_for(cfg.stream), self.state_dir, clock=self.clock)
+            sink = self.sink_for(cfg.stream)
+            source = MySqlSource(cfg, sink, self.state_dir, clock=self.clock, stats=self.stats[cfg.name])
             self.running[cfg.name] = source
             try:
                 await source.run()

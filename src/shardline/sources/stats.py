@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..clock import Clock
 from .envelope import Position
 
-__all__ = ["SourceStats"]
+__all__ = ["SourceFigures", "SourceStats"]
 
 
 @dataclass
@@ -57,3 +57,20 @@ class SourceStats:
         if self.caught_up or self.last_event_ms is None:
             return 0
         return max(0, self.clock.now_ms() - self.last_event_ms)
+
+
+@dataclass(frozen=True)
+class SourceFigures:
+    """One source's figures for the metrics layer (read through its ``SourcesLike`` protocol)."""
+
+    name: str
+    stream: str
+    rows_total: dict[str, int]  # table -> rows put since the process started (snapshot and binary log)
+    snapshot_rows: dict[str, int]  # table -> rows of the snapshot done (resumed snapshots count the earlier part)
+    snapshot_estimates: dict[str, int]  # table -> the server's estimate, never below the rows done
+    snapshot_running: bool
+    snapshot_done: bool
+    lag_seconds: float  # how far behind the database: the newest event's age, 0 when caught up
+    binlog_bytes_behind: int | None  # binary log after the checkpoint on the server (None: unknown or purged)
+    binlog_at_risk: bool  # the checkpoint is in the oldest binary log the server keeps: the next purge drops it
+    binlog_purged: bool  # the server no longer has the checkpoint's binary log

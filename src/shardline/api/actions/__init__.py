@@ -1,7 +1,17 @@
 """One module per action family. Each action parses nothing itself: it receives validated parameters, calls the
 engine and shapes the response."""
 
-from . import account, channels, consumers, queues, records, shards, stream_settings, streams  # noqa: F401  (registers the actions)
-from ._registry import ACTIONS, Params, Response
+from . import (  # noqa: F401  (registers the actions)
+    account,
+    channels,
+    consumers,
+    queues,
+    records,
+    shards,
+    stream_settings,
+    streams,
+    subscribe,
+)
+from ._registry import ACTIONS, STREAMING_ACTIONS, Params, Response, StreamingBody
 
-__all__ = ["ACTIONS", "Params", "Response"]
+__all__ = ["ACTIONS", "STREAMING_ACTIONS", "Params", "Response", "StreamingBody"]

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from ...engine import Engine
-from ...models import Shard, StreamMode
+from ...models import ChildShard, HashKeyRange, Shard, StreamMode
+from ..shapes import Timestamp
+from ..wire import Codec
 
 Params = dict[str, Any]
 Response = dict[str, Any]
+T = TypeVar("T")
 Action = Callable[[Engine, Params], Awaitable[Response]]
 
 ACTIONS: dict[str, Action] = {}
+
+
+class StreamingBody(Protocol):
+    """A response sent as it is produced (SubscribeToShard's event stream): ``chunks`` yields the body's parts,
+    ``close`` ends what produces them (the client went away, or the body ended)."""
+
+    content_type: str
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+# Actions whose response is a stream: they also receive the request's codec, which sets the payloads' protocol.
+StreamingAction = Callable[[Engine, Params, Codec], Awaitable[StreamingBody]]
+STREAMING_ACTIONS: dict[str, StreamingAction] = {}
 
 
 def action(name: str) -> Callable[[Action], Action]:
@@ -23,9 +42,66 @@ def action(name: str) -> Callable[[Action], Action]:
     return register
 
 
+def streaming_action(name: str) -> Callable[[StreamingAction], StreamingAction]:
+    def register(fn: StreamingAction) -> StreamingAction:
+        STREAMING_ACTIONS[name] = fn
+        return fn
+
+    return register
+
+
 def stream_ref(p: Params) -> dict[str, Any]:
     """The StreamName / StreamARN pair most actions accept, as engine keyword arguments."""
     return {"stream_name": p.get("StreamName"), "stream_arn": p.get("StreamARN")}
+
+
+class StreamLister(Protocol[T]):
+    """Engine.list_queues or Engine.list_channels: a page of what was created on streams, and the next token."""
+
+    def __call__(
+        self,
+        *,
+        stream_filter: Sequence[tuple[str, int | None]] | None = None,
+        max_results: int | None = None,
+        next_token: str | None = None,
+    ) -> Awaitable[tuple[list[T], str | None]]: ...
+
+
+async def list_page(p: Params, lister: StreamLister[T], key: str, summary: Callable[[T], Response]) -> Response:
+    """A List* action over what was created on streams: StreamFilter, MaxResults and NextToken in, a page of
+    summaries under ``key`` and NextToken (when there are more) out."""
+    filters = p.get("StreamFilter")
+    page, token = await lister(
+        stream_filter=None
+        if filters is None
+        else [(f["StreamARN"], f.get("StreamCreationTimestamp")) for f in filters],
+        max_results=p.get("MaxResults"),
+        next_token=p.get("NextToken"),
+    )
+    out: Response = {key: [summary(item) for item in page]}
+    if token is not None:
+        out["NextToken"] = token
+    return out
+
+
+def stream_out(stream_arn: str, stream_created_ms: int) -> Response:
+    return {"StreamARN": stream_arn, "StreamCreationTimestamp": Timestamp(stream_created_ms)}
+
+
+def hash_key_range_out(r: HashKeyRange) -> Response:
+    return {"StartingHashKey": str(r.starting_hash_key), "EndingHashKey": str(r.ending_hash_key)}
+
+
+def child_shards_out(children: Iterable[ChildShard]) -> list[Response]:
+    """ChildShards as GetRecords and SubscribeToShard answer them."""
+    return [
+        {
+            "ShardId": c.shard_id,
+            "ParentShards": list(c.parent_shards),
+            "HashKeyRange": hash_key_range_out(c.hash_key_range),
+        }
+        for c in children
+    ]
 
 
 def shard_out(s: Shard) -> Response:
@@ -34,10 +110,7 @@ def shard_out(s: Shard) -> Response:
         out["ParentShardId"] = s.parent_shard_id
     if s.adjacent_parent_shard_id:
         out["AdjacentParentShardId"] = s.adjacent_parent_shard_id
-    out["HashKeyRange"] = {
-        "StartingHashKey": str(s.hash_key_range.starting_hash_key),
-        "EndingHashKey": str(s.hash_key_range.ending_hash_key),
-    }
+    out["HashKeyRange"] = hash_key_range_out(s.hash_key_range)
     rng: Response = {"StartingSequenceNumber": s.sequence_number_range.starting_sequence_number}
     if s.sequence_number_range.ending_sequence_number is not None:
         rng["EndingSequenceNumber"] = s.sequence_number_range.ending_sequence_number

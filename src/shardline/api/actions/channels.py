@@ -7,7 +7,7 @@ from typing import Any
 
 from ...engine import ChannelInfo, Engine
 from ..shapes import Timestamp
-from ._registry import Params, Response, action
+from ._registry import Params, Response, action, list_page, stream_out
 
 DATA_FRESHNESS_S = 300  # (documented default)
 ERROR_PREFIX = "error/"  # AWS documents "the destination bucket with an error prefix", not the prefix: shardline's
@@ -74,30 +74,19 @@ async def describe_channel(engine: Engine, p: Params) -> Response:
 
 @action("ListChannels")
 async def list_channels(engine: Engine, p: Params) -> Response:
-    filters = p.get("StreamFilter")
-    wanted = None if filters is None else [(f["StreamARN"], f.get("StreamCreationTimestamp")) for f in filters]
-    page, token = await engine.list_channels(
-        stream_filter=wanted,
-        max_results=p.get("MaxResults"),
-        next_token=p.get("NextToken"),
-    )
-    out: Response = {
-        "ChannelSummaries": [
-            {
-                "ChannelName": c.name,
-                "ChannelARN": c.channel_arn,
-                "ChannelId": c.channel_id,
-                "ChannelStatus": c.status,
-                "ChannelCreationTimestamp": Timestamp(c.created_ms),
-                "ChannelDestinationType": c.destination_type,
-                "Streams": [{"StreamARN": c.stream_arn, "StreamCreationTimestamp": Timestamp(c.stream_created_ms)}],
-            }
-            for c in page
-        ]
+    return await list_page(p, engine.list_channels, "ChannelSummaries", _summary)
+
+
+def _summary(c: ChannelInfo) -> Response:
+    return {
+        "ChannelName": c.name,
+        "ChannelARN": c.channel_arn,
+        "ChannelId": c.channel_id,
+        "ChannelStatus": c.status,
+        "ChannelCreationTimestamp": Timestamp(c.created_ms),
+        "ChannelDestinationType": c.destination_type,
+        "Streams": [stream_out(c.stream_arn, c.stream_created_ms)],
     }
-    if token is not None:
-        out["NextToken"] = token
-    return out
 
 
 @action("UpdateChannel")

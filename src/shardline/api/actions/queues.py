@@ -7,7 +7,7 @@ from typing import Any
 
 from ...engine import Engine, EntryFailure, QueueDelivery, QueueInfo
 from ..shapes import Timestamp
-from ._registry import Params, Response, action
+from ._registry import Params, Response, action, list_page, stream_out
 
 
 def _description(q: QueueInfo) -> Response:
@@ -83,34 +83,17 @@ async def describe_queue(engine: Engine, p: Params) -> Response:
 
 @action("ListQueues")
 async def list_queues(engine: Engine, p: Params) -> Response:
-    filters = p.get("StreamFilter")
-    page, token = await engine.list_queues(
-        stream_filter=None
-        if filters is None
-        else [(f["StreamARN"], f.get("StreamCreationTimestamp")) for f in filters],
-        max_results=p.get("MaxResults"),
-        next_token=p.get("NextToken"),
-    )
-    out: Response = {
-        "QueueSummaries": [
-            {
-                "QueueName": q.name,
-                "QueueARN": q.queue_arn,
-                "QueueStatus": q.status,
-                "QueueCreationTimestamp": Timestamp(q.created_ms),
-                "Streams": [
-                    {
-                        "StreamARN": q.stream_arn,
-                        "StreamCreationTimestamp": Timestamp(q.stream_created_ms),
-                    }
-                ],
-            }
-            for q in page
-        ]
+    return await list_page(p, engine.list_queues, "QueueSummaries", _summary)
+
+
+def _summary(q: QueueInfo) -> Response:
+    return {
+        "QueueName": q.name,
+        "QueueARN": q.queue_arn,
+        "QueueStatus": q.status,
+        "QueueCreationTimestamp": Timestamp(q.created_ms),
+        "Streams": [stream_out(q.stream_arn, q.stream_created_ms)],
     }
-    if token is not None:
-        out["NextToken"] = token
-    return out
 
 
 @action("UpdateQueue")

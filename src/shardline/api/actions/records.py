@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...engine import Engine
 from ...errors import DryRunOperationException
 from ..shapes import RecordList
-from ._registry import Params, Response, action, stream_ref
+from ._registry import Params, Response, action, child_shards_out, stream_ref
 
 
 async def _dry_run(engine: Engine, p: Params) -> None:
@@ -71,15 +71,5 @@ async def get_records(engine: Engine, p: Params) -> Response:
     if r.next_shard_iterator is not None:
         out["NextShardIterator"] = r.next_shard_iterator
     if r.child_shards is not None:
-        out["ChildShards"] = [
-            {
-                "ShardId": c.shard_id,
-                "ParentShards": list(c.parent_shards),
-                "HashKeyRange": {
-                    "StartingHashKey": str(c.hash_key_range.starting_hash_key),
-                    "EndingHashKey": str(c.hash_key_range.ending_hash_key),
-                },
-            }
-            for c in r.child_shards
-        ]
+        out["ChildShards"] = child_shards_out(r.child_shards)
     return out

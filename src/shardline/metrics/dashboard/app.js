@@ -513,6 +513,26 @@
     }));
   }
 
+  function renderSources(sources) {
+    const section = document.getElementById("sources");
+    section.hidden = !sources.length;
+    section.querySelector(".body").replaceChildren(...sources.map((s) => {
+      const flags = [s.binlog_purged ? badge("binlog purged") : null, s.binlog_at_risk ? badge("binlog at risk") : null];
+      return el("article", { class: "card", "aria-label": `Source ${s.name}` },
+        el("div", { class: "card-head" }, el("h3", {}, `${s.name} → ${s.stream ?? "—"}`),
+          badge(s.snapshot_running ? "Snapshot" : "Streaming"), ...flags),
+        facts([
+          ["Lag", fmtMs((s.lag_seconds ?? 0) * 1000)],
+          ["Binlog behind", s.binlog_bytes_behind === undefined ? "—" : fmtBytes(s.binlog_bytes_behind)],
+        ], "tiles"),
+        table(`Tables of source ${s.name}`, [["Table"], ["Rows put", true], ["Snapshot", true]],
+          (s.tables || []).map((t) => [el("code", { text: t.name }), fmtNum(t.rows_total ?? 0),
+            t.snapshot_rows === undefined ? "—"
+              : `${fmtNum(t.snapshot_rows)} / ~${fmtNum(t.snapshot_rows_estimated ?? t.snapshot_rows)}`]),
+          "No table yet."));
+    }));
+  }
+
   function renderFailures({ failures = [] }, mappings) {
     const dest = new Map(mappings.map((m) => [m.uuid, m.config?.on_failure]));
     const body = document.querySelector("#failures .body");
@@ -570,6 +590,7 @@
       renderStreams(streams, new Map(streams.map((s, i) => [s.name, shardLists[i]])), data, start, end, now);
       renderFunctions(overview.functions || [], data, start, end);
       renderMappings(overview.mappings || []);
+      renderSources(overview.sources || []);
       renderFailures(failures, overview.mappings || []);
       setStatus(`Updated ${fmtTime(Date.now())}`);
       document.getElementById("token-form").hidden = true;

@@ -1,0 +1,57 @@
+"""What a shard processor needs from its mapping and its function (see supervisor.Mapping, functions.FunctionPool)."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Protocol
+
+from ..clock import Clock
+from .destinations import Destination
+from .functions import InvocationResult
+from .leases import ChildShard, LeaseStore
+from .mapping import MappingConfig, RuntimeTuning
+from .source import ShardSource
+
+__all__ = ["EpochInvoker", "Invoker", "MappingContext", "RecordMatcher"]
+
+
+class Invoker(Protocol):
+    async def invoke(self, event: bytes) -> InvocationResult: ...
+
+
+class EpochInvoker(Protocol):
+    """An invoker that hands the lease epoch to the handler (``context.lease_epoch``): FunctionPool does."""
+
+    async def invoke(self, event: bytes, *, lease_epoch: int | None = None) -> InvocationResult: ...
+
+
+class RecordMatcher(Protocol):
+    @property
+    def active(self) -> bool: ...
+
+    def matches(self, partition_key: str, sequence_number: str, arrival_ms: int, data: bytes) -> bool: ...
+
+
+class MappingContext(Protocol):
+    """What a shard processor needs from its mapping (see supervisor.Mapping)."""
+
+    @property
+    def config(self) -> MappingConfig: ...
+
+    tuning: RuntimeTuning
+    clock: Clock
+    source: ShardSource
+    store: LeaseStore
+    function: Invoker
+    function_arn: str
+    role_arn: str
+    region: str
+    destination: Destination | None
+    matcher: RecordMatcher | None
+    recent_failures: deque[dict[str, Any]]  # the latest on-failure records, for monitoring
+
+    def running(self) -> bool: ...
+
+    async def child_shards(self, shard_ids: tuple[str, ...]) -> list[ChildShard]:
+        """The shards a finished shard ended into, each with all of its parents."""
+        ...
