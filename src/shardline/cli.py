@@ -23,6 +23,7 @@ from .metrics.access import TOKEN_ENV, MonitoringAccess, monitoring_access
 from .metrics.alarms import AlarmManager, AlarmsConfig, default_rules_for, merge_rules, parse_alarms
 from .metrics.notify import build_notifiers
 from .metrics.series import SeriesStore
+from .metrics.worker import WorkerMonitor, serving
 from .projectfile import Loaded, LoadOptions, load_project
 from .runtime.config import ConfigError, ProjectConfig
 from .runtime.destinations import local_stream_for
@@ -211,6 +212,7 @@ def _parser() -> argparse.ArgumentParser:
     rn.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _project_options(rn)
     _lease_options(rn)
+    _worker_metrics_options(rn)
 
     cdc = sub.add_parser(
         "cdc", help="run a project's change-data-capture sources into a Kinesis endpoint (a shardline serve, or AWS)"
@@ -248,6 +250,15 @@ def _lease_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hard-steal", action="store_true", help="steal leases at once instead of asking for a handoff")
     g.add_argument("--lease-cleanup", type=float, default=60.0, help="seconds between cleanups of finished leases")
     g.add_argument("--completed-delay", type=float, default=300.0, help="keep finished parents this long (300)")
+
+
+def _worker_metrics_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("monitoring of this worker (/metrics and /api/overview; see docs/leases.md)")
+    g.add_argument("--metrics-port", type=int, help="serve this worker's lease metrics on this port (0: any free one)")
+    g.add_argument("--metrics-host", default="127.0.0.1", help="the address to serve them on (default 127.0.0.1)")
+    g.add_argument("--monitoring-token", help=f"require this bearer token on them (also from ${TOKEN_ENV})")
+    g.add_argument("--monitoring-token-file", type=Path, help="read the monitoring bearer token from FILE")
+    g.add_argument("--monitoring", default="auto", choices=["auto", "open"], help="as for serve")
 
 
 def _lease_timing(args: argparse.Namespace) -> LeaseTiming:
@@ -617,6 +628,16 @@ def _run(args: argparse.Namespace) -> int:
         return _fail("run", "; ".join(problems))
     if args.leases is not None and not args.leases.startswith(("postgresql://", "postgres://", "sqlite:")):
         return _fail("run", "--leases must be postgresql://... or sqlite:PATH")
+    monitor = None
+    if args.metrics_port is not None:
+        try:
+            access = _access(args, api_protected=False)
+        except ValueError as exc:
+            return _fail("run", str(exc))
+        if not 0 <= args.metrics_port <= 65535:
+            return _fail("run", "--metrics-port must be from 0 to 65535")
+        if not is_loopback(args.metrics_host):
+            log.warning("serving worker metrics on %s: reachable from other machines", args.metrics_host)
     client = kinesis_client(args.endpoint_url, args.region)
     project = RemoteProject(
         config,
@@ -628,6 +649,8 @@ def _run(args: argparse.Namespace) -> int:
         leases=args.leases,
         worker_id=args.worker_id,
     )
+    if args.metrics_port is not None:
+        monitor = WorkerMonitor(project, access, args.metrics_host, args.metrics_port)
 
     def ready() -> None:
         where = args.endpoint_url or "the endpoint boto3 resolves"
@@ -636,13 +659,23 @@ def _run(args: argparse.Namespace) -> int:
         )
         for line in _project_banner(config, embedded=False):
             print(line, flush=True)
+        if monitor is not None:
+            print(f"  worker metrics at {monitor.url}/metrics, JSON at {monitor.url}/api/overview", flush=True)
+
+    async def worker() -> None:
+        async with serving(monitor):
+            await run_until_stopped(project, on_ready=ready)
 
     try:
-        asyncio.run(run_until_stopped(project, on_ready=ready))
+        asyncio.run(worker())
     except KinesisError as exc:
         return _fail("run", exc.message or type(exc).__name__)
     except ConfigError as exc:
         return _fail("run", str(exc))
+    except OSError as exc:
+        if monitor is None or monitor.port != args.metrics_port or not exc.strerror:
+            raise
+        return _fail("run", f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc.strerror}")
     return 0
 
 

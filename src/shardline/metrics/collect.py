@@ -248,6 +248,10 @@ class Collector:
                 ((("result", "invalid"),), float(self.emf.invalid_lines)),
             ]
         out = [f for f in fams.values() if f.samples or f.histograms]
+        if self.project is not None:
+            from .leases import lease_families  # noqa: PLC0415  # leases builds on this module's Family
+
+            out += lease_families(self.project.mappings)
         if self.emf is not None:
             for family, series in self.emf.families():
                 unit = self.emf.units.get(family, "None")

@@ -230,8 +230,10 @@ class LeaseWorker:
                 log.exception("mapping %s: renew failed; the next renew tries again", self.app)
             else:
                 took = time.perf_counter() - started
-                self.counters.statements += 2
-                self.counters.statement_seconds += took
+                c = self.counters
+                c.statements += 2
+                c.statement_seconds += took
+                c.latencies += [took / 2, took / 2]  # two statements, timed together
                 assert self._loop is not None
                 with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                     self._loop.call_soon_threadsafe(self._renewed, held, renewal, t_send)
