@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from .runtime.config import ConfigError, ProjectConfig
 from .runtime.destinations import local_stream_for
 from .runtime.functions import FunctionPool
 from .runtime.leases.coordinator import LeaseTiming
+from .runtime.localworkers import LocalWorkers, workers_problem
 from .runtime.project import Project
 from .runtime.redrive import RedriveResult, load_messages, redrive_all
 from .runtime.remote import RemoteProject, kinesis_client, run_until_stopped
@@ -180,6 +182,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common(up)
     _project_options(up)
+    up.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run the functions in N local worker processes sharing the shards through leases (default 1: in this "
+        "process)",
+    )
 
     va = sub.add_parser("validate", help="print what a project file means after resolution, without starting anything")
     va.add_argument("file", nargs="?", type=Path, default=Path("shardline.yml"), help="default: ./shardline.yml")
@@ -330,7 +339,9 @@ def _tls(args: argparse.Namespace) -> TlsFiles | None:
     return tls
 
 
-def _listen(args: argparse.Namespace, app: KinesisApp, banner: list[str]) -> int:
+def _listen(
+    args: argparse.Namespace, app: KinesisApp, banner: list[str], on_bound: Callable[[str], None] | None = None
+) -> int:
     try:
         limits = _limits(args)
         tls = _tls(args)
@@ -345,6 +356,8 @@ def _listen(args: argparse.Namespace, app: KinesisApp, banner: list[str]) -> int
     if not is_loopback(args.host):
         log.warning("listening on %s: reachable from other machines", args.host)
     url = f"{'https' if tls else 'http'}://{'[' + host + ']' if ':' in host else host}:{port}"
+    if on_bound is not None:
+        on_bound(url)
 
     def ready() -> None:
         print(
@@ -396,6 +409,8 @@ def _up(args: argparse.Namespace) -> int:
     except DataDirLocked as exc:
         return _fail("up", str(exc))
     engine = Engine(settings)
+    if args.workers != 1:
+        return _up_workers(args, config, engine, alarms, access)
     project = Project(config, engine)
     monitor = _monitor(args, engine, project, alarms, access)
     try:
@@ -421,6 +436,52 @@ def _up(args: argparse.Namespace) -> int:
     )
     banner += [f"  source {c.name} ({c.where}) -> {c.stream} ({c.format})" for c in source_configs.values()]
     return _listen(args, app, banner + _monitor_banner(monitor))
+
+
+def _up_workers(
+    args: argparse.Namespace, config: ProjectConfig, engine: Engine, alarms: AlarmsConfig, access: MonitoringAccess
+) -> int:
+    """``up --workers N``: this process serves the streams and the endpoint; N ``run`` processes run the functions."""
+    if problem := workers_problem(config, args.workers):
+        return _fail("up", problem)
+    if args.tls_cert is not None:
+        return _fail("up", "--workers needs the endpoint on plain http (the workers call it on loopback)")
+    extra = ["--log-level", args.log_level]
+    if args.stage:
+        extra += ["--stage", args.stage]
+    for kv in args.param:
+        extra += ["--param", kv]
+    if args.parameter_overrides:
+        extra += ["--parameter-overrides", *args.parameter_overrides]
+    env = dict(os.environ)
+    monitor = _monitor(args, engine, None, alarms, access)
+    if monitor is not None and not access.closed:
+        extra += ["--metrics-port", "0"]  # each worker prints its address; the token goes in the environment
+        if access.token is not None:
+            env[TOKEN_ENV] = access.token
+    workers = LocalWorkers(config, engine, args.workers, Path(args.data_dir) / "runtime", extra=extra, env=env)
+    try:
+        source_configs = parse_sources(config.sources, args.file)
+        sources = _sources_beside(config, source_configs, args, engine)
+    except ValueError as exc:
+        return _fail("up", str(exc))
+    app = KinesisApp(
+        engine,
+        verifier=_verifier(args),
+        signature_shape=args.auth == "none",
+        log_requests=args.log_requests,
+        services=[workers, *sources, monitor] if monitor else [workers, *sources],
+        extra_http=monitor.app if monitor else None,
+    )
+    banner = [
+        f"  {len(config.streams)} streams, {len(config.functions)} functions, {len(config.mappings)} mappings "
+        f"from {args.file}, run by {args.workers} worker processes sharing the leases in {workers.leases_url}"
+    ]
+
+    def bound(url: str) -> None:
+        workers.endpoint_url = url.replace("://0.0.0.0:", "://127.0.0.1:")
+
+    return _listen(args, app, banner + _monitor_banner(monitor), on_bound=bound)
 
 
 def _sources_beside(
