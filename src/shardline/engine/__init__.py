@@ -2,7 +2,19 @@
 resharding, limits and consumers."""
 
 from ..storage.catalog import DataDirLocked
+from .channels import ChannelInfo
 from .engine import Engine
+from .queues import EntryFailure, QueueDelivery, QueueInfo
 from .view import EngineView, ShardView, StreamView
 
-__all__ = ["DataDirLocked", "Engine", "EngineView", "ShardView", "StreamView"]
+__all__ = [
+    "ChannelInfo",
+    "DataDirLocked",
+    "Engine",
+    "EngineView",
+    "EntryFailure",
+    "QueueDelivery",
+    "QueueInfo",
+    "ShardView",
+    "StreamView",
+]

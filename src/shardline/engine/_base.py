@@ -133,6 +133,9 @@ class EngineBase:
         if not self._has_shards(st):
             raise ResourceInUseException(self._fmt(m.NOT_WRITABLE, st.name, state=st.status.value))
 
+    def _refuse_queues(self, st: StreamState, what: str) -> None:
+        """Refuse ``what`` (a deletion, a switch to PROVISIONED) while the stream has queues (engine/queues.py)."""
+
     def _require_active(self, st: StreamState) -> None:
         if st.status is not StreamStatus.ACTIVE:
             raise ResourceInUseException(self._fmt(m.NOT_ACTIVE, st.name, state=st.status.value))

@@ -105,6 +105,8 @@ class Admin(EngineBase):
         self._require_active(st)
         if mode is st.mode:
             return
+        if mode is StreamMode.PROVISIONED:
+            self._refuse_queues(st, "switching it to PROVISIONED")
         st.mode_switches_ms = self._recent(st.mode_switches_ms)
         if len(st.mode_switches_ms) >= self.settings.max_mode_switches_per_day:
             raise LimitExceededException(

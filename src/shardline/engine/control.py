@@ -119,6 +119,7 @@ class ControlPlane(EngineBase):
             return
         if st.consumers and not enforce_consumer_deletion:
             raise ResourceInUseException(self._fmt(m.HAS_CONSUMERS, st.name))
+        self._refuse_queues(st, "deleting it")
         self._set_status(st, StreamStatus.DELETING)
         self._save(st)
         self._tick()

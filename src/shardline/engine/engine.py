@@ -18,9 +18,11 @@ from ..storage.log import FileCache, RecoveryReport, ShardLog
 from ..storage.sync import GroupCommitter
 from .account import Account
 from .admin import Admin
+from .channels import Channels
 from .control import ControlPlane
 from .data import DataPlane
 from .iterators import IteratorCodec
+from .queues import Queues
 from .resharding import Resharding
 from .streams import StreamState
 from .view import EngineView
@@ -30,7 +32,7 @@ __all__ = ["Engine"]
 log = logging.getLogger("shardline.engine")
 
 
-class Engine(DataPlane, ControlPlane, Resharding, Admin, Account):
+class Engine(DataPlane, ControlPlane, Resharding, Admin, Account, Channels, Queues):
     """An embedded Kinesis engine over one data directory.
 
     ```python

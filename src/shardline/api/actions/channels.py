@@ -1,0 +1,117 @@
+"""Kinesis channels (engine/channels.py keeps them; they deliver nothing here): create, describe, list, update,
+delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...engine import ChannelInfo, Engine
+from ..shapes import Timestamp
+from ._registry import Params, Response, action
+
+DATA_FRESHNESS_S = 300  # (documented default)
+ERROR_PREFIX = "error/"  # AWS documents "the destination bucket with an error prefix", not the prefix: shardline's
+
+
+def _s3_with_defaults(s3: dict[str, Any]) -> dict[str, Any]:
+    """An S3 destination as DescribeChannel shows it: the documented defaults filled in."""
+    out = {"DataFreshnessInSeconds": DATA_FRESHNESS_S} | s3
+    if "DeadLetterQueueS3Configuration" not in out:
+        storage = s3["StorageConfiguration"]
+        out["DeadLetterQueueS3Configuration"] = {
+            "BucketARN": storage["BucketARN"],
+            "ExpectedBucketOwner": storage["ExpectedBucketOwner"],
+            "ErrorOutputPrefix": ERROR_PREFIX,
+        }
+    return out
+
+
+def _description(c: ChannelInfo) -> Response:
+    out: Response = {
+        "ChannelName": c.name,
+        "ChannelARN": c.channel_arn,
+        "ChannelId": c.channel_id,
+        "ChannelStatus": c.status,
+        "ChannelCreationTimestamp": Timestamp(c.created_ms),
+        "ServiceExecutionRoleARN": c.role_arn,
+        "StreamConfigurationList": [
+            {
+                "StreamARN": c.stream_arn,
+                "StreamCreationTimestamp": Timestamp(c.stream_created_ms),
+                "RecordConfiguration": c.record_configuration,
+            }
+        ],
+        "LoggingConfiguration": c.logging,
+    }
+    key = "S3DestinationConfiguration" if c.destination_type == "S3" else "S3TablesDestinationConfiguration"
+    out[key] = c.destination
+    if c.encryption is not None:
+        out["EncryptionConfiguration"] = c.encryption
+    return out
+
+
+@action("CreateChannel")
+async def create_channel(engine: Engine, p: Params) -> Response:
+    s3 = p.get("S3DestinationConfiguration")
+    tables = p.get("S3TablesDestinationConfiguration")
+    c = await engine.create_channel(
+        p["ChannelName"],
+        p["ServiceExecutionRoleARN"],
+        [(s["StreamARN"], s["RecordConfiguration"]) for s in p["StreamConfigurationList"]],
+        s3=None if s3 is None else _s3_with_defaults(s3),
+        s3_tables=None if tables is None else {"DataFreshnessInSeconds": DATA_FRESHNESS_S} | tables,
+        encryption=p.get("EncryptionConfiguration"),
+        logging_config=p.get("LoggingConfiguration"),
+        tags=p.get("Tags"),
+    )
+    return {"ChannelDescription": _description(c)}
+
+
+@action("DescribeChannel")
+async def describe_channel(engine: Engine, p: Params) -> Response:
+    return {"ChannelDescription": _description(await engine.describe_channel(p["ChannelARN"]))}
+
+
+@action("ListChannels")
+async def list_channels(engine: Engine, p: Params) -> Response:
+    filters = p.get("StreamFilter")
+    wanted = None if filters is None else [(f["StreamARN"], f.get("StreamCreationTimestamp")) for f in filters]
+    page, token = await engine.list_channels(
+        stream_filter=wanted,
+        max_results=p.get("MaxResults"),
+        next_token=p.get("NextToken"),
+    )
+    out: Response = {
+        "ChannelSummaries": [
+            {
+                "ChannelName": c.name,
+                "ChannelARN": c.channel_arn,
+                "ChannelId": c.channel_id,
+                "ChannelStatus": c.status,
+                "ChannelCreationTimestamp": Timestamp(c.created_ms),
+                "ChannelDestinationType": c.destination_type,
+                "Streams": [{"StreamARN": c.stream_arn, "StreamCreationTimestamp": Timestamp(c.stream_created_ms)}],
+            }
+            for c in page
+        ]
+    }
+    if token is not None:
+        out["NextToken"] = token
+    return out
+
+
+@action("UpdateChannel")
+async def update_channel(engine: Engine, p: Params) -> Response:
+    c = await engine.update_channel(
+        p["ChannelARN"],
+        s3=p.get("S3DestinationConfiguration"),
+        s3_tables=p.get("S3TablesDestinationConfiguration"),
+        logging_config=p.get("LoggingConfiguration"),
+    )
+    return {"ChannelDescription": _description(c)}
+
+
+@action("DeleteChannel")
+async def delete_channel(engine: Engine, p: Params) -> Response:
+    await engine.delete_channel(p["ChannelARN"])
+    return {}
