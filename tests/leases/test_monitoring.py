@@ -82,6 +82,7 @@ def test_two_workers_export_their_leases(tmp_path: Path, endpoint: str, dsn: str
 
         with pytest.raises(urllib.error.HTTPError) as refused:
             _get(f"{urls['w1']}/metrics", token=None)
+        refused.value.close()
         assert refused.value.code == 401
 
         def settled() -> tuple[dict[str, list[str]], dict[str, dict[str, list[tuple[dict[str, str], float]]]]] | None:
