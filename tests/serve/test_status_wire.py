@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from _shardline import UNVERIFIED_SIGNATURE, kinesis, shardline
-from shardline.cli import DEFAULT_STATUS_DELAY_S, _parser, _settings
+from shardline.cli.options import DEFAULT_STATUS_DELAY_S, _parser, _settings
 
 ACCOUNT = "000000000000"
 ARN = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/"
