@@ -167,6 +167,7 @@ def _sqlite_owners(path: Path) -> dict[str, list[str]]:
     return out
 
 
+@pytest.mark.slow
 def test_sqlite_one_machine_kill_and_stop(tmp_path: Path, endpoint: str, dsn: str) -> None:
     """Check 15 (part): 4 workers share one SQLite file; SIGKILL one, SIGTERM another; 0 lost, duplicates bounded."""
     path = tmp_path / "shared" / "leases.db"
@@ -291,6 +292,7 @@ def test_a_paused_worker_loses_its_leases_and_starts_no_batch_on_resume(
         c.stop_all()
 
 
+@pytest.mark.slow
 def test_brief_database_drops_change_no_owner(tmp_path: Path, endpoint: str, dsn: str) -> None:
     """Check 7: every lease session terminated 3 times, 2 s apart: epochs do not move, 0 duplicates, 0 lost."""
     import psycopg  # noqa: PLC0415

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import psycopg
+import pytest
 
 from shardline.runtime.leases import Lease, LeaseLost
 from shardline.runtime.leases.postgres import PostgresLeaseStore
@@ -78,6 +79,7 @@ def storm_worker(dsn: str, app: str, worker: int, seed: int, out: Any) -> None:
     out.put((worker, counts, errors))
 
 
+@pytest.mark.slow
 def test_sixteen_processes_never_break_the_fence(pg_dsn: str) -> None:
     app = f"storm-{uuid.uuid4().hex[:8]}"
     setup = PostgresLeaseStore(pg_dsn, owner="setup")
