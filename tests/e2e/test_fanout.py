@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,3 +198,72 @@ async def _run(tmp_path: Path, endpoint: str) -> None:
     assert [c["ConsumerName"] for c in consumers] == ["reader"]
     assert seen(tmp_path) == sorted(f"r{i}" for i in range(100) if i != 7)
     assert len((tmp_path / "failures.jsonl").read_text().splitlines()) == 1
+
+
+async def test_a_split_shard_is_read_through_the_consumer_parent_then_children(tmp_path: Path) -> None:
+    config = load_config(native(tmp_path, "true"))
+    async with Engine(data_dir=tmp_path / "data", fsync="never") as engine:
+        project = Project(config, engine, tuning=RuntimeTuning(poll_interval_s=0.05, retry_backoff_s=0.01))
+        await project.start()
+
+        async def put(records: list[dict[str, Any]]) -> None:
+            for r in records:
+                await engine.put_record(stream_name="orders", data=r["Data"], partition_key=r["PartitionKey"])
+
+        try:
+            await put_and_wait(tmp_path, put, 0, 30, expect=30)
+            await engine.update_shard_count(target_shard_count=4, stream_name="orders")
+            await put_and_wait(tmp_path, put, 30, 30, expect=60)
+            [mapping] = project.mappings
+            source = mapping.source
+            assert isinstance(source, FanoutSource)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and len(source.subscriptions) < 6:
+                await asyncio.sleep(0.05)
+            assert len(source.subscriptions) == 6  # both parents to their end, then the four children
+        finally:
+            await project.stop()
+    assert seen(tmp_path) == sorted(f"r{i}" for i in range(60))
+
+
+def test_the_shardline_run_command_reads_through_a_consumer(
+    tmp_path: Path, endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    cfg = native(tmp_path, "true")
+    command = [sys.executable, "-m", "shardline.cli", "run", str(cfg), "--endpoint-url", endpoint, "--create-streams"]
+    command += ["--state-dir", str(tmp_path / "state")]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    client = kinesis_client(endpoint, "us-east-1")
+
+    async def put(records: list[dict[str, Any]]) -> None:
+        assert client.put_records(StreamName="orders", Records=records)["FailedRecordCount"] == 0
+
+    try:
+        assert run.stdout is not None
+        first = ""
+        while "running 1 mappings" not in first:  # the startup lines (logs included) up to the mappings running
+            line = run.stdout.readline()
+            assert line, first
+            first += line
+        asyncio.run(put_and_wait(tmp_path, put, 0, 20, expect=20))
+        # the server ends every subscription after 1 s: what comes after this is read by renewed ones
+        renewed = time.monotonic() + 2.5
+        while time.monotonic() < renewed:
+            time.sleep(0.1)
+        asyncio.run(put_and_wait(tmp_path, put, 20, 20, expect=40))
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=30) == 0
+        output = run.stdout.read()
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        if run.stdout is not None:
+            run.stdout.close()
+    assert "fan-out delivery not applied" not in first + output
+    arn = client.describe_stream_summary(StreamName="orders")["StreamDescriptionSummary"]["StreamARN"]
+    consumers = client.list_stream_consumers(StreamARN=arn)["Consumers"]
+    assert [c["ConsumerName"] for c in consumers] == ["process-orders-consumer"]
+    assert seen(tmp_path) == sorted(f"r{i}" for i in range(40))

@@ -20,6 +20,7 @@ import collections
 import contextlib
 import itertools
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -69,6 +70,7 @@ class FanoutSource:
         self._tokens = itertools.count(1)
         self._cursors: dict[str, _Cursor] = {}
         self._live: dict[str, tuple[ShardEvents, str]] = {}  # shard -> open subscription, the token it serves
+        self._reading: dict[str, ShardEvents] = {}  # shard -> the subscription a ``get_records`` waits on
         self._woken: dict[str, asyncio.Event] = {}
         self.subscriptions: collections.Counter[str] = collections.Counter()  # shard -> subscriptions opened
 
@@ -90,6 +92,9 @@ class FanoutSource:
         live = self._live.pop(shard_id, None)
         if live is not None:
             live[0].close()
+        reading = self._reading.get(shard_id)
+        if reading is not None:
+            reading.close()
 
     async def wait_for_data(self, shard_id: str, timeout_s: float) -> None:
         return  # ``get_records`` itself waits for the next pushed event
@@ -139,6 +144,10 @@ class FanoutSource:
                     if woken.is_set():
                         return Page([], self._token(cursor), 0, None)
                     continue
+            if woken.is_set():  # woken while subscribing
+                events.close()
+                return Page([], self._token(cursor), 0, None)
+            self._reading[shard] = events
             try:
                 page = await events.next()
             except ResourceInUseException:  # another subscription took the consumer and shard over
@@ -148,6 +157,8 @@ class FanoutSource:
             except BaseException:
                 events.close()
                 raise
+            finally:
+                self._reading.pop(shard, None)
             if page is None:  # ended: its lifetime, or closed by ``wake``
                 events.close()
                 events = None
@@ -238,6 +249,13 @@ class _KinesisEvents:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            # Closing the body does not end a read blocked in another thread (it would wait for the next event, up to
+            # a 5 s heartbeat): shut the connection's socket down first, which ends that read at once.
+            raw = getattr(self.stream, "_raw_stream", None)
+            sock = getattr(getattr(raw, "connection", None), "sock", None)
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(Exception):
                 self.stream.close()
 
