@@ -10,7 +10,8 @@
 One `shardline serve` holds a backlog of 100 B records in 8 shards. For each worker count a fresh lease table is
 used and that many `shardline run` processes (a no-op handler, BatchSize 100) start together; the figure is
 records/s from the start until every lease's checkpoint reaches its shard's last record (process start-up is
-inside the figure, the same for every count). Then, at steady state with nothing left to read, the lease store's
+inside the figure, the same for every count). Then, at steady state (nothing left to read, every worker holding
+its share, so no handoff under way), the lease store's
 statement rate (committed transactions per second on the scratch database, over 10 s; every lease
 statement is one autocommit transaction). Last, failover: with two
 workers running, one is SIGKILLed and the time until the survivor owns every lease is measured (the target is
@@ -98,6 +99,15 @@ def owners(dsn: str) -> dict[str, str | None]:
         return {s: o for s, o in rows.fetchall()}
 
 
+def balanced(held: dict[str, str | None], workers: int) -> bool:
+    counts: dict[str, int] = {}
+    for owner in held.values():
+        if owner is None:
+            return False
+        counts[owner] = counts.get(owner, 0) + 1
+    return len(counts) == workers and max(counts.values()) - min(counts.values()) <= 1
+
+
 def commits(dsn: str, db: str) -> int:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_stat_clear_snapshot()")
@@ -143,6 +153,10 @@ def main() -> None:
                         time.sleep(0.05)
                     took = time.monotonic() - started
                     rates[n] = total / took
+                    # Steady state: every worker holds its share (max - min <= 1), so no handoff is under way.
+                    settle = time.monotonic() + 60
+                    while not balanced(owners(dsn), n) and time.monotonic() < settle:
+                        time.sleep(0.2)
                     time.sleep(2)  # backends report their counts about once a second: let the drain's arrive
                     before, t0 = commits(args.dsn + "/postgres", db), time.monotonic()
                     time.sleep(10)

@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,14 @@ from .engine import Engine
 from .errors import KinesisError
 from .metrics import Monitor
 from .metrics.access import TOKEN_ENV, MonitoringAccess, monitoring_access
-from .metrics.alarms import parse_alarms
+from .metrics.alarms import AlarmsConfig, parse_alarms
+from .metrics.worker import WorkerMonitor, serving
 from .projectfile import Loaded, LoadOptions, load_project
 from .runtime.config import ConfigError, ProjectConfig
 from .runtime.destinations import local_stream_for
 from .runtime.functions import FunctionPool
 from .runtime.leases.coordinator import LeaseTiming
+from .runtime.localworkers import LocalWorkers, workers_problem
 from .runtime.redrive import RedriveResult, load_messages, redrive_all
 from .runtime.remote import RemoteProject, kinesis_client, run_until_stopped
 from .settings import Settings
@@ -186,6 +189,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common(up)
     _project_options(up)
+    up.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run the functions in N local worker processes sharing the shards through leases (default 1: in this "
+        "process)",
+    )
 
     va = sub.add_parser("validate", help="print what a project file means after resolution, without starting anything")
     va.add_argument("file", nargs="?", type=Path, default=Path("shardline.yml"), help="default: ./shardline.yml")
@@ -218,6 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     rn.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _project_options(rn)
     _lease_options(rn)
+    _worker_metrics_options(rn)
 
     cdc = sub.add_parser(
         "cdc", help="run a project's change-data-capture sources into a Kinesis endpoint (a shardline serve, or AWS)"
@@ -255,6 +266,15 @@ def _lease_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hard-steal", action="store_true", help="steal leases at once instead of asking for a handoff")
     g.add_argument("--lease-cleanup", type=float, default=60.0, help="seconds between cleanups of finished leases")
     g.add_argument("--completed-delay", type=float, default=300.0, help="keep finished parents this long (300)")
+
+
+def _worker_metrics_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("monitoring of this worker (/metrics and /api/overview; see docs/leases.md)")
+    g.add_argument("--metrics-port", type=int, help="serve this worker's lease metrics on this port (0: any free one)")
+    g.add_argument("--metrics-host", default="127.0.0.1", help="the address to serve them on (default 127.0.0.1)")
+    g.add_argument("--monitoring-token", help=f"require this bearer token on them (also from ${TOKEN_ENV})")
+    g.add_argument("--monitoring-token-file", type=Path, help="read the monitoring bearer token from FILE")
+    g.add_argument("--monitoring", default="auto", choices=["auto", "open"], help="as for serve")
 
 
 def _lease_timing(args: argparse.Namespace) -> LeaseTiming:
@@ -327,7 +347,9 @@ def _tls(args: argparse.Namespace) -> TlsFiles | None:
     return tls
 
 
-def _listen(args: argparse.Namespace, app: KinesisApp, banner: list[str]) -> int:
+def _listen(
+    args: argparse.Namespace, app: KinesisApp, banner: list[str], on_bound: Callable[[str], None] | None = None
+) -> int:
     try:
         limits = _limits(args)
         tls = _tls(args)
@@ -342,6 +364,8 @@ def _listen(args: argparse.Namespace, app: KinesisApp, banner: list[str]) -> int
     if not is_loopback(args.host):
         log.warning("listening on %s: reachable from other machines", args.host)
     url = f"{'https' if tls else 'http'}://{'[' + host + ']' if ':' in host else host}:{port}"
+    if on_bound is not None:
+        on_bound(url)
 
     def ready() -> None:
         print(
@@ -385,6 +409,8 @@ def _up(args: argparse.Namespace) -> int:
         return _fail("up", str(exc))
     except DataDirLocked as exc:
         return _fail("up", str(exc))
+    if args.workers != 1:
+        return _up_workers(args, config, settings, alarms, access, verifier=verifier)
     try:
         source_configs = parse_sources(config.sources, args.file)
         parts = compose(
@@ -409,6 +435,64 @@ def _up(args: argparse.Namespace) -> int:
     banner += _project_banner(config, embedded=True)
     banner += [f"  source {c.name} ({c.where}) -> {c.stream} ({c.format})" for c in source_configs.values()]
     return _listen(args, parts.app, banner + _monitor_banner(parts.monitor))
+
+
+def _up_workers(
+    args: argparse.Namespace,
+    config: ProjectConfig,
+    settings: Settings,
+    alarms: AlarmsConfig,
+    access: MonitoringAccess,
+    *,
+    verifier: SigV4Verifier | None,
+) -> int:
+    """``up --workers N``: this process serves the streams and the endpoint; N ``run`` processes run the functions."""
+    if problem := workers_problem(config, args.workers):
+        return _fail("up", problem)
+    if args.tls_cert is not None:
+        return _fail("up", "--workers needs the endpoint on plain http (the workers call it on loopback)")
+    extra = ["--log-level", args.log_level]
+    if args.stage:
+        extra += ["--stage", args.stage]
+    for kv in args.param:
+        extra += ["--param", kv]
+    if args.parameter_overrides:
+        extra += ["--parameter-overrides", *args.parameter_overrides]
+    env = dict(os.environ)
+    if not args.no_metrics and not access.closed:
+        extra += ["--metrics-port", "0"]  # each worker prints its address; the token goes in the environment
+        if access.token is not None:
+            env[TOKEN_ENV] = access.token
+    made: list[LocalWorkers] = []
+
+    def beside(engine: Engine) -> list[Any]:
+        workers = LocalWorkers(config, engine, args.workers, Path(args.data_dir) / "runtime", extra=extra, env=env)
+        made.append(workers)
+        return [workers, *_sources_beside(config, source_configs, args, engine)]
+
+    try:
+        source_configs = parse_sources(config.sources, args.file)
+        parts = compose(
+            settings,
+            clock=SystemClock(),
+            beside=beside,
+            alarms=alarms,
+            metrics=not args.no_metrics,
+            access=access,
+            front=_front(args, verifier),
+        )
+    except ValueError as exc:
+        return _fail("up", str(exc))
+    workers = made[0]
+    banner = [
+        f"  {len(config.streams)} streams, {len(config.functions)} functions, {len(config.mappings)} mappings "
+        f"from {args.file}, run by {args.workers} worker processes sharing the leases in {workers.leases_url}"
+    ]
+
+    def bound(url: str) -> None:
+        workers.endpoint_url = url.replace("://0.0.0.0:", "://127.0.0.1:")
+
+    return _listen(args, parts.app, banner + _monitor_banner(parts.monitor), on_bound=bound)
 
 
 def _sources_beside(
@@ -601,6 +685,16 @@ def _run(args: argparse.Namespace) -> int:
         return _fail("run", "; ".join(problems))
     if args.leases is not None and not args.leases.startswith(("postgresql://", "postgres://", "sqlite:")):
         return _fail("run", "--leases must be postgresql://... or sqlite:PATH")
+    monitor = None
+    if args.metrics_port is not None:
+        try:
+            access = _access(args, api_protected=False)
+        except ValueError as exc:
+            return _fail("run", str(exc))
+        if not 0 <= args.metrics_port <= 65535:
+            return _fail("run", "--metrics-port must be from 0 to 65535")
+        if not is_loopback(args.metrics_host):
+            log.warning("serving worker metrics on %s: reachable from other machines", args.metrics_host)
     client = kinesis_client(args.endpoint_url, args.region)
     project = RemoteProject(
         config,
@@ -612,6 +706,8 @@ def _run(args: argparse.Namespace) -> int:
         leases=args.leases,
         worker_id=args.worker_id,
     )
+    if args.metrics_port is not None:
+        monitor = WorkerMonitor(project, access, args.metrics_host, args.metrics_port)
 
     def ready() -> None:
         where = args.endpoint_url or "the endpoint boto3 resolves"
@@ -620,13 +716,23 @@ def _run(args: argparse.Namespace) -> int:
         )
         for line in _project_banner(config, embedded=False):
             print(line, flush=True)
+        if monitor is not None:
+            print(f"  worker metrics at {monitor.url}/metrics, JSON at {monitor.url}/api/overview", flush=True)
+
+    async def worker() -> None:
+        async with serving(monitor):
+            await run_until_stopped(project, on_ready=ready)
 
     try:
-        asyncio.run(run_until_stopped(project, on_ready=ready))
+        asyncio.run(worker())
     except KinesisError as exc:
         return _fail("run", exc.message or type(exc).__name__)
     except ConfigError as exc:
         return _fail("run", str(exc))
+    except OSError as exc:
+        if monitor is None or monitor.port != args.metrics_port or not exc.strerror:
+            raise
+        return _fail("run", f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc.strerror}")
     return 0
 
 

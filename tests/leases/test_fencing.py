@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from shardline.runtime.leases import ChildShard, Lease, LeaseLost, LeaseStore
+from shardline.runtime.leases import ChildShard, Lease, LeaseLost, LeaseStore, Renewal
 from shardline.runtime.position import TRIM_HORIZON, Position
 
 from .conftest import StoreFactory
@@ -162,3 +162,22 @@ def test_cleanup_waits_for_every_child_to_start(stores: StoreFactory, app: str) 
     assert a.cleanup(app, 3600.0) == 0  # not finished long enough ago
     assert a.cleanup(app, 0.0) == 1
     assert a.get(app, "s", "p") is None
+
+
+def test_keepalive_heartbeats_and_renews_in_one_call(stores: StoreFactory, app: str) -> None:
+    """The renew interval's one statement: the worker row counts as live, held leases are renewed (with a pending
+    handoff named), a lease at a stale epoch is reported lost; with nothing held it still heartbeats."""
+    a, b = stores("a"), stores("b")
+    for i in range(3):
+        a.ensure(app, "s", f"shard-{i}", (), TRIM_HORIZON)
+    assert a.keepalive(app, {}, TTL) == Renewal({}, [])
+    assert a.snapshot(app).workers == 1
+    taken = {x.key: x for x in a.take_available(app, 2, TTL)}
+    b.keepalive(app, {}, TTL)
+    snap = b.snapshot(app)
+    assert (snap.workers, snap.takeable) == (2, 3)
+    assert sorted(snap.owners["a"]) == sorted((k, x.epoch) for k, x in taken.items())
+    first, second = sorted(taken)
+    assert b.request_handoff(app, first, "a", taken[first].epoch)
+    renewal = a.keepalive(app, {first: taken[first].epoch, second: taken[second].epoch - 1}, TTL)
+    assert renewal.kept == {first: "b"} and renewal.lost == [second]

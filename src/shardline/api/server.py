@@ -357,8 +357,22 @@ async def serve(
     server = _Server(config)
     loop = asyncio.get_running_loop()
 
+    # Services with a ``before_shutdown`` coroutine (local worker processes that call this endpoint) finish it while
+    # the endpoint still serves; a second signal stops at once.
+    hooks = [h for h in (getattr(s, "before_shutdown", None) for s in app.services) if h is not None]
+    pending: list[asyncio.Task[None]] = []
+
+    async def shutdown_after_hooks() -> None:
+        try:
+            await asyncio.gather(*(h() for h in hooks), return_exceptions=True)
+        finally:
+            server.should_exit = True
+
     def stop() -> None:
-        if server.should_exit:
+        if hooks and not pending and not server.should_exit:
+            pending.append(asyncio.ensure_future(shutdown_after_hooks()))
+            return
+        if server.should_exit or pending:
             server.force_exit = True
         server.should_exit = True
         app.end_streams()  # open subscriptions end now, as at their lifetime's end, instead of holding the stop

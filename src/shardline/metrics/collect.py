@@ -259,6 +259,10 @@ class Collector:
                 if hook not in self._failed_hooks:  # (once: a hook that keeps failing must not flood the log)
                     self._failed_hooks.append(hook)
                     log.exception("metrics: a collector hook failed")
+        if self.project is not None:
+            from .leases import lease_families  # noqa: PLC0415  # leases builds on this module's Family
+
+            out += lease_families(self.project.mappings)
         if self.emf is not None:
             for family, series in self.emf.families():
                 unit = self.emf.units.get(family, "None")

@@ -23,6 +23,7 @@ from ..clock import Clock
 from ..engine import EngineView, StreamView
 from .collect import HistogramValue, ProjectLike, Snapshot, read_age_ms, waiting
 from .emf import EmfMetrics
+from .leases import mapping_leases
 from .series import SeriesStore, bucket_quantile
 from .sources import source_overview
 
@@ -242,6 +243,7 @@ def _mapping(fig: _Figures, mp: Any) -> dict[str, Any]:
         "totals": totals,
         "config": dataclasses.asdict(cfg),
         "shards": shards,
+        "leases": mapping_leases(mp),
     }
 
 
@@ -288,6 +290,7 @@ def shard_map(m: MonitoringSource, name: str) -> dict[str, Any]:
                     "function": mp.config.function_name,
                     "checkpoint": lease.checkpoint if lease is not None else None,
                     "finished": lease.finished if lease is not None else False,
+                    "owner": lease.owner if lease is not None else None,
                     "lag_records": ss.lag_records if ss is not None else None,
                     "iterator_age_ms": (ss.iterator_age_ms if waiting(ss) else 0) if ss is not None else None,
                     "millis_behind": ss.millis_behind if ss is not None else None,

@@ -156,6 +156,8 @@ def build(ov: Overview, rates: Rates | None = None) -> list[Table]:
     now = _num(ov, "now_ms") or time.time() * 1000
     streams, mappings = _list(ov, "streams"), _list(ov, "mappings")
     out = [_streams(streams, mappings, now, rates), _mappings(mappings), _functions(_list(ov, "functions"), now, rates)]
+    if any(isinstance(m.get("leases"), dict) for m in mappings):
+        out.insert(2, _leases(mappings))
     out.append(_alarms(_list(ov, "alarms"), now))
     rates.advance()
     return out
@@ -253,6 +255,39 @@ def _mappings(mappings: list[Mapping[str, Any]]) -> Table:
     return t
 
 
+def _leases(mappings: list[Mapping[str, Any]]) -> Table:
+    """Which worker owns which shard of each mapping (from the lease table), unfinished shards first."""
+    t = Table(
+        "Leases",
+        ("Function", "Stream", "Shard", "Owner", "Epoch", "Checkpoint"),
+        frozenset({4}),
+        note="no shard leases",
+        free=5,
+    )
+    workers: set[str] = set()
+    for m in mappings:
+        leases = _dict(m, "leases")
+        if leases.get("worker"):
+            workers.add(str(leases["worker"]))
+        rows = sorted(_list(leases, "shards"), key=lambda r: (bool(r.get("finished")), str(r.get("shard_id"))))
+        for r in rows:
+            owner = r.get("owner")
+            checkpoint = "SHARD_END" if r.get("finished") else str(r.get("checkpoint") or "-")
+            t.rows.append(
+                (
+                    Cell(str(m.get("function")), "bold"),
+                    Cell(str(m.get("stream"))),
+                    Cell(str(r.get("shard_id"))),
+                    Cell(str(owner) if owner else "-", "" if owner or r.get("finished") else "yellow"),
+                    Cell(fmt_num(_num(r, "epoch"))),
+                    Cell(checkpoint),
+                )
+            )
+    if workers:
+        t.note = "this worker: " + ", ".join(sorted(workers))
+    return t
+
+
 def _functions(functions: list[Mapping[str, Any]], now: float, rates: Rates) -> Table:
     t = Table(
         "Functions",
@@ -325,7 +360,7 @@ def render_plain(tables: Iterable[Table], header: str) -> str:
 
             lines.append(_line(t.columns, widths, t.numeric))
             lines += [_line([c.text for c in r], widths, t.numeric) for r in t.rows]
-        if t.note and (not t.rows or t.title == "Alarms"):
+        if t.note and (not t.rows or t.title in ("Alarms", "Leases")):
             lines.append(t.note)
     return "\n".join(lines) + "\n"
 
@@ -369,7 +404,7 @@ def render_rich(tables: Iterable[Table], header: str, error: str | None = None) 
             for r in t.rows:
                 rt.add_row(*(Text(c.text, style=c.style) for c in r))
             parts.append(rt)
-        if t.note and (not t.rows or t.title == "Alarms"):
+        if t.note and (not t.rows or t.title in ("Alarms", "Leases")):
             parts.append(Text(t.note, style="dim"))
     return Group(*parts)
 

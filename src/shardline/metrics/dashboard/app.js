@@ -507,6 +507,11 @@
             [["Shard"], ["Iterator age", true], ["Lag", true], ["Behind latest", true], ["Last result"]],
             m.shards.map((s) => [el("code", { text: s.shard_id }), fmtMs(s.iterator_age_ms), lag(s.lag_records),
               fmtMs(s.millis_behind), s.last_result ?? "—"]), "")) : null,
+        (m.leases?.shards || []).length ? details(`mapping-leases:${m.uuid}`, "Leases",
+          table(`Shard leases of mapping ${m.uuid} (this worker: ${m.leases.worker})`,
+            [["Shard"], ["Owner"], ["Epoch", true], ["Checkpoint"]],
+            m.leases.shards.map((s) => [el("code", { text: s.shard_id }), s.owner ?? "—", fmtNum(s.epoch),
+              s.finished ? "SHARD_END" : (s.checkpoint ?? "—")]), "")) : null,
         filters.length
           ? details(`filters:${m.uuid}`, "Filter patterns", el("pre", { text: filters.join("\n") }))
           : null);

@@ -149,7 +149,13 @@ class LeaseStore(Protocol):
         """Extend every held lease (key -> epoch) in one statement; the ones not renewed are lost."""
         ...
 
-    def snapshot(self, app: str) -> Snapshot: ...
+    def keepalive(self, app: str, held: Mapping[str, int], ttl_s: float) -> Renewal:
+        """``register`` and ``renew`` in one statement: the heartbeat of every renew interval."""
+        ...
+
+    def snapshot(self, app: str) -> Snapshot:
+        """One read: the live workers, the takeable leases and who holds what."""
+        ...
 
     def request_handoff(self, app: str, key: str, victim: str, epoch: int) -> bool:
         """Ask ``victim`` to hand ``key`` over to this worker after its in-flight batch."""

@@ -1,6 +1,6 @@
 """The many-worker lease loop of one mapping: renew, take, balance, clean up; start and stop shard processors.
 
-Every ``renew_s`` (with jitter) the worker heartbeats its row and renews every lease it holds in one statement.
+Every ``renew_s`` (with jitter) the worker heartbeats its row and renews every lease it holds, in one statement.
 Leases missing from the result are lost: their processors stop at once without writing. A lease whose renew
 result names a requester (``handoff_to``) is drained: no new batch starts, the in-flight sub-batches finish and
 checkpoint, then the lease is released to the requester. Each renewed lease gets a local deadline of
@@ -220,8 +220,7 @@ class LeaseWorker:
                 held = dict(self._epochs)
             started = time.perf_counter()
             try:
-                self.store.register(self.app, self.timing.ttl_s)
-                renewal = self.store.renew(self.app, held, self.timing.ttl_s)
+                renewal = self.store.keepalive(self.app, held, self.timing.ttl_s)
             except LeaseUnavailable as exc:
                 self.counters.store_errors += 1
                 log.warning("mapping %s: lease store: %s", self.app, exc)
@@ -230,8 +229,10 @@ class LeaseWorker:
                 log.exception("mapping %s: renew failed; the next renew tries again", self.app)
             else:
                 took = time.perf_counter() - started
-                self.counters.statements += 2
-                self.counters.statement_seconds += took
+                c = self.counters
+                c.statements += 1
+                c.statement_seconds += took
+                c.latencies.append(took)
                 assert self._loop is not None
                 with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                     self._loop.call_soon_threadsafe(self._renewed, held, renewal, t_send)

@@ -333,25 +333,42 @@ class PostgresLeaseStore:
         kept = {k: h for k, h in rows}
         return Renewal(kept, [k for k in held if k not in kept])
 
-    def snapshot(self, app: str) -> Snapshot:
-        def body(cur: Any) -> Snapshot:
-            cur.execute(
-                "SELECT (SELECT count(*) FROM lease_worker WHERE app=%(app)s AND expires_at > now()), count(*) "
-                f"FROM shard_lease l WHERE l.app=%(app)s AND l.finished_at IS NULL AND {_PARENTS_DONE}",
-                {"app": app},
-            )
-            workers, takeable = cur.fetchone()
-            cur.execute(
-                "SELECT owner, lease_key, epoch FROM shard_lease WHERE app=%(app)s AND finished_at IS NULL "
-                "AND owner IS NOT NULL AND expires_at > now() ORDER BY lease_key",
-                {"app": app},
-            )
-            owners: dict[str, list[tuple[str, int]]] = {}
-            for owner, key, epoch in cur.fetchall():
-                owners.setdefault(owner, []).append((key, int(epoch)))
-            return Snapshot(int(workers), int(takeable), owners)
+    def keepalive(self, app: str, held: Mapping[str, int], ttl_s: float) -> Renewal:
+        # A data-modifying CTE runs whether or not the UPDATE reads it: heartbeat and renewal are one statement.
+        rows = self._rows(
+            "WITH hb AS (INSERT INTO lease_worker (app, worker_id, host, pid, expires_at, load) "
+            f"VALUES (%(app)s, %(me)s, %(host)s, %(pid)s, now() + {_TTL}, '{{}}') "
+            "ON CONFLICT (app, worker_id) DO UPDATE SET heartbeat_at=now(), expires_at=EXCLUDED.expires_at "
+            "RETURNING 1) "
+            f"UPDATE shard_lease t SET expires_at=now() + {_TTL}, renewed_at=now(), renew_count=t.renew_count+1 "
+            "FROM unnest(%(keys)s::text[], %(epochs)s::bigint[]) AS h(lease_key, epoch) WHERE t.app=%(app)s "
+            "AND t.lease_key=h.lease_key AND t.owner=%(me)s AND t.epoch=h.epoch RETURNING t.lease_key, t.handoff_to",
+            {
+                "ttl": ttl_s,
+                "keys": list(held),
+                "epochs": list(held.values()),
+                "app": app,
+                "me": self.owner,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            },
+        )
+        kept = {k: h for k, h in rows}
+        return Renewal(kept, [k for k in held if k not in kept])
 
-        return self._run(body)
+    def snapshot(self, app: str) -> Snapshot:
+        rows = self._rows(
+            "SELECT (SELECT count(*) FROM lease_worker WHERE app=%(app)s AND expires_at > now()), "
+            f"(SELECT count(*) FROM shard_lease l WHERE l.app=%(app)s AND l.finished_at IS NULL AND {_PARENTS_DONE}), "
+            "(SELECT coalesce(json_agg(json_build_array(owner, lease_key, epoch) ORDER BY lease_key), '[]'::json) "
+            "FROM shard_lease WHERE app=%(app)s AND finished_at IS NULL AND owner IS NOT NULL AND expires_at > now())",
+            {"app": app},
+        )
+        workers, takeable, held = rows[0]
+        owners: dict[str, list[tuple[str, int]]] = {}
+        for owner, key, epoch in held:
+            owners.setdefault(owner, []).append((key, int(epoch)))
+        return Snapshot(int(workers), int(takeable), owners)
 
     def request_handoff(self, app: str, key: str, victim: str, epoch: int) -> bool:
         rows = self._rows(

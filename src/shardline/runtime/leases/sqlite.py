@@ -327,6 +327,11 @@ class SqliteLeaseStore:
         kept = {k: h for k, h in rows}
         return Renewal(kept, [k for k in held if k not in kept])
 
+    def keepalive(self, app: str, held: Mapping[str, int], ttl_s: float) -> Renewal:
+        # One file on one machine: the two statements cost no round trip.
+        self.register(app, ttl_s)
+        return self.renew(app, held, ttl_s)
+
     def snapshot(self, app: str) -> Snapshot:
         now = self._now()
         workers = self._one("SELECT count(*) FROM lease_worker WHERE app=? AND expires_at_ms > ?", (app, now))[0][0]
