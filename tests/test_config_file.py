@@ -163,13 +163,13 @@ def test_an_arn_of_another_account_is_served_locally_and_said(tmp_path: Path) ->
     )
 
 
-def test_a_consumer_arn_is_read_by_polling_its_stream_and_said(tmp_path: Path) -> None:
+def test_a_consumer_arn_is_read_through_that_consumer(tmp_path: Path) -> None:
     consumer = f"{LOCAL_ARN}/consumer/c1:1700000000"
     path = native(tmp_path, consumer, "x")
     path.write_text(path.read_text().replace("          destinations:\n            onFailure: x\n", ""))
     cfg = load_config(path)
     assert cfg.functions["f"].mappings[0].event_source_arn == LOCAL_ARN
-    assert cfg.notices == (
-        f"functions.f.events[0].stream.arn: {consumer} is read by polling the stream (enhanced fan-out delivery not "
-        "applied)",
-    )
+    assert cfg.notices == ()
+    mc = cfg.functions["f"].mappings[0]
+    assert [(c.stream, c.name) for c in cfg.consumers] == [("orders", "c1")]
+    assert cfg.mapping_consumers[mc.uuid].name == "c1"

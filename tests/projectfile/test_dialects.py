@@ -69,7 +69,7 @@ def test_serverless_provider_defaults_variables_and_resources() -> None:
     notices = "\n".join(cfg.notices)
     assert "plugins: serverless-python-requirements is not run locally" in notices
     assert "provider.iam: not applied locally" in notices
-    assert "enhanced fan-out delivery not applied: read by polling" in notices
+    assert "fan-out delivery not applied" not in notices
     assert "functions.auditOrders.events[1] (http): not applied locally" in notices
     assert "stream/orders-dev is served as arn:aws:kinesis:us-east-1:000000000000:stream/orders-dev" in notices
 
@@ -405,7 +405,7 @@ def test_a_native_file_with_service_and_provider_stays_native() -> None:
     assert detect({"service": "s", "provider": {"name": "aws"}, "streams": {}, "functions": {}}) == "shardline"
 
 
-def test_a_mapping_on_a_stream_consumer_registers_it_and_reads_by_polling(tmp_path: Path) -> None:
+def test_a_mapping_on_a_stream_consumer_registers_it_and_reads_through_it(tmp_path: Path) -> None:
     text = CFN.format(stream="", runtime="python3.12", extra="").replace(
         "      EventSourceArn: !GetAtt S.Arn\n", "      EventSourceArn: !GetAtt C.ConsumerARN\n"
     ) + (
@@ -414,9 +414,10 @@ def test_a_mapping_on_a_stream_consumer_registers_it_and_reads_by_polling(tmp_pa
     )
     cfg = load(write(tmp_path, text)).config
     (m,) = cfg.functions["F"].mappings
-    assert m.event_source_arn == "arn:aws:kinesis:us-east-1:000000000000:stream/S"  # polled from the stream itself
+    assert m.event_source_arn == "arn:aws:kinesis:us-east-1:000000000000:stream/S"
     assert [(c.stream, c.name) for c in cfg.consumers] == [("S", "fanout")]
-    assert any("enhanced fan-out delivery not applied: read by polling" in n for n in cfg.notices)
+    assert cfg.mapping_consumers[m.uuid].name == "fanout"  # read by SubscribeToShard through it
+    assert not any("fan-out delivery not applied" in n for n in cfg.notices)
 
 
 def test_shardline_yml_provider_is_inherited_not_ignored(tmp_path: Path) -> None:

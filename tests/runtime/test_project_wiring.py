@@ -41,7 +41,7 @@ class Recording(EngineWiring):
         self.asked.append(f"prepare {sorted(config.streams)}")
         await super().prepare(config)
 
-    async def source(self, stream_name: str) -> ShardSource:
+    async def source(self, stream_name: str, consumer: str | None = None) -> ShardSource:
         self.asked.append(f"source {stream_name}")
         return await super().source(stream_name)
 

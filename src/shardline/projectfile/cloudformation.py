@@ -176,10 +176,6 @@ class Template:
                 props = self.properties(lid)
                 stream_arn = str(props.get("StreamARN", ""))
                 self.t.consumers.append(ConsumerSpec(stream_arn.rsplit("/", 1)[-1], str(props.get("ConsumerName"))))
-                self.t.note(
-                    f"{self.prefix}.{lid} (AWS::Kinesis::StreamConsumer {props.get('ConsumerName')}): registered; "
-                    "enhanced fan-out delivery not applied: read by polling"
-                )
 
     def _stream(self, lid: str) -> None:
         where = f"{self.prefix}.{lid}.Properties"
@@ -310,13 +306,9 @@ def esm_event(
     if not isinstance(arn, str):
         raise ctx.fail(f"{where}.{arn_key}", f"{arn!r} is not an ARN")
     consumer = _CONSUMER_ARN.match(arn)
-    if consumer:
+    if consumer:  # read through that consumer (SubscribeToShard)
+        t.put(event, native, "consumer", arn, source=f"{where}.{arn_key}", origin="file")
         arn = consumer.group(1)
-        t.consumers.append(ConsumerSpec(arn.rsplit("/", 1)[-1], consumer.group(2)))
-        t.note(
-            f"{where}.{arn_key}: consumer {consumer.group(2)} registered; enhanced fan-out delivery not applied: "
-            "read by polling"
-        )
     service = _ANY_ARN.match(arn)
     if service is None or service.group(1) != "kinesis":
         raise ctx.fail(f"{where}.{arn_key}", f"{arn!r} is not a Kinesis stream ARN (only Kinesis streams run here)")

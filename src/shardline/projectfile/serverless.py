@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._config import ConfigFile
-from ..runtime.config import ConsumerSpec
 from .cloudformation import Template
 from .provenance import Translation
 from .variables import Variables
@@ -263,10 +262,9 @@ def _event(ctx: ConfigFile, t: Translation, function: str, *, body: Any, where: 
     if kind != "kinesis" or service != "kinesis":
         key = f"{where}.type" if "type" in body and kind != "kinesis" else f"{where}.arn"
         raise ctx.fail(key, f"{arn!r} (type {kind}) is not a Kinesis stream: only Kinesis streams run here")
-    consumer = _CONSUMER_ARN.match(arn)
-    if consumer:  # an EventSourceArn that is already a consumer's
+    if _CONSUMER_ARN.match(arn):  # an EventSourceArn that is already a consumer's: read through it
+        t.put(out, native, "consumer", arn, source=f"{where}.arn", origin="file")
         arn = arn.split("/consumer/", 1)[0]
-        t.consumers.append(ConsumerSpec(consumer.group(1), consumer.group(2)))
     for key, value in body.items():
         if key in ("type", "consumer", "destinations", "arn"):
             continue
@@ -281,18 +279,10 @@ def _event(ctx: ConfigFile, t: Translation, function: str, *, body: Any, where: 
         t.origins[f"{native}.destinations"] = "file"
     value = body.get("consumer")
     if value is not None and value is not False:
-        stream = arn.rsplit("/", 1)[-1]
-        if value is True:
-            consumer_name = f"{function}-{stream}-consumer"
-        elif isinstance(value, str) and _CONSUMER_ARN.match(value):
-            consumer_name = value.rsplit("/consumer/", 1)[1].split(":", 1)[0]
-        else:
+        if value is not True and not (isinstance(value, str) and _CONSUMER_ARN.match(value)):
             raise ctx.fail(f"{where}.consumer", f"{value!r} is not allowed (allowed: true, or a stream consumer ARN)")
-        t.consumers.append(ConsumerSpec(stream, consumer_name))
-        t.note(
-            f"{where}.consumer: consumer {consumer_name} registered on {stream}; enhanced fan-out delivery not "
-            "applied: read by polling"
-        )
+        # read through SubscribeToShard; ``true`` registers the function's own consumer, as Serverless does
+        t.put(out, native, "consumer", value, source=f"{where}.consumer", origin="file")
     return out
 
 

@@ -75,7 +75,10 @@ _EVENT_KEYS: dict[str, tuple[str, str]] = {
     "enabled": ("enabled", "Enabled"),
 }
 _PARAM_TO_KEY = {api: key for key, (_f, api) in _EVENT_KEYS.items()}
-_OTHER_EVENT_KEYS = {"arn", "type", "stream"}
+_CONSUMER_NAME = re.compile(
+    r"^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream/[a-zA-Z0-9_.-]+/consumer/([a-zA-Z0-9_.-]+):\d+$"
+)
+_OTHER_EVENT_KEYS = {"arn", "type", "stream", "consumer"}
 _STREAM_ARN = re.compile(
     r"^arn:aws[a-z-]*:kinesis:([a-z0-9-]+):\d{12}:stream/([a-zA-Z0-9_.-]{1,128})(/consumer/[a-zA-Z0-9_.-]+:\d+)?$"
 )
@@ -120,6 +123,8 @@ class ProjectConfig:
     # what a local run does not apply, or applies differently (said once at startup)
     notices: tuple[str, ...] = ()
     consumers: tuple[ConsumerSpec, ...] = ()
+    # mapping uuid -> the enhanced fan-out consumer it reads through (SubscribeToShard)
+    mapping_consumers: dict[str, ConsumerSpec] = field(default_factory=dict)
     # mapping uuid -> the error to raise when its stream, used by the file but not declared in it, does not exist when
     # the project starts
     undeclared: dict[str, str] = field(default_factory=dict)
@@ -182,7 +187,8 @@ def build_config(
         raw.get("sources"),
         dialect=dialect,
         notices=(*notices, *seen.notices),
-        consumers=consumers,
+        consumers=tuple(dict.fromkeys((*consumers, *seen.mapping_consumers.values()))),
+        mapping_consumers=seen.mapping_consumers,
         undeclared=seen.undeclared,
     )
 
@@ -194,6 +200,7 @@ class _Seen:
     strict: bool
     notices: list[str] = field(default_factory=list)
     undeclared: dict[str, str] = field(default_factory=dict)
+    mapping_consumers: dict[str, ConsumerSpec] = field(default_factory=dict)
 
     def note(self, text: str) -> None:
         if text not in self.notices:
@@ -318,9 +325,11 @@ def _mapping(
     prefix = f"arn:aws:kinesis:{region}:{account_id}:stream/"
     arn = target if target.startswith("arn:") else prefix + target
     foreign = _STREAM_ARN.match(arn)
-    if foreign and foreign.group(3):
+    consumer: Any = ev.get("consumer")
+    if foreign and foreign.group(3):  # a consumer's ARN: read through that consumer
         arn = arn.removesuffix(foreign.group(3))
-        seen.note(f"{where}.arn: {target} is read by polling the stream (enhanced fan-out delivery not applied)")
+        if consumer is None or consumer is False:
+            consumer = target
     if foreign and not arn.startswith(prefix):
         # an ARN of another region or account (a real file's): served as the stream of that name here
         local = prefix + foreign.group(2)
@@ -332,6 +341,16 @@ def _mapping(
         )
     stream_name = arn[len(prefix) :].split("/", 1)[0]
     mapping_id = str(uuid.uuid5(_NAMESPACE, f"{function}:{arn}:{index}"))
+    if consumer is not None and consumer is not False:
+        if consumer is True:
+            consumer_name = f"{function}-{stream_name}-consumer"  # as Serverless names the consumer it registers
+        elif isinstance(consumer, str) and (named := _CONSUMER_NAME.match(consumer)):
+            consumer_name = named.group(1)
+        else:
+            raise ctx.fail(
+                f"{where}.consumer", f"{consumer!r} is not allowed (allowed: true, or a stream consumer ARN)"
+            )
+        seen.mapping_consumers[mapping_id] = ConsumerSpec(stream_name, consumer_name)
     if stream_name not in streams:
         if seen.strict:
             raise ctx.fail(f"{where}.arn", f"stream '{stream_name}' is not declared under 'streams'")

@@ -20,6 +20,7 @@ from ..errors import ResourceInUseException
 from .checkpoints import LeaseStore as SqliteStore
 from .config import ConfigError, ProjectConfig
 from .destinations import Destination, FileDestination, StreamDestination, local_stream_for
+from .fanout import EngineSubscriber, FanoutSource
 from .filters import RecordFilter
 from .functions import FunctionPool
 from .leases import LeaseStore, open_lease_store
@@ -42,8 +43,9 @@ class Wiring(Protocol):
         """Make the project's streams ready (create the missing ones, or check that they exist)."""
         ...
 
-    async def source(self, stream_name: str) -> ShardSource:
-        """The source a mapping of ``stream_name`` reads."""
+    async def source(self, stream_name: str, consumer: str | None = None) -> ShardSource:
+        """The source a mapping of ``stream_name`` reads: through the enhanced fan-out consumer of that name (already
+        registered by ``prepare``) if given, else by polling."""
         ...
 
     def stream_destination(self, stream_name: str) -> Destination:
@@ -86,8 +88,11 @@ class EngineWiring:
             with contextlib.suppress(ResourceInUseException):  # registered by an earlier run
                 await self.engine.register_stream_consumer(arn, consumer.name)
 
-    async def source(self, stream_name: str) -> ShardSource:
-        return EngineSource(self.engine, stream_name)
+    async def source(self, stream_name: str, consumer: str | None = None) -> ShardSource:
+        base = EngineSource(self.engine, stream_name)
+        if consumer is None:
+            return base
+        return FanoutSource(base, EngineSubscriber(self.engine, base.stream_arn, consumer))
 
     def stream_destination(self, stream_name: str) -> Destination:
         return StreamDestination(self.engine, stream_name)
@@ -164,6 +169,7 @@ class Project:
 
     async def _mapping(self, mc: MappingConfig, pool: FunctionPool) -> Mapping:
         assert self.store is not None
+        consumer = self.config.mapping_consumers.get(mc.uuid)
         destination: Destination | None = None
         if mc.on_failure is not None:
             if mc.on_failure.kind == "stream":
@@ -177,7 +183,7 @@ class Project:
             function=pool,
             function_arn=pool.config.arn,
             role_arn=pool.config.role_arn,
-            source=await self.wiring.source(mc.stream_name),
+            source=await self.wiring.source(mc.stream_name, consumer.name if consumer is not None else None),
             store=self.store,
             destination=destination,
             matcher=RecordFilter(list(mc.filter_patterns)) if mc.filter_patterns else None,

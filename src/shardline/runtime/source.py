@@ -17,7 +17,7 @@ from ..engine import Engine, ShardView, sequence
 from ..models import Record
 from .position import Position
 
-__all__ = ["EngineSource", "KinesisSource", "Page", "ShardSource", "SourceShard"]
+__all__ = ["EngineSource", "KinesisSource", "Page", "ShardSource", "SourceShard", "kinesis_error", "record_from_api"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +170,10 @@ class KinesisSource:
         try:
             return await asyncio.to_thread(getattr(self.client, method), **kwargs)
         except Exception as exc:
-            response = getattr(exc, "response", None)
-            if isinstance(response, dict):
-                code = response.get("Error", {}).get("Code", "")
-                cls = getattr(errors, code, None)
-                if isinstance(cls, type) and issubclass(cls, errors.KinesisError):
-                    raise cls(str(response.get("Error", {}).get("Message", ""))) from exc
-            raise
+            mapped = kinesis_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     async def list_shards(self) -> list[SourceShard]:
         out: list[SourceShard] = []
@@ -218,15 +215,28 @@ class KinesisSource:
 
     async def get_records(self, iterator: str, limit: int) -> Page:
         r = await self._call("get_records", ShardIterator=iterator, Limit=limit)
-        records = [
-            Record(
-                x["SequenceNumber"],
-                round(x["ApproximateArrivalTimestamp"].timestamp() * 1000),
-                x["Data"],
-                x["PartitionKey"],
-                x.get("EncryptionType"),
-            )
-            for x in r["Records"]
-        ]
+        records = [record_from_api(x) for x in r["Records"]]
         children = tuple(c["ShardId"] for c in r["ChildShards"]) if "ChildShards" in r else None
         return Page(records, r.get("NextShardIterator"), int(r.get("MillisBehindLatest", 0)), children)
+
+
+def record_from_api(x: dict[str, Any]) -> Record:
+    """A record as boto3 returns it (GetRecords, SubscribeToShard)."""
+    return Record(
+        x["SequenceNumber"],
+        round(x["ApproximateArrivalTimestamp"].timestamp() * 1000),
+        x["Data"],
+        x["PartitionKey"],
+        x.get("EncryptionType"),
+    )
+
+
+def kinesis_error(exc: Exception) -> Exception:
+    """shardline's Kinesis error for a botocore error with a Kinesis error code; ``exc`` itself otherwise."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code", "")
+        cls = getattr(errors, code, None)
+        if isinstance(cls, type) and issubclass(cls, errors.KinesisError):
+            return cls(str(response.get("Error", {}).get("Message", "")))
+    return exc
