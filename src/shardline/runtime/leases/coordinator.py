@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import ParamSpec, Protocol, TypeVar
 
 from ...clock import Clock
-from .base import Lease, LeaseLost, LeaseStore, LeaseUnavailable, Renewal
+from .base import Lease, LeaseLost, LeaseStore, LeaseUnavailable, Renewal, Snapshot
 
 __all__ = ["LeaseCounters", "LeaseTiming", "LeaseWorker", "ShardHandle"]
 
@@ -184,11 +184,13 @@ class LeaseWorker:
                 now = self.clock.monotonic()
                 try:
                     if now >= next_take:
-                        await self._take()
+                        snap = await self._take()
                         next_take = now + t.take
-                    if now >= next_balance and not self._stop.is_set():
-                        await self._balance()
-                        next_balance = now + t.balance * random.uniform(0.8, 1.2)
+                        # A due balance pass reads the take pass's snapshot: the steady load stays 1 renew + 1 read
+                        # per take interval (the pass runs at most one take interval late).
+                        if now >= next_balance and not self._stop.is_set():
+                            await self._balance(snap)
+                            next_balance = now + t.balance * random.uniform(0.8, 1.2)
                     if now >= next_cleanup and not self._stop.is_set():
                         self.counters.cleaned += await self._call(self.store.cleanup, self.app, t.completed_delay_s)
                         next_cleanup = now + t.cleanup_s
@@ -199,7 +201,7 @@ class LeaseWorker:
                     self.counters.store_errors += 1
                     log.exception("mapping %s: lease pass failed; the next pass tries again", self.app)
                 self.counters.owned = len(self._held)
-                wait = max(0.01, min(next_take, next_balance, next_cleanup) - self.clock.monotonic())
+                wait = max(0.01, min(next_take, next_cleanup) - self.clock.monotonic())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), wait)
         finally:
@@ -265,7 +267,8 @@ class LeaseWorker:
             self._epochs.pop(key, None)
         return self._held.pop(key, None)
 
-    async def _take(self) -> None:
+    async def _take(self) -> Snapshot:
+        """Adopt handed-over leases and take unowned ones up to a fair share; returns the snapshot it read."""
         snap = await self._call(self.store.snapshot, self.app)
         me = self.store.owner
         mine_in_store = dict(snap.owners.get(me, []))
@@ -273,12 +276,13 @@ class LeaseWorker:
         target = math.ceil(snap.takeable / max(1, snap.workers))
         need = target - len(self._held)
         if need <= 0:
-            return
+            return snap
         t_send = self.clock.monotonic()
         taken = await self._call(self.store.take_available, self.app, need, self.timing.ttl_s)
         for lease in taken:
             self.counters.taken += 1
             self._start(lease, t_send)
+        return snap
 
     async def _adopt(self, mine_in_store: dict[str, int]) -> None:
         """Leases the store names me owner of that I do not run: handed over to me by their previous owner."""
@@ -301,8 +305,8 @@ class LeaseWorker:
         with self._epochs_lock:
             self._epochs[lease.key] = lease.epoch
 
-    async def _balance(self) -> None:
-        snap = await self._call(self.store.snapshot, self.app)
+    async def _balance(self, snap: Snapshot) -> None:
+        """One move towards an even split, judged on ``snap`` (read by the take pass just before)."""
         owners = snap.owners
         me = self.store.owner
         mine = len(self._held)
