@@ -267,3 +267,24 @@ def overlaps(dsn: str) -> int:
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True)
+
+
+def sqlite_owners(path: Path) -> dict[str, list[str]]:
+    """worker -> the unfinished shards it holds with an unexpired lease, in a SQLite lease table."""
+    import sqlite3  # noqa: PLC0415
+
+    if not path.exists():
+        return {}
+    with sqlite3.connect(path) as db:
+        if db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'shard_lease'").fetchone() == (0,):
+            return {}
+        now = time.time_ns() // 1_000_000  # the workers' store clock: this host's wall clock
+        rows = db.execute(
+            "SELECT owner, shard_id FROM shard_lease WHERE finished_at_ms IS NULL AND owner IS NOT NULL "
+            "AND expires_at_ms > ? ORDER BY shard_id",
+            (now,),
+        ).fetchall()
+    out: dict[str, list[str]] = {}
+    for o, s in rows:
+        out.setdefault(o, []).append(s)
+    return out
