@@ -145,15 +145,19 @@ def test_snapshot_and_workers(stores: StoreFactory, app: str) -> None:
     snap = b.snapshot(app)
     assert (snap.workers, snap.takeable) == (2, 3)
     assert {k: len(v) for k, v in snap.owners.items()} == {"a": 2}
-    b.deregister(app)
-    assert a.snapshot(app).workers == 1
+    # Nothing a cleanup could delete; the leader is the live worker with the lowest id.
+    assert (snap.finished, snap.stale_workers, snap.leader) == (0, 0, "a")
+    a.deregister(app)
+    assert (b.snapshot(app).workers, b.snapshot(app).leader) == (1, "b")
 
 
 def test_cleanup_waits_for_every_child_to_start(stores: StoreFactory, app: str) -> None:
     a = stores("a")
     a.ensure(app, "s", "p", (), TRIM_HORIZON)
     (p,) = a.take_available(app, 1, TTL)
+    assert a.snapshot(app).finished == 0
     a.finish(p, [ChildShard("c1", ("p",)), ChildShard("c2", ("p",))])
+    assert a.snapshot(app).finished == 1  # a cleanup pass is due from now on
     assert a.cleanup(app, 0.0) == 0  # both children still at TRIM_HORIZON
     c1, c2 = sorted(a.take_available(app, 2, TTL), key=lambda lease: lease.shard_id)
     a.checkpoint(c1, Position.sequence("1"))
@@ -162,6 +166,7 @@ def test_cleanup_waits_for_every_child_to_start(stores: StoreFactory, app: str) 
     assert a.cleanup(app, 3600.0) == 0  # not finished long enough ago
     assert a.cleanup(app, 0.0) == 1
     assert a.get(app, "s", "p") is None
+    assert a.snapshot(app).finished == 0  # and none is due any more
 
 
 def test_keepalive_heartbeats_and_renews_in_one_call(stores: StoreFactory, app: str) -> None:

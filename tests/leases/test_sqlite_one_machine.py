@@ -1,7 +1,7 @@
 """Check 15 of spec §5 with real processes: 4 `shardline run` workers on one machine share one SQLite (WAL) lease
 file. A pause (check 5) on SQLite, and a sustained run at 8 shards under a steady put load that reads each worker's
 /metrics: no lease-store error ("database is locked" included) reaches a log or the error counter, the lease
-statements' p99 stays under 50 ms; the steady-state lease statements/s per worker are printed.
+statements' p99 stays under 50 ms; the steady-state lease load is at most 2 statements/s per worker.
 
 SHARDLINE_SQLITE_RUN_S sets the sustained run's length in seconds (default 300, the spec's 5 minutes)."""
 
@@ -148,7 +148,7 @@ def _p99(fams: Samples) -> float:
 @pytest.mark.slow
 def test_sqlite_sustained_run_at_eight_shards(tmp_path: Path, endpoint: str, dsn: str) -> None:
     """Check 15: 4 workers, 8 shards, a steady put load for SHARDLINE_SQLITE_RUN_S seconds: 0 lease-store errors
-    (logs and counters), lease statement p99 < 50 ms; prints the lease statements/s per worker."""
+    (logs and counters), lease statement p99 < 50 ms, at most 2 lease statements/s per worker."""
     path = tmp_path / "shared" / "leases.db"
     c = _cluster(tmp_path, endpoint, dsn, path)
     try:
@@ -190,8 +190,14 @@ def test_sqlite_sustained_run_at_eight_shards(tmp_path: Path, endpoint: str, dsn
               f"store errors counted {counted}, logged {logged}")  # fmt: skip
         assert sum(counted.values()) == 0 and sum(logged.values()) == 0
         assert all(v < 0.050 for v in worst_p99.values())
-        # The steady-state lease load (spec: <= 2 statements/s per worker) is printed, not asserted: on top of 1 renew
-        # + 1 take per second the cleanup pass adds one statement per --lease-cleanup (60 s), measured 2.01-2.02/s.
+        # The steady-state lease load (spec: <= 2 statements/s per worker: 1 renew + 1 take per second at these
+        # timings). A cleanup pass runs only when a lease is finished, so none runs here. Counted, not timed: the
+        # statements in the window are at most 2 per second of it, plus one pass of each loop at either edge and one
+        # for the renew jitter.
+        for n in names:
+            window = ended - first[n][0]
+            sent_statements = _total(last[n], "shardline_lease_store_statements_total") - first[n][1]
+            assert sent_statements <= 2 * window + 5, (n, sent_statements, window)
         assert lost == 0
     finally:
         c.stop_all()

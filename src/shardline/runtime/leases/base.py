@@ -94,6 +94,11 @@ class Snapshot:
     workers: int
     takeable: int
     owners: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # owner -> [(lease key, epoch)]
+    # What a cleanup pass could delete: leases at SHARD_END still in the table, and worker rows that expired over a
+    # day ago. With neither, the pass is skipped (it would send a statement that deletes nothing).
+    finished: int = 0
+    stale_workers: int = 0
+    leader: str | None = None  # the live worker with the lowest id: the one that runs cleanup
 
 
 class LeaseStore(Protocol):

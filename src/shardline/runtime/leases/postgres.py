@@ -55,6 +55,7 @@ _PARENTS_DONE = (
     "AND p.shard_id = ANY (l.parent_shard_ids) AND p.checkpoint <> 'SHARD_END')"
 )
 _TTL = "make_interval(secs => %(ttl)s)"
+_STALE_WORKER = "interval '1 day'"  # a worker row that expired this long ago is deleted by cleanup
 
 
 class PostgresLeaseStore:
@@ -361,14 +362,17 @@ class PostgresLeaseStore:
             "SELECT (SELECT count(*) FROM lease_worker WHERE app=%(app)s AND expires_at > now()), "
             f"(SELECT count(*) FROM shard_lease l WHERE l.app=%(app)s AND l.finished_at IS NULL AND {_PARENTS_DONE}), "
             "(SELECT coalesce(json_agg(json_build_array(owner, lease_key, epoch) ORDER BY lease_key), '[]'::json) "
-            "FROM shard_lease WHERE app=%(app)s AND finished_at IS NULL AND owner IS NOT NULL AND expires_at > now())",
+            "FROM shard_lease WHERE app=%(app)s AND finished_at IS NULL AND owner IS NOT NULL AND expires_at > now()), "
+            "(SELECT count(*) FROM shard_lease WHERE app=%(app)s AND finished_at IS NOT NULL), "
+            f"(SELECT count(*) FROM lease_worker WHERE app=%(app)s AND expires_at < now() - {_STALE_WORKER}), "
+            "(SELECT min(worker_id) FROM lease_worker WHERE app=%(app)s AND expires_at > now())",
             {"app": app},
         )
-        workers, takeable, held = rows[0]
+        workers, takeable, held, finished, stale, leader = rows[0]
         owners: dict[str, list[tuple[str, int]]] = {}
         for owner, key, epoch in held:
             owners.setdefault(owner, []).append((key, int(epoch)))
-        return Snapshot(int(workers), int(takeable), owners)
+        return Snapshot(int(workers), int(takeable), owners, int(finished), int(stale), leader)
 
     def request_handoff(self, app: str, key: str, victim: str, epoch: int) -> bool:
         rows = self._rows(
@@ -413,7 +417,7 @@ class PostgresLeaseStore:
             "AND gp.shard_id = ANY (p.parent_shard_ids)) RETURNING p.lease_key",
             {"app": app, "delay": completed_delay_s},
         )
-        self._rows("DELETE FROM lease_worker WHERE app=%(app)s AND expires_at < now() - interval '1 day'", {"app": app})
+        self._rows(f"DELETE FROM lease_worker WHERE app=%(app)s AND expires_at < now() - {_STALE_WORKER}", {"app": app})
         return len(rows)
 
 

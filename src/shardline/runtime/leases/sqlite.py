@@ -62,6 +62,8 @@ _COLS = (
     "stream, shard_id, owner, epoch, checkpoint, checkpoint_sub, parent_shard_ids, finished_at_ms, child_shard_ids, "
     "owner_switches_since_checkpoint, handoff_to"
 )
+# A worker row that expired this long ago is deleted by cleanup.
+_STALE_WORKER_MS = 86_400_000
 # A lease can be taken when none of its parents is still unfinished.
 _PARENTS_DONE = (
     "NOT EXISTS (SELECT 1 FROM shard_lease p, json_each(l.parent_shard_ids) j WHERE p.app = l.app "
@@ -346,7 +348,13 @@ class SqliteLeaseStore:
             (app, now),
         ):
             owners.setdefault(owner, []).append((key, int(epoch)))
-        return Snapshot(int(workers), int(takeable), owners)
+        finished, stale, leader = self._one(
+            "SELECT (SELECT count(*) FROM shard_lease WHERE app=:app AND finished_at_ms IS NOT NULL), "
+            "(SELECT count(*) FROM lease_worker WHERE app=:app AND expires_at_ms < :stale), "
+            "(SELECT min(worker_id) FROM lease_worker WHERE app=:app AND expires_at_ms > :now)",
+            {"app": app, "now": now, "stale": now - _STALE_WORKER_MS},
+        )[0]
+        return Snapshot(int(workers), int(takeable), owners, int(finished), int(stale), leader)
 
     def request_handoff(self, app: str, key: str, victim: str, epoch: int) -> bool:
         rows = self._one(
@@ -397,7 +405,7 @@ class SqliteLeaseStore:
             "AND gp.stream=p.stream AND gp.shard_id=j.value) RETURNING lease_key",
             {"app": app, "cutoff": now - round(completed_delay_s * 1000)},
         )
-        self._one("DELETE FROM lease_worker WHERE app=? AND expires_at_ms < ?", (app, now - 86_400_000))
+        self._one("DELETE FROM lease_worker WHERE app=? AND expires_at_ms < ?", (app, now - _STALE_WORKER_MS))
         return len(rows)
 
 
