@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from _shardline import shardline
 from shardline import Engine
 from shardline.projectfile import load_project
 from shardline.runtime.config import load_config
@@ -24,27 +21,7 @@ from shardline.runtime.mapping import RuntimeTuning
 from shardline.runtime.project import Project
 from shardline.runtime.remote import RemoteProject, kinesis_client
 
-HANDLER = """
-import base64, os
-
-def handler(event, context):
-    out = []
-    for r in event["Records"]:
-        data = base64.b64decode(r["kinesis"]["data"])
-        if data == b"poison":
-            raise ValueError("cannot handle poison")
-        out.append(data.decode())
-    with open(os.environ["SEEN_FILE"], "a") as f:
-        f.write("".join(x + "\\n" for x in out))
-"""
-
-
-def write_project(tmp_path: Path, name: str, text: str) -> Path:
-    (tmp_path / "proj" / "handlers").mkdir(parents=True)
-    (tmp_path / "proj" / "handlers" / "app.py").write_text(HANDLER)
-    cfg = tmp_path / "proj" / name
-    cfg.write_text(text)
-    return cfg
+from ._e2e import seen, serve, shardline_run, write_project
 
 
 def native(tmp_path: Path, consumer: str) -> Path:
@@ -87,10 +64,6 @@ async def put_and_wait(
         if done >= expect and (poison is None or (tmp_path / "failures.jsonl").exists()):
             return
         await asyncio.sleep(0.05)
-
-
-def seen(tmp_path: Path) -> list[str]:
-    return sorted((tmp_path / "seen.txt").read_text().split())
 
 
 async def test_an_embedded_mapping_with_its_own_consumer_reads_by_subscription(tmp_path: Path) -> None:
@@ -147,11 +120,8 @@ functions:
 
 @pytest.fixture
 def endpoint(tmp_path: Path) -> Iterator[str]:
-    args = ("serve", "--port", "0", "--data-dir", str(tmp_path / "server"), "--fsync", "never")
-    with shardline(*args, "--subscription-lifetime", "1", status_delay=None) as running:
-        yield running.url
-        running.proc.terminate()
-        running.proc.wait(timeout=15)
+    with serve(tmp_path, "--subscription-lifetime", "1") as url:
+        yield url
 
 
 def test_shardline_run_reads_through_a_consumer_across_subscription_renewals(
@@ -231,16 +201,13 @@ def test_the_shardline_run_command_reads_through_a_consumer(
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    cfg = native(tmp_path, "true")
-    command = [sys.executable, "-m", "shardline.cli", "run", str(cfg), "--endpoint-url", endpoint, "--create-streams"]
-    command += ["--state-dir", str(tmp_path / "state")]
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
     client = kinesis_client(endpoint, "us-east-1")
 
     async def put(records: list[dict[str, Any]]) -> None:
         assert client.put_records(StreamName="orders", Records=records)["FailedRecordCount"] == 0
 
-    try:
+    cfg = native(tmp_path, "true")
+    with shardline_run(cfg, endpoint, tmp_path / "state", stderr=subprocess.STDOUT) as run:
         assert run.stdout is not None
         first = ""
         while "running 1 mappings" not in first:  # the startup lines (logs included) up to the mappings running
@@ -256,12 +223,6 @@ def test_the_shardline_run_command_reads_through_a_consumer(
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=30) == 0
         output = run.stdout.read()
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-        if run.stdout is not None:
-            run.stdout.close()
     assert "fan-out delivery not applied" not in first + output
     arn = client.describe_stream_summary(StreamName="orders")["StreamDescriptionSummary"]["StreamARN"]
     consumers = client.list_stream_consumers(StreamARN=arn)["Consumers"]

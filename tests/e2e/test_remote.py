@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,41 +13,23 @@ from typing import Any
 
 import pytest
 
-from _shardline import shardline
 from shardline.runtime.config import load_config
 from shardline.runtime.mapping import RuntimeTuning
 from shardline.runtime.remote import RemoteProject, kinesis_client
 
-HANDLER = """
-import base64, os
-
-def handler(event, context):
-    out = []
-    for r in event["Records"]:
-        data = base64.b64decode(r["kinesis"]["data"])
-        if data == b"poison":
-            raise ValueError("cannot handle poison")
-        out.append(data.decode())
-    with open(os.environ["SEEN_FILE"], "a") as f:
-        f.write("".join(x + "\\n" for x in out))
-"""
+from ._e2e import serve, shardline_run, write_project
 
 
 @pytest.fixture
 def endpoint(tmp_path: Path) -> Iterator[str]:
-    # The server's own status delays: the remote runtime creates its streams and must wait until they are ACTIVE.
-    args = ("serve", "--port", "0", "--data-dir", str(tmp_path / "server"), "--fsync", "never")
-    with shardline(*args, status_delay=None) as running:
-        yield running.url
-        running.proc.terminate()
-        running.proc.wait(timeout=15)
+    with serve(tmp_path) as url:
+        yield url
 
 
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "proj" / "handlers").mkdir(parents=True)
-    (tmp_path / "proj" / "handlers" / "app.py").write_text(HANDLER)
-    cfg = tmp_path / "proj" / "shardline.yml"
-    cfg.write_text(
+    return write_project(
+        tmp_path,
+        "shardline.yml",
         f"""
 streams:
   orders: {{shards: 2}}
@@ -66,9 +46,8 @@ functions:
           bisectBatchOnFunctionError: true
           destinations:
             onFailure: {{type: stream, name: orders-failed}}
-"""
+""",
     )
-    return cfg
 
 
 def failure_messages(client: Any) -> list[dict[str, Any]]:
@@ -126,27 +105,7 @@ def test_shardline_run_processes_records_from_an_endpoint(
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    env = dict(os.environ)
-    cfg = project(tmp_path)
-    run = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shardline.cli",
-            "run",
-            str(cfg),
-            "--endpoint-url",
-            endpoint,
-            "--create-streams",
-            "--state-dir",
-            str(tmp_path / "state"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    try:
+    with shardline_run(project(tmp_path), endpoint, tmp_path / "state", stderr=subprocess.DEVNULL) as run:
         assert run.stdout is not None
         assert "running 1 mappings" in run.stdout.readline()
         client = kinesis_client(endpoint, "us-east-1")
@@ -160,9 +119,3 @@ def test_shardline_run_processes_records_from_an_endpoint(
         assert sorted(seen_file.read_text().split()) == sorted(f"x{i}" for i in range(20))
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=30) == 0
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-        if run.stdout is not None:
-            run.stdout.close()

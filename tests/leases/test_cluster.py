@@ -4,7 +4,6 @@ a PostgreSQL (or SQLite) lease table. Each prints the counts it asserts."""
 from __future__ import annotations
 
 import signal
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from ._cluster import (
     overlaps,
     owners,
     same_epoch_duplicates,
+    sqlite_owners,
     wait_for,
     write_project,
 )
@@ -149,24 +149,6 @@ def test_graceful_stop_hands_leases_over_without_duplicates(
         c.stop_all()
 
 
-def _sqlite_owners(path: Path) -> dict[str, list[str]]:
-    if not path.exists():
-        return {}
-    with sqlite3.connect(path) as db:
-        if db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'shard_lease'").fetchone() == (0,):
-            return {}
-        now = time.time_ns() // 1_000_000  # the workers' store clock: this host's wall clock
-        rows = db.execute(
-            "SELECT owner, shard_id FROM shard_lease WHERE finished_at_ms IS NULL AND owner IS NOT NULL "
-            "AND expires_at_ms > ? ORDER BY shard_id",
-            (now,),
-        ).fetchall()
-    out: dict[str, list[str]] = {}
-    for o, s in rows:
-        out.setdefault(o, []).append(s)
-    return out
-
-
 @pytest.mark.slow
 def test_sqlite_one_machine_kill_and_stop(tmp_path: Path, endpoint: str, dsn: str) -> None:
     """Check 15 (part): 4 workers share one SQLite file; SIGKILL one, SIGTERM another; 0 lost, duplicates bounded."""
@@ -178,11 +160,11 @@ def test_sqlite_one_machine_kill_and_stop(tmp_path: Path, endpoint: str, dsn: st
         producer.start()
 
         def balanced(n: int) -> bool:
-            counts = [len(v) for v in _sqlite_owners(path).values()] if path.exists() else []
+            counts = [len(v) for v in sqlite_owners(path).values()] if path.exists() else []
             return len(counts) == n and sum(counts) == 8 and max(counts) - min(counts) <= 1
 
         wait_for("4 workers balanced", lambda: balanced(4))
-        killed = _sqlite_owners(path)["w1"]
+        killed = sqlite_owners(path)["w1"]
         w[0].signal(signal.SIGKILL)
         wait_for("3 workers balanced", lambda: balanced(3))
         w[1].signal(signal.SIGTERM)
