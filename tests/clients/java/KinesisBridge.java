@@ -16,6 +16,8 @@ import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
@@ -35,6 +37,10 @@ import software.amazon.awssdk.core.protocol.MarshallingType;
 import software.amazon.awssdk.core.traits.ListTrait;
 import software.amazon.awssdk.core.traits.MapTrait;
 import software.amazon.awssdk.core.waiters.WaiterResponse;
+import software.amazon.awssdk.http.Http2Metric;
+import software.amazon.awssdk.http.HttpMetric;
+import software.amazon.awssdk.metrics.MetricCollection;
+import software.amazon.awssdk.metrics.MetricPublisher;
 import software.amazon.awssdk.regions.Region;
 import software.amazon.awssdk.services.kinesis.KinesisAsyncClient;
 import software.amazon.awssdk.services.kinesis.KinesisClient;
@@ -53,8 +59,10 @@ import software.amazon.awssdk.utils.builder.SdkBuilder;
  *
  * <p>The client is built with the SDK's defaults: only the endpoint, the region and static credentials are set (the
  * sync client then speaks CBOR through the Apache HTTP client over HTTP/1.1; the async one CBOR through Netty over
- * HTTP/2). An interceptor only observes: it records the Content-Type of each request and response so that the tests
- * can tell which protocol was spoken.
+ * HTTP/2). Two observers only watch: an interceptor records the Content-Type of each request and response so that
+ * the tests can tell which protocol was spoken, and a metric publisher receives the SDK's metrics of each call, among
+ * them the HTTP client's name and the HTTP/2 stream window sizes, which the SDK reports only for a request it sent
+ * over an HTTP/2 connection ("$httpMetrics" answers what they showed).
  *
  * <p>Arguments: the endpoint, "sync" or "async", the access key id and the secret key.
  *
@@ -72,6 +80,14 @@ public final class KinesisBridge {
     private static final class Wire implements ExecutionInterceptor {
         volatile String requestType = "";
         volatile String responseType = "";
+        int executions;
+
+        @Override
+        public void beforeExecution(Context.BeforeExecution context, ExecutionAttributes attributes) {
+            synchronized (this) {
+                executions++;
+            }
+        }
 
         @Override
         public void beforeTransmission(Context.BeforeTransmission context, ExecutionAttributes attributes) {
@@ -84,12 +100,67 @@ public final class KinesisBridge {
         }
     }
 
+    /** The SDK's metrics of each call, as far as they tell the HTTP client and protocol it used. */
+    private static final class Protocols implements MetricPublisher {
+        private int published;
+        private int http2;
+        private final Set<String> clients = new TreeSet<>();
+
+        @Override
+        public synchronized void publish(MetricCollection metrics) {
+            published++;
+            if (reportsHttp2(metrics)) {
+                http2++;
+            }
+            collectClients(metrics);
+            notifyAll();
+        }
+
+        private static boolean reportsHttp2(MetricCollection metrics) {
+            if (!metrics.metricValues(Http2Metric.LOCAL_STREAM_WINDOW_SIZE_IN_BYTES).isEmpty()) {
+                return true;
+            }
+            return metrics.children().stream().anyMatch(Protocols::reportsHttp2);
+        }
+
+        private void collectClients(MetricCollection metrics) {
+            clients.addAll(metrics.metricValues(HttpMetric.HTTP_CLIENT_NAME));
+            metrics.children().forEach(this::collectClients);
+        }
+
+        /** {"calls", "http2Calls", "httpClients"} once every call made so far has published its metrics. */
+        synchronized JsonNode answer(Wire wire) throws InterruptedException {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            int executions;
+            while (true) {
+                synchronized (wire) {
+                    executions = wire.executions;
+                }
+                long left = deadline - System.nanoTime();
+                if (published >= executions || left <= 0) {
+                    break;
+                }
+                TimeUnit.NANOSECONDS.timedWait(this, left);
+            }
+            ObjectNode out = NODES.objectNode();
+            out.put("calls", published);
+            out.put("http2Calls", http2);
+            ArrayNode names = out.putArray("httpClients");
+            clients.forEach(names::add);
+            return out;
+        }
+
+        @Override
+        public void close() {}
+    }
+
     private KinesisBridge() {}
 
     public static void main(String[] args) throws Exception {
         URI endpoint = URI.create(args[0]);
         boolean async = args[1].equals("async");
         Wire wire = new Wire();
+        Protocols protocols = new Protocols();
         StaticCredentialsProvider credentials =
                 StaticCredentialsProvider.create(AwsBasicCredentials.create(args[2], args[3]));
         Object client =
@@ -98,13 +169,15 @@ public final class KinesisBridge {
                                 .endpointOverride(endpoint)
                                 .region(Region.US_EAST_1)
                                 .credentialsProvider(credentials)
-                                .overrideConfiguration(c -> c.addExecutionInterceptor(wire))
+                                .overrideConfiguration(
+                                        c -> c.addExecutionInterceptor(wire).addMetricPublisher(protocols))
                                 .build()
                         : KinesisClient.builder()
                                 .endpointOverride(endpoint)
                                 .region(Region.US_EAST_1)
                                 .credentialsProvider(credentials)
-                                .overrideConfiguration(c -> c.addExecutionInterceptor(wire))
+                                .overrideConfiguration(
+                                        c -> c.addExecutionInterceptor(wire).addMetricPublisher(protocols))
                                 .build();
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
         out.println(JSON.writeValueAsString(NODES.objectNode().put("ready", async ? "async" : "sync")));
@@ -116,7 +189,9 @@ public final class KinesisBridge {
             wire.requestType = "";
             wire.responseType = "";
             try {
-                answer.set("result", invoke(client, call.get("op").asText(), call.get("params")));
+                String op = call.get("op").asText();
+                JsonNode params = call.get("params");
+                answer.set("result", op.equals("$httpMetrics") ? protocols.answer(wire) : invoke(client, op, params));
             } catch (Throwable t) {
                 answer.set("error", describe(unwrap(t)));
             }
