@@ -1,4 +1,5 @@
-"""The `aws kinesis` command line, and boto3 configured by environment variables instead of endpoint_url."""
+"""The `aws kinesis` command line (v1, from PyPI, and v2, the official build that `tools/awscli_v2.py` fetches), and
+boto3 and the CLI v2 configured by environment variables instead of an endpoint argument."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from botocore.config import Config
 
 from .conftest import Streams
 
-AWS = Path(sys.executable).with_name("aws")
+AWS_V1 = Path(sys.executable).with_name("aws")
+# Where tools/awscli_v2.py (run by .ci/run) unpacks the CLI v2.
+AWS_V2_DIR = Path(__file__).resolve().parents[2] / ".awscli-v2"
 MAX_KEY = (1 << 128) - 1
 CLI_TIMEOUT_S = 120.0
 
@@ -47,8 +50,14 @@ def isolated_aws_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[st
     return env
 
 
+def aws_v2() -> Path | None:
+    found = sorted(AWS_V2_DIR.glob("awscli/v2/*/dist/aws"))
+    return found[-1] if found else None
+
+
 class Cli:
-    def __init__(self, endpoint: str, env: dict[str, str]) -> None:
+    def __init__(self, aws: Path, endpoint: str, env: dict[str, str]) -> None:
+        self.aws = aws
         self.endpoint = endpoint
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | env
         shown = self.run_raw("--version")
@@ -58,7 +67,7 @@ class Cli:
 
     def run_raw(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(AWS), *args],
+            [str(self.aws), *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -76,11 +85,17 @@ class Cli:
         return json.loads(proc.stdout) if proc.stdout.strip() else {}
 
 
-@pytest.fixture
-def cli(endpoint: str, isolated_aws_env: dict[str, str]) -> Cli:
-    if not AWS.exists():
-        pytest.skip(f"no aws command at {AWS}")
-    return Cli(endpoint, isolated_aws_env)
+@pytest.fixture(params=["v1", "v2"])
+def cli(request: pytest.FixtureRequest, endpoint: str, isolated_aws_env: dict[str, str]) -> Cli:
+    aws = AWS_V1 if request.param == "v1" else aws_v2()
+    if aws is None or not aws.exists():
+        missing = f"no aws command at {AWS_V1}" if request.param == "v1" else "no AWS CLI v2: run tools/awscli_v2.py"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    cli = Cli(aws, endpoint, isolated_aws_env)
+    assert cli.run_raw("--version").stdout.startswith(f"aws-cli/{request.param[1]}.")
+    return cli
 
 
 def _wait_active(cli: Cli, name: str) -> dict[str, Any]:
@@ -159,6 +174,45 @@ def test_aws_cli_stream_lifecycle(cli: Cli) -> None:
 def _botocore_reads_endpoint_env() -> bool:
     version = tuple(int(p) for p in botocore.__version__.split(".")[:2])
     return version >= (1, 31)
+
+
+@pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL"])
+def test_aws_cli_v2_finds_the_endpoint_in_the_environment(
+    endpoint: str, isolated_aws_env: dict[str, str], variable: str
+) -> None:
+    aws = aws_v2()
+    if aws is None:
+        if os.environ.get("CI"):
+            pytest.fail("no AWS CLI v2: run tools/awscli_v2.py")
+        pytest.skip("no AWS CLI v2: run tools/awscli_v2.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | isolated_aws_env | {variable: endpoint}
+    name = f"conf-env2-{uuid.uuid4().hex[:12]}"
+
+    def kinesis(*args: str) -> Any:
+        proc = subprocess.run(
+            [str(aws), "kinesis", *args, "--output", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout) if proc.stdout.strip() else {}
+
+    kinesis("create-stream", "--stream-name", name, "--shard-count", "1")
+    try:
+        # The CLI's own waiter, as a script would use it.
+        kinesis("wait", "stream-exists", "--stream-name", name)
+        data = base64.b64encode(b"found by the environment").decode()
+        put = kinesis("put-record", "--stream-name", name, "--partition-key", "p", "--data", data)
+        at = ["--shard-iterator-type", "AT_SEQUENCE_NUMBER", "--starting-sequence-number", put["SequenceNumber"]]
+        it = kinesis("get-shard-iterator", "--stream-name", name, "--shard-id", put["ShardId"], *at)["ShardIterator"]
+        records = kinesis("get-records", "--shard-iterator", it)["Records"]
+        assert [base64.b64decode(r["Data"]) for r in records] == [b"found by the environment"]
+    finally:
+        kinesis("delete-stream", "--stream-name", name)
 
 
 @pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL"])
