@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import logging
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 from ..clock import Clock
@@ -243,13 +245,8 @@ class EngineBase:
 
     # ----------------------------------------------------------------- persistence
     def _save(self, st: StreamState) -> None:
-        try:
+        with self._refuse_when_full():
             self.catalog.save_stream(st.stream_id, st.to_dict())
-        except OSError as exc:
-            full = self._no_space(exc)
-            if full is None:
-                raise
-            raise full from exc
 
     # ----------------------------------------------------------------- a full disk
     def _no_space(self, exc: OSError) -> ServiceUnavailable | None:
@@ -265,6 +262,18 @@ class EngineBase:
                 exc.strerror,
             )
         return ServiceUnavailable(m.DISK_FULL.format(error=exc.strerror))
+
+    @contextmanager
+    def _refuse_when_full(self) -> Iterator[None]:
+        """Around a metadata write: a full disk raises the error that refuses the request (_no_space); any other
+        failure goes on as it is."""
+        try:
+            yield
+        except OSError as exc:
+            full = self._no_space(exc)
+            if full is None:
+                raise
+            raise full from exc
 
     def _space_again(self) -> None:
         """A write went through: if the disk was full, say that writes work again."""
