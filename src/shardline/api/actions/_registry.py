@@ -84,6 +84,12 @@ async def list_page(p: Params, lister: StreamLister[T], key: str, summary: Calla
     return out
 
 
+async def with_stream(engine: Engine, p: Params, members: Response) -> Response:
+    """An answer that names the stream it changed: StreamName, ``members``, StreamARN."""
+    summary = await engine.describe_stream_summary(**stream_ref(p))
+    return {"StreamName": summary.stream_name, **members, "StreamARN": summary.stream_arn}
+
+
 def attached_out(kind: str, name: str, arn: str, status: str, created_ms: int) -> Response:
     """What descriptions and summaries of a ``kind`` created on a stream (Queue, Channel) begin with."""
     return {
