@@ -84,25 +84,27 @@ class Settings:
     def __post_init__(self) -> None:
         if self.fsync not in ("always", "interval", "never"):
             raise ValueError(f"fsync must be always, interval or never, not {self.fsync!r}")
-        if self.journal_staged_bytes < 0:
-            raise ValueError("journal_staged_bytes must not be negative")
-        if self.journal_batch_span_ms < 0:
-            raise ValueError("journal_batch_span_ms must not be negative")
-        if self.journal_checkpoint_ms < 1:
-            raise ValueError("journal_checkpoint_ms must be positive")
-        if self.journal_file_bytes < 4096:
-            raise ValueError("journal_file_bytes must be at least 4096")
-        if self.segment_bytes < 4096:
-            raise ValueError("segment_bytes must be at least 4096")
-        if self.index_interval_bytes < 1:
-            raise ValueError("index_interval_bytes must be positive")
+        for name, least in _LEAST.items():
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} {_AT_LEAST.get(least, f'must be at least {least}')}")
         if not 0 < self.subscription_lifetime_s <= 86_400:
             raise ValueError("subscription_lifetime_s must be between 0 and 86400 seconds")
-        if self.subscription_bytes_per_s < 1:
-            raise ValueError("subscription_bytes_per_s must be positive")
         for name in ("status_delay_s", "creating_delay_s", "updating_delay_s", "deleting_delay_s"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 86_400:
                 raise ValueError(f"{name} must be between 0 and 86400 seconds, not {value!r}")
         if not (self.account_id.isdigit() and len(self.account_id) == 12):
             raise ValueError(f"account_id must be 12 digits, not {self.account_id!r}")
+
+
+# The least value of these settings, and how the error below it says so.
+_LEAST = {
+    "journal_staged_bytes": 0,
+    "journal_batch_span_ms": 0,
+    "journal_checkpoint_ms": 1,
+    "journal_file_bytes": 4096,
+    "segment_bytes": 4096,
+    "index_interval_bytes": 1,
+    "subscription_bytes_per_s": 1,
+}
+_AT_LEAST = {0: "must not be negative", 1: "must be positive"}

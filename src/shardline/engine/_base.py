@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import logging
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 from ..clock import Clock
@@ -16,8 +18,9 @@ from ..errors import (
     ServiceUnavailable,
     ValidationException,
 )
-from ..models import StreamMode, StreamStatus
+from ..models import ShardIteratorType, StreamMode, StreamStatus
 from ..settings import Settings
+from ..storage import unwritten
 from ..storage.catalog import Catalog, DamagedStream
 from ..storage.journal import Journal
 from ..storage.log import FileCache, RecoveryReport, ShardLog
@@ -26,7 +29,7 @@ from . import messages as m
 from . import sequence
 from .iterators import IteratorCodec
 from .limits import TokenBucket
-from .streams import ShardState, StreamState
+from .streams import ShardState, StreamState, shard_id_of
 
 log = logging.getLogger("shardline.engine")
 
@@ -156,6 +159,50 @@ class EngineBase:
         if st.status is not StreamStatus.ACTIVE:
             raise ResourceInUseException(self._fmt(m.NOT_ACTIVE, st.name, state=st.status.value))
 
+    def _start_offset(
+        self,
+        st: StreamState,
+        shard: ShardState,
+        kind: ShardIteratorType,
+        seq: str | None,
+        timestamp_ms: int | None,
+        *,
+        seq_texts: tuple[str, str, str],
+    ) -> int:
+        """The offset a starting position names in ``shard`` (GetShardIterator's and SubscribeToShard's): ``seq`` is
+        read only by the sequence number types, ``timestamp_ms`` only by AT_TIMESTAMP. ``seq_texts``: the action's
+        messages for a sequence number that is missing, is none, or is another stream's (messages.py)."""
+        lg = shard.log
+        assert lg is not None
+        if kind is ShardIteratorType.TRIM_HORIZON:
+            return lg.log_start
+        if kind is ShardIteratorType.LATEST:
+            return lg.visible_offset
+        if kind is ShardIteratorType.AT_TIMESTAMP:
+            if timestamp_ms is None:
+                raise InvalidArgumentException(m.ITER_NO_TIMESTAMP)
+            now = self.clock.now_ms()
+            if timestamp_ms > now:
+                raise InvalidArgumentException(m.ITER_FUTURE_TIMESTAMP.format(ts=timestamp_ms, now=now))
+            return unwritten.offset_for_time(lg, timestamp_ms)
+        no_seq, bad_seq, other_stream = seq_texts
+        if seq is None:
+            raise InvalidArgumentException(no_seq.format(type=kind.value))
+        decoded = sequence.decode(seq)
+        if decoded is None:
+            raise InvalidArgumentException(self._fmt(bad_seq, st.name, seq=seq, shard=shard.shard_id))
+        if decoded.shard_index != shard.index:
+            raise InvalidArgumentException(
+                m.ITER_OTHER_SHARD.format(encoded=shard_id_of(decoded.shard_index), shard=shard.shard_id)
+            )
+        if decoded.stream_tag != st.tag & sequence.TAG_MASK:
+            raise InvalidArgumentException(self._fmt(other_stream, st.name, seq=seq, shard=shard.shard_id))
+        if kind is ShardIteratorType.AT_SEQUENCE_NUMBER:
+            return decoded.offset
+        if decoded.offset >= sequence.MAX_OFFSET:
+            raise InvalidArgumentException(m.ITER_AFTER_MAX)
+        return decoded.offset + 1
+
     # ----------------------------------------------------------------- time-driven state
     def _delay_s(self, status: StreamStatus | str) -> float:
         """How long a stream or consumer stays in a transitional ``status`` (settings, per status)."""
@@ -243,13 +290,8 @@ class EngineBase:
 
     # ----------------------------------------------------------------- persistence
     def _save(self, st: StreamState) -> None:
-        try:
+        with self._refuse_when_full():
             self.catalog.save_stream(st.stream_id, st.to_dict())
-        except OSError as exc:
-            full = self._no_space(exc)
-            if full is None:
-                raise
-            raise full from exc
 
     # ----------------------------------------------------------------- a full disk
     def _no_space(self, exc: OSError) -> ServiceUnavailable | None:
@@ -265,6 +307,18 @@ class EngineBase:
                 exc.strerror,
             )
         return ServiceUnavailable(m.DISK_FULL.format(error=exc.strerror))
+
+    @contextmanager
+    def _refuse_when_full(self) -> Iterator[None]:
+        """Around a metadata write: a full disk raises the error that refuses the request (_no_space); any other
+        failure goes on as it is."""
+        try:
+            yield
+        except OSError as exc:
+            full = self._no_space(exc)
+            if full is None:
+                raise
+            raise full from exc
 
     def _space_again(self) -> None:
         """A write went through: if the disk was full, say that writes work again."""

@@ -130,10 +130,5 @@ class Account(EngineBase):
         live = {st.stream_id for st in self.streams.values()}
         for arn in [a for a, e in policies.items() if str(e["owner"]).split("/", 1)[0] not in live]:
             del policies[arn]
-        try:
+        with self._refuse_when_full():
             atomic_write(self.catalog.root / _FILE, seal(self._account_state))
-        except OSError as exc:
-            full = self._no_space(exc)
-            if full is None:
-                raise
-            raise full from exc

@@ -240,12 +240,7 @@ class Admin(EngineBase):
         """Accepted and reported, as AWS reports it; records on disk stay as stored."""
         if encryption_type != "KMS":
             raise validation_error([(encryption_type, "encryptionType", enum_rule(["NONE", "KMS"]))])
-        st = self._stream(stream_name, stream_arn)
-        self._require_active(st)
-        st.encryption_type, st.key_id = "KMS", key_id
-        self._set_status(st, StreamStatus.UPDATING)
-        self._save(st)
-        self._tick()
+        self._set_encryption(stream_name, stream_arn, "KMS", key_id)
 
     async def stop_stream_encryption(
         self,
@@ -255,9 +250,14 @@ class Admin(EngineBase):
         stream_name: str | None = None,
         stream_arn: str | None = None,
     ) -> None:
+        self._set_encryption(stream_name, stream_arn, "NONE", None)
+
+    def _set_encryption(
+        self, stream_name: str | None, stream_arn: str | None, encryption_type: str, key_id: str | None
+    ) -> None:
         st = self._stream(stream_name, stream_arn)
         self._require_active(st)
-        st.encryption_type, st.key_id = "NONE", None
+        st.encryption_type, st.key_id = encryption_type, key_id
         self._set_status(st, StreamStatus.UPDATING)
         self._save(st)
         self._tick()

@@ -15,15 +15,13 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .._fsutil import atomic_write
-from ..errors import InvalidArgumentException, ResourceInUseException, ResourceNotFoundException
-from ..models import StreamMode
+from ..errors import InvalidArgumentException, ResourceInUseException
 from ..storage.catalog import read_sealed, seal
-from ._base import EngineBase
-from .paging import page_of
+from .attached import Attachments
 from .streams import StreamState
 
 __all__ = ["ChannelInfo", "Channels"]
@@ -61,8 +59,44 @@ class ChannelInfo:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-class Channels(EngineBase):
-    _channel_map: dict[str, dict[str, Any]] | None = None
+@dataclass(slots=True)
+class ChannelState:
+    """A channel as ``channels.json`` keeps it."""
+
+    channel_id: str  # 32 hex digits: the ARN's resource id
+    name: str
+    status: str
+    status_until_ms: int
+    created_ms: int
+    role_arn: str
+    stream_name: str
+    stream_id: str  # the stream incarnation it is on
+    stream_created_ms: int
+    record: dict[str, Any]
+    dest_type: str  # S3 | S3_TABLES
+    dest: dict[str, Any]
+    encryption: dict[str, Any] | None
+    logging: dict[str, Any] | None
+    tags: dict[str, str]
+
+    @property
+    def ident(self) -> str:
+        return self.channel_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {_FILE_KEYS.get(f.name, f.name): getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ChannelState:
+        return cls(**{f.name: d[_FILE_KEYS.get(f.name, f.name)] for f in fields(cls)})
+
+
+# The names in channels.json that are not the field's.
+_FILE_KEYS = {"channel_id": "id", "role_arn": "role", "stream_name": "stream"}
+
+
+class Channels(Attachments):
+    _channel_map: dict[str, ChannelState] | None = None
 
     async def create_channel(
         self,
@@ -93,40 +127,26 @@ class Channels(EngineBase):
                 raise InvalidArgumentException(ONE_TABLE)
             if not record_config.get("GSRSchemaARN"):
                 raise InvalidArgumentException(GSR_REQUIRED)
-        if tags:
-            self._validate_tags(name, {}, tags)
-        st = self._stream(None, stream_arn)
-        self._require_shards(st)
-        if st.mode is not StreamMode.ON_DEMAND:
-            raise InvalidArgumentException(
-                self._fmt(
-                    "Channels are supported only on data streams in on-demand capacity mode; stream {stream} under "
-                    "account {account} is PROVISIONED.",
-                    st.name,
-                )
-            )
-        if any(c["name"] == name for c in channels.values()):
-            raise ResourceInUseException(f"Channel {name} under account {self.account} already exists.")
-        now = self.clock.now_ms()
-        cid = secrets.token_hex(16)
-        entry: dict[str, Any] = {
-            "id": cid,
-            "name": name,
-            "status": "CREATING",
-            "status_until_ms": now + int(self._delay_s("CREATING") * 1000),
-            "created_ms": now,
-            "role": role_arn,
-            "stream": st.name,
-            "stream_id": st.stream_id,
-            "stream_created_ms": st.created_ms,
-            "record": dict(record_config),
-            "dest_type": dest_type,
-            "dest": destination,
-            "encryption": encryption,
-            "logging": logging_config,
-            "tags": dict(tags or {}),
-        }
-        channels[cid] = entry
+        st = self._new_attached("channel", channels, name, stream_arn, tags)
+        c = ChannelState(
+            channel_id=secrets.token_hex(16),
+            name=name,
+            status="CREATING",
+            status_until_ms=0,
+            created_ms=self.clock.now_ms(),
+            role_arn=role_arn,
+            stream_name=st.name,
+            stream_id=st.stream_id,
+            stream_created_ms=st.created_ms,
+            record=dict(record_config),
+            dest_type=dest_type,
+            dest=destination,
+            encryption=encryption,
+            logging=logging_config,
+            tags=dict(tags or {}),
+        )
+        self._enter_status(c, "CREATING")
+        channels[c.channel_id] = c
         self._store_channels()
         log.warning(
             "channel %s on stream %s stored: shardline keeps its configuration but delivers nothing to %s",
@@ -134,7 +154,7 @@ class Channels(EngineBase):
             st.name,
             dest_type,
         )
-        return self._channel_info(entry)
+        return self._channel_info(c)
 
     async def describe_channel(self, channel_arn: str) -> ChannelInfo:
         return self._channel_info(self._channel(channel_arn))
@@ -146,12 +166,7 @@ class Channels(EngineBase):
         max_results: int | None = None,
         next_token: str | None = None,
     ) -> tuple[list[ChannelInfo], str | None]:
-        for c in list(self._channels().values()):
-            self._tick_channel(c)
-        wanted = None if stream_filter is None else [(self._name_from_arn(arn), ts) for arn, ts in stream_filter]
-        page, token = page_of(
-            self._channels().values(), _key, _stream_of, wanted, max_results=max_results, next_token=next_token
-        )
+        page, token = self._list_attached(self._channels(), self._tick_channel, stream_filter, max_results, next_token)
         return [self._channel_info(c) for c in page], token
 
     async def update_channel(
@@ -164,102 +179,74 @@ class Channels(EngineBase):
     ) -> ChannelInfo:
         """Only the data freshness (in the destination's document) and the logging configuration change."""
         c = self._channel(channel_arn)
-        if c["status"] != "ACTIVE":
-            raise ResourceInUseException(
-                f"Channel {c['name']} under account {self.account} is not ACTIVE: {c['status']}."
-            )
+        self._require_attached_active("channel", c)
         given = "S3DestinationConfiguration" if s3 is not None else "S3TablesDestinationConfiguration"
         update = s3 if s3 is not None else s3_tables
         if update is not None:
-            if (s3 is not None) != (c["dest_type"] == "S3") or (s3 is not None and s3_tables is not None):
-                raise InvalidArgumentException(WRONG_UPDATE.format(name=c["name"], dest=c["dest_type"], given=given))
-            c["dest"] = c["dest"] | update
+            if (s3 is not None) != (c.dest_type == "S3") or (s3 is not None and s3_tables is not None):
+                raise InvalidArgumentException(WRONG_UPDATE.format(name=c.name, dest=c.dest_type, given=given))
+            c.dest = c.dest | update
         if logging_config is not None:
-            c["logging"] = logging_config
-        c["status"] = "UPDATING"
-        c["status_until_ms"] = self.clock.now_ms() + int(self._delay_s("UPDATING") * 1000)
+            c.logging = logging_config
+        self._enter_status(c, "UPDATING")
         self._store_channels()
         return self._channel_info(c)
 
     async def delete_channel(self, channel_arn: str) -> None:
-        c = self._channel(channel_arn)
-        if c["status"] == "DELETING":
-            return
-        c["status"] = "DELETING"
-        c["status_until_ms"] = self.clock.now_ms() + int(self._delay_s("DELETING") * 1000)
-        self._store_channels()
+        if self._delete_attached(self._channel(channel_arn)):
+            self._store_channels()
 
     def _refuse_queues(self, st: StreamState, what: str) -> None:
         # (documented: "A stream cannot be deleted while it has active channels"; the text is shardline's)
-        if what.startswith("deleting") and any(
-            c["stream_id"] == st.stream_id and c["status"] != "DELETING" for c in self._channels().values()
-        ):
+        if what.startswith("deleting") and self._on_stream(self._channels(), st):
             raise ResourceInUseException(
                 self._fmt("Stream {stream} under account {account} has channels. Delete them first.", st.name)
             )
         super()._refuse_queues(st, what)
 
     # ----------------------------------------------------------------- state
-    def _channel(self, channel_arn: str) -> dict[str, Any]:
-        prefix = f"arn:aws:kinesis:{self.settings.region}:{self.account}:channel/"
-        cid = channel_arn[len(prefix) :] if channel_arn.startswith(prefix) else ""
-        c = self._channels().get(cid)
-        if c is not None:
-            self._tick_channel(c)
-        if c is None or cid not in self._channels():
-            raise ResourceNotFoundException(f"Channel {channel_arn} not found.")
-        return c
+    def _channel(self, channel_arn: str) -> ChannelState:
+        return self._find_attached("channel", self._channels(), channel_arn, self._tick_channel)
 
-    def _tick_channel(self, c: dict[str, Any]) -> None:
-        if c["status"] == "ACTIVE" or self.clock.now_ms() < c["status_until_ms"]:
+    def _tick_channel(self, c: ChannelState) -> None:
+        if not self._transition_due(c):
             return
-        if c["status"] == "DELETING":
-            del self._channels()[c["id"]]
+        if c.status == "DELETING":
+            del self._channels()[c.channel_id]
         else:
-            c["status"] = "ACTIVE"
+            c.status = "ACTIVE"
         self._store_channels()
 
-    def _channel_info(self, c: dict[str, Any]) -> ChannelInfo:
-        logging_config = c["logging"] or {"CloudWatchLogs": {"Enabled": False}}
+    def _channel_info(self, c: ChannelState) -> ChannelInfo:
+        logging_config = c.logging or {"CloudWatchLogs": {"Enabled": False}}
         cw = logging_config["CloudWatchLogs"]
         if cw.get("Enabled"):  # (documented defaults of the log group and stream)
-            cw = {"LogGroupName": f"/aws/kinesis/{c['name']}/{c['id']}", "LogStreamName": "DestinationDelivery"} | cw
+            cw = {"LogGroupName": f"/aws/kinesis/{c.name}/{c.channel_id}", "LogStreamName": "DestinationDelivery"} | cw
         info = ChannelInfo(
-            channel_id=c["id"],
-            channel_arn=f"arn:aws:kinesis:{self.settings.region}:{self.account}:channel/{c['id']}",
-            name=c["name"],
-            status=c["status"],
-            created_ms=c["created_ms"],
-            role_arn=c["role"],
-            stream_arn=self.stream_arn(c["stream"]),
-            stream_created_ms=c["stream_created_ms"],
-            record_configuration=c["record"],
-            destination_type=c["dest_type"],
-            destination=c["dest"],
-            encryption=c["encryption"],
+            channel_id=c.channel_id,
+            channel_arn=self._attached_arn("channel", c.channel_id),
+            name=c.name,
+            status=c.status,
+            created_ms=c.created_ms,
+            role_arn=c.role_arn,
+            stream_arn=self.stream_arn(c.stream_name),
+            stream_created_ms=c.stream_created_ms,
+            record_configuration=c.record,
+            destination_type=c.dest_type,
+            destination=c.dest,
+            encryption=c.encryption,
             logging={"CloudWatchLogs": cw},
         )
-        return replace(info, tags=dict(c["tags"]))
+        return replace(info, tags=dict(c.tags))
 
-    def _channels(self) -> dict[str, dict[str, Any]]:
+    def _channels(self) -> dict[str, ChannelState]:
         if self._channel_map is None:
             path = self.catalog.root / _FILE
-            self._channel_map = read_sealed(path.read_bytes()).get("channels", {}) if path.exists() else {}
+            found = read_sealed(path.read_bytes()).get("channels", {}) if path.exists() else {}
+            self._channel_map = {cid: ChannelState.from_dict(c) for cid, c in found.items()}
         return self._channel_map
 
     def _store_channels(self) -> None:
-        try:
-            atomic_write(self.catalog.root / _FILE, seal({"channels": self._channels()}))
-        except OSError as exc:
-            full = self._no_space(exc)
-            if full is None:
-                raise
-            raise full from exc
-
-
-def _key(c: dict[str, Any]) -> tuple[int, str]:
-    return c["created_ms"], c["id"]
-
-
-def _stream_of(c: dict[str, Any]) -> tuple[str, int]:
-    return (c["stream"], c["stream_created_ms"])
+        channels = {cid: c.to_dict() for cid, c in self._channels().items()}
+        with self._refuse_when_full():
+            atomic_write(self.catalog.root / _FILE, seal({"channels": channels}))

@@ -372,42 +372,10 @@ class DataPlane(EngineBase):
         except ValueError:
             allowed = enum_rule([t.value for t in ShardIteratorType])
             raise validation_error([(shard_iterator_type, "shardIteratorType", allowed)]) from None
-        lg = shard.log
-        seq_kinds = (ShardIteratorType.AT_SEQUENCE_NUMBER, ShardIteratorType.AFTER_SEQUENCE_NUMBER)
         if kind in (ShardIteratorType.TRIM_HORIZON, ShardIteratorType.LATEST) and starting_sequence_number is not None:
             raise InvalidArgumentException(m.ITER_SEQ_WITH_TYPE.format(type=kind.value))
-        if kind in seq_kinds:
-            if starting_sequence_number is None:
-                raise InvalidArgumentException(m.ITER_NO_SEQ.format(type=kind.value))
-            offset = self._offset_of(st, shard, starting_sequence_number)
-            if kind is ShardIteratorType.AFTER_SEQUENCE_NUMBER:
-                if offset >= sequence.MAX_OFFSET:
-                    raise InvalidArgumentException(m.ITER_AFTER_MAX)
-                offset += 1
-        elif kind is ShardIteratorType.TRIM_HORIZON:
-            offset = lg.log_start
-        elif kind is ShardIteratorType.LATEST:
-            offset = lg.visible_offset
-        else:
-            if timestamp_ms is None:
-                raise InvalidArgumentException(m.ITER_NO_TIMESTAMP)
-            now = self.clock.now_ms()
-            if timestamp_ms > now:
-                raise InvalidArgumentException(m.ITER_FUTURE_TIMESTAMP.format(ts=timestamp_ms, now=now))
-            offset = unwritten.offset_for_time(lg, timestamp_ms)
+        offset = self._start_offset(st, shard, kind, starting_sequence_number, timestamp_ms, seq_texts=m.ITER_SEQ_TEXTS)
         return self.iterators.encode(IteratorPosition(st.name, st.tag, index, offset, self.clock.now_ms()))
-
-    def _offset_of(self, st: StreamState, shard: ShardState, seq: str) -> int:
-        decoded = sequence.decode(seq)
-        if decoded is None:
-            raise InvalidArgumentException(self._fmt(m.ITER_BAD_SEQ, st.name, seq=seq, shard=shard.shard_id))
-        if decoded.shard_index != shard.index:
-            raise InvalidArgumentException(
-                m.ITER_OTHER_SHARD.format(encoded=shard_id_of(decoded.shard_index), shard=shard.shard_id)
-            )
-        if decoded.stream_tag != st.tag & sequence.TAG_MASK:
-            raise InvalidArgumentException(self._fmt(m.ITER_OTHER_STREAM, st.name, seq=seq, shard=shard.shard_id))
-        return decoded.offset
 
     # ----------------------------------------------------------------- reads
     async def get_records(self, shard_iterator: str, *, limit: int | None = None) -> GetRecordsResult:

@@ -170,6 +170,9 @@ SUBSCRIBE_OTHER_STREAM = (
     "StartingSequenceNumber {seq} used in SubscribeToShard on shard {shard} in stream {stream} under account "
     "{account} is invalid because it did not come from this stream."
 )
+# What GetShardIterator and SubscribeToShard say of a starting sequence number: (missing, not one, of another stream)
+ITER_SEQ_TEXTS = (ITER_NO_SEQ, ITER_BAD_SEQ, ITER_OTHER_STREAM)
+SUBSCRIBE_SEQ_TEXTS = (SUBSCRIBE_NO_SEQ, SUBSCRIBE_BAD_SEQ, SUBSCRIBE_OTHER_STREAM)
 MODE_SWITCH_LIMIT = (
     "Stream {stream} under account {account} has exceeded the limit of {limit} capacity mode switches in a rolling "
     "24-hour period."

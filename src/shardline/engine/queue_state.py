@@ -67,6 +67,10 @@ class QueueState:
     due: list[tuple[int, int, int]] = field(default_factory=list)
     turn: int = 0  # which shard new records are read from first (round robin)
 
+    @property
+    def ident(self) -> str:
+        return self.queue_id
+
     def schedule(self, shard: int, offset: int, p: Pending) -> None:
         heapq.heappush(self.due, (p.visible_ms, shard, offset))
         if len(self.due) > 2 * len(self.pending) + 64:

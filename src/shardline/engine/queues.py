@@ -22,14 +22,12 @@ from ..errors import (
     InvalidArgumentException,
     LimitExceededException,
     ResourceInUseException,
-    ResourceNotFoundException,
     ValidationException,
 )
-from ..models import Record, StreamMode
+from ..models import Record
 from ..storage import unwritten
 from ..storage.catalog import DamagedMetadata, read_sealed, seal
-from ._base import EngineBase
-from .paging import page_of
+from .attached import Attachments
 from .queue_state import MAX_PENDING, Handle, Pending, QueueState, decode_handle, encode_handle
 from .streams import ShardSignal, ShardState, StreamState
 
@@ -78,7 +76,7 @@ class QueueInfo:
 EntryFailure = tuple[str, str, str]  # (receipt handle, error code, message)
 
 
-class Queues(EngineBase):
+class Queues(Attachments):
     _queue_map: dict[str, QueueState] | None = None
     _queue_ready: dict[str, tuple[dict[tuple[int, int], None], dict[tuple[int, int], None]]]
     _queue_changed: dict[str, asyncio.Event]
@@ -106,20 +104,7 @@ class Queues(EngineBase):
         if start_type != "AT_TIMESTAMP" and start_ms is not None:
             raise ValidationException(f"Timestamp must not be specified when StartingPosition Type is {start_type}.")
         dead, count = _dead_letter(dead_letter_target, max_receive_count, True, 6)
-        if tags:
-            self._validate_tags(name, {}, tags)
-        st = self._stream(None, stream_arn)
-        self._require_shards(st)
-        if st.mode is not StreamMode.ON_DEMAND:
-            raise InvalidArgumentException(
-                self._fmt(
-                    "Queues are supported only on data streams in on-demand capacity mode; stream {stream} under "
-                    "account {account} is PROVISIONED.",
-                    st.name,
-                )
-            )
-        if any(q.name == name for q in queues.values()):
-            raise ResourceInUseException(f"Queue {name} under account {self.account} already exists.")
+        st = self._new_attached("queue", queues, name, stream_arn, tags)
         on_stream = sum(1 for q in queues.values() if q.stream_id == st.stream_id)
         limit = self.settings.max_consumers_per_stream
         if len(st.consumers) + on_stream >= limit:
@@ -146,10 +131,9 @@ class Queues(EngineBase):
             visibility_s=30 if visibility_s is None else visibility_s,
             dead_letter=dead,
             max_receive_count=count,
-            status="CREATING",
-            status_until_ms=now + int(self._delay_s("CREATING") * 1000),
             tags=dict(tags or {}),
         )
+        self._enter_status(q, "CREATING")
         for sh in st.shards:  # where delivery begins in each shard there is now; later shards start at their start
             if sh.log is not None:
                 lg = sh.log
@@ -179,12 +163,7 @@ class Queues(EngineBase):
         next_token: str | None = None,
     ) -> tuple[list[QueueInfo], str | None]:
         """A page of queues in creation order, and the token of the next page (None after the last)."""
-        for q in list(self._queues().values()):
-            self._tick_queue(q)
-        wanted = None if stream_filter is None else [(self._name_from_arn(arn), ts) for arn, ts in stream_filter]
-        page, token = page_of(
-            self._queues().values(), _key, _stream_of, wanted, max_results=max_results, next_token=next_token
-        )
+        page, token = self._list_attached(self._queues(), self._tick_queue, stream_filter, max_results, next_token)
         return [self._info(q) for q in page], token
 
     async def update_queue(
@@ -196,25 +175,21 @@ class Queues(EngineBase):
         max_receive_count: int | None = None,
     ) -> QueueInfo:
         q = self._queue(queue_arn)
-        if q.status != "ACTIVE":
-            raise ResourceInUseException(f"Queue {q.name} under account {self.account} is not ACTIVE: {q.status}.")
+        self._require_attached_active("queue", q)
         if dead_letter_target is not None:
             q.dead_letter, q.max_receive_count = _dead_letter(dead_letter_target, max_receive_count, q.dead_letter, 6)
         elif max_receive_count is not None:
             raise ValidationException("MaxReceiveCount requires DeadLetterConfiguration TargetType.")
         if visibility_s is not None:
             q.visibility_s = visibility_s  # (records in flight keep the timeout they were received with)
-        q.status = "UPDATING"
-        q.status_until_ms = self.clock.now_ms() + int(self._delay_s("UPDATING") * 1000)
+        self._enter_status(q, "UPDATING")
         await self._store_queue(q)
         return self._info(q)
 
     async def delete_queue(self, queue_arn: str) -> None:
         q = self._queue(queue_arn)
-        if q.status == "DELETING":
+        if not self._delete_attached(q):
             return
-        q.status = "DELETING"
-        q.status_until_ms = self.clock.now_ms() + int(self._delay_s("DELETING") * 1000)
         q.pending.clear()  # (its receipt handles stop being valid)
         q.due.clear()
         self._ready(q)[0].clear()
@@ -227,7 +202,7 @@ class Queues(EngineBase):
     def _refuse_queues(self, st: StreamState, what: str) -> None:
         # (documented: every queue on a stream must be deleted before the stream is deleted or switched to
         # PROVISIONED; the text is shardline's, worded as the one for registered consumers)
-        if any(q.stream_id == st.stream_id and q.status != "DELETING" for q in self._queues().values()):
+        if self._on_stream(self._queues(), st):
             raise ResourceInUseException(self._fmt(HAS_QUEUES, st.name, what=what))
 
     # ----------------------------------------------------------------- data plane
@@ -469,7 +444,7 @@ class Queues(EngineBase):
     def _info(self, q: QueueState) -> QueueInfo:
         start = q.effective_start_ms if q.status != "CREATING" else q.start_ms
         return QueueInfo(
-            f"arn:aws:kinesis:{self.settings.region}:{self.account}:queue/{q.queue_id}",
+            self._attached_arn("queue", q.queue_id),
             q.name,
             q.status,
             q.created_ms,
@@ -484,17 +459,10 @@ class Queues(EngineBase):
         )
 
     def _queue(self, queue_arn: str) -> QueueState:
-        prefix = f"arn:aws:kinesis:{self.settings.region}:{self.account}:queue/"
-        qid = queue_arn[len(prefix) :] if queue_arn.startswith(prefix) else ""
-        q = self._queues().get(qid)
-        if q is not None:
-            self._tick_queue(q)
-        if q is None or qid not in self._queues():
-            raise ResourceNotFoundException(f"Queue {queue_arn} not found.")
-        return q
+        return self._find_attached("queue", self._queues(), queue_arn, self._tick_queue)
 
     def _tick_queue(self, q: QueueState) -> None:
-        if q.status == "ACTIVE" or self.clock.now_ms() < q.status_until_ms:
+        if not self._transition_due(q):
             return
         if q.status == "DELETING":
             self._queues().pop(q.queue_id, None)
@@ -541,14 +509,8 @@ class Queues(EngineBase):
             if q.status == "DELETING":
                 return
             data = seal(q.to_dict())
-            d = self._queue_dir()
-            try:
-                await asyncio.to_thread(_write, d, f"{q.queue_id}.json", data)
-            except OSError as exc:
-                full = self._no_space(exc)
-                if full is None:
-                    raise
-                raise full from exc
+            with self._refuse_when_full():
+                await asyncio.to_thread(_write, self._queue_dir(), f"{q.queue_id}.json", data)
 
 
 def _write(d: Path, name: str, data: bytes) -> None:
@@ -569,11 +531,3 @@ def _dead_letter(target: str | None, count: int | None, dead: bool, default: int
     if count is not None:
         raise ValidationException("MaxReceiveCount must not be specified when TargetType is NONE.")
     return False, default
-
-
-def _key(q: QueueState) -> tuple[int, str]:
-    return q.created_ms, q.queue_id
-
-
-def _stream_of(q: QueueState) -> tuple[str, int]:
-    return (q.stream_name, q.stream_created_ms)

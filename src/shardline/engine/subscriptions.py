@@ -33,7 +33,6 @@ from ..clock import SystemClock
 from ..errors import (
     DryRunOperationException,
     InternalFailureException,
-    InvalidArgumentException,
     KinesisError,
     ResourceInUseException,
     ResourceNotFoundException,
@@ -41,7 +40,6 @@ from ..errors import (
 from ..models import ChildShard, Record, ShardIteratorType, StreamStatus
 from ..storage import unwritten
 from . import messages as m
-from . import sequence
 from ._base import EngineBase
 from .data import parse_shard_id
 from .limits import TokenBucket
@@ -283,7 +281,13 @@ class Subscriptions(EngineBase):
         if shard is None or shard.log is None:
             shown = shard_id_of(index) if index is not None else shard_id
             raise ResourceNotFoundException(self._fmt(m.SHARD_NOT_EXIST, st.name, shard=shown))
-        offset = self._start_offset(st, shard, ShardIteratorType(starting_position), sequence_number, timestamp_ms)
+        # Members that do not go with the type are ignored (GetShardIterator refuses a sequence number with
+        # TRIM_HORIZON or LATEST; AWS documents no such check here).
+        kind = ShardIteratorType(starting_position)
+        if _continues_from_start(kind, sequence_number, shard):
+            offset = 0
+        else:
+            offset = self._start_offset(st, shard, kind, sequence_number, timestamp_ms, seq_texts=m.SUBSCRIBE_SEQ_TEXTS)
         if dry_run:
             raise DryRunOperationException("The request was rejected because the DryRun parameter was specified.")
         key: _Key = (st.tag, c.name, c.created_ms, shard.index)
@@ -307,48 +311,6 @@ class Subscriptions(EngineBase):
         if self._subscriptions.get(sub.key) is sub:
             del self._subscriptions[sub.key]
 
-    def _start_offset(
-        self,
-        st: StreamState,
-        shard: ShardState,
-        kind: ShardIteratorType,
-        seq: str | None,
-        timestamp_ms: int | None,
-    ) -> int:
-        lg = shard.log
-        assert lg is not None
-        # Members that do not go with the type are ignored (GetShardIterator refuses a sequence number with
-        # TRIM_HORIZON or LATEST; AWS documents no such check here).
-        if kind is ShardIteratorType.TRIM_HORIZON:
-            return lg.log_start
-        if kind is ShardIteratorType.LATEST:
-            return lg.visible_offset
-        if kind is ShardIteratorType.AT_TIMESTAMP:
-            if timestamp_ms is None:
-                raise InvalidArgumentException(m.ITER_NO_TIMESTAMP)
-            now = self.clock.now_ms()
-            if timestamp_ms > now:
-                raise InvalidArgumentException(m.ITER_FUTURE_TIMESTAMP.format(ts=timestamp_ms, now=now))
-            return unwritten.offset_for_time(lg, timestamp_ms)
-        if seq is None:
-            raise InvalidArgumentException(m.SUBSCRIBE_NO_SEQ.format(type=kind.value))
-        if seq.isascii() and seq.isdigit() and int(seq) == shard.seq_prefix - 1:
-            return 0  # the continuation of a subscription that delivered nothing from offset 0 (module docstring)
-        decoded = sequence.decode(seq)
-        if decoded is None:
-            raise InvalidArgumentException(self._fmt(m.SUBSCRIBE_BAD_SEQ, st.name, seq=seq, shard=shard.shard_id))
-        if decoded.shard_index != shard.index:
-            raise InvalidArgumentException(
-                m.ITER_OTHER_SHARD.format(encoded=shard_id_of(decoded.shard_index), shard=shard.shard_id)
-            )
-        if decoded.stream_tag != st.tag & sequence.TAG_MASK:
-            raise InvalidArgumentException(self._fmt(m.SUBSCRIBE_OTHER_STREAM, st.name, seq=seq, shard=shard.shard_id))
-        if kind is ShardIteratorType.AT_SEQUENCE_NUMBER:
-            return decoded.offset
-        if decoded.offset >= sequence.MAX_OFFSET:
-            raise InvalidArgumentException(m.ITER_AFTER_MAX)
-        return decoded.offset + 1
-
     def _end_subscriptions(self, st: StreamState, consumer: str | None = None) -> None:
         """The stream (or one of its consumers) is going away: its subscriptions end with ResourceNotFoundException."""
         for key, sub in list(self._subscriptions.items()):
@@ -363,3 +325,9 @@ class Subscriptions(EngineBase):
     def _end_all_subscriptions(self) -> None:
         for sub in list(self._subscriptions.values()):
             sub.end(None)
+
+
+def _continues_from_start(kind: ShardIteratorType, seq: str | None, shard: ShardState) -> bool:
+    """Whether ``seq`` is the continuation of a subscription that delivered nothing from offset 0 (module docstring)."""
+    at_seq = kind in (ShardIteratorType.AT_SEQUENCE_NUMBER, ShardIteratorType.AFTER_SEQUENCE_NUMBER)
+    return at_seq and seq is not None and seq.isascii() and seq.isdigit() and int(seq) == shard.seq_prefix - 1

@@ -84,6 +84,46 @@ async def list_page(p: Params, lister: StreamLister[T], key: str, summary: Calla
     return out
 
 
+async def with_stream(engine: Engine, p: Params, members: Response) -> Response:
+    """An answer that names the stream it changed: StreamName, ``members``, StreamARN."""
+    summary = await engine.describe_stream_summary(**stream_ref(p))
+    return {"StreamName": summary.stream_name, **members, "StreamARN": summary.stream_arn}
+
+
+def attached_out(kind: str, name: str, arn: str, status: str, created_ms: int) -> Response:
+    """What descriptions and summaries of a ``kind`` created on a stream (Queue, Channel) begin with."""
+    return {
+        f"{kind}Name": name,
+        f"{kind}ARN": arn,
+        f"{kind}Status": status,
+        f"{kind}CreationTimestamp": Timestamp(created_ms),
+    }
+
+
+def attached_actions(kind: str, description: Callable[[T], Response], summary: Callable[[T], Response]) -> None:
+    """Register Describe<kind>, List<kind>s and Delete<kind>, the same for every ``kind`` created on a stream (Queue,
+    Channel): the ARN in ``<kind>ARN``, the answer under ``<kind>Description`` and ``<kind>Summaries``, each calling
+    the engine method named after it (``describe_queue``, ``list_queues``, ``delete_queue``)."""
+    arn_key, noun = f"{kind}ARN", kind.lower()
+
+    async def describe_action(engine: Engine, p: Params) -> Response:
+        describe: Callable[[str], Awaitable[T]] = getattr(engine, f"describe_{noun}")
+        return {f"{kind}Description": description(await describe(p[arn_key]))}
+
+    async def list_action(engine: Engine, p: Params) -> Response:
+        lister: StreamLister[T] = getattr(engine, f"list_{noun}s")
+        return await list_page(p, lister, f"{kind}Summaries", summary)
+
+    async def delete_action(engine: Engine, p: Params) -> Response:
+        delete: Callable[[str], Awaitable[None]] = getattr(engine, f"delete_{noun}")
+        await delete(p[arn_key])
+        return {}
+
+    action(f"Describe{kind}")(describe_action)
+    action(f"List{kind}s")(list_action)
+    action(f"Delete{kind}")(delete_action)
+
+
 def stream_out(stream_arn: str, stream_created_ms: int) -> Response:
     return {"StreamARN": stream_arn, "StreamCreationTimestamp": Timestamp(stream_created_ms)}
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from ...engine import ChannelInfo, Engine
 from ..shapes import Timestamp
-from ._registry import Params, Response, action, list_page, stream_out
+from ._registry import Params, Response, action, attached_actions, attached_out, stream_out
 
 DATA_FRESHNESS_S = 300  # (documented default)
 ERROR_PREFIX = "error/"  # AWS documents "the destination bucket with an error prefix", not the prefix: shardline's
@@ -28,11 +28,7 @@ def _s3_with_defaults(s3: dict[str, Any]) -> dict[str, Any]:
 
 def _description(c: ChannelInfo) -> Response:
     out: Response = {
-        "ChannelName": c.name,
-        "ChannelARN": c.channel_arn,
-        "ChannelId": c.channel_id,
-        "ChannelStatus": c.status,
-        "ChannelCreationTimestamp": Timestamp(c.created_ms),
+        **_head(c),
         "ServiceExecutionRoleARN": c.role_arn,
         "StreamConfigurationList": [
             {
@@ -67,26 +63,16 @@ async def create_channel(engine: Engine, p: Params) -> Response:
     return {"ChannelDescription": _description(c)}
 
 
-@action("DescribeChannel")
-async def describe_channel(engine: Engine, p: Params) -> Response:
-    return {"ChannelDescription": _description(await engine.describe_channel(p["ChannelARN"]))}
-
-
-@action("ListChannels")
-async def list_channels(engine: Engine, p: Params) -> Response:
-    return await list_page(p, engine.list_channels, "ChannelSummaries", _summary)
-
-
 def _summary(c: ChannelInfo) -> Response:
     return {
-        "ChannelName": c.name,
-        "ChannelARN": c.channel_arn,
-        "ChannelId": c.channel_id,
-        "ChannelStatus": c.status,
-        "ChannelCreationTimestamp": Timestamp(c.created_ms),
+        **_head(c),
         "ChannelDestinationType": c.destination_type,
         "Streams": [stream_out(c.stream_arn, c.stream_created_ms)],
     }
+
+
+def _head(c: ChannelInfo) -> Response:
+    return {**attached_out("Channel", c.name, c.channel_arn, c.status, c.created_ms), "ChannelId": c.channel_id}
 
 
 @action("UpdateChannel")
@@ -100,7 +86,4 @@ async def update_channel(engine: Engine, p: Params) -> Response:
     return {"ChannelDescription": _description(c)}
 
 
-@action("DeleteChannel")
-async def delete_channel(engine: Engine, p: Params) -> Response:
-    await engine.delete_channel(p["ChannelARN"])
-    return {}
+attached_actions("Channel", _description, _summary)

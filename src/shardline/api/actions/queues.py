@@ -7,7 +7,7 @@ from typing import Any
 
 from ...engine import Engine, EntryFailure, QueueDelivery, QueueInfo
 from ..shapes import Timestamp
-from ._registry import Params, Response, action, list_page, stream_out
+from ._registry import Params, Response, action, attached_actions, attached_out, stream_out
 
 
 def _description(q: QueueInfo) -> Response:
@@ -18,10 +18,7 @@ def _description(q: QueueInfo) -> Response:
     if q.dead_letter:
         dead["MaxReceiveCount"] = q.max_receive_count
     return {
-        "QueueName": q.name,
-        "QueueARN": q.queue_arn,
-        "QueueStatus": q.status,
-        "QueueCreationTimestamp": Timestamp(q.created_ms),
+        **_head(q),
         "StreamConfigurationList": [{"StreamARN": q.stream_arn, "StartingPosition": start}],
         "QueueAttributes": {"VisibilityTimeoutSeconds": q.visibility_s, "DeadLetterConfiguration": dead},
     }
@@ -76,24 +73,12 @@ async def create_queue(engine: Engine, p: Params) -> Response:
     return {"QueueDescription": _description(q)}
 
 
-@action("DescribeQueue")
-async def describe_queue(engine: Engine, p: Params) -> Response:
-    return {"QueueDescription": _description(await engine.describe_queue(p["QueueARN"]))}
-
-
-@action("ListQueues")
-async def list_queues(engine: Engine, p: Params) -> Response:
-    return await list_page(p, engine.list_queues, "QueueSummaries", _summary)
-
-
 def _summary(q: QueueInfo) -> Response:
-    return {
-        "QueueName": q.name,
-        "QueueARN": q.queue_arn,
-        "QueueStatus": q.status,
-        "QueueCreationTimestamp": Timestamp(q.created_ms),
-        "Streams": [stream_out(q.stream_arn, q.stream_created_ms)],
-    }
+    return {**_head(q), "Streams": [stream_out(q.stream_arn, q.stream_created_ms)]}
+
+
+def _head(q: QueueInfo) -> Response:
+    return attached_out("Queue", q.name, q.queue_arn, q.status, q.created_ms)
 
 
 @action("UpdateQueue")
@@ -102,10 +87,7 @@ async def update_queue(engine: Engine, p: Params) -> Response:
     return {"QueueDescription": _description(q)}
 
 
-@action("DeleteQueue")
-async def delete_queue(engine: Engine, p: Params) -> Response:
-    await engine.delete_queue(p["QueueARN"])
-    return {}
+attached_actions("Queue", _description, _summary)
 
 
 async def _receive(engine: Engine, p: Params, dead: bool) -> Response:

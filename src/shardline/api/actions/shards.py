@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...engine import Engine
-from ._registry import Params, Response, action, shard_out, stream_ref
+from ._registry import Params, Response, action, shard_out, stream_ref, with_stream
 
 
 @action("ListShards")
@@ -47,10 +47,4 @@ async def update_shard_count(engine: Engine, p: Params) -> Response:
     current, target = await engine.update_shard_count(
         target_shard_count=p["TargetShardCount"], scaling_type=p["ScalingType"], **stream_ref(p)
     )
-    summary = await engine.describe_stream_summary(**stream_ref(p))
-    return {
-        "StreamName": summary.stream_name,
-        "CurrentShardCount": current,
-        "TargetShardCount": target,
-        "StreamARN": summary.stream_arn,
-    }
+    return await with_stream(engine, p, {"CurrentShardCount": current, "TargetShardCount": target})

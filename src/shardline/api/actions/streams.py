@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from ...engine import Engine
 from ...errors import ResourceNotFoundException
 from ...models import StreamMode
 from ..shapes import Timestamp
-from ._registry import Params, Response, action, mode_out, shard_out, stream_ref
+from ._registry import Params, Response, action, mode_out, shard_out, stream_ref, with_stream
 
 
 @action("CreateStream")
@@ -126,18 +128,6 @@ async def describe_limits(engine: Engine, p: Params) -> Response:
     }
 
 
-@action("IncreaseStreamRetentionPeriod")
-async def increase_retention(engine: Engine, p: Params) -> Response:
-    await engine.increase_stream_retention_period(p["RetentionPeriodHours"], **stream_ref(p))
-    return {}
-
-
-@action("DecreaseStreamRetentionPeriod")
-async def decrease_retention(engine: Engine, p: Params) -> Response:
-    await engine.decrease_stream_retention_period(p["RetentionPeriodHours"], **stream_ref(p))
-    return {}
-
-
 @action("UpdateStreamMode")
 async def update_stream_mode(engine: Engine, p: Params) -> Response:
     await engine.update_stream_mode(p["StreamARN"], p["StreamModeDetails"]["StreamMode"])
@@ -147,13 +137,7 @@ async def update_stream_mode(engine: Engine, p: Params) -> Response:
 async def _monitoring_change(engine: Engine, p: Params, *, enable: bool) -> Response:
     fn = engine.enable_enhanced_monitoring if enable else engine.disable_enhanced_monitoring
     current, desired = await fn(p["ShardLevelMetrics"], **stream_ref(p))
-    summary = await engine.describe_stream_summary(**stream_ref(p))
-    return {
-        "StreamName": summary.stream_name,
-        "CurrentShardLevelMetrics": current,
-        "DesiredShardLevelMetrics": desired,
-        "StreamARN": summary.stream_arn,
-    }
+    return await with_stream(engine, p, {"CurrentShardLevelMetrics": current, "DesiredShardLevelMetrics": desired})
 
 
 @action("EnableEnhancedMonitoring")
@@ -166,28 +150,25 @@ async def disable_monitoring(engine: Engine, p: Params) -> Response:
     return await _monitoring_change(engine, p, enable=False)
 
 
-@action("StartStreamEncryption")
-async def start_encryption(engine: Engine, p: Params) -> Response:
-    await engine.start_stream_encryption(p["EncryptionType"], p["KeyId"], **stream_ref(p))
-    return {}
+def _stream_change(name: str, method: Callable[..., Awaitable[None]], members: tuple[str, ...]) -> None:
+    """Register an action that passes ``members`` and the stream to the engine ``method`` and answers nothing."""
+
+    async def change(engine: Engine, p: Params) -> Response:
+        await method(engine, *(p[k] for k in members), **stream_ref(p))
+        return {}
+
+    action(name)(change)
 
 
-@action("StopStreamEncryption")
-async def stop_encryption(engine: Engine, p: Params) -> Response:
-    await engine.stop_stream_encryption(p["EncryptionType"], p["KeyId"], **stream_ref(p))
-    return {}
-
-
-@action("AddTagsToStream")
-async def add_tags(engine: Engine, p: Params) -> Response:
-    await engine.add_tags_to_stream(p["Tags"], **stream_ref(p))
-    return {}
-
-
-@action("RemoveTagsFromStream")
-async def remove_tags(engine: Engine, p: Params) -> Response:
-    await engine.remove_tags_from_stream(p["TagKeys"], **stream_ref(p))
-    return {}
+for _name, _method, _members in (
+    ("IncreaseStreamRetentionPeriod", Engine.increase_stream_retention_period, ("RetentionPeriodHours",)),
+    ("DecreaseStreamRetentionPeriod", Engine.decrease_stream_retention_period, ("RetentionPeriodHours",)),
+    ("StartStreamEncryption", Engine.start_stream_encryption, ("EncryptionType", "KeyId")),
+    ("StopStreamEncryption", Engine.stop_stream_encryption, ("EncryptionType", "KeyId")),
+    ("AddTagsToStream", Engine.add_tags_to_stream, ("Tags",)),
+    ("RemoveTagsFromStream", Engine.remove_tags_from_stream, ("TagKeys",)),
+):
+    _stream_change(_name, _method, _members)
 
 
 @action("ListTagsForStream")
