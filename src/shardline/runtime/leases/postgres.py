@@ -139,23 +139,6 @@ class PostgresLeaseStore:
                 self._conn.close()
                 self._conn = None
 
-    @staticmethod
-    def _lease(app: str, row: Sequence[Any]) -> Lease:
-        stream, shard, owner, epoch, cp, sub, parents, finished, children, switches, handoff = row
-        return Lease(
-            app,
-            stream,
-            shard,
-            owner,
-            int(epoch),
-            Position.parse(cp, int(sub or 0)),
-            tuple(parents),
-            bool(finished),
-            tuple(children),
-            int(switches),
-            handoff,
-        )
-
     def _rows(self, sql: str, params: Mapping[str, Any], *, transaction: bool = False) -> list[Any]:
         def body(cur: Any) -> list[Any]:
             cur.execute(sql, params)
@@ -169,11 +152,11 @@ class PostgresLeaseStore:
             f"SELECT {_COLS} FROM shard_lease WHERE app=%(app)s AND lease_key=%(key)s",
             {"app": app, "key": lease_key(stream, shard_id)},
         )
-        return self._lease(app, rows[0]) if rows else None
+        return Lease.from_row(app, rows[0]) if rows else None
 
     def leases(self, app: str) -> list[Lease]:
         rows = self._rows(f"SELECT {_COLS} FROM shard_lease WHERE app=%(app)s ORDER BY lease_key", {"app": app})
-        return [self._lease(app, r) for r in rows]
+        return [Lease.from_row(app, r) for r in rows]
 
     def ensure(self, app: str, stream: str, shard_id: str, parents: tuple[str, ...], initial: Position) -> Lease:
         rows = self._rows(
@@ -191,7 +174,7 @@ class PostgresLeaseStore:
             },
         )
         if rows:
-            return self._lease(app, rows[0])
+            return Lease.from_row(app, rows[0])
         # Inserted by another worker after this statement's snapshot: read it now.
         lease = self.get(app, stream, shard_id)
         assert lease is not None
@@ -207,7 +190,7 @@ class PostgresLeaseStore:
         )
         if not rows:
             raise KeyError(f"no lease for {app} {stream} {shard_id}")
-        return self._lease(app, rows[0])
+        return Lease.from_row(app, rows[0])
 
     # ----------------------------------------------------------------- fenced writes
     def _lost(self, lease: Lease) -> LeaseLost:
@@ -320,7 +303,7 @@ class PostgresLeaseStore:
             f"AND (t.owner IS NULL OR t.expires_at < now()) RETURNING {', '.join('t.' + c for c in _COLS.split(', '))}",
             {"app": app, "n": n, "me": self.owner, "ttl": ttl_s},
         )
-        return [self._lease(app, r) for r in rows]
+        return [Lease.from_row(app, r) for r in rows]
 
     def renew(self, app: str, held: Mapping[str, int], ttl_s: float) -> Renewal:
         if not held:
@@ -404,7 +387,7 @@ class PostgresLeaseStore:
                 "timeout": handoff_timeout_s,
             },
         )
-        return self._lease(app, rows[0]) if rows else None
+        return Lease.from_row(app, rows[0]) if rows else None
 
     def cleanup(self, app: str, completed_delay_s: float) -> int:
         rows = self._rows(

@@ -59,8 +59,8 @@ _ADDED = {
     "handoff_requested_at_ms": "INTEGER",
 }
 _COLS = (
-    "stream, shard_id, owner, epoch, checkpoint, checkpoint_sub, parent_shard_ids, finished_at_ms, child_shard_ids, "
-    "owner_switches_since_checkpoint, handoff_to"
+    "stream, shard_id, owner, epoch, checkpoint, checkpoint_sub, parent_shard_ids, finished_at_ms IS NOT NULL, "
+    "child_shard_ids, owner_switches_since_checkpoint, handoff_to"
 )
 # A worker row that expired this long ago is deleted by cleanup.
 _STALE_WORKER_MS = 86_400_000
@@ -128,33 +128,16 @@ class SqliteLeaseStore:
             except sqlite3.OperationalError as exc:
                 raise _unavailable(self.path, exc) from exc
 
-    @staticmethod
-    def _lease(app: str, row: Sequence[Any]) -> Lease:
-        stream, shard, owner, epoch, cp, sub, parents, finished, children, switches, handoff = row
-        return Lease(
-            app,
-            stream,
-            shard,
-            owner,
-            int(epoch),
-            Position.parse(cp, int(sub or 0)),
-            tuple(json.loads(parents)),
-            finished is not None,
-            tuple(json.loads(children)),
-            int(switches),
-            handoff,
-        )
-
     # ----------------------------------------------------------------- reading
     def get(self, app: str, stream: str, shard_id: str) -> Lease | None:
         rows = self._one(
             f"SELECT {_COLS} FROM shard_lease WHERE app=? AND lease_key=?", (app, lease_key(stream, shard_id))
         )
-        return self._lease(app, rows[0]) if rows else None
+        return Lease.from_row(app, rows[0], json.loads) if rows else None
 
     def leases(self, app: str) -> list[Lease]:
         rows = self._one(f"SELECT {_COLS} FROM shard_lease WHERE app=? ORDER BY lease_key", (app,))
-        return [self._lease(app, r) for r in rows]
+        return [Lease.from_row(app, r, json.loads) for r in rows]
 
     def ensure(self, app: str, stream: str, shard_id: str, parents: tuple[str, ...], initial: Position) -> Lease:
         self._one(
@@ -308,7 +291,7 @@ class SqliteLeaseStore:
                 self._db.execute(f"SELECT {_COLS} FROM shard_lease WHERE app=? AND lease_key=?", (app, k)).fetchone()
                 for (k,) in keys
             ]
-        return [self._lease(app, r) for r in rows]
+        return [Lease.from_row(app, r, json.loads) for r in rows]
 
     def renew(self, app: str, held: Mapping[str, int], ttl_s: float) -> Renewal:
         if not held:
@@ -391,7 +374,7 @@ class SqliteLeaseStore:
                 if rows
                 else None
             )
-        return self._lease(app, row) if row is not None else None
+        return Lease.from_row(app, row, json.loads) if row is not None else None
 
     def cleanup(self, app: str, completed_delay_s: float) -> int:
         now = self._now()
