@@ -20,7 +20,7 @@ from botocore.config import Config
 from ..errors import KinesisError, ResourceNotFoundException
 from .config import ConfigError, ProjectConfig
 from .destinations import Destination, KinesisStreamDestination, SnsDestination, SqsDestination
-from .fanout import FanoutSource, KinesisSubscriber
+from .fanout import KinesisSubscriber, Subscriber
 from .leases.coordinator import LeaseTiming
 from .mapping import RuntimeTuning
 from .project import Project
@@ -94,11 +94,11 @@ class KinesisWiring:
                 if _code(exc) != "ResourceInUseException":
                     raise
 
-    async def source(self, stream_name: str, consumer: str | None = None) -> ShardSource:
-        base = await asyncio.to_thread(KinesisSource, self.client, stream_name)
-        if consumer is None:
-            return base
-        return FanoutSource(base, KinesisSubscriber(self.client, base.stream_arn, consumer))
+    async def source(self, stream_name: str) -> ShardSource:
+        return await asyncio.to_thread(KinesisSource, self.client, stream_name)
+
+    def subscriber(self, stream_arn: str, consumer: str) -> Subscriber:
+        return KinesisSubscriber(self.client, stream_arn, consumer)
 
     def stream_destination(self, stream_name: str) -> Destination:
         return KinesisStreamDestination(self.client, stream_name)
