@@ -23,7 +23,7 @@ from ..engine import Engine
 from ..errors import KinesisError
 from ..metrics import Monitor
 from ..metrics.access import TOKEN_ENV, MonitoringAccess, monitoring_access
-from ..metrics.alarms import AlarmsConfig, parse_alarms
+from ..metrics.alarms import parse_alarms
 from ..metrics.worker import WorkerMonitor, serving
 from ..projectfile import Loaded, LoadOptions, load_project
 from ..runtime.config import ConfigError, ProjectConfig
@@ -146,15 +146,26 @@ def _up(args: argparse.Namespace) -> int:
         return _fail("up", str(exc))
     except DataDirLocked as exc:
         return _fail("up", str(exc))
+    local_workers: Callable[[Engine], LocalWorkers] | None = None
     if args.workers != 1:
-        return _up_workers(args, config, settings, alarms, access, verifier=verifier)
+        try:
+            local_workers = _local_workers(args, config, access)
+        except ValueError as exc:
+            return _fail("up", str(exc))
+    made: list[LocalWorkers] = []
+
+    def beside(engine: Engine) -> list[Any]:
+        if local_workers is not None:
+            made.append(local_workers(engine))
+        return [*made, *_sources_beside(config, source_configs, args, engine)]
+
     try:
         source_configs = parse_sources(config.sources, args.file)
         parts = compose(
             settings,
             clock=SystemClock(),
-            project=config,
-            beside=lambda engine: _sources_beside(config, source_configs, args, engine),
+            project=config if local_workers is None else None,
+            beside=beside,
             alarms=alarms,
             metrics=not args.no_metrics,
             access=access,
@@ -162,10 +173,19 @@ def _up(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         return _fail("up", str(exc))
-    banner = [
+    counts = (
         f"  {len(config.streams)} streams, {len(config.functions)} functions, {len(config.mappings)} mappings "
         f"from {args.file}"
-    ]
+    )
+    if made:
+        [workers] = made
+        banner = [f"{counts}, run by {args.workers} worker processes sharing the leases in {workers.leases_url}"]
+
+        def bound(url: str) -> None:
+            workers.endpoint_url = url.replace("://0.0.0.0:", "://127.0.0.1:")
+
+        return _listen(args, parts.app, banner + _monitor_banner(parts.monitor), on_bound=bound)
+    banner = [counts]
     for fn, m in config.mappings:
         dest = f", on failure -> {m.on_failure.kind} {m.on_failure.target}" if m.on_failure else ""
         banner.append(f"  {m.stream_name} -> {fn.config.name} ({fn.config.handler}){dest}")
@@ -174,20 +194,15 @@ def _up(args: argparse.Namespace) -> int:
     return _listen(args, parts.app, banner + _monitor_banner(parts.monitor))
 
 
-def _up_workers(
-    args: argparse.Namespace,
-    config: ProjectConfig,
-    settings: Settings,
-    alarms: AlarmsConfig,
-    access: MonitoringAccess,
-    *,
-    verifier: SigV4Verifier | None,
-) -> int:
-    """``up --workers N``: this process serves the streams and the endpoint; N ``run`` processes run the functions."""
+def _local_workers(
+    args: argparse.Namespace, config: ProjectConfig, access: MonitoringAccess
+) -> Callable[[Engine], LocalWorkers]:
+    """``up --workers N``: this process serves the streams and the endpoint; N ``run`` processes (made over the
+    engine) run the functions. A ValueError says why the project cannot run so."""
     if problem := workers_problem(config, args.workers):
-        return _fail("up", problem)
+        raise ValueError(problem)
     if args.tls_cert is not None:
-        return _fail("up", "--workers needs the endpoint on plain http (the workers call it on loopback)")
+        raise ValueError("--workers needs the endpoint on plain http (the workers call it on loopback)")
     extra = ["--log-level", args.log_level]
     if args.stage:
         extra += ["--stage", args.stage]
@@ -200,36 +215,9 @@ def _up_workers(
         extra += ["--metrics-port", "0"]  # each worker prints its address; the token goes in the environment
         if access.token is not None:
             env[TOKEN_ENV] = access.token
-    made: list[LocalWorkers] = []
-
-    def beside(engine: Engine) -> list[Any]:
-        workers = LocalWorkers(config, engine, args.workers, Path(args.data_dir) / "runtime", extra=extra, env=env)
-        made.append(workers)
-        return [workers, *_sources_beside(config, source_configs, args, engine)]
-
-    try:
-        source_configs = parse_sources(config.sources, args.file)
-        parts = compose(
-            settings,
-            clock=SystemClock(),
-            beside=beside,
-            alarms=alarms,
-            metrics=not args.no_metrics,
-            access=access,
-            front=_front(args, verifier),
-        )
-    except ValueError as exc:
-        return _fail("up", str(exc))
-    workers = made[0]
-    banner = [
-        f"  {len(config.streams)} streams, {len(config.functions)} functions, {len(config.mappings)} mappings "
-        f"from {args.file}, run by {args.workers} worker processes sharing the leases in {workers.leases_url}"
-    ]
-
-    def bound(url: str) -> None:
-        workers.endpoint_url = url.replace("://0.0.0.0:", "://127.0.0.1:")
-
-    return _listen(args, parts.app, banner + _monitor_banner(parts.monitor), on_bound=bound)
+    return lambda engine: LocalWorkers(
+        config, engine, args.workers, Path(args.data_dir) / "runtime", extra=extra, env=env
+    )
 
 
 def _sources_beside(
