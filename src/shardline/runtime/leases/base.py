@@ -25,6 +25,7 @@ __all__ = [
     "LeaseUnavailable",
     "Renewal",
     "Snapshot",
+    "fenced",
     "lease_key",
     "new_worker_id",
 ]
@@ -33,6 +34,10 @@ __all__ = [
 class LeaseLost(RuntimeError):
     """The lease changed owner or epoch: the shard must stop at once, without writing."""
 
+    @classmethod
+    def of(cls, lease: Lease) -> LeaseLost:
+        return cls(f"lease {lease.key} of {lease.app} is no longer ours at epoch {lease.epoch}")
+
 
 class LeaseUnavailable(RuntimeError):
     """The lease store could not be reached (or did not answer in time); nothing is known to have changed."""
@@ -40,6 +45,12 @@ class LeaseUnavailable(RuntimeError):
 
 def lease_key(stream: str, shard_id: str) -> str:
     return f"{stream}:{shard_id}"
+
+
+def fenced(lease: Lease, owner: str, **params: Any) -> dict[str, Any]:
+    """The parameters of a write fenced on ``owner`` and the lease's epoch: ``app``, ``key``, ``me`` and ``epoch``
+    (what every table's fenced statements name them), and ``params``."""
+    return {**params, "app": lease.app, "key": lease.key, "me": owner, "epoch": lease.epoch}
 
 
 def new_worker_id() -> str:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..position import Position
-from .base import ChildShard, Lease, LeaseLost, LeaseUnavailable, Renewal, Snapshot, lease_key, new_worker_id
+from .base import ChildShard, Lease, LeaseLost, LeaseUnavailable, Renewal, Snapshot, fenced, lease_key, new_worker_id
 
 __all__ = ["PostgresLeaseStore"]
 
@@ -193,9 +193,6 @@ class PostgresLeaseStore:
         return Lease.from_row(app, rows[0])
 
     # ----------------------------------------------------------------- fenced writes
-    def _lost(self, lease: Lease) -> LeaseLost:
-        return LeaseLost(f"lease {lease.key} of {lease.app} is no longer ours at epoch {lease.epoch}")
-
     def checkpoint(self, lease: Lease, position: Position) -> None:
         if position.is_shard_end:
             raise ValueError("SHARD_END is written by finish()")
@@ -206,18 +203,10 @@ class PostgresLeaseStore:
             "CASE WHEN %(seq)s::text IS NULL THEN true WHEN checkpoint = 'SHARD_END' THEN false "
             "WHEN checkpoint ~ '^[0-9]+$' THEN (%(seq)s::numeric, %(sub)s::bigint) >= (checkpoint::numeric, "
             "checkpoint_sub) ELSE true END RETURNING epoch",
-            {
-                "cp": str(position),
-                "sub": position.sub_sequence,
-                "seq": position.sequence_number,
-                "app": lease.app,
-                "key": lease.key,
-                "me": self.owner,
-                "epoch": lease.epoch,
-            },
+            fenced(lease, self.owner, cp=str(position), sub=position.sub_sequence, seq=position.sequence_number),
         )
         if not rows:
-            raise self._lost(lease)
+            raise LeaseLost.of(lease)
 
     def finish(self, lease: Lease, children: Sequence[ChildShard]) -> None:
         def body(cur: Any) -> bool:
@@ -225,13 +214,7 @@ class PostgresLeaseStore:
                 "UPDATE shard_lease SET checkpoint='SHARD_END', checkpoint_sub=0, checkpoint_at=now(), "
                 "finished_at=now(), child_shard_ids=%(children)s, owner_switches_since_checkpoint=0 "
                 "WHERE app=%(app)s AND lease_key=%(key)s AND owner=%(me)s AND epoch=%(epoch)s RETURNING lease_key",
-                {
-                    "children": [c.shard_id for c in children],
-                    "app": lease.app,
-                    "key": lease.key,
-                    "me": self.owner,
-                    "epoch": lease.epoch,
-                },
+                fenced(lease, self.owner, children=[c.shard_id for c in children]),
             )
             if not cur.fetchall():
                 return False
@@ -253,7 +236,7 @@ class PostgresLeaseStore:
             return True
 
         if not self._run(body, transaction=True):
-            raise self._lost(lease)
+            raise LeaseLost.of(lease)
 
     def release(self, lease: Lease, *, ttl_s: float = 10.0) -> str | None:
         rows = self._rows(
@@ -263,10 +246,10 @@ class PostgresLeaseStore:
             "owner_switches_since_checkpoint=t.owner_switches_since_checkpoint + "
             "CASE WHEN t.handoff_to IS NULL THEN 0 ELSE 1 END, handoff_to=NULL, handoff_requested_at=NULL "
             "WHERE t.app=%(app)s AND t.lease_key=%(key)s AND t.owner=%(me)s AND t.epoch=%(epoch)s RETURNING t.owner",
-            {"ttl": ttl_s, "app": lease.app, "key": lease.key, "me": self.owner, "epoch": lease.epoch},
+            fenced(lease, self.owner, ttl=ttl_s),
         )
         if not rows:
-            raise self._lost(lease)
+            raise LeaseLost.of(lease)
         return rows[0][0]  # type: ignore[no-any-return]
 
     # ----------------------------------------------------------------- many workers

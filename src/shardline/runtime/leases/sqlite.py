@@ -18,7 +18,7 @@ from typing import Any
 
 from ...clock import Clock, SystemClock
 from ..position import Position
-from .base import ChildShard, Lease, LeaseLost, LeaseUnavailable, Renewal, Snapshot, lease_key, new_worker_id
+from .base import ChildShard, Lease, LeaseLost, LeaseUnavailable, Renewal, Snapshot, fenced, lease_key, new_worker_id
 
 __all__ = ["SqliteLeaseStore"]
 
@@ -180,19 +180,10 @@ class SqliteLeaseStore:
             "UPDATE shard_lease SET checkpoint=:cp, checkpoint_sub=:sub, checkpoint_at_ms=:now, "
             "owner_switches_since_checkpoint=0 WHERE app=:app AND lease_key=:key AND owner=:me AND epoch=:epoch "
             f"AND (:seq = '' OR {_NOT_BACKWARDS}) RETURNING epoch",
-            {
-                "cp": str(position),
-                "sub": position.sub_sequence,
-                "seq": seq,
-                "now": self._now(),
-                "app": lease.app,
-                "key": lease.key,
-                "me": self.owner,
-                "epoch": lease.epoch,
-            },
+            fenced(lease, self.owner, cp=str(position), sub=position.sub_sequence, seq=seq, now=self._now()),
         )
         if not rows:
-            raise LeaseLost(f"lease {lease.key} of {lease.app} is no longer ours at epoch {lease.epoch}")
+            raise LeaseLost.of(lease)
 
     def finish(self, lease: Lease, children: Sequence[ChildShard]) -> None:
         with self._tx() as now:
@@ -200,17 +191,10 @@ class SqliteLeaseStore:
                 "UPDATE shard_lease SET checkpoint='SHARD_END', checkpoint_sub=0, checkpoint_at_ms=:now, "
                 "finished_at_ms=:now, child_shard_ids=:children, owner_switches_since_checkpoint=0 "
                 "WHERE app=:app AND lease_key=:key AND owner=:me AND epoch=:epoch RETURNING epoch",
-                {
-                    "now": now,
-                    "children": json.dumps([c.shard_id for c in children]),
-                    "app": lease.app,
-                    "key": lease.key,
-                    "me": self.owner,
-                    "epoch": lease.epoch,
-                },
+                fenced(lease, self.owner, now=now, children=json.dumps([c.shard_id for c in children])),
             ).fetchall()
             if not done:
-                raise LeaseLost(f"lease {lease.key} of {lease.app} is no longer ours at epoch {lease.epoch}")
+                raise LeaseLost.of(lease)
             for child in children:
                 if len(child.parent_shard_ids) > 1:
                     have = self._db.execute(
@@ -242,17 +226,10 @@ class SqliteLeaseStore:
                 "owner_switches_since_checkpoint=owner_switches_since_checkpoint + (handoff_to IS NOT NULL), "
                 "handoff_to=NULL, handoff_requested_at_ms=NULL "
                 "WHERE app=:app AND lease_key=:key AND owner=:me AND epoch=:epoch RETURNING owner",
-                {
-                    "now": now,
-                    "ttl": round(ttl_s * 1000),
-                    "app": lease.app,
-                    "key": lease.key,
-                    "me": self.owner,
-                    "epoch": lease.epoch,
-                },
+                fenced(lease, self.owner, now=now, ttl=round(ttl_s * 1000)),
             ).fetchall()
         if not rows:
-            raise LeaseLost(f"lease {lease.key} of {lease.app} is no longer ours at epoch {lease.epoch}")
+            raise LeaseLost.of(lease)
         return rows[0][0]  # type: ignore[no-any-return]
 
     # ----------------------------------------------------------------- many workers
