@@ -7,13 +7,15 @@ import asyncio
 import importlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .. import __version__
+from .._tasks import first_of
 from ..api import KinesisApp
 from ..api.auth import SigV4Verifier, load_credentials
 from ..api.server import DEFAULT_LIMITS, ServerLimits, TlsFiles, bind, is_loopback, run
@@ -31,7 +33,7 @@ from ..runtime.destinations import local_stream_for
 from ..runtime.functions import FunctionPool
 from ..runtime.localworkers import LocalWorkers, workers_problem
 from ..runtime.redrive import RedriveResult, load_messages, redrive_all
-from ..runtime.remote import RemoteProject, kinesis_client, run_until_stopped
+from ..runtime.remote import RemoteProject, kinesis_client
 from ..settings import Settings
 from ..sources.config import SourceConfig, parse_sources
 from ..storage.catalog import DataDirLocked
@@ -251,8 +253,13 @@ def _cdc(args: argparse.Namespace) -> int:
         for c in configs.values():
             print(f"shardline {__version__} source {c.name} ({c.where}) -> stream {c.stream} on {where}", flush=True)
 
+    async def cdc() -> None:
+        await _run_until_signalled(sources, ready, ended=sources.wait_ended)
+        if sources.failed:
+            raise service.SourceSetupError("; ".join(sources.failed.values()))
+
     try:
-        asyncio.run(service.run_sources(sources, on_ready=ready))
+        asyncio.run(cdc())
     except (KinesisError, service.SourceSetupError) as exc:
         return _fail("cdc", getattr(exc, "message", None) or str(exc))
     return 0
@@ -446,7 +453,7 @@ def _run(args: argparse.Namespace) -> int:
 
     async def worker() -> None:
         async with serving(monitor):
-            await run_until_stopped(project, on_ready=ready)
+            await _run_until_signalled(project, ready)
 
     try:
         asyncio.run(worker())
@@ -459,6 +466,32 @@ def _run(args: argparse.Namespace) -> int:
             raise
         return _fail("run", f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc.strerror}")
     return 0
+
+
+class _Service(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def _run_until_signalled(
+    service: _Service, on_ready: Callable[[], None], *, ended: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Start ``service``, then run until SIGINT or SIGTERM (or until ``ended`` returns); stopping it lets in-flight
+    work finish and checkpoint."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    try:
+        on_ready()
+        if ended is None:
+            await stop.wait()
+        else:
+            await first_of(ended(), stop.wait())
+    finally:
+        await service.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

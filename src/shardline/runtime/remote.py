@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from .mapping import RuntimeTuning
 from .project import Project
 from .source import KinesisSource, ShardSource
 
-__all__ = ["KinesisWiring", "RemoteProject", "kinesis_client", "run_until_stopped"]
+__all__ = ["KinesisWiring", "RemoteProject", "kinesis_client"]
 
 log = logging.getLogger("shardline.runtime")
 
@@ -148,18 +146,3 @@ def _code(exc: BaseException) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
-
-
-async def run_until_stopped(project: Project, *, on_ready: Callable[[], None] | None = None) -> None:
-    """Start the project, then run until SIGINT or SIGTERM; in-flight batches finish and checkpoint."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await project.start()
-    try:
-        if on_ready is not None:
-            on_ready()
-        await stop.wait()
-    finally:
-        await project.stop()
