@@ -7,13 +7,15 @@ import asyncio
 import importlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .. import __version__
+from .._tasks import first_of
 from ..api import KinesisApp
 from ..api.auth import SigV4Verifier, load_credentials
 from ..api.server import DEFAULT_LIMITS, ServerLimits, TlsFiles, bind, is_loopback, run
@@ -23,7 +25,7 @@ from ..engine import Engine
 from ..errors import KinesisError
 from ..metrics import Monitor
 from ..metrics.access import TOKEN_ENV, MonitoringAccess, monitoring_access
-from ..metrics.alarms import AlarmsConfig, parse_alarms
+from ..metrics.alarms import parse_alarms
 from ..metrics.worker import WorkerMonitor, serving
 from ..projectfile import Loaded, LoadOptions, load_project
 from ..runtime.config import ConfigError, ProjectConfig
@@ -31,7 +33,7 @@ from ..runtime.destinations import local_stream_for
 from ..runtime.functions import FunctionPool
 from ..runtime.localworkers import LocalWorkers, workers_problem
 from ..runtime.redrive import RedriveResult, load_messages, redrive_all
-from ..runtime.remote import RemoteProject, kinesis_client, run_until_stopped
+from ..runtime.remote import RemoteProject, kinesis_client
 from ..settings import Settings
 from ..sources.config import SourceConfig, parse_sources
 from ..storage.catalog import DataDirLocked
@@ -146,15 +148,26 @@ def _up(args: argparse.Namespace) -> int:
         return _fail("up", str(exc))
     except DataDirLocked as exc:
         return _fail("up", str(exc))
+    local_workers: Callable[[Engine], LocalWorkers] | None = None
     if args.workers != 1:
-        return _up_workers(args, config, settings, alarms, access, verifier=verifier)
+        try:
+            local_workers = _local_workers(args, config, access)
+        except ValueError as exc:
+            return _fail("up", str(exc))
+    made: list[LocalWorkers] = []
+
+    def beside(engine: Engine) -> list[Any]:
+        if local_workers is not None:
+            made.append(local_workers(engine))
+        return [*made, *_sources_beside(config, source_configs, args, engine)]
+
     try:
         source_configs = parse_sources(config.sources, args.file)
         parts = compose(
             settings,
             clock=SystemClock(),
-            project=config,
-            beside=lambda engine: _sources_beside(config, source_configs, args, engine),
+            project=config if local_workers is None else None,
+            beside=beside,
             alarms=alarms,
             metrics=not args.no_metrics,
             access=access,
@@ -162,10 +175,19 @@ def _up(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         return _fail("up", str(exc))
-    banner = [
+    counts = (
         f"  {len(config.streams)} streams, {len(config.functions)} functions, {len(config.mappings)} mappings "
         f"from {args.file}"
-    ]
+    )
+    if made:
+        [workers] = made
+        banner = [f"{counts}, run by {args.workers} worker processes sharing the leases in {workers.leases_url}"]
+
+        def bound(url: str) -> None:
+            workers.endpoint_url = url.replace("://0.0.0.0:", "://127.0.0.1:")
+
+        return _listen(args, parts.app, banner + _monitor_banner(parts.monitor), on_bound=bound)
+    banner = [counts]
     for fn, m in config.mappings:
         dest = f", on failure -> {m.on_failure.kind} {m.on_failure.target}" if m.on_failure else ""
         banner.append(f"  {m.stream_name} -> {fn.config.name} ({fn.config.handler}){dest}")
@@ -174,20 +196,15 @@ def _up(args: argparse.Namespace) -> int:
     return _listen(args, parts.app, banner + _monitor_banner(parts.monitor))
 
 
-def _up_workers(
-    args: argparse.Namespace,
-    config: ProjectConfig,
-    settings: Settings,
-    alarms: AlarmsConfig,
-    access: MonitoringAccess,
-    *,
-    verifier: SigV4Verifier | None,
-) -> int:
-    """``up --workers N``: this process serves the streams and the endpoint; N ``run`` processes run the functions."""
+def _local_workers(
+    args: argparse.Namespace, config: ProjectConfig, access: MonitoringAccess
+) -> Callable[[Engine], LocalWorkers]:
+    """``up --workers N``: this process serves the streams and the endpoint; N ``run`` processes (made over the
+    engine) run the functions. A ValueError says why the project cannot run so."""
     if problem := workers_problem(config, args.workers):
-        return _fail("up", problem)
+        raise ValueError(problem)
     if args.tls_cert is not None:
-        return _fail("up", "--workers needs the endpoint on plain http (the workers call it on loopback)")
+        raise ValueError("--workers needs the endpoint on plain http (the workers call it on loopback)")
     extra = ["--log-level", args.log_level]
     if args.stage:
         extra += ["--stage", args.stage]
@@ -200,36 +217,9 @@ def _up_workers(
         extra += ["--metrics-port", "0"]  # each worker prints its address; the token goes in the environment
         if access.token is not None:
             env[TOKEN_ENV] = access.token
-    made: list[LocalWorkers] = []
-
-    def beside(engine: Engine) -> list[Any]:
-        workers = LocalWorkers(config, engine, args.workers, Path(args.data_dir) / "runtime", extra=extra, env=env)
-        made.append(workers)
-        return [workers, *_sources_beside(config, source_configs, args, engine)]
-
-    try:
-        source_configs = parse_sources(config.sources, args.file)
-        parts = compose(
-            settings,
-            clock=SystemClock(),
-            beside=beside,
-            alarms=alarms,
-            metrics=not args.no_metrics,
-            access=access,
-            front=_front(args, verifier),
-        )
-    except ValueError as exc:
-        return _fail("up", str(exc))
-    workers = made[0]
-    banner = [
-        f"  {len(config.streams)} streams, {len(config.functions)} functions, {len(config.mappings)} mappings "
-        f"from {args.file}, run by {args.workers} worker processes sharing the leases in {workers.leases_url}"
-    ]
-
-    def bound(url: str) -> None:
-        workers.endpoint_url = url.replace("://0.0.0.0:", "://127.0.0.1:")
-
-    return _listen(args, parts.app, banner + _monitor_banner(parts.monitor), on_bound=bound)
+    return lambda engine: LocalWorkers(
+        config, engine, args.workers, Path(args.data_dir) / "runtime", extra=extra, env=env
+    )
 
 
 def _sources_beside(
@@ -263,8 +253,13 @@ def _cdc(args: argparse.Namespace) -> int:
         for c in configs.values():
             print(f"shardline {__version__} source {c.name} ({c.where}) -> stream {c.stream} on {where}", flush=True)
 
+    async def cdc() -> None:
+        await _run_until_signalled(sources, ready, ended=sources.wait_ended)
+        if sources.failed:
+            raise service.SourceSetupError("; ".join(sources.failed.values()))
+
     try:
-        asyncio.run(service.run_sources(sources, on_ready=ready))
+        asyncio.run(cdc())
     except (KinesisError, service.SourceSetupError) as exc:
         return _fail("cdc", getattr(exc, "message", None) or str(exc))
     return 0
@@ -458,7 +453,7 @@ def _run(args: argparse.Namespace) -> int:
 
     async def worker() -> None:
         async with serving(monitor):
-            await run_until_stopped(project, on_ready=ready)
+            await _run_until_signalled(project, ready)
 
     try:
         asyncio.run(worker())
@@ -471,6 +466,32 @@ def _run(args: argparse.Namespace) -> int:
             raise
         return _fail("run", f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc.strerror}")
     return 0
+
+
+class _Service(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def _run_until_signalled(
+    service: _Service, on_ready: Callable[[], None], *, ended: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Start ``service``, then run until SIGINT or SIGTERM (or until ``ended`` returns); stopping it lets in-flight
+    work finish and checkpoint."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    try:
+        on_ready()
+        if ended is None:
+            await stop.wait()
+        else:
+            await first_of(ended(), stop.wait())
+    finally:
+        await service.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

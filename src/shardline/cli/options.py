@@ -185,36 +185,24 @@ def _parser() -> argparse.ArgumentParser:
     _common(rd, port=False)
     _project_options(rd)
 
-    rn = sub.add_parser(
-        "run", help="run a project's functions against a Kinesis endpoint (a shardline serve, or AWS itself)"
+    rn = _endpoint_command(
+        sub,
+        "run",
+        "run a project's functions against a Kinesis endpoint (a shardline serve, or AWS itself)",
+        state_dir="shardline-data/runtime",
+        state_help="checkpoints (lease store)",
+        create_streams=True,
     )
-    rn.add_argument("file", nargs="?", type=Path, default=Path("shardline.yml"), help="default: ./shardline.yml")
-    rn.add_argument(
-        "--endpoint-url", help="the Kinesis endpoint; without it boto3 resolves one (AWS, AWS_ENDPOINT_URL_KINESIS)"
-    )
-    rn.add_argument("--create-streams", action="store_true", help="create the project's streams if missing")
-    rn.add_argument("--state-dir", type=Path, default=Path("shardline-data/runtime"), help="checkpoints (lease store)")
-    rn.add_argument("--region", default="us-east-1")
-    rn.add_argument("--account-id", default="000000000000")
-    rn.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    _project_options(rn)
     _lease_options(rn)
     _worker_metrics_options(rn)
 
-    cdc = sub.add_parser(
-        "cdc", help="run a project's change-data-capture sources into a Kinesis endpoint (a shardline serve, or AWS)"
+    _endpoint_command(
+        sub,
+        "cdc",
+        "run a project's change-data-capture sources into a Kinesis endpoint (a shardline serve, or AWS)",
+        state_dir="shardline-data/sources",
+        state_help="checkpoints (one file per source)",
     )
-    cdc.add_argument("file", nargs="?", type=Path, default=Path("shardline.yml"), help="default: ./shardline.yml")
-    cdc.add_argument(
-        "--endpoint-url", help="the Kinesis endpoint; without it boto3 resolves one (AWS, AWS_ENDPOINT_URL_KINESIS)"
-    )
-    cdc.add_argument(
-        "--state-dir", type=Path, default=Path("shardline-data/sources"), help="checkpoints (one file per source)"
-    )
-    cdc.add_argument("--region", default="us-east-1")
-    cdc.add_argument("--account-id", default="000000000000")
-    cdc.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    _project_options(cdc)
 
     top = sub.add_parser("top", help="a live terminal view of a running server's streams, mappings and alarms")
     top.add_argument("--endpoint", default="http://127.0.0.1:4567", help="default: http://127.0.0.1:4567")
@@ -222,6 +210,31 @@ def _parser() -> argparse.ArgumentParser:
     top.add_argument("--once", action="store_true", help="print one snapshot and exit")
     top.add_argument("--token", help=f"the server's monitoring token (default: ${TOKEN_ENV})")
     top.add_argument("--token-file", type=Path, help="a file holding the server's monitoring token")
+    return p
+
+
+def _endpoint_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help: str,
+    *,
+    state_dir: str,
+    state_help: str,
+    create_streams: bool = False,
+) -> argparse.ArgumentParser:
+    """A command that runs a project's parts against a Kinesis endpoint, with its state in a local directory."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("file", nargs="?", type=Path, default=Path("shardline.yml"), help="default: ./shardline.yml")
+    p.add_argument(
+        "--endpoint-url", help="the Kinesis endpoint; without it boto3 resolves one (AWS, AWS_ENDPOINT_URL_KINESIS)"
+    )
+    if create_streams:
+        p.add_argument("--create-streams", action="store_true", help="create the project's streams if missing")
+    p.add_argument("--state-dir", type=Path, default=Path(state_dir), help=state_help)
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--account-id", default="000000000000")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _project_options(p)
     return p
 
 

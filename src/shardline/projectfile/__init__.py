@@ -17,11 +17,11 @@ from typing import Any
 from .._config import ConfigError, ConfigFile
 from ..runtime.config import TOP_KEYS, ProjectConfig, build_config
 from ..runtime.destinations import local_stream_for
-from .cloudformation import load_cloudformation
+from .cloudformation import CLOUDFORMATION, load_template
 from .intrinsics import read_yaml
 from .native import load_native
 from .provenance import MappedFile, Translation, describe
-from .sam import load_sam
+from .sam import SAM
 from .serverless import load_serverless
 
 __all__ = ["ConfigError", "LoadOptions", "Loaded", "describe", "detect", "load_project"]
@@ -103,10 +103,11 @@ def load_project(path: Path, options: LoadOptions | None = None) -> Loaded:
         t = load_serverless(
             plain, doc, region=opts.region, account_id=opts.account_id, stage=opts.stage, params=opts.params
         )
-    elif dialect == "sam":
-        t = load_sam(plain, doc, region=opts.region, account_id=opts.account_id, overrides=opts.overrides)
     else:
-        t = load_cloudformation(plain, doc, region=opts.region, account_id=opts.account_id, overrides=opts.overrides)
+        template = SAM if dialect == "sam" else CLOUDFORMATION
+        t = load_template(
+            plain, doc, template, region=opts.region, account_id=opts.account_id, overrides=opts.overrides
+        )
     if dialect != "serverless" and (opts.stage is not None or opts.params):
         raise plain.fail("", f"--stage and --param are for serverless.yml; this is {t.dialect}")
     if dialect not in ("sam", "cloudformation") and opts.overrides:

@@ -9,7 +9,8 @@ CreateEventSourceMapping API's (BatchSize 100...), and ``StartingPosition`` is r
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .._config import ConfigFile
@@ -18,7 +19,7 @@ from .functions import CFN_FUNCTION_KEYS, function
 from .intrinsics import Resolver
 from .provenance import Translation
 
-__all__ = ["Template", "esm_event", "load_cloudformation"]
+__all__ = ["CLOUDFORMATION", "Template", "TemplateDialect", "esm_event", "load_template"]
 
 # CloudFormation property -> shardline.yml event key
 ESM_KEYS = {
@@ -358,21 +359,49 @@ def _bool(value: Any) -> Any:
     return value
 
 
-def load_cloudformation(
+FunctionStep = Callable[[str], str]  # one function resource (by logical id) into the translation; its name
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateDialect:
+    """What sets a template dialect apart: its name, the resource type of its functions, and ``functions``, which
+    reads what every function of a template shares (once per template) and returns the step for one function."""
+
+    name: str
+    function_type: str
+    functions: Callable[[Template, Mapping[str, Any]], FunctionStep]
+
+
+def load_template(
     ctx: ConfigFile,
     doc: Mapping[str, Any],
+    dialect: TemplateDialect,
     *,
     region: str,
     account_id: str,
     overrides: Mapping[str, str],
 ) -> Translation:
-    t = Translation("AWS CloudFormation")
+    """A SAM or CloudFormation template: streams and consumers, the dialect's functions, the event source mappings,
+    and a note for every resource not applied."""
+    t = Translation(dialect.name)
     tpl = Template(ctx, doc, t, region=region, account_id=account_id, stack_name=ctx.path.stem, overrides=overrides)
     tpl.streams()
+    add = dialect.functions(tpl, doc)
     names: dict[str, str] = {}
     for lid, res in tpl.resources.items():
-        if res["Type"] != "AWS::Lambda::Function" or not tpl.active(lid, res):
-            continue
+        if res["Type"] == dialect.function_type and tpl.active(lid, res):
+            name = add(lid)
+            names[name] = name
+    tpl.event_source_mappings(names)
+    tpl.others({dialect.function_type, "AWS::Lambda::EventSourceMapping"})
+    t.link_parameters(tpl.resolver.refs)
+    return t
+
+
+def _functions(tpl: Template, doc: Mapping[str, Any]) -> FunctionStep:
+    ctx, t = tpl.ctx, tpl.t
+
+    def add(lid: str) -> str:
         props = tpl.properties(lid)
         prefix = f"Resources.{lid}.Properties"
         for key in props:
@@ -395,8 +424,9 @@ def load_cloudformation(
             dialect_default="CloudFormation default",
         )
         t.paths[f"functions.{name}"] = f"Resources.{lid}"
-        names[name] = name
-    tpl.event_source_mappings(names)
-    tpl.others({"AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping"})
-    t.link_parameters(tpl.resolver.refs)
-    return t
+        return name
+
+    return add
+
+
+CLOUDFORMATION = TemplateDialect("AWS CloudFormation", "AWS::Lambda::Function", _functions)

@@ -12,28 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._config import ConfigFile
-from .cloudformation import Template, esm_event
+from .cloudformation import FunctionStep, Template, TemplateDialect, esm_event
 from .functions import CFN_FUNCTION_KEYS, function
-from .provenance import Translation
 
-__all__ = ["load_sam"]
+__all__ = ["SAM"]
 
 _SAM_FUNCTION_KEYS = CFN_FUNCTION_KEYS | {"CodeUri", "InlineCode", "Events", "Handler", "Runtime"}
 _MERGED = ("Environment", "Tags")
 
 
-def load_sam(
-    ctx: ConfigFile,
-    doc: Mapping[str, Any],
-    *,
-    region: str,
-    account_id: str,
-    overrides: Mapping[str, str],
-) -> Translation:
-    t = Translation("AWS SAM")
-    tpl = Template(ctx, doc, t, region=region, account_id=account_id, stack_name=ctx.path.stem, overrides=overrides)
-    tpl.streams()
+def _functions(tpl: Template, doc: Mapping[str, Any]) -> FunctionStep:
+    ctx, t = tpl.ctx, tpl.t
     globals_ = doc.get("Globals") or {}
     if not isinstance(globals_, dict):
         raise ctx.fail("Globals", "must be a mapping")
@@ -46,10 +35,8 @@ def load_sam(
     for key in gfn:
         if key not in _SAM_FUNCTION_KEYS or key == "Events":
             raise ctx.fail(f"Globals.Function.{key}", "not a property Globals.Function can set")
-    names: dict[str, str] = {}
-    for lid, res in tpl.resources.items():
-        if res["Type"] != "AWS::Serverless::Function" or not tpl.active(lid, res):
-            continue
+
+    def add(lid: str) -> str:
         prefix = f"Resources.{lid}.Properties"
         own = tpl.properties(lid)
         for key in own:
@@ -95,7 +82,6 @@ def load_sam(
         )
         t.native["functions"][name] = fn
         t.paths[f"functions.{name}"] = f"Resources.{lid}"
-        names[name] = name
         events = own.get("Events") or {}
         if not isinstance(events, dict):
             raise ctx.fail(f"{prefix}.Events", "must be a mapping of event id to {Type, Properties}")
@@ -118,10 +104,12 @@ def load_sam(
                     )
                 }
             )
-    tpl.event_source_mappings(names)
-    tpl.others({"AWS::Serverless::Function", "AWS::Lambda::EventSourceMapping"})
-    t.link_parameters(tpl.resolver.refs)
-    return t
+        return name
+
+    return add
+
+
+SAM = TemplateDialect("AWS SAM", "AWS::Serverless::Function", _functions)
 
 
 def _merge(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:

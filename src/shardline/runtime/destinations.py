@@ -103,36 +103,41 @@ class FileDestination:
         await asyncio.to_thread(self._write, orjson.dumps(message) + b"\n")
 
 
-class StreamDestination:
-    """Puts each message as one record on a shardline stream (partition key: the source shard id)."""
+class _StreamPut:
+    """Puts each message as one record on a stream (partition key: the source shard id); ``_put`` sends it."""
+
+    def __init__(self, stream_name: str) -> None:
+        self.stream_name = stream_name
+        self.description = f"stream {stream_name}"
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self._put(orjson.dumps(message), str(message["KinesisBatchInfo"]["shardId"]))
+
+    async def _put(self, data: bytes, partition_key: str) -> None:
+        raise NotImplementedError
+
+
+class StreamDestination(_StreamPut):
+    """On a shardline stream of the embedded engine."""
 
     def __init__(self, engine: Engine, stream_name: str) -> None:
+        super().__init__(stream_name)
         self.engine = engine
-        self.stream_name = stream_name
-        self.description = f"stream {stream_name}"
 
-    async def send(self, message: dict[str, Any]) -> None:
-        await self.engine.put_record(
-            stream_name=self.stream_name,
-            data=orjson.dumps(message),
-            partition_key=str(message["KinesisBatchInfo"]["shardId"]),
-        )
+    async def _put(self, data: bytes, partition_key: str) -> None:
+        await self.engine.put_record(stream_name=self.stream_name, data=data, partition_key=partition_key)
 
 
-class KinesisStreamDestination:
-    """The same, on any Kinesis endpoint through boto3."""
+class KinesisStreamDestination(_StreamPut):
+    """On any Kinesis endpoint through boto3."""
 
     def __init__(self, client: Any, stream_name: str) -> None:
+        super().__init__(stream_name)
         self.client = client
-        self.stream_name = stream_name
-        self.description = f"stream {stream_name}"
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def _put(self, data: bytes, partition_key: str) -> None:
         await asyncio.to_thread(
-            self.client.put_record,
-            StreamName=self.stream_name,
-            Data=orjson.dumps(message),
-            PartitionKey=str(message["KinesisBatchInfo"]["shardId"]),
+            self.client.put_record, StreamName=self.stream_name, Data=data, PartitionKey=partition_key
         )
 
 

@@ -20,13 +20,12 @@ import collections
 import contextlib
 import itertools
 import logging
-import socket
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..engine import Engine, Subscription
 from ..errors import ExpiredIteratorException, ResourceInUseException
-from .source import Page, ShardSource, SourceShard, kinesis_error, record_from_api
+from .source import Page, ShardSource, SourceShard, in_thread, record_from_api
 
 __all__ = ["EngineSubscriber", "FanoutSource", "KinesisSubscriber", "ShardEvents", "Subscriber"]
 
@@ -192,21 +191,41 @@ class _EngineEvents:
         self.sub.close()
 
 
-class EngineSubscriber:
-    """Subscriptions of the embedded engine, through the consumer ``consumer_name`` of the source's stream."""
+class _ConsumerSubscriber:
+    """Subscribes through the consumer ``consumer_name`` of the stream ``stream_arn``; the consumer's ARN is looked
+    up on the first subscription."""
 
-    def __init__(self, engine: Engine, stream_arn: str, consumer_name: str) -> None:
-        self.engine = engine
+    def __init__(self, stream_arn: str, consumer_name: str) -> None:
         self.stream_arn = stream_arn
         self.consumer_name = consumer_name
         self._arn: str | None = None
 
     async def subscribe(self, cursor: _Cursor) -> ShardEvents:
         if self._arn is None:
-            c = await self.engine.describe_stream_consumer(stream_arn=self.stream_arn, consumer_name=self.consumer_name)
-            self._arn = c.consumer_arn
+            self._arn = await self._consumer_arn()
+        return await self._open(self._arn, cursor)
+
+    async def _consumer_arn(self) -> str:
+        raise NotImplementedError
+
+    async def _open(self, consumer_arn: str, cursor: _Cursor) -> ShardEvents:
+        raise NotImplementedError
+
+
+class EngineSubscriber(_ConsumerSubscriber):
+    """Subscriptions of the embedded engine, through the consumer ``consumer_name`` of the source's stream."""
+
+    def __init__(self, engine: Engine, stream_arn: str, consumer_name: str) -> None:
+        super().__init__(stream_arn, consumer_name)
+        self.engine = engine
+
+    async def _consumer_arn(self) -> str:
+        c = await self.engine.describe_stream_consumer(stream_arn=self.stream_arn, consumer_name=self.consumer_name)
+        return c.consumer_arn
+
+    async def _open(self, consumer_arn: str, cursor: _Cursor) -> ShardEvents:
         sub = await self.engine.subscribe_to_shard(
-            consumer_arn=self._arn,
+            consumer_arn=consumer_arn,
             shard_id=cursor.shard_id,
             starting_position=cursor.kind,
             sequence_number=cursor.sequence_number,
@@ -217,10 +236,20 @@ class EngineSubscriber:
 
 # ------------------------------------------------------------------------------------------------------- boto3
 
+_BODY = "shardline:body"  # where ``_keep_body`` puts the HTTP response in boto3's SubscribeToShard answer
+
+
+def _keep_body(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+    """botocore's ``after-call`` event of SubscribeToShard: the answer carries the HTTP response its event stream is
+    read from, so that ``_KinesisEvents.close`` can shut that response down."""
+    if "EventStream" in parsed:
+        parsed[_BODY] = http_response.raw
+
 
 class _KinesisEvents:
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, body: Any) -> None:
         self.stream = stream
+        self.body = body  # the urllib3 response the event stream reads
         self.events = iter(stream)
         self.closed = False
 
@@ -237,57 +266,44 @@ class _KinesisEvents:
 
     async def next(self) -> Page | None:
         try:
-            return await asyncio.to_thread(self._read)
-        except Exception as exc:
+            return await in_thread(self._read)
+        except Exception:
             if self.closed:
                 return None  # closed under the reading thread
-            mapped = kinesis_error(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            raise
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            # Closing the body does not end a read blocked in another thread (it would wait for the next event, up to
-            # a 5 s heartbeat): shut the connection's socket down first, which ends that read at once.
-            raw = getattr(self.stream, "_raw_stream", None)
-            sock = getattr(getattr(raw, "connection", None), "sock", None)
-            if isinstance(sock, socket.socket):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            # Closing the stream waits for a read blocked in another thread, which waits for the next event (up to
+            # a 5 s heartbeat): the response's shutdown() (urllib3 2.3 and later) ends that read at once.
+            with contextlib.suppress(Exception):
+                self.body.shutdown()
             with contextlib.suppress(Exception):
                 self.stream.close()
 
 
-class KinesisSubscriber:
+class KinesisSubscriber(_ConsumerSubscriber):
     """Subscriptions over boto3's ``subscribe_to_shard`` (an HTTP/1.1 event stream) of any Kinesis endpoint."""
 
     def __init__(self, client: Any, stream_arn: str, consumer_name: str) -> None:
+        super().__init__(stream_arn, consumer_name)
         self.client = client
-        self.stream_arn = stream_arn
-        self.consumer_name = consumer_name
-        self._arn: str | None = None
+        client.meta.events.register("after-call.kinesis.SubscribeToShard", _keep_body, unique_id=_BODY)
 
-    async def _call(self, method: str, **kwargs: Any) -> Any:
-        try:
-            return await asyncio.to_thread(getattr(self.client, method), **kwargs)
-        except Exception as exc:
-            mapped = kinesis_error(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+    async def _consumer_arn(self) -> str:
+        r = await in_thread(
+            self.client.describe_stream_consumer, StreamARN=self.stream_arn, ConsumerName=self.consumer_name
+        )
+        return str(r["ConsumerDescription"]["ConsumerARN"])
 
-    async def subscribe(self, cursor: _Cursor) -> ShardEvents:
-        if self._arn is None:
-            r = await self._call("describe_stream_consumer", StreamARN=self.stream_arn, ConsumerName=self.consumer_name)
-            self._arn = str(r["ConsumerDescription"]["ConsumerARN"])
+    async def _open(self, consumer_arn: str, cursor: _Cursor) -> ShardEvents:
         start: dict[str, Any] = {"Type": cursor.kind}
         if cursor.sequence_number is not None:
             start["SequenceNumber"] = cursor.sequence_number
         if cursor.timestamp_ms is not None:
             start["Timestamp"] = cursor.timestamp_ms / 1000
-        r = await self._call(
-            "subscribe_to_shard", ConsumerARN=self._arn, ShardId=cursor.shard_id, StartingPosition=start
+        r = await in_thread(
+            self.client.subscribe_to_shard, ConsumerARN=consumer_arn, ShardId=cursor.shard_id, StartingPosition=start
         )
-        return _KinesisEvents(r["EventStream"])
+        return _KinesisEvents(r["EventStream"], r.get(_BODY))

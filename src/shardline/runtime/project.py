@@ -20,7 +20,7 @@ from ..errors import ResourceInUseException
 from .checkpoints import LeaseStore as SqliteStore
 from .config import ConfigError, ProjectConfig
 from .destinations import Destination, FileDestination, StreamDestination, local_stream_for
-from .fanout import EngineSubscriber, FanoutSource
+from .fanout import EngineSubscriber, FanoutSource, Subscriber
 from .filters import RecordFilter
 from .functions import FunctionPool
 from .leases import LeaseStore, open_lease_store
@@ -43,9 +43,13 @@ class Wiring(Protocol):
         """Make the project's streams ready (create the missing ones, or check that they exist)."""
         ...
 
-    async def source(self, stream_name: str, consumer: str | None = None) -> ShardSource:
-        """The source a mapping of ``stream_name`` reads: through the enhanced fan-out consumer of that name (already
-        registered by ``prepare``) if given, else by polling."""
+    async def source(self, stream_name: str) -> ShardSource:
+        """The source that polls ``stream_name``."""
+        ...
+
+    def subscriber(self, stream_arn: str, consumer: str) -> Subscriber:
+        """Subscriptions through the enhanced fan-out consumer ``consumer`` of the stream (registered by
+        ``prepare``)."""
         ...
 
     def stream_destination(self, stream_name: str) -> Destination:
@@ -88,11 +92,11 @@ class EngineWiring:
             with contextlib.suppress(ResourceInUseException):  # registered by an earlier run
                 await self.engine.register_stream_consumer(arn, consumer.name)
 
-    async def source(self, stream_name: str, consumer: str | None = None) -> ShardSource:
-        base = EngineSource(self.engine, stream_name)
-        if consumer is None:
-            return base
-        return FanoutSource(base, EngineSubscriber(self.engine, base.stream_arn, consumer))
+    async def source(self, stream_name: str) -> ShardSource:
+        return EngineSource(self.engine, stream_name)
+
+    def subscriber(self, stream_arn: str, consumer: str) -> Subscriber:
+        return EngineSubscriber(self.engine, stream_arn, consumer)
 
     def stream_destination(self, stream_name: str) -> Destination:
         return StreamDestination(self.engine, stream_name)
@@ -169,7 +173,6 @@ class Project:
 
     async def _mapping(self, mc: MappingConfig, pool: FunctionPool) -> Mapping:
         assert self.store is not None
-        consumer = self.config.mapping_consumers.get(mc.uuid)
         destination: Destination | None = None
         if mc.on_failure is not None:
             if mc.on_failure.kind == "stream":
@@ -178,12 +181,16 @@ class Project:
                 destination = self.wiring.notification_destination(mc.on_failure.kind, mc.on_failure.target)
             else:
                 destination = FileDestination(Path(mc.on_failure.target))
+        source = await self.wiring.source(mc.stream_name)
+        consumer = self.config.mapping_consumers.get(mc.uuid)
+        if consumer is not None:
+            source = FanoutSource(source, self.wiring.subscriber(source.stream_arn, consumer.name))
         return Mapping(
             mc,
             function=pool,
             function_arn=pool.config.arn,
             role_arn=pool.config.role_arn,
-            source=await self.wiring.source(mc.stream_name, consumer.name if consumer is not None else None),
+            source=source,
             store=self.store,
             destination=destination,
             matcher=RecordFilter(list(mc.filter_patterns)) if mc.filter_patterns else None,

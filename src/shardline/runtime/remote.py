@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +18,13 @@ from botocore.config import Config
 from ..errors import KinesisError, ResourceNotFoundException
 from .config import ConfigError, ProjectConfig
 from .destinations import Destination, KinesisStreamDestination, SnsDestination, SqsDestination
-from .fanout import FanoutSource, KinesisSubscriber
+from .fanout import KinesisSubscriber, Subscriber
 from .leases.coordinator import LeaseTiming
 from .mapping import RuntimeTuning
 from .project import Project
 from .source import KinesisSource, ShardSource
 
-__all__ = ["KinesisWiring", "RemoteProject", "kinesis_client", "run_until_stopped"]
+__all__ = ["KinesisWiring", "RemoteProject", "kinesis_client"]
 
 log = logging.getLogger("shardline.runtime")
 
@@ -94,11 +92,11 @@ class KinesisWiring:
                 if _code(exc) != "ResourceInUseException":
                     raise
 
-    async def source(self, stream_name: str, consumer: str | None = None) -> ShardSource:
-        base = await asyncio.to_thread(KinesisSource, self.client, stream_name)
-        if consumer is None:
-            return base
-        return FanoutSource(base, KinesisSubscriber(self.client, base.stream_arn, consumer))
+    async def source(self, stream_name: str) -> ShardSource:
+        return await asyncio.to_thread(KinesisSource, self.client, stream_name)
+
+    def subscriber(self, stream_arn: str, consumer: str) -> Subscriber:
+        return KinesisSubscriber(self.client, stream_arn, consumer)
 
     def stream_destination(self, stream_name: str) -> Destination:
         return KinesisStreamDestination(self.client, stream_name)
@@ -148,18 +146,3 @@ def _code(exc: BaseException) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
-
-
-async def run_until_stopped(project: Project, *, on_ready: Callable[[], None] | None = None) -> None:
-    """Start the project, then run until SIGINT or SIGTERM; in-flight batches finish and checkpoint."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await project.start()
-    try:
-        if on_ready is not None:
-            on_ready()
-        await stop.wait()
-    finally:
-        await project.stop()

@@ -9,15 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar
 
 from .. import errors
 from ..engine import Engine, ShardView, sequence
 from ..models import Record
 from .position import Position
 
-__all__ = ["EngineSource", "KinesisSource", "Page", "ShardSource", "SourceShard", "kinesis_error", "record_from_api"]
+__all__ = [
+    "EngineSource",
+    "KinesisSource",
+    "Page",
+    "ShardSource",
+    "SourceShard",
+    "in_thread",
+    "kinesis_error",
+    "record_from_api",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,13 +180,7 @@ class KinesisSource:
         )
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
-        try:
-            return await asyncio.to_thread(getattr(self.client, method), **kwargs)
-        except Exception as exc:
-            mapped = kinesis_error(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+        return await in_thread(getattr(self.client, method), **kwargs)
 
     async def list_shards(self) -> list[SourceShard]:
         out: list[SourceShard] = []
@@ -229,6 +236,18 @@ def record_from_api(x: dict[str, Any]) -> Record:
         x["PartitionKey"],
         x.get("EncryptionType"),
     )
+
+
+async def in_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn`` (a blocking boto3 call) in a worker thread; a botocore error with a Kinesis error code is raised as
+    shardline's error (``kinesis_error``)."""
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except Exception as exc:
+        mapped = kinesis_error(exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
 
 
 def kinesis_error(exc: Exception) -> Exception:

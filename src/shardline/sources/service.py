@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from .server import SourceSetupError, binary_logs, check_server, connect, list_t
 from .sink import EngineSink, KinesisSink, Sink
 from .stats import SourceFigures, SourceStats
 
-__all__ = ["EngineSink", "KinesisSink", "SourceFigures", "SourceSetupError", "Sources", "run_sources"]
+__all__ = ["EngineSink", "KinesisSink", "SourceFigures", "SourceSetupError", "Sources"]
 
 log = logging.getLogger("shardline.sources")
 
@@ -166,26 +165,3 @@ def _preflight(cfg: SourceConfig) -> None:
         raise SourceSetupError(f"source {cfg.name} ({cfg.where}): {exc}") from None
     finally:
         conn.close()
-
-
-async def run_sources(sources: Sources, *, on_ready: Callable[[], None] | None = None) -> None:
-    """Start the sources, then run until SIGINT or SIGTERM (``shardline cdc``)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await sources.start()
-    try:
-        if on_ready is not None:
-            on_ready()
-        tasks = [asyncio.create_task(sources.wait_ended()), asyncio.create_task(_wait(stop))]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        await cancel_and_wait(tasks)
-        if sources.failed:
-            raise SourceSetupError("; ".join(sources.failed.values()))
-    finally:
-        await sources.stop()
-
-
-async def _wait(event: asyncio.Event) -> None:
-    await event.wait()

@@ -5,21 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...clock import Clock
-from .base import ChildShard, Lease, LeaseLost, LeaseStore, LeaseUnavailable, Renewal, Snapshot, lease_key
+from . import base
+from .base import *  # noqa: F403  # the interface's names (base.__all__) are the package's
+from .base import LeaseStore
 from .sqlite import SqliteLeaseStore
 
-__all__ = [
-    "ChildShard",
-    "Lease",
-    "LeaseLost",
-    "LeaseStore",
-    "LeaseUnavailable",
-    "Renewal",
-    "Snapshot",
-    "SqliteLeaseStore",
-    "lease_key",
-    "open_lease_store",
-]
+__all__ = ["SqliteLeaseStore", "open_lease_store"]
+__all__ += base.__all__
 
 
 def open_lease_store(

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..position import Position
 
@@ -25,6 +25,7 @@ __all__ = [
     "LeaseUnavailable",
     "Renewal",
     "Snapshot",
+    "fenced",
     "lease_key",
     "new_worker_id",
 ]
@@ -33,6 +34,10 @@ __all__ = [
 class LeaseLost(RuntimeError):
     """The lease changed owner or epoch: the shard must stop at once, without writing."""
 
+    @classmethod
+    def of(cls, lease: Lease) -> LeaseLost:
+        return cls(f"lease {lease.key} of {lease.app} is no longer ours at epoch {lease.epoch}")
+
 
 class LeaseUnavailable(RuntimeError):
     """The lease store could not be reached (or did not answer in time); nothing is known to have changed."""
@@ -40,6 +45,12 @@ class LeaseUnavailable(RuntimeError):
 
 def lease_key(stream: str, shard_id: str) -> str:
     return f"{stream}:{shard_id}"
+
+
+def fenced(lease: Lease, owner: str, **params: Any) -> dict[str, Any]:
+    """The parameters of a write fenced on ``owner`` and the lease's epoch: ``app``, ``key``, ``me`` and ``epoch``
+    (what every table's fenced statements name them), and ``params``."""
+    return {**params, "app": lease.app, "key": lease.key, "me": owner, "epoch": lease.epoch}
 
 
 def new_worker_id() -> str:
@@ -60,6 +71,27 @@ class Lease:
     child_shard_ids: tuple[str, ...] = ()
     owner_switches_since_checkpoint: int = 0
     handoff_to: str | None = None
+
+    @classmethod
+    def from_row(cls, app: str, row: Sequence[Any], shard_ids: Callable[[Any], Iterable[str]] = tuple) -> Lease:
+        """A Lease from a row of the columns every table selects, in this order: stream, shard_id, owner, epoch,
+        checkpoint, checkpoint_sub, parent_shard_ids, finished (true or false), child_shard_ids,
+        owner_switches_since_checkpoint, handoff_to. ``shard_ids`` reads a stored list of shard ids (an array by
+        default; ``json.loads`` where the list is JSON text)."""
+        stream, shard, owner, epoch, cp, sub, parents, finished, children, switches, handoff = row
+        return cls(
+            app,
+            stream,
+            shard,
+            owner,
+            int(epoch),
+            Position.parse(cp, int(sub or 0)),
+            tuple(shard_ids(parents)),
+            bool(finished),
+            tuple(shard_ids(children)),
+            int(switches),
+            handoff,
+        )
 
     @property
     def key(self) -> str:

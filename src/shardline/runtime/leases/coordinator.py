@@ -100,6 +100,14 @@ class LeaseCounters:
     statement_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)  # the latest statement times, seconds
 
+    def count_statement(self, took_s: float) -> None:
+        """One statement answered (or failed) after ``took_s`` seconds; the latest 1024 to 2048 times are kept."""
+        self.statements += 1
+        self.statement_seconds += took_s
+        self.latencies.append(took_s)
+        if len(self.latencies) > 2048:
+            del self.latencies[:1024]
+
 
 class ShardHandle(Protocol):
     """A running shard processor, as the lease loop drives it."""
@@ -155,13 +163,7 @@ class LeaseWorker:
             call = functools.partial(fn, *args, **kwargs)
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         finally:
-            took = time.perf_counter() - started
-            c = self.counters
-            c.statements += 1
-            c.statement_seconds += took
-            c.latencies.append(took)
-            if len(c.latencies) > 2048:
-                del c.latencies[:1024]
+            self.counters.count_statement(time.perf_counter() - started)
 
     # ----------------------------------------------------------------- the loop
     def stop(self) -> None:
@@ -196,12 +198,8 @@ class LeaseWorker:
                         if snap is not None and self._cleanup_due(snap):
                             self.counters.cleaned += await self._call(self.store.cleanup, self.app, t.completed_delay_s)
                         next_cleanup = now + t.cleanup_s
-                except LeaseUnavailable as exc:
-                    self.counters.store_errors += 1
-                    log.warning("mapping %s: lease store: %s", self.app, exc)
-                except Exception:
-                    self.counters.store_errors += 1
-                    log.exception("mapping %s: lease pass failed; the next pass tries again", self.app)
+                except Exception as exc:
+                    self._failed(exc, "lease pass failed; the next pass tries again")
                 self.counters.owned = len(self._held)
                 wait = max(0.01, min(next_take, next_cleanup) - self.clock.monotonic())
                 with contextlib.suppress(TimeoutError):
@@ -211,6 +209,15 @@ class LeaseWorker:
             await asyncio.get_running_loop().run_in_executor(self._executor, renewer.join)
         with contextlib.suppress(LeaseUnavailable):
             await self._call(self.store.deregister, self.app)
+
+    def _failed(self, exc: Exception, what: str) -> None:
+        """A lease pass or a renew failed: an unreachable store is a warning, anything else is logged with its
+        traceback; both count as store errors."""
+        self.counters.store_errors += 1
+        if isinstance(exc, LeaseUnavailable):
+            log.warning("mapping %s: lease store: %s", self.app, exc)
+        else:
+            log.error("mapping %s: %s", self.app, what, exc_info=exc)
 
     def close(self) -> None:
         """After ``run`` returned and every processor ended: the lease loop's thread ends."""
@@ -225,18 +232,10 @@ class LeaseWorker:
             started = time.perf_counter()
             try:
                 renewal = self.store.keepalive(self.app, held, self.timing.ttl_s)
-            except LeaseUnavailable as exc:
-                self.counters.store_errors += 1
-                log.warning("mapping %s: lease store: %s", self.app, exc)
-            except Exception:
-                self.counters.store_errors += 1
-                log.exception("mapping %s: renew failed; the next renew tries again", self.app)
+            except Exception as exc:
+                self._failed(exc, "renew failed; the next renew tries again")
             else:
-                took = time.perf_counter() - started
-                c = self.counters
-                c.statements += 1
-                c.statement_seconds += took
-                c.latencies.append(took)
+                self.counters.count_statement(time.perf_counter() - started)
                 assert self._loop is not None
                 with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                     self._loop.call_soon_threadsafe(self._renewed, held, renewal, t_send)

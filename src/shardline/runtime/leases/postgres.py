@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..position import Position
-from .base import ChildShard, Lease, LeaseLost, LeaseUnavailable, Renewal, Snapshot, lease_key, new_worker_id
+from .base import ChildShard, Lease, LeaseLost, LeaseUnavailable, Renewal, Snapshot, fenced, lease_key, new_worker_id
 
 __all__ = ["PostgresLeaseStore"]
 
@@ -139,23 +139,6 @@ class PostgresLeaseStore:
                 self._conn.close()
                 self._conn = None
 
-    @staticmethod
-    def _lease(app: str, row: Sequence[Any]) -> Lease:
-        stream, shard, owner, epoch, cp, sub, parents, finished, children, switches, handoff = row
-        return Lease(
-            app,
-            stream,
-            shard,
-            owner,
-            int(epoch),
-            Position.parse(cp, int(sub or 0)),
-            tuple(parents),
-            bool(finished),
-            tuple(children),
-            int(switches),
-            handoff,
-        )
-
     def _rows(self, sql: str, params: Mapping[str, Any], *, transaction: bool = False) -> list[Any]:
         def body(cur: Any) -> list[Any]:
             cur.execute(sql, params)
@@ -169,11 +152,11 @@ class PostgresLeaseStore:
             f"SELECT {_COLS} FROM shard_lease WHERE app=%(app)s AND lease_key=%(key)s",
             {"app": app, "key": lease_key(stream, shard_id)},
         )
-        return self._lease(app, rows[0]) if rows else None
+        return Lease.from_row(app, rows[0]) if rows else None
 
     def leases(self, app: str) -> list[Lease]:
         rows = self._rows(f"SELECT {_COLS} FROM shard_lease WHERE app=%(app)s ORDER BY lease_key", {"app": app})
-        return [self._lease(app, r) for r in rows]
+        return [Lease.from_row(app, r) for r in rows]
 
     def ensure(self, app: str, stream: str, shard_id: str, parents: tuple[str, ...], initial: Position) -> Lease:
         rows = self._rows(
@@ -191,7 +174,7 @@ class PostgresLeaseStore:
             },
         )
         if rows:
-            return self._lease(app, rows[0])
+            return Lease.from_row(app, rows[0])
         # Inserted by another worker after this statement's snapshot: read it now.
         lease = self.get(app, stream, shard_id)
         assert lease is not None
@@ -207,12 +190,9 @@ class PostgresLeaseStore:
         )
         if not rows:
             raise KeyError(f"no lease for {app} {stream} {shard_id}")
-        return self._lease(app, rows[0])
+        return Lease.from_row(app, rows[0])
 
     # ----------------------------------------------------------------- fenced writes
-    def _lost(self, lease: Lease) -> LeaseLost:
-        return LeaseLost(f"lease {lease.key} of {lease.app} is no longer ours at epoch {lease.epoch}")
-
     def checkpoint(self, lease: Lease, position: Position) -> None:
         if position.is_shard_end:
             raise ValueError("SHARD_END is written by finish()")
@@ -223,18 +203,10 @@ class PostgresLeaseStore:
             "CASE WHEN %(seq)s::text IS NULL THEN true WHEN checkpoint = 'SHARD_END' THEN false "
             "WHEN checkpoint ~ '^[0-9]+$' THEN (%(seq)s::numeric, %(sub)s::bigint) >= (checkpoint::numeric, "
             "checkpoint_sub) ELSE true END RETURNING epoch",
-            {
-                "cp": str(position),
-                "sub": position.sub_sequence,
-                "seq": position.sequence_number,
-                "app": lease.app,
-                "key": lease.key,
-                "me": self.owner,
-                "epoch": lease.epoch,
-            },
+            fenced(lease, self.owner, cp=str(position), sub=position.sub_sequence, seq=position.sequence_number),
         )
         if not rows:
-            raise self._lost(lease)
+            raise LeaseLost.of(lease)
 
     def finish(self, lease: Lease, children: Sequence[ChildShard]) -> None:
         def body(cur: Any) -> bool:
@@ -242,13 +214,7 @@ class PostgresLeaseStore:
                 "UPDATE shard_lease SET checkpoint='SHARD_END', checkpoint_sub=0, checkpoint_at=now(), "
                 "finished_at=now(), child_shard_ids=%(children)s, owner_switches_since_checkpoint=0 "
                 "WHERE app=%(app)s AND lease_key=%(key)s AND owner=%(me)s AND epoch=%(epoch)s RETURNING lease_key",
-                {
-                    "children": [c.shard_id for c in children],
-                    "app": lease.app,
-                    "key": lease.key,
-                    "me": self.owner,
-                    "epoch": lease.epoch,
-                },
+                fenced(lease, self.owner, children=[c.shard_id for c in children]),
             )
             if not cur.fetchall():
                 return False
@@ -270,7 +236,7 @@ class PostgresLeaseStore:
             return True
 
         if not self._run(body, transaction=True):
-            raise self._lost(lease)
+            raise LeaseLost.of(lease)
 
     def release(self, lease: Lease, *, ttl_s: float = 10.0) -> str | None:
         rows = self._rows(
@@ -280,10 +246,10 @@ class PostgresLeaseStore:
             "owner_switches_since_checkpoint=t.owner_switches_since_checkpoint + "
             "CASE WHEN t.handoff_to IS NULL THEN 0 ELSE 1 END, handoff_to=NULL, handoff_requested_at=NULL "
             "WHERE t.app=%(app)s AND t.lease_key=%(key)s AND t.owner=%(me)s AND t.epoch=%(epoch)s RETURNING t.owner",
-            {"ttl": ttl_s, "app": lease.app, "key": lease.key, "me": self.owner, "epoch": lease.epoch},
+            fenced(lease, self.owner, ttl=ttl_s),
         )
         if not rows:
-            raise self._lost(lease)
+            raise LeaseLost.of(lease)
         return rows[0][0]  # type: ignore[no-any-return]
 
     # ----------------------------------------------------------------- many workers
@@ -320,7 +286,7 @@ class PostgresLeaseStore:
             f"AND (t.owner IS NULL OR t.expires_at < now()) RETURNING {', '.join('t.' + c for c in _COLS.split(', '))}",
             {"app": app, "n": n, "me": self.owner, "ttl": ttl_s},
         )
-        return [self._lease(app, r) for r in rows]
+        return [Lease.from_row(app, r) for r in rows]
 
     def renew(self, app: str, held: Mapping[str, int], ttl_s: float) -> Renewal:
         if not held:
@@ -404,7 +370,7 @@ class PostgresLeaseStore:
                 "timeout": handoff_timeout_s,
             },
         )
-        return self._lease(app, rows[0]) if rows else None
+        return Lease.from_row(app, rows[0]) if rows else None
 
     def cleanup(self, app: str, completed_delay_s: float) -> int:
         rows = self._rows(

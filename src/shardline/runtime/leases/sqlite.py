@@ -18,7 +18,7 @@ from typing import Any
 
 from ...clock import Clock, SystemClock
 from ..position import Position
-from .base import ChildShard, Lease, LeaseLost, LeaseUnavailable, Renewal, Snapshot, lease_key, new_worker_id
+from .base import ChildShard, Lease, LeaseLost, LeaseUnavailable, Renewal, Snapshot, fenced, lease_key, new_worker_id
 
 __all__ = ["SqliteLeaseStore"]
 
@@ -59,8 +59,8 @@ _ADDED = {
     "handoff_requested_at_ms": "INTEGER",
 }
 _COLS = (
-    "stream, shard_id, owner, epoch, checkpoint, checkpoint_sub, parent_shard_ids, finished_at_ms, child_shard_ids, "
-    "owner_switches_since_checkpoint, handoff_to"
+    "stream, shard_id, owner, epoch, checkpoint, checkpoint_sub, parent_shard_ids, finished_at_ms IS NOT NULL, "
+    "child_shard_ids, owner_switches_since_checkpoint, handoff_to"
 )
 # A worker row that expired this long ago is deleted by cleanup.
 _STALE_WORKER_MS = 86_400_000
@@ -128,33 +128,16 @@ class SqliteLeaseStore:
             except sqlite3.OperationalError as exc:
                 raise _unavailable(self.path, exc) from exc
 
-    @staticmethod
-    def _lease(app: str, row: Sequence[Any]) -> Lease:
-        stream, shard, owner, epoch, cp, sub, parents, finished, children, switches, handoff = row
-        return Lease(
-            app,
-            stream,
-            shard,
-            owner,
-            int(epoch),
-            Position.parse(cp, int(sub or 0)),
-            tuple(json.loads(parents)),
-            finished is not None,
-            tuple(json.loads(children)),
-            int(switches),
-            handoff,
-        )
-
     # ----------------------------------------------------------------- reading
     def get(self, app: str, stream: str, shard_id: str) -> Lease | None:
         rows = self._one(
             f"SELECT {_COLS} FROM shard_lease WHERE app=? AND lease_key=?", (app, lease_key(stream, shard_id))
         )
-        return self._lease(app, rows[0]) if rows else None
+        return Lease.from_row(app, rows[0], json.loads) if rows else None
 
     def leases(self, app: str) -> list[Lease]:
         rows = self._one(f"SELECT {_COLS} FROM shard_lease WHERE app=? ORDER BY lease_key", (app,))
-        return [self._lease(app, r) for r in rows]
+        return [Lease.from_row(app, r, json.loads) for r in rows]
 
     def ensure(self, app: str, stream: str, shard_id: str, parents: tuple[str, ...], initial: Position) -> Lease:
         self._one(
@@ -197,19 +180,10 @@ class SqliteLeaseStore:
             "UPDATE shard_lease SET checkpoint=:cp, checkpoint_sub=:sub, checkpoint_at_ms=:now, "
             "owner_switches_since_checkpoint=0 WHERE app=:app AND lease_key=:key AND owner=:me AND epoch=:epoch "
             f"AND (:seq = '' OR {_NOT_BACKWARDS}) RETURNING epoch",
-            {
-                "cp": str(position),
-                "sub": position.sub_sequence,
-                "seq": seq,
-                "now": self._now(),
-                "app": lease.app,
-                "key": lease.key,
-                "me": self.owner,
-                "epoch": lease.epoch,
-            },
+            fenced(lease, self.owner, cp=str(position), sub=position.sub_sequence, seq=seq, now=self._now()),
         )
         if not rows:
-            raise LeaseLost(f"lease {lease.key} of {lease.app} is no longer ours at epoch {lease.epoch}")
+            raise LeaseLost.of(lease)
 
     def finish(self, lease: Lease, children: Sequence[ChildShard]) -> None:
         with self._tx() as now:
@@ -217,17 +191,10 @@ class SqliteLeaseStore:
                 "UPDATE shard_lease SET checkpoint='SHARD_END', checkpoint_sub=0, checkpoint_at_ms=:now, "
                 "finished_at_ms=:now, child_shard_ids=:children, owner_switches_since_checkpoint=0 "
                 "WHERE app=:app AND lease_key=:key AND owner=:me AND epoch=:epoch RETURNING epoch",
-                {
-                    "now": now,
-                    "children": json.dumps([c.shard_id for c in children]),
-                    "app": lease.app,
-                    "key": lease.key,
-                    "me": self.owner,
-                    "epoch": lease.epoch,
-                },
+                fenced(lease, self.owner, now=now, children=json.dumps([c.shard_id for c in children])),
             ).fetchall()
             if not done:
-                raise LeaseLost(f"lease {lease.key} of {lease.app} is no longer ours at epoch {lease.epoch}")
+                raise LeaseLost.of(lease)
             for child in children:
                 if len(child.parent_shard_ids) > 1:
                     have = self._db.execute(
@@ -259,17 +226,10 @@ class SqliteLeaseStore:
                 "owner_switches_since_checkpoint=owner_switches_since_checkpoint + (handoff_to IS NOT NULL), "
                 "handoff_to=NULL, handoff_requested_at_ms=NULL "
                 "WHERE app=:app AND lease_key=:key AND owner=:me AND epoch=:epoch RETURNING owner",
-                {
-                    "now": now,
-                    "ttl": round(ttl_s * 1000),
-                    "app": lease.app,
-                    "key": lease.key,
-                    "me": self.owner,
-                    "epoch": lease.epoch,
-                },
+                fenced(lease, self.owner, now=now, ttl=round(ttl_s * 1000)),
             ).fetchall()
         if not rows:
-            raise LeaseLost(f"lease {lease.key} of {lease.app} is no longer ours at epoch {lease.epoch}")
+            raise LeaseLost.of(lease)
         return rows[0][0]  # type: ignore[no-any-return]
 
     # ----------------------------------------------------------------- many workers
@@ -308,7 +268,7 @@ class SqliteLeaseStore:
                 self._db.execute(f"SELECT {_COLS} FROM shard_lease WHERE app=? AND lease_key=?", (app, k)).fetchone()
                 for (k,) in keys
             ]
-        return [self._lease(app, r) for r in rows]
+        return [Lease.from_row(app, r, json.loads) for r in rows]
 
     def renew(self, app: str, held: Mapping[str, int], ttl_s: float) -> Renewal:
         if not held:
@@ -391,7 +351,7 @@ class SqliteLeaseStore:
                 if rows
                 else None
             )
-        return self._lease(app, row) if row is not None else None
+        return Lease.from_row(app, row, json.loads) if row is not None else None
 
     def cleanup(self, app: str, completed_delay_s: float) -> int:
         now = self._now()
