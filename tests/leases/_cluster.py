@@ -241,6 +241,29 @@ def delivery_counts(dsn: str, sent: int) -> tuple[int, int, dict[str, int]]:
     return lost, dups, {str(w): int(c) for w, c in per}
 
 
+def lease_checkpoints(dsn: str, shards: list[str]) -> dict[str, tuple[str | None, str]]:
+    """shard -> (owner, checkpoint) of these shards' leases, as the table holds them now."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT shard_id, owner, checkpoint FROM shard_lease WHERE shard_id = ANY(%s)", (shards,)
+        ).fetchall()
+    return {str(s): (o, str(cp)) for s, o, cp in rows}
+
+
+def duplicates_not_after(dsn: str, checkpoints: dict[str, str]) -> int:
+    """Records delivered more than once that are not after the checkpoint of their shard's previous owner (or are on
+    another shard). Must be 0: a new owner starts after the checkpoint, so a duplicate can only repeat what came
+    after it (an in-flight batch, or batches whose checkpoint write the store did not answer)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute("SELECT shard_id, seq FROM delivered GROUP BY shard_id, seq HAVING count(*) > 1").fetchall()
+    bad = 0
+    for shard, seq in rows:
+        cp = checkpoints.get(shard)
+        if cp is None or (cp.isdigit() and int(seq) <= int(cp)):
+            bad += 1
+    return bad
+
+
 def same_epoch_duplicates(dsn: str) -> int:
     """Records delivered twice under one epoch (a duplicate must come from an ownership change), plus deliveries
     without an epoch in the handler's context."""

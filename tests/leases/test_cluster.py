@@ -19,6 +19,8 @@ from ._cluster import (
     Producer,
     Sampler,
     delivery_counts,
+    duplicates_not_after,
+    lease_checkpoints,
     overlaps,
     owners,
     same_epoch_duplicates,
@@ -100,13 +102,19 @@ def _load_until_balanced(c: Cluster, dsn: str, workers: int, shards: int) -> Pro
 
 
 def test_sigkill_one_of_three_under_load(tmp_path: Path, endpoint: str, dsn: str) -> None:
-    """Check 2: a SIGKILLed worker's leases go to the survivors; 0 lost, duplicates <= 100 x its leases, 0 overlaps."""
+    """Check 2: a SIGKILLed worker's leases go to the survivors; 0 lost, 0 overlaps, and every duplicate is a record
+    after the killed worker's last checkpoint of its shard (its in-flight batch, or batches whose checkpoint write
+    the store did not answer under load)."""
     c = _cluster(tmp_path, endpoint, dsn, 6)
     try:
         w = [c.start_worker(name) for name in ("w1", "w2", "w3")]
         producer = _load_until_balanced(c, dsn, 3, 6)
         victim_leases = owners(dsn)["w2"]
         w[1].signal(signal.SIGKILL)
+        w[1].proc.wait(timeout=30)
+        # Read at once (the survivors take over a TTL later): what the dead worker had checkpointed.
+        at_kill = lease_checkpoints(dsn, victim_leases)
+        assert {o for o, _ in at_kill.values()} == {"w2"}, at_kill
         wait_for(
             "the killed worker's leases owned by survivors",
             lambda: all(s in owners(dsn).get("w1", []) + owners(dsn).get("w3", []) for s in victim_leases),
@@ -115,10 +123,12 @@ def test_sigkill_one_of_three_under_load(tmp_path: Path, endpoint: str, dsn: str
         wait_for("every record delivered", lambda: delivery_counts(dsn, sent)[0] == 0, timeout=120)
         lost, dups, per = delivery_counts(dsn, sent)
         both = overlaps(dsn)
-        print(f"SIGKILL 1 of 3: sent {sent}, lost {lost}, duplicates {dups} (bound {100 * len(victim_leases)}), "
-              f"overlapping owners {both}, per worker {per}")  # fmt: skip
+        early = duplicates_not_after(dsn, {s: cp for s, (_, cp) in at_kill.items()})
+        print(f"SIGKILL 1 of 3: sent {sent}, lost {lost}, duplicates {dups} (in-flight batches: {len(victim_leases)} "
+              f"of <= 100), duplicates not after the dead worker's checkpoint {early}, overlapping owners {both}, "
+              f"per worker {per}")  # fmt: skip
         assert lost == 0
-        assert dups <= 100 * len(victim_leases)
+        assert early == 0
         assert same_epoch_duplicates(dsn) == 0
         assert both == 0
     finally:
@@ -425,6 +435,11 @@ def test_a_partitioned_worker_stops_before_the_others_take_over(tmp_path: Path, 
         with psycopg.connect(dsn, autocommit=True) as conn:
             row = conn.execute("SELECT now()").fetchone()
             at_cut = conn.execute("SELECT shard_id, epoch FROM shard_lease WHERE owner = 'wa'").fetchall()
+            # A's checkpoints can only have moved on after this read: a duplicate must come after them.
+            cut_checkpoints = {
+                str(s): str(cp)
+                for s, cp in conn.execute("SELECT shard_id, checkpoint FROM shard_lease WHERE owner = 'wa'")
+            }
         assert row is not None
         proxy.set("blackhole")
         cut_at = row[0]
@@ -442,9 +457,11 @@ def test_a_partitioned_worker_stops_before_the_others_take_over(tmp_path: Path, 
             late = conn.execute(LATE, (*_pairs(at_cut), a.pid, cut_at, 3)).fetchone()
         assert late is not None
         both = overlaps(dsn)
-        print(f"partition: sent {sent}, lost {lost}, duplicates {dups} (bound {100 * len(held)}), overlapping "
-              f"owners {both} (bound {len(held)}), A's batches started > ttl after the cut {late[0]}")  # fmt: skip
-        assert lost == 0 and dups <= 100 * len(held) and both <= len(held) and late[0] == 0
+        early = duplicates_not_after(dsn, cut_checkpoints)
+        print(f"partition: sent {sent}, lost {lost}, duplicates {dups}, of them not after A's checkpoints {early}, "
+              f"overlapping owners {both} (bound {len(held)}), A's batches started > ttl after the cut "
+              f"{late[0]}")  # fmt: skip
+        assert lost == 0 and early == 0 and both <= len(held) and late[0] == 0
     finally:
         c.stop_all()
         proxy.stop()

@@ -9,7 +9,10 @@ from dataclasses import replace
 import pytest
 
 from shardline import ManualClock
+from shardline.runtime.checkpoints import Lease, LeaseStore
+from shardline.runtime.leases import LeaseUnavailable
 from shardline.runtime.mapping import RuntimeTuning
+from shardline.runtime.position import Position
 
 from ._rig import Call, Rig
 
@@ -138,6 +141,48 @@ async def test_stop_lets_the_in_flight_batch_finish_and_checkpoints_it(rig: Rig)
     await rig.idle(again)
     await rig.stop(again)
     assert rec2.delivered() == rig.numbered(10, start=21)
+
+
+class FlakyCheckpoints(LeaseStore):
+    """A lease store whose next ``failing`` checkpoint writes find the store unavailable."""
+
+    failing = 0
+    attempts = 0
+
+    def checkpoint(self, lease: Lease, position: Position) -> None:
+        self.attempts += 1
+        if self.failing > 0:
+            self.failing -= 1
+            raise LeaseUnavailable("the lease store did not answer in time")
+        super().checkpoint(lease, position)
+
+
+async def test_the_checkpoint_a_stop_leaves_is_retried_when_the_store_does_not_answer(rig: Rig) -> None:
+    """The last checkpoint before a stop (or a handoff) is asked again when the store is briefly away, so the next
+    owner starts after what was settled instead of repeating it."""
+    await rig.stream()
+    seqs = await rig.put(rig.numbered(30))
+    release = rig.gate()
+
+    async def hold_second(call: Call) -> None:
+        if call.index == 1:
+            await release.wait()
+
+    store = FlakyCheckpoints(rig.leases_path)
+    rec = rig.recorder(before=hold_second)
+    m = rig.mapping(rec, batch_size=10, store=store)
+    m.start()
+    await rig.wait_for(lambda: len(rec.calls) == 2, "the second batch in flight")
+    stopping = asyncio.create_task(rig.stop(m))
+    await rig.wait_for(lambda: not m.running(), "the stop to begin")
+    store.failing, before = 2, store.attempts
+    release.set()
+    await asyncio.wait_for(stopping, 10)
+    try:
+        assert store.attempts - before == 3  # two unanswered, the third written
+        assert rig.checkpoint(m) == seqs[19]
+    finally:
+        store.close()
 
 
 async def test_disabled_never_invokes_and_enable_resumes_from_the_checkpoint(rig: Rig) -> None:

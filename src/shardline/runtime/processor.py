@@ -143,12 +143,26 @@ class ShardProcessor:
                 self.finished = True
                 log.info("mapping %s %s: settled to SHARD_END", self.ctx.config.uuid, self.shard_id)
             else:
-                self._write_checkpoint()
+                await self._write_last_checkpoint()
         except LeaseLost:
             log.warning("mapping %s %s: lease lost; stopping without writing", self.ctx.config.uuid, self.shard_id)
         finally:
             self._done = True
             self._poke()
+
+    async def _write_last_checkpoint(self) -> None:
+        """The checkpoint the lease is released with (the mapping stops, or the lease is handed over): a store that
+        did not answer in time is asked again while the lease is still this worker's (its local deadline; three
+        tries when one process holds every lease), so that the next owner starts after what was settled here
+        instead of repeating it."""
+        tries = 0
+        while not self._write_checkpoint():
+            tries += 1
+            if self.deadline is None and tries >= 3:
+                return
+            if self.deadline is not None and self.ctx.clock.monotonic() >= self.deadline:
+                return
+            await asyncio.sleep(min(0.1 * 2**tries, 1.0))
 
     # ----------------------------------------------------------------- the idle signal
     async def idle(self, *, settled: bool = True) -> None:
@@ -185,9 +199,10 @@ class ShardProcessor:
                 waiting.append((want, settled, fut))
         self._idle_waiters = waiting
 
-    def _write_checkpoint(self) -> None:
+    def _write_checkpoint(self) -> bool:
+        """Write the checkpoint if it moved; False when the store did not answer (it stays due)."""
         if self.lost:
-            return
+            return True
         if self._settler.dirty and self._settler.checkpoint is not None:
             try:
                 self.ctx.store.checkpoint(self.lease, Position.sequence(self._settler.checkpoint))
@@ -195,11 +210,12 @@ class ShardProcessor:
                 # Nothing was written: the checkpoint stays due and the next batch writes it (the lease's local
                 # deadline stops the batches if the store stays away).
                 log.warning("mapping %s %s: checkpoint not written: %s", self.ctx.config.uuid, self.shard_id, exc)
-                return
+                return False
             self._settler.dirty = False
             self.stats.checkpoint_moved_ms = self.ctx.clock.now_ms()
         cp = self._settler.checkpoint
         self.stats.lag_records = self.ctx.source.lag(self.shard_id, cp if cp is not None else self.lease.checkpoint)
+        return True
 
     def _buffered(self) -> int:
         return sum(len(s.queue) for s in self._subs)
