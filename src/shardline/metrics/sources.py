@@ -21,12 +21,12 @@ for a whole period), ``source:<name>:binlog-at-risk`` (warning) and ``source:<na
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .alarms import AlarmDefaults, AlarmRule
 from .catalog import Metric
-from .collect import Family, Snapshot
+from .collect import Family, FamilyHook, Snapshot
 
 __all__ = [
     "SOURCE_METRICS",
@@ -164,13 +164,9 @@ def source_families(figures: Iterable[SourceFiguresLike]) -> list[Family]:
     return [f for f in fams.values() if f.samples]
 
 
-def source_hook(sources: SourcesLike) -> Callable[[int], list[Family]]:
+def source_hook(sources: SourcesLike) -> FamilyHook:
     """A collector hook (``Monitor(hooks=...)``) sampling these sources' families."""
-
-    def hook(now_ms: int) -> list[Family]:
-        return source_families(sources.figures())
-
-    return hook
+    return FamilyHook(tuple(SOURCE_METRICS.values()), lambda now_ms: source_families(sources.figures()))
 
 
 def source_rules(names: Iterable[str], lag_alarm_s: float, defaults: AlarmDefaults | None = None) -> list[AlarmRule]:
