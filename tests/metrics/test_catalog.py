@@ -17,7 +17,7 @@ import pytest
 from shardline import Engine
 from shardline.metrics.catalog import METRICS, Metric
 from shardline.metrics.collect import Collector, Family, FamilyHook
-from shardline.metrics.leases import LEASE_METRICS, lease_hook
+from shardline.metrics.leases import LEASE_METRICS, lease_families, lease_hook, mapping_leases
 from shardline.metrics.service import Monitor
 from shardline.metrics.sources import SOURCE_METRICS, source_hook
 from shardline.runtime.checkpoints import LeaseStore
@@ -42,6 +42,20 @@ EMF_LINE = json.dumps(
         "orders": 3,
     }
 )
+
+
+# /api/overview's lease counters -> the family of each
+COUNTER_FAMILIES = {
+    "taken": "shardline_lease_taken_total",
+    "stolen": "shardline_lease_stolen_total",
+    "handoffs_received": "shardline_lease_handoffs_received_total",
+    "handoff_requests": "shardline_lease_handoff_requests_total",
+    "released": "shardline_lease_released_total",
+    "lost": "shardline_lease_lost_total",
+    "store_errors": "shardline_lease_store_errors_total",
+    "statements": "shardline_lease_store_statements_total",
+    "statement_seconds": "shardline_lease_store_statement_seconds_total",
+}
 
 
 class Sources:
@@ -161,14 +175,26 @@ async def test_the_lease_and_source_hooks_return_only_the_families_they_declare(
         monitor = Monitor(engine, project=project, persist=False)
         mapping.start()
         try:
-            await _until_leases_show(monitor)
-            for hook in (lease_hook(project), source_hook(Sources())):
-                declared = {m.name: m for m in hook.metrics}
-                for fam in hook.sample(0):
-                    assert declared.get(fam.metric.name) == fam.metric and fam.samples
+            try:
+                await _until_leases_show(monitor)
+                for hook in (lease_hook(project), source_hook(Sources())):
+                    declared = {m.name: m for m in hook.metrics}
+                    for fam in hook.sample(0):
+                        assert declared.get(fam.metric.name) == fam.metric and fam.samples
+            finally:
+                await mapping.stop()
+            # The dashboard's lease counters (read once the worker stopped counting) are the families' values.
+            doc = mapping_leases(mapping)
+            families = {f.metric.name: f.samples for f in lease_families([mapping])}
         finally:
-            await mapping.stop()
             store.close()
+    assert doc is not None and doc["shared"] is True
+    counters = doc["counters"]
+    assert counters["taken"] >= 2 and counters["statements"] > 0
+    assert list(counters) == list(COUNTER_FAMILIES)
+    for key, family in COUNTER_FAMILIES.items():
+        [(_, sampled)] = families[family]
+        assert sampled == counters[key], key
 
 
 async def test_a_failing_hook_is_logged_once_and_the_rest_still_sampled(
