@@ -91,21 +91,6 @@ LEASE_METRICS = [
 ]
 
 
-# LeaseCounters field -> (its family, its key in the JSON of mapping_leases; None: not there)
-_COUNTERS = (
-    ("taken", "shardline_lease_taken_total", "taken"),
-    ("stolen", "shardline_lease_stolen_total", "stolen"),
-    ("handed_off", "shardline_lease_handoffs_received_total", "handoffs_received"),
-    ("handoffs_requested", "shardline_lease_handoff_requests_total", "handoff_requests"),
-    ("released", "shardline_lease_released_total", "released"),
-    ("lost", "shardline_lease_lost_total", "lost"),
-    ("cleaned", "shardline_lease_cleaned_total", None),
-    ("store_errors", "shardline_lease_store_errors_total", "store_errors"),
-    ("statements", "shardline_lease_store_statements_total", "statements"),
-    ("statement_seconds", "shardline_lease_store_statement_seconds_total", "statement_seconds"),
-)
-
-
 def _labels(**kw: str) -> Labels:
     return tuple(sorted(kw.items()))
 
@@ -141,8 +126,16 @@ def lease_families(mappings: list[Mapping]) -> list[Family]:
         for lease in held.values():
             add("shardline_lease_epoch", _labels(**base, shard=lease.shard_id), lease.epoch)
         c = w.counters
-        for attr, family, _ in _COUNTERS:
-            add(family, ml, getattr(c, attr))
+        add("shardline_lease_taken_total", ml, c.taken)
+        add("shardline_lease_stolen_total", ml, c.stolen)
+        add("shardline_lease_handoffs_received_total", ml, c.handed_off)
+        add("shardline_lease_handoff_requests_total", ml, c.handoffs_requested)
+        add("shardline_lease_released_total", ml, c.released)
+        add("shardline_lease_lost_total", ml, c.lost)
+        add("shardline_lease_cleaned_total", ml, c.cleaned)
+        add("shardline_lease_store_errors_total", ml, c.store_errors)
+        add("shardline_lease_store_statements_total", ml, c.statements)
+        add("shardline_lease_store_statement_seconds_total", ml, c.statement_seconds)
         recent = list(c.latencies[-1024:])
         if recent:
             for q in (0.5, 0.99, 1.0):
@@ -194,5 +187,15 @@ def mapping_leases(mp: Mapping, rows: list[Lease] | None = None) -> dict[str, An
     }
     if w is not None:
         c = w.counters
-        out["counters"] = {key: getattr(c, attr) for attr, _, key in _COUNTERS if key is not None}
+        out["counters"] = {
+            "taken": c.taken,
+            "stolen": c.stolen,
+            "handoffs_received": c.handed_off,
+            "handoff_requests": c.handoffs_requested,
+            "released": c.released,
+            "lost": c.lost,
+            "store_errors": c.store_errors,
+            "statements": c.statements,
+            "statement_seconds": c.statement_seconds,
+        }
     return out
