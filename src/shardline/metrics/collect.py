@@ -1,6 +1,8 @@
 """One sample of every metric: engine counters (streams, shards, through the engine's read view), runtime counters
 (functions, mappings), custom EMF metrics and alarm states, read from the objects that keep them (nothing on a hot
-path pushes anywhere). The figures the dashboard shows are defined here once (see metrics.overview).
+path pushes anywhere), plus the families of the collector's hooks (``FamilyHook``: the components a feature adds,
+such as CDC sources and shard leases, bring their own). The figures the dashboard shows are defined here once (see
+metrics.overview).
 
 A sample is a list of families (see catalog); ``Snapshot.series()`` flattens it into the store's keys, histograms
 into their ``_bucket``/``_sum``/``_count`` series. Counters derived from two engine counters (successes = calls -
@@ -31,6 +33,7 @@ __all__ = [
     "BATCH_BUCKETS",
     "Collector",
     "Family",
+    "FamilyHook",
     "HistogramValue",
     "ProjectLike",
     "Snapshot",
@@ -88,6 +91,16 @@ class Family:
     samples: list[tuple[Labels, float]] = field(default_factory=list)
     histograms: list[tuple[Labels, HistogramValue]] = field(default_factory=list)
     summaries: list[tuple[Labels, float, float]] = field(default_factory=list)  # labels, sum, count
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyHook:
+    """More families, read from a component beside the engine and the project's pools and mappings (CDC sources:
+    metrics.sources, shard leases: metrics.leases). ``metrics`` are all the families ``sample`` may return (the
+    catalogue lists them); ``sample`` is called with the sample's time and returns the non-empty ones."""
+
+    metrics: tuple[Metric, ...]
+    sample: Callable[[int], Iterable[Family]]
 
 
 @dataclass(slots=True)
@@ -210,10 +223,12 @@ class Collector:
         self._shards_seen: dict[tuple[str, str], _ShardSeen] = {}
         self._dropped_window: dict[str, deque[tuple[int, float]]] = {}
         self._failed: set[str] = set()
-        # More families read from components beside the engine and the project (CDC sources: metrics.sources),
-        # each called with the sample's time
-        self.hooks: list[Callable[[int], Iterable[Family]]] = []
-        self._failed_hooks: list[Callable[[int], Iterable[Family]]] = []
+        self.hooks: list[FamilyHook] = []
+        self._failed_hooks: list[FamilyHook] = []
+
+    def catalog(self) -> dict[str, Metric]:
+        """Every family a sample may hold but the custom (EMF) ones: the built-in families and the hooks'."""
+        return {**METRICS, **{m.name: m for hook in self.hooks for m in hook.metrics}}
 
     def collect(self, now_ms: int) -> Snapshot:
         fams = {name: Family(m) for name, m in METRICS.items()}
@@ -254,15 +269,11 @@ class Collector:
         out = [f for f in fams.values() if f.samples or f.histograms]
         for hook in self.hooks:
             try:
-                out += hook(now_ms)
+                out += hook.sample(now_ms)
             except Exception:
                 if hook not in self._failed_hooks:  # (once: a hook that keeps failing must not flood the log)
                     self._failed_hooks.append(hook)
                     log.exception("metrics: a collector hook failed")
-        if self.project is not None:
-            from .leases import lease_families  # noqa: PLC0415  # leases builds on this module's Family
-
-            out += lease_families(self.project.mappings)
         if self.emf is not None:
             for family, series in self.emf.families():
                 unit = self.emf.units.get(family, "None")

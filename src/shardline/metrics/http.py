@@ -46,7 +46,6 @@ import orjson
 
 from . import overview
 from .access import OPEN, MonitoringAccess
-from .catalog import METRICS
 from .overview import MonitoringSource, NoSuchStream
 from .prometheus import CONTENT_TYPE, render
 from .series import STATS, PreparedQuery, is_counter
@@ -230,7 +229,7 @@ class MetricsApp:
         if not period:
             want = (end - start) / 1000 / 360
             period = next((p for p in _NICE_PERIODS if p >= want), _NICE_PERIODS[-1])
-        known = METRICS.get(name)
+        known = self.monitor.catalog().get(name)
         counter = is_counter(name) or (known is not None and known.kind == "counter")
         stat = _get(params, "stat") or ("Rate" if counter else "Average")
         if stat not in STATS and percentile(stat) is None:
@@ -253,7 +252,7 @@ class MetricsApp:
             raise BadRequest(str(exc)) from None
 
     def catalog(self) -> dict[str, Any]:
-        out = [dataclasses.asdict(m) for m in METRICS.values()]
+        out = [dataclasses.asdict(m) for m in self.monitor.catalog().values()]
         custom = [
             {"name": fam, "kind": "summary", "unit": self.monitor.emf.units.get(fam, "None"), "labels": None}
             for fam, _ in self.monitor.emf.families()

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import statistics
-from typing import Any
+from typing import Any, Protocol
 
 from ..runtime.leases import Lease
 from ..runtime.supervisor import Mapping
 from .catalog import Metric
-from .collect import Family, Labels
+from .collect import Family, FamilyHook, Labels
 
-__all__ = ["LEASE_METRICS", "lease_families", "mapping_leases"]
+__all__ = ["LEASE_METRICS", "MappingsLike", "lease_families", "lease_hook", "mapping_leases"]
 
 log = logging.getLogger("shardline.metrics")
 
@@ -141,6 +141,17 @@ def lease_families(mappings: list[Mapping]) -> list[Family]:
             for q in (0.5, 0.99, 1.0):
                 add("shardline_lease_store_latency_seconds", _labels(**base, quantile=str(q)), _quantile(recent, q))
     return [f for f in fams.values() if f.samples]
+
+
+class MappingsLike(Protocol):
+    """What the lease hook reads: the mappings running now (a ``runtime.project.Project``)."""
+
+    mappings: list[Mapping]
+
+
+def lease_hook(project: MappingsLike) -> FamilyHook:
+    """A collector hook sampling the lease families of the mappings ``project`` runs at each sample."""
+    return FamilyHook(tuple(LEASE_METRICS), lambda now_ms: lease_families(project.mappings))
 
 
 def _lease_row(lease: Lease) -> dict[str, Any]:

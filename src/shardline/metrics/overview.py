@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from ..clock import Clock
 from ..engine import EngineView, StreamView
+from .catalog import Metric
 from .collect import HistogramValue, ProjectLike, Snapshot, read_age_ms, waiting
 from .emf import EmfMetrics
 from .leases import mapping_leases
@@ -53,6 +54,8 @@ class MonitoringSource(Protocol):
     def alarms(self) -> AlarmReads | None: ...
 
     def snapshot(self, now_ms: int | None = None) -> Snapshot: ...
+
+    def catalog(self) -> dict[str, Metric]: ...
 
 
 class NoSuchStream(LookupError):

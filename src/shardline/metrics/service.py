@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,9 +21,11 @@ from ..clock import Clock
 from ..engine import Engine
 from ..runtime.functions import FunctionPool, InvocationResult
 from .access import OPEN, MonitoringAccess
-from .collect import Collector, Family, ProjectLike, Snapshot
+from .catalog import Metric
+from .collect import Collector, FamilyHook, ProjectLike, Snapshot
 from .emf import EmfMetrics
 from .http import MetricsApp
+from .leases import lease_hook
 from .series import SeriesStore, peek_coarse_points
 
 __all__ = ["AlarmsLike", "Monitor"]
@@ -75,7 +77,7 @@ class Monitor:
         max_series: int = 1000,
         max_bytes: int = 128 * 1024 * 1024,
         access: MonitoringAccess = OPEN,
-        hooks: Sequence[Callable[[int], Iterable[Family]]] = (),
+        hooks: Sequence[FamilyHook] = (),
     ) -> None:
         self.view = engine.view
         self.project = project
@@ -93,7 +95,8 @@ class Monitor:
         self._rules = rules
         self._topology: object = None
         self.collector = Collector(engine, project=project, emf=self.emf, alarms=alarms)
-        self.collector.hooks += hooks  # more families (CDC sources: metrics.sources.source_families)
+        # More families: the given hooks' (CDC sources: metrics.sources.source_hook), then the project's leases
+        self.collector.hooks += [*hooks, *([lease_hook(project)] if project is not None else [])]
         self.app = MetricsApp(self, access)
         self.sample_seconds = 0.0
         self.samples = 0
@@ -199,6 +202,10 @@ class Monitor:
         self.collector.store_series = len(self.store)
         self.collector.sample_seconds = self.sample_seconds
         return self.collector.collect(self.clock.now_ms() if now_ms is None else now_ms)
+
+    def catalog(self) -> dict[str, Metric]:
+        """Every metric a snapshot may hold, by name, but the custom (EMF) ones (``/api/catalog``)."""
+        return self.collector.catalog()
 
     def _fit_retention(self) -> None:
         hours = [st.retention_hours for st in self.view.streams()]

@@ -20,13 +20,13 @@ for a whole period), ``source:<name>:binlog-at-risk`` (warning) and ``source:<na
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .alarms import AlarmDefaults, AlarmRule
+from .alarms.builtin import builtin_rule, enabled_rules
 from .catalog import Metric
-from .collect import Family, Snapshot
+from .collect import Family, FamilyHook, Snapshot
 
 __all__ = [
     "SOURCE_METRICS",
@@ -164,60 +164,50 @@ def source_families(figures: Iterable[SourceFiguresLike]) -> list[Family]:
     return [f for f in fams.values() if f.samples]
 
 
-def source_hook(sources: SourcesLike) -> Callable[[int], list[Family]]:
+def source_hook(sources: SourcesLike) -> FamilyHook:
     """A collector hook (``Monitor(hooks=...)``) sampling these sources' families."""
-
-    def hook(now_ms: int) -> list[Family]:
-        return source_families(sources.figures())
-
-    return hook
+    return FamilyHook(tuple(SOURCE_METRICS.values()), lambda now_ms: source_families(sources.figures()))
 
 
 def source_rules(names: Iterable[str], lag_alarm_s: float, defaults: AlarmDefaults | None = None) -> list[AlarmRule]:
     """The built-in rules for these sources (label ``source``), minus those a ``defaults.disable`` pattern names."""
     d = defaults or AlarmDefaults()
-    if not d.enabled:
-        return []
     out: list[AlarmRule] = []
     for name in names:
         lbl, p = {"source": name}, f"source:{name}"
         out += [
-            AlarmRule(
+            builtin_rule(
                 f"{p}:falling-behind",
                 "shardline_source_lag_seconds",
+                lbl,
                 lag_alarm_s,
-                comparison="GreaterThanThreshold",
+                d,
                 statistic="Minimum",
                 description=f"source {name} stayed more than {lag_alarm_s:g} s behind the database for a period",
-                period_s=d.period_s,
-                treat_missing_data="notBreaching",
-                labels=lbl,
             ),
-            AlarmRule(
+            builtin_rule(
                 f"{p}:binlog-at-risk",
                 "shardline_source_binlog_at_risk",
+                lbl,
                 1,
-                statistic="Maximum",
+                d,
+                comparison="GreaterThanOrEqualToThreshold",
                 description=f"the checkpoint of source {name} is in the oldest binary log the server keeps: "
                 "the next purge drops the position it needs",
-                period_s=d.period_s,
-                treat_missing_data="notBreaching",
-                labels=lbl,
             ),
-            AlarmRule(
+            builtin_rule(
                 f"{p}:binlog-purged",
                 "shardline_source_binlog_purged",
+                lbl,
                 1,
-                statistic="Maximum",
+                d,
+                comparison="GreaterThanOrEqualToThreshold",
                 severity="critical",
                 description=f"the server no longer has the binary log of source {name}'s checkpoint: "
                 "it cannot resume there and needs a new snapshot",
-                period_s=d.period_s,
-                treat_missing_data="notBreaching",
-                labels=lbl,
             ),
         ]
-    return [r for r in out if not any(fnmatch.fnmatchcase(r.name, pat) for pat in d.disable)]
+    return enabled_rules(out, d)
 
 
 def source_overview(snap: Snapshot) -> list[dict[str, Any]]:

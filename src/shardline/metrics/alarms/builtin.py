@@ -14,7 +14,16 @@ from .rules import AlarmRule, Forecast
 if TYPE_CHECKING:
     from ...engine import Engine
 
-__all__ = ["AlarmDefaults", "MappingInfo", "StreamInfo", "default_rules", "default_rules_for", "merge_rules"]
+__all__ = [
+    "AlarmDefaults",
+    "MappingInfo",
+    "StreamInfo",
+    "builtin_rule",
+    "default_rules",
+    "default_rules_for",
+    "enabled_rules",
+    "merge_rules",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +87,9 @@ _FUNCTION_COUNTS = (
 )
 
 
-def _rule(name: str, metric: str, labels: dict[str, str], threshold: float, d: AlarmDefaults, **kw: Any) -> AlarmRule:
+def builtin_rule(
+    name: str, metric: str, labels: dict[str, str], threshold: float, d: AlarmDefaults, **kw: Any
+) -> AlarmRule:
     """A built-in rule: one period of ``d.period_s``, and no data is good news (nothing read, nothing failed)."""
     kw.setdefault("statistic", "Maximum")
     kw.setdefault("comparison", "GreaterThanThreshold")
@@ -88,7 +99,7 @@ def _rule(name: str, metric: str, labels: dict[str, str], threshold: float, d: A
 
 
 def _count(name: str, metric: str, labels: dict[str, str], d: AlarmDefaults, **kw: Any) -> AlarmRule:
-    return _rule(name, metric, labels, 1, d, statistic="Sum", comparison="GreaterThanOrEqualToThreshold", **kw)
+    return builtin_rule(name, metric, labels, 1, d, statistic="Sum", comparison="GreaterThanOrEqualToThreshold", **kw)
 
 
 def _age_rules(
@@ -96,7 +107,7 @@ def _age_rules(
 ) -> list[AlarmRule]:
     limit_s, what = limit
     out = [
-        _rule(
+        builtin_rule(
             f"{prefix}:iterator-age-{round(ratio * 100)}pct",
             metric,
             lbl,
@@ -113,7 +124,7 @@ def _age_rules(
         # come after the 80% alarm).
         horizon_s = max(d.forecast_horizon_s, limit_s // 4)
         out.append(
-            _rule(
+            builtin_rule(
                 f"{prefix}:data-loss-forecast",
                 metric,
                 lbl,
@@ -149,7 +160,7 @@ def default_rules(
         if after:
             text = f"no record written to {s.name} for more than {after} s"
             ts = "shardline_stream_last_incoming_record_timestamp_seconds"
-            out.append(_rule(f"{p}:abandoned", ts, lbl, after, d, age=True, description=text))
+            out.append(builtin_rule(f"{p}:abandoned", ts, lbl, after, d, age=True, description=text))
         out += [
             _count(f"{p}:{x}", m, lbl, d, severity=sev, description=t.format(s.name))
             for x, m, sev, on, t in _STREAM_COUNTS
@@ -166,7 +177,7 @@ def default_rules(
             text = f"a shard of {subject} has not moved its checkpoint for {d.poison_pill_s} s while records wait"
             stalled = "shardline_esm_checkpoint_stalled_seconds"
             out.append(
-                _rule(
+                builtin_rule(
                     f"{p}:poison-pill",
                     stalled,
                     lbl,
@@ -183,7 +194,9 @@ def default_rules(
             text = f"{subject} cannot store on-failure records at its destination; the shard waits until it can"
             pending = "shardline_esm_on_failure_pending_records"
             out.append(
-                _rule(f"{p}:on-failure-destination-stuck", pending, lbl, 0, d, severity="critical", description=text)
+                builtin_rule(
+                    f"{p}:on-failure-destination-stuck", pending, lbl, 0, d, severity="critical", description=text
+                )
             )
         out += [
             _count(f"{p}:{x}", m, lbl, d, severity=sev, description=t.format(subject))
@@ -202,7 +215,15 @@ def default_rules(
             for x, o, on, t in _FUNCTION_COUNTS
             if getattr(d, on)
         ]
-    return [r for r in out if not any(fnmatch.fnmatchcase(r.name, pat) for pat in d.disable)]
+    return enabled_rules(out, d)
+
+
+def enabled_rules(rules: Iterable[AlarmRule], d: AlarmDefaults) -> list[AlarmRule]:
+    """The built-in ``rules`` that ``d`` leaves on: none when built-in rules are off, else those no ``d.disable``
+    pattern names."""
+    if not d.enabled:
+        return []
+    return [r for r in rules if not any(fnmatch.fnmatchcase(r.name, pat) for pat in d.disable)]
 
 
 def default_rules_for(engine: Engine, project: Any = None, defaults: AlarmDefaults | None = None) -> list[AlarmRule]:
