@@ -4,13 +4,14 @@ enable/disable, update, several mappings, iterator expiry, a deleted stream."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
 
 import pytest
 
 from shardline import ManualClock
 from shardline.runtime.checkpoints import Lease, LeaseStore
-from shardline.runtime.leases import LeaseUnavailable
+from shardline.runtime.leases import LeaseLost, LeaseUnavailable
 from shardline.runtime.mapping import RuntimeTuning
 from shardline.runtime.position import Position
 
@@ -182,6 +183,41 @@ async def test_the_checkpoint_a_stop_leaves_is_retried_when_the_store_does_not_a
         assert store.attempts - before == 3  # two unanswered, the third written
         assert rig.checkpoint(m) == seqs[19]
     finally:
+        store.close()
+
+
+class FencedCheckpoints(LeaseStore):
+    """A lease store that, once ``fenced`` is set, finds every lease taken by another worker at its next write."""
+
+    fenced = False
+
+    def checkpoint(self, lease: Lease, position: Position) -> None:
+        if self.fenced:
+            raise LeaseLost.of(lease)
+        super().checkpoint(lease, position)
+
+
+async def test_a_checkpoint_fenced_after_a_batch_is_a_lost_lease_not_a_failure(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The checkpoint after a batch finds the lease gone (another worker took it): the shard stops as a lost lease,
+    without writing, and is not reported as a failed processor."""
+    await rig.stream()
+    store = FencedCheckpoints(rig.leases_path)
+    rec = rig.recorder()
+    m = rig.mapping(rec, batch_size=10, store=store)
+    m.start()
+    try:
+        await rig.put(rig.numbered(10))
+        await rig.wait_for(lambda: len(rec.calls) == 1, "the first batch")
+        await rig.idle(m)
+        store.fenced = True
+        with caplog.at_level(logging.WARNING, logger="shardline"):
+            await rig.put(rig.numbered(10, start=11))
+            await rig.wait_for(lambda: "lease lost; stopping without writing" in caplog.text, "the lease reported lost")
+        assert "shard processor failed" not in caplog.text
+    finally:
+        await rig.stop(m)
         store.close()
 
 

@@ -127,14 +127,20 @@ class ShardProcessor:
     async def run(self) -> None:
         """Process the shard until it is settled to its end, the mapping stops, or the lease is lost."""
         try:
-            async with asyncio.TaskGroup() as tg:
-                fetcher = tg.create_task(self._fetch_loop())
-                workers = [tg.create_task(self._sub_loop(sub)) for sub in self._subs]
-                await fetcher
-                for sub in self._subs:
-                    sub.wakeup.set()
-                for w in workers:
-                    await w
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    fetcher = tg.create_task(self._fetch_loop())
+                    workers = [tg.create_task(self._sub_loop(sub)) for sub in self._subs]
+                    await fetcher
+                    for sub in self._subs:
+                        sub.wakeup.set()
+                    for w in workers:
+                        await w
+            except BaseExceptionGroup as group:
+                # A fenced write found the lease gone (a checkpoint after a batch): the lease is lost, not failed.
+                if (lost := _lease_lost(group)) is None:
+                    raise
+                raise lost from None
             if self.lost:
                 pass
             elif self._ended and self.ctx.running() and self._settler.outstanding == 0:
@@ -145,6 +151,7 @@ class ShardProcessor:
             else:
                 await self._write_last_checkpoint()
         except LeaseLost:
+            self.lose()
             log.warning("mapping %s %s: lease lost; stopping without writing", self.ctx.config.uuid, self.shard_id)
         finally:
             self._done = True
@@ -551,3 +558,14 @@ class ShardProcessor:
     async def _wait(self, event: asyncio.Event, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
+
+
+def _lease_lost(group: BaseExceptionGroup[BaseException]) -> LeaseLost | None:
+    """The LeaseLost a task group failed with, when it failed with nothing else."""
+    lost, rest = group.split(LeaseLost)
+    if lost is None or rest is not None:
+        return None
+    exc: BaseException = lost
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, LeaseLost) else None
