@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -310,4 +311,19 @@ def sqlite_owners(path: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for o, s in rows:
         out.setdefault(o, []).append(s)
+    return out
+
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+_SAMPLE = re.compile(r"^([a-z_]+)\{([^}]*)\} (\S+)$")
+
+
+def metric_samples(text: str) -> Samples:
+    """The labelled samples of a Prometheus text exposition: family -> [(labels, value)]."""
+    out: Samples = {}
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if m is not None:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+            out.setdefault(m.group(1), []).append((labels, float(m.group(3))))
     return out

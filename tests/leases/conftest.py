@@ -1,4 +1,5 @@
-"""Lease stores on both backends: a SQLite file per test, and one scratch PostgreSQL database per module."""
+"""Lease stores on both backends (a SQLite file per test, and one scratch PostgreSQL database per module), and for the
+many-worker checks a scratch database and a real `shardline serve` per test."""
 
 from __future__ import annotations
 
@@ -8,12 +9,29 @@ from pathlib import Path
 
 import pytest
 
+from _shardline import shardline
 from shardline.runtime.leases import LeaseStore, SqliteLeaseStore
 from shardline.runtime.leases.postgres import PostgresLeaseStore
 
 from ._pg import install_audit, scratch_database
 
 StoreFactory = Callable[[str], LeaseStore]
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    """A scratch PostgreSQL database of its own for one test (the workers' results table, and leases there)."""
+    with scratch_database() as url:
+        yield url
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path) -> Iterator[str]:
+    """A real `shardline serve` for one test's workers."""
+    with shardline("serve", "--port", "0", "--data-dir", str(tmp_path / "server"), "--fsync", "never") as running:
+        yield running.url
+        running.proc.terminate()
+        running.proc.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from _shardline import kinesis, shardline
+from _shardline import kinesis
 from shardline.runtime.leases.postgres import PostgresLeaseStore
 
 from ._cluster import (
@@ -30,22 +29,7 @@ from ._cluster import (
 )
 from ._pg import HOST as PG_HOST
 from ._pg import PORT as PG_PORT
-from ._pg import scratch_database
 from ._proxy import Proxy
-
-
-@pytest.fixture
-def dsn() -> Iterator[str]:
-    with scratch_database() as url:
-        yield url
-
-
-@pytest.fixture
-def endpoint(tmp_path: Path) -> Iterator[str]:
-    with shardline("serve", "--port", "0", "--data-dir", str(tmp_path / "server"), "--fsync", "never") as running:
-        yield running.url
-        running.proc.terminate()
-        running.proc.wait(timeout=15)
 
 
 def _cluster(

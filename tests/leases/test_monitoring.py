@@ -7,33 +7,17 @@ import re
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
 
-from _shardline import CLI, kinesis, shardline
+from _shardline import CLI, kinesis
 
-from ._cluster import Cluster, owners, wait_for, write_project
-from ._pg import scratch_database
+from ._cluster import Cluster, Samples, metric_samples, owners, wait_for, write_project
 
 TOKEN = "lease-metrics-token"
-_SAMPLE = re.compile(r"^([a-z_]+)\{([^}]*)\} (\S+)$")
-
-
-@pytest.fixture
-def dsn() -> Iterator[str]:
-    with scratch_database() as url:
-        yield url
-
-
-@pytest.fixture
-def endpoint(tmp_path: Path) -> Iterator[str]:
-    with shardline("serve", "--port", "0", "--data-dir", str(tmp_path / "server"), "--fsync", "never") as running:
-        yield running.url
-        running.proc.terminate()
-        running.proc.wait(timeout=15)
 
 
 def _metrics_url(log: Path) -> str | None:
@@ -52,19 +36,8 @@ def _get(url: str, token: str | None = TOKEN) -> bytes:
         return body
 
 
-def _samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for line in text.splitlines():
-        m = _SAMPLE.match(line)
-        if m is None:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
-        out.setdefault(m.group(1), []).append((labels, float(m.group(3))))
-    return out
-
-
-def _scrape(urls: dict[str, str]) -> dict[str, dict[str, list[tuple[dict[str, str], float]]]]:
-    return {w: _samples(_get(f"{u}/metrics").decode()) for w, u in urls.items()}
+def _scrape(urls: dict[str, str]) -> dict[str, Samples]:
+    return {w: metric_samples(_get(f"{u}/metrics").decode()) for w, u in urls.items()}
 
 
 def test_two_workers_export_their_leases(tmp_path: Path, endpoint: str, dsn: str) -> None:

@@ -13,44 +13,35 @@ import signal
 import sqlite3
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from _shardline import kinesis, shardline
+from _shardline import kinesis
 
-from ._cluster import Cluster, Producer, delivery_counts, same_epoch_duplicates, sqlite_owners, wait_for, write_project
-from ._pg import scratch_database
+from ._cluster import (
+    Cluster,
+    Producer,
+    Samples,
+    delivery_counts,
+    metric_samples,
+    same_epoch_duplicates,
+    sqlite_owners,
+    wait_for,
+    write_project,
+)
 
 TOKEN = "sqlite-lease-metrics-token"
 RUN_S = float(os.environ.get("SHARDLINE_SQLITE_RUN_S", "300"))
 # What a worker's log shows when a lease-store call failed (the coordinator's warnings and tracebacks).
 STORE_ERRORS = ("database is locked", "lease store:", "renew failed", "lease pass failed")
-_SAMPLE = re.compile(r"^([a-z_]+)\{([^}]*)\} (\S+)$")
-
-Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 # Batches the paused worker started under the (shard, epoch) pairs it held at the stop, after the resume.
 LATE = (
     "SELECT count(*) FROM delivered d JOIN unnest(%s::text[], %s::bigint[]) AS h(shard_id, epoch) "
     "ON d.shard_id = h.shard_id AND d.epoch = h.epoch WHERE d.worker = %s AND d.t_start > %s"
 )
-
-
-@pytest.fixture
-def dsn() -> Iterator[str]:
-    with scratch_database() as url:
-        yield url
-
-
-@pytest.fixture
-def endpoint(tmp_path: Path) -> Iterator[str]:
-    with shardline("serve", "--port", "0", "--data-dir", str(tmp_path / "server"), "--fsync", "never") as running:
-        yield running.url
-        running.proc.terminate()
-        running.proc.wait(timeout=15)
 
 
 def _cluster(tmp_path: Path, endpoint: str, dsn: str, path: Path) -> Cluster:
@@ -126,14 +117,7 @@ def test_sqlite_pause_loses_leases_and_starts_no_batch_on_resume(tmp_path: Path,
 def _scrape(url: str) -> Samples:
     req = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     with urllib.request.urlopen(req, timeout=10) as resp:
-        text = resp.read().decode()
-    out: Samples = {}
-    for line in text.splitlines():
-        m = _SAMPLE.match(line)
-        if m is not None:
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
-            out.setdefault(m.group(1), []).append((labels, float(m.group(3))))
-    return out
+        return metric_samples(resp.read().decode())
 
 
 def _total(fams: Samples, name: str) -> float:
