@@ -208,12 +208,17 @@ def java_kinesis(
     try:
         yield JavaKinesis(proc)
     finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        end_by_stdin(proc)
+
+
+def end_by_stdin(proc: subprocess.Popen[str]) -> None:
+    """End a child that exits when its stdin closes: close it, wait (kill after 30 s), close its stdout."""
+    if proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ._java import HERE, java_command, unavailable
+from ._java import HERE, end_by_stdin, java_command, unavailable
 
 PROCESSOR = HERE / "kcl_processor.py"
 WAIT_S = 180.0  # a generous deadline: the KCL takes leases and discovers child shards on its own schedule
@@ -51,15 +51,7 @@ def dynamodb() -> Iterator[str]:
         port = int(proc.stdout.readline())
         yield f"http://127.0.0.1:{port}"
     finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        end_by_stdin(proc)
 
 
 def properties(kinesis_url: str, dynamodb_url: str, stream: str, *, retrieval: str) -> str:
