@@ -1,6 +1,6 @@
 """Running the Kinesis app on a socket with uvicorn, within bounds fixed before any work.
 
-uvicorn parses HTTP/1.1 with httptools, and ``run`` drives the server on uvloop's event loop: both are required
+uvicorn parses HTTP/1.1 with httptools, and the CLI runs ``serve`` on uvloop's event loop: both are required
 dependencies (pyproject.toml), imported unconditionally; neither has a fallback here.
 
 uvicorn's HTTP/1.1 protocol has no limit on a request's header block, no deadline for a request that is sent slowly
@@ -36,7 +36,6 @@ from typing import Any, ClassVar
 
 import httptools
 import uvicorn
-import uvloop
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -385,14 +384,3 @@ async def serve(
     if server.started and on_ready is not None:
         on_ready()
     await task
-
-
-def run(
-    app: KinesisApp,
-    sock: socket.socket,
-    *,
-    limits: ServerLimits = DEFAULT_LIMITS,
-    tls: TlsFiles | None = None,
-    on_ready: Callable[[], None] | None = None,
-) -> None:
-    uvloop.run(serve(app, sock, limits=limits, tls=tls, on_ready=on_ready))

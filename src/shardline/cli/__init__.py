@@ -14,11 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import uvloop
+
 from .. import __version__
 from .._tasks import first_of
 from ..api import KinesisApp
 from ..api.auth import SigV4Verifier, load_credentials
-from ..api.server import DEFAULT_LIMITS, ServerLimits, TlsFiles, bind, is_loopback, run
+from ..api.server import DEFAULT_LIMITS, ServerLimits, TlsFiles, bind, is_loopback, serve
 from ..clock import SystemClock
 from ..compose import Front, compose
 from ..engine import Engine
@@ -114,7 +116,7 @@ def _listen(
         for line in banner:
             print(line, flush=True)
 
-    run(app, sock, limits=limits, tls=tls, on_ready=ready)
+    uvloop.run(serve(app, sock, limits=limits, tls=tls, on_ready=ready))
     if app.startup_error is not None:
         return _fail(args.command, app.startup_error)
     return 0
