@@ -10,6 +10,7 @@ import pytest
 from shardline._config import ConfigError, ConfigFile
 from shardline.metrics.alarms import AlarmConfigError, parse_alarms
 from shardline.runtime.config import load_config
+from shardline.sources.config import parse_sources
 
 PATH = Path("/srv/app/shardline.yml")
 CF = ConfigFile(PATH)
@@ -83,6 +84,39 @@ def test_the_project_loader_and_the_alarm_parser_word_a_wrong_key_alike(tmp_path
     assert str(project.value) == f"{path}: streams.s.retention: unknown key (did you mean 'retentionHours'?)"
     assert str(alarms.value) == f"{path}: alarms.defaults.retention: unknown key (did you mean 'iteratorAgeRetention'?)"
     assert isinstance(alarms.value, ConfigError)  # the CLI reports both kinds the same way
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("streams: {'a b': {}}", "streams.a b: a stream name is 1-128 characters of letters, digits, '_', '.' and '-'"),
+        ("streams: {s: [1]}", "streams.s: must be a mapping such as {shards: 2, retentionHours: 24}"),
+        ("streams: {s: {shard: 1}}", "streams.s.shard: unknown key (did you mean 'shards'?)"),
+        ("functions: {f.g: {}}", "functions.f.g: a function name is 1-64 characters of letters, digits, '_' and '-'"),
+        ("functions: {f: x}", "functions.f: must be a mapping with at least 'handler'"),
+        ("functions: {f: {handlr: a.b}}", "functions.f.handlr: unknown key (did you mean 'handler'?)"),
+    ],
+)
+def test_a_named_entry_is_checked_alike_in_every_section(tmp_path: Path, written: str, expected: str) -> None:
+    path = tmp_path / "shardline.yml"
+    path.write_text(written + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: {expected}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"a.b": {}}, "sources.a.b: a source name is 1-64 characters of letters, digits, '_' and '-'"),
+        ({7: "x"}, "sources.7: must be a mapping with at least 'dsn' and 'stream'"),
+        ({"shop": {"dns": "mysql://a@b/c"}}, "sources.shop.dns: unknown key (did you mean 'dsn'?)"),
+    ],
+)
+def test_a_named_source_is_checked_like_the_other_sections(raw: object, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_sources(raw, PATH)
+    assert message(err) == expected
 
 
 NATIVE = """\

@@ -8,6 +8,7 @@ other for it.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,27 @@ class ConfigFile:
                 hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
                 suffix = f" (did you mean '{hint[0]}'?)" if hint else f"; allowed: {', '.join(sorted(allowed))}"
                 raise self.fail(f"{where}.{key}" if where else str(key), f"unknown key{suffix}")
+
+    def entry(
+        self,
+        where: str,
+        name: Any,
+        spec: Any,
+        *,
+        pattern: re.Pattern[str],
+        naming: str,
+        shape: str,
+        keys: Collection[str],
+    ) -> dict[str, Any]:
+        """The settings of one named entry of a section (a stream, a function, a source) at ``where``: its name
+        matches ``pattern`` (else the error says ``naming``), and its settings are a mapping (else ``shape``) of
+        ``keys`` only."""
+        if not pattern.match(str(name)):
+            raise self.fail(where, naming)
+        if not isinstance(spec, dict):
+            raise self.fail(where, shape)
+        self.check_keys(where, spec, keys)
+        return spec
 
     def number(self, where: str, value: Any, lo: float, hi: float) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):

@@ -213,12 +213,15 @@ def _streams(ctx: ConfigFile, data: Any) -> dict[str, StreamSpec]:
     out: dict[str, StreamSpec] = {}
     for name, spec in data.items():
         where = f"streams.{name}"
-        if not _NAME.match(str(name)):
-            raise ctx.fail(where, "a stream name is 1-128 characters of letters, digits, '_', '.' and '-'")
-        settings = spec or {}
-        if not isinstance(settings, dict):
-            raise ctx.fail(where, "must be a mapping such as {shards: 2, retentionHours: 24}")
-        ctx.check_keys(where, settings, _STREAM_KEYS)
+        settings = ctx.entry(
+            where,
+            name,
+            spec or {},
+            pattern=_NAME,
+            naming="a stream name is 1-128 characters of letters, digits, '_', '.' and '-'",
+            shape="must be a mapping such as {shards: 2, retentionHours: 24}",
+            keys=_STREAM_KEYS,
+        )
         mode = settings.get("mode", "PROVISIONED")
         if mode not in ("PROVISIONED", "ON_DEMAND"):
             raise ctx.fail(f"{where}.mode", f"{mode!r} is not PROVISIONED or ON_DEMAND")
@@ -242,11 +245,15 @@ def _function(
     seen: _Seen,
 ) -> FunctionSpec:
     where = f"functions.{name}"
-    if not _FUNCTION_NAME.match(name):
-        raise ctx.fail(where, "a function name is 1-64 characters of letters, digits, '_' and '-'")
-    if not isinstance(spec, dict):
-        raise ctx.fail(where, "must be a mapping with at least 'handler'")
-    ctx.check_keys(where, spec, _FUNCTION_KEYS)
+    ctx.entry(
+        where,
+        name,
+        spec,
+        pattern=_FUNCTION_NAME,
+        naming="a function name is 1-64 characters of letters, digits, '_' and '-'",
+        shape="must be a mapping with at least 'handler'",
+        keys=_FUNCTION_KEYS,
+    )
     handler = spec.get("handler")
     if not isinstance(handler, str) or "." not in handler:
         raise ctx.fail(f"{where}.handler", "must be 'path/to/module.function', relative to the config file")

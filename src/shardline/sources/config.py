@@ -109,11 +109,15 @@ def _strings(ctx: ConfigFile, where: str, value: Any) -> tuple[str, ...]:
 
 def _source(ctx: ConfigFile, name: str, spec: Any) -> SourceConfig:
     where = f"sources.{name}"
-    if not _NAME.match(name):
-        raise ctx.fail(where, "a source name is 1-64 characters of letters, digits, '_' and '-'")
-    if not isinstance(spec, dict):
-        raise ctx.fail(where, "must be a mapping with at least 'dsn' and 'stream'")
-    ctx.check_keys(where, spec, _KEYS)
+    ctx.entry(
+        where,
+        name,
+        spec,
+        pattern=_NAME,
+        naming="a source name is 1-64 characters of letters, digits, '_' and '-'",
+        shape="must be a mapping with at least 'dsn' and 'stream'",
+        keys=_KEYS,
+    )
     if spec.get("type", "mysql") not in ("mysql", "mariadb"):
         raise ctx.fail(f"{where}.type", f"{spec['type']!r} is not supported (allowed: mysql, mariadb)")
     dsn = spec.get("dsn")
