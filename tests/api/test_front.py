@@ -617,7 +617,10 @@ async def test_request_log(make_kinesis: Callable[..., Awaitable[Kinesis]], capl
     await k.send("ListStreams", {})
     await k.send("DescribeStream", {"StreamName": "gone"})
     lines = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "shardline.access"]
-    assert [(x["op"], x["status"]) for x in lines] == [("ListStreams", 200), ("DescribeStream", 400)]
+    assert [(x["op"], x["status"], x["http"]) for x in lines] == [
+        ("ListStreams", 200, "1.1"),
+        ("DescribeStream", 400, "1.1"),
+    ]
     assert all(UUID.match(x["id"]) for x in lines)
 
 

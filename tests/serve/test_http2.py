@@ -96,6 +96,23 @@ async def test_concurrent_requests_are_multiplexed_on_one_connection(tmp_path: P
         assert len({a.json()["SequenceNumber"] for a in answers}) == 60
 
 
+def test_the_request_log_names_each_request_s_http_version(tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    with (
+        log.open("w") as err,
+        shardline(
+            "serve", "--port", "0", "--data-dir", str(tmp_path / "data"), "--log-requests", stderr=err
+        ) as running,
+    ):
+        with h2c() as client:
+            assert call(client, running.url, "ListStreams", {}).status_code == 200
+        kinesis(running.url).list_streams()
+        running.proc.terminate()
+        assert running.proc.wait(timeout=30) == 0
+    lines = [json.loads(line[line.index("{") :]) for line in log.read_text().splitlines() if '"op"' in line]
+    assert [(x["op"], x["http"]) for x in lines] == [("ListStreams", "2"), ("ListStreams", "1.1")]
+
+
 def test_more_streams_than_advertised_end_the_connection(tmp_path: Path) -> None:
     with serve(tmp_path) as running:
         raw = RawH2(running.url)

@@ -252,6 +252,7 @@ class KinesisApp:
                     {
                         "id": request_id,
                         "op": op,
+                        "http": scope.get("http_version", "1.1"),
                         "status": status,
                         "ms": round((time.perf_counter() - started) * 1000, 3),
                         "in": int(headers.get("content-length", 0) or 0),
