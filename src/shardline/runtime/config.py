@@ -174,11 +174,9 @@ def build_config(
     fns = raw.get("functions") or {}
     if not isinstance(fns, dict):
         raise ctx.fail("functions", "must be a mapping of function name to settings")
-    seen = _Seen(strict=strict)
+    build = _Build(streams, region, account_id, now_ms, strict)
     for name, spec in fns.items():
-        functions[str(name)] = _function(
-            ctx, str(name), spec, streams=streams, region=region, account_id=account_id, now_ms=now_ms, seen=seen
-        )
+        functions[str(name)] = _function(ctx, str(name), spec, build)
     return ProjectConfig(
         ctx.path,
         streams,
@@ -186,17 +184,22 @@ def build_config(
         raw.get("alarms"),
         raw.get("sources"),
         dialect=dialect,
-        notices=(*notices, *seen.notices),
-        consumers=tuple(dict.fromkeys((*consumers, *seen.mapping_consumers.values()))),
-        mapping_consumers=seen.mapping_consumers,
-        undeclared=seen.undeclared,
+        notices=(*notices, *build.notices),
+        consumers=tuple(dict.fromkeys((*consumers, *build.mapping_consumers.values()))),
+        mapping_consumers=build.mapping_consumers,
+        undeclared=build.undeclared,
     )
 
 
 @dataclass
-class _Seen:
-    """What building the mappings learnt beyond the mappings themselves."""
+class _Build:
+    """One build of a project: what every function and mapping is checked against, and what building them learnt
+    beyond the mappings themselves."""
 
+    streams: dict[str, StreamSpec]
+    region: str
+    account_id: str
+    now_ms: int
     strict: bool
     notices: list[str] = field(default_factory=list)
     undeclared: dict[str, str] = field(default_factory=dict)
@@ -233,17 +236,7 @@ def _streams(ctx: ConfigFile, data: Any) -> dict[str, StreamSpec]:
     return out
 
 
-def _function(
-    ctx: ConfigFile,
-    name: str,
-    spec: Any,
-    *,
-    streams: dict[str, StreamSpec],
-    region: str,
-    account_id: str,
-    now_ms: int,
-    seen: _Seen,
-) -> FunctionSpec:
+def _function(ctx: ConfigFile, name: str, spec: Any, build: _Build) -> FunctionSpec:
     where = f"functions.{name}"
     ctx.entry(
         where,
@@ -278,8 +271,8 @@ def _function(
         reserved_concurrency=None
         if reserved is None
         else ctx.integer(f"{where}.reservedConcurrency", reserved, 0, 1000),
-        region=region,
-        account_id=account_id,
+        region=build.region,
+        account_id=build.account_id,
     )
     events = spec.get("events") or []
     if not isinstance(events, list):
@@ -289,36 +282,11 @@ def _function(
         ew = f"{where}.events[{i}]"
         if not isinstance(ev, dict) or list(ev) != ["stream"]:
             raise ctx.fail(ew, "each event must be '- stream: <stream name or ARN>' or '- stream: {arn: ..., ...}'")
-        mappings.append(
-            _mapping(
-                ctx,
-                f"{ew}.stream",
-                ev["stream"],
-                function=name,
-                index=i,
-                streams=streams,
-                region=region,
-                account_id=account_id,
-                now_ms=now_ms,
-                seen=seen,
-            )
-        )
+        mappings.append(_mapping(ctx, f"{ew}.stream", ev["stream"], build, function=name, index=i))
     return FunctionSpec(config, mappings)
 
 
-def _mapping(
-    ctx: ConfigFile,
-    where: str,
-    ev: Any,
-    *,
-    function: str,
-    index: int,
-    streams: dict[str, StreamSpec],
-    region: str,
-    account_id: str,
-    now_ms: int,
-    seen: _Seen,
-) -> MappingConfig:
+def _mapping(ctx: ConfigFile, where: str, ev: Any, build: _Build, *, function: str, index: int) -> MappingConfig:
     if isinstance(ev, str):
         ev = {"arn": ev}
     if not isinstance(ev, dict):
@@ -329,7 +297,7 @@ def _mapping(
     target = ev.get("arn", ev.get("stream"))
     if not isinstance(target, str) or not target:
         raise ctx.fail(f"{where}.arn", "the stream to read: a name declared under 'streams', or its ARN")
-    prefix = f"arn:aws:kinesis:{region}:{account_id}:stream/"
+    prefix = f"arn:aws:kinesis:{build.region}:{build.account_id}:stream/"
     arn = target if target.startswith("arn:") else prefix + target
     foreign = _STREAM_ARN.match(arn)
     consumer: Any = ev.get("consumer")
@@ -340,11 +308,12 @@ def _mapping(
     if foreign and not arn.startswith(prefix):
         # an ARN of another region or account (a real file's): served as the stream of that name here
         local = prefix + foreign.group(2)
-        seen.note(f"{arn} is served as {local} (region {region}, account {account_id})")
+        build.note(f"{arn} is served as {local} (region {build.region}, account {build.account_id})")
         arn = local
     elif arn.startswith("arn:") and not foreign:
         raise ctx.fail(
-            f"{where}.arn", f"{arn!r} is not a Kinesis stream ARN (arn:aws:kinesis:<region>:<account>:stream/<name>)"
+            f"{where}.arn",
+            f"{arn!r} is not a Kinesis stream ARN (arn:aws:kinesis:<region>:<account>:stream/<name>)",
         )
     stream_name = arn[len(prefix) :].split("/", 1)[0]
     mapping_id = str(uuid.uuid5(_NAMESPACE, f"{function}:{arn}:{index}"))
@@ -357,12 +326,12 @@ def _mapping(
             raise ctx.fail(
                 f"{where}.consumer", f"{consumer!r} is not allowed (allowed: true, or a stream consumer ARN)"
             )
-        seen.mapping_consumers[mapping_id] = ConsumerSpec(stream_name, consumer_name)
-    if stream_name not in streams:
-        if seen.strict:
+        build.mapping_consumers[mapping_id] = ConsumerSpec(stream_name, consumer_name)
+    if stream_name not in build.streams:
+        if build.strict:
             raise ctx.fail(f"{where}.arn", f"stream '{stream_name}' is not declared under 'streams'")
         # the error the project raises at start unless the stream exists by then
-        seen.undeclared[mapping_id] = str(
+        build.undeclared[mapping_id] = str(
             ctx.fail(f"{where}.arn", f"stream '{stream_name}' is neither declared in the file nor present")
         )
     kwargs: dict[str, Any] = {}
@@ -377,7 +346,7 @@ def _mapping(
                 raise ctx.fail(f"{where}.filterPatterns", "must be a list of patterns")
             value = tuple(p if isinstance(p, str) else json.dumps(p) for p in value)
         elif key == "destinations":
-            value = _destination(ctx, f"{where}.destinations", value, streams, ctx.path.parent)
+            value = _destination(ctx, f"{where}.destinations", value, build.streams, ctx.path.parent)
         elif key == "startingPositionTimestamp":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ctx.fail(f"{where}.{key}", "must be epoch seconds")
@@ -391,11 +360,11 @@ def _mapping(
         key = _PARAM_TO_KEY.get(p.param.split(".")[0], p.param)
         raise ctx.fail(f"{where}.{key}", f"{p.value!r} is not allowed (allowed: {p.rule})")
     start_ms = cfg.starting_position_timestamp_ms
-    if start_ms is not None and start_ms > now_ms:
+    if start_ms is not None and start_ms > build.now_ms:
         # AWS's rule for CreateEventSourceMapping, in its words; the value is shown as written (epoch seconds).
         raise ctx.fail(
             f"{where}.startingPositionTimestamp",
-            f"{ev['startingPositionTimestamp']!r} is after the current time ({now_ms // 1000}): "
+            f"{ev['startingPositionTimestamp']!r} is after the current time ({build.now_ms // 1000}): "
             "StartingPositionTimestamp cannot be in the future.",
         )
     if cfg.filter_patterns:
