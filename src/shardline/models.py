@@ -93,6 +93,8 @@ class Shard:
 
 @dataclass(frozen=True, slots=True)
 class ChildShard:
+    """A shard made from this one by a reshard, as GetRecords names it at the shard's end."""
+
     shard_id: str
     parent_shards: tuple[str, ...]
     hash_key_range: HashKeyRange

@@ -92,6 +92,8 @@ TOP_KEYS = {"streams", "functions", "service", "provider", "alarms", "sources"}
 
 @dataclass(frozen=True)
 class StreamSpec:
+    """A stream the project declares under ``streams`` (``shards`` None: ON_DEMAND sizes it)."""
+
     name: str
     shards: int | None
     retention_hours: int
@@ -100,6 +102,8 @@ class StreamSpec:
 
 @dataclass(frozen=True)
 class FunctionSpec:
+    """A function and the event source mappings that invoke it."""
+
     config: FunctionConfig
     mappings: list[MappingConfig] = field(default_factory=list)
 

@@ -35,6 +35,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class SourceShard:
+    """A shard as a mapping's source lists it: its parents, and whether it is closed (readable to an end)."""
+
     shard_id: str
     parent_ids: tuple[str, ...]
     closed: bool

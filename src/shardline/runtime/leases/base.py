@@ -60,6 +60,10 @@ def new_worker_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
+    """One shard's lease as the store holds it: its owner (None when free) and epoch (raised at every change of
+    owner, so a former owner's writes are fenced off), the checkpoint, the shard's lineage, whether it was read to
+    its end, and a graceful handoff in progress."""
+
     app: str
     stream: str
     shard_id: str
