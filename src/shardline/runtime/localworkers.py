@@ -140,7 +140,11 @@ class LocalWorkers:
         await EngineWiring(self.engine).prepare(self.config)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         for i in range(1, self.n + 1):
-            proc = await self._spawn(i, self.worker_id(i))  # the first start fails loudly, not in a back-off
+            try:
+                proc = await self._spawn(i, self.worker_id(i))  # the first start fails loudly, not in a back-off
+            except BaseException:
+                await self.stop()  # (the workers started so far)
+                raise
             self._slots.append(asyncio.create_task(self._supervise(i, proc), name=f"worker-{i}"))
         log.info("started %d workers sharing the leases in %s", self.n, self.leases_url)
 
@@ -163,20 +167,22 @@ class LocalWorkers:
             self._terminate(proc)
         return proc
 
-    async def _supervise(self, i: int, proc: asyncio.subprocess.Process | None) -> None:
+    async def _supervise(self, i: int, proc: asyncio.subprocess.Process) -> None:
         """Slot ``i``: wait for its process, and while ``up`` is not stopping, start the next one after the
         back-off. Returns once the stop has begun and the slot's process (if any) has exited."""
         loop = asyncio.get_running_loop()
         worker_id, delay, started = self.worker_id(i), None, loop.time()
+        running: asyncio.subprocess.Process | None = proc
+        not_started = ""
         while True:
-            if proc is not None:
-                code = await proc.wait()
+            if running is not None:
+                code = await running.wait()
                 if self._stopping:
                     return
                 ran_s = loop.time() - started
-                what = f"worker {worker_id} (pid {proc.pid}) {exit_status(code)} after {ran_s:.1f} s"
+                what = f"worker {worker_id} (pid {running.pid}) {exit_status(code)} after {ran_s:.1f} s"
             else:
-                ran_s, what = 0.0, f"worker {worker_id} could not start"
+                ran_s, what = 0.0, f"worker {worker_id} could not start ({not_started})"
             delay = restart_delay(delay, ran_s)
             restart = self.restarts.get(i, 0) + 1
             following = self.worker_id(i, restart)
@@ -189,12 +195,11 @@ class LocalWorkers:
             self.restarts[i] = restart
             worker_id, started = following, loop.time()
             try:
-                proc = await self._spawn(i, worker_id)
+                running = await self._spawn(i, worker_id)
             except OSError as exc:  # fork or exec refused (out of memory, processes, files): back off and retry
-                log.error("cannot start worker %s: %s", worker_id, exc)
-                proc = None
+                running, not_started = None, str(exc)
                 continue
-            log.info("started worker %s (pid %d)", worker_id, proc.pid)
+            log.info("started worker %s (pid %d)", worker_id, running.pid)
 
     def _terminate(self, proc: asyncio.subprocess.Process) -> None:
         if proc.returncode is None:
