@@ -22,6 +22,7 @@ from .engine import Engine
 from .metrics import Monitor
 from .metrics.access import OPEN, MonitoringAccess
 from .metrics.alarms import AlarmManager, AlarmsConfig, default_rules_for, merge_rules, parse_alarms
+from .metrics.leases import WorkersLike, restart_hook
 from .metrics.notify import build_notifiers
 from .metrics.series import SeriesStore
 from .metrics.sources import SourcesLike, source_hook, source_rules
@@ -73,7 +74,8 @@ def compose(
     running = Project(project, engine, clock=clock) if project is not None else None
     extra = list(beside(engine)) if beside else []
     sources = next((s for s in extra if isinstance(s, SourcesLike)), None)  # (read by the monitor, if any)
-    monitor = _monitor(engine, running, alarms or NO_ALARMS, access, sources) if metrics else None
+    workers = next((s for s in extra if isinstance(s, WorkersLike)), None)  # (``up --workers``: their restarts)
+    monitor = _monitor(engine, running, alarms or NO_ALARMS, access, sources, workers=workers) if metrics else None
     front = front or Front()
     services: list[Service] = [*([running] if running else []), *extra, *([monitor] if monitor else [])]
     app = KinesisApp(
@@ -93,6 +95,8 @@ def _monitor(
     alarms: AlarmsConfig,
     access: MonitoringAccess,
     sources: SourcesLike | None = None,
+    *,
+    workers: WorkersLike | None = None,
 ) -> Monitor:
     state = Path(engine.settings.data_dir) / "metrics" / "alarms.json"
     notifiers = build_notifiers(alarms.notify)
@@ -107,4 +111,6 @@ def _monitor(
         return AlarmManager(store, rules(), notifiers, engine.clock, state)
 
     hooks = [] if sources is None else [source_hook(sources)]
+    if workers is not None:
+        hooks.append(restart_hook(workers))
     return Monitor(engine, project=project, alarms_factory=manager, rules=rules, access=access, hooks=hooks)

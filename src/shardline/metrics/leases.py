@@ -5,20 +5,32 @@ Every series carries the mapping labels and ``worker`` (this process's id in the
 scrapes several workers can ``sum by (mapping)`` the owned leases (the shard count when every shard is owned) and
 see which worker takes, steals, loses or hands over leases. A mapping without shared leases (``shardline up``, one
 process holding every lease) exports only its owned count.
+
+``shardline up --workers N`` runs no mapping itself; its /metrics carries how often it restarted each local worker
+(runtime.localworkers), labelled ``worker`` with the id of the slot's first process.
 """
 
 from __future__ import annotations
 
 import logging
 import statistics
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ..runtime.leases import Lease
 from ..runtime.supervisor import Mapping
 from .catalog import Metric
 from .collect import Family, FamilyHook, Labels
 
-__all__ = ["LEASE_METRICS", "MappingsLike", "lease_families", "lease_hook", "mapping_leases"]
+__all__ = [
+    "LEASE_METRICS",
+    "WORKER_METRICS",
+    "MappingsLike",
+    "WorkersLike",
+    "lease_families",
+    "lease_hook",
+    "mapping_leases",
+    "restart_hook",
+]
 
 log = logging.getLogger("shardline.metrics")
 
@@ -90,6 +102,17 @@ LEASE_METRICS = [
     ),
 ]
 
+WORKER_METRICS = [
+    Metric(
+        "shardline_worker_restarts_total",
+        "counter",
+        "restarts",
+        "Local worker processes `up --workers` started again after one exited (label worker: the slot's first id).",
+        "n/a (Lambda replaces its pollers itself; shardline exports the local workers' restarts here)",
+        ("worker",),
+    ),
+]
+
 
 def _labels(**kw: str) -> Labels:
     return tuple(sorted(kw.items()))
@@ -152,6 +175,24 @@ class MappingsLike(Protocol):
 def lease_hook(project: MappingsLike) -> FamilyHook:
     """A collector hook sampling the lease families of the mappings ``project`` runs at each sample."""
     return FamilyHook(tuple(LEASE_METRICS), lambda now_ms: lease_families(project.mappings))
+
+
+@runtime_checkable
+class WorkersLike(Protocol):
+    """What the restart hook reads: the local workers of ``up --workers`` (a ``runtime.localworkers.LocalWorkers``)."""
+
+    def restart_counts(self) -> dict[str, int]: ...
+
+
+def restart_hook(workers: WorkersLike) -> FamilyHook:
+    """A collector hook sampling how often ``workers`` restarted each worker (every slot, from zero)."""
+    [metric] = WORKER_METRICS
+
+    def sample(now_ms: int) -> list[Family]:
+        fam = Family(metric, [(_labels(worker=w), float(n)) for w, n in sorted(workers.restart_counts().items())])
+        return [fam] if fam.samples else []
+
+    return FamilyHook(tuple(WORKER_METRICS), sample)
 
 
 def _lease_row(lease: Lease) -> dict[str, Any]:
