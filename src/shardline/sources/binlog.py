@@ -11,6 +11,12 @@ servers when it starts at a file/position: that is the mode that honours one (se
 Given a MariaDB GTID position instead, it connects with ``is_mariadb=True`` and ``auto_position`` (the server's
 ``@slave_connect_state``), and the server starts after that position in whichever file holds it; a position the
 server no longer has is a SourceSetupError (error 1236), since starting again cannot help.
+
+Values are decoded from the row events' column types into the ones the snapshot gives (envelope.py): the library
+reads a TIMESTAMP's epoch seconds with ``utcfromtimestamp`` (a naive UTC datetime, whatever the process's zone),
+which becomes an aware UTC ``Timestamp``; a BIT's text of bits becomes a boolean or its bytes; a SET's members
+become the server's text in definition order (the library gives an empty SET as None: it is ``""``); a spatial
+value (the server's SRID + WKB) becomes a ``Geometry``.
 """
 
 from __future__ import annotations
@@ -24,12 +30,13 @@ from typing import Any
 
 import pymysql
 from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.event import GtidEvent, HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, RotateEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from .checkpoint import is_mariadb_gtid, merge_gtid
 from .config import SourceConfig
-from .envelope import Change, Position
+from .envelope import Change, Position, bit_value, geometry_value, timestamp_value
 from .server import SourceSetupError
 
 __all__ = ["Batch", "BinlogReader"]
@@ -175,23 +182,58 @@ class BinlogReader:
             )
         ts_ms = int(event.timestamp) * 1000
         out: list[Change] = []
+        decode = _decoder(event.columns)
 
         def add(op: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
             out.append(Change(op, event.schema, event.table, key, before, after, ts_ms, file, pos, len(out), gtid))
 
         for row in event.rows:
             if isinstance(event, WriteRowsEvent):
-                add("c", None, row["values"])
+                add("c", None, decode(row["values"], row.get("none_sources")))
             elif isinstance(event, DeleteRowsEvent):
-                add("d", row["values"], None)
+                add("d", decode(row["values"], row.get("none_sources")), None)
             else:
-                before, after = row["before_values"], row["after_values"]
+                before = decode(row["before_values"], row.get("before_none_sources"))
+                after = decode(row["after_values"], row.get("after_none_sources"))
                 if key and any(before[k] != after[k] for k in key):
                     add("d", before, None)  # a primary-key change: the old row goes, a new one comes
                     add("c", None, after)
                 else:
                     add("u", before, after)
         return out
+
+
+_TIMESTAMPS = (FIELD_TYPE.TIMESTAMP, FIELD_TYPE.TIMESTAMP2)
+_DECODED = (*_TIMESTAMPS, FIELD_TYPE.BIT, FIELD_TYPE.SET, FIELD_TYPE.GEOMETRY)
+
+
+def _decoder(columns: Any) -> Any:
+    """A function decoding one row image of a row event with these columns (the identity when none needs it)."""
+    special = [c for c in columns if c.type in _DECODED]
+    if not special:
+        return lambda values, _none_sources: values
+
+    def decode(values: dict[str, Any], none_sources: dict[str, str] | None) -> dict[str, Any]:
+        out = dict(values)
+        for column in special:
+            name = column.name
+            value = out.get(name)
+            if column.type == FIELD_TYPE.SET:
+                if value is not None:  # (members come with binlog_row_metadata = FULL, which check_server needs)
+                    out[name] = ",".join(m for m in column.set_values if m in value)
+                elif none_sources is not None and none_sources.get(name) == "empty set":
+                    out[name] = ""  # (the library gives an empty SET as None, told from NULL only here)
+            elif value is None:
+                continue
+            elif column.type in _TIMESTAMPS:
+                out[name] = timestamp_value(value, int(getattr(column, "fsp", 0) or 0))
+            elif column.type == FIELD_TYPE.BIT:
+                out[name] = bit_value(int(value, 2) if value else 0, int(column.bits))
+            else:
+                out[name] = geometry_value(value)
+        return out
+
+    return decode
 
 
 def _query(event: Any) -> str:

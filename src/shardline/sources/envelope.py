@@ -5,17 +5,28 @@ the values in key-column order (compact, so equal keys give equal text); a key o
 limit) becomes the SHA-256 hex digest of the whole key. A table without a primary key (allowed only with
 ``keyless: table``) uses ``db.table``: the whole table on one shard.
 
-Column values are encoded the same way whether they come from the snapshot or the binary log:
+Column values are encoded the same way whether they come from the snapshot or the binary log, whatever the time
+zone of the shardline process and of the server or session (the snapshot reads with ``time_zone = '+00:00'``; the
+binary log holds a TIMESTAMP as seconds since the epoch, which the reader decodes as UTC):
 
-| column type                        | JSON value                                          |
-|------------------------------------|-----------------------------------------------------|
-| integers, FLOAT, DOUBLE            | number                                              |
-| DECIMAL                            | string, exact (Debezium's ``decimal.handling.mode=string``) |
-| DATETIME, TIMESTAMP                | ISO-8601 string without zone, microseconds when non-zero |
-| DATE / TIME                        | ``YYYY-MM-DD`` / ``[-]HH:MM:SS[.ffffff]``          |
-| CHAR, VARCHAR, TEXT, ENUM, JSON    | string (JSON as the text the server stores)         |
-| BINARY, VARBINARY, BLOB            | base64 string (Debezium's ``binary.handling.mode=base64``) |
-| NULL                               | null                                                |
+| column type                     | JSON value                                                                 |
+|---------------------------------|----------------------------------------------------------------------------|
+| integers, FLOAT, DOUBLE         | number                                                                     |
+| DECIMAL                         | string, exact (Debezium's ``decimal.handling.mode=string``)                |
+| DATETIME                        | ISO-8601 string without zone, microseconds when non-zero                   |
+| TIMESTAMP(n)                    | ISO-8601 UTC string ending in ``Z``, with exactly n fractional digits      |
+|                                 | (Debezium's ZonedTimestamp): ``2024-02-29T23:59:58Z``, for TIMESTAMP(6)    |
+|                                 | ``2024-02-29T23:59:58.120000Z``; the zero TIMESTAMP is the epoch           |
+| DATE / TIME                     | ``YYYY-MM-DD`` / ``[-]HH:MM:SS[.ffffff]``                                 |
+| CHAR, VARCHAR, TEXT, ENUM, JSON | string (JSON as the text the server stores)                                |
+| SET                             | string: the members in definition order, comma-joined (``""``: empty)      |
+| BIT(1)                          | boolean                                                                    |
+| BIT(n > 1)                      | base64 of the value's ceil(n/8) bytes, least significant byte first        |
+|                                 | (Debezium's ``io.debezium.data.Bits``): BIT(12) ``b'000100000010'`` is     |
+|                                 | bytes ``02 01``, ``"AgE="``                                                |
+| BINARY, VARBINARY, BLOB         | base64 string (Debezium's ``binary.handling.mode=base64``)                 |
+| GEOMETRY, POINT, other spatial  | ``{"wkb": <base64 of the WKB>, "srid": <int>}`` (Debezium's Geometry)      |
+| NULL                            | null                                                                       |
 """
 
 from __future__ import annotations
@@ -29,7 +40,10 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Change", "Position", "debezium", "dms", "encode_row", "encode_value", "partition_key", "record"]
+__all__ = [
+    "Change", "Geometry", "Position", "Timestamp", "bit_value", "debezium", "dms", "encode_row", "encode_value",
+    "geometry_value", "partition_key", "record", "timestamp_value",
+]  # fmt: skip
 
 MAX_KEY_CHARS = 256
 VERSION = "shardline-cdc-1"
@@ -75,9 +89,64 @@ class Change:
         return tuple(image[c] for c in self.key_columns)
 
 
+@dataclass(frozen=True, slots=True)
+class Timestamp:
+    """A TIMESTAMP column's value: an instant (timezone-aware, UTC) and the column's fractional-second digits."""
+
+    at: dt.datetime
+    fsp: int = 0
+
+    def text(self) -> str:
+        at = self.at.astimezone(dt.UTC)
+        fraction = f".{at.microsecond:06d}"[: self.fsp + 1] if self.fsp > 0 else ""
+        return f"{at:%Y-%m-%dT%H:%M:%S}{fraction}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    """A spatial value: its SRID and its Well-Known Binary."""
+
+    srid: int
+    wkb: bytes
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def timestamp_value(value: dt.datetime | str, fsp: int) -> Timestamp:
+    """A TIMESTAMP read as a naive UTC datetime (the snapshot reads with ``time_zone = '+00:00'``; the binary-log
+    reader decodes its epoch seconds with ``utcfromtimestamp``). The zero TIMESTAMP, which the client library
+    cannot parse and hands over as the text ``0000-00-00 00:00:00``, is the epoch (as in the binary log)."""
+    if isinstance(value, str):
+        if value.startswith("0000-00-00"):
+            return Timestamp(_EPOCH, fsp)
+        raise ValueError(f"not a TIMESTAMP value: {value!r}")
+    if value.tzinfo is not None:
+        raise ValueError(f"a TIMESTAMP value must be naive UTC, not {value!r}")
+    return Timestamp(value.replace(tzinfo=dt.UTC), fsp)
+
+
+def bit_value(value: int, width: int) -> bool | bytes:
+    """A BIT(width) value: a boolean for BIT(1), else its bytes least significant first (Debezium's Bits)."""
+    if width <= 1:
+        return bool(value)
+    return value.to_bytes((width + 7) // 8, "little")
+
+
+def geometry_value(value: bytes) -> Geometry:
+    """A spatial value in the server's own format: the SRID (4 bytes, little-endian), then the WKB."""
+    if len(value) < 4:
+        raise ValueError(f"not a spatial value: {len(value)} bytes")
+    return Geometry(int.from_bytes(value[:4], "little"), bytes(value[4:]))
+
+
 def encode_value(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
+    if isinstance(value, Timestamp):
+        return value.text()
+    if isinstance(value, Geometry):
+        return {"wkb": base64.b64encode(value.wkb).decode("ascii"), "srid": value.srid}
     if isinstance(value, decimal.Decimal):
         return format(value, "f")
     if isinstance(value, dt.datetime):
@@ -92,8 +161,6 @@ def encode_value(value: Any) -> Any:
         return f"{text}.{us:06d}" if us else text
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, set | frozenset):
-        return ",".join(sorted(str(v) for v in value))
     if isinstance(value, dict | list):
         return orjson.dumps(value).decode()  # MySQL's binary JSON, decoded by the reader: back to its text
     return str(value)

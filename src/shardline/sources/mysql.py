@@ -35,7 +35,7 @@ from .server import (
     row_estimates,
 )
 from .sink import Sink, put_ordered
-from .snapshot import begin_consistent_read, current_position, fetch_rows, read_chunk, scan
+from .snapshot import begin_consistent_read, current_position, decode_row, fetch_rows, read_chunk, scan
 from .stats import SourceStats
 
 __all__ = ["MySqlSource"]
@@ -155,8 +155,8 @@ class MySqlSource:
             now = self.clock.now_ms()
             key_cols = tuple(c for c in table.columns if c in table.key)  # (key columns in column order)
             changes = [
-                Change("r", table.db, table.name, key_cols, None, row, now, at.file, at.pos, 0, None, snapshot="true")
-                for row in rows
+                Change("r", table.db, table.name, key_cols, None, image, now, at.file, at.pos, 0, None, snapshot="true")
+                for image in (decode_row(table, row) for row in rows)
             ]
             if changes:
                 await put_ordered(self.sink, [self._record(c) for c in changes])

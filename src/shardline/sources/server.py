@@ -35,6 +35,9 @@ class Table:
     columns: tuple[str, ...]
     key: tuple[str, ...]  # primary-key columns in key order; () for a table without one
     integer_key: bool  # every key column is an integer type (a snapshot can resume mid-table)
+    # per column, its type (information_schema's DATA_TYPE, lower case) and size: the fractional-second digits of a
+    # TIMESTAMP, the bits of a BIT, else 0 (how the snapshot decodes the values; see snapshot.decode_row)
+    types: tuple[tuple[str, int], ...] = ()
 
     @property
     def full_name(self) -> str:
@@ -127,7 +130,8 @@ def list_tables(conn: Any, cfg: SourceConfig) -> list[Table]:
         out: list[Table] = []
         for db, name in names:
             cur.execute(
-                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY FROM information_schema.COLUMNS "
+                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY, DATETIME_PRECISION, NUMERIC_PRECISION "
+                "FROM information_schema.COLUMNS "
                 "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
                 (db, name),
             )
@@ -144,12 +148,21 @@ def list_tables(conn: Any, cfg: SourceConfig) -> list[Table]:
                     f"table {db}.{name} has no primary key, so its rows cannot be keyed: add one, exclude the "
                     "table, or set keyless: table to put all of its changes on one shard (in order, but hot)"
                 )
+            sizes = tuple((str(c[1]).lower(), _size(str(c[1]).lower(), c[3], c[4])) for c in cols)
             out.append(
                 Table(db, name, tuple(str(c[0]) for c in cols), key, bool(key) and all(
                     types[k] in _INTEGER_TYPES for k in key
-                ))
+                ), sizes)
             )  # fmt: skip
     return out
+
+
+def _size(data_type: str, datetime_precision: Any, numeric_precision: Any) -> int:
+    if data_type == "timestamp":
+        return int(datetime_precision or 0)
+    if data_type == "bit":
+        return int(numeric_precision or 1)
+    return 0
 
 
 def row_estimates(conn: Any, tables: list[Table]) -> dict[str, int]:

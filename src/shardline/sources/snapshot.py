@@ -5,6 +5,10 @@ its read view: no table locks), and the binary-log position that view correspond
 MariaDB reports it without any lock (``binlog_snapshot_file``/``binlog_snapshot_position``); MySQL needs a
 ``FLUSH TABLES WITH READ LOCK`` held only while the view is opened and the position read. Each chunk is the next
 ``chunk_size`` rows after the last key read (keyset pagination, which the primary-key index serves directly).
+
+The reading session's ``time_zone`` is UTC, so TIMESTAMP values come as UTC whatever the server's or the process's
+zone; ``decode_row`` turns the values the client library gives into the ones the binary-log reader gives (see
+envelope.py): rows are paginated with the values as read, and decoded only for their records.
 """
 
 from __future__ import annotations
@@ -13,10 +17,15 @@ from typing import Any
 
 import pymysql.cursors
 
-from .envelope import Position
+from .envelope import Position, bit_value, geometry_value, timestamp_value
 from .server import Table
 
-__all__ = ["begin_consistent_read", "current_position", "fetch_rows", "read_chunk", "scan"]
+__all__ = ["begin_consistent_read", "current_position", "decode_row", "fetch_rows", "read_chunk", "scan"]
+
+SPATIAL_TYPES = frozenset({
+    "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
+    "geometrycollection", "geomcollection",
+})  # fmt: skip
 
 
 def _quote(name: str) -> str:
@@ -36,6 +45,7 @@ def current_position(conn: Any) -> Position:
 def begin_consistent_read(conn: Any, flavour: str) -> Position:
     """Open a consistent read view on ``conn`` and return the binary-log position it corresponds to."""
     with conn.cursor() as cur:
+        cur.execute("SET SESSION time_zone = '+00:00'")  # (TIMESTAMP values as UTC, whatever the server's zone)
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         if flavour == "mariadb":
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
@@ -81,3 +91,22 @@ def scan(conn: Any, table: Table) -> Any:
 
 def fetch_rows(cur: Any, table: Table, limit: int) -> list[dict[str, Any]]:
     return [dict(zip(table.columns, r, strict=True)) for r in cur.fetchmany(limit)]
+
+
+def decode_row(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    """A row as read (in a UTC session) with its TIMESTAMP, BIT and spatial values decoded as the binary-log reader
+    decodes them (SET values are already the server's text)."""
+    if not table.types:
+        return row
+    out = dict(row)
+    for column, (data_type, size) in zip(table.columns, table.types, strict=True):
+        value = out[column]
+        if value is None:
+            continue
+        if data_type == "timestamp":
+            out[column] = timestamp_value(value, size)
+        elif data_type == "bit":
+            out[column] = bit_value(int.from_bytes(value, "big"), size)
+        elif data_type in SPATIAL_TYPES:
+            out[column] = geometry_value(value)
+    return out
