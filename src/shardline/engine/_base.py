@@ -242,16 +242,13 @@ class EngineBase:
                     if st.status is StreamStatus.DELETING:
                         self._finish_delete(st)
                         continue
-                    changed = True
                     if st.pending:
-                        try:
-                            self._apply_pending(st)
-                        except (OSError, ServiceUnavailable) as exc:
-                            # The shard map stays as it was (the stream stays UPDATING); the next request tries again.
-                            log.error("stream %s: cannot finish its reshard: %s", st.name, exc)
+                        if not self._finish_reshard(st):
                             nxt = min(nxt, now + 1000)
                             continue
-                    st.status = StreamStatus.ACTIVE
+                    else:
+                        st.status = StreamStatus.ACTIVE
+                        changed = True
                 else:
                     nxt = min(nxt, st.status_until_ms)
             for c in list(st.consumers.values()):
@@ -274,6 +271,30 @@ class EngineBase:
                     log.error("stream %s: cannot save its new state: %s", st.name, exc)
         self._next_transition_ms = nxt
 
+    def _finish_reshard(self, st: StreamState) -> bool:
+        """Carry out the reshards accepted while the stream was UPDATING and make it ACTIVE, all in one change
+        (_change): either every parent is closed, every child open and the new map saved, or nothing is seen and
+        the reshards stay pending for a later tick. Returns whether they were carried out. A failure is logged
+        when it starts and when it ends, not at every retry."""
+        try:
+            with self._change(st):
+                self._apply_pending(st)
+                st.status = StreamStatus.ACTIVE
+        except (OSError, ServiceUnavailable) as exc:
+            if st.reshard_error is None:
+                log.error(
+                    "stream %s: cannot carry out its reshard (the shard map stays as it was, the stream UPDATING; "
+                    "retried with the next requests): %s",
+                    st.name,
+                    exc,
+                )
+            st.reshard_error = str(exc)
+            return False
+        if st.reshard_error is not None:
+            log.warning("stream %s: reshard carried out after all (it failed with: %s)", st.name, st.reshard_error)
+            st.reshard_error = None
+        return True
+
     def _finish_delete(self, st: StreamState) -> None:
         for sh in st.shards:
             if sh.log is not None:
@@ -292,6 +313,101 @@ class EngineBase:
     def _save(self, st: StreamState) -> None:
         with self._refuse_when_full():
             self.catalog.save_stream(st.stream_id, st.to_dict())
+
+    @contextmanager
+    def _change(self, st: StreamState) -> Iterator[None]:
+        """A change to a stream's metadata, all or nothing. The body changes ``st``: its fields, and its shard map
+        (it may add shards, opening their logs, and close or expire shards by their metadata alone). On leaving,
+        the new metadata is saved. If the body or the save raises, ``st`` is put back exactly as it was (the logs of
+        added shards closed and their files removed) and the error goes on: the caller is told the change failed,
+        and nothing of it is seen, now or after a restart. Once saved, the files and the routing follow the new
+        metadata (_follow_change)."""
+        before = st.snapshot()
+        count = len(st.shards)
+        opened = [sh for sh in st.shards if sh.is_open]
+        live = [sh for sh in st.shards if not sh.expired]
+        reports = len(self.recovery_reports)
+        closing: list[ShardState] = []
+        try:
+            yield
+            closing = [sh for sh in opened if not sh.is_open]
+            with self._refuse_when_full():
+                for sh in closing:
+                    self._flush(sh)
+            self._save(st)
+        except BaseException:
+            self._drop_added_shards(st, count)
+            st.restore(before)
+            st.rebuild_router()
+            del self.recovery_reports[reports:]
+            raise
+        added = st.shards[count:]
+        self._follow_change(st, closing + [sh for sh in added if not sh.is_open], [sh for sh in live if sh.expired])
+        if added or closing:
+            st.rebuild_router()
+
+    @staticmethod
+    def _flush(sh: ShardState) -> None:
+        """Before the metadata closes ``sh``: write its staged records to its segments and fsync them. Journal
+        replay takes a closed shard's log to hold every record it was given (storage/journal_replay.py), so this
+        must be on disk before the metadata that closes it."""
+        lg = sh.log
+        if lg is None or lg.sealed:
+            return
+        lg.materialize()
+        lg.sync()
+        lg.mark_synced(lg.next_offset)
+
+    def _follow_change(self, st: StreamState, closed: list[ShardState], expired: list[ShardState]) -> None:
+        """A saved change closed or expired shards: seal the logs of the closed ones (telling readers waiting at
+        their end) and delete the files of the expired ones. The metadata is already the truth, so a failure here
+        is logged and left to the next open, which seals closed shards' logs and removes expired shards' files."""
+        for sh in closed:
+            lg = sh.log
+            if lg is not None and not lg.sealed:
+                try:
+                    lg.seal()
+                except OSError as exc:
+                    log.error("stream %s %s: closed, but its log cannot be sealed yet: %s", st.name, sh.shard_id, exc)
+            event = st.signals.get(sh.index)
+            if event is not None:
+                event.set()  # readers waiting at the end learn that the shard closed
+        for sh in expired:
+            lg, sh.log = sh.log, None
+            try:
+                if lg is not None:
+                    lg.close()
+            except OSError as exc:
+                log.error("stream %s %s: closing its expired log: %s", st.name, sh.shard_id, exc)
+            self._remove_expired(st, sh)
+
+    def _remove_expired(self, st: StreamState, sh: ShardState) -> None:
+        """Remove an expired shard's files (once the metadata that expires it is saved; the next open removes what
+        a crash or a failure left)."""
+        try:
+            self.catalog.delete_shard(st.stream_id, sh.index)
+        except OSError as exc:
+            log.error("stream %s %s: expired, but its files cannot be removed yet: %s", st.name, sh.shard_id, exc)
+
+    def _drop_added_shards(self, st: StreamState, count: int) -> None:
+        """Undo the logs of the shards a failed change added past the first ``count``: close them, free their table
+        slots (a log whose open failed half way may hold one) and remove their files, so that the next attempt
+        starts clean."""
+        for sh in st.shards[count:]:
+            lg, sh.log = sh.log, None
+            if lg is not None:
+                try:
+                    lg.close()
+                except OSError as exc:
+                    log.warning("stream %s %s: closing an unused log: %s", st.name, sh.shard_id, exc)
+        for slot, held in enumerate(st.table.logs[count:], count):
+            if held is not None:
+                st.table.detach(slot, held)
+        for sh in st.shards[count:]:
+            try:
+                self.catalog.delete_shard(st.stream_id, sh.index)
+            except OSError as exc:
+                log.warning("stream %s %s: removing an unused log: %s", st.name, sh.shard_id, exc)
 
     # ----------------------------------------------------------------- a full disk
     def _no_space(self, exc: OSError) -> ServiceUnavailable | None:

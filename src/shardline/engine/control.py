@@ -134,8 +134,8 @@ class ControlPlane(EngineBase):
         if st.consumers and not enforce_consumer_deletion:
             raise ResourceInUseException(self._fmt(m.HAS_CONSUMERS, st.name))
         self._refuse_queues(st, "deleting it")
-        self._set_status(st, StreamStatus.DELETING)
-        self._save(st)
+        with self._change(st):
+            self._set_status(st, StreamStatus.DELETING)
         self._end_subscriptions(st)
         self._tick()
 
