@@ -6,7 +6,7 @@ import errno
 import logging
 import unicodedata
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import NoReturn
 
 from ..clock import Clock
@@ -27,6 +27,7 @@ from ..storage.log import FileCache, RecoveryReport, ShardLog
 from ..storage.sync import GroupCommitter
 from . import messages as m
 from . import sequence
+from .changes import stream_change
 from .iterators import IteratorCodec
 from .limits import TokenBucket
 from .streams import ShardState, StreamState, shard_id_of
@@ -314,100 +315,12 @@ class EngineBase:
         with self._refuse_when_full():
             self.catalog.save_stream(st.stream_id, st.to_dict())
 
-    @contextmanager
-    def _change(self, st: StreamState) -> Iterator[None]:
-        """A change to a stream's metadata, all or nothing. The body changes ``st``: its fields, and its shard map
-        (it may add shards, opening their logs, and close or expire shards by their metadata alone). On leaving,
-        the new metadata is saved. If the body or the save raises, ``st`` is put back exactly as it was (the logs of
-        added shards closed and their files removed) and the error goes on: the caller is told the change failed,
-        and nothing of it is seen, now or after a restart. Once saved, the files and the routing follow the new
-        metadata (_follow_change)."""
-        before = st.snapshot()
-        count = len(st.shards)
-        opened = [sh for sh in st.shards if sh.is_open]
-        live = [sh for sh in st.shards if not sh.expired]
-        reports = len(self.recovery_reports)
-        closing: list[ShardState] = []
-        try:
-            yield
-            closing = [sh for sh in opened if not sh.is_open]
-            with self._refuse_when_full():
-                for sh in closing:
-                    self._flush(sh)
-            self._save(st)
-        except BaseException:
-            self._drop_added_shards(st, count)
-            st.restore(before)
-            st.rebuild_router()
-            del self.recovery_reports[reports:]
-            raise
-        added = st.shards[count:]
-        self._follow_change(st, closing + [sh for sh in added if not sh.is_open], [sh for sh in live if sh.expired])
-        if added or closing:
-            st.rebuild_router()
-
-    @staticmethod
-    def _flush(sh: ShardState) -> None:
-        """Before the metadata closes ``sh``: write its staged records to its segments and fsync them. Journal
-        replay takes a closed shard's log to hold every record it was given (storage/journal_replay.py), so this
-        must be on disk before the metadata that closes it."""
-        lg = sh.log
-        if lg is None or lg.sealed:
-            return
-        lg.materialize()
-        lg.sync()
-        lg.mark_synced(lg.next_offset)
-
-    def _follow_change(self, st: StreamState, closed: list[ShardState], expired: list[ShardState]) -> None:
-        """A saved change closed or expired shards: seal the logs of the closed ones (telling readers waiting at
-        their end) and delete the files of the expired ones. The metadata is already the truth, so a failure here
-        is logged and left to the next open, which seals closed shards' logs and removes expired shards' files."""
-        for sh in closed:
-            lg = sh.log
-            if lg is not None and not lg.sealed:
-                try:
-                    lg.seal()
-                except OSError as exc:
-                    log.error("stream %s %s: closed, but its log cannot be sealed yet: %s", st.name, sh.shard_id, exc)
-            event = st.signals.get(sh.index)
-            if event is not None:
-                event.set()  # readers waiting at the end learn that the shard closed
-        for sh in expired:
-            lg, sh.log = sh.log, None
-            try:
-                if lg is not None:
-                    lg.close()
-            except OSError as exc:
-                log.error("stream %s %s: closing its expired log: %s", st.name, sh.shard_id, exc)
-            self._remove_expired(st, sh)
-
-    def _remove_expired(self, st: StreamState, sh: ShardState) -> None:
-        """Remove an expired shard's files (once the metadata that expires it is saved; the next open removes what
-        a crash or a failure left)."""
-        try:
-            self.catalog.delete_shard(st.stream_id, sh.index)
-        except OSError as exc:
-            log.error("stream %s %s: expired, but its files cannot be removed yet: %s", st.name, sh.shard_id, exc)
-
-    def _drop_added_shards(self, st: StreamState, count: int) -> None:
-        """Undo the logs of the shards a failed change added past the first ``count``: close them, free their table
-        slots (a log whose open failed half way may hold one) and remove their files, so that the next attempt
-        starts clean."""
-        for sh in st.shards[count:]:
-            lg, sh.log = sh.log, None
-            if lg is not None:
-                try:
-                    lg.close()
-                except OSError as exc:
-                    log.warning("stream %s %s: closing an unused log: %s", st.name, sh.shard_id, exc)
-        for slot, held in enumerate(st.table.logs[count:], count):
-            if held is not None:
-                st.table.detach(slot, held)
-        for sh in st.shards[count:]:
-            try:
-                self.catalog.delete_shard(st.stream_id, sh.index)
-            except OSError as exc:
-                log.warning("stream %s %s: removing an unused log: %s", st.name, sh.shard_id, exc)
+    def _change(self, st: StreamState) -> AbstractContextManager[None]:
+        """A change to ``st``'s metadata, all or nothing (changes.py): the body changes ``st`` (its fields, and its
+        shard map: it may add shards, opening their logs, and close or expire shards by their metadata alone),
+        which is saved on leaving. If the body or the save raises, ``st`` is put back exactly as it was and the
+        error goes on. Once saved, the files and the routing follow the new metadata."""
+        return stream_change(self, st)
 
     # ----------------------------------------------------------------- a full disk
     def _no_space(self, exc: OSError) -> ServiceUnavailable | None:

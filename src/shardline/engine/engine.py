@@ -18,6 +18,7 @@ from ..storage.log import FileCache, RecoveryReport, ShardLog
 from ..storage.sync import GroupCommitter
 from .account import Account
 from .admin import Admin
+from .changes import remove_expired
 from .channels import Channels
 from .control import ControlPlane
 from .data import DataPlane
@@ -98,7 +99,7 @@ class Engine(DataPlane, StreamSettings, ControlPlane, Resharding, Admin, Account
                     if not sh.expired:
                         self._open_shard(st, sh)
                     else:  # (what a crash left between the metadata that expired it and the removal of its files)
-                        self._remove_expired(st, sh)
+                        remove_expired(self, st, sh)
                 self._make_buckets(st)
                 st.rebuild_router()
                 self.streams[st.name] = st
