@@ -7,13 +7,10 @@ as on AWS. Carrying it out seals the parents (no more appends; their logs stay r
 fresh logs for the children. Children get new, higher shard indexes, so their sequence numbers sort after every
 parent's.
 
-Carrying out is all or nothing (EngineBase._change): the children's logs are opened and the parents' staged records
-written first, then the new map lands in one atomic metadata write, and only then are the parents' logs sealed and
-puts routed to the children. A failure before the write (no space, no file descriptor left) closes and removes the
-children's logs and leaves the map, the routing and the pending reshards as they were, to be tried again by a later
-tick. A crash before the write leaves child directories that no metadata names: the retry reopens them (nothing was
-ever routed to them); a crash after it leaves parents whose logs are sealed when the next open reads them as
-closed.
+Carrying out is all or nothing (changes.py): the children's logs are opened first, the new map lands in one atomic
+metadata write, and only then are the parents' logs sealed and puts routed to the children. A failure before the
+write (no space, no file descriptor left) leaves the map, the routing and the pending reshards as they were, to be
+tried again by a later tick.
 """
 
 from __future__ import annotations
@@ -158,7 +155,7 @@ class Resharding(EngineBase):
         return child
 
     def _close(self, shard: ShardState) -> None:
-        # (its log is sealed, and readers waiting at its end told, once the new shard map is saved: _change)
+        # (its log is sealed, and readers waiting at its end told, once the new shard map is saved: changes.py)
         shard.closed_ms = self.clock.now_ms()
 
     def _split(self, st: StreamState, shard: ShardState, key: int) -> tuple[ShardState, ShardState]:
