@@ -36,6 +36,8 @@ from .test_resharding import assert_lineage_is_valid
 
 S0, S1 = "shardId-000000000000", "shardId-000000000001"
 POLICY = '{"Version":"2012-10-17","Statement":[]}'
+CHANNEL_ROLE = "arn:aws:iam::123456789012:role/channel"
+CHANNEL_S3 = {"DataFreshnessInSeconds": 300, "StorageConfiguration": {"BucketARN": "arn:aws:s3:::bucket"}}
 
 
 class Faults:
@@ -93,6 +95,7 @@ async def _observe(kit: Kit, engine: Engine) -> dict[str, Any]:
         "streams": await engine.list_streams(),
         "limits": await engine.describe_limits(),
         "account": await engine.describe_account_settings(),
+        "channels": await engine.list_channels(),
     }
     if "s" in names:
         arn = engine.stream_arn("s")
@@ -125,6 +128,23 @@ def _arn(e: Engine) -> str:
 
 async def _on_demand(e: Engine) -> None:
     await e.update_stream_mode(_arn(e), "ON_DEMAND")
+
+
+async def _create_channel(e: Engine) -> None:
+    await e.create_channel("c", CHANNEL_ROLE, [(_arn(e), {"RecordFormatType": "JSON"})], s3=CHANNEL_S3)
+
+
+async def _channel_arn(e: Engine) -> str:
+    (channel,), _token = await e.list_channels()
+    return channel.channel_arn
+
+
+async def _update_channel(e: Engine) -> None:
+    await e.update_channel(await _channel_arn(e), s3={"DataFreshnessInSeconds": 60})
+
+
+async def _delete_channel(e: Engine) -> None:
+    await e.delete_channel(await _channel_arn(e))
 
 
 ACTIONS = [
@@ -181,6 +201,9 @@ ACTIONS = [
         (lambda e: e.put_resource_policy(_arn(e), POLICY),),
     ),
     Action("UpdateAccountSettings", lambda e: e.update_account_settings("ENABLED")),
+    Action("CreateChannel", _create_channel, (_on_demand,)),
+    Action("UpdateChannel", _update_channel, (_on_demand, _create_channel)),
+    Action("DeleteChannel", _delete_channel, (_on_demand, _create_channel)),
 ]
 
 
