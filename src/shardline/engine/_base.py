@@ -6,7 +6,7 @@ import errno
 import logging
 import unicodedata
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import NoReturn
 
 from ..clock import Clock
@@ -27,6 +27,7 @@ from ..storage.log import FileCache, RecoveryReport, ShardLog
 from ..storage.sync import GroupCommitter
 from . import messages as m
 from . import sequence
+from .changes import stream_change
 from .iterators import IteratorCodec
 from .limits import TokenBucket
 from .streams import ShardState, StreamState, shard_id_of
@@ -242,16 +243,13 @@ class EngineBase:
                     if st.status is StreamStatus.DELETING:
                         self._finish_delete(st)
                         continue
-                    changed = True
                     if st.pending:
-                        try:
-                            self._apply_pending(st)
-                        except (OSError, ServiceUnavailable) as exc:
-                            # The shard map stays as it was (the stream stays UPDATING); the next request tries again.
-                            log.error("stream %s: cannot finish its reshard: %s", st.name, exc)
+                        if not self._finish_reshard(st):
                             nxt = min(nxt, now + 1000)
                             continue
-                    st.status = StreamStatus.ACTIVE
+                    else:
+                        st.status = StreamStatus.ACTIVE
+                        changed = True
                 else:
                     nxt = min(nxt, st.status_until_ms)
             for c in list(st.consumers.values()):
@@ -274,6 +272,30 @@ class EngineBase:
                     log.error("stream %s: cannot save its new state: %s", st.name, exc)
         self._next_transition_ms = nxt
 
+    def _finish_reshard(self, st: StreamState) -> bool:
+        """Carry out the reshards accepted while the stream was UPDATING and make it ACTIVE, all in one change
+        (_change): either every parent is closed, every child open and the new map saved, or nothing is seen and
+        the reshards stay pending for a later tick. Returns whether they were carried out. A failure is logged
+        when it starts and when it ends, not at every retry."""
+        try:
+            with self._change(st):
+                self._apply_pending(st)
+                st.status = StreamStatus.ACTIVE
+        except (OSError, ServiceUnavailable) as exc:
+            if st.reshard_error is None:
+                log.error(
+                    "stream %s: cannot carry out its reshard (the shard map stays as it was, the stream UPDATING; "
+                    "retried with the next requests): %s",
+                    st.name,
+                    exc,
+                )
+            st.reshard_error = str(exc)
+            return False
+        if st.reshard_error is not None:
+            log.warning("stream %s: reshard carried out after all (it failed with: %s)", st.name, st.reshard_error)
+            st.reshard_error = None
+        return True
+
     def _finish_delete(self, st: StreamState) -> None:
         for sh in st.shards:
             if sh.log is not None:
@@ -292,6 +314,13 @@ class EngineBase:
     def _save(self, st: StreamState) -> None:
         with self._refuse_when_full():
             self.catalog.save_stream(st.stream_id, st.to_dict())
+
+    def _change(self, st: StreamState) -> AbstractContextManager[None]:
+        """A change to ``st``'s metadata, all or nothing (changes.py): the body changes ``st`` (its fields, and its
+        shard map: it may add shards, opening their logs, and close or expire shards by their metadata alone),
+        which is saved on leaving. If the body or the save raises, ``st`` is put back exactly as it was and the
+        error goes on. Once saved, the files and the routing follow the new metadata."""
+        return stream_change(self, st)
 
     # ----------------------------------------------------------------- a full disk
     def _no_space(self, exc: OSError) -> ServiceUnavailable | None:

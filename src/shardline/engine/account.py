@@ -14,6 +14,9 @@ metadata is), read on first use.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -62,8 +65,8 @@ class Account(EngineBase):
                 new = current | {"Status": "DISABLED", "EndedAt": now}
         else:
             return dict(current)
-        self._account()["commitment"] = new
-        self._store_account()
+        with self._account_change() as account:
+            account["commitment"] = new
         return dict(new)
 
     def _commitment(self) -> dict[str, Any]:
@@ -81,8 +84,8 @@ class Account(EngineBase):
             parsed = None
         if not isinstance(parsed, dict):
             raise InvalidArgumentException("Policy must be a JSON object.")
-        self._account().setdefault("policies", {})[resource_arn] = {"policy": policy, "owner": owner}
-        self._store_account()
+        with self._account_change() as account:
+            account.setdefault("policies", {})[resource_arn] = {"policy": policy, "owner": owner}
 
     async def get_resource_policy(self, resource_arn: str) -> str:
         """The policy attached to the stream or consumer, or ``{}`` when it has none."""
@@ -94,12 +97,11 @@ class Account(EngineBase):
 
     async def delete_resource_policy(self, resource_arn: str) -> None:
         owner = self._policy_owner(resource_arn)
-        policies = self._account().get("policies", {})
-        entry = policies.get(resource_arn)
+        entry = self._account().get("policies", {}).get(resource_arn)
         if entry is None or entry["owner"] != owner:
             raise ResourceNotFoundException(f"No resource policy found for resource: {resource_arn}")
-        del policies[resource_arn]
-        self._store_account()
+        with self._account_change() as account:
+            del account["policies"][resource_arn]
 
     def _policy_owner(self, resource_arn: str) -> str:
         """Which incarnation of the resource the ARN names now (ResourceNotFoundException when none): its stream's
@@ -123,12 +125,17 @@ class Account(EngineBase):
             self._account_state = read_sealed(path.read_bytes()) if path.exists() else {}
         return self._account_state
 
-    def _store_account(self) -> None:
-        assert self._account_state is not None
+    @contextmanager
+    def _account_change(self) -> Iterator[dict[str, Any]]:
+        """A change to the account state, all or nothing: the body changes a copy, which is saved and then takes
+        the state's place. If the body or the save raises, the state stays as it was."""
+        new = copy.deepcopy(self._account())
+        yield new
         # Forget the policies of resources that are gone, so that the file holds no more than the live resources.
-        policies = self._account_state.get("policies", {})
+        policies = new.get("policies", {})
         live = {st.stream_id for st in self.streams.values()}
         for arn in [a for a, e in policies.items() if str(e["owner"]).split("/", 1)[0] not in live]:
             del policies[arn]
         with self._refuse_when_full():
-            atomic_write(self.catalog.root / _FILE, seal(self._account_state))
+            atomic_write(self.catalog.root / _FILE, seal(new))
+        self._account_state = new

@@ -61,8 +61,8 @@ class Admin(EngineBase):
 
     def _set_retention(self, st: StreamState, hours: int) -> None:
         self._require_active(st)
-        st.retention_hours = hours
-        self._save(st)
+        with self._change(st):
+            st.retention_hours = hours
 
     # ----------------------------------------------------------------- tags
     async def add_tags_to_stream(
@@ -70,8 +70,8 @@ class Admin(EngineBase):
     ) -> None:
         st = self._stream(stream_name, stream_arn)
         self._validate_tags(st.name, st.tags, tags)
-        st.tags.update(tags)
-        self._save(st)
+        with self._change(st):
+            st.tags.update(tags)
 
     async def remove_tags_from_stream(
         self, tag_keys: list[str], *, stream_name: str | None = None, stream_arn: str | None = None
@@ -79,9 +79,9 @@ class Admin(EngineBase):
         st = self._stream(stream_name, stream_arn)
         if any(not valid_tag_text(k) for k in tag_keys):
             raise InvalidArgumentException(m.TAG_CHARS)
-        for k in tag_keys:
-            st.tags.pop(k, None)
-        self._save(st)
+        with self._change(st):
+            for k in tag_keys:
+                st.tags.pop(k, None)
 
     async def list_tags_for_stream(
         self,
@@ -107,8 +107,8 @@ class Admin(EngineBase):
             return
         if mode is StreamMode.PROVISIONED:
             self._refuse_queues(st, "switching it to PROVISIONED")
-        st.mode_switches_ms = self._recent(st.mode_switches_ms)
-        if len(st.mode_switches_ms) >= self.settings.max_mode_switches_per_day:
+        recent = self._recent(st.mode_switches_ms)
+        if len(recent) >= self.settings.max_mode_switches_per_day:
             raise LimitExceededException(
                 self._fmt(m.MODE_SWITCH_LIMIT, st.name, limit=self.settings.max_mode_switches_per_day)
             )
@@ -121,11 +121,11 @@ class Admin(EngineBase):
                     limit=self.settings.on_demand_stream_limit,
                 )
             )
-        st.mode_switches_ms.append(self.clock.now_ms())
-        st.mode = mode
+        with self._change(st):
+            st.mode_switches_ms = [*recent, self.clock.now_ms()]
+            st.mode = mode
+            self._set_status(st, StreamStatus.UPDATING)
         self._make_buckets(st)
-        self._set_status(st, StreamStatus.UPDATING)
-        self._save(st)
         self._tick()
 
     # ----------------------------------------------------------------- consumers (enhanced fan-out registry)
@@ -139,8 +139,8 @@ class Admin(EngineBase):
                 self._fmt(m.CONSUMER_LIMIT, st.name, limit=self.settings.max_consumers_per_stream)
             )
         c = ConsumerState(consumer_name, self.clock.now_ms(), "CREATING", self._transition_deadline("CREATING"))
-        st.consumers[consumer_name] = c
-        self._save(st)
+        with self._change(st):
+            st.consumers[consumer_name] = c
         model = self._consumer_model(st, c)
         self._tick()
         return model
@@ -155,9 +155,9 @@ class Admin(EngineBase):
         st, c = self._find_consumer(stream_arn, consumer_name, consumer_arn)
         if c.status == "DELETING":
             return  # already on its way out: asking again does not push its end back
-        c.status = "DELETING"
-        c.status_until_ms = self._transition_deadline("DELETING")
-        self._save(st)
+        with self._change(st):
+            c.status = "DELETING"
+            c.status_until_ms = self._transition_deadline("DELETING")
         self._end_subscriptions(st, c.name)
         self._tick()
 
@@ -225,8 +225,8 @@ class Admin(EngineBase):
         chosen = set(SHARD_LEVEL_METRICS) if "ALL" in metrics else set(metrics)
         current = list(st.shard_level_metrics)
         now = set(current) | chosen if enable else set(current) - chosen
-        st.shard_level_metrics = [x for x in SHARD_LEVEL_METRICS if x in now]
-        self._save(st)
+        with self._change(st):
+            st.shard_level_metrics = [x for x in SHARD_LEVEL_METRICS if x in now]
         return current, list(st.shard_level_metrics)
 
     async def start_stream_encryption(
@@ -257,7 +257,7 @@ class Admin(EngineBase):
     ) -> None:
         st = self._stream(stream_name, stream_arn)
         self._require_active(st)
-        st.encryption_type, st.key_id = encryption_type, key_id
-        self._set_status(st, StreamStatus.UPDATING)
-        self._save(st)
+        with self._change(st):
+            st.encryption_type, st.key_id = encryption_type, key_id
+            self._set_status(st, StreamStatus.UPDATING)
         self._tick()

@@ -12,9 +12,11 @@ atomically).
 
 from __future__ import annotations
 
+import copy
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -145,9 +147,9 @@ class Channels(Attachments):
             logging=logging_config,
             tags=dict(tags or {}),
         )
-        self._enter_status(c, "CREATING")
-        channels[c.channel_id] = c
-        self._store_channels()
+        with self._channels_change():
+            self._enter_status(c, "CREATING")
+            channels[c.channel_id] = c
         log.warning(
             "channel %s on stream %s stored: shardline keeps its configuration but delivers nothing to %s",
             name,
@@ -182,19 +184,23 @@ class Channels(Attachments):
         self._require_attached_active("channel", c)
         given = "S3DestinationConfiguration" if s3 is not None else "S3TablesDestinationConfiguration"
         update = s3 if s3 is not None else s3_tables
-        if update is not None:
-            if (s3 is not None) != (c.dest_type == "S3") or (s3 is not None and s3_tables is not None):
-                raise InvalidArgumentException(WRONG_UPDATE.format(name=c.name, dest=c.dest_type, given=given))
-            c.dest = c.dest | update
-        if logging_config is not None:
-            c.logging = logging_config
-        self._enter_status(c, "UPDATING")
-        self._store_channels()
+        if update is not None and (
+            (s3 is not None) != (c.dest_type == "S3") or (s3 is not None and s3_tables is not None)
+        ):
+            raise InvalidArgumentException(WRONG_UPDATE.format(name=c.name, dest=c.dest_type, given=given))
+        with self._channels_change():
+            if update is not None:
+                c.dest = c.dest | update
+            if logging_config is not None:
+                c.logging = logging_config
+            self._enter_status(c, "UPDATING")
         return self._channel_info(c)
 
     async def delete_channel(self, channel_arn: str) -> None:
-        if self._delete_attached(self._channel(channel_arn)):
-            self._store_channels()
+        c = self._channel(channel_arn)
+        if c.status != "DELETING":
+            with self._channels_change():
+                self._delete_attached(c)
 
     def _refuse_queues(self, st: StreamState, what: str) -> None:
         # (documented: "A stream cannot be deleted while it has active channels"; the text is shardline's)
@@ -211,11 +217,11 @@ class Channels(Attachments):
     def _tick_channel(self, c: ChannelState) -> None:
         if not self._transition_due(c):
             return
-        if c.status == "DELETING":
-            del self._channels()[c.channel_id]
-        else:
-            c.status = "ACTIVE"
-        self._store_channels()
+        with self._channels_change() as channels:
+            if c.status == "DELETING":
+                del channels[c.channel_id]
+            else:
+                c.status = "ACTIVE"
 
     def _channel_info(self, c: ChannelState) -> ChannelInfo:
         logging_config = c.logging or {"CloudWatchLogs": {"Enabled": False}}
@@ -246,7 +252,17 @@ class Channels(Attachments):
             self._channel_map = {cid: ChannelState.from_dict(c) for cid, c in found.items()}
         return self._channel_map
 
-    def _store_channels(self) -> None:
-        channels = {cid: c.to_dict() for cid, c in self._channels().items()}
-        with self._refuse_when_full():
-            atomic_write(self.catalog.root / _FILE, seal({"channels": channels}))
+    @contextmanager
+    def _channels_change(self) -> Iterator[dict[str, ChannelState]]:
+        """A change to the channels, all or nothing: the body changes them (the map it is given, and its channels),
+        which are saved on leaving; if the body or the save raises, they are put back as they were."""
+        channels = self._channels()
+        before = copy.deepcopy({cid: c.to_dict() for cid, c in channels.items()})
+        try:
+            yield channels
+            with self._refuse_when_full():
+                saved = {cid: c.to_dict() for cid, c in channels.items()}
+                atomic_write(self.catalog.root / _FILE, seal({"channels": saved}))
+        except BaseException:
+            self._channel_map = {cid: ChannelState.from_dict(d) for cid, d in before.items()}
+            raise

@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import secrets
+from typing import Any
 
 from ..errors import (
     ExpiredNextTokenException,
@@ -134,8 +135,8 @@ class ControlPlane(EngineBase):
         if st.consumers and not enforce_consumer_deletion:
             raise ResourceInUseException(self._fmt(m.HAS_CONSUMERS, st.name))
         self._refuse_queues(st, "deleting it")
-        self._set_status(st, StreamStatus.DELETING)
-        self._save(st)
+        with self._change(st):
+            self._set_status(st, StreamStatus.DELETING)
         self._end_subscriptions(st)
         self._tick()
 
@@ -157,17 +158,9 @@ class ControlPlane(EngineBase):
             shards = [s for s in shards if after is None or s.index > after]
         page = shards[: min(limit, 100)]
         return StreamDescription(
-            stream_name=st.name,
-            stream_arn=st.arn,
-            stream_status=st.status,
-            stream_mode=st.mode,
+            **self._description(st),
             shards=[s.to_model() for s in page],
             has_more_shards=len(shards) > len(page),
-            retention_period_hours=st.retention_hours,
-            stream_creation_timestamp_ms=st.created_ms,
-            shard_level_metrics=tuple(st.shard_level_metrics),
-            encryption_type=st.encryption_type,
-            key_id=st.key_id,
         )
 
     async def describe_stream_summary(
@@ -175,15 +168,7 @@ class ControlPlane(EngineBase):
     ) -> StreamDescriptionSummary:
         st = self._stream(stream_name, stream_arn)
         return StreamDescriptionSummary(
-            stream_name=st.name,
-            stream_arn=st.arn,
-            stream_status=st.status,
-            stream_mode=st.mode,
-            retention_period_hours=st.retention_hours,
-            stream_creation_timestamp_ms=st.created_ms,
-            shard_level_metrics=tuple(st.shard_level_metrics),
-            encryption_type=st.encryption_type,
-            key_id=st.key_id,
+            **self._description(st),
             open_shard_count=len(st.open_shards()) if self._has_shards(st) else 0,
             consumer_count=len(st.consumers),
             max_record_size_kib=st.max_record_size_kib,
@@ -194,6 +179,21 @@ class ControlPlane(EngineBase):
             ),
             record_distribution_strategy=st.distribution,
         )
+
+    @staticmethod
+    def _description(st: StreamState) -> dict[str, Any]:
+        """The fields DescribeStream and DescribeStreamSummary share."""
+        return {
+            "stream_name": st.name,
+            "stream_arn": st.arn,
+            "stream_status": st.status,
+            "stream_mode": st.mode,
+            "retention_period_hours": st.retention_hours,
+            "stream_creation_timestamp_ms": st.created_ms,
+            "shard_level_metrics": tuple(st.shard_level_metrics),
+            "encryption_type": st.encryption_type,
+            "key_id": st.key_id,
+        }
 
     async def list_streams(
         self,

@@ -18,6 +18,7 @@ from ..storage.log import FileCache, RecoveryReport, ShardLog
 from ..storage.sync import GroupCommitter
 from .account import Account
 from .admin import Admin
+from .changes import remove_expired
 from .channels import Channels
 from .control import ControlPlane
 from .data import DataPlane
@@ -97,6 +98,8 @@ class Engine(DataPlane, StreamSettings, ControlPlane, Resharding, Admin, Account
                 for sh in st.shards:
                     if not sh.expired:
                         self._open_shard(st, sh)
+                    else:  # (what a crash left between the metadata that expired it and the removal of its files)
+                        remove_expired(self, st, sh)
                 self._make_buckets(st)
                 st.rebuild_router()
                 self.streams[st.name] = st
@@ -261,22 +264,23 @@ class Engine(DataPlane, StreamSettings, ControlPlane, Resharding, Admin, Account
         removed = 0
         for st in list(self.streams.values()):
             cutoff = now - st.retention_hours * 3600_000
-            changed = False
+            expiring = []
             for sh in st.shards:
                 lg = sh.log
                 if lg is None:
                     continue
                 if sh.closed_ms is not None and sh.closed_ms < cutoff:
-                    removed += lg.next_offset - lg.log_start
-                    lg.close()
-                    sh.log = None
-                    sh.expired = True
-                    self.catalog.delete_shard(st.stream_id, sh.index)
-                    changed = True
+                    expiring.append(sh)
                     continue
                 removed += lg.trim_before_time(cutoff)
-            if changed:
-                self._save(st)
+            if expiring:
+                records = sum(sh.log.next_offset - sh.log.log_start for sh in expiring if sh.log is not None)
+                # Metadata first, files after (_change): a failed save keeps the shards and their records as they
+                # were, for the next pass; a crash after it leaves files the next open removes.
+                with self._change(st):
+                    for sh in expiring:
+                        sh.expired = True
+                removed += records
         return removed
 
     async def _retention_loop(self) -> None:

@@ -5,7 +5,12 @@ ends (settings.updating_delay_s; at once without a delay): until then DescribeSt
 was (no children, parents without an EndingSequenceNumber), puts go to the parents, and another reshard is refused,
 as on AWS. Carrying it out seals the parents (no more appends; their logs stay readable until retention) and opens
 fresh logs for the children. Children get new, higher shard indexes, so their sequence numbers sort after every
-parent's. The parent/child change lands in one atomic metadata write.
+parent's.
+
+Carrying out is all or nothing (changes.py): the children's logs are opened first, the new map lands in one atomic
+metadata write, and only then are the parents' logs sealed and puts routed to the children. A failure before the
+write (no space, no file descriptor left) leaves the map, the routing and the pending reshards as they were, to be
+tried again by a later tick.
 """
 
 from __future__ import annotations
@@ -121,11 +126,12 @@ class Resharding(EngineBase):
             raise LimitExceededException(m.SCALE_UP_DOUBLE.format(open=n, target=target))
         if target * 2 < n:
             raise LimitExceededException(m.SCALE_DOWN_HALF.format(open=n, target=target))
-        st.scaling_ops_ms = self._recent(st.scaling_ops_ms)
-        if len(st.scaling_ops_ms) >= self.settings.max_scaling_ops_per_day:
+        recent = self._recent(st.scaling_ops_ms)
+        if len(recent) >= self.settings.max_scaling_ops_per_day:
             raise LimitExceededException(self._fmt(m.SCALE_OPS, st.name, limit=self.settings.max_scaling_ops_per_day))
-        st.scaling_ops_ms.append(self.clock.now_ms())
-        self._commit_reshard(st, {"op": "scale", "target": target, "delta": target - n})
+        self._commit_reshard(
+            st, {"op": "scale", "target": target, "delta": target - n}, scaling_ops=[*recent, self.clock.now_ms()]
+        )
         return n, target
 
     # ----------------------------------------------------------------- mechanics
@@ -148,23 +154,19 @@ class Resharding(EngineBase):
         self._open_shard(st, child)
         return child
 
-    def _close(self, st: StreamState, shard: ShardState) -> None:
+    def _close(self, shard: ShardState) -> None:
+        # (its log is sealed, and readers waiting at its end told, once the new shard map is saved: changes.py)
         shard.closed_ms = self.clock.now_ms()
-        assert shard.log is not None
-        shard.log.seal()
-        event = st.signals.get(shard.index)
-        if event is not None:
-            event.set()  # readers waiting at the end learn that the shard closed
 
     def _split(self, st: StreamState, shard: ShardState, key: int) -> tuple[ShardState, ShardState]:
-        self._close(st, shard)
+        self._close(shard)
         low = self._new_shard(st, shard.start_key, key - 1, shard.index)
         high = self._new_shard(st, key, shard.end_key, shard.index)
         return low, high
 
     def _merge(self, st: StreamState, a: ShardState, b: ShardState) -> ShardState:
-        self._close(st, a)
-        self._close(st, b)
+        self._close(a)
+        self._close(b)
         return self._new_shard(st, a.start_key, b.end_key, a.index, b.index)
 
     def _scale_uniformly(self, st: StreamState, target: int) -> None:
@@ -187,20 +189,20 @@ class Resharding(EngineBase):
             for nxt in parts[1:]:
                 acc = self._merge(st, acc, nxt)
 
-    def _commit_reshard(self, st: StreamState, op: dict[str, object]) -> None:
-        """Accept a checked reshard: the stream is UPDATING until it is carried out (by _tick)."""
-        st.pending.append(op)
-        self._set_status(st, StreamStatus.UPDATING)
-        try:
-            self._save(st)
-        except BaseException:
-            st.pending.pop()
-            st.status = StreamStatus.ACTIVE
-            raise
+    def _commit_reshard(self, st: StreamState, op: dict[str, object], *, scaling_ops: list[int] | None = None) -> None:
+        """Accept a checked reshard: the stream is UPDATING until it is carried out (by _tick). ``scaling_ops``:
+        UpdateShardCount's new list of the day's scaling operations."""
+        with self._change(st):
+            if scaling_ops is not None:
+                st.scaling_ops_ms = scaling_ops
+            st.pending.append(op)
+            self._set_status(st, StreamStatus.UPDATING)
         self._tick()
 
     def _apply_pending(self, st: StreamState) -> None:
-        """Carry out the reshards accepted while UPDATING, in order, and route puts to the new open shards."""
+        """Carry out the reshards accepted while UPDATING, in order: parents closed, children added with their logs
+        open. Called inside a change (EngineBase._finish_reshard), which saves the new map and then seals the
+        parents and routes puts to the new open shards, or undoes it all."""
         for op in st.pending:
             kind = op["op"]
             if kind == "split":
@@ -218,4 +220,3 @@ class Resharding(EngineBase):
                 if not even:
                     self._scale_uniformly(st, target)
         st.pending.clear()
-        st.rebuild_router()

@@ -96,8 +96,8 @@ class StreamSettings(Account):
         kib = check_max_record_kib(max_record_size_kib)
         st = self._stream(None, stream_arn)
         self._require_active(st)
-        st.max_record_size_kib = kib
-        self._save(st)
+        with self._change(st):
+            st.max_record_size_kib = kib
 
     # ----------------------------------------------------------------- warm throughput
     async def update_stream_warm_throughput(
@@ -106,11 +106,11 @@ class StreamSettings(Account):
         st = self._stream(stream_name, stream_arn)
         self._check_warm(st.name, warm_throughput_mibps, st.mode)
         self._require_active(st)
-        st.warm_current_mibps = st.warm_current(self.clock.now_ms())
-        st.warm_target_mibps = warm_throughput_mibps
-        self._set_status(st, StreamStatus.UPDATING)
-        st.warm_until_ms = st.status_until_ms
-        self._save(st)
+        with self._change(st):
+            st.warm_current_mibps = st.warm_current(self.clock.now_ms())
+            st.warm_target_mibps = warm_throughput_mibps
+            self._set_status(st, StreamStatus.UPDATING)
+            st.warm_until_ms = st.status_until_ms
         self._tick()
         return WarmThroughput(st.arn, st.name, warm_throughput_mibps, st.warm_current(self.clock.now_ms()) or 0)
 
@@ -132,8 +132,8 @@ class StreamSettings(Account):
         st = self._stream(None, stream_arn)
         self._check_distribution(st.name, strategy, st.mode)
         self._require_shards(st)
-        st.distribution = strategy
-        self._save(st)
+        with self._change(st):
+            st.distribution = strategy
 
     def _check_distribution(self, stream: str, strategy: str, mode: StreamMode) -> None:
         if strategy == AUTO and mode is not StreamMode.ON_DEMAND:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +162,7 @@ class StreamState:
     # {"op": "split", "shard": index, "key": str}, {"op": "merge", "shard": index, "adjacent": index} or
     # {"op": "scale", "target": count}, with "delta", the change in open shards it makes.
     pending: list[dict[str, Any]] = field(default_factory=list)
+    reshard_error: str | None = None  # why carrying out the pending reshards failed, until they are (not saved)
     router: HashRouter | None = None  # hash key -> index of the open shard that takes it
     # What a put touches per record, kept per stream and indexed by shard index so that no per-shard object is on
     # the hot path (see LogTable): the shard logs' write state, which also makes each record's PutRecords result
@@ -257,6 +259,31 @@ class StreamState:
             "distribution": self.distribution,
             "pending": self.pending,
         }
+
+    def snapshot(self) -> dict[str, Any]:
+        """The metadata as it is now, sharing nothing with the live state (for ``restore``)."""
+        return copy.deepcopy(self.to_dict())
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Put the metadata back as ``snap`` (from ``snapshot``) has it: a change that could not be saved is undone.
+        The objects stay (shards and consumers keep their identity, logs and counters); shards added since the
+        snapshot are dropped, their logs closed by the caller first. Runtime state (the router, the token buckets)
+        is the caller's to rebuild when the shard map changed."""
+        old = StreamState.from_dict(self.stream_id, snap)
+        for key in snap:
+            if key not in ("version", "shards", "consumers"):
+                setattr(self, key, getattr(old, key))
+        del self.shards[len(old.shards) :]
+        for sh, was in zip(self.shards, old.shards, strict=True):
+            sh.start_key, sh.end_key, sh.created_ms = was.start_key, was.end_key, was.created_ms
+            sh.parent, sh.adjacent_parent = was.parent, was.adjacent_parent
+            sh.closed_ms, sh.expired = was.closed_ms, was.expired
+        consumers = dict(self.consumers)
+        self.consumers.clear()
+        for name, was_c in old.consumers.items():
+            c = consumers.get(name, was_c)
+            c.created_ms, c.status, c.status_until_ms = was_c.created_ms, was_c.status, was_c.status_until_ms
+            self.consumers[name] = c
 
     @classmethod
     def from_dict(cls, stream_id: str, d: dict[str, Any]) -> StreamState:
