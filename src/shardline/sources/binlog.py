@@ -16,7 +16,10 @@ Values are decoded from the row events' column types into the ones the snapshot 
 reads a TIMESTAMP's epoch seconds with ``utcfromtimestamp`` (a naive UTC datetime, whatever the process's zone),
 which becomes an aware UTC ``Timestamp``; a BIT's text of bits becomes a boolean or its bytes; a SET's members
 become the server's text in definition order (the library gives an empty SET as None: it is ``""``); a spatial
-value (the server's SRID + WKB) becomes a ``Geometry``.
+value (the server's SRID + WKB) becomes a ``Geometry``. A DATE or DATETIME that is no calendar date (the zero date, a
+zero month or day) comes as None too, told from NULL by the reason the library records in ``none_sources``: it
+becomes null or the epoch by the column's nullability (``zero_date``), which the table map event preceding the row
+events states (so the reader asks for those events too, and keeps the latest one's per table).
 """
 
 from __future__ import annotations
@@ -32,11 +35,11 @@ import pymysql
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.event import GtidEvent, HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, RotateEvent, XidEvent
-from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
 from .checkpoint import is_mariadb_gtid, merge_gtid
 from .config import SourceConfig
-from .envelope import Change, Position, bit_value, geometry_value, timestamp_value
+from .envelope import Change, Position, bit_value, geometry_value, timestamp_value, zero_date
 from .server import SourceSetupError
 
 __all__ = ["Batch", "BinlogReader"]
@@ -67,6 +70,7 @@ class BinlogReader:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"cdc-binlog-{cfg.name}", daemon=True)
         self.position = start  # the reader's own position (ahead of the checkpoint)
+        self.nullable: dict[tuple[str, str], tuple[bool, ...]] = {}  # per table, its columns' nullability
 
     def begin(self) -> None:
         self.thread.start()
@@ -120,7 +124,7 @@ class BinlogReader:
             slave_heartbeat=1.0,
             only_events=[
                 WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, QueryEvent, GtidEvent, MariadbGtidEvent,
-                RotateEvent, HeartbeatLogEvent,
+                RotateEvent, HeartbeatLogEvent, TableMapEvent,
             ],
             enable_logging=False,
         )  # fmt: skip
@@ -135,6 +139,9 @@ class BinlogReader:
                 if self.stopping.is_set():
                     return
                 if isinstance(event, HeartbeatLogEvent):
+                    continue
+                if isinstance(event, TableMapEvent):
+                    self.nullable[str(event.schema), str(event.table)] = _nullable(event)
                     continue
                 file = str(stream.log_file)
                 start = int(event.packet.log_pos) - int(event.event_size)
@@ -182,7 +189,7 @@ class BinlogReader:
             )
         ts_ms = int(event.timestamp) * 1000
         out: list[Change] = []
-        decode = _decoder(event.columns)
+        decode = _decoder(event.columns, self.nullable.get((str(event.schema), str(event.table)), ()))
 
         def add(op: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
             out.append(Change(op, event.schema, event.table, key, before, after, ts_ms, file, pos, len(out), gtid))
@@ -204,21 +211,34 @@ class BinlogReader:
 
 
 _TIMESTAMPS = (FIELD_TYPE.TIMESTAMP, FIELD_TYPE.TIMESTAMP2)
-_DECODED = (*_TIMESTAMPS, FIELD_TYPE.BIT, FIELD_TYPE.SET, FIELD_TYPE.GEOMETRY)
+_DATES = {FIELD_TYPE.DATE: "date", FIELD_TYPE.DATETIME: "datetime", FIELD_TYPE.DATETIME2: "datetime"}
+_DECODED = (*_TIMESTAMPS, *_DATES, FIELD_TYPE.BIT, FIELD_TYPE.SET, FIELD_TYPE.GEOMETRY)
+# (why the library gives a DATE or DATETIME as None when it is not NULL: it is no calendar date)
+_NOT_A_DATE = frozenset({"out of date range", "out of datetime range", "out of datetime2 range"})
 
 
-def _decoder(columns: Any) -> Any:
-    """A function decoding one row image of a row event with these columns (the identity when none needs it)."""
-    special = [c for c in columns if c.type in _DECODED]
+def _nullable(event: Any) -> tuple[bool, ...]:
+    """Each column's nullability, from a table map event's bitmap (bit i, least significant first, for column i)."""
+    bits = bytes(event.null_bitmask)
+    return tuple(bool(bits[i // 8] >> (i % 8) & 1) for i in range(int(event.column_count)))
+
+
+def _decoder(columns: Any, nullable: tuple[bool, ...]) -> Any:
+    """A function decoding one row image of a row event with these columns (the identity when none needs it);
+    ``nullable``: the columns' nullability, by position (a column it does not cover is taken as nullable)."""
+    special = [(i, c) for i, c in enumerate(columns) if c.type in _DECODED]
     if not special:
         return lambda values, _none_sources: values
 
     def decode(values: dict[str, Any], none_sources: dict[str, str] | None) -> dict[str, Any]:
         out = dict(values)
-        for column in special:
+        for i, column in special:
             name = column.name
             value = out.get(name)
-            if column.type == FIELD_TYPE.SET:
+            if column.type in _DATES:
+                if value is None and none_sources is not None and none_sources.get(name) in _NOT_A_DATE:
+                    out[name] = zero_date(_DATES[column.type], nullable[i] if i < len(nullable) else True)
+            elif column.type == FIELD_TYPE.SET:
                 if value is not None:  # (members come with binlog_row_metadata = FULL, which check_server needs)
                     out[name] = ",".join(m for m in column.set_values if m in value)
                 elif none_sources is not None and none_sources.get(name) == "empty set":

@@ -18,6 +18,9 @@ binary log holds a TIMESTAMP as seconds since the epoch, which the reader decode
 |                                 | (Debezium's ZonedTimestamp): ``2024-02-29T23:59:58Z``, for TIMESTAMP(6)    |
 |                                 | ``2024-02-29T23:59:58.120000Z``; the zero TIMESTAMP is the epoch           |
 | DATE / TIME                     | ``YYYY-MM-DD`` / ``[-]HH:MM:SS[.ffffff]``                                 |
+| zero DATETIME / DATE            | a value that is no calendar date (``0000-00-00``, a zero month or day,     |
+|                                 | year 0): null in a nullable column, the epoch (``1970-01-01T00:00:00`` /   |
+|                                 | ``1970-01-01``) in a NOT NULL one (Debezium's rule; see ``zero_date``)     |
 | CHAR, VARCHAR, TEXT, ENUM, JSON | string (JSON as the text the server stores)                                |
 | SET                             | string: the members in definition order, comma-joined (``""``: empty)      |
 | BIT(1)                          | boolean                                                                    |
@@ -42,7 +45,7 @@ import orjson
 
 __all__ = [
     "Change", "Geometry", "Position", "Timestamp", "bit_value", "debezium", "dms", "encode_row", "encode_value",
-    "geometry_value", "partition_key", "record", "timestamp_value",
+    "geometry_value", "partition_key", "record", "timestamp_value", "zero_date",
 ]  # fmt: skip
 
 MAX_KEY_CHARS = 256
@@ -124,6 +127,17 @@ def timestamp_value(value: dt.datetime | str, fsp: int) -> Timestamp:
     if value.tzinfo is not None:
         raise ValueError(f"a TIMESTAMP value must be naive UTC, not {value!r}")
     return Timestamp(value.replace(tzinfo=dt.UTC), fsp)
+
+
+_EPOCH_DATES: dict[str, dt.date] = {"date": dt.date(1970, 1, 1), "datetime": dt.datetime(1970, 1, 1)}
+
+
+def zero_date(data_type: str, nullable: bool) -> dt.date | None:
+    """The value of a DATE or DATETIME (``data_type``) that is no calendar date: the zero date, a zero month or day
+    (allowed without NO_ZERO_DATE / NO_ZERO_IN_DATE), year 0. The client library hands such a value over as text,
+    the binary-log reader as None with the reason in ``none_sources``; both become what Debezium's MySQL connector
+    gives: null in a nullable column, the epoch in a NOT NULL one."""
+    return None if nullable else _EPOCH_DATES[data_type]
 
 
 def bit_value(value: int, width: int) -> bool | bytes:

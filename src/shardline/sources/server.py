@@ -38,6 +38,7 @@ class Table:
     # per column, its type (information_schema's DATA_TYPE, lower case) and size: the fractional-second digits of a
     # TIMESTAMP, the bits of a BIT, else 0 (how the snapshot decodes the values; see snapshot.decode_row)
     types: tuple[tuple[str, int], ...] = ()
+    nullable: tuple[bool, ...] = ()  # per column, whether it allows NULL (a zero date in it is null; see zero_date)
 
     @property
     def full_name(self) -> str:
@@ -130,7 +131,7 @@ def list_tables(conn: Any, cfg: SourceConfig) -> list[Table]:
         out: list[Table] = []
         for db, name in names:
             cur.execute(
-                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY, DATETIME_PRECISION, NUMERIC_PRECISION "
+                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY, DATETIME_PRECISION, NUMERIC_PRECISION, IS_NULLABLE "
                 "FROM information_schema.COLUMNS "
                 "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
                 (db, name),
@@ -149,10 +150,11 @@ def list_tables(conn: Any, cfg: SourceConfig) -> list[Table]:
                     "table, or set keyless: table to put all of its changes on one shard (in order, but hot)"
                 )
             sizes = tuple((str(c[1]).lower(), _size(str(c[1]).lower(), c[3], c[4])) for c in cols)
+            nullable = tuple(str(c[5]).upper() == "YES" for c in cols)
             out.append(
                 Table(db, name, tuple(str(c[0]) for c in cols), key, bool(key) and all(
                     types[k] in _INTEGER_TYPES for k in key
-                ), sizes)
+                ), sizes, nullable)
             )  # fmt: skip
     return out
 

@@ -8,7 +8,8 @@ MariaDB reports it without any lock (``binlog_snapshot_file``/``binlog_snapshot_
 
 The reading session's ``time_zone`` is UTC, so TIMESTAMP values come as UTC whatever the server's or the process's
 zone; ``decode_row`` turns the values the client library gives into the ones the binary-log reader gives (see
-envelope.py): rows are paginated with the values as read, and decoded only for their records.
+envelope.py; a DATE or DATETIME that is no calendar date, which the library gives as text, becomes null or the epoch
+by the column's nullability): rows are paginated with the values as read, and decoded only for their records.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import pymysql.cursors
 
-from .envelope import Position, bit_value, geometry_value, timestamp_value
+from .envelope import Position, bit_value, geometry_value, timestamp_value, zero_date
 from .server import Table
 
 __all__ = ["begin_consistent_read", "current_position", "decode_row", "fetch_rows", "read_chunk", "scan"]
@@ -95,15 +96,19 @@ def fetch_rows(cur: Any, table: Table, limit: int) -> list[dict[str, Any]]:
 
 def decode_row(table: Table, row: dict[str, Any]) -> dict[str, Any]:
     """A row as read (in a UTC session) with its TIMESTAMP, BIT and spatial values decoded as the binary-log reader
-    decodes them (SET values are already the server's text)."""
+    decodes them (SET values are already the server's text), and its zero dates as ``zero_date`` gives them."""
     if not table.types:
         return row
     out = dict(row)
-    for column, (data_type, size) in zip(table.columns, table.types, strict=True):
+    nullable = table.nullable or (True,) * len(table.columns)
+    for column, (data_type, size), optional in zip(table.columns, table.types, nullable, strict=True):
         value = out[column]
         if value is None:
             continue
-        if data_type == "timestamp":
+        if data_type in ("date", "datetime"):
+            if isinstance(value, str):  # (what the client library gives for a value that is no calendar date)
+                out[column] = zero_date(data_type, optional)
+        elif data_type == "timestamp":
             out[column] = timestamp_value(value, size)
         elif data_type == "bit":
             out[column] = bit_value(int.from_bytes(value, "big"), size)
