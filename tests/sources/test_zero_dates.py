@@ -1,6 +1,7 @@
 """Zero dates (``0000-00-00``, a zero month or day, year 0: what a server without NO_ZERO_DATE / NO_ZERO_IN_DATE
-stores) in DATETIME and DATE columns are encoded the same from the snapshot and from the binary log, as Debezium's
-MySQL connector gives them: null in a nullable column, the epoch in a NOT NULL one; a NULL stays null."""
+stores) and invalid dates (``2024-02-30``, with ALLOW_INVALID_DATES) in DATETIME and DATE columns are encoded the
+same from the snapshot and from the binary log, as Debezium's MySQL connector gives zero dates: null in a nullable
+column, the epoch in a NOT NULL one; a NULL stays null."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ PARTIAL = (
     "'2024-00-10 12:34:56', '2024-05-00 01:02:03', '0000-01-01 00:00:00.5', '2024-00-00 00:00:00.25', "
     "'2024-00-10', '0000-03-04'"
 )
+INVALID = (
+    "'2024-02-30 01:00:00', '2023-02-29 00:00:00', '2024-04-31 00:00:00.5', '2024-02-31 00:00:00', '2024-02-30', "
+    "'2023-02-29'"
+)
 NULLS = "NULL, '2024-02-29 23:59:58', NULL, '2024-02-29 23:59:58.5', NULL, '2024-02-29'"
 REAL = "'1999-12-31 23:59:59', '2000-01-01', '2001-02-03 04:05:06.7', '1970-01-01 00:00:00', '2024-02-29', '1970-01-01'"
 # The nullable columns' zero dates are null; the NOT NULL columns' are the epoch.
@@ -36,16 +41,19 @@ REAL_ROW = {
     "dt": "1999-12-31T23:59:59", "dt_nn": "2000-01-01T00:00:00", "dt6": "2001-02-03T04:05:06.700000",
     "dt6_nn": "1970-01-01T00:00:00", "d": "2024-02-29", "d_nn": "1970-01-01",
 }  # fmt: skip
-ROWS = {1: (ZERO, ZERO_ROW), 2: (PARTIAL, ZERO_ROW), 3: (NULLS, NULLS_ROW)}
+ROWS = {1: (ZERO, ZERO_ROW), 2: (PARTIAL, ZERO_ROW), 3: (NULLS, NULLS_ROW), 4: (INVALID, ZERO_ROW)}
 
 
 def test_zero_dates_are_the_same_from_snapshot_and_binlog(mariadb: MariaDB, schema: str, tmp_path: Path) -> None:
-    permissive = "SET SESSION sql_mode = ''"  # (no NO_ZERO_DATE, NO_ZERO_IN_DATE or strict mode)
+    permissive = "SET SESSION sql_mode = 'ALLOW_INVALID_DATES'"  # (no NO_ZERO_DATE, NO_ZERO_IN_DATE, strict mode)
     inserts = [f"INSERT INTO zd VALUES ({pk}, {values})" for pk, (values, _) in ROWS.items()]
     mariadb.execute(permissive, TABLE, *inserts, database=schema)
     with mariadb.connect(schema) as conn, conn.cursor() as cur:  # (the server did keep the zero dates)
-        cur.execute("SELECT CAST(dt_nn AS CHAR), CAST(d AS CHAR), CAST(d_nn AS CHAR) FROM zd WHERE id = 2")
-        assert cur.fetchone() == ("2024-05-00 01:02:03", "2024-00-10", "0000-03-04")
+        cur.execute("SELECT CAST(dt_nn AS CHAR), CAST(d AS CHAR), CAST(d_nn AS CHAR) FROM zd WHERE id IN (2, 4)")
+        assert cur.fetchall() == (
+            ("2024-05-00 01:02:03", "2024-00-10", "0000-03-04"),
+            ("2023-02-29 00:00:00", "2024-02-30", "2023-02-29"),
+        )
     children = [
         Child(mariadb, schema, tmp_path, "debezium", fmt="debezium", zone="UTC", server_id=221),
         Child(mariadb, schema, tmp_path, "dms", fmt="dms", zone="UTC", server_id=222),
@@ -71,25 +79,27 @@ def test_zero_dates_are_the_same_from_snapshot_and_binlog(mariadb: MariaDB, sche
 
             def complete(child: Child = child) -> bool:
                 child.alive()
-                return len(child.lines()) >= 10
+                return len(child.lines()) >= 12
 
-            wait(complete, f"10 records from {child.out.stem}")
+            wait(complete, f"12 records from {child.out.stem}")
     finally:
         codes = [child.stop() for child in children]
     assert codes == [0, 0]
     deb_lines, dms_lines = (child.lines() for child in children)
-    assert len(deb_lines) == len(dms_lines) == 10
+    assert len(deb_lines) == len(dms_lines) == 12
 
     got: dict[tuple[str, int], dict[str, Any]] = {}
     for key, r in records(deb_lines):
         pk = (r["after"] or r["before"])["id"]
         assert key == f"{schema}.zd.{pk}"
         got[r["op"], pk] = r
-    assert set(got) == {("r", 1), ("r", 2), ("r", 3), ("c", 11), ("c", 12), ("c", 13), ("u", 3), ("u", 1)} | {
+    assert set(got) == {("r", pk) for pk in ROWS} | {("c", pk + 10) for pk in ROWS} | {
+        ("u", 1),
         ("u", 2),
+        ("u", 3),
         ("d", 12),
     }
-    # The snapshot: zero and partial-zero dates are null (nullable) or the epoch (NOT NULL); NULL is null.
+    # The snapshot: zero, partial-zero and invalid dates are null (nullable) or the epoch (NOT NULL); NULL is null.
     for pk, (_, row) in ROWS.items():
         assert got["r", pk]["after"] == {"id": pk} | row
     # The binary log gives the same values for the same rows, inserted, updated and deleted.

@@ -19,7 +19,10 @@ become the server's text in definition order (the library gives an empty SET as 
 value (the server's SRID + WKB) becomes a ``Geometry``. A DATE or DATETIME that is no calendar date (the zero date, a
 zero month or day) comes as None too, told from NULL by the reason the library records in ``none_sources``: it
 becomes null or the epoch by the column's nullability (``zero_date``), which the table map event preceding the row
-events states (so the reader asks for those events too, and keeps the latest one's per table).
+events states (so the reader asks for those events too, and keeps the latest one's per table). An invalid date the
+server stores under ALLOW_INVALID_DATES (``2024-02-30``) is treated alike: the library gives it as None in a
+DATETIME2 column, but raises ValueError reading it from a DATE (or an old-format DATETIME) column, which would stop
+the source for good, so those two readers are wrapped to give None (``_lenient``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import pymysql
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.event import GtidEvent, HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, RotateEvent, XidEvent
-from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
+from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
 from .checkpoint import is_mariadb_gtid, merge_gtid
 from .config import SourceConfig
@@ -215,6 +218,24 @@ _DATES = {FIELD_TYPE.DATE: "date", FIELD_TYPE.DATETIME: "datetime", FIELD_TYPE.D
 _DECODED = (*_TIMESTAMPS, *_DATES, FIELD_TYPE.BIT, FIELD_TYPE.SET, FIELD_TYPE.GEOMETRY)
 # (why the library gives a DATE or DATETIME as None when it is not NULL: it is no calendar date)
 _NOT_A_DATE = frozenset({"out of date range", "out of datetime range", "out of datetime2 range"})
+
+
+def _lenient(read: Any) -> Any:
+    """The library's reader of a DATE or old-format DATETIME value, giving None for an invalid date (as its DATETIME2
+    reader does; the value's bytes are read before the date is built), which it then records as out of range."""
+
+    def read_or_none(self: Any) -> Any:
+        try:
+            return read(self)
+        except ValueError:
+            return None
+
+    return read_or_none
+
+
+for _name in ("_RowsEvent__read_date", "_RowsEvent__read_datetime"):  # (mysql-replication 1.0's private readers)
+    if hasattr(RowsEvent, _name):
+        setattr(RowsEvent, _name, _lenient(getattr(RowsEvent, _name)))
 
 
 def _nullable(event: Any) -> tuple[bool, ...]:

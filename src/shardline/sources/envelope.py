@@ -19,8 +19,9 @@ binary log holds a TIMESTAMP as seconds since the epoch, which the reader decode
 |                                 | ``2024-02-29T23:59:58.120000Z``; the zero TIMESTAMP is the epoch           |
 | DATE / TIME                     | ``YYYY-MM-DD`` / ``[-]HH:MM:SS[.ffffff]``                                 |
 | zero DATETIME / DATE            | a value that is no calendar date (``0000-00-00``, a zero month or day,     |
-|                                 | year 0): null in a nullable column, the epoch (``1970-01-01T00:00:00`` /   |
-|                                 | ``1970-01-01``) in a NOT NULL one (Debezium's rule; see ``zero_date``)     |
+|                                 | year 0, an invalid date such as ``2024-02-30``): null in a nullable column,|
+|                                 | the epoch (``1970-01-01T00:00:00`` / ``1970-01-01``) in a NOT NULL one     |
+|                                 | (Debezium's rule for zero dates; see ``zero_date``)                        |
 | CHAR, VARCHAR, TEXT, ENUM, JSON | string (JSON as the text the server stores)                                |
 | SET                             | string: the members in definition order, comma-joined (``""``: empty)      |
 | BIT(1)                          | boolean                                                                    |
@@ -134,9 +135,10 @@ _EPOCH_DATES: dict[str, dt.date] = {"date": dt.date(1970, 1, 1), "datetime": dt.
 
 def zero_date(data_type: str, nullable: bool) -> dt.date | None:
     """The value of a DATE or DATETIME (``data_type``) that is no calendar date: the zero date, a zero month or day
-    (allowed without NO_ZERO_DATE / NO_ZERO_IN_DATE), year 0. The client library hands such a value over as text,
-    the binary-log reader as None with the reason in ``none_sources``; both become what Debezium's MySQL connector
-    gives: null in a nullable column, the epoch in a NOT NULL one."""
+    (allowed without NO_ZERO_DATE / NO_ZERO_IN_DATE), year 0, an invalid date (allowed by ALLOW_INVALID_DATES). The
+    client library hands such a value over as text, the binary-log reader as None with the reason in
+    ``none_sources``; both become what Debezium's MySQL connector gives for a zero date: null in a nullable column,
+    the epoch in a NOT NULL one."""
     return None if nullable else _EPOCH_DATES[data_type]
 
 
