@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 from typing import Any
 
 from shardline.sources.envelope import partition_key
 
-from ._cdc import NOW_MS, capture
+from ._cdc import NOW_MS, capture, wait_until
 from ._mariadb import MariaDB
 
 Txn = tuple[str | None, int, int]  # gtid, binlog position before, after
@@ -155,19 +156,58 @@ async def test_multi_row_and_multi_table_transactions(mariadb: MariaDB, schema: 
     assert {r["source"]["gtid"] for r in records} == {t1[0]}
 
 
+def open_transactions(db: MariaDB) -> list[tuple[Any, ...]]:
+    """The server's open InnoDB transactions (the asking connection has none: it autocommits)."""
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT trx_id, trx_mysql_thread_id, trx_started FROM information_schema.innodb_trx")
+        return list(cur.fetchall())
+
+
+async def test_the_snapshot_s_read_ends_before_streaming_starts(mariadb: MariaDB, schema: str, tmp_path: Path) -> None:
+    # The consistent read holds a metadata lock on every table it read: were it still open once the snapshot is
+    # marked done, an ALTER TABLE would wait for it (and every later query of the table behind the ALTER).
+    mariadb.execute("CREATE TABLE t (id INT PRIMARY KEY, a INT)", "INSERT INTO t VALUES (1, 1)", database=schema)
+    open_at_done: list[list[tuple[Any, ...]]] = []
+    async with capture(mariadb, schema, tmp_path) as cap:
+        checkpoint = cap.source.checkpoint
+        save = checkpoint.save
+
+        def save_and_look() -> None:  # (on a worker thread: the source saves through asyncio.to_thread)
+            if checkpoint.snapshot_done and not open_at_done:
+                open_at_done.append(open_transactions(mariadb))
+            save()
+
+        checkpoint.save = save_and_look  # type: ignore[method-assign]
+        await cap.streaming()
+        await wait_until(lambda: open_at_done, "the checkpoint that marks the snapshot done")
+        assert open_at_done == [[]]
+        await asyncio.to_thread(mariadb.execute, "ALTER TABLE t ADD COLUMN b INT", database=schema)
+        await asyncio.to_thread(mariadb.execute, "INSERT INTO t VALUES (2, 2, 2)", database=schema)
+        records = await cap.wait_for(2)
+    assert sorted((r["after"] for r in records), key=lambda row: row["id"]) == [
+        {"id": 1, "a": 1},
+        {"id": 2, "a": 2, "b": 2},
+    ]
+
+
 async def test_alter_table_mid_stream_decodes_each_row_with_its_columns(
     mariadb: MariaDB, schema: str, tmp_path: Path
 ) -> None:
     mariadb.execute("CREATE TABLE t (id INT PRIMARY KEY, a INT, b VARCHAR(10))", database=schema)
     async with capture(mariadb, schema, tmp_path) as cap:
         await cap.streaming()
-        mariadb.execute("INSERT INTO t VALUES (1, 10, 'one')", database=schema)
-        mariadb.execute("ALTER TABLE t ADD COLUMN mid DECIMAL(5,1) DEFAULT 2.5 AFTER id", database=schema)
-        mariadb.execute("INSERT INTO t VALUES (2, 3.5, 20, 'two')", database=schema)
-        mariadb.execute("ALTER TABLE t DROP COLUMN a, RENAME COLUMN b TO label", database=schema)
-        mariadb.execute("UPDATE t SET label = 'uno' WHERE id = 1", database=schema)
-        mariadb.execute("ALTER TABLE t MODIFY label VARCHAR(10) NOT NULL AFTER id", database=schema)
-        mariadb.execute("INSERT INTO t VALUES (3, 'three', 1.0)", database=schema)
+        # (off the event loop, which the source runs on: a statement that waits for a lock must not stop it)
+        await asyncio.to_thread(
+            mariadb.execute,
+            "INSERT INTO t VALUES (1, 10, 'one')",
+            "ALTER TABLE t ADD COLUMN mid DECIMAL(5,1) DEFAULT 2.5 AFTER id",
+            "INSERT INTO t VALUES (2, 3.5, 20, 'two')",
+            "ALTER TABLE t DROP COLUMN a, RENAME COLUMN b TO label",
+            "UPDATE t SET label = 'uno' WHERE id = 1",
+            "ALTER TABLE t MODIFY label VARCHAR(10) NOT NULL AFTER id",
+            "INSERT INTO t VALUES (3, 'three', 1.0)",
+            database=schema,
+        )
         records = await cap.wait_for(4)
     images = sorted(((r["op"], r["before"], r["after"]) for r in records), key=lambda x: str(x[2]))
     assert images == sorted(

@@ -129,6 +129,9 @@ class MySqlSource:
                 await self._snapshot_table(conn, table, progress, at)
                 if self._stopping:
                     return
+            # End the consistent read before streaming starts: its transaction holds a metadata lock on every table it
+            # read, which would hold up (and queue every later query of the table behind) an ALTER TABLE.
+            await asyncio.to_thread(conn.rollback)
             cp.snapshot_done = True
             if cp.binlog is None:
                 cp.binlog = cp.snapshot_start
