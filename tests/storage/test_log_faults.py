@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +20,13 @@ from typing import Any
 
 import pytest
 
+from shardline._fsutil import CutBackFailed
+from shardline.storage import journal as journal_module
 from shardline.storage.framing import HEADER_SIZE, REC_SIZE, StoredRecord
 from shardline.storage.log import FileCache, LogTable, ShardLog
 
 from ._util import expected, open_log, read_all, segment_files
+from .test_journal import Rig
 
 SEG: dict[str, Any] = {"segment_bytes": 2048, "index_interval": 200}
 EIO, ENOSPC = errno.EIO, errno.ENOSPC
@@ -479,6 +483,88 @@ def test_a_failed_close_still_gives_back_every_descriptor(tmp_path: Path, files:
     lg = reopen(directory, files)
     w.check(lg)
     lg.close()
+
+
+def test_a_write_that_cannot_be_cut_back_is_cut_before_the_next(
+    tmp_path: Path, files: FileCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame half written when the disk filled, and the cut that should take it back fails too: the file ends in
+    bytes the segment does not account for. The next append cuts them first, so its frame starts where the
+    segment says and reads (and a reopen) find every record without damage."""
+    directory, w = _shard(tmp_path, files)
+    active = segment_files(directory)[-1]
+    size = active.stat().st_size
+    real_write, real_ftruncate = os.write, os.ftruncate
+    state = {"full": True}
+
+    def half_then_full(fd: int, data: Any) -> int:
+        if state["full"] and _fd_path(fd) == str(active):
+            real_write(fd, bytes(data)[: len(data) // 2])
+            raise OSError(ENOSPC, os.strerror(ENOSPC))
+        return int(real_write(fd, data))
+
+    def failing_cut(fd: int, length: int) -> None:
+        if state["full"] and _fd_path(fd) == str(active):
+            raise OSError(EIO, os.strerror(EIO))
+        real_ftruncate(fd, length)
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    monkeypatch.setattr(os, "ftruncate", failing_cut)
+    with pytest.raises(CutBackFailed):
+        w.put(2)
+    assert active.stat().st_size > size  # what the test is about
+    w.check()
+    with pytest.raises(OSError):  # still failing: the cut is tried again first, and fails again
+        w.put(2)
+    state["full"] = False
+    w.put(2)
+    assert active.stat().st_size == w.log.size_bytes - sum(p.stat().st_size for p in segment_files(directory)[:-1])
+    w.check()
+    w.log.close()
+    lg, report = open_log(directory, files, **SEG)
+    assert report.clean
+    w.check(lg)
+    lg.close()
+
+
+def test_a_shared_write_that_cannot_be_cut_back_is_cut_before_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for frames written for many shards at once (StageTable.write_frames): a partial frame its cut
+    could not take back is cut before that shard's next write."""
+    rig = Rig(tmp_path, shards=journal_module.FAN_OUT_MIN * 2)
+    rig.open(first=True)
+    rig.finish_open()
+    rig.put_random(random.Random(3), 1_000, 300, size=40)
+    rig.journal.materialize_all()
+    rig.put_random(random.Random(4), 2_000, 300, size=40)
+    victim = rig.logs[7]
+    real_jobs = journal_module._write_jobs
+
+    def torn(jobs: list[Any]) -> list[Any]:
+        out = real_jobs(jobs)
+        for i, (lg, seg, pos) in enumerate(jobs):
+            if lg is victim and isinstance(out[i], tuple):  # written: undo it, leaving half of it behind
+                written = out[i][-1]
+                os.ftruncate(seg.fd, pos + written // 2)
+                out[i] = (ENOSPC, EIO)
+        return out
+
+    monkeypatch.setattr(journal_module, "_write_jobs", torn)
+    with pytest.raises(CutBackFailed):
+        rig.journal.materialize_all()
+    monkeypatch.undo()
+    seg = victim._segments[-1]
+    assert seg.path.stat().st_size > seg.size and victim.written_offset < victim.next_offset
+    rig.journal.materialize_all()
+    assert all(lg.written_offset == lg.next_offset for lg in rig.logs)
+    assert seg.path.stat().st_size == seg.size
+    rig.check()
+    rig.crash()
+    report = rig.open()
+    rig.finish_open()
+    assert report.clean
+    rig.check()
 
 
 @pytest.mark.parametrize("where", ["last", "middle"])

@@ -331,7 +331,9 @@ class ShardLog:
         if self.sealed or not staged.count(slot):
             return None
         seg = self._segments[-1]
-        return None if self._must_roll(seg, HEADER_SIZE + staged.nbytes(slot), staged.first(slot)) else seg
+        if seg.torn or self._must_roll(seg, HEADER_SIZE + staged.nbytes(slot), staged.first(slot)):
+            return None
+        return seg
 
     def commit_written(self, seg: Segment, pos: int, written: tuple[int, int, int, int, int, int]) -> int:
         """Record the frame ``StageTable.write_frames`` wrote to ``seg`` (from ``frame_segment``) at ``pos``, with
@@ -490,6 +492,8 @@ class ShardLog:
         (``Segment.discard``), so the log, its descriptors and its files are as they were and the next roll starts
         afresh."""
         old = self._segments[-1] if self._segments and self._segments[-1].writable else None
+        if old is not None and old.torn:
+            old.cut_torn_tail()
         if old is not None and self._durable:
             old.fsync()  # (before the next segment exists: a crash never leaves one after unsynced bytes)
         seg = Segment.create(self.directory, base, self._index_interval)

@@ -92,6 +92,9 @@ class Segment:
         # The end offset the cut tail's first frame claims (-1: none): a torn write, or an acknowledged frame whose
         # bytes were damaged since. Its offsets may have been handed out, so the log never hands them out again.
         self.claimed_end = -1
+        # The file ends in bytes of a failed write that could not be cut back off it: they lie past ``size``, where
+        # the next frame must start, so the next append (or seal) cuts them first (``cut_torn_tail``).
+        self.torn = False
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
@@ -168,6 +171,8 @@ class Segment:
         """Stop appending: fsync (when asked), save the index, close the write descriptor. All or nothing: when the
         fsync fails the segment stays writable, as it was, and a second call does it all. An index that cannot be
         saved fails nothing (``try_save_index``)."""
+        if self.torn:
+            self.cut_torn_tail()
         if durable:
             self.fsync()
         self.try_save_index()
@@ -211,13 +216,16 @@ class Segment:
         """Write one frame (bytes, or its pieces back to back, ``size`` bytes in all) whose records arrived from
         ``arrival_ms`` to ``max_arrival_ms``. A failed write is cut back off the file, so the next frame still
         starts where this one would have."""
+        if self.torn:
+            self.cut_torn_tail()
         pos = self.size
         if size is None:
             size = len(frame) if isinstance(frame, bytes) else sum(memoryview(part).nbytes for part in frame)
         try:
             append_all(self._fd, frame, pos, size)
         except CutBackFailed as exc:
-            log.error("%s: %s", self.path, exc)
+            self.torn = True
+            log.error("%s: %s (cut before the next write)", self.path, exc)
             raise
         self.appended(pos, size, base_offset, count, arrival_ms=arrival_ms, max_arrival_ms=max_arrival_ms)
 
@@ -244,6 +252,7 @@ class Segment:
         with self._fd_lock:
             os.ftruncate(self._fd, position)
         self.size = position
+        self.torn = False
         self.end_offset = offset
         keep = [i for i, p in enumerate(self._idx_positions) if p < position]
         self._idx_offsets = array("q", [self._idx_offsets[i] for i in keep])
@@ -252,6 +261,13 @@ class Segment:
         self._last_indexed_pos = self._idx_positions[-1] if keep else -(1 << 62)
         self._skips = {p: n for p, n in self._skips.items() if n <= position}
         return cut
+
+    def cut_torn_tail(self) -> None:
+        """Cut the bytes a failed write left past ``size`` (see ``torn``); raises while the cut still fails."""
+        with self._fd_lock:
+            os.ftruncate(self._fd, self.size)
+        self.torn = False
+        log.warning("%s: cut the partial write left by a failed append", self.path)
 
     def fsync(self) -> None:
         """Make every appended byte durable. Safe to call from a worker thread; a sealed segment is already synced."""
