@@ -120,12 +120,14 @@ def _take_back(lg: ShardLog, seg: Segment, pos: int) -> None:
     try:
         os.ftruncate(seg.fd, pos)
     except OSError as exc:
+        seg.torn = True  # (the segment cuts it before its next write)
         log.error("%s: cannot cut an unrecorded frame back off: %s", seg.path, exc)
 
 
 def _write_error(seg: Segment, err: int, cut_err: int) -> OSError:
     if not cut_err:
         return OSError(err, os.strerror(err))
+    seg.torn = True  # (the segment cuts the partial frame before its next write)
     exc = CutBackFailed.of(err, cut_err)
     log.error("%s: %s", seg.path, exc)
     return exc

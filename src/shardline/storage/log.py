@@ -158,10 +158,22 @@ class ShardLog:
             table=table,
             slot=slot,
         )
+        try:
+            report = self._recover(sealed)
+        except BaseException:
+            # Nothing to close for the caller: give up the active segment's descriptor and the table slot here.
+            for seg in self._segments:
+                seg.release()
+            self.table.detach(slot, self)
+            raise
+        return self, report
+
+    def _recover(self, sealed: bool) -> RecoveryReport:
+        directory = self.directory
         report = RecoveryReport(str(directory))
         self.log_start = read_log_start(directory)
         self._segments, self.tail_damage, self.claimed_end = open_segments(
-            directory, self.log_start, sealed=sealed, index_interval=index_interval, report=report
+            directory, self.log_start, sealed=sealed, index_interval=self._index_interval, report=report
         )
         self._bases = [seg.base_offset for seg in self._segments]
         if sealed and len(self._segments) == 1 and self._segments[0].end_offset <= self.log_start:
@@ -183,21 +195,33 @@ class ShardLog:
         report.segments = len(self._segments)
         if not self._segments and not sealed:
             self._roll(self.next_offset)
-        return self, report
+        return report
 
     def close(self) -> None:
         """Materialize what is staged, then close every segment (the active one is fsynced) and free the log's
-        table slot."""
+        table slot. Every descriptor and the slot are given up even when a step fails; the first error is raised
+        after (records still staged are in the journal, whose replay writes them)."""
+        error: BaseException | None = None
         if self.pending_count and not self.sealed:
-            self.materialize()
+            try:
+                self.materialize()
+            except BaseException as exc:
+                error = exc
         for seg in self._segments:
-            self._files.forget(seg.path)
-            if seg.writable:
-                seg.close()
+            try:
+                self._files.forget(seg.path)
+                if seg.writable:
+                    seg.close()
+            except BaseException as exc:
+                seg.release()
+                error = error or exc
         self.table.detach(self.slot, self)
+        if error is not None:
+            raise error
 
     def seal(self) -> None:
-        """No more appends; staged records are written, the active segment is fsynced, closed and its index saved."""
+        """No more appends; staged records are written, the active segment is fsynced, closed and its index saved.
+        All or nothing: after a failure the log takes appends and reads as before, and a second call seals it."""
         if self.pending_count:
             self.materialize()
         if self._segments and self._segments[-1].writable:
@@ -307,7 +331,9 @@ class ShardLog:
         if self.sealed or not staged.count(slot):
             return None
         seg = self._segments[-1]
-        return None if self._must_roll(seg, HEADER_SIZE + staged.nbytes(slot), staged.first(slot)) else seg
+        if seg.torn or self._must_roll(seg, HEADER_SIZE + staged.nbytes(slot), staged.first(slot)):
+            return None
+        return seg
 
     def commit_written(self, seg: Segment, pos: int, written: tuple[int, int, int, int, int, int]) -> int:
         """Record the frame ``StageTable.write_frames`` wrote to ``seg`` (from ``frame_segment``) at ``pos``, with
@@ -373,15 +399,19 @@ class ShardLog:
         if self.pending_count:
             self.materialize()
             start = self.next_offset
-        self._write_holes([*self.holes, (start, offset)])
-        seg = self._segments[-1]
-        if seg.size == 0:  # an empty active segment would claim the hole: the new one replaces it
-            self._files.forget(seg.path)
-            seg.seal(durable=False)
-            delete_files(self.directory, seg.base_offset, RecoveryReport(str(self.directory)))
-            self._segments.pop()
-            self._bases.pop()
+        if (start, offset) not in self.holes:  # (it is when an earlier call failed after writing it)
+            self._write_holes([*self.holes, (start, offset)])
+        empty = self._segments[-1] if self._segments and self._segments[-1].size == 0 else None
         self._roll(offset)
+        if empty is not None:  # an empty segment would claim the hole: the new one replaces it
+            i = self._segments.index(empty)
+            del self._segments[i]
+            del self._bases[i]
+            self._files.forget(empty.path)
+            try:
+                delete_files(self.directory, empty.base_offset, RecoveryReport(str(self.directory)))
+            except OSError as exc:  # an empty segment before the active one holds nothing a reader could miss
+                log.warning("%s: cannot remove an empty segment: %s", self.directory, exc)
         self.next_offset = offset
         self.mark_synced(offset)
         self.tail_damage = []
@@ -456,13 +486,27 @@ class ShardLog:
         self.visible_offset = max(self.visible_offset, offset)
 
     def _roll(self, base: int) -> Segment:
-        if self._segments and self._segments[-1].writable:
-            self._segments[-1].seal(durable=self._durable)
+        """Start the segment named ``base`` and make it the active one. All or nothing: the active segment is
+        fsynced, the new one created and made durable in the directory, and only then is the old one sealed (its
+        index saved, which fails nothing) and the new one taken. A failure on the way removes the new file again
+        (``Segment.discard``), so the log, its descriptors and its files are as they were and the next roll starts
+        afresh."""
+        old = self._segments[-1] if self._segments and self._segments[-1].writable else None
+        if old is not None and old.torn:
+            old.cut_torn_tail()
+        if old is not None and self._durable:
+            old.fsync()  # (before the next segment exists: a crash never leaves one after unsynced bytes)
         seg = Segment.create(self.directory, base, self._index_interval)
-        if self._durable:
-            fsync_dir(self.directory)
+        try:
+            if self._durable:
+                fsync_dir(self.directory)
+        except BaseException:
+            seg.discard()
+            raise
         self._segments.append(seg)
         self._bases.append(base)
+        if old is not None:
+            old.seal(durable=False)  # (fsynced above; cannot fail now)
         return seg
 
     # ----------------------------------------------------------------- reads
@@ -579,14 +623,16 @@ class ShardLog:
         removed = self.records_between(old_start, new_start)
         write_log_start(self.directory, new_start)
         self.log_start = new_start
+        # Each segment leaves the list once its files are gone: should a deletion fail, the segments left (below
+        # log-start, so never read) are deleted by the next pass, or by the next open.
         report = RecoveryReport(str(self.directory))
         for seg in self._segments[:doomed]:
             self._files.forget(seg.path)
             if seg.writable:
                 seg.seal(durable=False)
             delete_files(self.directory, seg.base_offset, report)
-        del self._segments[:doomed]
-        del self._bases[:doomed]
+            del self._segments[0]
+            del self._bases[0]
         return max(0, removed)
 
     @property

@@ -83,6 +83,8 @@ def open_segments(
     tail_damage: list[CorruptRange] = []
     claimed_end = -1
     for i, base in enumerate(bases):
+        if segments and _leftover(directory, base, segments[-1], report):
+            continue
         last = i == len(bases) - 1
         if last and not sealed:
             seg, scan = Segment.open_active(directory, base, index_interval)
@@ -93,7 +95,33 @@ def open_segments(
             seg, scan = Segment.open_sealed(directory, base, index_interval)
         report.corrupt.extend(scan.corrupt)
         segments.append(seg)
+    if not sealed and segments and segments[-1].base_offset != bases[-1]:
+        # The newest files were leftovers: the segment before them is the active one after all (scanned again as
+        # such: a torn tail is cut, not kept as damage).
+        report.corrupt = [c for c in report.corrupt if c.segment != segments[-1].name]
+        seg, scan = Segment.open_active(directory, segments[-1].base_offset, index_interval)
+        report.truncated_bytes += seg.truncated_bytes
+        report.corrupt.extend(scan.corrupt)
+        tail_damage = list(scan.corrupt)
+        claimed_end = seg.claimed_end
+        segments[-1] = seg
     return segments, tail_damage, claimed_end
+
+
+def _leftover(directory: Path, base: int, before: Segment, report: RecoveryReport) -> bool:
+    """Whether the segment file ``base`` is an empty one named inside the offsets of the segment ``before`` it: a
+    roll that failed and could not remove its file, after which the log went on in ``before``. Such a file would
+    hide those offsets from readers and hand them out again; it holds nothing, so it is removed (or, when that
+    fails, ignored)."""
+    path = directory / f"{segment_name(base)}.log"
+    if base >= before.end_offset or path.stat().st_size:
+        return False
+    log.warning("%s: removing %s, an empty segment file left by a failed roll", directory, path.name)
+    try:
+        delete_files(directory, base, report)
+    except OSError as exc:
+        log.warning("%s: cannot remove %s (ignored): %s", directory, path.name, exc)
+    return True
 
 
 def _subtract(span: tuple[int, int], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:

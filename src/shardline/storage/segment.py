@@ -20,6 +20,7 @@ An entry says: the frame at ``position`` starts at ``offset``, and every frame b
 from __future__ import annotations
 
 import bisect
+import errno
 import logging
 import os
 import struct
@@ -31,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._fsutil import CutBackFailed, append_all, cut_file
+from .._fsutil import CutBackFailed, append_all, atomic_write, cut_file
 from .framing import HEADER_SIZE, LEN_PREFIX, MAGIC, REC_SIZE, FrameError, FrameHeader, check_crc, parse_header
 
 __all__ = ["CorruptRange", "FileCache", "Segment", "segment_name"]
@@ -91,13 +92,40 @@ class Segment:
         # The end offset the cut tail's first frame claims (-1: none): a torn write, or an acknowledged frame whose
         # bytes were damaged since. Its offsets may have been handed out, so the log never hands them out again.
         self.claimed_end = -1
+        # The file ends in bytes of a failed write that could not be cut back off it: they lie past ``size``, where
+        # the next frame must start, so the next append (or seal) cuts them first (``cut_torn_tail``).
+        self.torn = False
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
     def create(cls, directory: Path, base_offset: int, index_interval: int) -> Segment:
+        """Create the segment file, open for appending. An empty file of that name is what a roll that failed (and
+        could not remove it) or crashed left: it is taken over. A file that holds bytes is never touched."""
         seg = cls(directory, base_offset, index_interval)
-        seg._fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        flags = os.O_WRONLY | os.O_APPEND
+        try:
+            seg._fd = os.open(seg.path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            fd = os.open(seg.path, flags)
+            try:
+                if os.fstat(fd).st_size:
+                    raise FileExistsError(errno.EEXIST, "a segment file with data exists", str(seg.path)) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            seg._fd = fd
         return seg
+
+    def discard(self) -> None:
+        """Undo ``create`` (a roll that failed): close the descriptor and remove the file, still empty. A file that
+        cannot be removed is harmless: ``create`` takes it over, recovery drops it (log_recovery.open_segments)."""
+        self.release()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("%s: cannot remove the segment file of a failed roll: %s", self.path, exc)
 
     @classmethod
     def open_sealed(cls, directory: Path, base_offset: int, index_interval: int) -> tuple[Segment, _ScanResult]:
@@ -140,14 +168,26 @@ class Segment:
             pass
 
     def seal(self, *, durable: bool) -> None:
-        """Stop appending: fsync (when asked), close the write descriptor, save the index."""
+        """Stop appending: fsync (when asked), save the index, close the write descriptor. All or nothing: when the
+        fsync fails the segment stays writable, as it was, and a second call does it all. An index that cannot be
+        saved fails nothing (``try_save_index``)."""
+        if self.torn:
+            self.cut_torn_tail()
+        if durable:
+            self.fsync()
+        self.try_save_index()
+        self.release()
+
+    def release(self) -> None:
+        """Close the write descriptor: the segment takes no more appends. The descriptor is given up even when
+        ``close`` reports an error (the kernel frees it anyway), so no later write can reach a reused number."""
         with self._fd_lock:
-            if self._fd >= 0:
-                if durable:
-                    os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = -1
-        self.save_index()
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError as exc:
+                log.warning("%s: closing the write descriptor: %s", self.path, exc)
 
     def close(self) -> None:
         self.seal(durable=True)
@@ -176,13 +216,16 @@ class Segment:
         """Write one frame (bytes, or its pieces back to back, ``size`` bytes in all) whose records arrived from
         ``arrival_ms`` to ``max_arrival_ms``. A failed write is cut back off the file, so the next frame still
         starts where this one would have."""
+        if self.torn:
+            self.cut_torn_tail()
         pos = self.size
         if size is None:
             size = len(frame) if isinstance(frame, bytes) else sum(memoryview(part).nbytes for part in frame)
         try:
             append_all(self._fd, frame, pos, size)
         except CutBackFailed as exc:
-            log.error("%s: %s", self.path, exc)
+            self.torn = True
+            log.error("%s: %s (cut before the next write)", self.path, exc)
             raise
         self.appended(pos, size, base_offset, count, arrival_ms=arrival_ms, max_arrival_ms=max_arrival_ms)
 
@@ -203,9 +246,13 @@ class Segment:
     def truncate(self, position: int, offset: int) -> int:
         """Cut the (active) segment at ``position``, where the frame of ``offset`` started. Returns the bytes cut."""
         cut = self.size - position
+        # A saved index may point at frames past ``position``; once new frames fill those bytes it would send the
+        # next open to positions inside them.
+        self.index_path.unlink(missing_ok=True)
         with self._fd_lock:
             os.ftruncate(self._fd, position)
         self.size = position
+        self.torn = False
         self.end_offset = offset
         keep = [i for i, p in enumerate(self._idx_positions) if p < position]
         self._idx_offsets = array("q", [self._idx_offsets[i] for i in keep])
@@ -214,6 +261,13 @@ class Segment:
         self._last_indexed_pos = self._idx_positions[-1] if keep else -(1 << 62)
         self._skips = {p: n for p, n in self._skips.items() if n <= position}
         return cut
+
+    def cut_torn_tail(self) -> None:
+        """Cut the bytes a failed write left past ``size`` (see ``torn``); raises while the cut still fails."""
+        with self._fd_lock:
+            os.ftruncate(self._fd, self.size)
+        self.torn = False
+        log.warning("%s: cut the partial write left by a failed append", self.path)
 
     def fsync(self) -> None:
         """Make every appended byte durable. Safe to call from a worker thread; a sealed segment is already synced."""
@@ -252,9 +306,16 @@ class Segment:
         for i in range(n):
             body += _INDEX_ENTRY.pack(self._idx_offsets[i], self._idx_positions[i], self._idx_prefix_max[i])
         body += struct.pack(">I", zlib.crc32(body))
-        tmp = self.index_path.with_name(f".{self.index_path.name}.tmp")
-        tmp.write_bytes(bytes(body))
-        os.replace(tmp, self.index_path)
+        # (A failed write removes its temporary file: a full disk gets its space back, the old index stays.)
+        atomic_write(self.index_path, bytes(body), durable=False)
+
+    def try_save_index(self) -> None:
+        """``save_index``, but a failure is only logged: the index is a cache, and an index file left from before
+        still describes a prefix of the segment correctly (``truncate`` removes one that would not)."""
+        try:
+            self.save_index()
+        except OSError as exc:
+            log.warning("%s: index not saved (the next open rebuilds it): %s", self.index_path, exc)
 
     def _load_index(self) -> bool:
         try:
