@@ -29,7 +29,6 @@ so the segment files are the only thing readers ever look at.
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,17 +40,15 @@ from .framing import (
     FRAME_MAX_RECORDS,
     FRAME_RECORDS,
     HEADER_SIZE,
-    decode_into,
-    decode_records,
     encode_frame,
     encode_frame_body,
 )
+from .log_reads import first_at_or_after, read_range
 from .log_recovery import (
     RecoveryReport,
     delete_files,
-    lost_ranges,
+    find_holes,
     open_segments,
-    read_holes,
     read_log_start,
     write_holes,
     write_log_start,
@@ -189,7 +186,7 @@ class ShardLog:
             self.next_offset = self.log_start
         # log-start never passes the end; only a lost tail could make it.
         self.log_start = min(self.log_start, self.next_offset)
-        self._find_holes(report)
+        self.holes = find_holes(directory, self.log_start, self._segments, durable=self._durable, report=report)
         self.visible_offset = self.synced_offset = self.next_offset
         self.sealed = sealed
         report.segments = len(self._segments)
@@ -416,24 +413,6 @@ class ShardLog:
         self.mark_synced(offset)
         self.tail_damage = []
 
-    def _find_holes(self, report: RecoveryReport) -> None:
-        """Report (and record) the offsets between log-start and the end that no segment covers and ``holes``
-        does not list: segment files that were deleted."""
-        self.holes = [h for h in read_holes(self.directory) if h[1] > self.log_start]
-        known = self.holes
-        found = lost_ranges(self.log_start, self._segments, known)
-        for first, end in found:
-            log.error(
-                "%s: offsets %d..%d (%d records) are lost: no segment holds them",
-                self.directory,
-                first,
-                end - 1,
-                end - first,
-            )
-        report.lost.extend(found)
-        if found:
-            self._write_holes(sorted(known + found))
-
     def _write_holes(self, holes: list[tuple[int, int]]) -> None:
         write_holes(self.directory, holes, durable=self._durable)
         self.holes = holes
@@ -538,50 +517,23 @@ class ShardLog:
         end = self.visible_offset if end_offset is None else min(end_offset, self.visible_offset)
         if self.pending_count and end > self.pending_base:
             self.materialize()
-        out: list[Any] = []
-        if offset >= end or not self._segments:
-            return out, offset, 0
-        nbytes = 0
-        next_offset = offset
-        for i in range(max(0, bisect.bisect_right(self._bases, offset) - 1), len(self._segments)):
-            seg = self._segments[i]
-            if seg.base_offset >= end:
-                break
-            pos, first = seg.position_for_offset(next_offset)
-            fd = self._files.get(seg.path)
-            for buf, rel, header in seg.frames(fd, pos, seg.size, first):
-                if header.base_offset >= end:
-                    break
-                if header.end_offset <= next_offset:
-                    continue
-                used, next_offset, full = decode_into(
-                    out, buf, rel, header, next_offset, end, max_records, max_bytes - nbytes, id_base, encryption
-                )
-                nbytes += used
-                if full:
-                    return out, next_offset, nbytes
-        # Everything below ``end`` has been read (damaged frames that were skipped included).
-        return out, end, nbytes
+        return read_range(
+            self._segments,
+            self._bases,
+            self._files,
+            offset,
+            end,
+            max_records=max_records,
+            max_bytes=max_bytes,
+            id_base=id_base,
+            encryption=encryption,
+        )
 
     def offset_for_time(self, arrival_ms: int) -> int:
         """The offset of the first record that arrived at or after ``arrival_ms`` (the visible end if none)."""
         if self.pending_count:
             self.materialize()
-        end = self.visible_offset
-        for seg in self._segments:
-            if seg.max_arrival_ms < arrival_ms or seg.end_offset <= self.log_start:
-                continue
-            pos, first = seg.position_for_time(arrival_ms)
-            fd = self._files.get(seg.path)
-            for buf, rel, header in seg.frames(fd, pos, seg.size, first):
-                if header.base_offset >= end:
-                    return end
-                if header.max_arrival_ms < arrival_ms:
-                    continue
-                for rec in decode_records(buf, rel, header, self.log_start):
-                    if rec.arrival_ms >= arrival_ms:
-                        return min(rec.offset, end)
-        return end
+        return first_at_or_after(self._segments, self._files, self.log_start, self.visible_offset, arrival_ms)
 
     def arrival_of(self, offset: int) -> int | None:
         """Arrival time of the record at ``offset``, or None when it is not readable."""

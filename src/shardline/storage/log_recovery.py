@@ -27,6 +27,7 @@ from .segment import CorruptRange, Segment, segment_name
 __all__ = [
     "RecoveryReport",
     "delete_files",
+    "find_holes",
     "lost_ranges",
     "open_segments",
     "read_holes",
@@ -150,6 +151,25 @@ def lost_ranges(log_start: int, segments: list[Segment], known: list[tuple[int, 
         if seg.base_offset > prev_end:
             found += _subtract((prev_end, seg.base_offset), known)
     return found
+
+
+def find_holes(
+    directory: Path, log_start: int, segments: list[Segment], *, durable: bool, report: RecoveryReport
+) -> list[tuple[int, int]]:
+    """The log's holes at open: those ``holes`` lists, and the offsets between log-start and the end that no segment
+    covers and it does not list (segment files that were deleted), which are reported once and listed from then on."""
+    known = [h for h in read_holes(directory) if h[1] > log_start]
+    found = lost_ranges(log_start, segments, known)
+    for first, end in found:
+        log.error(
+            "%s: offsets %d..%d (%d records) are lost: no segment holds them", directory, first, end - 1, end - first
+        )
+    report.lost.extend(found)
+    if not found:
+        return known
+    holes = sorted(known + found)
+    write_holes(directory, holes, durable=durable)
+    return holes
 
 
 def read_holes(directory: Path) -> list[tuple[int, int]]:
