@@ -5,9 +5,9 @@ holds across splits and merges. Shards known when a mapping first runs start at 
 later from resharding start at TRIM_HORIZON (all their records are new to the mapping).
 
 The lease store is called from one thread of the mapping's own (``store_thread``), never from the event loop: its
-shard processors' checkpoints and SHARD_ENDs, and the shard syncs' reads and claims. The many-worker lease loop has
-a thread of its own (coordinator.py), so checkpoints never queue behind its take and balance passes, nor those
-behind a slow checkpoint; renewals run on a third thread, on their own timer.
+shard processors' checkpoints and SHARD_ENDs, and the shard syncs' reads and claims. The many-worker lease loop
+queues its passes on a thread of its own (coordinator.py) and renewals run on a third, on their own timer: none
+waits in line behind another's backlog, though all take turns on the store's one connection.
 """
 
 from __future__ import annotations

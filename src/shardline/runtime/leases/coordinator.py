@@ -147,8 +147,8 @@ class LeaseWorker:
         self._dropped: set[tuple[str, int]] = set()  # (key, epoch) given up here: never adopted again
         self._requested: tuple[str, str, int] | None = None  # (key, victim, epoch) of my handoff request
         self._stop = asyncio.Event()
-        # The lease loop's own thread: its passes never queue behind the shards' checkpoints (the mapping's store
-        # thread), nor those behind a pass.
+        # The lease loop's own thread: its passes never wait in line behind the shards' checkpoints (queued on the
+        # mapping's store thread), nor those behind a pass.
         self._thread = StoreThread(f"leases-{app[:8]}")
         # Renewals run on their own thread and timer, so a busy event loop cannot let a held lease expire.
         self._epochs: dict[str, int] = {}  # what the renew thread renews: key -> epoch (under _epochs_lock)
