@@ -9,6 +9,7 @@ from ..clock import Clock
 from .destinations import Destination
 from .functions import InvocationResult
 from .leases import ChildShard, LeaseStore
+from .leases.thread import StoreThread
 from .mapping import MappingConfig, RuntimeTuning
 from .source import ShardSource
 
@@ -42,6 +43,7 @@ class MappingContext(Protocol):
     clock: Clock
     source: ShardSource
     store: LeaseStore
+    store_thread: StoreThread  # where every call to ``store`` runs: never on the event loop
     function: Invoker
     function_arn: str
     role_arn: str

@@ -8,6 +8,11 @@ decision (policy.py); on-failure records are stored by onfailure.py and tumbling
 checkpoint is the highest sequence number below which every record is settled (settling.py), written durably
 after each batch.
 
+Every lease-store call runs on the mapping's store thread (``MappingContext.store_thread``), never on the event
+loop: a slow store holds up only the sub-shard waiting for its checkpoint, which starts no next batch until the
+checkpoint is written, as before. One checkpoint write per shard is in flight at a time (the later caller writes
+the newest settled position once the earlier write returns), so a shard's checkpoints reach the store in order.
+
 A discarded batch is settled only once its on-failure record is stored, so while the destination refuses it the
 shard waits and keeps its checkpoint before the batch.
 
@@ -80,6 +85,7 @@ class ShardProcessor:
         self.lost = False
         self._halted = False
         self._renewed = asyncio.Event()
+        self._checkpointing = asyncio.Lock()  # one checkpoint write in flight per shard: they land in order
 
     def interrupt(self) -> None:
         """The mapping is stopping: end any backoff now (what it waited to retry stays unsettled)."""
@@ -144,8 +150,9 @@ class ShardProcessor:
             if self.lost:
                 pass
             elif self._ended and self.ctx.running() and self._settler.outstanding == 0:
-                self._write_checkpoint()
-                self.ctx.store.finish(self.lease, await self.ctx.child_shards(self.children))
+                await self._write_checkpoint()
+                children = await self.ctx.child_shards(self.children)
+                await self.ctx.store_thread.call(self.ctx.store.finish, self.lease, children)
                 self.finished = True
                 log.info("mapping %s %s: settled to SHARD_END", self.ctx.config.uuid, self.shard_id)
             else:
@@ -163,7 +170,7 @@ class ShardProcessor:
         tries when one process holds every lease), so that the next owner starts after what was settled here
         instead of repeating it."""
         tries = 0
-        while not self._write_checkpoint():
+        while not await self._write_checkpoint():
             tries += 1
             if self.deadline is None and tries >= 3:
                 return
@@ -206,19 +213,35 @@ class ShardProcessor:
                 waiting.append((want, settled, fut))
         self._idle_waiters = waiting
 
-    def _write_checkpoint(self) -> bool:
-        """Write the checkpoint if it moved; False when the store did not answer (it stays due)."""
+    async def _write_checkpoint(self) -> bool:
+        """Write the checkpoint if it moved; False when the store did not answer (it stays due). What settled
+        while a write was in flight is written too before this returns."""
+        async with self._checkpointing:
+            while await self._write_checkpoint_now():
+                if self.lost or not self._settler.dirty:
+                    return True
+            return False
+
+    async def _write_checkpoint_now(self) -> bool:
+        settler = self._settler
         if self.lost:
             return True
-        if self._settler.dirty and self._settler.checkpoint is not None:
+        if settler.dirty and settler.checkpoint is not None:
+            # Due again if the write fails, or if records settle meanwhile (settle() sets it).
+            settler.dirty = False
             try:
-                self.ctx.store.checkpoint(self.lease, Position.sequence(self._settler.checkpoint))
+                await self.ctx.store_thread.call(
+                    self.ctx.store.checkpoint, self.lease, Position.sequence(settler.checkpoint)
+                )
             except LeaseUnavailable as exc:
                 # Nothing was written: the checkpoint stays due and the next batch writes it (the lease's local
                 # deadline stops the batches if the store stays away).
+                settler.dirty = True
                 log.warning("mapping %s %s: checkpoint not written: %s", self.ctx.config.uuid, self.shard_id, exc)
                 return False
-            self._settler.dirty = False
+            except BaseException:
+                settler.dirty = True
+                raise
             self.stats.checkpoint_moved_ms = self.ctx.clock.now_ms()
         cp = self._settler.checkpoint
         self.stats.lag_records = self.ctx.source.lag(self.shard_id, cp if cp is not None else self.lease.checkpoint)
@@ -236,7 +259,7 @@ class ShardProcessor:
             # record arrives must never be replaced by a later LATEST (that would skip what came in between).
             tip = src.tip(self.shard_id)
             pos = Position.parse(tip) if tip is not None else Position.at_timestamp(self.ctx.clock.now_ms())
-            self.ctx.store.checkpoint(self.lease, pos)
+            await self.ctx.store_thread.call(self.ctx.store.checkpoint, self.lease, pos)
             self.lease = dataclasses.replace(self.lease, position=pos)
         kind, sequence_number, timestamp_ms = pos.iterator()
         return await src.get_iterator(self.shard_id, kind, sequence_number=sequence_number, timestamp_ms=timestamp_ms)
@@ -291,7 +314,8 @@ class ShardProcessor:
             self.stats.millis_behind = page.millis_behind
             if page.records:
                 self._caught_up_at = 0
-                self._accept(page.records)
+                if self._accept(page.records):
+                    await self._write_checkpoint()
                 last_fetched = page.records[-1].sequence_number
             else:
                 self._caught_up_at = read
@@ -305,7 +329,9 @@ class ShardProcessor:
                 await ctx.source.wait_for_data(self.shard_id, tuning.poll_interval_s)
         self._ended = iterator is None
 
-    def _accept(self, records: list[Record]) -> None:
+    def _accept(self, records: list[Record]) -> bool:
+        """Deal ``records`` to the sub-shards; True when filtered records moved the checkpoint with nothing in
+        flight (the caller writes it)."""
         matcher = self.ctx.matcher
         pf = len(self._subs)
         self.stats.polled += len(records)
@@ -328,8 +354,8 @@ class ShardProcessor:
         if filtered:
             # Filtered records are settled at once; the checkpoint passes them once everything before is settled.
             self._settler.settle(filtered)
-            if not any(s.busy or s.queue for s in self._subs):
-                self._write_checkpoint()
+            return not any(s.busy or s.queue for s in self._subs)
+        return False
 
     # ----------------------------------------------------------------- batching
     async def _sub_loop(self, sub: SubShard) -> None:
@@ -347,10 +373,10 @@ class ShardProcessor:
                 sub.closing = True
                 try:
                     await self._close_window(sub)
+                    if ctx.running():
+                        await self._write_checkpoint()
                 finally:
                     sub.closing = False
-                if ctx.running():
-                    self._write_checkpoint()
                 self._poke()
                 continue
             if not sub.queue:
@@ -373,16 +399,16 @@ class ShardProcessor:
                 window = sub.window
             batch = take_batch(sub.queue, cfg.batch_size, window)
             self._space.set()
-            sub.busy = True
+            sub.busy = True  # until the checkpoint is written too: idle() must not see the batch done before
             try:
                 await self._process(batch, window)
                 if window is not None and window.terminated_early:
                     await self._close_window(sub)
+                window_opened = ctx.clock.monotonic()
+                if ctx.running():
+                    await self._write_checkpoint()
             finally:
                 sub.busy = False
-            window_opened = ctx.clock.monotonic()
-            if ctx.running():
-                self._write_checkpoint()
             self._poke()
 
     # ----------------------------------------------------------------- tumbling windows
@@ -419,7 +445,7 @@ class ShardProcessor:
                 self.stats.function_errors += 1
             step = ErrorPolicy.of(ctx.config).after(verdict, size=0, retries=retries)
             if step.kind == "settle":
-                self._settle(window.held)
+                await self._settle(window.held)
                 sub.window = None
                 return
             if step.kind == "retry":
@@ -478,7 +504,7 @@ class ShardProcessor:
                     if window is not None:
                         window.handled(done, verdict.state)
                     else:
-                        self._settle(done)
+                        await self._settle(done)
                     self.stats.succeeded += len(done)
                 if step.kind == "settle":
                     break
@@ -533,15 +559,15 @@ class ShardProcessor:
             function_error=function_error,
         )
         if stored:
-            self._settle(entries)
+            await self._settle(entries)
         return stored
 
-    def _settle(self, entries: list[Entry]) -> None:
+    async def _settle(self, entries: list[Entry]) -> None:
         self._settler.settle(entries)
         # Persist as soon as the settled prefix moves (a poison record retried for hours must not hold back the
         # saved checkpoint of records already handled before it).
         if self._settler.dirty and self.ctx.running():
-            self._write_checkpoint()
+            await self._write_checkpoint()
 
     # ----------------------------------------------------------------- waiting
     async def _retry_backoff(self, delay: float) -> float:

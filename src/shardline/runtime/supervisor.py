@@ -3,6 +3,11 @@
 A shard starts only when every parent is settled to SHARD_END (or has expired out of the stream), so per-key order
 holds across splits and merges. Shards known when a mapping first runs start at its StartingPosition; shards born
 later from resharding start at TRIM_HORIZON (all their records are new to the mapping).
+
+The lease store is called from one thread of the mapping's own (``store_thread``), never from the event loop: its
+shard processors' checkpoints and SHARD_ENDs, and the shard syncs' reads and claims. The many-worker lease loop
+queues its passes on a thread of its own (coordinator.py) and renewals run on a third, on their own timer: none
+waits in line behind another's backlog, though all take turns on the store's one connection.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .destinations import Destination
 from .functions import FunctionPool
 from .leases import ChildShard, Lease, LeaseStore, LeaseUnavailable
 from .leases.coordinator import LeaseTiming, LeaseWorker
+from .leases.thread import StoreThread
 from .mapping import MappingConfig, RuntimeTuning
 from .position import TRIM_HORIZON, Position
 from .processor import ShardProcessor
@@ -71,6 +77,7 @@ class Mapping:
         self.role_arn = role_arn
         self.source = source
         self.store = store
+        self.store_thread = StoreThread(f"store-{config.uuid[:8]}")
         self.destination = destination
         self.matcher = matcher
         self.tuning = tuning or RuntimeTuning()
@@ -148,7 +155,11 @@ class Mapping:
     # ----------------------------------------------------------------- discovery
     async def _run(self) -> None:
         self.state = "Enabled"
-        first_pass = not self.store.leases(self.uuid)
+        try:
+            first_pass = not await self.store_thread.call(self.store.leases, self.uuid)
+        except BaseException:
+            self.store_thread.close()
+            raise
         worker_task: asyncio.Task[None] | None = None
         if self.leasing is not None:
             self.lease_worker = LeaseWorker(self.store, self.uuid, self.leasing, self.clock, self._launch)
@@ -184,6 +195,7 @@ class Mapping:
             for p in self._processors.values():
                 self._absorb(p.stats)
             self._processors.clear()
+            self.store_thread.close()
             if not self._config.enabled:
                 self.state = "Disabled"
             self._pulse_synced()
@@ -206,21 +218,27 @@ class Mapping:
             initial = self._initial_position(s, first_pass)
             if self.lease_worker is not None:
                 # Shared: only make sure every shard has a lease; the lease worker decides who runs it.
-                await asyncio.to_thread(self._ensure_shared, s, shards, initial)
+                await self.store_thread.call(self._ensure_shared, s, shards, initial)
                 continue
-            lease = self.store.ensure(self.uuid, self.source.stream_name, s.shard_id, s.parent_ids, initial)
-            if lease.finished:
+            lease = await self.store_thread.call(self._claim, s, listed, initial)
+            if lease is None:
                 continue
-            if not self._parents_done(s, listed):
-                continue
-            lease = self.store.take(self.uuid, self.source.stream_name, s.shard_id)
             proc = ShardProcessor(self, s.shard_id, lease)
             self._processors[s.shard_id] = proc
             self._tasks[s.shard_id] = asyncio.create_task(self._run_shard(proc), name=f"{self.uuid}-{s.shard_id}")
 
+    def _claim(self, shard: SourceShard, listed: set[str], initial: Position) -> Lease | None:
+        """(On the store thread.) This process holds every lease: the lease of ``shard``, taken, when the shard is
+        not finished and its parents are; else None."""
+        lease = self.store.ensure(self.uuid, self.source.stream_name, shard.shard_id, shard.parent_ids, initial)
+        if lease.finished or not self._parents_done(shard, listed):
+            return None
+        return self.store.take(self.uuid, self.source.stream_name, shard.shard_id)
+
     def _ensure_shared(self, shard: SourceShard, shards: list[SourceShard], initial: Position) -> None:
         """Create the lease of ``shard`` if it has none, except for a closed shard whose child already has a lease:
-        that shard was finished and its lease cleaned up (it must not start over from its beginning)."""
+        that shard was finished and its lease cleaned up (it must not start over from its beginning). (On the store
+        thread.)"""
         stream = self.source.stream_name
         if shard.closed and self.store.get(self.uuid, stream, shard.shard_id) is None:
             children = [c.shard_id for c in shards if shard.shard_id in c.parent_ids]

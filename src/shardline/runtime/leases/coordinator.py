@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import math
 import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import ParamSpec, Protocol, TypeVar
 
 from ...clock import Clock
 from .base import Lease, LeaseLost, LeaseStore, LeaseUnavailable, Renewal, Snapshot
+from .thread import StoreThread
 
 __all__ = ["LeaseCounters", "LeaseTiming", "LeaseWorker", "ShardHandle"]
 
@@ -148,7 +147,9 @@ class LeaseWorker:
         self._dropped: set[tuple[str, int]] = set()  # (key, epoch) given up here: never adopted again
         self._requested: tuple[str, str, int] | None = None  # (key, victim, epoch) of my handoff request
         self._stop = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"leases-{app[:8]}")
+        # The lease loop's own thread: its passes never wait in line behind the shards' checkpoints (queued on the
+        # mapping's store thread), nor those behind a pass.
+        self._thread = StoreThread(f"leases-{app[:8]}")
         # Renewals run on their own thread and timer, so a busy event loop cannot let a held lease expire.
         self._epochs: dict[str, int] = {}  # what the renew thread renews: key -> epoch (under _epochs_lock)
         self._epochs_lock = threading.Lock()
@@ -159,9 +160,7 @@ class LeaseWorker:
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         started = time.perf_counter()
         try:
-            # The lease loop's own thread: renewals must never queue behind reads in the shared default executor.
-            call = functools.partial(fn, *args, **kwargs)
-            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+            return await self._thread.call(fn, *args, **kwargs)
         finally:
             self.counters.count_statement(time.perf_counter() - started)
 
@@ -206,7 +205,7 @@ class LeaseWorker:
                     await asyncio.wait_for(self._stop.wait(), wait)
         finally:
             self._renew_stop.set()
-            await asyncio.get_running_loop().run_in_executor(self._executor, renewer.join)
+            await self._thread.call(renewer.join)
         with contextlib.suppress(LeaseUnavailable):
             await self._call(self.store.deregister, self.app)
 
@@ -221,7 +220,7 @@ class LeaseWorker:
 
     def close(self) -> None:
         """After ``run`` returned and every processor ended: the lease loop's thread ends."""
-        self._executor.shutdown(wait=False)
+        self._thread.close()
 
     # ----------------------------------------------------------------- renewals (their own thread)
     def _renew_thread(self) -> None:
