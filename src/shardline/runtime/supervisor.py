@@ -77,12 +77,12 @@ class Mapping:
         self.role_arn = role_arn
         self.source = source
         self.store = store
-        self.store_thread = StoreThread(f"store-{config.uuid[:8]}")
         self.destination = destination
         self.matcher = matcher
         self.tuning = tuning or RuntimeTuning()
         self.clock = clock or SystemClock()
         self.region = region
+        self.store_thread = StoreThread(f"store-{config.uuid[:8]}")  # (every store call of the mapping's: see above)
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._processors: dict[str, ShardProcessor] = {}
