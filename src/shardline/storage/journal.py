@@ -527,6 +527,18 @@ class Journal:
                 lg.sync()
         self.finish_checkpoint(position)
 
+    def release(self) -> None:
+        """Close the journal's files without a checkpoint and without deleting any: the next open replays everything
+        since the last checkpoint, as after a crash (the engine closes so after a failed fsync)."""
+        if self._helper is not None:
+            self._helper.shutdown()
+            self._helper = None
+        with self._fd_lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+        self._checkpoint.close()
+
     def close(self) -> None:
         """Checkpoint at the end and delete every journal file: a cleanly closed engine needs no replay. The
         shard logs must be materialised and closed (fsynced) first."""
