@@ -218,3 +218,27 @@ async def test_fsync_never_fsyncs_no_data_file(kit: Kit, monkeypatch: pytest.Mon
     fsync.failing = False  # (a clean close fsyncs the active segments, under never too)
     engine = await _reopen_holds(kit, engine, acked)
     assert engine.was_clean
+
+
+async def test_a_failed_fsync_of_a_journal_file_ending_at_a_roll(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    fsync = Fsync(_journal(kit), monkeypatch)
+    engine = await kit.open(
+        fsync="interval", fsync_interval_ms=3_600_000, journal_file_bytes=4096, journal_checkpoint_ms=3_600_000
+    )
+    await engine.create_stream("s", 2)
+    await engine.checkpoint()
+    before = _recorded(engine)
+    fsync.failing = True
+    acked: list[tuple[str, str, bytes]] = []
+    with pytest.raises(ServiceUnavailable) as exc:  # (a put that starts a new journal file fsyncs the old one)
+        for i in range(1000):
+            acked += await _put(engine, 1, start=i)
+    assert exc.value.message == MESSAGE.format(error="Input/output error")
+    assert acked and fsync.failed == 1
+    fsync.failing = False
+    await _assert_refused(engine, "Input/output error")
+    with pytest.raises(ServiceUnavailable):
+        await engine.checkpoint()
+    assert _recorded(engine) == before
+    assert await _stored(kit, engine) == sorted(acked)
+    await _reopen_holds(kit, engine, acked)

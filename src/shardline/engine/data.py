@@ -28,6 +28,7 @@ from ..models import (
     StreamMode,
 )
 from ..storage import unwritten
+from ..storage.journal import SyncFailed
 from ..storage.staging import Entry
 from . import messages as m
 from . import sequence
@@ -233,6 +234,8 @@ class DataPlane(EngineBase):
         table = st.table
         try:
             offsets, made = journal.put(st.tag, now, table, plan, results=True)
+        except SyncFailed as exc:  # (a roll fsyncs the file it ends: the request is not acknowledged)
+            raise self._fsync_failed(exc, "the journal") from exc
         except OSError as exc:
             full = self._no_space(exc)  # (a full disk is logged once, not per request)
             if full is None:
