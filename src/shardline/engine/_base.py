@@ -69,6 +69,7 @@ class EngineBase:
     streams: dict[str, StreamState]
     damaged_streams: dict[str, DamagedStream]
     disk_full: bool
+    storage_failed: str | None
     _next_transition_ms: int
     _next_yield_ms: float
     _closed: bool
@@ -340,7 +341,8 @@ class EngineBase:
     @contextmanager
     def _refuse_when_full(self) -> Iterator[None]:
         """Around a metadata write: a full disk raises the error that refuses the request (_no_space); any other
-        failure goes on as it is."""
+        failure goes on as it is. Nothing is written after a failed fsync (_fsync_failed)."""
+        self._refuse_when_failed()
         try:
             yield
         except OSError as exc:
@@ -348,6 +350,31 @@ class EngineBase:
             if full is None:
                 raise
             raise full from exc
+
+    # ----------------------------------------------------------------- a failed fsync
+    def _fsync_failed(self, exc: OSError, what: str) -> ServiceUnavailable:
+        """Enter the failed-storage state after an fsync of ``what`` (the journal, a segment) failed with ``exc``,
+        and return the error that refuses writes from now on. The state is sticky until a restart: after a failed
+        fsync Linux drops the dirty pages it could not write and clears the error, so a later fsync of the same file
+        can succeed although earlier bytes never reached the disk. Only the journal still holds them (no checkpoint
+        records a position from now on) and a restart replays it. ENOSPC here counts too (the same pages are lost).
+        Entering the state is logged once; reads go on."""
+        if self.storage_failed is None:
+            self.storage_failed = exc.strerror or str(exc)
+            log.error(
+                "fsync of %s in the data directory %s failed (%s): written bytes may be lost, so writes are refused "
+                "and no journal checkpoint is recorded until the server is restarted (the restart replays the "
+                "journal); reads go on",
+                what,
+                self.settings.data_dir,
+                self.storage_failed,
+            )
+        return ServiceUnavailable(m.STORAGE_FAILED.format(error=self.storage_failed))
+
+    def _refuse_when_failed(self) -> None:
+        """Refuse a write once an fsync has failed (_fsync_failed)."""
+        if self.storage_failed is not None:
+            raise ServiceUnavailable(m.STORAGE_FAILED.format(error=self.storage_failed))
 
     def _space_again(self) -> None:
         """A write went through: if the disk was full, say that writes work again."""

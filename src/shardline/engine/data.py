@@ -28,6 +28,7 @@ from ..models import (
     StreamMode,
 )
 from ..storage import unwritten
+from ..storage.journal import SyncFailed
 from ..storage.staging import Entry
 from . import messages as m
 from . import sequence
@@ -219,6 +220,7 @@ class DataPlane(EngineBase):
         ):
             raise InvalidArgumentException(m.RECORDS_TOO_LARGE if max_record <= 1 << 20 else m.LARGE_RECORDS_TOO_LARGE)
 
+        self._refuse_when_failed()
         now = self.clock.now_ms()
         results: list[PutRecordsEntry] = [_PENDING] * len(records)
         positions: list[int] | None = None  # the request position of each plan entry, when not all are in the plan
@@ -232,6 +234,8 @@ class DataPlane(EngineBase):
         table = st.table
         try:
             offsets, made = journal.put(st.tag, now, table, plan, results=True)
+        except SyncFailed as exc:  # (a roll fsyncs the file it ends: the request is not acknowledged)
+            raise self._fsync_failed(exc, "the journal") from exc
         except OSError as exc:
             full = self._no_space(exc)  # (a full disk is logged once, not per request)
             if full is None:
@@ -266,8 +270,8 @@ class DataPlane(EngineBase):
         if always:
             try:
                 await self.committer.commit((journal,))
-            except OSError as exc:
-                raise InternalFailureException("Internal Service Failure") from exc
+            except OSError as exc:  # (not acknowledged; the journal may now hold a damaged frame: _fsync_failed)
+                raise self._fsync_failed(exc, "the journal") from exc
             ends: dict[int, int] = {}
             for (slot, *_), off in zip(plan, offsets, strict=True):
                 ends[slot] = off + 1

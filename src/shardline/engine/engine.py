@@ -11,6 +11,7 @@ from typing import Any
 
 from .._tasks import cancel_and_wait
 from ..clock import Clock, SystemClock
+from ..errors import ServiceUnavailable
 from ..settings import Settings
 from ..storage.catalog import Catalog, DamagedStream
 from ..storage.journal import Journal, JournalReport
@@ -59,6 +60,7 @@ class Engine(DataPlane, StreamSettings, ControlPlane, Resharding, Admin, Account
         self.streams: dict[str, StreamState] = {}
         self.damaged_streams: dict[str, DamagedStream] = {}
         self.disk_full = False  # the last write failed for want of space (see _no_space)
+        self.storage_failed: str | None = None  # an fsync failed: writes refused until a restart (_fsync_failed)
         self.recovery_reports: list[RecoveryReport] = []
         self.journal_report = JournalReport()
         self._checkpoint_lock = asyncio.Lock()
@@ -211,6 +213,9 @@ class Engine(DataPlane, StreamSettings, ControlPlane, Resharding, Admin, Account
         self._end_all_subscriptions()
         await cancel_and_wait(self._tasks)
         await self.committer.close()
+        if self.storage_failed is not None:
+            self._close_failed()
+            return
         try:
             self._close_logs()
             self.journal.close()
@@ -223,6 +228,18 @@ class Engine(DataPlane, StreamSettings, ControlPlane, Resharding, Admin, Account
             return
         self.files.close()
         self.catalog.close(clean=True)
+
+    def _close_failed(self) -> None:
+        """Close after a failed fsync (_fsync_failed): no final checkpoint, the journal keeps every record since the
+        last good one and the next open replays it, as after a crash."""
+        try:
+            self._close_logs()
+        except OSError as exc:
+            log.error("closing the shard logs failed: %s", exc)
+        self.journal.release()
+        log.error("closing without a final checkpoint after a failed fsync, the next start replays the journal")
+        self.files.close()
+        self.catalog.close(clean=False)
 
     def _close_logs(self) -> None:
         """Close every shard log; the first failure is raised once all were tried."""
@@ -298,27 +315,37 @@ class Engine(DataPlane, StreamSettings, ControlPlane, Resharding, Admin, Account
         while True:
             await asyncio.sleep(self.settings.fsync_interval_ms / 1000)
             position = self.journal.position
-            if self.journal.synced_position >= position:
+            if self.journal.synced_position >= position or self.storage_failed is not None:
                 continue
             try:
                 await self.committer.run(self.journal.sync)
                 self.journal.mark_synced(position)
+            except OSError as exc:
+                self._fsync_failed(exc, "the journal")  # (puts are refused from now on)
             except Exception:
                 log.exception("interval fsync failed")
 
     async def checkpoint(self) -> None:
         """Write every staged record to its segments, fsync them (unless fsync=never) and move the journal's
-        checkpoint, so recovery replays nothing before this point. Runs every journal_checkpoint_ms."""
+        checkpoint, so recovery replays nothing before this point. Runs every journal_checkpoint_ms.
+
+        After a failed fsync (_fsync_failed) it raises ServiceUnavailable and records nothing: a later fsync may
+        succeed although bytes were lost, so the journal keeps everything since the last good checkpoint."""
         journal = self.journal
         # One at a time: a later checkpoint must not record its position while an earlier one's fsyncs run.
         async with self._checkpoint_lock:
+            self._refuse_when_failed()
             position, logs = journal.begin_checkpoint()
             if journal.durable and logs:
                 try:
                     await self.committer.fsync(logs)
+                except OSError as exc:
+                    journal.abort_checkpoint(logs)
+                    raise self._fsync_failed(exc, "a shard segment") from exc
                 except BaseException:
                     journal.abort_checkpoint(logs)
                     raise
+            self._refuse_when_failed()  # (a put's journal fsync may have failed meanwhile)
             await self.committer.run(journal.finish_checkpoint, position)
 
     async def _checkpoint_loop(self) -> None:
@@ -326,6 +353,8 @@ class Engine(DataPlane, StreamSettings, ControlPlane, Resharding, Admin, Account
             await asyncio.sleep(self.settings.journal_checkpoint_ms / 1000)
             try:
                 await self.checkpoint()
+            except ServiceUnavailable:
+                pass  # (a failed fsync: logged once when it happened; nothing is recorded until a restart)
             except OSError as exc:
                 if self._no_space(exc) is None:  # (a full disk is logged once, not every pass)
                     log.exception("journal checkpoint failed")

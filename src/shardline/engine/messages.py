@@ -17,6 +17,10 @@ STREAM_DAMAGED = (
     "Its data is kept; the stream is served again once the file is repaired."
 )
 DISK_FULL = "No space left on the device of the data directory: writes are refused until space is freed ({error})."
+STORAGE_FAILED = (
+    "The data directory had a write error (fsync failed: {error}): writes are refused, reads go on; restart the server "
+    "to recover."
+)
 # AWS quirk: no final period on the state messages.
 NOT_ACTIVE = "Stream {stream} under account {account} not ACTIVE, instead in state {state}"
 NOT_WRITABLE = "Stream {stream} under account {account} not ACTIVE or UPDATING, instead in state {state}"

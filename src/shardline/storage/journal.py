@@ -53,7 +53,7 @@ import logging
 import os
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -67,7 +67,7 @@ from .log import FRAME_BYTES, FRAME_MAX_RECORDS, LogTable, ShardLog
 from .segment import Segment
 from .staging import ACCELERATED, Entry
 
-__all__ = ["HEADER_SIZE", "Journal", "JournalReport", "Loss", "Resolver", "Staged"]
+__all__ = ["HEADER_SIZE", "Journal", "JournalReport", "Loss", "Resolver", "Staged", "SyncFailed"]
 
 log = logging.getLogger("shardline.storage")
 
@@ -104,6 +104,14 @@ def _write_jobs(jobs: list[_Job]) -> list[Any]:
     return out
 
 
+def _sync(fsync: Callable[[Any], None], target: Any) -> None:
+    """``fsync(target)``, its failure raised as SyncFailed."""
+    try:
+        fsync(target)
+    except OSError as exc:
+        raise SyncFailed(exc.errno, exc.strerror) from exc
+
+
 def _holds_staged(lg: ShardLog) -> bool:
     """Whether ``lg`` is still open in its table's slot with records staged there."""
     logs = lg.table.logs
@@ -131,6 +139,11 @@ def _write_error(seg: Segment, err: int, cut_err: int) -> OSError:
     exc = CutBackFailed.of(err, cut_err)
     log.error("%s: %s", seg.path, exc)
     return exc
+
+
+class SyncFailed(OSError):
+    """An fsync of a journal file or of the journal's directory failed on the put path (a roll): bytes written
+    before it may be lost although a later fsync succeeds (the engine stops writing, engine/_base.py)."""
 
 
 class Staged(NamedTuple):
@@ -338,7 +351,7 @@ class Journal:
         with self._fd_lock:
             if self._fd >= 0:
                 if self.durable:
-                    os.fsync(self._fd)
+                    _sync(os.fsync, self._fd)
                 os.close(self._fd)
                 self._fd = -1
             start = self.position
@@ -351,7 +364,7 @@ class Journal:
             if not self._files or self._files[-1] != start:
                 self._files.append(start)
         if self.durable:
-            fsync_dir(self.directory)
+            _sync(fsync_dir, self.directory)
 
     # ----------------------------------------------------------------- durability
     @property
@@ -526,6 +539,18 @@ class Journal:
             for lg in logs:
                 lg.sync()
         self.finish_checkpoint(position)
+
+    def release(self) -> None:
+        """Close the journal's files without a checkpoint and without deleting any: the next open replays everything
+        since the last checkpoint, as after a crash (the engine closes so after a failed fsync)."""
+        if self._helper is not None:
+            self._helper.shutdown()
+            self._helper = None
+        with self._fd_lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+        self._checkpoint.close()
 
     def close(self) -> None:
         """Checkpoint at the end and delete every journal file: a cleanly closed engine needs no replay. The
