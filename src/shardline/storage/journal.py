@@ -543,14 +543,20 @@ class Journal:
     def release(self) -> None:
         """Close the journal's files without a checkpoint and without deleting any: the next open replays everything
         since the last checkpoint, as after a crash (the engine closes so after a failed fsync)."""
+        self._stop_helper()
+        self._close_file()
+        self._checkpoint.close()
+
+    def _stop_helper(self) -> None:
         if self._helper is not None:
             self._helper.shutdown()
             self._helper = None
+
+    def _close_file(self) -> None:
         with self._fd_lock:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
-        self._checkpoint.close()
 
     def close(self) -> None:
         """Checkpoint at the end and delete every journal file: a cleanly closed engine needs no replay. The
@@ -558,13 +564,8 @@ class Journal:
         try:
             self.materialize_all()
         finally:
-            if self._helper is not None:
-                self._helper.shutdown()
-                self._helper = None
-        with self._fd_lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            self._stop_helper()
+        self._close_file()
         self._take_marks()
         self._unsynced = {}
         # Every log's next offset is exact now and recorded in its mark (durably: reservations fsync the file
