@@ -5,7 +5,9 @@ Every figure that is a metric comes from the metrics snapshot (metrics.collect),
 and /metrics show the same numbers by the same definitions: "dropped" records (with its delivery grace window), a
 mapping's iterator age (zero while nothing waits) and a shard's read freshness are defined once, in collect. What is
 no metric (names, ARNs, configuration, lineage, the latest error) is read beside it: from the engine's read view,
-from the project's pools and mappings, and from the series store for last-minute rates.
+from the project's pools and mappings, and from the series store for last-minute rates. Leases (checkpoints, owners,
+finished shards) come from each mapping's lease view (``Mapping.lease_of``), never from its lease store: a slow
+store must not hold up the event loop, and the view is at most one shard sync pass behind (see runtime.supervisor).
 
 The one exception is the shard map: the snapshot holds per-shard series only for streams small enough or with
 enhanced monitoring (catalog.SHARD_SERIES_LIMIT), while the map shows every shard, so it reads the shard counters
@@ -246,8 +248,14 @@ def _mapping(fig: _Figures, mp: Any) -> dict[str, Any]:
         "totals": totals,
         "config": dataclasses.asdict(cfg),
         "shards": shards,
-        "leases": mapping_leases(mp),
+        "leases": _leases(mp),
     }
+
+
+def _leases(mp: Any) -> dict[str, Any] | None:
+    """Who owns which shard of ``mp``, from its lease view (stand-ins for a mapping may have none)."""
+    view = getattr(mp, "lease_view", None)
+    return mapping_leases(mp, view()) if view is not None else None
 
 
 # ----------------------------------------------------------------- shards, failures, alarms
@@ -285,7 +293,7 @@ def shard_map(m: MonitoringSource, name: str) -> dict[str, Any]:
             "mappings": [],
         }
         for mp in mappings:
-            lease = mp.store.get(mp.uuid, name, sh.shard_id) if mp.store is not None else None
+            lease = mp.lease_of(sh.shard_id)  # the mapping's lease view: no store call on the event loop
             ss = mp.shard_stats().get(sh.shard_id)
             row["mappings"].append(
                 {

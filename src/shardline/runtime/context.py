@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ..clock import Clock
 from .destinations import Destination
 from .functions import InvocationResult
-from .leases import ChildShard, LeaseStore
+from .leases import ChildShard, Lease, LeaseStore
 from .leases.thread import StoreThread
 from .mapping import MappingConfig, RuntimeTuning
+from .position import Position
 from .source import ShardSource
 
 __all__ = ["EpochInvoker", "Invoker", "MappingContext", "RecordMatcher"]
@@ -53,6 +55,14 @@ class MappingContext(Protocol):
     recent_failures: deque[dict[str, Any]]  # the latest on-failure records, for monitoring
 
     def running(self) -> bool: ...
+
+    def store_checkpoint(self, lease: Lease, position: Position) -> None:
+        """(On ``store_thread``.) ``store.checkpoint``, kept in the mapping's lease view too (for monitoring)."""
+        ...
+
+    def store_finish(self, lease: Lease, children: Sequence[ChildShard]) -> None:
+        """(On ``store_thread``.) ``store.finish``, kept in the mapping's lease view too (for monitoring)."""
+        ...
 
     async def child_shards(self, shard_ids: tuple[str, ...]) -> list[ChildShard]:
         """The shards a finished shard ended into, each with all of its parents."""

@@ -152,7 +152,7 @@ class ShardProcessor:
             elif self._ended and self.ctx.running() and self._settler.outstanding == 0:
                 await self._write_checkpoint()
                 children = await self.ctx.child_shards(self.children)
-                await self.ctx.store_thread.call(self.ctx.store.finish, self.lease, children)
+                await self.ctx.store_thread.call(self.ctx.store_finish, self.lease, children)
                 self.finished = True
                 log.info("mapping %s %s: settled to SHARD_END", self.ctx.config.uuid, self.shard_id)
             else:
@@ -231,7 +231,7 @@ class ShardProcessor:
             settler.dirty = False
             try:
                 await self.ctx.store_thread.call(
-                    self.ctx.store.checkpoint, self.lease, Position.sequence(settler.checkpoint)
+                    self.ctx.store_checkpoint, self.lease, Position.sequence(settler.checkpoint)
                 )
             except LeaseUnavailable as exc:
                 # Nothing was written: the checkpoint stays due and the next batch writes it (the lease's local
@@ -259,7 +259,7 @@ class ShardProcessor:
             # record arrives must never be replaced by a later LATEST (that would skip what came in between).
             tip = src.tip(self.shard_id)
             pos = Position.parse(tip) if tip is not None else Position.at_timestamp(self.ctx.clock.now_ms())
-            await self.ctx.store_thread.call(self.ctx.store.checkpoint, self.lease, pos)
+            await self.ctx.store_thread.call(self.ctx.store_checkpoint, self.lease, pos)
             self.lease = dataclasses.replace(self.lease, position=pos)
         kind, sequence_number, timestamp_ms = pos.iterator()
         return await src.get_iterator(self.shard_id, kind, sequence_number=sequence_number, timestamp_ms=timestamp_ms)

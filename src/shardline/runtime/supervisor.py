@@ -8,6 +8,13 @@ The lease store is called from one thread of the mapping's own (``store_thread``
 shard processors' checkpoints and SHARD_ENDs, and the shard syncs' reads and claims. The many-worker lease loop
 queues its passes on a thread of its own (coordinator.py) and renewals run on a third, on their own timer: none
 waits in line behind another's backlog, though all take turns on the store's one connection.
+
+Monitoring never calls the store either: it reads the mapping's lease view (``lease_of``, ``lease_view``,
+``stats``), a copy of the mapping's leases that the store thread alone writes. It is read whole at the end of every
+shard sync pass (every ``shard_sync_interval_s``, and at once after a shard ends), and each lease this process
+writes (a checkpoint, a SHARD_END) is put into it as soon as the store has taken the write, so this process's
+checkpoints and finished shards show at once. What changes in the table otherwise (leases created or taken, another
+worker's checkpoints, owners and handoffs, leases cleaned up) shows after the next sync pass at the latest.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from ..clock import Clock, SystemClock
@@ -28,7 +36,7 @@ from .leases import ChildShard, Lease, LeaseStore, LeaseUnavailable
 from .leases.coordinator import LeaseTiming, LeaseWorker
 from .leases.thread import StoreThread
 from .mapping import MappingConfig, RuntimeTuning
-from .position import TRIM_HORIZON, Position
+from .position import SHARD_END, TRIM_HORIZON, Position
 from .processor import ShardProcessor
 from .source import ShardSource, SourceShard
 from .stats import COUNTERS, NO_RESULT, ShardStats
@@ -93,6 +101,9 @@ class Mapping:
         self._syncs_started = 0
         self._syncs_done = 0
         self._synced = asyncio.Event()  # pulsed after every shard sync, and when the mapping stops
+        # shard id -> its lease, for monitoring. Written on the store thread only, always as a new dict, so a reader
+        # on the event loop iterates the one it took while the next is made (see the module docstring).
+        self._lease_view: dict[str, Lease] = {}
         self.recent_failures: deque[dict[str, Any]] = deque(maxlen=50)
         self.state = "Disabled" if not config.enabled else "Creating"
 
@@ -156,7 +167,7 @@ class Mapping:
     async def _run(self) -> None:
         self.state = "Enabled"
         try:
-            first_pass = not await self.store_thread.call(self.store.leases, self.uuid)
+            first_pass = not await self.store_thread.call(self._read_leases)
         except BaseException:
             self.store_thread.close()
             raise
@@ -173,6 +184,10 @@ class Mapping:
                     log.error("mapping %s: cannot list shards of %s: %s", self.uuid, self.source.stream_name, exc)
                 except LeaseUnavailable as exc:
                     log.error("mapping %s: cannot record the shards of %s: %s", self.uuid, self.source.stream_name, exc)
+                try:
+                    await self.store_thread.call(self._read_leases)
+                except LeaseUnavailable as exc:  # the view stays as it was until the next pass
+                    log.warning("mapping %s: cannot read its leases: %s", self.uuid, exc)
                 self._syncs_done = self._syncs_started
                 if self.lease_worker is not None and worker_task is None:
                     worker_task = asyncio.create_task(self.lease_worker.run(), name=f"leases-{self.uuid}")
@@ -245,6 +260,45 @@ class Mapping:
             if any(self.store.get(self.uuid, stream, c) is not None for c in children):
                 return
         self.store.ensure(self.uuid, stream, shard.shard_id, shard.parent_ids, initial)
+
+    # ----------------------------------------------------------------- the store thread's writes and the lease view
+    def store_checkpoint(self, lease: Lease, position: Position) -> None:
+        """(On the store thread.) ``store.checkpoint``, then the lease view."""
+        self.store.checkpoint(lease, position)
+        self._note(lease, position=position, owner_switches_since_checkpoint=0)
+
+    def store_finish(self, lease: Lease, children: Sequence[ChildShard]) -> None:
+        """(On the store thread.) ``store.finish``, then the lease view (the children's leases show after the
+        sync pass the shard's end starts)."""
+        self.store.finish(lease, children)
+        child_ids = tuple(c.shard_id for c in children)
+        self._note(
+            lease, position=SHARD_END, finished=True, child_shard_ids=child_ids, owner_switches_since_checkpoint=0
+        )
+
+    def _note(self, lease: Lease, **written: Any) -> None:
+        """(On the store thread.) Put a write the store has taken into the lease view: the fields written onto the
+        lease as last read, when it was read at the epoch written under (else onto the writer's copy)."""
+        seen = self._lease_view.get(lease.shard_id)
+        base = seen if seen is not None and (seen.owner, seen.epoch) == (lease.owner, lease.epoch) else lease
+        self._lease_view = {**self._lease_view, lease.shard_id: dataclasses.replace(base, **written)}
+
+    def _read_leases(self) -> list[Lease]:
+        """(On the store thread.) The mapping's leases, read into the lease view too."""
+        rows = self.store.leases(self.uuid)
+        self._lease_view = {lease.shard_id: lease for lease in rows}
+        return rows
+
+    def lease_of(self, shard_id: str) -> Lease | None:
+        """The lease of ``shard_id`` in the lease view, for monitoring (never calls the store). How stale it can
+        be: see the module docstring (this process's checkpoints show at once, other changes within a sync pass).
+        None before the mapping first ran, or when the shard has no lease."""
+        return self._lease_view.get(shard_id)
+
+    def lease_view(self) -> list[Lease]:
+        """Every lease of the mapping in the lease view, in the store's order (by lease key), for monitoring; as
+        stale as ``lease_of``. Empty before the mapping first ran."""
+        return sorted(self._lease_view.values(), key=lambda lease: lease.key)
 
     def _initial_position(self, shard: SourceShard, first_pass: bool) -> Position:
         cfg = self._config
@@ -338,13 +392,14 @@ class Mapping:
         return {sid: p.stats for sid, p in self._processors.items()}
 
     def stats(self) -> MappingStats:
+        """The mapping's figures now; ``shards_finished`` is counted in the lease view (see ``lease_of``)."""
         live = list(self._processors.values())
         totals: dict[str, int] = {}
         for name in COUNTERS:
             totals[name] = getattr(self._finished_stats, name) + sum(getattr(p.stats, name) for p in live)
         results = [p.stats.last_result for p in live if p.stats.last_result != NO_RESULT]
         last = results[-1] if results else self._finished_stats.last_result
-        finished = sum(1 for lease in self.store.leases(self.uuid) if lease.finished)
+        finished = sum(1 for lease in self._lease_view.values() if lease.finished)
         return MappingStats(
             state=self.state,
             shards_active=len(live),
