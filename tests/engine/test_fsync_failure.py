@@ -166,6 +166,38 @@ async def test_a_failed_segment_fsync_keeps_the_journal_for_the_restart(
     await _reopen_holds(kit, engine, acked)
 
 
+async def test_a_segment_fsync_failed_on_a_read_s_roll_refuses_writes_too(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read writes the staged records it covers first; past the segment size that write rolls, and the roll fsyncs
+    # the full segment. The read answers from memory when that fails (storage/unwritten.py), so the failure must reach
+    # the engine by itself: no later checkpoint may trust the segment.
+    fsync = Fsync(_segments(kit), monkeypatch)
+    engine = await kit.open(
+        fsync="always", segment_bytes=4096, journal_staged_bytes=1 << 30, journal_checkpoint_ms=3_600_000
+    )
+    await engine.create_stream("s", 1)
+    await engine.checkpoint()
+    before = _recorded(engine)
+    acked = []
+    for i in range(60):
+        res = await engine.put_record(stream_name="s", data=bytes([i]) * 200, partition_key=f"k{i}")
+        acked.append((res.shard_id, res.sequence_number, bytes([i]) * 200))
+        if i == 29:  # the first half fills the active segment past its size: the second half's write rolls
+            assert await _stored(kit, engine) == sorted(acked)
+    fsync.failing = True
+    assert await _stored(kit, engine) == sorted(acked)  # (answered although the roll failed)
+    assert fsync.failed
+    assert engine.storage_failed == "Input/output error"
+    fsync.failing = False
+    await _assert_refused(engine, "Input/output error")
+    with pytest.raises(ServiceUnavailable):
+        await engine.checkpoint()
+    assert _recorded(engine) == before
+    await engine.close()
+    await _reopen_holds(kit, engine, acked)
+
+
 async def test_a_full_disk_at_fsync_time_is_a_failed_fsync(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
     fsync = Fsync(_segments(kit), monkeypatch)
     fsync.err = errno.ENOSPC

@@ -371,6 +371,10 @@ class EngineBase:
             )
         return ServiceUnavailable(m.STORAGE_FAILED.format(error=self.storage_failed))
 
+    def _segment_fsync_failed(self, exc: OSError) -> None:
+        """A shard log's fsync failed, on whatever path (ShardLog.on_sync_error): writes stop (_fsync_failed)."""
+        self._fsync_failed(exc, "a shard segment")
+
     def _refuse_when_failed(self) -> None:
         """Refuse a write once an fsync has failed (_fsync_failed)."""
         if self.storage_failed is not None:
@@ -397,6 +401,7 @@ class EngineBase:
             table=st.table,
             slot=sh.index,
         )
+        sh.log.on_sync_error = self._segment_fsync_failed
         # The shard's results: its id, and sequence numbers from its prefix (staging.py).
         st.table.staged.name(sh.index, sh.shard_id, sh.seq_prefix)
         st.incoming.start(sh.index)

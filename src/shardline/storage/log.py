@@ -30,7 +30,7 @@ so the segment files are the only thing readers ever look at.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,6 @@ class ShardLog:
 
     __slots__ = (
         "__weakref__",
-        "_bases",
         "_durable",
         "_files",
         "_index_interval",
@@ -81,6 +80,7 @@ class ShardLog:
         "directory",
         "holes",
         "log_start",
+        "on_sync_error",
         "sealed",
         "slot",
         "synced_offset",
@@ -115,7 +115,6 @@ class ShardLog:
         # with fsync=never, which fsyncs nothing else either: there a roll would stall the loop for nothing.
         self._durable = durable
         self._segments: list[Segment] = []
-        self._bases: list[int] = []
         self.log_start = 0
         self._visible = 0  # see visible_offset
         self.synced_offset = 0
@@ -124,6 +123,9 @@ class ShardLog:
         self.tail_damage: list[CorruptRange] = []  # damaged ranges recovery found in the active segment
         self.claimed_end = -1  # what the active segment's cut tail claimed (Segment.claimed_end)
         self.holes: list[tuple[int, int]] = []  # offset ranges that hold no record (see the module docstring)
+        # Told of any failed fsync of the segments, on any path (a checkpoint, a roll, a seal, a read writing staged
+        # records): Linux may drop the pages and pass a later fsync, so the owner must trust none (the engine stops).
+        self.on_sync_error: Callable[[OSError], object] = lambda _exc: None
 
     # ----------------------------------------------------------------- open / close
     @classmethod
@@ -172,11 +174,9 @@ class ShardLog:
         self._segments, self.tail_damage, self.claimed_end = open_segments(
             directory, self.log_start, sealed=sealed, index_interval=self._index_interval, report=report
         )
-        self._bases = [seg.base_offset for seg in self._segments]
         if sealed and len(self._segments) == 1 and self._segments[0].end_offset <= self.log_start:
             # A sealed log that retention emptied just before a crash: finish deleting it.
             gone = self._segments.pop()
-            self._bases.pop()
             self.next_offset = gone.end_offset
             delete_files(directory, gone.base_offset, report)
         if self._segments:
@@ -222,7 +222,11 @@ class ShardLog:
         if self.pending_count:
             self.materialize()
         if self._segments and self._segments[-1].writable:
-            self._segments[-1].seal(durable=True)
+            seg = self._segments[-1]
+            if seg.torn:
+                seg.cut_torn_tail()
+            self._fsync(seg)
+            seg.seal(durable=False)
         self.sealed = True
         self.synced_offset = self.visible_offset = self.next_offset
 
@@ -403,7 +407,6 @@ class ShardLog:
         if empty is not None:  # an empty segment would claim the hole: the new one replaces it
             i = self._segments.index(empty)
             del self._segments[i]
-            del self._bases[i]
             self._files.forget(empty.path)
             try:
                 delete_files(self.directory, empty.base_offset, RecoveryReport(str(self.directory)))
@@ -457,7 +460,15 @@ class ShardLog:
     def sync(self) -> None:
         """fsync the active segment. Thread-safe against appends on the loop (they only add bytes)."""
         if self._segments:
-            self._segments[-1].fsync()
+            self._fsync(self._segments[-1])
+
+    def _fsync(self, seg: Segment) -> None:
+        """fsync ``seg``; a failure is told to ``on_sync_error`` before it is raised."""
+        try:
+            seg.fsync()
+        except OSError as exc:
+            self.on_sync_error(exc)
+            raise
 
     def mark_synced(self, offset: int) -> None:
         """Everything below ``offset`` is durable; make it visible to readers."""
@@ -474,7 +485,7 @@ class ShardLog:
         if old is not None and old.torn:
             old.cut_torn_tail()
         if old is not None and self._durable:
-            old.fsync()  # (before the next segment exists: a crash never leaves one after unsynced bytes)
+            self._fsync(old)  # (before the next segment exists: a crash never leaves one after unsynced bytes)
         seg = Segment.create(self.directory, base, self._index_interval)
         try:
             if self._durable:
@@ -483,7 +494,6 @@ class ShardLog:
             seg.discard()
             raise
         self._segments.append(seg)
-        self._bases.append(base)
         if old is not None:
             old.seal(durable=False)  # (fsynced above; cannot fail now)
         return seg
@@ -519,7 +529,6 @@ class ShardLog:
             self.materialize()
         return read_range(
             self._segments,
-            self._bases,
             self._files,
             offset,
             end,
@@ -584,7 +593,6 @@ class ShardLog:
                 seg.seal(durable=False)
             delete_files(self.directory, seg.base_offset, report)
             del self._segments[0]
-            del self._bases[0]
         return max(0, removed)
 
     @property

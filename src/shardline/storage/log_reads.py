@@ -8,6 +8,7 @@ staged records first; what is here only reads files.
 from __future__ import annotations
 
 import bisect
+import operator
 from typing import Any
 
 from .framing import decode_into, decode_records
@@ -15,10 +16,11 @@ from .segment import FileCache, Segment
 
 __all__ = ["first_at_or_after", "read_range"]
 
+_BASE = operator.attrgetter("base_offset")
+
 
 def read_range(
     segments: list[Segment],
-    bases: list[int],
     files: FileCache,
     offset: int,
     end: int,
@@ -28,14 +30,14 @@ def read_range(
     id_base: int | None,
     encryption: str | None,
 ) -> tuple[list[Any], int, int]:
-    """Records of [``offset``, ``end``) from ``segments`` (``bases``: their base offsets), at most ``max_records``
-    and about ``max_bytes`` of key + data (always at least one record): ``ShardLog.read_counted``'s answer."""
+    """Records of [``offset``, ``end``) from ``segments``, at most ``max_records`` and about ``max_bytes`` of key +
+    data (always at least one record): ``ShardLog.read_counted``'s answer."""
     out: list[Any] = []
     if offset >= end or not segments:
         return out, offset, 0
     nbytes = 0
     next_offset = offset
-    for i in range(max(0, bisect.bisect_right(bases, offset) - 1), len(segments)):
+    for i in range(max(0, bisect.bisect_right(segments, offset, key=_BASE) - 1), len(segments)):
         seg = segments[i]
         if seg.base_offset >= end:
             break
