@@ -60,6 +60,25 @@ class Kit:
         return await Kit.drain(engine, it)
 
     @staticmethod
+    async def put_numbered(engine: Engine, n: int, start: int = 0, stream: str = "s") -> list[tuple[str, str, bytes]]:
+        """Put ``record-<i>`` under key ``k<i>`` for i in [start, start + n): (shard id, sequence number, data) each."""
+        out = []
+        for i in range(start, start + n):
+            data = f"record-{i}".encode()
+            res = await engine.put_record(stream_name=stream, data=data, partition_key=f"k{i}")
+            out.append((res.shard_id, res.sequence_number, data))
+        return out
+
+    @staticmethod
+    async def stored(engine: Engine, stream: str = "s") -> list[tuple[str, str, bytes]]:
+        """Every record readable now, as ``put_numbered`` returns them, sorted."""
+        out = []
+        for shard in (await engine.describe_stream(stream)).shards:
+            for rec in await Kit.read_all(engine, stream, shard.shard_id):
+                out.append((shard.shard_id, rec.sequence_number, rec.data))
+        return sorted(out)
+
+    @staticmethod
     async def drain(engine: Engine, iterator: str | None, limit: int | None = None) -> list[Record]:
         out: list[Record] = []
         while iterator is not None:

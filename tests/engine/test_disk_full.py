@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from shardline import Engine
 from shardline.errors import ServiceUnavailable
 
 from ._kit import Kit
@@ -44,31 +43,14 @@ def disk(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> Iterator[Disk]:
     yield Disk(kit.data_dir, monkeypatch)
 
 
-async def _put(engine: Engine, n: int, start: int = 0) -> list[tuple[str, str, bytes]]:
-    out = []
-    for i in range(start, start + n):
-        data = f"record-{i}".encode()
-        res = await engine.put_record(stream_name="s", data=data, partition_key=f"k{i}")
-        out.append((res.shard_id, res.sequence_number, data))
-    return out
-
-
-async def _stored(kit: Kit, engine: Engine) -> list[tuple[str, str, bytes]]:
-    out = []
-    for shard in (await engine.describe_stream("s")).shards:
-        for rec in await kit.read_all(engine, "s", shard.shard_id):
-            out.append((shard.shard_id, rec.sequence_number, rec.data))
-    return sorted(out)
-
-
 @pytest.mark.parametrize("fsync", ["always", "never"])
 async def test_reads_of_acknowledged_records_go_on_when_the_disk_is_full(kit: Kit, disk: Disk, fsync: str) -> None:
     engine = await kit.open(fsync=fsync, journal_checkpoint_ms=3_600_000)
     await engine.create_stream("s", 2)
-    acked = await _put(engine, 20)
+    acked = await Kit.put_numbered(engine, 20)
     disk.full = True
     # The records are in the journal but not yet in the segment files; a read used to write them first, and fail.
-    assert await _stored(kit, engine) == sorted(acked)
+    assert await Kit.stored(engine) == sorted(acked)
     assert disk.refused
     shard = acked[0][0]
     first = await engine.get_shard_iterator(stream_name="s", shard_id=shard, shard_iterator_type="TRIM_HORIZON")
@@ -86,7 +68,7 @@ async def test_writes_are_refused_while_the_disk_is_full_and_work_again_after(
 ) -> None:
     engine = await kit.open(fsync="always")
     await engine.create_stream("s", 2)
-    acked = await _put(engine, 5)
+    acked = await Kit.put_numbered(engine, 5)
     disk.full = True
     with caplog.at_level(logging.WARNING, logger="shardline.engine"):
         with pytest.raises(ServiceUnavailable) as exc:
@@ -107,16 +89,16 @@ async def test_writes_are_refused_while_the_disk_is_full_and_work_again_after(
         assert not any(p.name != engine.streams["s"].stream_id for p in engine.catalog.streams_dir.iterdir())
         assert caplog.text.count("no space left for the data directory") == 1  # logged once, not per request
         disk.full = False
-        acked += await _put(engine, 5, start=5)  # no restart
+        acked += await Kit.put_numbered(engine, 5, start=5)  # no restart
         assert "space available again" in caplog.text
-    stored = await _stored(kit, engine)
+    stored = await Kit.stored(engine)
     assert stored == sorted(acked)
     # Nothing was renumbered: each shard's sequence numbers are dense and in put order.
     for shard in {sh for sh, _, _ in acked}:
         seqs = [int(s) for sh, s, _ in acked if sh == shard]
         assert seqs == sorted(seqs) and seqs[-1] - seqs[0] == len(seqs) - 1
     engine = await kit.reopen(engine)
-    assert await _stored(kit, engine) == sorted(acked)
+    assert await Kit.stored(engine) == sorted(acked)
 
 
 async def test_the_engine_opens_read_only_on_a_full_disk(
@@ -124,7 +106,7 @@ async def test_the_engine_opens_read_only_on_a_full_disk(
 ) -> None:
     engine = await kit.open(fsync="always", journal_checkpoint_ms=3_600_000)
     await engine.create_stream("s", 3)
-    acked = await _put(engine, 30)
+    acked = await Kit.put_numbered(engine, 30)
     disk.full = True
     await engine.close()  # what is staged cannot be written: the journal keeps it, as after a crash
     assert not (kit.data_dir / "CLEAN").exists()
@@ -132,13 +114,13 @@ async def test_the_engine_opens_read_only_on_a_full_disk(
         engine = await kit.open(fsync="always", journal_checkpoint_ms=3_600_000)
     assert "starting read-only" in caplog.text
     assert engine.disk_full
-    assert await _stored(kit, engine) == sorted(acked)
+    assert await Kit.stored(engine) == sorted(acked)
     with pytest.raises(ServiceUnavailable):
         await engine.put_record(stream_name="s", data=b"no room", partition_key="k")
     disk.full = False
     await engine.checkpoint()  # (the background checkpoint, run now)
-    acked += await _put(engine, 3, start=30)
+    acked += await Kit.put_numbered(engine, 3, start=30)
     assert not engine.disk_full
     engine = await kit.reopen(engine)
     assert engine.was_clean
-    assert await _stored(kit, engine) == sorted(acked)
+    assert await Kit.stored(engine) == sorted(acked)

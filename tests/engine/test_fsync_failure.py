@@ -57,23 +57,6 @@ def _segments(kit: Kit) -> Callable[[str], bool]:
     return lambda path: path.startswith(root) and path.endswith(".log")
 
 
-async def _put(engine: Engine, n: int, start: int = 0) -> list[tuple[str, str, bytes]]:
-    out = []
-    for i in range(start, start + n):
-        data = f"record-{i}".encode()
-        res = await engine.put_record(stream_name="s", data=data, partition_key=f"k{i}")
-        out.append((res.shard_id, res.sequence_number, data))
-    return out
-
-
-async def _stored(kit: Kit, engine: Engine) -> list[tuple[str, str, bytes]]:
-    out = []
-    for shard in (await engine.describe_stream("s")).shards:
-        for rec in await kit.read_all(engine, "s", shard.shard_id):
-            out.append((shard.shard_id, rec.sequence_number, rec.data))
-    return sorted(out)
-
-
 def _recorded(engine: Engine) -> int:
     return read_checkpoint(engine.catalog.journal_dir)[0]
 
@@ -92,6 +75,17 @@ async def _assert_refused(engine: Engine, error: str) -> None:
     assert "other" not in engine.streams
 
 
+async def _refused_until_restart(kit: Kit, engine: Engine, before: int, acked: list[tuple[str, str, bytes]]) -> None:
+    """After a failed fsync, once fsyncs work again: writes and checkpoints stay refused, the recorded checkpoint
+    stays where it was, reads answer every acknowledged record, and a restart brings everything back."""
+    await _assert_refused(engine, "Input/output error")
+    with pytest.raises(ServiceUnavailable):
+        await engine.checkpoint()
+    assert _recorded(engine) == before
+    assert await Kit.stored(engine) == sorted(acked)
+    await _reopen_holds(kit, engine, acked)
+
+
 async def _reopen_holds(
     kit: Kit, engine: Engine, acked: list[tuple[str, str, bytes]], unacknowledged: bytes | None = None
 ) -> Engine:
@@ -103,9 +97,9 @@ async def _reopen_holds(
 
     engine = await kit.reopen(engine)
     assert engine.storage_failed is None
-    assert kept(await _stored(kit, engine)) == sorted(acked)
-    acked += await _put(engine, 3, start=1000)
-    assert kept(await _stored(kit, engine)) == sorted(acked)
+    assert kept(await Kit.stored(engine)) == sorted(acked)
+    acked += await Kit.put_numbered(engine, 3, start=1000)
+    assert kept(await Kit.stored(engine)) == sorted(acked)
     return engine
 
 
@@ -116,7 +110,7 @@ async def test_a_failed_journal_fsync_fails_the_put_and_refuses_writes_until_a_r
     engine = await kit.open(fsync="always", journal_checkpoint_ms=3_600_000)
     await engine.create_stream("s", 2)
     await engine.checkpoint()
-    acked = await _put(engine, 10)
+    acked = await Kit.put_numbered(engine, 10)
     assert fsync.calls
     before = _recorded(engine)
     fsync.failing = True
@@ -130,7 +124,7 @@ async def test_a_failed_journal_fsync_fails_the_put_and_refuses_writes_until_a_r
             await engine.checkpoint()
         assert caplog.text.count("fsync of the journal") == 1  # logged once, not per request
     assert _recorded(engine) == before
-    assert await _stored(kit, engine) == sorted(acked)  # reads go on
+    assert await Kit.stored(engine) == sorted(acked)  # reads go on
     await _reopen_holds(kit, engine, acked, b"not acknowledged")
 
 
@@ -140,11 +134,11 @@ async def test_a_failed_segment_fsync_keeps_the_journal_for_the_restart(
     fsync = Fsync(_segments(kit), monkeypatch)
     engine = await kit.open(fsync="always", journal_checkpoint_ms=3_600_000)
     await engine.create_stream("s", 2)
-    acked = await _put(engine, 10)
+    acked = await Kit.put_numbered(engine, 10)
     await engine.checkpoint()
     before = _recorded(engine)
     segments = {p: p.stat().st_size for p in engine.catalog.streams_dir.rglob("*.log")}
-    acked += await _put(engine, 10, start=10)
+    acked += await Kit.put_numbered(engine, 10, start=10)
     fsync.failing = True
     with caplog.at_level(logging.ERROR, logger="shardline.engine"):
         with pytest.raises(ServiceUnavailable) as exc:
@@ -157,7 +151,7 @@ async def test_a_failed_segment_fsync_keeps_the_journal_for_the_restart(
         await engine.checkpoint()
     assert _recorded(engine) == before
     await _assert_refused(engine, "Input/output error")
-    assert await _stored(kit, engine) == sorted(acked)
+    assert await Kit.stored(engine) == sorted(acked)
     await engine.close()
     # What the failed fsync may have lost: the segment bytes written since the last good checkpoint.
     assert segments
@@ -184,9 +178,9 @@ async def test_a_segment_fsync_failed_on_a_read_s_roll_refuses_writes_too(
         res = await engine.put_record(stream_name="s", data=bytes([i]) * 200, partition_key=f"k{i}")
         acked.append((res.shard_id, res.sequence_number, bytes([i]) * 200))
         if i == 29:  # the first half fills the active segment past its size: the second half's write rolls
-            assert await _stored(kit, engine) == sorted(acked)
+            assert await Kit.stored(engine) == sorted(acked)
     fsync.failing = True
-    assert await _stored(kit, engine) == sorted(acked)  # (answered although the roll failed)
+    assert await Kit.stored(engine) == sorted(acked)  # (answered although the roll failed)
     assert fsync.failed
     assert engine.storage_failed == "Input/output error"
     fsync.failing = False
@@ -203,7 +197,7 @@ async def test_a_full_disk_at_fsync_time_is_a_failed_fsync(kit: Kit, monkeypatch
     fsync.err = errno.ENOSPC
     engine = await kit.open(fsync="always", journal_checkpoint_ms=3_600_000)
     await engine.create_stream("s", 1)
-    acked = await _put(engine, 5)
+    acked = await Kit.put_numbered(engine, 5)
     fsync.failing = True
     with pytest.raises(ServiceUnavailable):
         await engine.checkpoint()
@@ -222,18 +216,13 @@ async def test_a_failed_interval_fsync_refuses_writes_until_a_restart(
     await engine.checkpoint()
     before = _recorded(engine)
     fsync.failing = True
-    acked = await _put(engine, 10)  # acknowledged before the (background) fsync
+    acked = await Kit.put_numbered(engine, 10)  # acknowledged before the (background) fsync
     deadline = asyncio.get_running_loop().time() + 60
     while engine.storage_failed is None:
         assert asyncio.get_running_loop().time() < deadline, "the interval fsync never ran"
         await asyncio.sleep(0.01)
     fsync.failing = False
-    await _assert_refused(engine, "Input/output error")
-    with pytest.raises(ServiceUnavailable):
-        await engine.checkpoint()
-    assert _recorded(engine) == before
-    assert await _stored(kit, engine) == sorted(acked)
-    await _reopen_holds(kit, engine, acked)
+    await _refused_until_restart(kit, engine, before, acked)
 
 
 async def test_fsync_never_fsyncs_no_data_file(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,9 +231,9 @@ async def test_fsync_never_fsyncs_no_data_file(kit: Kit, monkeypatch: pytest.Mon
     fsync.failing = True
     engine = await kit.open(fsync="never", journal_checkpoint_ms=3_600_000)
     await engine.create_stream("s", 2)
-    acked = await _put(engine, 10)
+    acked = await Kit.put_numbered(engine, 10)
     await engine.checkpoint()
-    acked += await _put(engine, 5, start=10)
+    acked += await Kit.put_numbered(engine, 5, start=10)
     assert engine.storage_failed is None
     assert fsync.calls == 0
     fsync.failing = False  # (a clean close fsyncs the active segments, under never too)
@@ -264,13 +253,8 @@ async def test_a_failed_fsync_of_a_journal_file_ending_at_a_roll(kit: Kit, monke
     acked: list[tuple[str, str, bytes]] = []
     with pytest.raises(ServiceUnavailable) as exc:  # (a put that starts a new journal file fsyncs the old one)
         for i in range(1000):
-            acked += await _put(engine, 1, start=i)
+            acked += await Kit.put_numbered(engine, 1, start=i)
     assert exc.value.message == MESSAGE.format(error="Input/output error")
     assert acked and fsync.failed == 1
     fsync.failing = False
-    await _assert_refused(engine, "Input/output error")
-    with pytest.raises(ServiceUnavailable):
-        await engine.checkpoint()
-    assert _recorded(engine) == before
-    assert await _stored(kit, engine) == sorted(acked)
-    await _reopen_holds(kit, engine, acked)
+    await _refused_until_restart(kit, engine, before, acked)
