@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict
 
 __all__ = [
     "NO_RECORDS_PROCESSED",
     "ChildShard",
     "Consumer",
+    "ConsumerRef",
     "GetRecordsResult",
     "HashKeyRange",
     "Limits",
@@ -154,6 +155,15 @@ class Consumer:
     consumer_status: str
     consumer_creation_timestamp_ms: int
     stream_arn: str
+
+
+class ConsumerRef(TypedDict, total=False):
+    """How DeregisterStreamConsumer and DescribeStreamConsumer name a consumer: its ARN, or its stream's ARN and its
+    name (the engine checks that one of the two is given)."""
+
+    stream_arn: str | None
+    consumer_name: str | None
+    consumer_arn: str | None
 
 
 @dataclass(frozen=True, slots=True)

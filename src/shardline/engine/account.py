@@ -27,6 +27,7 @@ from ..storage.catalog import read_sealed, seal
 from ._base import EngineBase
 
 if TYPE_CHECKING:
+    from ..models import ConsumerRef
     from .streams import ConsumerState, StreamState
 
 __all__ = ["COMMITMENT_MIN_MS", "Account"]
@@ -107,16 +108,14 @@ class Account(EngineBase):
         """Which incarnation of the resource the ARN names now (ResourceNotFoundException when none): its stream's
         id, and for a consumer its creation time too."""
         if "/consumer/" in resource_arn:
-            st, c = self._find_consumer(None, None, resource_arn)
+            st, c = self._find_consumer({"consumer_arn": resource_arn})
             return f"{st.stream_id}/{c.name}/{c.created_ms}"
         st = self._stream(None, resource_arn)
         return st.stream_id
 
     if TYPE_CHECKING:  # (Admin's, which Engine mixes in beside this class)
 
-        def _find_consumer(
-            self, stream_arn: str | None, consumer_name: str | None, consumer_arn: str | None
-        ) -> tuple[StreamState, ConsumerState]: ...
+        def _find_consumer(self, ref: ConsumerRef) -> tuple[StreamState, ConsumerState]: ...
 
     # ----------------------------------------------------------------- persistence
     def _account(self) -> dict[str, Any]:

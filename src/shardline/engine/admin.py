@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from ..errors import (
     InvalidArgumentException,
     LimitExceededException,
@@ -10,7 +12,7 @@ from ..errors import (
     enum_rule,
     validation_error,
 )
-from ..models import Consumer, StreamMode, StreamStatus, Tag
+from ..models import Consumer, ConsumerRef, StreamMode, StreamStatus, Tag
 from . import messages as m
 from ._base import EngineBase, valid_tag_text
 from .streams import ConsumerState, StreamState
@@ -145,14 +147,8 @@ class Admin(EngineBase):
         self._tick()
         return model
 
-    async def deregister_stream_consumer(
-        self,
-        *,
-        stream_arn: str | None = None,
-        consumer_name: str | None = None,
-        consumer_arn: str | None = None,
-    ) -> None:
-        st, c = self._find_consumer(stream_arn, consumer_name, consumer_arn)
+    async def deregister_stream_consumer(self, **ref: Unpack[ConsumerRef]) -> None:
+        st, c = self._find_consumer(ref)
         if c.status == "DELETING":
             return  # already on its way out: asking again does not push its end back
         with self._change(st):
@@ -161,14 +157,8 @@ class Admin(EngineBase):
         self._end_subscriptions(st, c.name)
         self._tick()
 
-    async def describe_stream_consumer(
-        self,
-        *,
-        stream_arn: str | None = None,
-        consumer_name: str | None = None,
-        consumer_arn: str | None = None,
-    ) -> Consumer:
-        st, c = self._find_consumer(stream_arn, consumer_name, consumer_arn)
+    async def describe_stream_consumer(self, **ref: Unpack[ConsumerRef]) -> Consumer:
+        st, c = self._find_consumer(ref)
         return self._consumer_model(st, c)
 
     async def list_stream_consumers(self, stream_arn: str) -> list[Consumer]:
@@ -181,9 +171,8 @@ class Admin(EngineBase):
     def _consumer_model(self, st: StreamState, c: ConsumerState) -> Consumer:
         return Consumer(c.name, self.consumer_arn(st, c), c.status, c.created_ms, st.arn)
 
-    def _find_consumer(
-        self, stream_arn: str | None, consumer_name: str | None, consumer_arn: str | None
-    ) -> tuple[StreamState, ConsumerState]:
+    def _find_consumer(self, ref: ConsumerRef) -> tuple[StreamState, ConsumerState]:
+        consumer_arn = ref.get("consumer_arn")
         if consumer_arn is not None:
             stream_part, sep, rest = consumer_arn.partition("/consumer/")
             if not sep or ":" not in rest:
@@ -194,6 +183,7 @@ class Admin(EngineBase):
             if c is None or self.consumer_arn(st, c) != consumer_arn:
                 raise ResourceNotFoundException(self._fmt(m.CONSUMER_NOT_FOUND, st.name, consumer=name))
             return st, c
+        stream_arn, consumer_name = ref.get("stream_arn"), ref.get("consumer_name")
         if stream_arn is None or consumer_name is None:
             raise InvalidArgumentException(m.CONSUMER_ARGS)
         st = self._stream(None, stream_arn)

@@ -37,7 +37,7 @@ from ..errors import (
     ResourceInUseException,
     ResourceNotFoundException,
 )
-from ..models import ChildShard, Record, ShardIteratorType, StreamStatus
+from ..models import ChildShard, ConsumerRef, Record, ShardIteratorType, StreamStatus
 from ..storage import unwritten
 from . import messages as m
 from ._base import EngineBase
@@ -253,9 +253,7 @@ class Subscriptions(EngineBase):
 
     if TYPE_CHECKING:  # (Admin's, mixed into the same Engine)
 
-        def _find_consumer(
-            self, stream_arn: str | None, consumer_name: str | None, consumer_arn: str | None
-        ) -> tuple[StreamState, ConsumerState]: ...
+        def _find_consumer(self, ref: ConsumerRef) -> tuple[StreamState, ConsumerState]: ...
 
     async def subscribe_to_shard(
         self,
@@ -269,7 +267,7 @@ class Subscriptions(EngineBase):
     ) -> Subscription:
         """Start a subscription (see the module docstring); raises what SubscribeToShard answers before its stream
         starts. With ``dry_run``, raises DryRunOperationException where it would have started one."""
-        st, c = self._find_consumer(None, None, consumer_arn)
+        st, c = self._find_consumer({"consumer_arn": consumer_arn})
         if st.status is StreamStatus.DELETING:
             raise ResourceNotFoundException(self._fmt(m.CONSUMER_NOT_FOUND, st.name, consumer=c.name))
         if c.status != "ACTIVE":
