@@ -10,7 +10,7 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from math import isnan
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 __all__ = [
     "EMPTY",
@@ -18,6 +18,7 @@ __all__ = [
     "Geometry",
     "HistogramSlots",
     "PreparedQuery",
+    "QueryWindow",
     "Rings",
     "Slots",
     "Span",
@@ -28,6 +29,16 @@ __all__ = [
 ]
 
 _INF = math.inf
+
+
+class QueryWindow(TypedDict):
+    """What a series query asks for, besides the series: its time range (epoch ms, start inclusive, end exclusive),
+    its period in seconds, and its statistic (one of ``statistic.STATS`` or a percentile ``pNN``)."""
+
+    start_ms: int
+    end_ms: int
+    period_s: int
+    stat: str
 
 
 class Rings(Protocol):

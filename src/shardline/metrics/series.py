@@ -39,11 +39,21 @@ from array import array
 from collections.abc import Callable, Mapping
 from math import isnan
 from pathlib import Path
+from typing import Unpack
 
 import orjson
 
 from .._fsutil import atomic_write
-from .query import Geometry, HistogramSlots, PreparedQuery, aggregate, bucket_quantile, copy_slots, statistic
+from .query import (
+    Geometry,
+    HistogramSlots,
+    PreparedQuery,
+    QueryWindow,
+    aggregate,
+    bucket_quantile,
+    copy_slots,
+    statistic,
+)
 from .statistic import STATS, percentile
 
 __all__ = [
@@ -281,36 +291,27 @@ class SeriesStore:
         return s.fine[self.last_t % self.fine_points]
 
     def query(
-        self,
-        name: str,
-        labels: Mapping[str, str] | None = None,
-        *,
-        start_ms: int,
-        end_ms: int,
-        period_s: int,
-        stat: str,
+        self, name: str, labels: Mapping[str, str] | None = None, **window: Unpack[QueryWindow]
     ) -> list[tuple[dict[str, str], list[tuple[int, float | None]]]]:
         """Points per matching series: (period start ms, value or None without data), periods aligned to multiples
         of ``period_s`` like CloudWatch's. ``stat`` is one of STATS or a percentile ``pNN`` (histograms only).
         ``name`` may also name a histogram (``_bucket``/``_sum``/``_count`` series) or a summary (``_sum``/``_count``):
         then Average is sum/count, SampleCount the observations, Sum their sum, pNN a bucket-interpolated quantile."""
-        return self.prepare(name, labels, start_ms=start_ms, end_ms=end_ms, period_s=period_s, stat=stat).run()
+        return self.prepare(name, labels, **window).run()
 
     def prepare(
         self,
         name: str,
         labels: Mapping[str, str] | None = None,
         *,
-        start_ms: int,
-        end_ms: int,
-        period_s: int,
-        stat: str,
         max_series: int | None = None,
         max_values: int | None = None,
+        **window: Unpack[QueryWindow],
     ) -> PreparedQuery:
         """Check a query (as ``query`` takes it) and copy the slots it reads, on the thread that records: the
         PreparedQuery then computes the points on any thread while the store goes on recording. ``max_series``
         and ``max_values`` (series × points) bound what the answer may hold; a query over either is refused."""
+        start_ms, end_ms, period_s, stat = window["start_ms"], window["end_ms"], window["period_s"], window["stat"]
         quantile = percentile(stat)
         if stat not in STATS and quantile is None:
             raise ValueError(f"stat must be one of {', '.join(STATS)} or pNN, not {stat!r}")
