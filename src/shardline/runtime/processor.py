@@ -9,9 +9,9 @@ checkpoint is the highest sequence number below which every record is settled (s
 after each batch.
 
 Every lease-store call runs on the mapping's store thread (``MappingContext.store_thread``), never on the event
-loop: a slow store holds up only the sub-shard waiting for its checkpoint, which starts no next batch until the
-checkpoint is written, as before. One checkpoint write per shard is in flight at a time (the later caller writes
-the newest settled position once the earlier write returns), so a shard's checkpoints reach the store in order.
+loop. A batch's checkpoint is written behind it (checkpoint_writer.py): the next batch starts while the store
+writes, one write in flight per shard, so a shard's checkpoints reach the store in order and a slow store delays
+only them.
 
 A discarded batch is settled only once its on-failure record is stored, so while the destination refuses it the
 shard waits and keeps its checkpoint before the batch.
@@ -41,10 +41,11 @@ from ..errors import (
 from ..models import Record
 from . import onfailure
 from .batching import SubShard, payload_full, sub_index, take_batch
+from .checkpoint_writer import CheckpointWriter
 from .context import EpochInvoker, MappingContext
 from .event import MAX_PAYLOAD_BYTES, EventContext, encode_event, record_json
 from .functions import InvocationResult, Throttled
-from .leases import Lease, LeaseLost, LeaseUnavailable
+from .leases import Lease, LeaseLost
 from .policy import ErrorPolicy
 from .position import Position
 from .settling import Entry, Settler
@@ -85,7 +86,7 @@ class ShardProcessor:
         self.lost = False
         self._halted = False
         self._renewed = asyncio.Event()
-        self._checkpointing = asyncio.Lock()  # one checkpoint write in flight per shard: they land in order
+        self._checkpoint = CheckpointWriter(ctx, self, self._settler, self._poke)
 
     def interrupt(self) -> None:
         """The mapping is stopping: end any backoff now (what it waited to retry stays unsettled)."""
@@ -135,6 +136,7 @@ class ShardProcessor:
         try:
             try:
                 async with asyncio.TaskGroup() as tg:
+                    self._checkpoint.attach(tg)
                     fetcher = tg.create_task(self._fetch_loop())
                     workers = [tg.create_task(self._sub_loop(sub)) for sub in self._subs]
                     await fetcher
@@ -150,33 +152,19 @@ class ShardProcessor:
             if self.lost:
                 pass
             elif self._ended and self.ctx.running() and self._settler.outstanding == 0:
-                await self._write_checkpoint()
+                await self._checkpoint.write()
                 children = await self.ctx.child_shards(self.children)
                 await self.ctx.store_thread.call(self.ctx.store_finish, self.lease, children)
                 self.finished = True
                 log.info("mapping %s %s: settled to SHARD_END", self.ctx.config.uuid, self.shard_id)
             else:
-                await self._write_last_checkpoint()
+                await self._checkpoint.write_last()
         except LeaseLost:
             self.lose()
             log.warning("mapping %s %s: lease lost; stopping without writing", self.ctx.config.uuid, self.shard_id)
         finally:
             self._done = True
             self._poke()
-
-    async def _write_last_checkpoint(self) -> None:
-        """The checkpoint the lease is released with (the mapping stops, or the lease is handed over): a store that
-        did not answer in time is asked again while the lease is still this worker's (its local deadline; three
-        tries when one process holds every lease), so that the next owner starts after what was settled here
-        instead of repeating it."""
-        tries = 0
-        while not await self._write_checkpoint():
-            tries += 1
-            if self.deadline is None and tries >= 3:
-                return
-            if self.deadline is not None and self.ctx.clock.monotonic() >= self.deadline:
-                return
-            await asyncio.sleep(min(0.1 * 2**tries, 1.0))
 
     # ----------------------------------------------------------------- the idle signal
     async def idle(self, *, settled: bool = True) -> None:
@@ -203,7 +191,7 @@ class ShardProcessor:
         """Release the ``idle()`` and ``fetched()`` callers whose condition holds now."""
         if not self._idle_waiters:
             return
-        busy = not self._done and any(s.busy or s.closing or s.queue for s in self._subs)
+        busy = not self._done and (self._checkpoint.busy or any(s.busy or s.closing or s.queue for s in self._subs))
         waiting: list[tuple[int, bool, asyncio.Future[None]]] = []
         for want, settled, fut in self._idle_waiters:
             if (self._done or self._fetch_done or self._caught_up_at >= want) and not (settled and busy):
@@ -212,40 +200,6 @@ class ShardProcessor:
             else:
                 waiting.append((want, settled, fut))
         self._idle_waiters = waiting
-
-    async def _write_checkpoint(self) -> bool:
-        """Write the checkpoint if it moved; False when the store did not answer (it stays due). What settled
-        while a write was in flight is written too before this returns."""
-        async with self._checkpointing:
-            while await self._write_checkpoint_now():
-                if self.lost or not self._settler.dirty:
-                    return True
-            return False
-
-    async def _write_checkpoint_now(self) -> bool:
-        settler = self._settler
-        if self.lost:
-            return True
-        if settler.dirty and settler.checkpoint is not None:
-            # Due again if the write fails, or if records settle meanwhile (settle() sets it).
-            settler.dirty = False
-            try:
-                await self.ctx.store_thread.call(
-                    self.ctx.store_checkpoint, self.lease, Position.sequence(settler.checkpoint)
-                )
-            except LeaseUnavailable as exc:
-                # Nothing was written: the checkpoint stays due and the next batch writes it (the lease's local
-                # deadline stops the batches if the store stays away).
-                settler.dirty = True
-                log.warning("mapping %s %s: checkpoint not written: %s", self.ctx.config.uuid, self.shard_id, exc)
-                return False
-            except BaseException:
-                settler.dirty = True
-                raise
-            self.stats.checkpoint_moved_ms = self.ctx.clock.now_ms()
-        cp = self._settler.checkpoint
-        self.stats.lag_records = self.ctx.source.lag(self.shard_id, cp if cp is not None else self.lease.checkpoint)
-        return True
 
     def _buffered(self) -> int:
         return sum(len(s.queue) for s in self._subs)
@@ -315,7 +269,7 @@ class ShardProcessor:
             if page.records:
                 self._caught_up_at = 0
                 if self._accept(page.records):
-                    await self._write_checkpoint()
+                    self._checkpoint.soon()
                 last_fetched = page.records[-1].sequence_number
             else:
                 self._caught_up_at = read
@@ -374,7 +328,7 @@ class ShardProcessor:
                 try:
                     await self._close_window(sub)
                     if ctx.running():
-                        await self._write_checkpoint()
+                        self._checkpoint.soon()
                 finally:
                     sub.closing = False
                 self._poke()
@@ -399,14 +353,14 @@ class ShardProcessor:
                 window = sub.window
             batch = take_batch(sub.queue, cfg.batch_size, window)
             self._space.set()
-            sub.busy = True  # until the checkpoint is written too: idle() must not see the batch done before
+            sub.busy = True  # (and then the checkpoint writer: idle() must not see the batch done before)
             try:
                 await self._process(batch, window)
                 if window is not None and window.terminated_early:
                     await self._close_window(sub)
                 window_opened = ctx.clock.monotonic()
                 if ctx.running():
-                    await self._write_checkpoint()
+                    self._checkpoint.soon()
             finally:
                 sub.busy = False
             self._poke()
@@ -567,7 +521,7 @@ class ShardProcessor:
         # Persist as soon as the settled prefix moves (a poison record retried for hours must not hold back the
         # saved checkpoint of records already handled before it).
         if self._settler.dirty and self.ctx.running():
-            await self._write_checkpoint()
+            self._checkpoint.soon()
 
     # ----------------------------------------------------------------- waiting
     async def _retry_backoff(self, delay: float) -> float:
