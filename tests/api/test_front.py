@@ -20,11 +20,12 @@ from botocore.auth import SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from _faults import Disk, Fsync, journal_files
 from _shardline import START_MS
 from shardline.api.actions import ACTIONS
 from shardline.api.app import KinesisApp
 from shardline.api.auth import SIGNATURE_MISMATCH, SigV4Verifier
-from shardline.errors import InvalidSignatureException
+from shardline.errors import InvalidSignatureException, ServiceUnavailable
 
 from ._asgi import Kinesis, Lifespan
 
@@ -285,7 +286,54 @@ async def test_health(kinesis: Kinesis, path: str) -> None:
     await kinesis.create("s")
     r = await kinesis.send(None, method="GET", path=path, content_type=None)
     assert r.status == 200
-    assert r.json() == {"status": "ok", "streams": 1}
+    assert r.json() == {"status": "ok", "storage": "ok", "streams": 1}
+
+
+async def _app_with_a_stream(make_kinesis: Callable[..., Awaitable[Kinesis]], auth: bool) -> Kinesis:
+    """An app (signed requests only under ``auth``) whose engine holds stream ``s`` with a record in it."""
+    k = await make_kinesis(fsync="always", verifier=SigV4Verifier({"AKID": "secret"}) if auth else None)
+    await k.engine.create_stream("s", 1)
+    await k.engine.put_record(stream_name="s", data=b"kept", partition_key="k")
+    return k
+
+
+async def _put_refused(k: Kinesis) -> None:
+    with pytest.raises(ServiceUnavailable):
+        await k.engine.put_record(stream_name="s", data=b"refused", partition_key="k")
+
+
+@pytest.mark.parametrize("auth", [False, True])
+async def test_health_says_a_full_disk_and_stays_up(
+    make_kinesis: Callable[..., Awaitable[Kinesis]], monkeypatch: pytest.MonkeyPatch, auth: bool
+) -> None:
+    # Writes resume by themselves once space is freed; restarting would not free any.
+    k = await _app_with_a_stream(make_kinesis, auth)
+    disk = Disk(k.engine.settings.data_dir, monkeypatch)
+    disk.full = True
+    await _put_refused(k)
+    r = await k.send(None, method="GET", path="/health", content_type=None)
+    streams = {} if auth else {"streams": 1}  # (the storage state is not data: said under --auth too)
+    assert (r.status, r.json()) == (200, {"status": "ok", "storage": "disk-full", **streams})
+    disk.full = False
+    await k.engine.put_record(stream_name="s", data=b"space again", partition_key="k")
+    r = await k.send(None, method="GET", path="/health", content_type=None)
+    assert (r.status, r.json()) == (200, {"status": "ok", "storage": "ok", **streams})
+
+
+@pytest.mark.parametrize("auth", [False, True])
+async def test_health_fails_after_a_failed_fsync(
+    make_kinesis: Callable[..., Awaitable[Kinesis]], monkeypatch: pytest.MonkeyPatch, auth: bool
+) -> None:
+    # Writes are refused until a restart (which replays the journal): a liveness probe should have one done.
+    k = await _app_with_a_stream(make_kinesis, auth)
+    fsync = Fsync(journal_files(k.engine.settings.data_dir), monkeypatch)
+    fsync.failing = True
+    await _put_refused(k)
+    fsync.failing = False  # (a later fsync would succeed: the state stays)
+    r = await k.send(None, method="GET", path="/health", content_type=None)
+    streams = {} if auth else {"streams": 1}
+    body = {"status": "storage-failed", "storage": "failed", "error": "Input/output error", **streams}
+    assert (r.status, r.json()) == (503, body)
 
 
 async def test_health_follows_the_lifespan(

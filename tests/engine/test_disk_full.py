@@ -4,38 +4,15 @@ the engine opens read-only. tests/serve/test_full_disk.py does the same on a rea
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
+from _faults import Disk
 from shardline.errors import ServiceUnavailable
 
 from ._kit import Kit
-
-
-class Disk:
-    """Makes writes to the files under ``root`` fail as on a full disk while ``full``."""
-
-    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.root = str(root.resolve())
-        self.full = False
-        self.refused = 0
-        for name in ("write", "writev", "pwrite"):
-            monkeypatch.setattr(os, name, self._wrap(getattr(os, name)))
-
-    def _wrap(self, real: Any) -> Any:
-        def call(fd: int, *args: Any) -> Any:
-            if self.full and os.readlink(f"/proc/self/fd/{fd}").startswith(self.root):
-                self.refused += 1
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            return real(fd, *args)
-
-        return call
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import asyncio
 import errno
 import logging
 import os
-from collections.abc import Callable
 
 import pytest
 
+from _faults import Fsync, journal_files, segment_files
 from shardline import Engine
 from shardline.errors import ServiceUnavailable
 from shardline.storage.journal_checkpoint import read_checkpoint
@@ -23,38 +23,6 @@ MESSAGE = (
     "The data directory had a write error (fsync failed: {error}): writes are refused, reads go on; restart the "
     "server to recover."
 )
-
-
-class Fsync:
-    """Makes ``os.fsync`` of the files ``picked`` chooses (by path) fail with ``err`` while ``failing``."""
-
-    def __init__(self, picked: Callable[[str], bool], monkeypatch: pytest.MonkeyPatch) -> None:
-        self.picked = picked
-        self.failing = False
-        self.err = errno.EIO
-        self.calls = 0  # fsyncs of picked files, failed or not
-        self.failed = 0
-        real = os.fsync
-
-        def fsync(fd: int) -> None:
-            if self.picked(os.readlink(f"/proc/self/fd/{fd}")):
-                self.calls += 1
-                if self.failing:
-                    self.failed += 1
-                    raise OSError(self.err, os.strerror(self.err))
-            real(fd)
-
-        monkeypatch.setattr(os, "fsync", fsync)
-
-
-def _journal(kit: Kit) -> Callable[[str], bool]:
-    root = str((kit.data_dir / "journal").resolve())
-    return lambda path: path.startswith(root) and path.endswith(".wal")
-
-
-def _segments(kit: Kit) -> Callable[[str], bool]:
-    root = str(kit.data_dir.resolve())
-    return lambda path: path.startswith(root) and path.endswith(".log")
 
 
 def _recorded(engine: Engine) -> int:
@@ -106,7 +74,7 @@ async def _reopen_holds(
 async def test_a_failed_journal_fsync_fails_the_put_and_refuses_writes_until_a_restart(
     kit: Kit, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fsync = Fsync(_journal(kit), monkeypatch)
+    fsync = Fsync(journal_files(kit.data_dir), monkeypatch)
     engine = await kit.open(fsync="always", journal_checkpoint_ms=3_600_000)
     await engine.create_stream("s", 2)
     await engine.checkpoint()
@@ -131,7 +99,7 @@ async def test_a_failed_journal_fsync_fails_the_put_and_refuses_writes_until_a_r
 async def test_a_failed_segment_fsync_keeps_the_journal_for_the_restart(
     kit: Kit, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fsync = Fsync(_segments(kit), monkeypatch)
+    fsync = Fsync(segment_files(kit.data_dir), monkeypatch)
     engine = await kit.open(fsync="always", journal_checkpoint_ms=3_600_000)
     await engine.create_stream("s", 2)
     acked = await Kit.put_numbered(engine, 10)
@@ -166,7 +134,7 @@ async def test_a_segment_fsync_failed_on_a_read_s_roll_refuses_writes_too(
     # A read writes the staged records it covers first; past the segment size that write rolls, and the roll fsyncs
     # the full segment. The read answers from memory when that fails (storage/unwritten.py), so the failure must reach
     # the engine by itself: no later checkpoint may trust the segment.
-    fsync = Fsync(_segments(kit), monkeypatch)
+    fsync = Fsync(segment_files(kit.data_dir), monkeypatch)
     engine = await kit.open(
         fsync="always", segment_bytes=4096, journal_staged_bytes=1 << 30, journal_checkpoint_ms=3_600_000
     )
@@ -193,7 +161,7 @@ async def test_a_segment_fsync_failed_on_a_read_s_roll_refuses_writes_too(
 
 
 async def test_a_full_disk_at_fsync_time_is_a_failed_fsync(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
-    fsync = Fsync(_segments(kit), monkeypatch)
+    fsync = Fsync(segment_files(kit.data_dir), monkeypatch)
     fsync.err = errno.ENOSPC
     engine = await kit.open(fsync="always", journal_checkpoint_ms=3_600_000)
     await engine.create_stream("s", 1)
@@ -210,7 +178,7 @@ async def test_a_full_disk_at_fsync_time_is_a_failed_fsync(kit: Kit, monkeypatch
 async def test_a_failed_interval_fsync_refuses_writes_until_a_restart(
     kit: Kit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fsync = Fsync(_journal(kit), monkeypatch)
+    fsync = Fsync(journal_files(kit.data_dir), monkeypatch)
     engine = await kit.open(fsync="interval", fsync_interval_ms=5, journal_checkpoint_ms=3_600_000)
     await engine.create_stream("s", 2)
     await engine.checkpoint()
@@ -242,7 +210,7 @@ async def test_fsync_never_fsyncs_no_data_file(kit: Kit, monkeypatch: pytest.Mon
 
 
 async def test_a_failed_fsync_of_a_journal_file_ending_at_a_roll(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
-    fsync = Fsync(_journal(kit), monkeypatch)
+    fsync = Fsync(journal_files(kit.data_dir), monkeypatch)
     engine = await kit.open(
         fsync="interval", fsync_interval_ms=3_600_000, journal_file_bytes=4096, journal_checkpoint_ms=3_600_000
     )

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from _faults import Disk, Fsync, segment_files
 from shardline import Engine, ManualClock
+from shardline.engine.view import StorageState
+from shardline.errors import ServiceUnavailable
 from shardline.models import PutRecordsRequestEntry
+
+from ._kit import Kit
 
 S0, S1, S2 = (f"shardId-{i:012d}" for i in range(3))
 HOUR_S = 3600
@@ -64,3 +71,41 @@ async def test_lineage_bounds_and_an_expired_shard(kit: Any, clock: ManualClock)
     engine.enforce_retention()
     assert (parent.state, parent.expired, parent.log_start, parent.visible_end) == ("expired", True, None, None)
     assert parent.records_between(0, 10) == 0 and parent.last_arrival_ms == -1
+
+
+async def test_storage_is_ok_then_a_full_disk_then_failed_until_a_restart(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = Disk(kit.data_dir, monkeypatch)
+    fsync = Fsync(segment_files(kit.data_dir), monkeypatch)
+    engine = await kit.open(fsync="always", journal_checkpoint_ms=3_600_000)
+    await engine.create_stream("s", 1)
+    await Kit.put_numbered(engine, 3)
+    assert engine.view.storage() == StorageState("ok", None)
+
+    async def put_refused() -> None:
+        with pytest.raises(ServiceUnavailable):
+            await engine.put_record(stream_name="s", data=b"refused", partition_key="k")
+
+    disk.full = True
+    await put_refused()
+    assert engine.view.storage() == StorageState("disk_full", None)
+    disk.full = False  # (space freed: the state holds until a write goes through)
+    assert engine.view.storage().state == "disk_full"
+    await Kit.put_numbered(engine, 1, start=3)
+    assert engine.view.storage() == StorageState("ok", None)
+
+    disk.full = True
+    await put_refused()
+    disk.full = False
+    fsync.failing = True  # the checkpoint writes the staged records (there is space again), then fsyncs them
+    with pytest.raises(ServiceUnavailable):
+        await engine.checkpoint()
+    assert engine.disk_full  # (no write went through since the disk was full)
+    assert engine.view.storage() == StorageState("failed", "Input/output error")  # failed wins: only a restart ends it
+    fsync.failing = False
+    await put_refused()
+    assert engine.view.storage().state == "failed"
+
+    engine = await kit.reopen(engine)
+    assert engine.view.storage() == StorageState("ok", None)

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from _faults import Disk, Fsync, journal_files
 from shardline import Engine, ManualClock
+from shardline.errors import ServiceUnavailable
 from shardline.metrics.alarms import AlarmManager, default_rules_for
 from shardline.metrics.catalog import METRICS
 from shardline.metrics.collect import BATCH_BUCKETS, Collector, Snapshot
@@ -112,6 +114,31 @@ async def test_storage_metrics(tmp_path: Path) -> None:
         assert one(after, "shardline_journal_checkpoints_total") == checkpoints + 1
         assert one(after, "shardline_journal_staged_bytes") == 0
         assert one(after, "shardline_journal_unreplayed_bytes") == 0
+
+
+async def test_storage_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """shardline_storage_state: 1 for the data directory's state (a full disk, a failed fsync), 0 for the others."""
+    disk = Disk(tmp_path, monkeypatch)
+    fsync = Fsync(journal_files(tmp_path), monkeypatch)
+    async with Engine(data_dir=tmp_path, fsync="always") as engine:
+        await engine.create_stream("s", 1)
+        collector = Collector(engine)
+
+        def states() -> dict[str, float]:
+            return {dict(lb)["state"]: v for lb, v in values(collector.collect(0), "shardline_storage_state").items()}
+
+        async def put_refused() -> None:
+            with pytest.raises(ServiceUnavailable):
+                await engine.put_record(stream_name="s", data=b"refused", partition_key="k")
+
+        assert states() == {"ok": 1, "disk_full": 0, "failed": 0}
+        disk.full = True
+        await put_refused()
+        assert states() == {"ok": 0, "disk_full": 1, "failed": 0}
+        disk.full = False
+        fsync.failing = True  # the journal write goes through (the disk is no longer full), its fsync fails
+        await put_refused()
+        assert states() == {"ok": 0, "disk_full": 0, "failed": 1}
 
 
 async def test_many_shards_get_shard_series_only_when_enhanced_monitoring_asks(tmp_path: Path) -> None:

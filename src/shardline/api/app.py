@@ -358,8 +358,19 @@ class KinesisApp:
         return codec.encode(body)
 
     async def _health(self, send: Send) -> None:
-        ok = self.ready and not self.engine.closed
-        state: dict[str, Any] = {"status": "ok" if ok else "starting"}
+        """A liveness probe. After a failed fsync it fails (503): only a restart, which replays the journal, makes
+        writes work again, so a supervisor should restart the server. A full disk keeps it at 200: writes resume by
+        themselves once space is freed, and a restart would not free any. The storage state is not data and is said
+        to anyone; the stream count is said only without --auth."""
+        serving = self.ready and not self.engine.closed
+        storage = self.engine.view.storage()
+        ok = serving and storage.state != "failed"
+        state: dict[str, Any] = {
+            "status": "ok" if ok else "storage-failed" if serving else "starting",
+            "storage": storage.state.replace("_", "-"),
+        }
+        if storage.error is not None:
+            state["error"] = storage.error
         if self.verifier is None:  # a liveness probe answers anyone: under --auth it says nothing about the data
             state["streams"] = self.engine.view.stream_count
         body = orjson.dumps(state)

@@ -26,11 +26,14 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 __all__ = [
+    "STORAGE_STATES",
     "EngineView",
     "HistogramView",
     "JournalFigures",
     "ShardCountersView",
     "ShardView",
+    "StorageState",
+    "StorageStateName",
     "StreamCountersView",
     "StreamView",
 ]
@@ -131,6 +134,23 @@ class JournalFigures:
     unreplayed_bytes: int  # journal bytes a restart now would replay (written since the last checkpoint)
     replayed_records: int  # records the journal replay at open wrote to their shards
     fsync_rounds: int
+
+
+StorageStateName = Literal["ok", "disk_full", "failed"]
+STORAGE_STATES: tuple[StorageStateName, ...] = ("ok", "disk_full", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class StorageState:
+    """Whether the data directory takes writes (docs/security.md, "Files"); reads go on in every state.
+
+    ``disk_full``: the last write failed for want of space (each write is tried, and refused while the disk stays
+    full); the first one that goes through once space is freed clears it, without a restart. ``failed``: an fsync
+    failed (``error`` is what it reported), so written bytes may be lost and writes are refused until a restart,
+    which replays the journal. ``failed`` wins over ``disk_full``: only the restart clears it."""
+
+    state: StorageStateName
+    error: str | None = None
 
 
 class ShardView:
@@ -290,7 +310,7 @@ class StreamView:
 
 
 class EngineView:
-    """The whole engine, read-only: whether it serves, its streams, its journal figures."""
+    """The whole engine, read-only: whether it serves, its streams, its journal figures, its storage state."""
 
     __slots__ = ("_engine",)
 
@@ -330,3 +350,10 @@ class EngineView:
             replayed_records=e.journal_report.records,
             fsync_rounds=e.committer.rounds,
         )
+
+    def storage(self) -> StorageState:
+        """Whether writes are refused for a reason of the data directory (a full disk, a failed fsync)."""
+        e = self._engine
+        if e.storage_failed is not None:
+            return StorageState("failed", e.storage_failed)
+        return StorageState("disk_full" if e.disk_full else "ok")

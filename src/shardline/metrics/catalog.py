@@ -425,7 +425,7 @@ _ALL = [
         "n/a",
         ("mapping", "function", "stream", "state"),
     ),
-    # ---------------------------------------------------------------- storage (the engine's journal and fsyncs)
+    # ---------------------------------------------------------------- storage (the engine's journal, fsyncs, state)
     Metric(
         "shardline_journal_frames_total",
         "counter",
@@ -467,6 +467,15 @@ _ALL = [
         "rounds",
         "Group-commit rounds under fsync=always: each makes every put queued before it durable with one fsync.",
         "n/a (storage internals)",
+    ),
+    Metric(
+        "shardline_storage_state",
+        "gauge",
+        "1",
+        "1 for the data directory's current state, 0 for the others: ok; disk_full, the last write failed for want "
+        "of space (writes resume once space is freed); failed, an fsync failed (writes refused until a restart).",
+        "n/a (storage internals)",
+        ("state",),
     ),
     # ---------------------------------------------------------------- alarms and the monitor itself
     Metric(

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from ..engine import Engine, StreamView
 from ..engine.stats import LATENCY_BUCKETS_MS
-from ..engine.view import HistogramView, ShardCountersView, StreamCountersView
+from ..engine.view import STORAGE_STATES, HistogramView, ShardCountersView, StreamCountersView
 from ..runtime.functions import FunctionPool
 from ..runtime.supervisor import Mapping
 from .catalog import METRICS, SHARD_SERIES_LIMIT, Metric
@@ -259,6 +259,8 @@ class Collector:
             fams["shardline_journal_unreplayed_bytes"].samples.append(((), float(journal.unreplayed_bytes)))
             fams["shardline_journal_replayed_records"].samples.append(((), float(journal.replayed_records)))
             fams["shardline_storage_fsync_rounds_total"].samples.append(((), float(journal.fsync_rounds)))
+        storage = self.view.storage().state
+        fams["shardline_storage_state"].samples += [(_labels(state=s), float(s == storage)) for s in STORAGE_STATES]
         fams["shardline_metrics_series"].samples.append(((), float(self.store_series)))
         fams["shardline_metrics_sample_seconds_total"].samples.append(((), self.sample_seconds))
         if self.emf is not None:
