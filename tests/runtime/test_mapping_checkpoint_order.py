@@ -69,7 +69,7 @@ async def test_concurrent_sub_shards_write_the_checkpoint_in_order(rig: Rig, cap
 
 
 class HeldCheckpoints(LeaseStore):
-    """A lease store whose checkpoint writes wait until ``release`` (each one noted, with how many have returned)."""
+    """A lease store whose checkpoint writes wait until ``answer`` (each one noted, with how many have returned)."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -77,7 +77,7 @@ class HeldCheckpoints(LeaseStore):
         self.returned = 0
         self._open = threading.Event()
 
-    def release(self) -> None:
+    def answer(self) -> None:
         self._open.set()
 
     def checkpoint(self, lease: Lease, position: Position) -> None:
@@ -101,7 +101,7 @@ async def test_the_next_batch_does_not_wait_for_the_checkpoint(rig: Rig) -> None
         assert store.returned == 0
         assert len(rec.batches()) == 4
         idle = asyncio.ensure_future(rig.idle(m))
-        store.release()
+        store.answer()
         await idle
         assert rig.checkpoint(m) == seqs[-1]  # written before idle returned
         assert store.sent[-1] == seqs[-1]
@@ -110,5 +110,5 @@ async def test_the_next_batch_does_not_wait_for_the_checkpoint(rig: Rig) -> None
         await rig.stop(m)
         assert rec.delivered() == rig.numbered(20)
     finally:
-        store.release()
+        store.answer()
         store.close()
