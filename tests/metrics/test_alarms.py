@@ -36,6 +36,7 @@ from shardline.metrics.alarms import (
     merge_rules,
     parse_alarms,
 )
+from shardline.metrics.alarms.builtin import storage_rules
 from shardline.metrics.notify import FileNotifier
 from shardline.metrics.series import SeriesStore, series_key
 from shardline.runtime.config import load_config
@@ -347,6 +348,26 @@ def test_any_throttle_drop_dead_letter_error_or_timeout_alarms(name: str, series
     assert rig.fired(name, OK)[-1] == 300
 
 
+def storage_series(state: str) -> Values:
+    """The samples of ``shardline_storage_state`` while the data directory is in ``state``."""
+    return {key("shardline_storage_state", state=s): float(s == state) for s in ("ok", "disk_full", "failed")}
+
+
+@pytest.mark.parametrize(("name", "state"), [("storage:fsync-failed", "failed"), ("storage:disk-full", "disk_full")])
+def test_a_data_directory_that_refuses_writes_alarms(name: str, state: str) -> None:
+    rules = {r.name: r for r in storage_rules()}
+    assert set(rules) == {"storage:fsync-failed", "storage:disk-full"}
+    assert rules[name].severity == "critical"
+    rig = Rig(list(rules.values()))
+    rig.run(121, storage_series("ok"))
+    assert {s["state"] for s in rig.manager.states()} == {OK}
+    rig.run(60, storage_series(state))  # from 121 s: [120, 180) breaches, judged at 180
+    assert rig.fired(name) == [180]
+    assert [r for r in rules if rig.fired(r)] == [name]  # the other state's rule stays quiet
+    rig.run(121, storage_series("ok"))
+    assert rig.state(name) == OK
+
+
 def test_counters_that_do_not_exist_yet_are_good_news() -> None:
     rig = Rig([built_in("stream:s:write-throttled"), built_in("function:f:errors")])
     rig.run(120)
@@ -466,6 +487,9 @@ def test_default_rules_for_a_running_engine_and_project(tmp_path: Path) -> None:
     assert rules["mapping:f@orders:iterator-age-50pct"].threshold == 450
     assert rules["mapping:f@orders:poison-pill"].labels == {"mapping": "abc"}
     assert "function:f:timeouts" in rules
+    assert rules["storage:fsync-failed"].labels == {"state": "failed"}
+    assert rules["storage:disk-full"].labels == {"state": "disk_full"}
+    assert storage_rules(AlarmDefaults(storage=False)) == storage_rules(AlarmDefaults(disable=("storage:*",))) == []
 
 
 def test_declared_rules_replace_built_in_ones_of_the_same_name() -> None:
@@ -572,6 +596,7 @@ def test_parse_alarms_full_section() -> None:
                 "abandonedAfterHours": {"default": 24, "streams": {"audit": False, "orders": 2}},
                 "poisonPillMinutes": False,
                 "throttling": False,
+                "storage": False,
                 "period": 30,
                 "disable": "function:*:timeouts",
             },
@@ -615,6 +640,7 @@ def test_parse_alarms_full_section() -> None:
     assert (d.forecast, d.forecast_horizon_s, d.forecast_window_s) == (True, 5400, 300)
     assert (d.abandoned_after_s, dict(d.abandoned_by_stream)) == (DAY, {"audit": None, "orders": 7200})
     assert (d.poison_pill_s, d.throttling, d.period_s, d.disable) == (None, False, 30, ("function:*:timeouts",))
+    assert d.storage is False and storage_rules(d) == []
     assert cfg.notify.log is False and cfg.notify.file == Path("/project/alarms.jsonl")
     (hook,) = cfg.notify.webhooks
     assert (hook.url, hook.retries) == ("http://127.0.0.1:9/h", 5)

@@ -5,14 +5,14 @@
 - ``forecast``: the data-loss forecast (seconds until the iterator age reaches the retention period);
 - ``manager``: the AlarmManager, which keeps states, history and delivery cursors and hands transitions to the
   notifiers of ``shardline.metrics.notify``;
-- ``builtin``: the built-in rules per stream, mapping and function;
+- ``builtin``: the built-in rules on the data directory, and per stream, mapping and function;
 - ``config``: the ``alarms:`` section below (its ``notify`` key is parsed by ``shardline.metrics.notify``).
 
 ```yaml
 alarms:
   defaults: {iteratorAgeRetention: true, forecast: {horizonMinutes: 60}, abandonedAfterHours: 168,
              poisonPillMinutes: 15, throttling: true, droppedRecords: true, deadLetteredRecords: true,
-             onFailureDestinationStuck: true, functionErrors: true, functionTimeouts: true, period: 60,
+             onFailureDestinationStuck: true, functionErrors: true, functionTimeouts: true, storage: true, period: 60,
              disable: ["stream:*:read-throttled"]}
   notify: {log: true, file: alarms.jsonl, webhook: {url: "http://127.0.0.1:9000/hook", retries: 3}}
   rules:

@@ -23,6 +23,7 @@ __all__ = [
     "default_rules_for",
     "enabled_rules",
     "merge_rules",
+    "storage_rules",
 ]
 
 
@@ -64,6 +65,7 @@ class AlarmDefaults:
     on_failure_destination_stuck: bool = True
     function_errors: bool = True
     function_timeouts: bool = True
+    storage: bool = True
     period_s: int = 60
     disable: tuple[str, ...] = ()
 
@@ -80,6 +82,12 @@ _MAPPING_COUNTS = (
      "{} gave up on records and had no on-failure destination for them: they are lost"),
     ("dead-lettered-records", "shardline_esm_on_failure_delivered_records_total", "warning", "dead_lettered_records",
      "{} gave up on records and sent them to its on-failure destination"),
+)  # fmt: skip
+# (name suffix, state of shardline_storage_state, description): the data directory refuses writes
+_STORAGE_STATES = (
+    ("fsync-failed", "failed", "an fsync in the data directory failed: writes are refused until the server is "
+     "restarted (the restart replays the journal; see /health)"),
+    ("disk-full", "disk_full", "the data directory's disk is full: writes are refused until space is freed"),
 )  # fmt: skip
 _FUNCTION_COUNTS = (
     ("errors", "error", "function_errors", "invocations of {} ended in an error"),
@@ -218,6 +226,19 @@ def default_rules(
     return enabled_rules(out, d)
 
 
+def storage_rules(defaults: AlarmDefaults | None = None) -> list[AlarmRule]:
+    """The built-in rules on the engine's data directory: any period in which it refused writes (a failed fsync, a
+    full disk) is critical, since every put fails until someone acts."""
+    d = defaults or AlarmDefaults()
+    if not d.storage:
+        return []
+    storage = [
+        builtin_rule(f"storage:{x}", "shardline_storage_state", {"state": st}, 0, d, severity="critical", description=t)
+        for x, st, t in _STORAGE_STATES
+    ]
+    return enabled_rules(storage, d)
+
+
 def enabled_rules(rules: Iterable[AlarmRule], d: AlarmDefaults) -> list[AlarmRule]:
     """The built-in ``rules`` that ``d`` leaves on: none when built-in rules are off, else those no ``d.disable``
     pattern names."""
@@ -227,7 +248,8 @@ def enabled_rules(rules: Iterable[AlarmRule], d: AlarmDefaults) -> list[AlarmRul
 
 
 def default_rules_for(engine: Engine, project: Any = None, defaults: AlarmDefaults | None = None) -> list[AlarmRule]:
-    """Built-in rules for the streams an Engine holds now and, given a runtime Project, its mappings and functions."""
+    """Built-in rules for the Engine's data directory and the streams it holds now and, given a runtime Project, its
+    mappings and functions."""
     streams = [StreamInfo(st.name, st.retention_hours * 3600) for st in engine.view.streams()]
     retention = {s.name: s.retention_s for s in streams}
     mappings: list[MappingInfo] = []
@@ -238,7 +260,7 @@ def default_rules_for(engine: Engine, project: Any = None, defaults: AlarmDefaul
             keep = retention.get(c.stream_name, 86_400)
             mappings.append(MappingInfo(c.uuid, c.function_name, c.stream_name, keep, c.maximum_record_age_s))
         functions = list(project.pools)
-    return default_rules(streams, mappings, functions, defaults)
+    return storage_rules(defaults) + default_rules(streams, mappings, functions, defaults)
 
 
 def merge_rules(builtin: Iterable[AlarmRule], declared: Iterable[AlarmRule]) -> list[AlarmRule]:

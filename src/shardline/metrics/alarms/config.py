@@ -33,7 +33,7 @@ _RULE_KEYS = {
 _DEFAULT_KEYS = {
     "enabled", "iteratorAgeRetention", "forecast", "abandonedAfterHours", "poisonPillMinutes", "throttling",
     "droppedRecords", "deadLetteredRecords", "onFailureDestinationStuck", "functionErrors", "functionTimeouts",
-    "period", "disable",
+    "storage", "period", "disable",
 }  # fmt: skip
 _FIELD_KEYS = {"treat_missing_data": "treatMissingData", "evaluation_periods": "evaluationPeriods",
                "datapoints_to_alarm": "datapointsToAlarm"}  # fmt: skip
@@ -217,6 +217,7 @@ def _parse_defaults(cf: ConfigFile, where: str, data: Any) -> AlarmDefaults:
         on_failure_destination_stuck=flag("onFailureDestinationStuck"),
         function_errors=flag("functionErrors"),
         function_timeouts=flag("functionTimeouts"),
+        storage=flag("storage"),
         period_s=period,
         disable=tuple(disable),
     )
