@@ -1,13 +1,16 @@
-"""A project's start and stop: a start that fails part way stops what it had started; a stop reports what failed."""
+"""A project's start and stop: a start that fails part way stops what it had started; a stop reports what failed; a
+mapping that starts disabled shows the checkpoints it kept."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from pathlib import Path
 
 import pytest
 
-from shardline import Engine
+from shardline import Engine, PutRecordsRequestEntry
 from shardline.runtime.config import load_config
 from shardline.runtime.functions import Throttled
 from shardline.runtime.project import Project
@@ -72,3 +75,46 @@ async def test_stop_logs_what_failed_and_stops_the_rest(tmp_path: Path, caplog: 
     with pytest.raises(Throttled, match="FunctionClosed"):
         await project.pools["second"].invoke(b"{}")
     assert project.store is None
+
+
+ONE = """
+streams:
+  events: {{shards: 1}}
+functions:
+  only:
+    handler: handlers/app.handler
+    events:
+      - stream: {{stream: events, enabled: {enabled}}}
+"""
+
+
+async def test_a_mapping_started_disabled_shows_the_checkpoints_it_kept(tmp_path: Path) -> None:
+    (tmp_path / "handlers").mkdir()
+    (tmp_path / "handlers" / "app.py").write_text("def handler(event, context):\n    return None\n")
+    cfg = tmp_path / "shardline.yml"
+    async with Engine(data_dir=tmp_path / "data", fsync="never") as engine:
+        cfg.write_text(ONE.format(enabled="true"))
+        project = Project(load_config(cfg), engine)
+        await project.start()
+        try:
+            res = await engine.put_records([PutRecordsRequestEntry(b"x", "pk", None)] * 3, stream_name="events")
+            last = res.records[-1].sequence_number
+            [mapping] = project.mappings
+            deadline = time.monotonic() + 60
+            while [lease.checkpoint for lease in mapping.lease_view()] != [last]:
+                assert time.monotonic() < deadline, "the checkpoint never reached the last record"
+                await asyncio.sleep(0.02)
+        finally:
+            await project.stop()
+
+        cfg.write_text(ONE.format(enabled="false"))
+        project = Project(load_config(cfg), engine)
+        await project.start()
+        try:
+            [mapping] = project.mappings
+            assert not mapping.running()
+            assert [(lease.shard_id, lease.checkpoint) for lease in mapping.lease_view()] == [
+                ("shardId-000000000000", last)
+            ]
+        finally:
+            await project.stop()

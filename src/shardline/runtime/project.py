@@ -169,6 +169,8 @@ class Project:
                 self.mappings.append(mapping)
                 if mc.enabled:
                     mapping.start()
+                else:
+                    await mapping.read_lease_view()
         self.running = True
 
     async def _mapping(self, mc: MappingConfig, pool: FunctionPool) -> Mapping:

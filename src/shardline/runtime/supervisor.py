@@ -289,15 +289,20 @@ class Mapping:
         self._lease_view = {lease.shard_id: lease for lease in rows}
         return rows
 
+    async def read_lease_view(self) -> None:
+        """Read the lease view once, for a mapping that does not run (created disabled): monitoring then shows the
+        checkpoints it kept from its last run instead of nothing."""
+        await self.store_thread.call(self._read_leases)
+
     def lease_of(self, shard_id: str) -> Lease | None:
         """The lease of ``shard_id`` in the lease view, for monitoring (never calls the store). How stale it can
         be: see the module docstring (this process's checkpoints show at once, other changes within a sync pass).
-        None before the mapping first ran, or when the shard has no lease."""
+        None before the mapping first ran (or read it: ``read_lease_view``), or when the shard has no lease."""
         return self._lease_view.get(shard_id)
 
     def lease_view(self) -> list[Lease]:
         """Every lease of the mapping in the lease view, in the store's order (by lease key), for monitoring; as
-        stale as ``lease_of``. Empty before the mapping first ran."""
+        stale as ``lease_of``. Empty before the mapping first ran (or read it: ``read_lease_view``)."""
         return sorted(self._lease_view.values(), key=lambda lease: lease.key)
 
     def _initial_position(self, shard: SourceShard, first_pass: bool) -> Position:
