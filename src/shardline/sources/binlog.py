@@ -266,8 +266,9 @@ def _decoder(columns: Any, nullable: tuple[bool, ...]) -> Any:
                     out[name] = ""  # (the library gives an empty SET as None, told from NULL only here)
             elif value is None:
                 continue
-            elif column.type in _TIMESTAMPS:
-                out[name] = timestamp_value(value, int(getattr(column, "fsp", 0) or 0))
+            elif column.type in _TIMESTAMPS:  # (the zero TIMESTAMP comes as the epoch: null if nullable)
+                fsp = int(getattr(column, "fsp", 0) or 0)
+                out[name] = timestamp_value(value, fsp, nullable[i] if i < len(nullable) else True)
             elif column.type == FIELD_TYPE.BIT:
                 out[name] = bit_value(int(value, 2) if value else 0, int(column.bits))
             else:

@@ -16,12 +16,15 @@ binary log holds a TIMESTAMP as seconds since the epoch, which the reader decode
 | DATETIME                        | ISO-8601 string without zone, microseconds when non-zero                   |
 | TIMESTAMP(n)                    | ISO-8601 UTC string ending in ``Z``, with exactly n fractional digits      |
 |                                 | (Debezium's ZonedTimestamp): ``2024-02-29T23:59:58Z``, for TIMESTAMP(6)    |
-|                                 | ``2024-02-29T23:59:58.120000Z``; the zero TIMESTAMP is the epoch           |
+|                                 | ``2024-02-29T23:59:58.120000Z``                                            |
 | DATE / TIME                     | ``YYYY-MM-DD`` / ``[-]HH:MM:SS[.ffffff]``                                 |
 | zero DATETIME / DATE            | a value that is no calendar date (``0000-00-00``, a zero month or day,     |
 |                                 | year 0, an invalid date such as ``2024-02-30``): null in a nullable column,|
 |                                 | the epoch (``1970-01-01T00:00:00`` / ``1970-01-01``) in a NOT NULL one     |
 |                                 | (Debezium's rule for zero dates; see ``zero_date``)                        |
+| zero TIMESTAMP(n)               | ``0000-00-00 00:00:00``: null in a nullable column, the epoch              |
+|                                 | (``1970-01-01T00:00:00Z``, n fractional digits) in a NOT NULL one (the same|
+|                                 | rule; see ``timestamp_value``)                                             |
 | CHAR, VARCHAR, TEXT, ENUM, JSON | string (JSON as the text the server stores)                                |
 | SET                             | string: the members in definition order, comma-joined (``""``: empty)      |
 | BIT(1)                          | boolean                                                                    |
@@ -117,17 +120,24 @@ class Geometry:
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-def timestamp_value(value: dt.datetime | str, fsp: int) -> Timestamp:
+def timestamp_value(value: dt.datetime | str, fsp: int, nullable: bool) -> Timestamp | None:
     """A TIMESTAMP read as a naive UTC datetime (the snapshot reads with ``time_zone = '+00:00'``; the binary-log
-    reader decodes its epoch seconds with ``utcfromtimestamp``). The zero TIMESTAMP, which the client library
-    cannot parse and hands over as the text ``0000-00-00 00:00:00``, is the epoch (as in the binary log)."""
+    reader decodes its epoch seconds with ``utcfromtimestamp``), or the zero TIMESTAMP: the client library cannot
+    parse it and hands over the text ``0000-00-00 00:00:00[.000000]``; the binary log stores it as 0 seconds, which
+    the reader hands over as exactly the epoch (no real TIMESTAMP is: their range starts at 1970-01-01 00:00:01 UTC).
+    Both become what Debezium's MySQL connector gives for a zero value: null in a nullable column (``nullable``), the
+    epoch in a NOT NULL one."""
     if isinstance(value, str):
-        if value.startswith("0000-00-00"):
-            return Timestamp(_EPOCH, fsp)
-        raise ValueError(f"not a TIMESTAMP value: {value!r}")
-    if value.tzinfo is not None:
+        if not value.startswith("0000-00-00"):
+            raise ValueError(f"not a TIMESTAMP value: {value!r}")
+        at = _EPOCH
+    elif value.tzinfo is not None:
         raise ValueError(f"a TIMESTAMP value must be naive UTC, not {value!r}")
-    return Timestamp(value.replace(tzinfo=dt.UTC), fsp)
+    else:
+        at = value.replace(tzinfo=dt.UTC)
+    if at == _EPOCH and nullable:
+        return None
+    return Timestamp(at, fsp)
 
 
 _EPOCH_DATES: dict[str, dt.date] = {"date": dt.date(1970, 1, 1), "datetime": dt.datetime(1970, 1, 1)}

@@ -8,8 +8,9 @@ MariaDB reports it without any lock (``binlog_snapshot_file``/``binlog_snapshot_
 
 The reading session's ``time_zone`` is UTC, so TIMESTAMP values come as UTC whatever the server's or the process's
 zone; ``decode_row`` turns the values the client library gives into the ones the binary-log reader gives (see
-envelope.py; a DATE or DATETIME that is no calendar date, which the library gives as text, becomes null or the epoch
-by the column's nullability): rows are paginated with the values as read, and decoded only for their records.
+envelope.py; a DATE or DATETIME that is no calendar date and a zero TIMESTAMP, which the library gives as text,
+become null or the epoch by the column's nullability): rows are paginated with the values as read, and decoded only
+for their records.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def fetch_rows(cur: Any, table: Table, limit: int) -> list[dict[str, Any]]:
 
 def decode_row(table: Table, row: dict[str, Any]) -> dict[str, Any]:
     """A row as read (in a UTC session) with its TIMESTAMP, BIT and spatial values decoded as the binary-log reader
-    decodes them (SET values are already the server's text), and its zero dates as ``zero_date`` gives them."""
+    decodes them (SET values are already the server's text), and its zero dates and zero TIMESTAMPs as ``zero_date``
+    and ``timestamp_value`` give them."""
     if not table.types:
         return row
     out = dict(row)
@@ -109,7 +111,7 @@ def decode_row(table: Table, row: dict[str, Any]) -> dict[str, Any]:
             if isinstance(value, str):  # (what the client library gives for a value that is no calendar date)
                 out[column] = zero_date(data_type, optional)
         elif data_type == "timestamp":
-            out[column] = timestamp_value(value, size)
+            out[column] = timestamp_value(value, size, optional)
         elif data_type == "bit":
             out[column] = bit_value(int.from_bytes(value, "big"), size)
         elif data_type in SPATIAL_TYPES:
