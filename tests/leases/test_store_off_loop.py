@@ -43,7 +43,10 @@ SHARD1 = "shardId-000000000001"
 HASH_KEY = {SHARD0: "0", SHARD1: str(2**128 - 1)}  # explicit hash keys: the lowest and the highest of the range
 WAIT_S = 60.0
 TICKS = 20  # event-loop ticks that must pass while one checkpoint write is stalled
-TUNING = RuntimeTuning(poll_interval_s=0.01, shard_sync_interval_s=1.0)
+# No periodic shard sync pass during a test (the first one, at start, finds both shards): a pass reads the leases on
+# the mapping's store thread, and one that goes out into the stall first would hold the checkpoint write queued
+# behind it, unsent, so the stalled call would not be the checkpoint this module watches.
+TUNING = RuntimeTuning(poll_interval_s=0.01, shard_sync_interval_s=300.0)
 
 
 # ----------------------------------------------------------------------------------------------- the loop, watched
@@ -266,9 +269,11 @@ async def test_a_stalled_postgresql_checkpoint_does_not_stall_the_event_loop(tmp
                 await _finish(mapping, handler, feed, check)
             finally:
                 handler.release.set()
-                await asyncio.wait_for(mapping.stop(), WAIT_S)
-                store.close()
-                check.close()
+                try:
+                    await asyncio.wait_for(mapping.stop(), WAIT_S)
+                finally:
+                    store.close()
+                    check.close()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE delivered (id bigserial PRIMARY KEY, shard_id text, seq text, n text, worker int, "
@@ -306,9 +311,48 @@ async def test_a_locked_sqlite_file_does_not_stall_the_event_loop(tmp_path: Path
             handler.release.set()
             if locker.in_transaction:
                 locker.execute("COMMIT")
-            await asyncio.wait_for(mapping.stop(), WAIT_S)
-            locker.close()
-            store.close()
-            check.close()
+            try:
+                await asyncio.wait_for(mapping.stop(), WAIT_S)
+            finally:
+                locker.close()
+                store.close()
+                check.close()
     seen = sorted(int(n) for _, _, n, _ in handler.rows)
     assert seen == list(range(feed.sent))
+
+
+async def test_a_stopping_mapping_takes_no_lease_back(tmp_path: Path) -> None:
+    """While a stop drains the shards (shard 0 holds a batch in flight), the lease loop takes nothing: shard 1, which
+    drained at once and gave its lease back, is not taken again only to be stopped, however many take intervals
+    pass (the loop's renewals of shard 0 go on meanwhile, and are what this waits for)."""
+    async with Engine(data_dir=tmp_path / "data", fsync="never") as engine:
+        await engine.create_stream("s", 2)
+        store = SqliteLeaseStore(tmp_path / "leases.db", owner="w1")
+        handler = Handler(hold=(SHARD0, 1))
+        mapping = _mapping(engine, store, handler, leasing=LeaseTiming(ttl_s=1.5, take_s=0.05))
+        feed = Feed(engine)
+        await feed.put(SHARD0, 5)
+        ones = await feed.put(SHARD1, 5)
+        stopping: asyncio.Future[None] | None = None
+        try:
+            mapping.start()
+            await wait_for(lambda: handler.held and handler.seen(ones), "shard 0's batch held, shard 1 handled")
+            worker = mapping.lease_worker
+            assert worker is not None
+            counters = worker.counters
+            taken = counters.taken
+            stopping = asyncio.ensure_future(mapping.stop())
+            await wait_for(lambda: counters.released >= 1, "shard 1's lease given back")
+            statements = counters.statements
+            await wait_for(lambda: counters.statements >= statements + 3, "three more renewals of shard 0")
+            assert counters.taken == taken
+            handler.release.set()
+            await asyncio.wait_for(stopping, WAIT_S)
+            assert handler.seen([str(i) for i in range(feed.sent)])
+        finally:
+            handler.release.set()
+            try:
+                if stopping is not None:
+                    await asyncio.wait_for(stopping, WAIT_S)
+            finally:
+                store.close()

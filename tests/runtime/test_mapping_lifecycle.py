@@ -14,8 +14,9 @@ from shardline.runtime.checkpoints import Lease, LeaseStore
 from shardline.runtime.leases import LeaseLost, LeaseUnavailable
 from shardline.runtime.mapping import RuntimeTuning
 from shardline.runtime.position import Position
+from shardline.runtime.source import SourceShard
 
-from ._rig import Call, Rig
+from ._rig import FAST, Call, Rig, WatchedSource
 
 SHARD0 = "shardId-000000000000"
 T0_MS = 1_700_000_000_000
@@ -386,3 +387,34 @@ async def test_deleted_stream_reports_a_problem_without_crashing(rig: Rig) -> No
     await rig.stop(m)
     assert m.stats().last_processing_result.startswith("PROBLEM:")
     assert rec.delivered() == [b"r1"]
+
+
+class HeldListing(WatchedSource):
+    """A source whose first shard listing (the mapping's first sync pass) waits until ``go`` is set."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.listing = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def list_shards(self) -> list[SourceShard]:
+        if not self.go.is_set():
+            self.listing.set()
+            await self.go.wait()
+        return await super().list_shards()
+
+
+async def test_a_stop_during_a_shard_sync_pass_ends_the_mapping_at_once(rig: Rig) -> None:
+    """The stop's wake-up comes while the sync pass is listing shards; it must end the mapping when the pass is
+    over, not after a whole sync interval (an hour here)."""
+    await rig.stream()
+    source = HeldListing(rig.eng, "s")
+    m = rig.mapping(rig.recorder(), source=source, tuning=replace(FAST, shard_sync_interval_s=3600.0))
+    m.start()
+    await asyncio.wait_for(source.listing.wait(), 60)
+    stopping = asyncio.ensure_future(m.stop())
+    await rig.wait_for(lambda: not m.running(), "the stop to begin")
+    source.go.set()
+    # (asyncio.wait, not wait_for: a stop cancelled by wait_for would swallow the cancellation and look done)
+    done, _ = await asyncio.wait({stopping}, timeout=60)
+    assert stopping in done, "the mapping did not stop after its sync pass"

@@ -130,6 +130,8 @@ class Mapping:
 
         With shared leases, every shard first hands over as in a handoff (what was fetched is processed, up to the
         handoff timeout), so the workers that take the leases next redeliver nothing."""
+        if self.lease_worker is not None:
+            self.lease_worker.stop_taking()  # (it would take the leases the drain below gives back)
         if self.leasing is not None and self._tasks:
             for proc in list(self._processors.values()):
                 proc.drain()
@@ -176,6 +178,9 @@ class Mapping:
             self.lease_worker = LeaseWorker(self.store, self.uuid, self.leasing, self.clock, self._launch)
         try:
             while self.running():
+                # Cleared before the pass, not after: a wake-up that comes during the pass (a stop, a shard's end)
+                # starts the next one at once instead of being lost to a whole sync interval.
+                self._resync.clear()
                 self._syncs_started += 1
                 try:
                     await self._sync(first_pass)
@@ -192,7 +197,6 @@ class Mapping:
                 if self.lease_worker is not None and worker_task is None:
                     worker_task = asyncio.create_task(self.lease_worker.run(), name=f"leases-{self.uuid}")
                 self._pulse_synced()
-                self._resync.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._resync.wait(), self.tuning.shard_sync_interval_s)
         finally:

@@ -147,6 +147,7 @@ class LeaseWorker:
         self._dropped: set[tuple[str, int]] = set()  # (key, epoch) given up here: never adopted again
         self._requested: tuple[str, str, int] | None = None  # (key, victim, epoch) of my handoff request
         self._stop = asyncio.Event()
+        self._taking = True  # False once the owner stops (stop_taking)
         # The lease loop's own thread: its passes never wait in line behind the shards' checkpoints (queued on the
         # mapping's store thread), nor those behind a pass.
         self._thread = StoreThread(f"leases-{app[:8]}")
@@ -168,6 +169,11 @@ class LeaseWorker:
     def stop(self) -> None:
         self._stop.set()
 
+    def stop_taking(self) -> None:
+        """Take, adopt and balance no more leases; renew the ones held until ``stop``. The owner is stopping and
+        hands its leases back: taking them again would only start shards to stop them."""
+        self._taking = False
+
     def owned(self) -> dict[str, Lease]:
         return {k: h.lease for k, h in self._held.items()}
 
@@ -185,7 +191,7 @@ class LeaseWorker:
             while not self._stop.is_set():
                 now = self.clock.monotonic()
                 try:
-                    if now >= next_take:
+                    if now >= next_take and self._taking:
                         snap = await self._take()
                         next_take = now + t.take
                         # A due balance pass reads the take pass's snapshot: the steady load stays 1 renew + 1 read
