@@ -1,5 +1,4 @@
-"""Checkpoints are written off the event loop and behind the batches, yet a shard's checkpoints reach the store in
-order.
+"""Checkpoints are written off the event loop, yet a shard's checkpoints reach the store in order.
 
 With ParallelizationFactor 4, four sub-shards of one shard settle batches concurrently and each writes the shard's
 checkpoint after its batch. A store whose writes are slow (each holds the store thread a moment) lets later batches
@@ -9,7 +8,6 @@ last one must be the shard's last record (what settled during a write is written
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -65,50 +63,4 @@ async def test_concurrent_sub_shards_write_the_checkpoint_in_order(rig: Rig, cap
         assert store.sent[-1] == seqs[-1]
         assert "lease lost" not in caplog.text and "checkpoint not written" not in caplog.text
     finally:
-        store.close()
-
-
-class HeldCheckpoints(LeaseStore):
-    """A lease store whose checkpoint writes wait until ``answer`` (each one noted, with how many have returned)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.sent: list[str] = []
-        self.returned = 0
-        self._open = threading.Event()
-
-    def answer(self) -> None:
-        self._open.set()
-
-    def checkpoint(self, lease: Lease, position: Position) -> None:
-        self.sent.append(str(position))
-        self._open.wait(60)
-        super().checkpoint(lease, position)
-        self.returned += 1
-
-
-async def test_the_next_batch_does_not_wait_for_the_checkpoint(rig: Rig) -> None:
-    """Every batch is invoked while the first checkpoint write is still held in the store; once the store answers,
-    one more write takes the checkpoint to the last record, and ``idle`` returns only after it."""
-    await rig.stream()
-    seqs = await rig.put(rig.numbered(20))
-    store = HeldCheckpoints(rig.leases_path)
-    rec = rig.recorder()
-    m = rig.mapping(rec, batch_size=5, store=store)
-    try:
-        m.start()
-        await rig.wait_for(lambda: len(rec.delivered()) == 20 and bool(store.sent), "every batch invoked")
-        assert store.returned == 0
-        assert len(rec.batches()) == 4
-        idle = asyncio.ensure_future(rig.idle(m))
-        store.answer()
-        await idle
-        assert rig.checkpoint(m) == seqs[-1]  # written before idle returned
-        assert store.sent[-1] == seqs[-1]
-        assert [int(s) for s in store.sent] == sorted({int(s) for s in store.sent})
-        assert len(store.sent) <= 2  # the held write, then one write of everything settled meanwhile
-        await rig.stop(m)
-        assert rec.delivered() == rig.numbered(20)
-    finally:
-        store.answer()
         store.close()

@@ -1,23 +1,17 @@
-"""Writing one shard's checkpoint to the lease store, behind the batches.
+"""Writing one shard's checkpoint to the lease store.
 
-The checkpoint is where the settled prefix ends (settling.py). After each batch the shard processor asks for it to
-be written (``soon``) and goes on with its next batch at once: the write runs on the mapping's store thread while the
-next invocation runs, instead of adding a store round trip (a thread hop, a SQLite commit or a PostgreSQL statement)
-to every batch. That is the same at-least-once contract as before: a crash re-delivers what settled after the last
-checkpoint that reached the store, whether the write was in flight or not yet started.
-
-One write is in flight per shard. A write loops until nothing newer has settled, so a batch that ends while one is in
-flight has its position written by that same write when it returns: writes reach the store in the order of their
-positions, and a slow store delays only the checkpoint, never the batches (the lease's local deadline still stops
-them, see processor.py). A write the store refuses with ``LeaseLost`` fails the task group the write runs in, which
-stops the shard at once, as a refused write always did.
+The checkpoint is where the settled prefix ends (settling.py). The shard processor writes it after each batch and
+waits for the write before its next batch (on the mapping's store thread, never on the event loop): a store that
+hangs then leaves at most one batch per sub-shard processed and not checkpointed, which bounds what is delivered
+again after an outage. One write is in flight per shard: a write loops until nothing newer has settled, so checkpoints
+reach the store in the order of their positions. A write the store refuses with ``LeaseLost`` raises it, which
+stops the shard at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Protocol
 
 from .context import MappingContext
@@ -42,32 +36,11 @@ class Holder(Protocol):
 
 
 class CheckpointWriter:
-    def __init__(self, ctx: MappingContext, holder: Holder, settler: Settler, returned: Callable[[], None]) -> None:
-        """``returned`` is called each time a write started by ``soon`` returns (the processor's idle signal)."""
+    def __init__(self, ctx: MappingContext, holder: Holder, settler: Settler) -> None:
         self._ctx = ctx
         self._holder = holder
         self._settler = settler
-        self._returned = returned
         self._lock = asyncio.Lock()  # one write in flight: they land in order
-        self._group: asyncio.TaskGroup | None = None
-        self._behind: asyncio.Task[bool] | None = None
-
-    def attach(self, group: asyncio.TaskGroup) -> None:
-        """Run the writes that ``soon`` starts in ``group`` (the processor's: a write's failure is the shard's)."""
-        self._group = group
-
-    @property
-    def busy(self) -> bool:
-        """A write started by ``soon`` has not returned yet."""
-        return self._behind is not None and not self._behind.done()
-
-    def soon(self) -> None:
-        """Write the checkpoint behind the caller, which does not wait: a write is started unless one is in flight
-        (that one also writes what settled since it started)."""
-        if self._group is None:
-            raise RuntimeError("CheckpointWriter.soon outside the shard processor's task group")
-        if not self.busy:
-            self._behind = self._group.create_task(self._write_behind())
 
     async def write(self) -> bool:
         """Write the checkpoint if it moved, and what settles meanwhile; False when the store did not answer (the
@@ -77,12 +50,6 @@ class CheckpointWriter:
                 if self._holder.lost or not self._settler.dirty:
                     return True
             return False
-
-    async def _write_behind(self) -> bool:
-        try:
-            return await self.write()
-        finally:
-            self._returned()
 
     async def write_last(self) -> None:
         """The checkpoint the lease is released with (the mapping stops, or the lease is handed over): a store that

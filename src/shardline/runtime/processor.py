@@ -9,9 +9,10 @@ checkpoint is the highest sequence number below which every record is settled (s
 after each batch.
 
 Every lease-store call runs on the mapping's store thread (``MappingContext.store_thread``), never on the event
-loop. A batch's checkpoint is written behind it (checkpoint_writer.py): the next batch starts while the store
-writes, one write in flight per shard, so a shard's checkpoints reach the store in order and a slow store delays
-only them.
+loop: a slow store holds up only the sub-shard waiting for its checkpoint (checkpoint_writer.py), which starts no
+next batch until the checkpoint is written. One checkpoint write per shard is in flight at a time, so a shard's
+checkpoints reach the store in order; a store that hangs leaves at most one batch per sub-shard processed and not
+checkpointed.
 
 A discarded batch is settled only once its on-failure record is stored, so while the destination refuses it the
 shard waits and keeps its checkpoint before the batch.
@@ -86,7 +87,7 @@ class ShardProcessor:
         self.lost = False
         self._halted = False
         self._renewed = asyncio.Event()
-        self._checkpoint = CheckpointWriter(ctx, self, self._settler, self._poke)
+        self._checkpoint = CheckpointWriter(ctx, self, self._settler)
 
     def interrupt(self) -> None:
         """The mapping is stopping: end any backoff now (what it waited to retry stays unsettled)."""
@@ -136,7 +137,6 @@ class ShardProcessor:
         try:
             try:
                 async with asyncio.TaskGroup() as tg:
-                    self._checkpoint.attach(tg)
                     fetcher = tg.create_task(self._fetch_loop())
                     workers = [tg.create_task(self._sub_loop(sub)) for sub in self._subs]
                     await fetcher
@@ -191,7 +191,7 @@ class ShardProcessor:
         """Release the ``idle()`` and ``fetched()`` callers whose condition holds now."""
         if not self._idle_waiters:
             return
-        busy = not self._done and (self._checkpoint.busy or any(s.busy or s.closing or s.queue for s in self._subs))
+        busy = not self._done and any(s.busy or s.closing or s.queue for s in self._subs)
         waiting: list[tuple[int, bool, asyncio.Future[None]]] = []
         for want, settled, fut in self._idle_waiters:
             if (self._done or self._fetch_done or self._caught_up_at >= want) and not (settled and busy):
@@ -269,7 +269,7 @@ class ShardProcessor:
             if page.records:
                 self._caught_up_at = 0
                 if self._accept(page.records):
-                    self._checkpoint.soon()
+                    await self._checkpoint.write()
                 last_fetched = page.records[-1].sequence_number
             else:
                 self._caught_up_at = read
@@ -328,7 +328,7 @@ class ShardProcessor:
                 try:
                     await self._close_window(sub)
                     if ctx.running():
-                        self._checkpoint.soon()
+                        await self._checkpoint.write()
                 finally:
                     sub.closing = False
                 self._poke()
@@ -353,14 +353,14 @@ class ShardProcessor:
                 window = sub.window
             batch = take_batch(sub.queue, cfg.batch_size, window)
             self._space.set()
-            sub.busy = True  # (and then the checkpoint writer: idle() must not see the batch done before)
+            sub.busy = True  # until the checkpoint is written too: idle() must not see the batch done before
             try:
                 await self._process(batch, window)
                 if window is not None and window.terminated_early:
                     await self._close_window(sub)
                 window_opened = ctx.clock.monotonic()
                 if ctx.running():
-                    self._checkpoint.soon()
+                    await self._checkpoint.write()
             finally:
                 sub.busy = False
             self._poke()
@@ -521,7 +521,7 @@ class ShardProcessor:
         # Persist as soon as the settled prefix moves (a poison record retried for hours must not hold back the
         # saved checkpoint of records already handled before it).
         if self._settler.dirty and self.ctx.running():
-            self._checkpoint.soon()
+            await self._checkpoint.write()
 
     # ----------------------------------------------------------------- waiting
     async def _retry_backoff(self, delay: float) -> float:
