@@ -295,8 +295,12 @@ class Mapping:
 
     async def read_lease_view(self) -> None:
         """Read the lease view once, for a mapping that does not run (created disabled): monitoring then shows the
-        checkpoints it kept from its last run instead of nothing."""
-        await self.store_thread.call(self._read_leases)
+        checkpoints it kept from its last run instead of nothing. The store thread ends after it (a later start
+        makes a new one), so a mapping that never runs keeps no idle thread."""
+        try:
+            await self.store_thread.call(self._read_leases)
+        finally:
+            self.store_thread.close()
 
     def lease_of(self, shard_id: str) -> Lease | None:
         """The lease of ``shard_id`` in the lease view, for monitoring (never calls the store). How stale it can
