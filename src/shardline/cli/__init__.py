@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import uvloop
+from botocore.exceptions import BotoCoreError
 
 from .. import __version__
 from .._tasks import first_of
@@ -33,6 +34,7 @@ from ..projectfile import Loaded, LoadOptions, load_project
 from ..runtime.config import ConfigError, ProjectConfig
 from ..runtime.destinations import local_stream_for
 from ..runtime.functions import FunctionPool
+from ..runtime.leases import LeaseUnavailable
 from ..runtime.localworkers import LocalWorkers, workers_problem
 from ..runtime.redrive import RedriveResult, load_messages, redrive_all
 from ..runtime.remote import RemoteProject, kinesis_client
@@ -461,7 +463,9 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(worker())
     except KinesisError as exc:
         return _fail("run", exc.message or type(exc).__name__)
-    except ConfigError as exc:
+    except (ConfigError, LeaseUnavailable) as exc:
+        return _fail("run", str(exc))
+    except BotoCoreError as exc:  # no credentials, an endpoint that cannot be reached: nothing a traceback explains
         return _fail("run", str(exc))
     except OSError as exc:
         if monitor is None or monitor.port != args.metrics_port or not exc.strerror:

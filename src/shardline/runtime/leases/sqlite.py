@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,6 +63,8 @@ _COLS = (
     "stream, shard_id, owner, epoch, checkpoint, checkpoint_sub, parent_shard_ids, finished_at_ms IS NOT NULL, "
     "child_shard_ids, owner_switches_since_checkpoint, handoff_to"
 )
+# How long a statement waits for another process's lock before the store counts as unavailable.
+_BUSY_TIMEOUT_MS = 5000
 # A worker row that expired this long ago is deleted by cleanup.
 _STALE_WORKER_MS = 86_400_000
 # A lease can be taken when none of its parents is still unfinished.
@@ -89,9 +92,9 @@ class SqliteLeaseStore:
         self.owner = owner or new_worker_id()
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000)
+        self._db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        self._wal()
         self._db.execute("PRAGMA synchronous=NORMAL")
         with self._tx():
             for stmt in _SCHEMA.split(";"):
@@ -101,6 +104,22 @@ class SqliteLeaseStore:
             for name, decl in _ADDED.items():
                 if name not in have:
                     self._db.execute(f"ALTER TABLE shard_lease ADD COLUMN {name} {decl}")
+
+    def _wal(self) -> None:
+        """Switch the file to WAL. SQLite fails that at once, without waiting out ``busy_timeout``, while another
+        process holds the write lock of a file still in rollback mode, as two workers creating the file together
+        do: retry until the busy timeout has passed, then report the store unavailable."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                error = _unavailable(self.path, exc)
+                if not isinstance(error, LeaseUnavailable) or time.monotonic() >= deadline:
+                    self._db.close()
+                    raise error from exc
+            time.sleep(0.02)
 
     def close(self) -> None:
         with self._lock:
