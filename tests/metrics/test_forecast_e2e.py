@@ -141,11 +141,19 @@ class Driver:
         if record:
             await self.release(1)
 
+    def lag(self) -> int | None:
+        """The records after the shard's checkpoint (known once a checkpoint has been written)."""
+        [shard] = self.mapping.shard_stats().values()
+        return shard.lag_records
+
     async def release(self, n: int) -> None:
-        """Let the handler finish ``n`` more records, and wait until the mapping has invoked them."""
+        """Let the handler finish ``n`` more records, and wait until the mapping has invoked them and checkpointed
+        after them: only then does the shard count what still waits (before its first checkpoint, that count is
+        unknown and the iterator age reads 0)."""
         want = self.invoked() + n
         os.write(self.permits, b"x" * n)
         await until(lambda: self.invoked() >= want, f"{want} records to be invoked")
+        await until(lambda: self.lag() == RECORDS - want, f"the checkpoint after {want} records")
 
     def alarm_state(self, name: str) -> str:
         assert self.monitor.alarms is not None
