@@ -418,3 +418,23 @@ async def test_a_stop_during_a_shard_sync_pass_ends_the_mapping_at_once(rig: Rig
     # (asyncio.wait, not wait_for: a stop cancelled by wait_for would swallow the cancellation and look done)
     done, _ = await asyncio.wait({stopping}, timeout=60)
     assert stopping in done, "the mapping did not stop after its sync pass"
+
+
+async def test_a_stop_given_a_time_limit_ends_in_a_timeout_when_the_limit_passes(rig: Rig) -> None:
+    """``asyncio.wait_for(mapping.stop(), limit)`` while an invocation is held past the limit: the wait ends in
+    TimeoutError, as for any other coroutine, instead of returning as if the stop had completed. The mapping has
+    stopped either way (the time limit cancelled it)."""
+    await rig.stream()
+    release = rig.gate()
+
+    async def hold(call: Call) -> None:
+        await release.wait()
+
+    rec = rig.recorder(before=hold)
+    m = rig.mapping(rec, batch_size=10)
+    m.start()
+    await rig.put(rig.numbered(10))
+    await rig.wait_for(lambda: len(rec.calls) == 1, "the batch in flight")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(m.stop(), 0.2)
+    assert not m.running()

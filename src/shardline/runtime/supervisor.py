@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from .._tasks import wait_ended
 from ..clock import Clock, SystemClock
 from ..errors import KinesisError
 from .context import Invoker, RecordMatcher
@@ -145,8 +146,7 @@ class Mapping:
             self.source.wake(shard_id)
             proc.interrupt()
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await wait_ended(self._task)  # (a cancellation of the caller is forwarded to the task, then raised)
         self._task = None
 
     async def update(self, **changes: Any) -> None:
