@@ -214,6 +214,7 @@ async def test_failures_and_mapping_overview(tmp_path: Path) -> None:
             while mapping.stats().totals["dead_lettered"] < 10:
                 assert time.monotonic() < deadline, "the failed batches never reached the destination"
                 await asyncio.sleep(0.02)
+            await asyncio.wait_for(mapping.idle(), 15)  # (the last batch's checkpoint written: the lag is 0)
             monitor.tick()
             data = await get_json(monitor.app, "/api/failures", "limit=1")
             [row] = data["failures"]
