@@ -284,6 +284,49 @@ async def test_project_functions_mappings_and_emf(tmp_path: Path) -> None:
     assert "invoke" not in vars(project.pools["billing"])  # the EMF hook is gone after stop
 
 
+POISON_AT_THE_TIP = """\
+streams:
+  orders: {shards: 1}
+functions:
+  billing:
+    handler: handlers/billing.handler
+    events:
+      - stream: {stream: orders, batchSize: 10, startingPosition: TRIM_HORIZON}
+"""
+
+
+async def test_a_batch_retried_at_the_tip_has_an_iterator_age_and_a_lag(tmp_path: Path) -> None:
+    """The mapping caught up (its checkpoint at the tip, lag 0), then a poison record arrives and is retried without
+    end: nothing settles, so no checkpoint is written, yet the record waits. Its iterator age and lag are reported,
+    as the alarms that must fire before it ages out need."""
+    (tmp_path / "handlers").mkdir()
+    (tmp_path / "handlers" / "billing.py").write_text(HANDLER)
+    (tmp_path / "shardline.yml").write_text(POISON_AT_THE_TIP)
+    config = load_config(tmp_path / "shardline.yml")
+    async with Engine(data_dir=tmp_path / "data", fsync="never") as engine:
+        project = Project(config, engine)
+        await project.start()
+        monitor = Monitor(engine, project=project, persist=False)
+        try:
+            [mapping] = project.mappings
+            await engine.put_records([PutRecordsRequestEntry(b"{}", f"k{i}") for i in range(5)], stream_name="orders")
+            await wait_for(lambda: mapping.stats().totals["succeeded"] == 5, "the first records")
+            await asyncio.wait_for(mapping.idle(), 20)
+            [stats] = mapping.shard_stats().values()
+            assert stats.lag_records == 0
+            await engine.put_record(stream_name="orders", data=b"{}", partition_key="poison")
+            await wait_for(lambda: mapping.stats().totals["function_errors"] >= 2, "the poison record, retried")
+            snap = monitor.snapshot()
+            outstanding, age_ms = stats.outstanding, stats.iterator_age_ms  # (as the snapshot read them)
+        finally:
+            await monitor.stop()
+            await project.stop()
+    shard = {"mapping": mapping.uuid, "function": "billing", "stream": "orders", "shard": "shardId-000000000000"}
+    assert outstanding == 1 and age_ms > 0
+    assert one(snap, "shardline_esm_iterator_age_seconds", **shard) == age_ms / 1000
+    assert one(snap, "shardline_esm_lag_records", **shard) == 1
+
+
 async def test_sampling_loop_persists_and_refreshes_alarm_rules(tmp_path: Path) -> None:
     clock = ManualClock(START_MS)
     async with Engine(data_dir=tmp_path / "data", fsync="never", clock=clock) as engine:

@@ -166,11 +166,17 @@ class ShardProgress(Protocol):
     @property
     def millis_behind(self) -> int: ...
 
+    @property
+    def outstanding(self) -> int: ...
+
 
 def waiting(ss: ShardProgress) -> bool:
-    """Whether records wait for the mapping in this shard: counted when the source can count them, else as the
-    latest read's MillisBehindLatest. A shard with nothing waiting has no iterator age, however old its last
-    record."""
+    """Whether records wait for the mapping in this shard: records it fetched and has not settled (a batch in flight
+    or retried: a poison record at the tip waits as much as a backlog), or records past those, counted when the
+    source can count them, else as the latest read's MillisBehindLatest. A shard with nothing waiting has no
+    iterator age, however old its last record."""
+    if ss.outstanding > 0:
+        return True
     return ss.lag_records > 0 if ss.lag_records is not None else ss.millis_behind > 0
 
 

@@ -86,6 +86,12 @@ class CheckpointWriter:
                 settler.dirty = True
                 raise
             holder.stats.checkpoint_moved_ms = ctx.clock.now_ms()
-        cp = settler.checkpoint
-        holder.stats.lag_records = ctx.source.lag(holder.shard_id, cp if cp is not None else holder.lease.checkpoint)
+        self.refresh_lag()
         return True
+
+    def refresh_lag(self) -> None:
+        """The shard's records after its settled prefix, up to the tip (``ShardStats.lag_records``)."""
+        cp, holder = self._settler.checkpoint, self._holder
+        holder.stats.lag_records = self._ctx.source.lag(
+            holder.shard_id, cp if cp is not None else holder.lease.checkpoint
+        )

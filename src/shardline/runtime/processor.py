@@ -308,8 +308,8 @@ class ShardProcessor:
         if filtered:
             # Filtered records are settled at once; the checkpoint passes them once everything before is settled.
             self._settler.settle(filtered)
-            return not any(s.busy or s.queue for s in self._subs)
-        return False
+        self.stats.outstanding = self._settler.outstanding
+        return bool(filtered) and not any(s.busy or s.queue for s in self._subs)
 
     # ----------------------------------------------------------------- batching
     async def _sub_loop(self, sub: SubShard) -> None:
@@ -486,6 +486,7 @@ class ShardProcessor:
         stats.invocations += 1
         stats.invoked_records += len(batch)
         stats.iterator_age_ms = max(0, self.ctx.clock.now_ms() - batch[-1].record.approximate_arrival_ms)
+        self._checkpoint.refresh_lag()  # (a batch retried for hours writes no checkpoint that would refresh it)
         stats.batch_sizes.append(len(batch))
         if len(stats.batch_sizes) > 1024:
             del stats.batch_sizes[:512]
@@ -518,6 +519,7 @@ class ShardProcessor:
 
     async def _settle(self, entries: list[Entry]) -> None:
         self._settler.settle(entries)
+        self.stats.outstanding = self._settler.outstanding
         # Persist as soon as the settled prefix moves (a poison record retried for hours must not hold back the
         # saved checkpoint of records already handled before it).
         if self._settler.dirty and self.ctx.running():

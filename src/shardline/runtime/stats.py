@@ -35,6 +35,7 @@ class ShardStats:
     iterator_age_ms: int = 0  # Lambda IteratorAge: age of the last record of the latest invoked batch
     millis_behind: int = 0  # MillisBehindLatest of the latest GetRecords
     lag_records: int | None = None  # records between the checkpoint and the tip (when the source can tell)
+    outstanding: int = 0  # records fetched and not settled yet: batched, in flight, retried, or waiting their turn
     checkpoint_moved_ms: int = 0  # when the checkpoint last advanced (a stuck shard stops moving it)
     last_result: str = NO_RESULT
 
