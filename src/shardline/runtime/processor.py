@@ -471,6 +471,7 @@ class ShardProcessor:
                     continue
                 if step.kind == "retry":
                     retries += 1
+                    self._checkpoint.refresh_lag()  # (a batch retried for hours writes no checkpoint that would)
                     delay = await self._retry_backoff(delay)
                     continue
                 await self._discard(cur, "RetryAttemptsExhausted", attempts, last, verdict.function_error)
@@ -486,7 +487,6 @@ class ShardProcessor:
         stats.invocations += 1
         stats.invoked_records += len(batch)
         stats.iterator_age_ms = max(0, self.ctx.clock.now_ms() - batch[-1].record.approximate_arrival_ms)
-        self._checkpoint.refresh_lag()  # (a batch retried for hours writes no checkpoint that would refresh it)
         stats.batch_sizes.append(len(batch))
         if len(stats.batch_sizes) > 1024:
             del stats.batch_sizes[:512]
