@@ -242,7 +242,7 @@ def _mapping(fig: _Figures, mp: Any) -> dict[str, Any]:
         "last_result": stats.last_processing_result,
         "iterator_age_ms": max((s["iterator_age_ms"] or 0 for s in shards), default=None),
         "lag_records": sum(lags) if lags else None,
-        "behind_latest_ms": stats.iterator_age_ms,
+        "behind_latest_ms": stats.millis_behind,
         "shards_active": stats.shards_active,
         "shards_finished": stats.shards_finished,
         "totals": totals,

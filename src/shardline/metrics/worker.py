@@ -59,7 +59,7 @@ def worker_overview(
                 "stream": cfg.stream_name,
                 "state": stats.state,
                 "last_result": stats.last_processing_result,
-                "behind_latest_ms": stats.iterator_age_ms,
+                "behind_latest_ms": stats.millis_behind,
                 "shards_active": stats.shards_active,
                 "shards_finished": stats.shards_finished,
                 "totals": dict(stats.totals),

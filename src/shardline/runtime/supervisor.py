@@ -54,7 +54,7 @@ class MappingStats:
     shards_finished: int
     last_processing_result: str
     totals: dict[str, int]
-    iterator_age_ms: int
+    millis_behind: int  # the largest MillisBehindLatest of its shards' latest reads (its iterator age is per shard)
 
 
 class Mapping:
@@ -419,7 +419,7 @@ class Mapping:
             shards_finished=finished,
             last_processing_result=last,
             totals=totals,
-            iterator_age_ms=max((p.stats.millis_behind for p in live), default=0),
+            millis_behind=max((p.stats.millis_behind for p in live), default=0),
         )
 
 
