@@ -288,7 +288,8 @@ _ALL = [
         "gauge",
         "seconds",
         "Per shard being processed: age of the last record of the latest invoked batch, 0 once the shard is caught "
-        "up. Take the maximum over shards for the mapping.",
+        "up and has settled what it read (a batch still being retried keeps its age). Take the maximum over shards "
+        "for the mapping.",
         "AWS/Lambda IteratorAge (Maximum)",
         _ESM_SHARD,
     ),
