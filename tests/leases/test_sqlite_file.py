@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from shardline.runtime.leases import LeaseUnavailable, SqliteLeaseStore
+from shardline.runtime.leases import Lease, LeaseLost, LeaseUnavailable, SqliteLeaseStore
 from shardline.runtime.leases import sqlite as sqlite_module
-from shardline.runtime.position import TRIM_HORIZON
+from shardline.runtime.position import TRIM_HORIZON, Position
 
 
 def test_opening_waits_for_a_write_lock_held_while_the_file_is_in_rollback_mode(tmp_path: Path) -> None:
@@ -51,3 +51,81 @@ def test_a_write_lock_held_past_the_busy_timeout_is_a_store_unavailable(
     finally:
         other.execute("ROLLBACK")
         other.close()
+
+
+# ------------------------------------------------------------------------------ checkpoints written at once
+
+
+def _held(store: SqliteLeaseStore, shard: str = "shardId-000000000000") -> Lease:
+    store.ensure("app", "s", shard, (), TRIM_HORIZON)
+    return store.take("app", "s", shard, ttl_s=10)
+
+
+def test_a_checkpoint_written_at_once_is_fenced_like_any_other(tmp_path: Path) -> None:
+    store = SqliteLeaseStore(tmp_path / "leases.db", owner="w1")
+    try:
+        lease = _held(store)
+        assert store.checkpoint_now(lease, Position.sequence("100")) is True
+        assert store.get("app", "s", lease.shard_id).checkpoint == "100"  # type: ignore[union-attr]
+        newer = store.take("app", "s", lease.shard_id, ttl_s=10)  # the lease taken again: the old epoch is fenced
+        with pytest.raises(LeaseLost):
+            store.checkpoint_now(lease, Position.sequence("200"))
+        assert store.checkpoint_now(newer, Position.sequence("200")) is True
+        assert store.get("app", "s", lease.shard_id).checkpoint == "200"  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
+def test_a_write_lock_held_elsewhere_makes_it_return_at_once_without_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the file's write lock: checkpoint_now returns False at once. (The store's own busy
+    timeout is ten minutes here: a checkpoint_now that waited for the lock would hang the test.)"""
+    monkeypatch.setattr(sqlite_module, "_BUSY_TIMEOUT_MS", 600_000)
+    path = tmp_path / "leases.db"
+    store = SqliteLeaseStore(path, owner="w1")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        lease = _held(store)
+        other.execute("BEGIN IMMEDIATE")
+        assert store.checkpoint_now(lease, Position.sequence("100")) is False
+        other.execute("ROLLBACK")
+        assert store.get("app", "s", lease.shard_id).checkpoint == "TRIM_HORIZON"  # type: ignore[union-attr]
+        assert store.checkpoint_now(lease, Position.sequence("100")) is True
+    finally:
+        other.close()
+        store.close()
+
+
+def test_a_store_that_redefines_checkpoint_writes_every_checkpoint_through_it(tmp_path: Path) -> None:
+    class Watched(SqliteLeaseStore):  # (as the tests that inject store faults do)
+        def checkpoint(self, lease: Lease, position: Position) -> None:
+            super().checkpoint(lease, position)
+
+    store = Watched(tmp_path / "leases.db", owner="w1")
+    try:
+        assert store.checkpoint_now(_held(store), Position.sequence("100")) is False
+    finally:
+        store.close()
+
+
+def test_writes_at_once_leave_the_wal_checkpointing_to_the_thread_so_the_wal_stays_bounded(tmp_path: Path) -> None:
+    """Written as a shard processor writes them (at once, else through checkpoint()), 4,000 checkpoints leave a WAL
+    of at most the autocheckpoint size (1,000 frames) plus what the writes at once add before the next checkpoint()
+    (256 frames at most): the commits at once never checkpoint it, and every 256th write goes to checkpoint()."""
+    path = tmp_path / "leases.db"
+    store = SqliteLeaseStore(path, owner="w1")
+    try:
+        lease = _held(store)
+        through_checkpoint = 0
+        for n in range(1, 4001):
+            position = Position.sequence(str(1000 + n))
+            if not store.checkpoint_now(lease, position):
+                through_checkpoint += 1
+                store.checkpoint(lease, position)
+        assert through_checkpoint == 4000 // sqlite_module._NOW_WAL_EVERY
+        page = store._db.execute("PRAGMA page_size").fetchone()[0]
+        frames = (path.with_name("leases.db-wal").stat().st_size - 32) // (page + 24)
+        assert frames <= 1000 + sqlite_module._NOW_WAL_EVERY + 8, frames
+    finally:
+        store.close()

@@ -121,6 +121,7 @@ async def test_monitoring_reads_the_lease_view_never_the_store_on_the_event_loop
     await rig.idle(m)
     read_all()
 
-    # The store was called (on the mapping's store thread), never on the event loop's.
-    assert {"leases", "checkpoint", "finish"} <= {name for name, _ in store.calls}
-    assert store.on(loop_thread) == []
+    # The store was called on the mapping's store thread; on the event loop's only for checkpoints that the SQLite
+    # file took without waiting (checkpoint_now, which returns False instead of waiting for a lock).
+    assert {"leases", "finish"} <= {name for name, _ in store.calls}
+    assert set(store.on(loop_thread)) == {"checkpoint_now"}

@@ -1,7 +1,8 @@
 """Writing one shard's checkpoint to the lease store.
 
 The checkpoint is where the settled prefix ends (settling.py). The shard processor writes it after each batch and
-waits for the write before its next batch (on the mapping's store thread, never on the event loop): a store that
+waits for the write before its next batch (at once when the store can write it without waiting, a local SQLite
+file that no other connection holds locked; else on the mapping's store thread, never on the event loop): a store that
 hangs then leaves at most one batch per sub-shard processed and not checkpointed, which bounds what is delivered
 again after an outage. One write is in flight per shard: a write loops until nothing newer has settled, so checkpoints
 reach the store in the order of their positions. A write the store refuses with ``LeaseLost`` raises it, which
@@ -75,7 +76,9 @@ class CheckpointWriter:
             # Due again if the write fails, or if records settle meanwhile (Settler.settle sets it).
             settler.dirty = False
             try:
-                await ctx.store_thread.call(ctx.store_checkpoint, holder.lease, Position.sequence(settler.checkpoint))
+                position = Position.sequence(settler.checkpoint)
+                if not ctx.store_checkpoint_now(holder.lease, position):
+                    await ctx.store_thread.call(ctx.store_checkpoint, holder.lease, position)
             except LeaseUnavailable as exc:
                 # Nothing was written: the checkpoint stays due and the next batch writes it (the lease's local
                 # deadline stops the batches if the store stays away).

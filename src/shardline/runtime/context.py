@@ -45,7 +45,7 @@ class MappingContext(Protocol):
     clock: Clock
     source: ShardSource
     store: LeaseStore
-    store_thread: StoreThread  # where every call to ``store`` runs: never on the event loop
+    store_thread: StoreThread  # where every call to ``store`` runs, but checkpoints written at once: never on the loop
     function: Invoker
     function_arn: str
     role_arn: str
@@ -58,6 +58,11 @@ class MappingContext(Protocol):
 
     def store_checkpoint(self, lease: Lease, position: Position) -> None:
         """(On ``store_thread``.) ``store.checkpoint``, kept in the mapping's lease view too (for monitoring)."""
+        ...
+
+    def store_checkpoint_now(self, lease: Lease, position: Position) -> bool:
+        """(On the event loop.) The checkpoint written at once if the store can do that without waiting, kept in the
+        lease view; False when it cannot (nothing was written)."""
         ...
 
     def store_finish(self, lease: Lease, children: Sequence[ChildShard]) -> None:

@@ -8,8 +8,9 @@ decision (policy.py); on-failure records are stored by onfailure.py and tumbling
 checkpoint is the highest sequence number below which every record is settled (settling.py), written durably
 after each batch.
 
-Every lease-store call runs on the mapping's store thread (``MappingContext.store_thread``), never on the event
-loop: a slow store holds up only the sub-shard waiting for its checkpoint (checkpoint_writer.py), which starts no
+Every lease-store call that can wait runs on the mapping's store thread (``MappingContext.store_thread``), never
+on the event loop (a checkpoint that a local SQLite file takes without waiting is written at once): a slow store
+holds up only the sub-shard waiting for its checkpoint (checkpoint_writer.py), which starts no
 next batch until the checkpoint is written. One checkpoint write per shard is in flight at a time, so a shard's
 checkpoints reach the store in order; a store that hangs leaves at most one batch per sub-shard processed and not
 checkpointed.

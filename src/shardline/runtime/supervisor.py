@@ -5,7 +5,10 @@ holds across splits and merges. Shards known when a mapping first runs start at 
 later from resharding start at TRIM_HORIZON (all their records are new to the mapping).
 
 The lease store is called from one thread of the mapping's own (``store_thread``), never from the event loop: its
-shard processors' checkpoints and SHARD_ENDs, and the shard syncs' reads and claims. The many-worker lease loop
+shard processors' checkpoints and SHARD_ENDs, and the shard syncs' reads and claims. The one exception is a
+checkpoint that a SQLite store can write without waiting (``store_checkpoint_now``: no lock of another connection or
+process to wait for, no fsync); handing each one to the thread and back cost small batches a third of their speed
+(benchmarks/store_thread_bench.py), and one that would wait goes to the thread. The many-worker lease loop
 queues its passes on a thread of its own (coordinator.py) and renewals run on a third, on their own timer: none
 waits in line behind another's backlog, though all take turns on the store's one connection.
 
@@ -23,6 +26,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import threading
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -105,6 +109,7 @@ class Mapping:
         # shard id -> its lease, for monitoring. Written on the store thread only, always as a new dict, so a reader
         # on the event loop iterates the one it took while the next is made (see the module docstring).
         self._lease_view: dict[str, Lease] = {}
+        self._view_lock = threading.Lock()  # (written from the store thread and, for checkpoints, the event loop)
         self.recent_failures: deque[dict[str, Any]] = deque(maxlen=50)
         self.state = "Disabled" if not config.enabled else "Creating"
 
@@ -271,6 +276,16 @@ class Mapping:
         self.store.checkpoint(lease, position)
         self._note(lease, position=position, owner_switches_since_checkpoint=0)
 
+    def store_checkpoint_now(self, lease: Lease, position: Position) -> bool:
+        """(On the event loop.) The checkpoint written at once when the store can do that without waiting
+        (``SqliteLeaseStore.checkpoint_now``), then the lease view; False when it cannot (nothing was written: write
+        it with ``store_checkpoint`` on the store thread)."""
+        now = getattr(self.store, "checkpoint_now", None)
+        if now is None or not now(lease, position):
+            return False
+        self._note(lease, position=position, owner_switches_since_checkpoint=0)
+        return True
+
     def store_finish(self, lease: Lease, children: Sequence[ChildShard]) -> None:
         """(On the store thread.) ``store.finish``, then the lease view (the children's leases show after the
         sync pass the shard's end starts)."""
@@ -281,16 +296,19 @@ class Mapping:
         )
 
     def _note(self, lease: Lease, **written: Any) -> None:
-        """(On the store thread.) Put a write the store has taken into the lease view: the fields written onto the
-        lease as last read, when it was read at the epoch written under (else onto the writer's copy)."""
-        seen = self._lease_view.get(lease.shard_id)
-        base = seen if seen is not None and (seen.owner, seen.epoch) == (lease.owner, lease.epoch) else lease
-        self._lease_view = {**self._lease_view, lease.shard_id: dataclasses.replace(base, **written)}
+        """(On the store thread, or the event loop for a checkpoint written at once.) Put a write the store has taken
+        into the lease view: the fields written onto the lease as last read, when it was read at the epoch written
+        under (else onto the writer's copy)."""
+        with self._view_lock:
+            seen = self._lease_view.get(lease.shard_id)
+            base = seen if seen is not None and (seen.owner, seen.epoch) == (lease.owner, lease.epoch) else lease
+            self._lease_view = {**self._lease_view, lease.shard_id: dataclasses.replace(base, **written)}
 
     def _read_leases(self) -> list[Lease]:
         """(On the store thread.) The mapping's leases, read into the lease view too."""
         rows = self.store.leases(self.uuid)
-        self._lease_view = {lease.shard_id: lease for lease in rows}
+        with self._view_lock:
+            self._lease_view = {lease.shard_id: lease for lease in rows}
         return rows
 
     async def read_lease_view(self) -> None:

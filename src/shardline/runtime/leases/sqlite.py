@@ -65,6 +65,8 @@ _COLS = (
 )
 # How long a statement waits for another process's lock before the store counts as unavailable.
 _BUSY_TIMEOUT_MS = 5000
+# checkpoint_now leaves every this-many-th write to checkpoint(), whose commit checkpoints the WAL when it is due.
+_NOW_WAL_EVERY = 256
 # A worker row that expired this long ago is deleted by cleanup.
 _STALE_WORKER_MS = 86_400_000
 # A lease can be taken when none of its parents is still unfinished.
@@ -79,6 +81,11 @@ _NOT_BACKWARDS = (
     "(:seq > checkpoint OR (:seq = checkpoint AND :sub >= checkpoint_sub)))) "
     "WHEN checkpoint = 'SHARD_END' THEN 0 ELSE 1 END"
 )
+_CHECKPOINT = (
+    "UPDATE shard_lease SET checkpoint=:cp, checkpoint_sub=:sub, checkpoint_at_ms=:now, "
+    "owner_switches_since_checkpoint=0 WHERE app=:app AND lease_key=:key AND owner=:me AND epoch=:epoch "
+    f"AND (:seq = '' OR {_NOT_BACKWARDS}) RETURNING epoch"
+)
 
 
 class SqliteLeaseStore:
@@ -92,6 +99,9 @@ class SqliteLeaseStore:
         self.owner = owner or new_worker_id()
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
+        self._now_lock = threading.Lock()  # (checkpoint_now's connection, made on its first call)
+        self._now_db: sqlite3.Connection | None = None
+        self._now_calls = 0
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000)
         self._db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         self._wal()
@@ -122,6 +132,10 @@ class SqliteLeaseStore:
             time.sleep(0.02)
 
     def close(self) -> None:
+        with self._now_lock:
+            if self._now_db is not None:
+                self._now_db.close()
+                self._now_db = None
         with self._lock:
             self._db.close()
 
@@ -192,17 +206,45 @@ class SqliteLeaseStore:
 
     # ----------------------------------------------------------------- fenced writes
     def checkpoint(self, lease: Lease, position: Position) -> None:
+        rows = self._one(_CHECKPOINT, self._checkpoint_params(lease, position))
+        if not rows:
+            raise LeaseLost.of(lease)
+
+    def checkpoint_now(self, lease: Lease, position: Position) -> bool:
+        """``checkpoint``, made only if that cannot wait, for a caller on an event loop. It runs on a connection of its
+        own whose busy timeout is 0: when another connection (this store's own included) or process holds the file's
+        write lock, it returns False at once, having written nothing (the caller then writes with ``checkpoint`` on
+        a thread). Its commits never checkpoint the WAL (which fsyncs): every
+        ``_NOW_WAL_EVERY``-th call returns False, so that a ``checkpoint`` commit does it when it is due. Raises
+        ``LeaseLost`` as ``checkpoint`` does. A subclass that redefines ``checkpoint`` gets False: its writes all go
+        through its own method."""
+        if type(self).checkpoint is not SqliteLeaseStore.checkpoint or not self._now_lock.acquire(blocking=False):
+            return False
+        try:
+            self._now_calls += 1
+            if self._now_calls % _NOW_WAL_EVERY == 0:
+                return False
+            if self._now_db is None:
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
+                db.execute("PRAGMA busy_timeout=0")
+                db.execute("PRAGMA wal_autocheckpoint=0")
+                db.execute("PRAGMA synchronous=NORMAL")
+                self._now_db = db
+            try:
+                rows = self._now_db.execute(_CHECKPOINT, self._checkpoint_params(lease, position)).fetchall()
+            except sqlite3.OperationalError:  # locked, busy, or an I/O error that checkpoint() will meet and report
+                return False
+        finally:
+            self._now_lock.release()
+        if not rows:
+            raise LeaseLost.of(lease)
+        return True
+
+    def _checkpoint_params(self, lease: Lease, position: Position) -> dict[str, Any]:
         if position.is_shard_end:
             raise ValueError("SHARD_END is written by finish()")
         seq = position.sequence_number if position.is_sequence else ""
-        rows = self._one(
-            "UPDATE shard_lease SET checkpoint=:cp, checkpoint_sub=:sub, checkpoint_at_ms=:now, "
-            "owner_switches_since_checkpoint=0 WHERE app=:app AND lease_key=:key AND owner=:me AND epoch=:epoch "
-            f"AND (:seq = '' OR {_NOT_BACKWARDS}) RETURNING epoch",
-            fenced(lease, self.owner, cp=str(position), sub=position.sub_sequence, seq=seq, now=self._now()),
-        )
-        if not rows:
-            raise LeaseLost.of(lease)
+        return fenced(lease, self.owner, cp=str(position), sub=position.sub_sequence, seq=seq, now=self._now())
 
     def finish(self, lease: Lease, children: Sequence[ChildShard]) -> None:
         with self._tx() as now:
