@@ -74,6 +74,8 @@ def test_a_checkpoint_written_at_once_is_fenced_like_any_other(tmp_path: Path) -
         assert store.get("app", "s", lease.shard_id).checkpoint == "200"  # type: ignore[union-attr]
     finally:
         store.close()
+    assert store.checkpoint_now(newer, Position.sequence("300")) is False  # closed: no connection is opened again
+    assert store._now_db is None
 
 
 def test_a_write_lock_held_elsewhere_makes_it_return_at_once_without_writing(

@@ -102,6 +102,7 @@ class SqliteLeaseStore:
         self._now_lock = threading.Lock()  # (checkpoint_now's connection, made on its first call)
         self._now_db: sqlite3.Connection | None = None
         self._now_calls = 0
+        self._closed = False
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000)
         self._db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         self._wal()
@@ -133,6 +134,7 @@ class SqliteLeaseStore:
 
     def close(self) -> None:
         with self._now_lock:
+            self._closed = True
             if self._now_db is not None:
                 self._now_db.close()
                 self._now_db = None
@@ -222,7 +224,7 @@ class SqliteLeaseStore:
             return False
         try:
             self._now_calls += 1
-            if self._now_calls % _NOW_WAL_EVERY == 0:
+            if self._now_calls % _NOW_WAL_EVERY == 0 or self._closed:
                 return False
             if self._now_db is None:
                 db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
