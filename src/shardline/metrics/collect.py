@@ -158,16 +158,11 @@ def read_age_ms(c: ShardCountersView, now_ms: int) -> int | None:
 
 
 class ShardProgress(Protocol):
-    """What ``waiting`` reads of a processor's shard stats (runtime.processor.ShardStats)."""
+    """What ``waiting`` reads of a processor's shard stats (runtime.stats.ShardStats, whose fields these are)."""
 
-    @property
-    def lag_records(self) -> int | None: ...
-
-    @property
-    def millis_behind(self) -> int: ...
-
-    @property
-    def outstanding(self) -> int: ...
+    lag_records: int | None
+    millis_behind: int
+    outstanding: int
 
 
 def waiting(ss: ShardProgress) -> bool:
