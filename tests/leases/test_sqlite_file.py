@@ -131,3 +131,22 @@ def test_writes_at_once_leave_the_wal_checkpointing_to_the_thread_so_the_wal_sta
         assert frames <= 1000 + sqlite_module._NOW_WAL_EVERY + 8, frames
     finally:
         store.close()
+
+
+def test_a_connection_that_cannot_be_opened_leaves_the_write_to_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No file descriptor left, say: checkpoint_now returns False, and checkpoint() (on its open connection) writes."""
+    store = SqliteLeaseStore(tmp_path / "leases.db", owner="w1")
+
+    def no_descriptor(path: Path) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite_module, "_connect_now", no_descriptor)
+    try:
+        lease = _held(store)
+        assert store.checkpoint_now(lease, Position.sequence("100")) is False
+        store.checkpoint(lease, Position.sequence("100"))
+        assert store.get("app", "s", lease.shard_id).checkpoint == "100"  # type: ignore[union-attr]
+    finally:
+        store.close()

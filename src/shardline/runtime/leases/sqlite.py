@@ -226,16 +226,12 @@ class SqliteLeaseStore:
             self._now_calls += 1
             if self._now_calls % _NOW_WAL_EVERY == 0 or self._closed:
                 return False
-            if self._now_db is None:
-                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
-                db.execute("PRAGMA busy_timeout=0")
-                db.execute("PRAGMA wal_autocheckpoint=0")
-                db.execute("PRAGMA synchronous=NORMAL")
-                self._now_db = db
             try:
+                if self._now_db is None:
+                    self._now_db = _connect_now(self.path)
                 rows = self._now_db.execute(_CHECKPOINT, self._checkpoint_params(lease, position)).fetchall()
-            except sqlite3.OperationalError:  # locked, busy, or an I/O error that checkpoint() will meet and report
-                return False
+            except sqlite3.OperationalError:  # locked, busy, or an error (no file descriptor left, I/O) that
+                return False  # checkpoint() will meet and report
         finally:
             self._now_lock.release()
         if not rows:
@@ -430,6 +426,19 @@ class SqliteLeaseStore:
         )
         self._one("DELETE FROM lease_worker WHERE app=? AND expires_at_ms < ?", (app, now - _STALE_WORKER_MS))
         return len(rows)
+
+
+def _connect_now(path: Path) -> sqlite3.Connection:
+    """checkpoint_now's connection: it never waits for a lock, and its commits never checkpoint the WAL."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+    try:
+        db.execute("PRAGMA busy_timeout=0")
+        db.execute("PRAGMA wal_autocheckpoint=0")
+        db.execute("PRAGMA synchronous=NORMAL")
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 def _unavailable(path: Path, exc: sqlite3.OperationalError) -> Exception:
