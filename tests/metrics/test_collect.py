@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from shardline.metrics.service import Monitor
 from shardline.models import PutRecordsRequestEntry
 from shardline.runtime.config import load_config
 from shardline.runtime.project import Project
+from shardline.runtime.supervisor import Mapping
 
 START_MS = 1_699_999_200_000
 
@@ -208,13 +212,19 @@ def handler(event, context):
     return {}
 """
 
-CONFIG = """\
+# The project of both tests below, up to its mapping.
+BILLING = """\
 streams:
   orders: {shards: 1}
 functions:
   billing:
     handler: handlers/billing.handler
     events:
+"""
+
+CONFIG = (
+    BILLING
+    + """\
       - stream:
           arn: arn:aws:kinesis:us-east-1:000000000000:stream/orders
           batchSize: 10
@@ -224,6 +234,7 @@ functions:
           destinations:
             onFailure: {type: file, path: failures.jsonl}
 """
+)
 
 
 async def wait_for(cond: Any, what: str, timeout_s: float = 20.0) -> None:
@@ -234,30 +245,48 @@ async def wait_for(cond: Any, what: str, timeout_s: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_project_functions_mappings_and_emf(tmp_path: Path) -> None:
+@dataclass
+class Running:
+    engine: Engine
+    project: Project
+    mapping: Mapping
+    monitor: Monitor
+
+
+@asynccontextmanager
+async def running_project(tmp_path: Path, config_text: str, *, sampling: bool) -> AsyncIterator[Running]:
+    """The project of ``config_text`` (its handler is HANDLER) started in an engine, with a monitor over it whose
+    sampling loop runs with ``sampling``; both stopped on the way out."""
     (tmp_path / "handlers").mkdir()
     (tmp_path / "handlers" / "billing.py").write_text(HANDLER)
-    (tmp_path / "shardline.yml").write_text(CONFIG)
+    (tmp_path / "shardline.yml").write_text(config_text)
     config = load_config(tmp_path / "shardline.yml")
     async with Engine(data_dir=tmp_path / "data", fsync="never") as engine:
         project = Project(config, engine)
         await project.start()
         monitor = Monitor(engine, project=project, persist=False)
-        await monitor.start()
+        if sampling:
+            await monitor.start()
         try:
-            records = [PutRecordsRequestEntry(b"{}", "poison" if i == 12 else f"k{i}") for i in range(25)]
-            await engine.put_records(records, stream_name="orders")
             [mapping] = project.mappings
-
-            def totals() -> dict[str, int]:
-                return mapping.stats().totals
-
-            await wait_for(lambda: totals()["invoked_records"] == 25 and totals()["succeeded"] == 15, "the batches")
-            await wait_for(lambda: totals()["dead_lettered"] == 10, "the on-failure record")
-            snap = monitor.tick()
+            yield Running(engine, project, mapping, monitor)
         finally:
             await monitor.stop()
             await project.stop()
+
+
+async def test_project_functions_mappings_and_emf(tmp_path: Path) -> None:
+    async with running_project(tmp_path, CONFIG, sampling=True) as run:
+        project, mapping = run.project, run.mapping
+        records = [PutRecordsRequestEntry(b"{}", "poison" if i == 12 else f"k{i}") for i in range(25)]
+        await run.engine.put_records(records, stream_name="orders")
+
+        def totals() -> dict[str, int]:
+            return mapping.stats().totals
+
+        await wait_for(lambda: totals()["invoked_records"] == 25 and totals()["succeeded"] == 15, "the batches")
+        await wait_for(lambda: totals()["dead_lettered"] == 10, "the on-failure record")
+        snap = run.monitor.tick()
     esm = {"mapping": mapping.uuid, "function": "billing", "stream": "orders"}
     assert one(snap, "shardline_function_invocations_total", function="billing", outcome="success") == 2
     assert one(snap, "shardline_function_invocations_total", function="billing", outcome="error") == 1
@@ -284,43 +313,24 @@ async def test_project_functions_mappings_and_emf(tmp_path: Path) -> None:
     assert "invoke" not in vars(project.pools["billing"])  # the EMF hook is gone after stop
 
 
-POISON_AT_THE_TIP = """\
-streams:
-  orders: {shards: 1}
-functions:
-  billing:
-    handler: handlers/billing.handler
-    events:
-      - stream: {stream: orders, batchSize: 10, startingPosition: TRIM_HORIZON}
-"""
+POISON_AT_THE_TIP = BILLING + "      - stream: {stream: orders, batchSize: 10, startingPosition: TRIM_HORIZON}\n"
 
 
 async def test_a_batch_retried_at_the_tip_has_an_iterator_age_and_a_lag(tmp_path: Path) -> None:
     """The mapping caught up (its checkpoint at the tip, lag 0), then a poison record arrives and is retried without
     end: nothing settles, so no checkpoint is written, yet the record waits. Its iterator age and lag are reported,
     as the alarms that must fire before it ages out need."""
-    (tmp_path / "handlers").mkdir()
-    (tmp_path / "handlers" / "billing.py").write_text(HANDLER)
-    (tmp_path / "shardline.yml").write_text(POISON_AT_THE_TIP)
-    config = load_config(tmp_path / "shardline.yml")
-    async with Engine(data_dir=tmp_path / "data", fsync="never") as engine:
-        project = Project(config, engine)
-        await project.start()
-        monitor = Monitor(engine, project=project, persist=False)
-        try:
-            [mapping] = project.mappings
-            await engine.put_records([PutRecordsRequestEntry(b"{}", f"k{i}") for i in range(5)], stream_name="orders")
-            await wait_for(lambda: mapping.stats().totals["succeeded"] == 5, "the first records")
-            await asyncio.wait_for(mapping.idle(), 20)
-            [stats] = mapping.shard_stats().values()
-            assert stats.lag_records == 0
-            await engine.put_record(stream_name="orders", data=b"{}", partition_key="poison")
-            await wait_for(lambda: mapping.stats().totals["function_errors"] >= 2, "the poison record, retried")
-            snap = monitor.snapshot()
-            outstanding, age_ms = stats.outstanding, stats.iterator_age_ms  # (as the snapshot read them)
-        finally:
-            await monitor.stop()
-            await project.stop()
+    async with running_project(tmp_path, POISON_AT_THE_TIP, sampling=False) as run:
+        engine, mapping = run.engine, run.mapping
+        await engine.put_records([PutRecordsRequestEntry(b"{}", f"k{i}") for i in range(5)], stream_name="orders")
+        await wait_for(lambda: mapping.stats().totals["succeeded"] == 5, "the first records")
+        await asyncio.wait_for(mapping.idle(), 20)
+        [stats] = mapping.shard_stats().values()
+        assert stats.lag_records == 0
+        await engine.put_record(stream_name="orders", data=b"{}", partition_key="poison")
+        await wait_for(lambda: mapping.stats().totals["function_errors"] >= 2, "the poison record, retried")
+        snap = run.monitor.snapshot()
+        outstanding, age_ms = stats.outstanding, stats.iterator_age_ms  # (as the snapshot read them)
     shard = {"mapping": mapping.uuid, "function": "billing", "stream": "orders", "shard": "shardId-000000000000"}
     assert outstanding == 1 and age_ms > 0
     assert one(snap, "shardline_esm_iterator_age_seconds", **shard) == age_ms / 1000

@@ -426,11 +426,7 @@ async def test_a_stop_given_a_time_limit_ends_in_a_timeout_when_the_limit_passes
     stopped either way (the time limit cancelled it)."""
     await rig.stream()
     release = rig.gate()
-
-    async def hold(call: Call) -> None:
-        await release.wait()
-
-    rec = rig.recorder(before=hold)
+    rec = rig.recorder(before=lambda call: release.wait())  # (every invocation held until the teardown)
     m = rig.mapping(rec, batch_size=10)
     m.start()
     await rig.put(rig.numbered(10))
